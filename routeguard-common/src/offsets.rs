@@ -1,0 +1,123 @@
+//! Kernel struct offsets, resolved from the running kernel's BTF by userspace and handed to the
+//! eBPF programs as a read-only global. Nothing here is compiled in: a field the running kernel
+//! lacks is [`OFFSET_MISSING`], and the programs skip the enrichment that needs it.
+
+/// Marks a field the running kernel's BTF does not have (or has in a shape we cannot read).
+pub const OFFSET_MISSING: u32 = u32::MAX;
+
+/// Byte offsets of the kernel struct members the programs read. Each names `struct.member`
+/// (nested members flattened, e.g. `file.f_path.dentry`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.real_parent`
+    pub task_real_parent: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
+    /// `task_struct.comm`
+    pub task_comm: u32,
+    /// `task_struct.mm`
+    pub task_mm: u32,
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `task_struct.start_time` (ns since boot, monotonic)
+    pub task_start_time: u32,
+    /// `task_struct.cgroups` (`struct css_set *`)
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp`
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn`
+    pub cgroup_kn: u32,
+    /// `kernfs_node.name`
+    pub kernfs_node_name: u32,
+    /// `mm_struct.arg_start`
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`
+    pub mm_arg_end: u32,
+    /// `mm_struct.exe_file`
+    pub mm_exe_file: u32,
+    /// `file.f_path.dentry`
+    pub file_dentry: u32,
+    /// `file.private_data`
+    pub file_private_data: u32,
+    /// `dentry.d_name.name`
+    pub dentry_name: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`
+    pub fdtable_max_fds: u32,
+    /// `fdtable.fd`
+    pub fdtable_fd: u32,
+    /// `socket.sk`
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_family` (u16)
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_net` (`possible_net_t`, a `struct net *`)
+    pub sock_net: u32,
+    /// `sock.sk_protocol` (u16; missing when the kernel still packs it in a bitfield)
+    pub sock_protocol: u32,
+    /// `net.ns.inum`
+    pub net_ns_inum: u32,
+}
+
+impl KernelOffsets {
+    /// Every field missing: the programs then capture nothing that needs kernel structs.
+    pub const MISSING: Self = Self {
+        task_real_parent: OFFSET_MISSING,
+        task_tgid: OFFSET_MISSING,
+        task_comm: OFFSET_MISSING,
+        task_mm: OFFSET_MISSING,
+        task_files: OFFSET_MISSING,
+        task_start_time: OFFSET_MISSING,
+        task_cgroups: OFFSET_MISSING,
+        css_set_dfl_cgrp: OFFSET_MISSING,
+        cgroup_kn: OFFSET_MISSING,
+        kernfs_node_name: OFFSET_MISSING,
+        mm_arg_start: OFFSET_MISSING,
+        mm_arg_end: OFFSET_MISSING,
+        mm_exe_file: OFFSET_MISSING,
+        file_dentry: OFFSET_MISSING,
+        file_private_data: OFFSET_MISSING,
+        dentry_name: OFFSET_MISSING,
+        files_fdt: OFFSET_MISSING,
+        fdtable_max_fds: OFFSET_MISSING,
+        fdtable_fd: OFFSET_MISSING,
+        socket_sk: OFFSET_MISSING,
+        sock_family: OFFSET_MISSING,
+        sock_net: OFFSET_MISSING,
+        sock_protocol: OFFSET_MISSING,
+        net_ns_inum: OFFSET_MISSING,
+    };
+}
+
+/// Settings handed to the programs as the `CONFIG` global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureConfig {
+    pub offsets: KernelOffsets,
+    /// The loader's own tgid: its requests are tagged, never dropped (restores are recognised).
+    pub self_tgid: u32,
+    /// Wake userspace once this many bytes wait in the ring; below that the loader polls.
+    pub wakeup_bytes: u32,
+}
+
+impl CaptureConfig {
+    pub const DEFAULT: Self = Self {
+        offsets: KernelOffsets::MISSING,
+        self_tgid: 0,
+        wakeup_bytes: 256 * 1024,
+    };
+}
+
+// Both sides read these as raw bytes: keep the layouts fixed.
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 24 * 4 + 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are repr(C), made only of u32 fields with no padding, so every bit pattern is
+    // a valid value and they can be copied into the program's .rodata as bytes.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CaptureConfig {}
+}

@@ -1,0 +1,242 @@
+//! Records the eBPF programs write into the `EVENTS` ring buffer.
+//!
+//! Every record starts with a [`RecordHeader`] (kind, version, length) that userspace checks
+//! before it reads the body. Record kind ids are fixed forever; a retired id leaves a gap.
+
+/// Version of the record layouts below. Bump it when any of them changes shape.
+pub const WIRE_VERSION: u16 = 1;
+
+/// Record kind ids (the `kind` of a [`RecordHeader`]).
+pub mod kind {
+    /// [`super::TaskRecord`]: full details of a process, sent once per process image.
+    pub const TASK: u16 = 1;
+    /// [`super::RequestRecord`]: a removal request copied from a send syscall or an ioctl.
+    pub const REQUEST: u16 = 2;
+    /// [`super::AckRecord`]: the kernel's NLMSG_ERROR reply to a captured request, as read.
+    pub const ACK: u16 = 3;
+    /// [`super::IoctlResultRecord`]: the return value of a captured ioctl.
+    pub const IOCTL_RESULT: u16 = 4;
+}
+
+/// Syscall that carried a request (`RequestRecord::syscall`).
+pub mod syscall {
+    pub const SENDMSG: u16 = 1;
+    pub const SENDTO: u16 = 2;
+    pub const SENDMMSG: u16 = 3;
+    pub const WRITE: u16 = 4;
+    pub const IOCTL: u16 = 5;
+}
+
+/// Bits of `RequestRecord::flags`.
+pub mod request_flags {
+    /// The request was longer than what was copied; the rest is not in `payload`.
+    pub const TRUNCATED: u16 = 1 << 0;
+    /// Sent by the loader itself (a restore): never acted upon again.
+    pub const SELF: u16 = 1 << 1;
+}
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// A record could not be written: the ring buffer was full. Each is one lost event.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// A request longer than the copy limit: its tail was not captured.
+    pub const TRUNCATED: u32 = 1;
+    /// A read of user or kernel memory failed while a request was being copied.
+    pub const READ_FAILED: u32 = 2;
+    /// A task-details record was lost (the request itself may have made it).
+    pub const TASK_LOST: u32 = 3;
+    /// Number of counters.
+    pub const COUNT: u32 = 4;
+}
+
+/// Constants of the ioctls the programs capture (UAPI, `linux/sockios.h`).
+pub mod ioctl {
+    pub const SIOCDELRT: u32 = 0x890C;
+    pub const SIOCSIFFLAGS: u32 = 0x8914;
+}
+
+pub const COMM_LEN: usize = 16;
+/// Parent chain levels captured above the actor.
+pub const ANCESTRY_MAX: usize = 8;
+/// Bytes of the actor's argv captured (NUL-separated, as in /proc/PID/cmdline).
+pub const ARGS_MAX: usize = 512;
+pub const EXE_PATH_MAX: usize = 256;
+pub const NAME_MAX: usize = 64;
+/// Bytes of request captured per syscall. A single iovec is copied up to half of it.
+pub const PAYLOAD_MAX: usize = 16384;
+pub const PAYLOAD_HALF: usize = PAYLOAD_MAX / 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: u16,
+    pub version: u16,
+    /// Bytes of the whole record including this header.
+    pub len: u32,
+}
+
+/// The part of a process that every request carries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Thread group id (the process id userspace shows).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Boot-relative start time of the process, ns; with `pid` it names one process image.
+    pub start_time: u64,
+    /// cgroup v2 id (the inode of its cgroupfs directory).
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Full details of a process, sent before its first request (and again after each exec), so
+/// userspace never depends on /proc still being there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub header: RecordHeader,
+    pub ts_ns: u64,
+    pub task: TaskInfo,
+    pub ppid: u32,
+    /// Valid entries of `ancestry`, nearest parent first.
+    pub ancestry_len: u32,
+    /// Valid bytes of `args`.
+    pub args_len: u32,
+    /// Valid bytes of `exe_path` (0 when the exec was not seen).
+    pub exe_path_len: u32,
+    /// Basename of the executable (`mm->exe_file` dentry), NUL-terminated.
+    pub exe_name: [u8; NAME_MAX],
+    /// Path given to execve, from `sched_process_exec`, when the exec happened while tracing.
+    pub exe_path: [u8; EXE_PATH_MAX],
+    /// Name of the process's cgroup v2 leaf directory, NUL-terminated.
+    pub cgroup_name: [u8; NAME_MAX],
+    pub ancestry: [Ancestor; ANCESTRY_MAX],
+    pub args: [u8; ARGS_MAX],
+}
+
+/// A removal request. The record is `PAYLOAD_OFFSET + payload_len` bytes long.
+///
+/// For netlink syscalls `payload` holds the bytes sent (one or more netlink messages, iovecs
+/// concatenated). For `syscall::IOCTL` it holds an [`IoctlPayload`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub header: RecordHeader,
+    pub ts_ns: u64,
+    /// Kernel address of the `struct sock` (correlates acks; never shown).
+    pub sock: u64,
+    pub task: TaskInfo,
+    /// Inode of the network namespace of the socket the request went through.
+    pub netns_ino: u32,
+    pub syscall: u16,
+    pub sock_family: u16,
+    pub sock_protocol: u16,
+    pub flags: u16,
+    pub payload_len: u32,
+    pub payload: [u8; PAYLOAD_MAX],
+}
+
+/// Offset of `RequestRecord::payload`.
+pub const PAYLOAD_OFFSET: usize = core::mem::offset_of!(RequestRecord, payload);
+
+/// The payload of an ioctl request.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoctlPayload {
+    pub cmd: u32,
+    pub _pad: u32,
+    /// `struct rtentry` (AF_INET), `struct in6_rtmsg` (AF_INET6) or `struct ifreq`.
+    pub arg: [u8; 128],
+    /// `rtentry.rt_dev`, read from the pointer it holds, NUL-terminated.
+    pub dev: [u8; 16],
+}
+
+/// One NLMSG_ERROR reply (error 0 is an ACK) to a request type the programs capture.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckRecord {
+    pub header: RecordHeader,
+    pub ts_ns: u64,
+    pub sock: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// `nlmsg_seq` of the request this answers.
+    pub seq: u32,
+    /// Negative errno, or 0.
+    pub error: i32,
+    /// `nlmsg_type` of the request this answers.
+    pub msg_type: u16,
+    pub _pad: [u8; 6],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoctlResultRecord {
+    pub header: RecordHeader,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// The ioctl's return value (0, or a negative errno).
+    pub ret: i64,
+}
+
+// Layouts are shared with the kernel side byte for byte: fail the build if one drifts.
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
+const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
+const _: () = assert!(core::mem::size_of::<Ancestor>() == 20);
+const _: () = assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512);
+const _: () = assert!(PAYLOAD_OFFSET == 88);
+const _: () = assert!(core::mem::size_of::<RequestRecord>() == PAYLOAD_OFFSET + PAYLOAD_MAX);
+const _: () = assert!(core::mem::size_of::<IoctlPayload>() == 152);
+const _: () = assert!(core::mem::size_of::<AckRecord>() == 48);
+const _: () = assert!(core::mem::size_of::<IoctlResultRecord>() == 32);
+const _: () = assert!(PAYLOAD_HALF.is_power_of_two());
+
+/// Kind ids as a checked enum for userspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Task,
+    Request,
+    Ack,
+    IoctlResult,
+}
+
+/// An id the programs never send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownKind(pub u16);
+
+impl TryFrom<u16> for RecordKind {
+    type Error = UnknownKind;
+
+    fn try_from(id: u16) -> Result<Self, Self::Error> {
+        match id {
+            kind::TASK => Ok(Self::Task),
+            kind::REQUEST => Ok(Self::Request),
+            kind::ACK => Ok(Self::Ack),
+            kind::IOCTL_RESULT => Ok(Self::IoctlResult),
+            other => Err(UnknownKind(other)),
+        }
+    }
+}
+
+impl RecordKind {
+    /// Smallest length a record of this kind may have.
+    pub const fn min_len(self) -> usize {
+        match self {
+            Self::Task => core::mem::size_of::<TaskRecord>(),
+            Self::Request => PAYLOAD_OFFSET,
+            Self::Ack => core::mem::size_of::<AckRecord>(),
+            Self::IoctlResult => core::mem::size_of::<IoctlResultRecord>(),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The objects a removal removes, decoded from the request (or, later, the kernel's own view).
+//! A field the request did not name is `None` (JSON `null`): the kernel matched it by wildcard.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Route {
+    /// Routing table id (`RTA_TABLE`, else `rtm_table`); 254 is `main`.
+    pub table: Option<u32>,
+    /// Destination prefix, `10.1.0.0/24`, `2001:db8::/64`, or `default`.
+    pub dst: Option<String>,
+    pub gateway: Option<String>,
+    /// Output device name, when known.
+    pub dev: Option<String>,
+    /// Output interface index (`RTA_OIF`).
+    pub oif: Option<u32>,
+    /// `kernel`, `boot`, `static`, `dhcp`, … or the number.
+    pub protocol: Option<String>,
+    /// `universe`, `site`, `link`, `host`, `nowhere` or the number.
+    pub scope: Option<String>,
+    /// `unicast`, `local`, `blackhole`, `unreachable`, `prohibit`, … or the number.
+    #[serde(rename = "type")]
+    pub route_type: Option<String>,
+    /// Metric (`RTA_PRIORITY`).
+    pub priority: Option<u32>,
+    pub src: Option<String>,
+    pub tos: Option<u8>,
+    /// Nexthop object id (`RTA_NH_ID`).
+    pub nhid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Rule {
+    pub priority: Option<u32>,
+    pub table: Option<u32>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// `0x64` or `0x64/0xff`.
+    pub fwmark: Option<String>,
+    /// `lookup`, `blackhole`, `unreachable`, `prohibit`, `goto`, `nop`, or the number.
+    pub action: Option<String>,
+    pub protocol: Option<String>,
+    /// The rule is negated (`not`).
+    pub invert: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Nexthop {
+    pub id: Option<u32>,
+}
+
+/// A link taken down or removed.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Link {
+    pub ifindex: Option<i32>,
+    pub name: Option<String>,
+}
+
+/// An address removed (which makes the kernel drop the routes that depend on it).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Address {
+    pub ifindex: Option<u32>,
+    pub dev: Option<String>,
+    /// `10.0.0.1/24`.
+    pub address: Option<String>,
+}

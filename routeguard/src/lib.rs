@@ -1,0 +1,14 @@
+//! routeguard: names the process behind every route, rule and nexthop removal.
+//!
+//! Data flows one way: [`capture`] (eBPF programs and the ring buffer) → [`decode`] (wire records
+//! and netlink/ioctl payloads) → [`attribution`] (process, cgroup, netns) → [`correlate`]
+//! (requests joined with the kernel's replies) → [`event`] → [`sink`] (terminal, JSON).
+
+pub mod attribution;
+pub mod capture;
+pub mod cli;
+pub mod correlate;
+pub mod decode;
+pub mod event;
+pub mod kernel;
+pub mod sink;
