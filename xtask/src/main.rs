@@ -1,1 +1,84 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | build | run | test | bench`.
+//!
+//! Everything a fresh machine needs is installed by `setup`, which the other tasks call first,
+//! so the README's commands work on a machine that has only rustup and stable Rust.
+mod bench;
+mod build;
+mod cmd;
+mod interrupt;
+mod netns;
+mod paths;
+mod setup;
+mod test;
+
+use std::{
+    ffi::OsString,
+    os::unix::process::CommandExt as _,
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "routeguard's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain, bpf-linker, test packages and mounts (only what is missing).
+    Setup {
+        /// Print the command of every step as if everything were missing; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Setup, then build target/release/routeguard.
+    Build {
+        /// Build the debug profile instead (target/debug/routeguard).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Setup and build, then run routeguard with ARGS (e.g. `cargo xtask run -- trace --json`).
+    Run {
+        /// Build and run the debug profile.
+        #[arg(long)]
+        debug: bool,
+        /// Arguments for routeguard.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Setup and build, then fmt, clippy, unit tests and integration tests (root).
+    Test,
+    /// Benchmarks; without a name, lists them.
+    Bench {
+        #[command(subcommand)]
+        bench: Option<bench::Bench>,
+    },
+}
+
+fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Task::Setup { dry_run } => setup::run(setup::Options {
+            dry_run,
+            verbose: true,
+        })?,
+        Task::Build { debug } => {
+            setup::run(setup::Options::default())?;
+            build::run(debug)?;
+        }
+        Task::Run { debug, args } => {
+            setup::run(setup::Options::default())?;
+            let bin = build::run(debug)?;
+            // exec: routeguard replaces this process, so Ctrl-C and its exit code are its own.
+            let err = Command::new(&bin).args(&args).exec();
+            return Err(err).with_context(|| format!("could not execute {}", bin.display()));
+        }
+        Task::Test => return test::run(),
+        Task::Bench { bench } => bench::run(bench)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
