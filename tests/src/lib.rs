@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -361,7 +361,7 @@ impl Tracer {
     fn wait_attached(&mut self, args: &[&str]) {
         let deadline = Instant::now() + ATTACH_TIMEOUT;
         let (lock, cvar) = &*self.shared;
-        let mut s = lock.lock().unwrap();
+        let mut s = relock(lock);
         loop {
             if s.stderr.contains("tracing started") {
                 return;
@@ -369,7 +369,7 @@ impl Tracer {
             if s.stderr_done {
                 drop(s);
                 let status = self.child.wait().expect("wait for routeguard");
-                let s = lock.lock().unwrap();
+                let s = relock(lock);
                 panic!(
                     "routeguard {} exited ({status}) before `tracing started`; stderr:\n{}",
                     args.join(" "),
@@ -384,7 +384,10 @@ impl Tracer {
                     s.stderr
                 );
             }
-            s = cvar.wait_timeout(s, deadline - now).unwrap().0;
+            s = cvar
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -408,7 +411,7 @@ impl Tracer {
     ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.shared;
-        let mut s = lock.lock().unwrap();
+        let mut s = relock(lock);
         loop {
             let found: Vec<Value> = s.events.iter().filter(|e| pred(e)).cloned().collect();
             if found.len() >= n {
@@ -424,7 +427,10 @@ impl Tracer {
                     s.stderr
                 );
             }
-            s = cvar.wait_timeout(s, deadline - now).unwrap().0;
+            s = cvar
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -433,7 +439,7 @@ impl Tracer {
     pub fn assert_none(&self, what: &str, period: Duration, pred: impl Fn(&Value) -> bool) {
         std::thread::sleep(period);
         let (lock, _) = &*self.shared;
-        let s = lock.lock().unwrap();
+        let s = relock(lock);
         let found: Vec<Value> = s.events.iter().filter(|e| pred(e)).cloned().collect();
         assert!(
             found.is_empty(),
@@ -444,7 +450,7 @@ impl Tracer {
 
     /// Every event received so far.
     pub fn events(&self) -> Vec<Value> {
-        self.shared.0.lock().unwrap().events.clone()
+        relock(&self.shared.0).events.clone()
     }
 
     /// Stops the tracer with SIGINT and checks how it ended: exit 0, only JSON on stdout, and a
@@ -460,13 +466,13 @@ impl Tracer {
             let _ = self.child.wait();
             panic!(
                 "routeguard (pid {pid}) did not exit within 10 s of SIGINT; stderr:\n{}",
-                self.shared.0.lock().unwrap().stderr
+                relock(&self.shared.0).stderr
             );
         };
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        let s = std::mem::take(&mut *self.shared.0.lock().unwrap());
+        let s = std::mem::take(&mut *relock(&self.shared.0));
         assert!(
             status.success(),
             "routeguard exited with {status} after SIGINT (expected 0); stderr:\n{}",
@@ -503,6 +509,12 @@ impl Drop for Tracer {
     }
 }
 
+/// Locks the tracer's shared state. A test that panics while holding the lock poisons it; the
+/// state stays valid, and the reader threads and the guard's Drop must still get in.
+fn relock(lock: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Which of routeguard's output streams a reader thread reads.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -519,7 +531,7 @@ fn spawn_line_reader<R: std::io::Read + Send + 'static>(
         let (lock, cvar) = &*shared;
         for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
-            let mut s = lock.lock().unwrap();
+            let mut s = relock(lock);
             match stream {
                 Stream::Stdout => match serde_json::from_str::<Value>(&line) {
                     Ok(v) if v.is_object() => s.events.push(v),
@@ -532,7 +544,7 @@ fn spawn_line_reader<R: std::io::Read + Send + 'static>(
             }
             cvar.notify_all();
         }
-        let mut s = lock.lock().unwrap();
+        let mut s = relock(lock);
         match stream {
             Stream::Stdout => s.stdout_done = true,
             Stream::Stderr => s.stderr_done = true,
@@ -697,4 +709,44 @@ pub fn ip_actor_fields(ns: &Netns, pid: u32, args: &[&str]) -> Vec<(&'static str
         ("/request/ack_requested", json!(true)),
     ]);
     fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_is_parsed() {
+        let stderr = "routeguard: tracing started\nsomething\nrouteguard: 12 events, 3 lost\n";
+        assert_eq!(parse_summary(stderr), Some((12, 3)));
+        assert_eq!(parse_summary("routeguard: tracing started\n"), None);
+    }
+
+    #[test]
+    fn field_mismatches_are_all_reported() {
+        let ev = json!({"kind": "route", "route": {"table": 77}});
+        assert_fields(
+            &ev,
+            &[("/kind", json!("route")), ("/route/table", json!(77))],
+        );
+        let err = std::panic::catch_unwind(|| {
+            assert_fields(
+                &ev,
+                &[
+                    ("/kind", json!("rule")),
+                    ("/route/dst", json!("10.0.0.0/8")),
+                ],
+            )
+        })
+        .expect_err("mismatch must panic");
+        let msg = err.downcast_ref::<String>().expect("formatted panic");
+        assert!(
+            msg.contains("/kind: expected \"rule\", got \"route\""),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("/route/dst: expected \"10.0.0.0/8\", got null"),
+            "{msg}"
+        );
+    }
 }
