@@ -457,15 +457,27 @@ impl Tracer {
     /// summary line `routeguard: <E> events, 0 lost` whose count matches the events printed.
     /// Returns the events and the whole stderr.
     #[track_caller]
-    pub fn stop(mut self) -> (Vec<Value>, String) {
+    pub fn stop(self) -> (Vec<Value>, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Like [`Tracer::stop`], with signal `sig` (SIGINT or SIGTERM).
+    #[track_caller]
+    pub fn stop_with(self, sig: libc::c_int) -> (Vec<Value>, String) {
+        kill(self.child.id(), sig);
+        self.wait_exit(&format!("signal {sig}"), Duration::from_secs(10))
+    }
+
+    /// Waits up to `timeout` for the tracer to exit by itself (`--count`, `--duration`), then
+    /// checks how it ended like [`Tracer::stop`].
+    #[track_caller]
+    pub fn wait_exit(mut self, why: &str, timeout: Duration) -> (Vec<Value>, String) {
         let pid = self.child.id();
-        kill(pid, libc::SIGINT);
-        let status = wait_timeout(&mut self.child, Duration::from_secs(10));
-        let Some(status) = status else {
+        let Some(status) = wait_timeout(&mut self.child, timeout) else {
             kill(pid, libc::SIGKILL);
             let _ = self.child.wait();
             panic!(
-                "routeguard (pid {pid}) did not exit within 10 s of SIGINT; stderr:\n{}",
+                "routeguard (pid {pid}) did not exit within {timeout:?} of {why}; stderr:\n{}",
                 relock(&self.shared.0).stderr
             );
         };
@@ -475,7 +487,7 @@ impl Tracer {
         let s = std::mem::take(&mut *relock(&self.shared.0));
         assert!(
             status.success(),
-            "routeguard exited with {status} after SIGINT (expected 0); stderr:\n{}",
+            "routeguard exited with {status} after {why} (expected 0); stderr:\n{}",
             s.stderr
         );
         assert!(
