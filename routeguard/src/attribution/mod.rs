@@ -1,1 +1,230 @@
-//! TODO
+//! Attribution: which process asked for a removal, and in which network namespace.
+//!
+//! The kernel sends a [`TaskRecord`] once per process image, before its first captured request
+//! (and again after each exec), so a process that was gone a millisecond later is still named in
+//! full. [`ProcessTable`] keeps those records and turns the [`TaskInfo`] every request carries
+//! into an [`Actor`]; only when no record arrived does it read /proc, and then only after
+//! checking that /proc still shows the same process image.
+
+mod cgroup;
+mod cmdline;
+mod netns;
+mod procfs;
+
+pub use cgroup::{cgroup2_mount, container_of, unit_of, CgroupPaths};
+pub use cmdline::{cstr_lossy, join_quoted, split_args};
+pub use netns::NetnsNames;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use routeguard_common::{TaskInfo, TaskRecord, ANCESTRY_MAX, ARGS_MAX, EXE_PATH_MAX};
+
+use crate::event::{Actor, Ancestor};
+use cmdline::cstr_opt;
+use procfs::Procfs;
+
+/// Process images remembered at most. Past it, the least recently used half is forgotten: a
+/// process that has not made a request for that long is not about to.
+const CAPACITY: usize = 8192;
+
+/// What is known of one process image, keyed by `(pid, start_time)`.
+#[derive(Clone, Debug)]
+struct Task {
+    ppid: u32,
+    ancestry: Vec<Ancestor>,
+    argv: Vec<String>,
+    /// Full path of the executable, when known.
+    exe: Option<String>,
+    /// Basename from the kernel (`mm->exe_file`), the last resort for `exe`.
+    exe_name: Option<String>,
+    /// cgroup leaf directory name from the kernel, for when the cgroup is gone.
+    cgroup_leaf: Option<String>,
+    /// cgroup path read from /proc (fallback entries only).
+    cgroup_path: Option<String>,
+    last_used: u64,
+}
+
+/// Caches process details and builds [`Actor`]s.
+pub struct ProcessTable {
+    tasks: HashMap<(u32, u64), Task>,
+    clock: u64,
+    proc: Procfs,
+    cgroups: CgroupPaths,
+}
+
+impl ProcessTable {
+    pub fn new() -> Self {
+        Self::with_parts(PathBuf::from("/proc"), CgroupPaths::new())
+    }
+
+    /// A table reading processes from `proc_root` and cgroups through `cgroups`.
+    pub fn with_parts(proc_root: PathBuf, cgroups: CgroupPaths) -> Self {
+        Self {
+            tasks: HashMap::new(),
+            clock: 0,
+            proc: Procfs::new(proc_root),
+            cgroups,
+        }
+    }
+
+    /// Details the kernel sent once per process image (before its first request, and after
+    /// each exec). A later record for the same image replaces the earlier one.
+    pub fn insert(&mut self, rec: &TaskRecord) {
+        let info = &rec.task;
+        let args_len = (rec.args_len as usize).min(ARGS_MAX);
+        let exe_len = (rec.exe_path_len as usize).min(EXE_PATH_MAX);
+        let ancestry_len = (rec.ancestry_len as usize).min(ANCESTRY_MAX);
+        let ancestry = rec.ancestry[..ancestry_len]
+            .iter()
+            .take_while(|a| a.pid != 0)
+            .map(|a| Ancestor {
+                pid: a.pid,
+                comm: cstr_lossy(&a.comm),
+            })
+            .collect();
+        // The record arrives before the process's first request, so it is most likely still
+        // alive now: the best moment to read the full exe path the kernel could not give.
+        let exe = cstr_opt(&rec.exe_path[..exe_len]).or_else(|| {
+            self.proc
+                .same_image(info.pid, info.start_time)
+                .and_then(|_| self.proc.exe(info.pid))
+        });
+        let task = Task {
+            ppid: rec.ppid,
+            ancestry,
+            argv: split_args(&rec.args[..args_len]),
+            exe,
+            exe_name: cstr_opt(&rec.exe_name),
+            cgroup_leaf: cstr_opt(&rec.cgroup_name),
+            cgroup_path: None,
+            last_used: 0,
+        };
+        self.remember((info.pid, info.start_time), task);
+    }
+
+    /// The actor for a request made by `info`.
+    pub fn actor(&mut self, info: &TaskInfo) -> Actor {
+        let key = (info.pid, info.start_time);
+        if !self.tasks.contains_key(&key) {
+            let task = self.read_proc(info);
+            self.remember(key, task);
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        let cgroup_id_path = self.cgroups.path(info.cgroup_id);
+        let task = self.tasks.get_mut(&key).expect("inserted above");
+        task.last_used = clock;
+
+        // A live cgroup's full path; else what /proc said; else the leaf name the kernel sent,
+        // without a leading `/` to show it is not a full path (the cgroup is gone).
+        let cgroup = cgroup_id_path
+            .or_else(|| task.cgroup_path.clone())
+            .or_else(|| task.cgroup_leaf.clone());
+        let unit = cgroup.as_deref().and_then(unit_of).map(str::to_string);
+        let container = cgroup.as_deref().and_then(container_of).map(str::to_string);
+        Actor {
+            pid: info.pid,
+            tid: info.tid,
+            comm: cstr_lossy(&info.comm),
+            exe: task.exe.clone().or_else(|| task.exe_name.clone()),
+            cmdline: join_quoted(&task.argv),
+            argv: task.argv.clone(),
+            uid: info.uid,
+            ppid: task.ppid,
+            ancestry: task.ancestry.clone(),
+            cgroup,
+            unit,
+            container,
+        }
+    }
+
+    /// What /proc says of `info`'s process, if /proc still shows that image; else nothing
+    /// beyond what the request itself carried.
+    fn read_proc(&self, info: &TaskInfo) -> Task {
+        let mut task = Task {
+            ppid: 0,
+            ancestry: Vec::new(),
+            argv: Vec::new(),
+            exe: None,
+            exe_name: None,
+            cgroup_leaf: None,
+            cgroup_path: None,
+            last_used: 0,
+        };
+        let pid = info.pid;
+        let Some(stat) = self.proc.same_image(pid, info.start_time) else {
+            tracing::debug!(
+                pid,
+                "no task record and /proc/{pid} is gone or another process"
+            );
+            return task;
+        };
+        let argv = self.proc.argv(pid);
+        let exe = self.proc.exe(pid);
+        let cgroup_path = self.proc.cgroup(pid);
+        // Re-check after reading: the pid may have been recycled meanwhile.
+        if self.proc.same_image(pid, info.start_time).is_none() {
+            return task;
+        }
+        // stat's field 4 is the same value as status' PPid (the real parent's tgid).
+        task.ppid = stat.ppid;
+        task.ancestry = self.proc.ancestry(stat.ppid);
+        task.argv = argv.unwrap_or_default();
+        task.exe = exe;
+        task.cgroup_path = cgroup_path;
+        task
+    }
+
+    fn remember(&mut self, key: (u32, u64), task: Task) {
+        if self.tasks.len() >= CAPACITY && !self.tasks.contains_key(&key) {
+            let mut ages: Vec<u64> = self.tasks.values().map(|t| t.last_used).collect();
+            let mid = ages.len() / 2;
+            let (_, &mut threshold, _) = ages.select_nth_unstable(mid);
+            self.tasks.retain(|_, t| t.last_used > threshold);
+        }
+        let last_used = self.tasks.get(&key).map_or(self.clock, |t| t.last_used);
+        self.tasks.insert(key, Task { last_used, ..task });
+    }
+}
+
+impl Default for ProcessTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_dir {
+    //! A temporary directory removed on drop.
+
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub struct TestDir(PathBuf);
+
+    impl TestDir {
+        pub fn new(tag: &str) -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("routeguard-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).expect("create test dir");
+            Self(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+
+use routeguard_common::{
+    kind, Ancestor as WireAncestor, RecordHeader, TaskInfo, TaskRecord, WIRE_VERSION,
+};
+
+use super::test_dir::TestDir;
+use super::*;
+
+const TICK_NS: u64 = 10_000_000;
+
+fn fixed<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out[..s.len()].copy_from_slice(s);
+    out
+}
+
+fn info(pid: u32, start_time: u64, comm: &[u8], cgroup_id: u64) -> TaskInfo {
+    TaskInfo {
+        pid,
+        tid: pid + 1,
+        uid: 0,
+        gid: 0,
+        start_time,
+        cgroup_id,
+        comm: fixed(comm),
+    }
+}
+
+fn record(task: TaskInfo, args: &[u8], exe_path: &[u8], parents: &[(u32, &[u8])]) -> TaskRecord {
+    let mut ancestry = [WireAncestor {
+        pid: 0,
+        comm: [0; 16],
+    }; ANCESTRY_MAX];
+    for (slot, (pid, comm)) in ancestry.iter_mut().zip(parents) {
+        *slot = WireAncestor {
+            pid: *pid,
+            comm: fixed(comm),
+        };
+    }
+    TaskRecord {
+        header: RecordHeader {
+            kind: kind::TASK,
+            version: WIRE_VERSION,
+            len: core::mem::size_of::<TaskRecord>() as u32,
+        },
+        ts_ns: 0,
+        task,
+        ppid: parents.first().map_or(0, |p| p.0),
+        ancestry_len: parents.len() as u32,
+        args_len: args.len() as u32,
+        exe_path_len: exe_path.len() as u32,
+        exe_name: fixed(b"ip"),
+        exe_path: fixed(exe_path),
+        cgroup_name: fixed(b"demo.service"),
+        ancestry,
+        args: fixed(args),
+    }
+}
+
+/// A fake /proc and cgroup tree.
+struct Fixture {
+    dir: TestDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = TestDir::new("attr");
+        fs::create_dir_all(dir.path().join("proc")).unwrap();
+        fs::create_dir_all(dir.path().join("cgroup/system.slice/demo.service")).unwrap();
+        Self { dir }
+    }
+
+    fn table(&self) -> ProcessTable {
+        let cgroups = CgroupPaths::with_mount(self.dir.path().join("cgroup"), "/");
+        let mut table = ProcessTable::with_parts(self.dir.path().join("proc"), cgroups);
+        table.proc = Procfs::with_tick(self.dir.path().join("proc"), TICK_NS);
+        table
+    }
+
+    fn cgroup_id(&self, rel: &str) -> u64 {
+        fs::metadata(self.dir.path().join("cgroup").join(rel))
+            .unwrap()
+            .ino()
+    }
+
+    /// `/proc/PID` with a stat, cmdline, cgroup and exe link.
+    fn process(
+        &self,
+        pid: u32,
+        ppid: u32,
+        comm: &str,
+        start_ticks: u64,
+        cmdline: &[u8],
+        cgroup: &str,
+    ) {
+        let dir = self.dir.path().join("proc").join(pid.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        let stat = format!(
+            "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start_ticks} 1 1"
+        );
+        fs::write(dir.join("stat"), stat).unwrap();
+        fs::write(dir.join("cmdline"), cmdline).unwrap();
+        fs::write(
+            dir.join("cgroup"),
+            format!("1:name=systemd:/x\n0::{cgroup}\n"),
+        )
+        .unwrap();
+        let _ = fs::remove_file(dir.join("exe"));
+        std::os::unix::fs::symlink(format!("/usr/bin/{comm}"), dir.join("exe")).unwrap();
+    }
+}
+
+#[test]
+fn actor_from_record_is_complete_without_proc() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let cg = fx.cgroup_id("system.slice/demo.service");
+    let task = info(12345, 5 * TICK_NS, b"ip", cg);
+    let parents: &[(u32, &[u8])] = &[(12000, b"sh"), (1, b"systemd"), (0, b"swapper/0")];
+    table.insert(&record(
+        task,
+        b"ip\0rule\0del\0prio\x00100\0",
+        b"/usr/sbin/ip",
+        parents,
+    ));
+
+    let actor = table.actor(&task);
+    assert_eq!(actor.pid, 12345);
+    assert_eq!(actor.tid, 12346);
+    assert_eq!(actor.comm, "ip");
+    assert_eq!(actor.exe.as_deref(), Some("/usr/sbin/ip"));
+    assert_eq!(actor.argv, ["ip", "rule", "del", "prio", "100"]);
+    assert_eq!(actor.cmdline, "ip rule del prio 100");
+    assert_eq!(actor.ppid, 12000);
+    assert_eq!(
+        actor.ancestry,
+        [
+            Ancestor {
+                pid: 12000,
+                comm: "sh".into()
+            },
+            Ancestor {
+                pid: 1,
+                comm: "systemd".into()
+            }
+        ]
+    );
+    assert_eq!(actor.cgroup.as_deref(), Some("/system.slice/demo.service"));
+    assert_eq!(actor.unit.as_deref(), Some("demo.service"));
+    assert_eq!(actor.container, None);
+}
+
+#[test]
+fn record_without_exe_path_uses_proc_then_basename() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    // Alive and the same image: /proc/PID/exe gives the full path.
+    fx.process(200, 1, "ip", 7, b"ip\0r\0", "/");
+    let alive = info(200, 7 * TICK_NS + 3, b"ip", 0);
+    table.insert(&record(alive, b"ip\0r\0", b"", &[]));
+    assert_eq!(table.actor(&alive).exe.as_deref(), Some("/usr/bin/ip"));
+
+    // Gone: the kernel's basename is all there is.
+    let gone = info(201, 7 * TICK_NS, b"ip", 0);
+    table.insert(&record(gone, b"ip\0", b"", &[]));
+    assert_eq!(table.actor(&gone).exe.as_deref(), Some("ip"));
+}
+
+#[test]
+fn deleted_cgroup_falls_back_to_leaf_name() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let task = info(300, TICK_NS, b"ip", 999_999_999);
+    table.insert(&record(task, b"ip\0", b"/usr/sbin/ip", &[]));
+    let actor = table.actor(&task);
+    assert_eq!(actor.cgroup.as_deref(), Some("demo.service"));
+    assert_eq!(actor.unit.as_deref(), Some("demo.service"));
+}
+
+#[test]
+fn falls_back_to_proc_for_the_same_image_only() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    fx.process(
+        400,
+        399,
+        "ip",
+        50,
+        b"sh\0-c\0ip rule del prio 100\0",
+        "/system.slice/demo.service",
+    );
+    fx.process(399, 1, "bash", 40, b"bash\0", "/");
+    fx.process(1, 0, "systemd", 1, b"/sbin/init\0", "/init.scope");
+
+    let same = info(400, 50 * TICK_NS + 9_999_999, b"sh", 0);
+    let actor = table.actor(&same);
+    assert_eq!(actor.cmdline, "sh -c 'ip rule del prio 100'");
+    assert_eq!(actor.exe.as_deref(), Some("/usr/bin/ip"));
+    assert_eq!(actor.ppid, 399);
+    assert_eq!(
+        actor.ancestry,
+        [
+            Ancestor {
+                pid: 399,
+                comm: "bash".into()
+            },
+            Ancestor {
+                pid: 1,
+                comm: "systemd".into()
+            }
+        ]
+    );
+    assert_eq!(actor.cgroup.as_deref(), Some("/system.slice/demo.service"));
+    assert_eq!(actor.unit.as_deref(), Some("demo.service"));
+
+    // The pid now belongs to a process that started 2 s later: nothing from /proc is used.
+    let other = info(400, 250 * TICK_NS, b"ip", 0);
+    let actor = table.actor(&other);
+    assert_eq!(actor.comm, "ip");
+    assert!(actor.argv.is_empty() && actor.cmdline.is_empty());
+    assert_eq!((actor.exe, actor.ppid, actor.cgroup), (None, 0, None));
+    assert!(actor.ancestry.is_empty());
+}
+
+#[test]
+fn later_record_replaces_proc_fallback_and_exec() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    fx.process(500, 1, "sh", 3, b"sh\0", "/");
+    let task = info(500, 3 * TICK_NS, b"sh", 0);
+    assert_eq!(table.actor(&task).cmdline, "sh");
+    // The record for the exec that followed wins over what /proc showed.
+    table.insert(&record(
+        task,
+        b"ip\0link\0set\0eth0\0down\0",
+        b"/usr/sbin/ip",
+        &[(1, b"systemd")],
+    ));
+    let actor = table.actor(&task);
+    assert_eq!(actor.cmdline, "ip link set eth0 down");
+    assert_eq!(actor.ppid, 1);
+}
+
+#[test]
+fn hostile_bytes_stay_data() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let task = info(600, TICK_NS, b"\x1b[31mip\n", 0);
+    table.insert(&record(
+        task,
+        b"ip\0a b\xff\0$(rm)\0",
+        b"/tmp/\x1b]0;x\x07",
+        &[],
+    ));
+    let actor = table.actor(&task);
+    assert_eq!(actor.comm, "\x1b[31mip\n");
+    assert_eq!(actor.argv, ["ip", "a b\u{fffd}", "$(rm)"]);
+    assert_eq!(actor.cmdline, "ip 'a b\u{fffd}' '$(rm)'");
+    assert_eq!(actor.exe.as_deref(), Some("/tmp/\x1b]0;x\x07"));
+}
+
+#[test]
+fn lengths_beyond_the_arrays_are_clamped() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let task = info(700, TICK_NS, b"ip", 0);
+    let mut rec = record(task, b"ip\0", b"/x", &[(5, b"p")]);
+    rec.args_len = u32::MAX;
+    rec.exe_path_len = u32::MAX;
+    rec.ancestry_len = u32::MAX;
+    table.insert(&rec);
+    let actor = table.actor(&task);
+    assert_eq!(actor.argv, ["ip"]);
+    assert_eq!(actor.exe.as_deref(), Some("/x"));
+    assert_eq!(actor.ancestry.len(), 1);
+}
+
+#[test]
+fn forgets_least_recently_used_past_capacity() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let hot = info(1, TICK_NS, b"hot", 0);
+    table.insert(&record(hot, b"hot\0", b"/hot", &[]));
+    for pid in 2..=CAPACITY as u32 + 10 {
+        table.insert(&record(info(pid, TICK_NS, b"x", 0), b"x\0", b"/x", &[]));
+        if pid % 100 == 0 {
+            table.actor(&hot);
+        }
+    }
+    assert!(table.tasks.len() <= CAPACITY);
+    assert_eq!(table.actor(&hot).cmdline, "hot");
+}
+
+/// Through the real /proc and cgroup2 mount: this test process, with no task record.
+#[test]
+fn real_proc_fallback_for_own_process() {
+    let mut table = ProcessTable::new();
+    let pid = std::process::id();
+    let proc = Procfs::new("/proc".into());
+    let stat = proc.stat(pid).unwrap();
+    let task = info(pid, stat.start_ticks * proc.ns_per_tick(), b"test", 0);
+    let actor = table.actor(&task);
+    assert_eq!(actor.ppid, stat.ppid);
+    assert_eq!(
+        actor.exe,
+        Some(
+            std::env::current_exe()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        )
+    );
+    assert!(!actor.argv.is_empty());
+    assert!(
+        actor.cgroup.as_deref().is_some_and(|c| c.starts_with('/')),
+        "{:?}",
+        actor.cgroup
+    );
+}

@@ -1,0 +1,175 @@
+//! Events built by hand, for the sinks' tests.
+
+use crate::event::{
+    Actor, Address, Ancestor, Capture, Cause, Event, Family, Kind, Link, Netns, Nexthop, Outcome,
+    Request, Route, Rule, Timestamp, SCHEMA_VERSION,
+};
+
+/// 2026-11-27T15:17:41.123456789Z
+pub const TS: i128 = 1_795_792_661_123_456_789;
+
+pub fn actor() -> Actor {
+    Actor {
+        pid: 12345,
+        tid: 12345,
+        comm: "ip".into(),
+        exe: Some("/usr/sbin/ip".into()),
+        cmdline: "ip route del 10.1.0.0/24 via 10.0.0.1 table 77 metric 100".into(),
+        argv: [
+            "ip",
+            "route",
+            "del",
+            "10.1.0.0/24",
+            "via",
+            "10.0.0.1",
+            "table",
+            "77",
+            "metric",
+            "100",
+        ]
+        .map(String::from)
+        .to_vec(),
+        uid: 0,
+        ppid: 12000,
+        ancestry: vec![
+            Ancestor {
+                pid: 12000,
+                comm: "bash".into(),
+            },
+            Ancestor {
+                pid: 1,
+                comm: "systemd".into(),
+            },
+        ],
+        cgroup: Some("/system.slice/demo.service".into()),
+        unit: Some("demo.service".into()),
+        container: None,
+    }
+}
+
+/// An `ip route del` that the kernel acked.
+pub fn route_event() -> Event {
+    Event {
+        schema_version: SCHEMA_VERSION,
+        ts: Timestamp(TS),
+        kind: Kind::Route,
+        family: Some(Family::Inet),
+        cause: Cause::Request,
+        outcome: Outcome::Removed,
+        errno: None,
+        error: None,
+        capture: Capture::Syscall,
+        netns: Netns {
+            inode: 4026532456,
+            name: Some("blue".into()),
+        },
+        actor: Some(actor()),
+        request: Some(Request {
+            syscall: "sendmsg".into(),
+            op: "RTM_DELROUTE".into(),
+            seq: Some(1764256661),
+            nlmsg_flags: Some(0x0005),
+            ack_requested: true,
+        }),
+        route: Some(Route {
+            table: Some(77),
+            dst: Some("10.1.0.0/24".into()),
+            gateway: Some("10.0.0.1".into()),
+            priority: Some(100),
+            ..Route::default()
+        }),
+        rule: None,
+        nexthop: None,
+        link: None,
+        address: None,
+    }
+}
+
+/// An `ip rule del prio 100 lookup 77` that failed with ENOENT (no such rule). iproute2 sends
+/// no source, action 0 (any) and the table: the other fields are wildcards, `null`.
+pub fn rule_event() -> Event {
+    let mut actor = actor();
+    actor.pid = 12346;
+    actor.tid = 12346;
+    actor.cmdline = "ip rule del prio 100 lookup 77".into();
+    actor.argv = ["ip", "rule", "del", "prio", "100", "lookup", "77"]
+        .map(String::from)
+        .to_vec();
+    actor.cgroup = Some("/user.slice/user-0.slice/session-1.scope".into());
+    actor.unit = Some("session-1.scope".into());
+    Event {
+        ts: Timestamp(1_795_792_662_000_001_000),
+        kind: Kind::Rule,
+        outcome: Outcome::Failed,
+        errno: Some(2),
+        error: Some("ENOENT".into()),
+        netns: Netns {
+            inode: 4026531840,
+            name: Some("host".into()),
+        },
+        actor: Some(actor),
+        request: Some(Request {
+            syscall: "sendmsg".into(),
+            op: "RTM_DELRULE".into(),
+            seq: Some(1764256662),
+            nlmsg_flags: Some(0x0005),
+            ack_requested: true,
+        }),
+        route: None,
+        rule: Some(Rule {
+            priority: Some(100),
+            table: Some(77),
+            ..Rule::default()
+        }),
+        ..route_event()
+    }
+}
+
+/// Every optional field filled in, nested objects included.
+pub fn full_event() -> Event {
+    let mut actor = actor();
+    actor.container =
+        Some("3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".into());
+    Event {
+        errno: Some(2),
+        error: Some("ENOENT".into()),
+        actor: Some(actor),
+        route: Some(Route {
+            table: Some(254),
+            dst: Some("2001:db8::/64".into()),
+            gateway: Some("fe80::1".into()),
+            dev: Some("eth0".into()),
+            oif: Some(2),
+            protocol: Some("boot".into()),
+            scope: Some("universe".into()),
+            route_type: Some("unicast".into()),
+            priority: Some(1024),
+            src: Some("2001:db8::2".into()),
+            tos: Some(0),
+            nhid: Some(7),
+        }),
+        rule: Some(Rule {
+            priority: Some(100),
+            table: Some(77),
+            from: Some("10.0.0.0/8".into()),
+            to: Some("10.1.0.0/16".into()),
+            iif: Some("eth0".into()),
+            oif: Some("eth1".into()),
+            fwmark: Some("0x64/0xff".into()),
+            action: Some("lookup".into()),
+            protocol: Some("static".into()),
+            invert: true,
+        }),
+        nexthop: Some(Nexthop { id: Some(7) }),
+        link: Some(Link {
+            ifindex: Some(2),
+            name: Some("eth0".into()),
+        }),
+        address: Some(Address {
+            ifindex: Some(2),
+            dev: Some("eth0".into()),
+            address: Some("10.0.0.2/24".into()),
+        }),
+        ..route_event()
+    }
+}

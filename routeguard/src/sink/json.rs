@@ -1,0 +1,226 @@
+//! JSON lines: one event per line, the schema documented in `docs/events.md`.
+//!
+//! serde_json escapes `"`, `\` and C0 controls. A JSON file is also read with `cat` and `less`,
+//! so the formatter here additionally writes DEL, C1 controls and invisible/bidi characters as
+//! `\uXXXX` (still valid JSON, same decoded string): a raw U+009B is a CSI to some terminals.
+
+use std::io;
+
+use serde::Serialize as _;
+use serde_json::ser::{CompactFormatter, Formatter};
+
+use crate::event::Event;
+
+use super::escape::is_unsafe;
+
+/// The event as one line of JSON, without a trailing newline.
+pub fn to_line(ev: &Event) -> String {
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeFormatter);
+    match ev.serialize(&mut ser) {
+        // The formatter only ever writes whole UTF-8 strings, escapes and ASCII.
+        Ok(()) => String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        // The event types have no map with non-string keys and no fallible Serialize impl, so
+        // this is not expected; still, a sink never panics and never writes half a line.
+        Err(e) => {
+            tracing::error!("cannot serialise an event: {e}");
+            serde_json::json!({
+                "schema_version": ev.schema_version,
+                "error": format!("routeguard could not serialise this event: {e}"),
+            })
+            .to_string()
+        }
+    }
+}
+
+/// [`CompactFormatter`], but characters a terminal would act on are `\u` escaped.
+struct SafeFormatter;
+
+impl Formatter for SafeFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                // Every unsafe char is in the Basic Multilingual Plane: one \u escape.
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        CompactFormatter.write_string_fragment(writer, &fragment[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::event::{Capture, Cause, Family, Kind, Outcome};
+    use crate::sink::fixtures::{full_event, route_event, rule_event};
+
+    const DOC: &str = include_str!("../../../docs/events.md");
+
+    /// Field names per object, from the tables of `docs/events.md`: a `### ` heading whose first
+    /// backticked word names the object, then rows whose first cell is `` `field` ``.
+    fn documented_fields() -> Vec<(String, BTreeSet<String>)> {
+        let mut sections: Vec<(String, BTreeSet<String>)> = Vec::new();
+        // Rows belong to the object section above them; any other heading ends it.
+        let mut in_object = false;
+        for line in DOC.lines() {
+            if line.starts_with('#') {
+                let name = line.strip_prefix("### ").and_then(|h| h.split('`').nth(1));
+                in_object = name.is_some();
+                if let Some(name) = name {
+                    sections.push((name.to_string(), BTreeSet::new()));
+                }
+            } else if let (true, Some(row), Some((_, fields))) =
+                (in_object, line.strip_prefix("| `"), sections.last_mut())
+            {
+                if let Some(field) = row.split('`').next() {
+                    fields.insert(field.to_string());
+                }
+            }
+        }
+        sections
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().expect("an object").keys().cloned().collect()
+    }
+
+    #[test]
+    fn doc_lists_exactly_the_serialised_fields() {
+        let v: Value = serde_json::from_str(&to_line(&full_event())).unwrap();
+        let sections = documented_fields();
+        let object = |name: &str| -> &Value {
+            match name {
+                "Event" => &v,
+                "Ancestor" => &v["actor"]["ancestry"][0],
+                other => &v[other.to_lowercase()],
+            }
+        };
+        let names: BTreeSet<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
+        let expected = [
+            "Event", "Netns", "Actor", "Ancestor", "Request", "Route", "Rule", "Nexthop", "Link",
+            "Address",
+        ];
+        assert_eq!(
+            names,
+            expected.into_iter().collect(),
+            "object sections in docs/events.md"
+        );
+        for (name, fields) in &sections {
+            let obj = object(name);
+            assert!(obj.is_object(), "{name} is not an object in {v}");
+            assert_eq!(
+                fields,
+                &keys(obj),
+                "fields of {name}: docs/events.md vs serde output"
+            );
+        }
+        // Every optional field was filled in: a null here means the fixture missed one.
+        for (name, _) in &sections {
+            for (field, value) in object(name).as_object().unwrap() {
+                assert!(
+                    !value.is_null(),
+                    "{name}.{field} is null in the full fixture"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn doc_lists_every_enum_value() {
+        let mut values: Vec<Value> = Vec::new();
+        for k in [
+            Kind::Route,
+            Kind::Rule,
+            Kind::Nexthop,
+            Kind::Link,
+            Kind::Address,
+        ] {
+            values.push(serde_json::to_value(k).unwrap());
+        }
+        for f in [Family::Inet, Family::Inet6] {
+            values.push(serde_json::to_value(f).unwrap());
+        }
+        for c in [
+            Cause::Request,
+            Cause::Replace,
+            Cause::LinkDown,
+            Cause::AddressRemoved,
+            Cause::LinkRemoved,
+            Cause::Flush,
+            Cause::Expired,
+            Cause::NetnsExit,
+        ] {
+            values.push(serde_json::to_value(c).unwrap());
+        }
+        for o in [Outcome::Removed, Outcome::Failed, Outcome::Unknown] {
+            values.push(serde_json::to_value(o).unwrap());
+        }
+        for c in [Capture::Syscall, Capture::KernelFunction] {
+            values.push(serde_json::to_value(c).unwrap());
+        }
+        for v in values {
+            let s = v.as_str().unwrap();
+            assert!(
+                DOC.contains(&format!("`{s}`")),
+                "enum value {s} missing from docs/events.md"
+            );
+        }
+    }
+
+    /// The example lines in the doc are what the code writes for the same events.
+    #[test]
+    fn doc_examples_match_output() {
+        use crate::sink::terminal::format_line;
+        for line in [
+            to_line(&rule_event()),
+            to_line(&route_event()),
+            format_line(&route_event()),
+            format_line(&rule_event()),
+        ] {
+            assert!(
+                DOC.contains(&line),
+                "docs/events.md lacks the example line:\n{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_line_with_schema_version_and_timestamp() {
+        let line = to_line(&route_event());
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["ts"], "2026-11-27T15:17:41.123456789Z");
+        assert_eq!(v["route"]["type"], Value::Null);
+        assert!(v["route"].get("route_type").is_none());
+        assert_eq!(v["actor"]["pid"], 12345);
+        assert_eq!(v["route"]["dst"], "10.1.0.0/24");
+    }
+
+    #[test]
+    fn terminal_controls_are_escaped_and_round_trip() {
+        let mut ev = route_event();
+        let hostile = "\x1b[31mip\n\r\x7f\u{9b}2J\u{202e}\\\"é";
+        ev.actor.as_mut().unwrap().comm = hostile.into();
+        let line = to_line(&ev);
+        assert!(!line.chars().any(is_unsafe), "{line:?}");
+        assert!(
+            line.contains(r#""comm":"\u001b[31mip\n\r\u007f\u009b2J\u202e\\\"é""#),
+            "{line}"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["actor"]["comm"], hostile);
+    }
+}
