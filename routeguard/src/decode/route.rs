@@ -1,0 +1,141 @@
+//! RTM_DELROUTE / RTM_NEWROUTE(NLM_F_REPLACE) and RTM_DELNEXTHOP bodies.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::{parse_u32, Emitable, ParseableParametrized};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteVia,
+};
+
+use super::{attrs, family, names, Object, Removal};
+use crate::event::{Cause, Family, Kind, Nexthop, Route};
+
+const READ: &[u16] = &[
+    names::RTA_DST,
+    names::RTA_OIF,
+    names::RTA_GATEWAY,
+    names::RTA_PRIORITY,
+    names::RTA_PREFSRC,
+    names::RTA_TABLE,
+    names::RTA_VIA,
+    names::RTA_NH_ID,
+];
+
+/// The route an `rtmsg` body names. `cause` is `Request` for RTM_DELROUTE and `Replace` for
+/// RTM_NEWROUTE with NLM_F_REPLACE; for a replace, the fields other than the key (table, dst,
+/// tos, priority) describe the route that takes the old one's place.
+pub(super) fn route(body: &[u8], cause: Cause) -> Result<Removal, String> {
+    let header = RouteHeader::parse(body).map_err(|e| format!("rtmsg: {e}"))?;
+    let attributes = body.get(header.buffer_len()..).unwrap_or_default();
+    let raw_family = u8::from(header.address_family);
+    let family = family(raw_family);
+
+    let mut dst = None;
+    let mut route = Route::default();
+    attrs::for_each(
+        attributes,
+        READ,
+        |nla| {
+            // The encap type only matters to RTA_ENCAP, which is not read.
+            let param = (header.address_family, header.kind, RouteLwEnCapType::None);
+            RouteAttribute::parse_with_param(nla, param)
+        },
+        |attr| match attr {
+            RouteAttribute::Destination(addr) => dst = address(&addr),
+            RouteAttribute::Gateway(addr) => route.gateway = address(&addr).map(|a| a.to_string()),
+            RouteAttribute::Via(via) => route.gateway = via_address(&via),
+            RouteAttribute::PrefSource(addr) => route.src = address(&addr).map(|a| a.to_string()),
+            RouteAttribute::Oif(oif) => route.oif = Some(oif),
+            RouteAttribute::Priority(metric) => route.priority = Some(metric),
+            RouteAttribute::Table(table) => route.table = Some(table),
+            RouteAttribute::NhId(id) => route.nhid = Some(id),
+            _ => {}
+        },
+    )?;
+
+    // RTA_TABLE overrides rtm_table (it holds ids above 255). 0 (RT_TABLE_UNSPEC) names no
+    // table; the kernel then uses main (`fib_get_table`, `fib6_get_table`), but the request
+    // did not say so.
+    route.table = route
+        .table
+        .or(Some(u32::from(header.table)))
+        .filter(|table| *table != names::RT_TABLE_UNSPEC);
+    route.dst = prefix(dst, header.destination_prefix_length, family);
+    route.tos = Some(header.tos).filter(|tos| *tos != 0);
+
+    let protocol = u8::from(header.protocol);
+    let scope = u8::from(header.scope);
+    let kind = u8::from(header.kind);
+    // On a delete these are wildcards when 0 / RT_SCOPE_NOWHERE / RTN_UNSPEC: IPv4's
+    // `fib_table_delete` (net/ipv4/fib_trie.c) matches `(!cfg->fc_type || fa->fa_type ==
+    // cfg->fc_type) && (cfg->fc_scope == RT_SCOPE_NOWHERE || ...) && (!cfg->fc_protocol ||
+    // ...)`. `ip route del` sends protocol 0, type 0 and scope NOWHERE (IPv4) or 0 (IPv6).
+    // IPv6's `ip6_route_del` (net/ipv6/route.c) never compares the scope, so an IPv6 delete
+    // states none. A replace states all three for the new route.
+    let delete = cause == Cause::Request;
+    route.protocol = (!delete || protocol != 0).then(|| names::protocol(protocol));
+    route.route_type = (!delete || kind != 0).then(|| names::route_type(kind));
+    let scope_is_wildcard = scope == names::RT_SCOPE_NOWHERE || raw_family == names::AF_INET6;
+    route.scope = (!delete || !scope_is_wildcard).then(|| names::scope(scope));
+
+    Ok(Removal {
+        kind: Kind::Route,
+        family,
+        cause,
+        object: Object::Route(route),
+    })
+}
+
+/// The nexthop object an RTM_DELNEXTHOP body names. `netlink-packet-route` 0.34 has no nexthop
+/// messages, so the fixed `struct nhmsg` is checked here and NHA_ID parsed by
+/// `netlink-packet-core`.
+pub(super) fn nexthop(body: &[u8]) -> Result<Removal, String> {
+    /// `sizeof(struct nhmsg)`: family, scope, protocol, resvd (u8 each), flags (u32).
+    const NHMSG_LEN: usize = 8;
+    let (Some(&raw_family), Some(attributes)) = (body.first(), body.get(NHMSG_LEN..)) else {
+        return Err(format!("nhmsg: {} bytes, it needs {NHMSG_LEN}", body.len()));
+    };
+    let mut nexthop = Nexthop::default();
+    attrs::for_each(
+        attributes,
+        &[names::NHA_ID],
+        |nla| parse_u32(nla.value()),
+        |id| nexthop.id = Some(id),
+    )?;
+    Ok(Removal {
+        kind: Kind::Nexthop,
+        family: family(raw_family),
+        cause: Cause::Request,
+        object: Object::Nexthop(nexthop),
+    })
+}
+
+/// `a.b.c.d/len`, `2001:db8::/64` or `default`. Without RTA_DST the kernel uses the all-zero
+/// address of `dst_len` bits, so a delete without it and with `dst_len` 0 is the default route.
+fn prefix(dst: Option<IpAddr>, len: u8, family: Option<Family>) -> Option<String> {
+    if len == 0 {
+        return Some("default".to_owned());
+    }
+    let dst = dst.or(match family? {
+        Family::Inet => Some(IpAddr::from([0u8; 4])),
+        Family::Inet6 => Some(IpAddr::from([0u8; 16])),
+    })?;
+    Some(format!("{dst}/{len}"))
+}
+
+/// An IPv4/IPv6 route address; MPLS labels and other families are not shown.
+fn address(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn via_address(via: &RouteVia) -> Option<String> {
+    match via {
+        RouteVia::Inet(v4) => Some(v4.to_string()),
+        RouteVia::Inet6(v6) => Some(v6.to_string()),
+        _ => None,
+    }
+}
