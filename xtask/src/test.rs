@@ -84,8 +84,9 @@ pub fn run() -> Result<ExitCode> {
     );
     stages.push(Stage::from_result("fmt", fmt.map(|()| Counts::default())));
 
-    // `--workspace` includes routeguard-ebpf: like aya-template's, it type-checks and links on
-    // the host (its panic handler is `cfg(not(test))`), so no separate BPF-target clippy run.
+    // `--workspace` includes routeguard-ebpf: on the host it is an ordinary std crate (its
+    // no_std/no_main/panic handler are `cfg(target_arch = "bpf")`), so it lints and tests here
+    // and needs no separate BPF-target clippy run.
     // AYA_BUILD_SKIP: lints and unit tests cover host code; the eBPF object was built (and so
     // checked) by the release build above, and skipping it saves a second eBPF build for the
     // dev profile. routeguard/build.rs leaves an empty object in its place.
