@@ -40,6 +40,10 @@ pub struct KernelOffsets {
     pub file_dentry: u32,
     /// `file.private_data`
     pub file_private_data: u32,
+    /// `file.f_inode`
+    pub file_inode: u32,
+    /// `inode.i_mode` (u16): tells a socket file from any other before `private_data` is trusted
+    pub inode_mode: u32,
     /// `dentry.d_name.name`
     pub dentry_name: u32,
     /// `files_struct.fdt`
@@ -78,6 +82,8 @@ impl KernelOffsets {
         mm_exe_file: OFFSET_MISSING,
         file_dentry: OFFSET_MISSING,
         file_private_data: OFFSET_MISSING,
+        file_inode: OFFSET_MISSING,
+        inode_mode: OFFSET_MISSING,
         dentry_name: OFFSET_MISSING,
         files_fdt: OFFSET_MISSING,
         fdtable_max_fds: OFFSET_MISSING,
@@ -110,8 +116,8 @@ impl CaptureConfig {
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 24 * 4 + 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 26 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 26 * 4 + 8);
 
 #[cfg(feature = "user")]
 mod pod {

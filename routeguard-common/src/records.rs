@@ -124,13 +124,10 @@ pub struct TaskRecord {
     pub args: [u8; ARGS_MAX],
 }
 
-/// A removal request. The record is `PAYLOAD_OFFSET + payload_len` bytes long.
-///
-/// For netlink syscalls `payload` holds the bytes sent (one or more netlink messages, iovecs
-/// concatenated). For `syscall::IOCTL` it holds an [`IoctlPayload`].
+/// The fixed part of a [`RequestRecord`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestRecord {
+pub struct RequestHead {
     pub header: RecordHeader,
     pub ts_ns: u64,
     /// Kernel address of the `struct sock` (correlates acks; never shown).
@@ -143,6 +140,16 @@ pub struct RequestRecord {
     pub sock_protocol: u16,
     pub flags: u16,
     pub payload_len: u32,
+}
+
+/// A removal request. The record is `PAYLOAD_OFFSET + payload_len` bytes long.
+///
+/// For netlink syscalls `payload` holds the bytes sent (one or more netlink messages, iovecs
+/// concatenated). For `syscall::IOCTL` it holds an [`IoctlPayload`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub head: RequestHead,
     pub payload: [u8; PAYLOAD_MAX],
 }
 
@@ -194,8 +201,10 @@ pub struct IoctlResultRecord {
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
 const _: () = assert!(core::mem::size_of::<Ancestor>() == 20);
-const _: () = assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512);
+const _: () =
+    assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512);
 const _: () = assert!(PAYLOAD_OFFSET == 88);
+const _: () = assert!(core::mem::size_of::<RequestHead>() == PAYLOAD_OFFSET);
 const _: () = assert!(core::mem::size_of::<RequestRecord>() == PAYLOAD_OFFSET + PAYLOAD_MAX);
 const _: () = assert!(core::mem::size_of::<IoctlPayload>() == 152);
 const _: () = assert!(core::mem::size_of::<AckRecord>() == 48);

@@ -1,14 +1,59 @@
-//! Command-line interface.
+//! Command-line interface: argument parsing, logging set-up, dispatch.
+
+mod args;
+mod trace;
+
 use std::process::ExitCode;
 
-#[derive(clap::Parser, Debug)]
+use clap::{Parser, Subcommand};
+
+pub use args::TraceArgs;
+
+/// Exit code for usage, configuration, privilege and kernel-feature errors.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "routeguard",
+    version,
+    about = "Names the process behind every route, policy rule and nexthop removal.",
+    long_about = "Names the process behind every route, policy rule and nexthop removal.\n\n\
+        routeguard hooks the kernel with eBPF and, for every removal in every network namespace, \
+        shows who asked for it (pid, command line, parent chain, systemd unit, container), what \
+        was removed, and whether the kernel did it."
+)]
 pub struct Cli {
+    /// More diagnostics on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-pub fn init_logging(_verbose: u8) {}
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show route, rule and nexthop removals live, with the process behind each.
+    #[command(after_help = args::TRACE_EXAMPLES)]
+    Trace(TraceArgs),
+}
 
-pub fn dispatch(_cli: Cli) -> ExitCode {
-    ExitCode::SUCCESS
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "routeguard=info",
+        1 => "routeguard=debug",
+        _ => "routeguard=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Trace(args) => trace::run(args),
+    }
 }

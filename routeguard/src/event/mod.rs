@@ -4,6 +4,8 @@
 //! a contract with users' scripts: add fields freely, but rename or remove one only with a
 //! `SCHEMA_VERSION` bump and a line in the compat table of `docs/events.md`.
 
+pub mod errno;
+pub mod filter;
 mod object;
 mod time;
 
@@ -140,4 +142,70 @@ pub struct Request {
     pub nlmsg_flags: Option<u16>,
     /// True when the sender asked the kernel for an ack (NLM_F_ACK) or used an ioctl.
     pub ack_requested: bool,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A complete route event, for tests of everything downstream of the event model.
+    pub(crate) fn sample_route_event() -> Event {
+        Event {
+            schema_version: SCHEMA_VERSION,
+            ts: Timestamp(1_795_792_661_123_456_789),
+            kind: Kind::Route,
+            family: Some(Family::Inet),
+            cause: Cause::Request,
+            outcome: Outcome::Removed,
+            errno: None,
+            error: None,
+            capture: Capture::Syscall,
+            netns: Netns {
+                inode: 4_026_532_456,
+                name: Some("blue".into()),
+            },
+            actor: Some(Actor {
+                pid: 4242,
+                tid: 4242,
+                comm: "ip".into(),
+                exe: Some("/usr/sbin/ip".into()),
+                cmdline: "ip route del 10.77.1.0/24 table 77".into(),
+                argv: ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
+                    .map(String::from)
+                    .to_vec(),
+                uid: 0,
+                ppid: 4200,
+                ancestry: vec![
+                    Ancestor {
+                        pid: 4200,
+                        comm: "bash".into(),
+                    },
+                    Ancestor {
+                        pid: 1,
+                        comm: "systemd".into(),
+                    },
+                ],
+                cgroup: Some("/system.slice/demo.service".into()),
+                unit: Some("demo.service".into()),
+                container: None,
+            }),
+            request: Some(Request {
+                syscall: "sendmsg".into(),
+                op: "RTM_DELROUTE".into(),
+                seq: Some(1_795_792_661),
+                nlmsg_flags: Some(0x5),
+                ack_requested: true,
+            }),
+            route: Some(Route {
+                table: Some(77),
+                dst: Some("10.77.1.0/24".into()),
+                priority: Some(100),
+                ..Default::default()
+            }),
+            rule: None,
+            nexthop: None,
+            link: None,
+            address: None,
+        }
+    }
 }

@@ -1,0 +1,112 @@
+//! net-tools' way: `ioctl(SIOCDELRT)` removes a route, `ioctl(SIOCSIFFLAGS)` without IFF_UP
+//! takes a link down (and with it every IPv4 route through it).
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_user_buf,
+    bpf_probe_read_user_str_bytes,
+};
+use routeguard_common::{
+    counter,
+    ioctl::{SIOCDELRT, SIOCSIFFLAGS},
+    kind, syscall, IoctlPayload, IoctlResultRecord, RecordHeader, RequestRecord, WIRE_VERSION,
+};
+
+use super::{
+    kern::read_user,
+    maps::{count, EVENTS, IOCTL_IN_FLIGHT, REQUEST_SCRATCH},
+    send::{emit, wake_flags},
+    sock,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IFF_UP: u16 = 0x1;
+/// sizeof(struct rtentry), sizeof(struct in6_rtmsg), sizeof(struct ifreq) on 64-bit.
+const RTENTRY_LEN: usize = 120;
+const IN6_RTMSG_LEN: usize = 80;
+const IFREQ_LEN: usize = 40;
+/// `rtentry.rt_dev` (char *).
+const RTENTRY_DEV: u64 = 88;
+
+#[inline(always)]
+pub fn enter(fd: i64, cmd: u32, arg: u64) -> Option<()> {
+    if cmd != SIOCDELRT && cmd != SIOCSIFFLAGS {
+        return None;
+    }
+    if cmd == SIOCSIFFLAGS {
+        // struct ifreq { char ifr_name[16]; short ifr_flags; ... }: only a down matters.
+        let flags = read_user::<u16>(arg + 16)?;
+        if flags & IFF_UP != 0 {
+            return None;
+        }
+    }
+    // SAFETY: helper without preconditions.
+    let task_ptr = unsafe { bpf_get_current_task() };
+    let sock = sock::lookup(task_ptr, fd)?;
+    let rec = REQUEST_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let rec: &mut RequestRecord = unsafe { &mut *rec };
+    rec.head.flags = 0;
+    // SAFETY: the payload is larger than an IoctlPayload and suitably aligned (offset 88).
+    let payload: &mut IoctlPayload =
+        unsafe { &mut *(rec.payload.as_mut_ptr() as *mut IoctlPayload) };
+    payload.cmd = cmd;
+    payload._pad = 0;
+    payload.dev[0] = 0;
+    let arg_len = match (cmd, sock.family) {
+        (SIOCSIFFLAGS, _) => IFREQ_LEN,
+        (_, AF_INET) => RTENTRY_LEN,
+        (_, AF_INET6) => IN6_RTMSG_LEN,
+        _ => return None,
+    };
+    // SAFETY: arg_len ≤ 128 = payload.arg's size; faults are reported as Err.
+    if unsafe { bpf_probe_read_user_buf(arg as *const u8, &mut payload.arg[..arg_len]) }.is_err() {
+        count(counter::READ_FAILED);
+        return None;
+    }
+    if cmd == SIOCDELRT && sock.family == AF_INET {
+        if let Some(dev) = read_user::<u64>(arg + RTENTRY_DEV) {
+            if dev != 0 {
+                // SAFETY: a user string read with fault handling, bounded by the destination.
+                let _ =
+                    unsafe { bpf_probe_read_user_str_bytes(dev as *const u8, &mut payload.dev) };
+            }
+        }
+    }
+    emit(
+        rec,
+        task_ptr,
+        &sock,
+        syscall::IOCTL,
+        core::mem::size_of::<IoctlPayload>(),
+    )?;
+    IOCTL_IN_FLIGHT
+        .insert(bpf_get_current_pid_tgid(), 1, 0)
+        .ok()
+}
+
+#[inline(always)]
+pub fn exit(ret: i64) -> Option<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    IOCTL_IN_FLIGHT.get_ptr(pid_tgid)?;
+    let _ = IOCTL_IN_FLIGHT.remove(pid_tgid);
+    let rec = IoctlResultRecord {
+        header: RecordHeader {
+            kind: kind::IOCTL_RESULT,
+            version: WIRE_VERSION,
+            len: core::mem::size_of::<IoctlResultRecord>() as u32,
+        },
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        ret,
+    };
+    if EVENTS
+        .output::<IoctlResultRecord>(&rec, wake_flags())
+        .is_err()
+    {
+        count(counter::RINGBUF_FULL);
+    }
+    Some(())
+}

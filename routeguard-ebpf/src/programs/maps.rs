@@ -1,0 +1,76 @@
+//! Maps shared by the programs. Names are part of the loader's contract (`capture::maps`).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use routeguard_common::{counter, RequestRecord, TaskRecord, EXE_PATH_MAX};
+
+/// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Per-CPU loss and truncation counters, indexed by `routeguard_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Scratch space to assemble a request (too big for the 512-byte BPF stack).
+#[map]
+pub static REQUEST_SCRATCH: PerCpuArray<RequestRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space to assemble a task record.
+#[map]
+pub static TASK_SCRATCH: PerCpuArray<TaskRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space for an exec path before it goes into `EXEC_PATH`.
+#[map]
+pub static PATH_SCRATCH: PerCpuArray<[u8; EXE_PATH_MAX]> = PerCpuArray::with_max_entries(1, 0);
+
+/// tgid → start_time of the process image whose details userspace already has.
+#[map]
+pub static TASK_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// tgid → path given to its last execve (from `sched_process_exec`).
+#[map]
+pub static EXEC_PATH: LruHashMap<u32, [u8; EXE_PATH_MAX]> = LruHashMap::with_max_entries(8192, 0);
+
+/// tgid → time (ns) of its last captured netlink request: only these processes' receives are
+/// inspected for the kernel's replies, so every other recv in the system costs one lookup.
+#[map]
+pub static AWAITING_REPLY: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// pid_tgid → arguments of a receive in flight, from sys_enter to sys_exit.
+#[map]
+pub static RECV_ARGS: HashMap<u64, RecvArgs> = HashMap::with_max_entries(4096, 0);
+
+/// pid_tgid of threads inside a captured ioctl, from sys_enter to sys_exit.
+#[map]
+pub static IOCTL_IN_FLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1024, 0);
+
+/// How a receive names its buffer.
+pub mod recv_kind {
+    /// `ptr` is a `struct user_msghdr *`.
+    pub const MSGHDR: u32 = 1;
+    /// `ptr` is the buffer itself, `len` its size.
+    pub const BUF: u32 = 2;
+    /// `ptr` is a `struct mmsghdr *`.
+    pub const MMSG: u32 = 3;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RecvArgs {
+    pub ptr: u64,
+    pub len: u64,
+    pub fd: i32,
+    pub kind: u32,
+}
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot is only touched by this CPU, and programs don't nest on it.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,283 @@
+//! Requests leaving a process on a send syscall: copy, keep only removals, hand to userspace.
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    cty::c_void,
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
+};
+use routeguard_common::{
+    counter, kind, request_flags, syscall, RecordHeader, RequestRecord, PAYLOAD_HALF,
+    PAYLOAD_OFFSET, WIRE_VERSION,
+};
+
+use super::{
+    kern::{config_field, read, read_user},
+    maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH},
+    sock::{self, Sock},
+    task,
+};
+
+const NLMSG_HDRLEN: u32 = 16;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_REPLACE: u16 = 0x100;
+const IFF_UP: u32 = 0x1;
+
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
+pub const RTM_DELADDR: u16 = 21;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+pub const RTM_NEWRULE: u16 = 32;
+pub const RTM_DELRULE: u16 = 33;
+pub const RTM_DELNEXTHOP: u16 = 105;
+
+/// Netlink messages looked at per syscall; iproute2's flush batches ~30 per send.
+const MAX_MESSAGES: u32 = 128;
+/// iovecs copied per message header; clients put whole netlink messages in one iovec.
+const MAX_IOVECS: u64 = 4;
+/// Messages looked at per sendmmsg.
+const MAX_MMSGS: u64 = 4;
+
+/// Where the bytes of a send are.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// `struct user_msghdr *`
+    Msghdr(u64),
+    /// A plain buffer and its length (sendto, write).
+    Buf(u64, u64),
+    /// `struct mmsghdr *` and the count.
+    Mmsg(u64, u64),
+}
+
+/// Could the request types a removal is made of be in this message?
+#[inline(always)]
+pub fn is_removal_type(msg_type: u16) -> bool {
+    matches!(
+        msg_type,
+        RTM_DELLINK
+            | RTM_DELADDR
+            | RTM_DELROUTE
+            | RTM_DELRULE
+            | RTM_DELNEXTHOP
+            | RTM_NEWLINK
+            | RTM_NEWROUTE
+            | RTM_NEWRULE
+    )
+}
+
+/// Captures the send if it carries at least one removal on a NETLINK_ROUTE socket.
+#[inline(always)]
+pub fn capture(fd: i64, via: u16, source: Source) -> Option<()> {
+    if let Source::Buf(buf, len) = source {
+        // `write` is the hottest syscall there is: look at the bytes before walking the fd table.
+        if via == syscall::WRITE && !looks_like_request(buf, len) {
+            return None;
+        }
+    }
+    // SAFETY: helper without preconditions.
+    let task_ptr = unsafe { bpf_get_current_task() };
+    let sock = sock::lookup(task_ptr, fd)?;
+    if !sock.is_rtnetlink() {
+        return None;
+    }
+    let rec = REQUEST_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let rec: &mut RequestRecord = unsafe { &mut *rec };
+    rec.head.flags = 0;
+    let total = match source {
+        Source::Buf(buf, len) => copy_chunk(rec, 0, buf, len),
+        Source::Msghdr(msg) => copy_msghdr(rec, 0, msg),
+        Source::Mmsg(mmsg, vlen) => copy_mmsg(rec, mmsg, vlen),
+    };
+    if !contains_removal(rec, total) {
+        return None;
+    }
+    emit(rec, task_ptr, &sock, via, total)
+}
+
+/// Writes the request (after the task's details when userspace lacks them).
+#[inline(always)]
+pub fn emit(
+    rec: &mut RequestRecord,
+    task_ptr: u64,
+    sock: &Sock,
+    via: u16,
+    total: usize,
+) -> Option<()> {
+    task::current_info(&mut rec.head.task);
+    task::announce(task_ptr, &rec.head.task);
+    let len = PAYLOAD_OFFSET + total;
+    if len > core::mem::size_of::<RequestRecord>() {
+        return None;
+    }
+    rec.head.header = RecordHeader {
+        kind: kind::REQUEST,
+        version: WIRE_VERSION,
+        len: len as u32,
+    };
+    // SAFETY: helper without preconditions.
+    rec.head.ts_ns = unsafe { bpf_ktime_get_ns() };
+    rec.head.sock = sock.sk;
+    rec.head.netns_ino = sock.netns_ino;
+    rec.head.syscall = via;
+    rec.head.sock_family = sock.family;
+    rec.head.sock_protocol = sock.protocol;
+    rec.head.payload_len = total as u32;
+    if rec.head.task.pid == config_field!(self_tgid) {
+        rec.head.flags |= request_flags::SELF;
+    }
+    // SAFETY: `len` bytes of the scratch record are initialised (header + `total` of payload).
+    let bytes =
+        unsafe { core::slice::from_raw_parts(rec as *const RequestRecord as *const u8, len) };
+    if EVENTS.output::<[u8]>(bytes, wake_flags()).is_err() {
+        count(counter::RINGBUF_FULL);
+        return None;
+    }
+    if sock.family == sock::AF_NETLINK {
+        // SAFETY: helper without preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let _ = AWAITING_REPLY.insert(rec.head.task.pid, now, 0);
+    }
+    Some(())
+}
+
+/// Batched wake-ups: userspace is woken only once enough is waiting (it also polls).
+#[inline(always)]
+pub fn wake_flags() -> u64 {
+    let threshold = u64::from(config_field!(wakeup_bytes));
+    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// A cheap look at the first header of a `write` buffer: a netlink request of a type we want?
+#[inline(always)]
+fn looks_like_request(buf: u64, len: u64) -> bool {
+    if len < u64::from(NLMSG_HDRLEN) {
+        return false;
+    }
+    let Some(hdr) = read_user::<[u16; 4]>(buf) else {
+        return false;
+    };
+    let msg_len = u64::from(hdr[0]) | (u64::from(hdr[1]) << 16);
+    msg_len >= u64::from(NLMSG_HDRLEN)
+        && msg_len <= len
+        && hdr[3] & NLM_F_REQUEST != 0
+        && is_removal_type(hdr[2])
+}
+
+/// Copies one user chunk to `payload[off..]`; returns the new end. Each chunk is capped at half
+/// the payload and starts in the first half, which bounds every access for the verifier.
+#[inline(always)]
+fn copy_chunk(rec: &mut RequestRecord, off: usize, src: u64, len: u64) -> usize {
+    if len == 0 {
+        return off;
+    }
+    if off >= PAYLOAD_HALF {
+        rec.head.flags |= request_flags::TRUNCATED;
+        count(counter::TRUNCATED);
+        return off;
+    }
+    let mut n = len as usize;
+    if n > PAYLOAD_HALF - 1 {
+        n = PAYLOAD_HALF - 1;
+        rec.head.flags |= request_flags::TRUNCATED;
+        count(counter::TRUNCATED);
+    }
+    let n = n & (PAYLOAD_HALF - 1);
+    let off = off & (PAYLOAD_HALF - 1);
+    // SAFETY: off < HALF and n < HALF, so the write stays inside the 2 × HALF payload.
+    let dst = unsafe { rec.payload.as_mut_ptr().add(off) } as *mut c_void;
+    // SAFETY: bpf_probe_read_user handles faults; dst is bounded as above.
+    let ret = unsafe { gen::bpf_probe_read_user(dst, n as u32, src as *const c_void) };
+    if ret != 0 {
+        count(counter::READ_FAILED);
+        return off;
+    }
+    off + n
+}
+
+#[inline(always)]
+fn copy_msghdr(rec: &mut RequestRecord, mut off: usize, msg: u64) -> usize {
+    // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit).
+    let Some(iov) = read_user::<u64>(msg + 16) else {
+        return off;
+    };
+    let Some(iovlen) = read_user::<u64>(msg + 24) else {
+        return off;
+    };
+    let mut i = 0;
+    while i < MAX_IOVECS && i < iovlen {
+        // struct iovec { void *iov_base; size_t iov_len; }
+        if let Some([base, len]) = read_user::<[u64; 2]>(iov + i * 16) {
+            off = copy_chunk(rec, off, base, len);
+        }
+        i += 1;
+    }
+    if iovlen > MAX_IOVECS {
+        rec.head.flags |= request_flags::TRUNCATED;
+        count(counter::TRUNCATED);
+    }
+    off
+}
+
+#[inline(always)]
+fn copy_mmsg(rec: &mut RequestRecord, mmsg: u64, vlen: u64) -> usize {
+    let mut off = 0;
+    let mut j = 0;
+    // struct mmsghdr { struct user_msghdr msg_hdr; unsigned int msg_len; } is 64 bytes.
+    while j < MAX_MMSGS && j < vlen {
+        off = copy_msghdr(rec, off, mmsg + j * 64);
+        j += 1;
+    }
+    off
+}
+
+/// Walks the netlink headers in the copied payload looking for one removal.
+#[inline(always)]
+fn contains_removal(rec: &RequestRecord, total: usize) -> bool {
+    let base = rec.payload.as_ptr() as u64;
+    let total = total as u32;
+    let mut pos: u32 = 0;
+    let mut i = 0;
+    while i < MAX_MESSAGES {
+        if pos + NLMSG_HDRLEN > total {
+            return false;
+        }
+        let Some(hdr) = read::<[u16; 4]>(base, pos) else {
+            return false;
+        };
+        let msg_len = u32::from(hdr[0]) | (u32::from(hdr[1]) << 16);
+        if msg_len < NLMSG_HDRLEN {
+            return false;
+        }
+        if is_removal(base, pos, hdr[2], hdr[3]) {
+            return true;
+        }
+        pos += (msg_len + 3) & !3;
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn is_removal(base: u64, pos: u32, msg_type: u16, flags: u16) -> bool {
+    match msg_type {
+        RTM_DELLINK | RTM_DELADDR | RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP => true,
+        RTM_NEWROUTE | RTM_NEWRULE => flags & NLM_F_REPLACE != 0,
+        RTM_NEWLINK => {
+            // struct ifinfomsg after the header: ifi_flags at 8, ifi_change at 12. The kernel
+            // treats ifi_change == 0 as "all bits" (rtnl_dev_combine_flags); userspace decides
+            // precisely, this only keeps up-requests and no-ops out of the ring.
+            let Some([ifi_flags, ifi_change]) = read::<[u32; 2]>(base, pos + NLMSG_HDRLEN + 8)
+            else {
+                return false;
+            };
+            ifi_flags & IFF_UP == 0
+                && (ifi_change & IFF_UP != 0 || (ifi_change == 0 && ifi_flags != 0))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,187 @@
+//! Flags of `routeguard trace`, and their validation.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::event::{filter::Filter, Family, Kind};
+
+pub const TRACE_EXAMPLES: &str = "\
+Examples:
+  routeguard trace                               every removal, live
+  routeguard trace --json > removals.jsonl       JSON lines (schema: docs/events.md)
+  routeguard trace --kind rule --table 77        who removes the rules that point at table 77
+  routeguard trace --netns blue --family 6       IPv6 removals in the namespace /run/netns/blue
+  routeguard trace --unit systemd-networkd.service --duration 10m
+  routeguard trace --count 1 --comm ip           stop after the first removal by `ip`
+
+Each line: time, network namespace, actor comm[pid] (unit or container), what was removed, and
+the kernel's answer (removed / failed ERRNO / unknown when the sender read no reply).
+On exit routeguard prints how many events it showed and how many were lost; a loss is also
+reported the moment it happens (raise --ring-size if it does).
+
+Needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) and a kernel with BTF. Exit codes: 0 ok,
+1 runtime failure, 2 usage, privilege or kernel-feature error.";
+
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only removals by processes with this command name (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub comm: Vec<String>,
+    /// Only removals by this process or thread id (repeatable).
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Only removals by processes in this systemd unit, e.g. systemd-networkd.service (repeatable).
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Vec<String>,
+    /// Only this network namespace: a name under /run/netns, `host`, or an inode number (repeatable).
+    #[arg(long, value_name = "NAME|INODE")]
+    pub netns: Vec<String>,
+    /// Only these kinds of object (repeatable).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub kind: Vec<KindArg>,
+    /// Only IPv4 (4) or IPv6 (6).
+    #[arg(long, value_name = "4|6", value_parser = parse_family)]
+    pub family: Option<Family>,
+    /// Only routes and rules of this routing table id (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub table: Vec<u32>,
+    /// Stop after this long, e.g. 30s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Kernel ring buffer size, e.g. 16M (a power of two, at least 64K).
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    /// Wake routeguard once this many bytes wait in the ring (0: on every event). Batching keeps
+    /// the cost per removal low; routeguard also drains every 10 ms.
+    #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
+    pub wakeup: u32,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    Route,
+    Rule,
+    Nexthop,
+    Link,
+    Address,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Route => Kind::Route,
+            KindArg::Rule => Kind::Rule,
+            KindArg::Nexthop => Kind::Nexthop,
+            KindArg::Link => Kind::Link,
+            KindArg::Address => Kind::Address,
+        }
+    }
+}
+
+impl TraceArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            comms: self.comm.clone(),
+            pids: self.pid.clone(),
+            units: self.unit.clone(),
+            netns: self.netns.clone(),
+            kinds: self.kind.iter().map(|&k| k.into()).collect(),
+            family: self.family,
+            tables: self.table.clone(),
+        }
+    }
+}
+
+fn parse_family(s: &str) -> Result<Family, String> {
+    match s {
+        "4" | "inet" => Ok(Family::Inet),
+        "6" | "inet6" => Ok(Family::Inet6),
+        other => Err(format!("`{other}` is not an address family; use 4 or 6")),
+    }
+}
+
+/// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration; use e.g. 500ms, 30s, 10m or 2h");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(format!("`{s}`: the duration must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// `4096`, `64K`, `16M`, `1G`.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let bad = || format!("`{s}` is not a size; use bytes or a K/M/G suffix, e.g. 16M");
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    u32::try_from(n * mult).map_err(|_| format!("`{s}` is too large; at most 2G"))
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if n < 64 << 10 || !n.is_power_of_two() {
+        return Err(format!(
+            "`{s}`: the ring size must be a power of two of at least 64K, e.g. 16M"
+        ));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("0s")
+            .unwrap_err()
+            .contains("greater than zero"));
+        assert!(parse_duration("ten")
+            .unwrap_err()
+            .contains("`ten` is not a duration"));
+    }
+
+    #[test]
+    fn sizes_and_ring_sizes() {
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_ring_size("64K"), Ok(64 << 10));
+        assert!(parse_ring_size("100K")
+            .unwrap_err()
+            .contains("power of two"));
+        assert!(parse_size("4G").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(parse_family("4"), Ok(Family::Inet));
+        assert!(parse_family("5")
+            .unwrap_err()
+            .contains("`5` is not an address family"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Kernel struct offsets read from the running kernel's BTF (`/sys/kernel/btf/vmlinux`).
+//!
+//! Nothing is compiled in: each member the programs read is looked up by name (descending into
+//! anonymous structs and unions) and checked for its size. A member that is absent, a bitfield,
+//! or of an unexpected size is left [`OFFSET_MISSING`] with the reason, so the programs skip what
+//! needs it instead of reading a wrong offset.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use routeguard_common::{KernelOffsets, OFFSET_MISSING};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("cannot read kernel BTF at {path}: {source} (routeguard needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)")]
+    Read { path: String, source: btf_rs::Error },
+    #[error("kernel BTF has no `struct {0}`")]
+    NoStruct(String),
+    #[error("`struct {ty}` has no member `{member}`")]
+    NoMember { ty: String, member: String },
+    #[error("`{path}` is a bitfield; it cannot be read by offset")]
+    Bitfield { path: String },
+    #[error("`{path}` is {actual} bytes, expected {expected}")]
+    Size {
+        path: String,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("`{path}`: {member} is not a struct or union")]
+    NotAggregate { path: String, member: String },
+    #[error("`{path}`: {source}")]
+    Lookup { path: String, source: btf_rs::Error },
+}
+
+/// A member the programs read, and why it could not be resolved.
+#[derive(Debug)]
+pub struct Missing {
+    pub field: &'static str,
+    pub reason: BtfError,
+}
+
+/// Offsets and what could not be resolved.
+#[derive(Debug)]
+pub struct Resolved {
+    pub offsets: KernelOffsets,
+    pub missing: Vec<Missing>,
+}
+
+/// One member to resolve: the `KernelOffsets` field it fills, `struct`, the member path, and the
+/// size the programs read there.
+struct Want {
+    field: &'static str,
+    ty: &'static str,
+    path: &'static [&'static str],
+    size: usize,
+    slot: fn(&mut KernelOffsets) -> &mut u32,
+}
+
+const PTR: usize = 8;
+
+macro_rules! want {
+    ($field:ident: $ty:literal . [$($m:literal),+] = $size:expr) => {
+        Want {
+            field: stringify!($field),
+            ty: $ty,
+            path: &[$($m),+],
+            size: $size,
+            slot: |o| &mut o.$field,
+        }
+    };
+}
+
+const WANTS: &[Want] = &[
+    want!(task_real_parent: "task_struct".["real_parent"] = PTR),
+    want!(task_tgid: "task_struct".["tgid"] = 4),
+    want!(task_comm: "task_struct".["comm"] = 16),
+    want!(task_mm: "task_struct".["mm"] = PTR),
+    want!(task_files: "task_struct".["files"] = PTR),
+    want!(task_start_time: "task_struct".["start_time"] = 8),
+    want!(task_cgroups: "task_struct".["cgroups"] = PTR),
+    want!(css_set_dfl_cgrp: "css_set".["dfl_cgrp"] = PTR),
+    want!(cgroup_kn: "cgroup".["kn"] = PTR),
+    want!(kernfs_node_name: "kernfs_node".["name"] = PTR),
+    want!(mm_arg_start: "mm_struct".["arg_start"] = 8),
+    want!(mm_arg_end: "mm_struct".["arg_end"] = 8),
+    want!(mm_exe_file: "mm_struct".["exe_file"] = PTR),
+    want!(file_dentry: "file".["f_path", "dentry"] = PTR),
+    want!(file_private_data: "file".["private_data"] = PTR),
+    want!(file_inode: "file".["f_inode"] = PTR),
+    want!(inode_mode: "inode".["i_mode"] = 2),
+    want!(dentry_name: "dentry".["d_name", "name"] = PTR),
+    want!(files_fdt: "files_struct".["fdt"] = PTR),
+    want!(fdtable_max_fds: "fdtable".["max_fds"] = 4),
+    want!(fdtable_fd: "fdtable".["fd"] = PTR),
+    want!(socket_sk: "socket".["sk"] = PTR),
+    want!(sock_family: "sock".["__sk_common", "skc_family"] = 2),
+    want!(sock_net: "sock".["__sk_common", "skc_net"] = PTR),
+    want!(sock_protocol: "sock".["sk_protocol"] = 2),
+    want!(net_ns_inum: "net".["ns", "inum"] = 4),
+];
+
+/// Fields without which no netlink request can be told from any other write: capture is off.
+pub const REQUIRED: &[&str] = &[
+    "task_files",
+    "files_fdt",
+    "fdtable_max_fds",
+    "fdtable_fd",
+    "file_private_data",
+    "file_inode",
+    "inode_mode",
+    "socket_sk",
+    "sock_family",
+    "sock_protocol",
+];
+
+/// Resolves every offset from the BTF file at `path`.
+pub fn resolve(path: &Path) -> Result<Resolved, BtfError> {
+    let btf = Btf::from_file(path).map_err(|source| BtfError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(resolve_with(&btf))
+}
+
+pub fn resolve_with(btf: &Btf) -> Resolved {
+    let mut offsets = KernelOffsets::MISSING;
+    let mut missing = Vec::new();
+    for want in WANTS {
+        match member_offset(btf, want.ty, want.path, want.size) {
+            Ok(off) => *(want.slot)(&mut offsets) = off,
+            Err(reason) => {
+                *(want.slot)(&mut offsets) = OFFSET_MISSING;
+                missing.push(Missing {
+                    field: want.field,
+                    reason,
+                });
+            }
+        }
+    }
+    Resolved { offsets, missing }
+}
+
+/// Byte offset of `ty.path[0].path[1]…`, checked to be a whole, `size`-byte member.
+pub fn member_offset(btf: &Btf, ty: &str, path: &[&str], size: usize) -> Result<u32, BtfError> {
+    let full = format!("{ty}.{}", path.join("."));
+    let lookup = |source| BtfError::Lookup {
+        path: full.clone(),
+        source,
+    };
+    let mut current = find_struct(btf, ty)?;
+    let mut bits = 0u32;
+    for (i, name) in path.iter().enumerate() {
+        let (member_bits, member) =
+            find_member(btf, &current, name, &full)?.ok_or_else(|| BtfError::NoMember {
+                ty: ty.to_string(),
+                member: name.to_string(),
+            })?;
+        if member.bitfield_size().is_some_and(|b| b != 0) {
+            return Err(BtfError::Bitfield { path: full });
+        }
+        bits += member_bits;
+        let member_ty =
+            strip(btf, btf.resolve_chained_type(&member).map_err(lookup)?).map_err(lookup)?;
+        if i + 1 == path.len() {
+            let actual = type_size(btf, &member_ty).map_err(lookup)?;
+            if actual != size {
+                return Err(BtfError::Size {
+                    path: full,
+                    expected: size,
+                    actual,
+                });
+            }
+        } else {
+            current = match member_ty {
+                Type::Struct(s) | Type::Union(s) => s,
+                _ => {
+                    return Err(BtfError::NotAggregate {
+                        path: full,
+                        member: name.to_string(),
+                    })
+                }
+            };
+        }
+    }
+    if bits % 8 != 0 {
+        return Err(BtfError::Bitfield { path: full });
+    }
+    Ok(bits / 8)
+}
+
+fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, BtfError> {
+    let types = btf
+        .resolve_types_by_name(name)
+        .map_err(|_| BtfError::NoStruct(name.to_string()))?;
+    types
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| BtfError::NoStruct(name.to_string()))
+}
+
+/// Finds `name` among the members of `s`, looking inside anonymous members too; returns its
+/// offset in bits from the start of `s`.
+fn find_member(
+    btf: &Btf,
+    s: &btf_rs::Struct,
+    name: &str,
+    full: &str,
+) -> Result<Option<(u32, btf_rs::Member)>, BtfError> {
+    let lookup = |source| BtfError::Lookup {
+        path: full.to_string(),
+        source,
+    };
+    for member in &s.members {
+        let member_name = btf.resolve_name(member).unwrap_or_default();
+        if member_name == name {
+            return Ok(Some((member.bit_offset(), member.clone())));
+        }
+        if member_name.is_empty() {
+            if let Type::Struct(inner) | Type::Union(inner) =
+                strip(btf, btf.resolve_chained_type(member).map_err(lookup)?).map_err(lookup)?
+            {
+                if let Some((off, m)) = find_member(btf, &inner, name, full)? {
+                    return Ok(Some((member.bit_offset() + off, m)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Follows typedefs and qualifiers to the underlying type.
+fn strip(btf: &Btf, mut ty: Type) -> Result<Type, btf_rs::Error> {
+    for _ in 0..32 {
+        ty = match &ty {
+            Type::Typedef(t) => btf.resolve_chained_type(t)?,
+            Type::Volatile(t) | Type::Const(t) | Type::Restrict(t) => {
+                btf.resolve_chained_type(t)?
+            }
+            Type::TypeTag(t) => btf.resolve_chained_type(t)?,
+            _ => return Ok(ty),
+        };
+    }
+    Ok(ty)
+}
+
+fn type_size(btf: &Btf, ty: &Type) -> Result<usize, btf_rs::Error> {
+    Ok(match ty {
+        Type::Int(i) => i.size(),
+        Type::Ptr(_) => PTR,
+        Type::Enum(e) => e.size(),
+        Type::Enum64(e) => e.size(),
+        Type::Struct(s) | Type::Union(s) => s.size(),
+        Type::Array(a) => {
+            let elem = strip(btf, btf.resolve_chained_type(a)?)?;
+            a.len() * type_size(btf, &elem)?
+        }
+        _ => 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against this machine's kernel BTF: every field resolves on the kernels we support.
+    #[test]
+    fn resolves_every_offset_on_the_running_kernel() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("skipped: {VMLINUX_BTF} is absent on this kernel");
+            return;
+        }
+        let resolved = resolve(Path::new(VMLINUX_BTF)).expect("read BTF");
+        assert!(
+            resolved.missing.is_empty(),
+            "missing: {:?}",
+            resolved.missing
+        );
+        // comm sits after real_parent in every task_struct layout.
+        assert!(resolved.offsets.task_comm > resolved.offsets.task_real_parent);
+    }
+
+    #[test]
+    fn names_what_is_missing() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("skipped: {VMLINUX_BTF} is absent on this kernel");
+            return;
+        }
+        let btf = Btf::from_file(VMLINUX_BTF).unwrap();
+        let err = member_offset(&btf, "task_struct", &["no_such_member"], 8).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`struct task_struct` has no member `no_such_member`"
+        );
+        let err = member_offset(&btf, "task_struct", &["tgid"], 8).unwrap_err();
+        assert_eq!(err.to_string(), "`task_struct.tgid` is 4 bytes, expected 8");
+        assert!(matches!(
+            member_offset(&btf, "no_such_struct", &["x"], 1),
+            Err(BtfError::NoStruct(_))
+        ));
+    }
+}
