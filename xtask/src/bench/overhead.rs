@@ -6,7 +6,7 @@
 use std::{
     fmt::Write as _,
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -24,6 +24,9 @@ pub struct Args {
     /// Number of (untraced, traced) pairs.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pairs: u32,
+    /// Bench this routeguard binary instead of building target/release/routeguard.
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
     /// Only the untraced runs (no routeguard needed): checks the harness itself.
     #[arg(long, hide = true)]
     untraced_only: bool,
@@ -35,10 +38,12 @@ const TABLE: &str = "100";
 pub fn run(args: &Args) -> Result<()> {
     interrupt::install();
     setup::run(setup::Options::default())?;
-    let bin = if args.untraced_only {
-        None
-    } else {
-        Some(build::run(false)?)
+    let bin = match (&args.bin, args.untraced_only) {
+        (_, true) => None,
+        (Some(bin), false) => {
+            Some(fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display()))?)
+        }
+        (None, false) => Some(build::run(false)?),
     };
     ensure!(
         cmd::is_root(),
@@ -150,9 +155,10 @@ fn print_pair(pair: u32, untraced: Duration, traced: Option<&(Duration, TracerRe
         Some((b, report)) => {
             let b = b.as_secs_f64();
             println!(
-                "pair {pair}: A {a:.3} s  B {b:.3} s  B/A {:.3}  events {}/{n}  lost {}{}",
+                "pair {pair}: A {a:.3} s  B {b:.3} s  B/A {:.3}  events {}/{n} ({} removed)  lost {}{}",
                 b / a,
                 report.events,
+                report.removed,
                 report.lost_display(),
                 if report.filtered {
                     ""

@@ -23,6 +23,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TracerReport {
     /// JSON lines written to stdout (one per event).
     pub events: u64,
+    /// Of those, the ones with `"outcome":"removed"` (all of them, in this bench).
+    pub removed: u64,
     /// `<L>` from the final `routeguard: <E> events, <L> lost` line; `None` if it was missing.
     pub lost: Option<u64>,
     /// Whether the `--netns` filter was accepted (otherwise the host's deletions count too).
@@ -171,6 +173,14 @@ impl Tracer {
             );
         }
         let events = counter.update()?;
+        let removed = count_removed(&self.out_path)?;
+        if removed != events {
+            eprintln!(
+                "warning: {} of {events} events are not `\"outcome\":\"removed\"` (see {})",
+                events - removed.min(events),
+                self.out_path.display()
+            );
+        }
         let lost = self
             .stderr_log
             .iter()
@@ -184,6 +194,7 @@ impl Tracer {
         }
         Ok(TracerReport {
             events,
+            removed,
             lost,
             filtered: self.filtered,
         })
@@ -243,6 +254,19 @@ impl LineCounter {
         self.lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
         Ok(self.lines)
     }
+}
+
+/// Lines of the JSON output whose outcome is `removed`.
+fn count_removed(path: &Path) -> Result<u64> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut removed = 0;
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.contains("\"outcome\":\"removed\"") {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// `routeguard: 100000 events, 0 lost` → (100000, 0); tolerant of extra words around it.
