@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use routeguard_common::{counter, RequestRecord, TaskRecord, EXE_PATH_MAX};
+use routeguard_common::{counter, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX};
 
 /// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
 #[map]
@@ -22,17 +22,17 @@ pub static REQUEST_SCRATCH: PerCpuArray<RequestRecord> = PerCpuArray::with_max_e
 #[map]
 pub static TASK_SCRATCH: PerCpuArray<TaskRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Scratch space for an exec path before it goes into `EXEC_PATH`.
+/// Scratch space for an [`ExecInfo`] before it goes into `EXECS`.
 #[map]
-pub static PATH_SCRATCH: PerCpuArray<[u8; EXE_PATH_MAX]> = PerCpuArray::with_max_entries(1, 0);
+pub static EXEC_SCRATCH: PerCpuArray<ExecInfo> = PerCpuArray::with_max_entries(1, 0);
 
 /// tgid → start_time of the process image whose details userspace already has.
 #[map]
 pub static TASK_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
 
-/// tgid → path given to its last execve (from `sched_process_exec`).
+/// tgid → its last execve as it was made (from `sched_process_exec`).
 #[map]
-pub static EXEC_PATH: LruHashMap<u32, [u8; EXE_PATH_MAX]> = LruHashMap::with_max_entries(8192, 0);
+pub static EXECS: LruHashMap<u32, ExecInfo> = LruHashMap::with_max_entries(8192, 0);
 
 /// tgid → time (ns) of its last captured netlink request: only these processes' receives are
 /// inspected for the kernel's replies, so every other recv in the system costs one lookup.
@@ -46,6 +46,18 @@ pub static RECV_ARGS: HashMap<u64, RecvArgs> = HashMap::with_max_entries(4096, 0
 /// pid_tgid of threads inside a captured ioctl, from sys_enter to sys_exit.
 #[map]
 pub static IOCTL_IN_FLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1024, 0);
+
+/// A process image as exec'd: the path it was started by and its argv before it ran. Programs
+/// may rewrite their own argv later (iproute2 overwrites the `/` of `fwmark 0x10/0xff`), so
+/// this is what "the command that was run" means.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecInfo {
+    pub path_len: u32,
+    pub args_len: u32,
+    pub path: [u8; EXE_PATH_MAX],
+    pub args: [u8; ARGS_MAX],
+}
 
 /// How a receive names its buffer.
 pub mod recv_kind {

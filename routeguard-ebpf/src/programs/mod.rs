@@ -11,13 +11,13 @@ mod sock;
 mod task;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use routeguard_common::syscall;
 
-use maps::{recv_kind, EXEC_PATH, PATH_SCRATCH, TASK_SEEN};
+use maps::{recv_kind, EXECS, EXEC_SCRATCH, TASK_SEEN};
 use send::Source;
 
 /// Argument `n` (0-based) of a syscall tracepoint.
@@ -145,7 +145,8 @@ pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
 }
 
 // sched_process_exec: `__data_loc char[] filename` at 8, `pid_t pid` at 12 — since 3.4.
-// Remembers the exec'd path and forgets the details userspace had for the old image.
+// Runs after the new image is set up: remembers its path and argv as exec'd, and forgets the
+// details userspace had for the old image.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let _ = try_sched_process_exec(&ctx);
@@ -158,12 +159,16 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: the format puts a u32 __data_loc (offset | len << 16) at 8.
     let loc = unsafe { ctx.read_at::<u32>(8) }.ok()?;
     let src = ctx.as_ptr_u64() + u64::from(loc & 0xffff);
-    let buf = PATH_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: per-CPU scratch; a kernel string read bounded by the destination.
-    let buf = unsafe { &mut *buf };
+    let exec = EXEC_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let exec = unsafe { &mut *exec };
     // SAFETY: src points into the tracepoint record; faults are reported as Err.
-    unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, buf) }.ok()?;
-    EXEC_PATH.insert(tgid, &*buf, 0).ok()
+    let path = unsafe { bpf_probe_read_kernel_str_bytes(src as *const u8, &mut exec.path) }.ok()?;
+    exec.path_len = path.len() as u32;
+    // SAFETY: helper without preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    exec.args_len = task::read_args(task, &mut exec.args);
+    EXECS.insert(tgid, &*exec, 0).ok()
 }
 
 trait CtxAddr {

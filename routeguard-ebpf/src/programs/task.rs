@@ -15,7 +15,7 @@ use routeguard_common::{
 
 use super::{
     kern::{config_field, read},
-    maps::{count, EVENTS, EXEC_PATH, TASK_SCRATCH, TASK_SEEN},
+    maps::{count, ExecInfo, EVENTS, EXECS, TASK_SCRATCH, TASK_SEEN},
 };
 
 /// Fills the identity every request carries.
@@ -66,9 +66,12 @@ fn send_details(task: u64, info: &TaskInfo) -> Result<(), ()> {
     rec.ts_ns = unsafe { bpf_ktime_get_ns() };
     rec.task = *info;
     ancestry(task, rec);
-    args_and_exe(task, rec);
+    exe_name(task, rec);
     cgroup_name(task, rec);
-    exec_path(info.pid, rec);
+    if !from_exec(info.pid, rec) {
+        rec.exe_path_len = 0;
+        rec.args_len = read_args(task, &mut rec.args);
+    }
     EVENTS
         .output::<TaskRecord>(&*rec, BPF_RB_NO_WAKEUP as u64)
         .map_err(|_| {
@@ -107,28 +110,37 @@ fn ancestry(task: u64, rec: &mut TaskRecord) {
     }
 }
 
-/// argv from the process's own memory (`mm->arg_start..arg_end`), and the executable's name.
+/// argv from the process's own memory (`mm->arg_start..arg_end`); returns the bytes read.
 #[inline(always)]
-fn args_and_exe(task: u64, rec: &mut TaskRecord) {
-    rec.args_len = 0;
+pub fn read_args(task: u64, dst: &mut [u8; ARGS_MAX]) -> u32 {
+    let Some(mm) = read::<u64>(task, config_field!(offsets.task_mm)) else {
+        return 0;
+    };
+    let start = read::<u64>(mm, config_field!(offsets.mm_arg_start)).unwrap_or(0);
+    let end = read::<u64>(mm, config_field!(offsets.mm_arg_end)).unwrap_or(0);
+    if start == 0 || end <= start {
+        return 0;
+    }
+    let mut len = (end - start) as usize;
+    if len > ARGS_MAX - 1 {
+        len = ARGS_MAX - 1;
+    }
+    // The mask proves the bound to the verifier (6.1's rejects a merely compared length).
+    let len = len & (ARGS_MAX - 1);
+    // SAFETY: len ≤ ARGS_MAX - 1 fits the destination; faults are reported as Err.
+    match unsafe { bpf_probe_read_user_buf(start as *const u8, &mut dst[..len]) } {
+        Ok(()) => len as u32,
+        Err(_) => 0,
+    }
+}
+
+/// The executable's name (`mm->exe_file->f_path.dentry->d_name.name`).
+#[inline(always)]
+fn exe_name(task: u64, rec: &mut TaskRecord) {
     rec.exe_name[0] = 0;
     let Some(mm) = read::<u64>(task, config_field!(offsets.task_mm)) else {
         return;
     };
-    let start = read::<u64>(mm, config_field!(offsets.mm_arg_start)).unwrap_or(0);
-    let end = read::<u64>(mm, config_field!(offsets.mm_arg_end)).unwrap_or(0);
-    if start != 0 && end > start {
-        let mut len = (end - start) as usize;
-        if len > ARGS_MAX - 1 {
-            len = ARGS_MAX - 1;
-        }
-        // The mask proves the bound to the verifier (6.1's rejects a merely compared length).
-        let len = len & (ARGS_MAX - 1);
-        // SAFETY: len ≤ ARGS_MAX - 1 fits the destination; faults are reported as Err.
-        if unsafe { bpf_probe_read_user_buf(start as *const u8, &mut rec.args[..len]) }.is_ok() {
-            rec.args_len = len as u32;
-        }
-    }
     let file = read::<u64>(mm, config_field!(offsets.mm_exe_file)).unwrap_or(0);
     let dentry = read::<u64>(file, config_field!(offsets.file_dentry)).unwrap_or(0);
     if let Some(name) = read::<u64>(dentry, config_field!(offsets.dentry_name)) {
@@ -151,15 +163,17 @@ fn cgroup_name(task: u64, rec: &mut TaskRecord) {
     }
 }
 
+/// Path and argv as exec'd, when the exec happened while routeguard was loaded.
 #[inline(always)]
-fn exec_path(tgid: u32, rec: &mut TaskRecord) {
-    rec.exe_path_len = 0;
-    let Some(path) = EXEC_PATH.get_ptr(tgid) else {
-        return;
+fn from_exec(tgid: u32, rec: &mut TaskRecord) -> bool {
+    let Some(exec) = EXECS.get_ptr(tgid) else {
+        return false;
     };
-    // SAFETY: a NUL-terminated string inside a live map value, bounded by the destination.
-    if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(path as *const u8, &mut rec.exe_path) }
-    {
-        rec.exe_path_len = s.len() as u32;
-    }
+    // SAFETY: a live map value; the copy below goes into the per-CPU scratch record.
+    let exec: &ExecInfo = unsafe { &*exec };
+    rec.exe_path = exec.path;
+    rec.exe_path_len = exec.path_len;
+    rec.args = exec.args;
+    rec.args_len = exec.args_len;
+    true
 }

@@ -14,6 +14,10 @@ const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// `ip netns del` must not stick to the next namespace that gets its inode.
 const MAX_AGE: Duration = Duration::from_secs(2);
 
+/// The initial namespace's inode on kernels that give it a fixed one (`PROC_NET_INIT_INO` in
+/// include/linux/proc_ns.h); older kernels number it like any other namespace.
+const PROC_NET_INIT_INO: u64 = 0xEFFF_FFF9;
+
 /// Names network namespaces by inode.
 pub struct NetnsNames {
     /// The initial namespace's file (`/proc/1/ns/net`).
@@ -34,6 +38,9 @@ impl NetnsNames {
     pub fn with_paths(host_ns: PathBuf, dir: PathBuf) -> Self {
         let host = match fs::metadata(&host_ns) {
             Ok(meta) => Some(meta.ino()),
+            // pid 1's namespace files can be closed to root too (a container's or VM's init);
+            // new kernels give the initial namespace a fixed inode, so that still names it.
+            Err(_) if Self::fixed_init_inode() => Some(PROC_NET_INIT_INO),
             Err(e) => {
                 tracing::warn!(
                     "cannot stat {}: {e}; the initial network namespace will not be named `host` \
@@ -50,6 +57,12 @@ impl NetnsNames {
             names: HashMap::new(),
             last_scan: None,
         }
+    }
+
+    /// Whether this kernel numbers the initial namespace `PROC_NET_INIT_INO`: true when that
+    /// inode is a live namespace we can see from here (ours, or pid 1's elsewhere).
+    fn fixed_init_inode() -> bool {
+        fs::metadata("/proc/self/ns/net").is_ok_and(|m| m.ino() == PROC_NET_INIT_INO)
     }
 
     pub fn lookup(&mut self, inode: u32) -> Netns {

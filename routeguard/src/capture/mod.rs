@@ -27,7 +27,7 @@ pub enum CaptureError {
     #[error("the running kernel's BTF lacks what is needed to recognise netlink sockets: {0}; the syscall capture path cannot run on this kernel")]
     Offsets(String),
     #[error("loading the eBPF object failed: {0}")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no map `{0}`")]
     NoMap(&'static str),
     #[error("map `{name}`: {source}")]
@@ -40,7 +40,7 @@ pub enum CaptureError {
         name: &'static str,
         category: &'static str,
         tracepoint: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 }
 
@@ -111,7 +111,7 @@ impl Capture {
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(OBJECT)
-            .map_err(CaptureError::Load)?;
+            .map_err(|e| CaptureError::Load(Box::new(e)))?;
         programs::attach_all(&mut ebpf)?;
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;

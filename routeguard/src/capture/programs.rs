@@ -26,11 +26,11 @@ pub const TRACEPOINTS: &[(&str, &str, &str)] = &[
 
 pub fn attach_all(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     for &(name, category, tracepoint) in TRACEPOINTS {
-        let err = |source| CaptureError::Program {
+        let err = |source: aya::programs::ProgramError| CaptureError::Program {
             name,
             category,
             tracepoint,
-            source,
+            source: Box::new(source),
         };
         let program: &mut TracePoint = ebpf
             .program_mut(name)

@@ -21,7 +21,7 @@ mod rule;
 mod tests;
 
 pub use ioctl::decode_ioctl;
-pub use netlink::decode_netlink;
+pub use netlink::{decode_netlink, MAX_MESSAGES};
 
 use crate::event::{Address, Cause, Family, Kind, Link, Nexthop, Route, Rule};
 
@@ -63,7 +63,7 @@ pub enum DecodeError {
         len: usize,
         reason: String,
     },
-    /// More messages in one payload than [`netlink::MAX_MESSAGES`]; the rest was not decoded.
+    /// More messages in one payload than [`MAX_MESSAGES`]; the rest was not decoded.
     #[error("more than {limit} netlink messages in one payload; stopped at offset {offset}")]
     TooManyMessages { offset: usize, limit: usize },
     /// An ioctl command this decoder does not handle.
@@ -111,7 +111,7 @@ pub struct Removal {
 pub struct Decoded {
     /// `None` for ioctls.
     pub header: Option<MessageHeader>,
-    /// `RTM_DELROUTE`, `SIOCDELRT`, …; `RTM_UNKNOWN` is never produced (unknown types are errors).
+    /// `RTM_DELROUTE`, `SIOCDELRT`, … (an unknown message type is an error, not an op).
     pub op: &'static str,
     /// `None` when the request removes nothing (`RTM_NEWROUTE` without `NLM_F_REPLACE`,
     /// `RTM_NEWLINK` that brings a link up, `RTM_GETROUTE`, …).

@@ -184,7 +184,7 @@ pub fn member_offset(btf: &Btf, ty: &str, path: &[&str], size: usize) -> Result<
             };
         }
     }
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         return Err(BtfError::Bitfield { path: full });
     }
     Ok(bits / 8)
