@@ -270,14 +270,22 @@ impl Setup {
         if self.opts.dry_run
             || cmd::succeeds(Command::new("python3").args(["-m", "pip", "--version"]))
         {
-            return self.act(
+            let pip = self.act(
                 "installing pyroute2 from PyPI",
                 Command::new("python3").args(["-m", "pip", "install", "-q", "pyroute2"]),
             );
+            match pip {
+                Ok(()) => return Ok(()),
+                // Debian's python3 refuses pip installs into the system (PEP 668,
+                // "externally-managed-environment"): fall back to Debian's package.
+                Err(err) if cmd::find_program("apt-get").is_some() && cmd::is_root() => {
+                    println!("{PREFIX} pip failed ({err:#})");
+                }
+                Err(err) => return Err(err),
+            }
         }
-        // Debian's own python3 has no pip by default (and refuses to pip-install into the
-        // system, PEP 668): take Debian's package instead.
-        println!("{PREFIX} this python3 has no pip: taking Debian's python3-pyroute2");
+        // Debian's own python3 has no pip by default: take Debian's package instead.
+        println!("{PREFIX} taking Debian's python3-pyroute2 instead");
         self.apt_install(&["python3-pyroute2"])
     }
 
