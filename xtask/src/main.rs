@@ -61,6 +61,7 @@ enum Task {
 
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
+    add_sbin_to_path();
     match cli.command {
         Task::Setup { dry_run } => setup::run(setup::Options {
             dry_run,
@@ -81,4 +82,20 @@ fn main() -> Result<ExitCode> {
         Task::Bench { bench } => bench::run(bench)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ip` and `route` live in /usr/sbin on Debian, which a non-login or minimal PATH (CI, sudo,
+/// cron) may lack; every task, and the tests it starts, needs them.
+fn add_sbin_to_path() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<_> = std::env::split_paths(&path).collect();
+    for sbin in ["/usr/sbin", "/sbin"] {
+        if !dirs.iter().any(|dir| dir.as_os_str() == sbin) {
+            dirs.push(sbin.into());
+        }
+    }
+    if let Ok(joined) = std::env::join_paths(dirs) {
+        // Edition 2021: set_var is safe; this runs before any thread is started.
+        std::env::set_var("PATH", joined);
+    }
 }
