@@ -112,7 +112,13 @@ pub fn run() -> Result<ExitCode> {
         Command::new("cargo")
             .current_dir(&root)
             .env("AYA_BUILD_SKIP", "1")
-            .args(["test", "--workspace", "--exclude", "routeguard-tests"]),
+            .args([
+                "test",
+                "--no-fail-fast",
+                "--workspace",
+                "--exclude",
+                "routeguard-tests",
+            ]),
     );
     stages.push(Stage::from_result("unit tests", unit));
 
@@ -130,6 +136,7 @@ pub fn run() -> Result<ExitCode> {
                 .env("ROUTEGUARD_BIN", &bin)
                 .args([
                     "test",
+                    "--no-fail-fast",
                     "--package",
                     "routeguard-tests",
                     "--",
@@ -173,7 +180,8 @@ fn first_line(note: &str) -> String {
     }
 }
 
-/// Runs a `cargo test` command, echoing its stdout while summing its "test result:" lines.
+/// Runs a `cargo test` command (with `--no-fail-fast`, so every test binary runs and the
+/// counts are complete), echoing its stdout while summing its "test result:" lines.
 /// An error when cargo itself failed and no failing test explains it (e.g. a compile error).
 fn cargo_test(cmd: &mut Command) -> Result<Counts> {
     let shown = cmd::display(cmd);
