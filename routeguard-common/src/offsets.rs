@@ -62,6 +62,16 @@ pub struct KernelOffsets {
     pub sock_protocol: u32,
     /// `net.ns.inum`
     pub net_ns_inum: u32,
+    /// `pt_regs.di`: first syscall argument (x86_64).
+    pub regs_arg0: u32,
+    /// `pt_regs.si`: second syscall argument.
+    pub regs_arg1: u32,
+    /// `pt_regs.dx`: third syscall argument.
+    pub regs_arg2: u32,
+    /// `pt_regs.orig_ax`: the syscall number, still there at sys_exit.
+    pub regs_syscall_nr: u32,
+    /// `pt_regs.cs`: tells 64-bit syscalls from ia32 compat ones, which number differently.
+    pub regs_cs: u32,
 }
 
 impl KernelOffsets {
@@ -93,6 +103,44 @@ impl KernelOffsets {
         sock_net: OFFSET_MISSING,
         sock_protocol: OFFSET_MISSING,
         net_ns_inum: OFFSET_MISSING,
+        regs_arg0: OFFSET_MISSING,
+        regs_arg1: OFFSET_MISSING,
+        regs_arg2: OFFSET_MISSING,
+        regs_syscall_nr: OFFSET_MISSING,
+        regs_cs: OFFSET_MISSING,
+    };
+}
+
+/// Syscall numbers of the running architecture (userspace knows them; the programs must not
+/// hard-code one architecture's table). `u32::MAX` never matches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallNumbers {
+    pub sendmsg: u32,
+    pub sendto: u32,
+    pub sendmmsg: u32,
+    pub write: u32,
+    pub ioctl: u32,
+    pub recvmsg: u32,
+    pub recvfrom: u32,
+    pub recvmmsg: u32,
+    pub read: u32,
+    /// The code segment selector of 64-bit user mode; other values are compat syscalls.
+    pub user64_cs: u32,
+}
+
+impl SyscallNumbers {
+    pub const NONE: Self = Self {
+        sendmsg: u32::MAX,
+        sendto: u32::MAX,
+        sendmmsg: u32::MAX,
+        write: u32::MAX,
+        ioctl: u32::MAX,
+        recvmsg: u32::MAX,
+        recvfrom: u32::MAX,
+        recvmmsg: u32::MAX,
+        read: u32::MAX,
+        user64_cs: u32::MAX,
     };
 }
 
@@ -101,6 +149,7 @@ impl KernelOffsets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureConfig {
     pub offsets: KernelOffsets,
+    pub syscalls: SyscallNumbers,
     /// The loader's own tgid: its requests are tagged, never dropped (restores are recognised).
     pub self_tgid: u32,
     /// Wake userspace once this many bytes wait in the ring; below that the loader polls.
@@ -110,20 +159,24 @@ pub struct CaptureConfig {
 impl CaptureConfig {
     pub const DEFAULT: Self = Self {
         offsets: KernelOffsets::MISSING,
+        syscalls: SyscallNumbers::NONE,
         self_tgid: 0,
         wakeup_bytes: 256 * 1024,
     };
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 26 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 26 * 4 + 8);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 31 * 4);
+const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 31 * 4 + 10 * 4 + 8);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are repr(C), made only of u32 fields with no padding, so every bit pattern is
+    // SAFETY: all are repr(C), made only of u32 fields with no padding, so every bit pattern is
     // a valid value and they can be copied into the program's .rodata as bytes.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SyscallNumbers {}
 }

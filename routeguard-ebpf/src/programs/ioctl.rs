@@ -103,7 +103,7 @@ pub fn exit(ret: i64) -> Option<()> {
         ret,
     };
     if EVENTS
-        .output::<IoctlResultRecord>(&rec, wake_flags())
+        .output::<IoctlResultRecord>(&rec, wake_flags(size_of::<IoctlResultRecord>() as u64))
         .is_err()
     {
         count(counter::RINGBUF_FULL);

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
 };
 use routeguard_common::{counter, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX};
 
@@ -39,10 +39,6 @@ pub static EXECS: LruHashMap<u32, ExecInfo> = LruHashMap::with_max_entries(8192,
 #[map]
 pub static AWAITING_REPLY: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
-/// pid_tgid → arguments of a receive in flight, from sys_enter to sys_exit.
-#[map]
-pub static RECV_ARGS: HashMap<u64, RecvArgs> = HashMap::with_max_entries(4096, 0);
-
 /// pid_tgid of threads inside a captured ioctl, from sys_enter to sys_exit.
 #[map]
 pub static IOCTL_IN_FLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1024, 0);
@@ -67,15 +63,6 @@ pub mod recv_kind {
     pub const BUF: u32 = 2;
     /// `ptr` is a `struct mmsghdr *`.
     pub const MMSG: u32 = 3;
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct RecvArgs {
-    pub ptr: u64,
-    pub len: u64,
-    pub fd: i32,
-    pub kind: u32,
 }
 
 /// Adds one to a per-CPU counter.

@@ -5,7 +5,7 @@ use routeguard_common::{counter, kind, AckRecord, RecordHeader, WIRE_VERSION};
 
 use super::{
     kern::read_user,
-    maps::{count, recv_kind, RecvArgs, AWAITING_REPLY, EVENTS, RECV_ARGS},
+    maps::{count, recv_kind, AWAITING_REPLY, EVENTS},
     send::{is_removal_type, wake_flags},
     sock,
 };
@@ -17,9 +17,13 @@ const MAX_REPLIES: u32 = 32;
 /// A process's receives are inspected this long after its last captured request.
 const REPLY_WINDOW_NS: u64 = 10_000_000_000;
 
-/// sys_enter of a receive: remember its buffer if this process awaits a reply.
+/// sys_exit of a receive (`fd`, `ptr`, `len` as passed, `ret` its result): report each
+/// NLMSG_ERROR that answers a removal request, if this process awaits one.
 #[inline(always)]
-pub fn enter(fd: i64, ptr: u64, len: u64, recv: u32) -> Option<()> {
+pub fn exit(fd: i64, ptr: u64, len: u64, recv: u32, ret: i64) -> Option<()> {
+    if ret <= 0 {
+        return None;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let since = AWAITING_REPLY.get_ptr(tgid)?;
@@ -29,42 +33,29 @@ pub fn enter(fd: i64, ptr: u64, len: u64, recv: u32) -> Option<()> {
         let _ = AWAITING_REPLY.remove(tgid);
         return None;
     }
-    let args = RecvArgs {
-        ptr,
-        len,
-        fd: fd as i32,
-        kind: recv,
+    let (buf, avail) = match recv {
+        recv_kind::BUF => (ptr, min(len, ret as u64)),
+        recv_kind::MSGHDR => first_iov(ptr, ret as u64)?,
+        recv_kind::MMSG => {
+            // recvmmsg returns a message count; msg_len (offset 56) holds the first's bytes.
+            let got = u64::from(read_user::<u32>(ptr + 56)?);
+            first_iov(ptr, got)?
+        }
+        _ => return None,
     };
-    RECV_ARGS.insert(pid_tgid, args, 0).ok()
-}
-
-/// sys_exit of a receive: report each NLMSG_ERROR that answers a removal request.
-#[inline(always)]
-pub fn exit(ret: i64) -> Option<()> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the pointer comes from a successful lookup and is copied out at once.
-    let args = unsafe { *RECV_ARGS.get_ptr(pid_tgid)? };
-    let _ = RECV_ARGS.remove(pid_tgid);
-    if ret <= 0 {
+    // Look at the bytes before the fd table: most receives carry no reply of interest (iproute2
+    // first peeks into an empty buffer just to learn the size).
+    if !scan_replies(buf, avail, None) {
         return None;
     }
     // SAFETY: helper without preconditions.
     let task_ptr = unsafe { bpf_get_current_task() };
-    let sock = sock::lookup(task_ptr, i64::from(args.fd))?;
+    let sock = sock::lookup(task_ptr, fd)?;
     if !sock.is_rtnetlink() {
         return None;
     }
-    let (buf, avail) = match args.kind {
-        recv_kind::BUF => (args.ptr, min(args.len, ret as u64)),
-        recv_kind::MSGHDR => first_iov(args.ptr, ret as u64)?,
-        recv_kind::MMSG => {
-            // recvmmsg returns a message count; msg_len (offset 56) holds the first's bytes.
-            let got = u64::from(read_user::<u32>(args.ptr + 56)?);
-            first_iov(args.ptr, got)?
-        }
-        _ => return None,
-    };
-    scan_replies(buf, avail, sock.sk, pid_tgid)
+    scan_replies(buf, avail, Some((sock.sk, pid_tgid)));
+    Some(())
 }
 
 #[inline(always)]
@@ -84,8 +75,11 @@ fn first_iov(msg: u64, got: u64) -> Option<(u64, u64)> {
     Some((base, min(len, got)))
 }
 
+/// Walks the messages of a receive buffer. Without `emit`, only says whether one of them is an
+/// NLMSG_ERROR answering a removal; with it, reports every such reply for that socket.
 #[inline(always)]
-fn scan_replies(buf: u64, avail: u64, sk: u64, pid_tgid: u64) -> Option<()> {
+fn scan_replies(buf: u64, avail: u64, emit: Option<(u64, u64)>) -> bool {
+    let mut found = false;
     let mut pos: u64 = 0;
     let mut i = 0;
     while i < MAX_REPLIES {
@@ -93,23 +87,31 @@ fn scan_replies(buf: u64, avail: u64, sk: u64, pid_tgid: u64) -> Option<()> {
             break;
         }
         // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid; }
-        let hdr = read_user::<[u32; 4]>(buf + pos)?;
+        let Some(hdr) = read_user::<[u32; 4]>(buf + pos) else {
+            break;
+        };
         let msg_len = u64::from(hdr[0]);
         if msg_len < NLMSG_HDRLEN {
             break;
         }
         if hdr[1] as u16 == NLMSG_ERROR && pos + NLMSG_HDRLEN + 20 <= avail {
             // struct nlmsgerr { int error; struct nlmsghdr msg; }
-            let err = read_user::<[u32; 5]>(buf + pos + NLMSG_HDRLEN)?;
+            let Some(err) = read_user::<[u32; 5]>(buf + pos + NLMSG_HDRLEN) else {
+                break;
+            };
             let orig_type = err[2] as u16;
             if is_removal_type(orig_type) {
-                report(sk, pid_tgid, err[3], err[0] as i32, orig_type);
+                found = true;
+                match emit {
+                    Some((sk, pid_tgid)) => report(sk, pid_tgid, err[3], err[0] as i32, orig_type),
+                    None => return true,
+                }
             }
         }
         pos += (msg_len + 3) & !3;
         i += 1;
     }
-    Some(())
+    found
 }
 
 #[inline(always)]
@@ -130,7 +132,10 @@ fn report(sk: u64, pid_tgid: u64, seq: u32, error: i32, msg_type: u16) {
         msg_type,
         _pad: [0; 6],
     };
-    if EVENTS.output::<AckRecord>(&rec, wake_flags()).is_err() {
+    if EVENTS
+        .output::<AckRecord>(&rec, wake_flags(size_of::<AckRecord>() as u64))
+        .is_err()
+    {
         count(counter::RINGBUF_FULL);
     }
 }

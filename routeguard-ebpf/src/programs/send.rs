@@ -129,23 +129,36 @@ pub fn emit(
     // SAFETY: `len` bytes of the scratch record are initialised (header + `total` of payload).
     let bytes =
         unsafe { core::slice::from_raw_parts(rec as *const RequestRecord as *const u8, len) };
-    if EVENTS.output::<[u8]>(bytes, wake_flags()).is_err() {
+    if EVENTS
+        .output::<[u8]>(bytes, wake_flags(len as u64))
+        .is_err()
+    {
         count(counter::RINGBUF_FULL);
         return None;
     }
     if sock.family == sock::AF_NETLINK {
         // SAFETY: helper without preconditions.
         let now = unsafe { bpf_ktime_get_ns() };
-        let _ = AWAITING_REPLY.insert(rec.head.task.pid, now, 0);
+        match AWAITING_REPLY.get_ptr_mut(rec.head.task.pid) {
+            // SAFETY: a live map value; a racing writer would only store another timestamp.
+            Some(since) => unsafe { *since = now },
+            None => {
+                let _ = AWAITING_REPLY.insert(rec.head.task.pid, now, 0);
+            }
+        }
     }
     Some(())
 }
 
-/// Batched wake-ups: userspace is woken only once enough is waiting (it also polls).
+/// Batched wake-ups: userspace is woken when the data waiting crosses the threshold, not for
+/// every record past it (each forced wake-up is an irq_work; a consumer that lags would make
+/// every record pay one). Userspace also drains on a short timer. A threshold of 0 wakes it for
+/// every record.
 #[inline(always)]
-pub fn wake_flags() -> u64 {
+pub fn wake_flags(len: u64) -> u64 {
     let threshold = u64::from(config_field!(wakeup_bytes));
-    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if threshold == 0 || (waiting < threshold && waiting + len >= threshold) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

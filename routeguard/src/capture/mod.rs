@@ -9,11 +9,11 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
-use routeguard_common::{counter, CaptureConfig};
+use routeguard_common::{counter, CaptureConfig, SyscallNumbers};
 
 use crate::kernel::btf::{self, BtfError, VMLINUX_BTF};
 
-pub use programs::TRACEPOINTS;
+pub use programs::{Hook, PROGRAMS};
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/routeguard"));
@@ -35,11 +35,10 @@ pub enum CaptureError {
         name: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("program `{name}` for tracepoint {category}:{tracepoint}: {source}")]
+    #[error("program `{name}` ({hook:?}): {source}")]
     Program {
         name: &'static str,
-        category: &'static str,
-        tracepoint: &'static str,
+        hook: Hook,
         source: Box<aya::programs::ProgramError>,
     },
 }
@@ -104,6 +103,7 @@ impl Capture {
         }
         let config = CaptureConfig {
             offsets: resolved.offsets,
+            syscalls: syscall_numbers(),
             self_tgid: std::process::id(),
             wakeup_bytes: options.wakeup_bytes,
         };
@@ -151,6 +151,31 @@ impl Counters {
             task_lost: sum(counter::TASK_LOST),
         }
     }
+}
+
+/// This architecture's syscall numbers, from libc.
+#[cfg(target_arch = "x86_64")]
+fn syscall_numbers() -> SyscallNumbers {
+    let n = |nr: libc::c_long| nr as u32;
+    SyscallNumbers {
+        sendmsg: n(libc::SYS_sendmsg),
+        sendto: n(libc::SYS_sendto),
+        sendmmsg: n(libc::SYS_sendmmsg),
+        write: n(libc::SYS_write),
+        ioctl: n(libc::SYS_ioctl),
+        recvmsg: n(libc::SYS_recvmsg),
+        recvfrom: n(libc::SYS_recvfrom),
+        recvmmsg: n(libc::SYS_recvmmsg),
+        read: n(libc::SYS_read),
+        // __USER_CS (arch/x86/include/asm/segment.h): GDT entry 6, RPL 3.
+        user64_cs: 0x33,
+    }
+}
+
+/// Other architectures: the BTF check above already refused (no x86 `pt_regs` members).
+#[cfg(not(target_arch = "x86_64"))]
+fn syscall_numbers() -> SyscallNumbers {
+    SyscallNumbers::NONE
 }
 
 fn take_map<T>(

@@ -15,7 +15,7 @@ use tokio::{
 
 use super::{TraceArgs, EXIT_USAGE};
 use crate::{
-    capture::{self, Capture, CaptureError, Losses, TRACEPOINTS},
+    capture::{self, Capture, CaptureError, Losses, PROGRAMS},
     correlate::{Clock, Correlator},
     event::Event,
     kernel::requirements,
@@ -89,8 +89,8 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let mut tick = interval(TICK);
     let mut reported = Losses::default();
     eprintln!(
-        "routeguard: tracing started (capture=syscall, {} tracepoints, ring {} KiB); Ctrl-C to stop",
-        TRACEPOINTS.len(),
+        "routeguard: tracing started (capture=syscall, {} programs, ring {} KiB); Ctrl-C to stop",
+        PROGRAMS.len(),
         args.ring_size >> 10
     );
 

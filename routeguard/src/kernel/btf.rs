@@ -25,7 +25,7 @@ pub enum BtfError {
     #[error("`{path}` is {actual} bytes, expected {expected}")]
     Size {
         path: String,
-        expected: usize,
+        expected: String,
         actual: usize,
     },
     #[error("`{path}`: {member} is not a struct or union")]
@@ -54,19 +54,20 @@ struct Want {
     field: &'static str,
     ty: &'static str,
     path: &'static [&'static str],
-    size: usize,
+    /// Sizes the member may have; the programs read the first of them (the low bytes).
+    sizes: &'static [usize],
     slot: fn(&mut KernelOffsets) -> &mut u32,
 }
 
 const PTR: usize = 8;
 
 macro_rules! want {
-    ($field:ident: $ty:literal . [$($m:literal),+] = $size:expr) => {
+    ($field:ident: $ty:literal . [$($m:literal),+] = $($size:tt)|+) => {
         Want {
             field: stringify!($field),
             ty: $ty,
             path: &[$($m),+],
-            size: $size,
+            sizes: &[$($size),+],
             slot: |o| &mut o.$field,
         }
     };
@@ -99,6 +100,15 @@ const WANTS: &[Want] = &[
     want!(sock_net: "sock".["__sk_common", "skc_net"] = PTR),
     want!(sock_protocol: "sock".["sk_protocol"] = 2),
     want!(net_ns_inum: "net".["ns", "inum"] = 4),
+    // x86_64's saved user registers; other architectures name them differently, so there these
+    // are missing and the syscall path says it cannot run.
+    want!(regs_arg0: "pt_regs".["di"] = 8),
+    want!(regs_arg1: "pt_regs".["si"] = 8),
+    want!(regs_arg2: "pt_regs".["dx"] = 8),
+    want!(regs_syscall_nr: "pt_regs".["orig_ax"] = 8),
+    // `unsigned long cs` until 6.9; since then a u16 in a union with FRED's `csx`. The selector
+    // is the low 16 bits either way, and that is what the programs read.
+    want!(regs_cs: "pt_regs".["cs"] = 2 | 8),
 ];
 
 /// Fields without which no netlink request can be told from any other write: capture is off.
@@ -113,6 +123,11 @@ pub const REQUIRED: &[&str] = &[
     "socket_sk",
     "sock_family",
     "sock_protocol",
+    "regs_arg0",
+    "regs_arg1",
+    "regs_arg2",
+    "regs_syscall_nr",
+    "regs_cs",
 ];
 
 /// Resolves every offset from the BTF file at `path`.
@@ -128,7 +143,7 @@ pub fn resolve_with(btf: &Btf) -> Resolved {
     let mut offsets = KernelOffsets::MISSING;
     let mut missing = Vec::new();
     for want in WANTS {
-        match member_offset(btf, want.ty, want.path, want.size) {
+        match member_offset(btf, want.ty, want.path, want.sizes) {
             Ok(off) => *(want.slot)(&mut offsets) = off,
             Err(reason) => {
                 *(want.slot)(&mut offsets) = OFFSET_MISSING;
@@ -142,8 +157,8 @@ pub fn resolve_with(btf: &Btf) -> Resolved {
     Resolved { offsets, missing }
 }
 
-/// Byte offset of `ty.path[0].path[1]…`, checked to be a whole, `size`-byte member.
-pub fn member_offset(btf: &Btf, ty: &str, path: &[&str], size: usize) -> Result<u32, BtfError> {
+/// Byte offset of `ty.path[0].path[1]…`, checked to be a whole member of one of `sizes` bytes.
+pub fn member_offset(btf: &Btf, ty: &str, path: &[&str], sizes: &[usize]) -> Result<u32, BtfError> {
     let full = format!("{ty}.{}", path.join("."));
     let lookup = |source| BtfError::Lookup {
         path: full.clone(),
@@ -165,10 +180,11 @@ pub fn member_offset(btf: &Btf, ty: &str, path: &[&str], size: usize) -> Result<
             strip(btf, btf.resolve_chained_type(&member).map_err(lookup)?).map_err(lookup)?;
         if i + 1 == path.len() {
             let actual = type_size(btf, &member_ty).map_err(lookup)?;
-            if actual != size {
+            if !sizes.contains(&actual) {
+                let expected = sizes.iter().map(usize::to_string).collect::<Vec<_>>();
                 return Err(BtfError::Size {
                     path: full,
-                    expected: size,
+                    expected: expected.join(" or "),
                     actual,
                 });
             }
@@ -291,15 +307,15 @@ mod tests {
             return;
         }
         let btf = Btf::from_file(VMLINUX_BTF).unwrap();
-        let err = member_offset(&btf, "task_struct", &["no_such_member"], 8).unwrap_err();
+        let err = member_offset(&btf, "task_struct", &["no_such_member"], &[8]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "`struct task_struct` has no member `no_such_member`"
         );
-        let err = member_offset(&btf, "task_struct", &["tgid"], 8).unwrap_err();
+        let err = member_offset(&btf, "task_struct", &["tgid"], &[8]).unwrap_err();
         assert_eq!(err.to_string(), "`task_struct.tgid` is 4 bytes, expected 8");
         assert!(matches!(
-            member_offset(&btf, "no_such_struct", &["x"], 1),
+            member_offset(&btf, "no_such_struct", &["x"], &[1]),
             Err(BtfError::NoStruct(_))
         ));
     }

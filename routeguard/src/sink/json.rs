@@ -43,6 +43,10 @@ impl Formatter for SafeFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Every unsafe char is DEL or beyond ASCII: most fragments need no walk at all.
+        if fragment.bytes().all(|b| b < 0x7f) {
+            return CompactFormatter.write_string_fragment(writer, fragment);
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if is_unsafe(c) {
