@@ -3,6 +3,7 @@
 //! Data flows one way: [`capture`] (eBPF programs and the ring buffer) → [`decode`] (wire records
 //! and netlink/ioctl payloads) → [`attribution`] (process, cgroup, netns) → [`correlate`]
 //! (requests joined with the kernel's replies) → [`event`] → [`sink`] (terminal, JSON).
+//! [`pipeline`] runs capture and correlation for the commands in [`cli`].
 
 pub mod attribution;
 pub mod capture;
@@ -11,4 +12,5 @@ pub mod correlate;
 pub mod decode;
 pub mod event;
 pub mod kernel;
+pub mod pipeline;
 pub mod sink;

@@ -30,6 +30,8 @@ pub enum CaptureError {
     Load(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no map `{0}`")]
     NoMap(&'static str),
+    #[error("cannot poll the ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
     #[error("map `{name}`: {source}")]
     Map {
         name: &'static str,

@@ -3,27 +3,22 @@
 use std::{
     io::{self, BufWriter, Write},
     process::ExitCode,
-    time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use tokio::{
-    io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
-    time::{interval, sleep_until, Instant},
+    time::{sleep_until, Instant},
 };
 
 use super::{TraceArgs, EXIT_USAGE};
 use crate::{
-    capture::{self, Capture, CaptureError, Losses, PROGRAMS},
-    correlate::{Clock, Correlator},
-    event::Event,
+    capture::{self, CaptureError, Losses, PROGRAMS},
+    correlate::Problems,
+    event::{filter::Filter, Event},
     kernel::requirements,
+    pipeline::Pipeline,
     sink,
 };
-
-/// How often the ring is drained when the kernel batches wake-ups, and waits are expired.
-const TICK: Duration = Duration::from_millis(10);
 
 pub fn run(args: TraceArgs) -> ExitCode {
     if let Err(unmet) = requirements::check() {
@@ -45,7 +40,9 @@ pub fn run(args: TraceArgs) -> ExitCode {
         Err(TraceError::Capture(err)) => {
             eprintln!("routeguard: {err}");
             match err {
-                CaptureError::Map { .. } | CaptureError::NoMap(_) => ExitCode::FAILURE,
+                CaptureError::Map { .. } | CaptureError::NoMap(_) | CaptureError::Poll(_) => {
+                    ExitCode::FAILURE
+                }
                 _ => ExitCode::from(EXIT_USAGE),
             }
         }
@@ -64,86 +61,53 @@ enum TraceError {
     Io(#[from] io::Error),
 }
 
-enum Wake {
-    Data,
-    Tick,
-    Stop,
-}
-
 async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let options = capture::Options {
         ring_bytes: args.ring_size,
         wakeup_bytes: args.wakeup,
     };
-    let (ring, counters) = Capture::start(&options)?.split();
-    // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd, so the fd stays open and
-    // is not registered elsewhere for as long as the AsyncFd lives.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| io::Error::other(format!("cannot poll the ring buffer: {e}")))?;
-    let mut output = Output::new(args.json);
-    let mut correlator = Correlator::new(Clock::new());
-    let filter = args.filter();
+    let mut pipeline = Pipeline::start(&options)?;
+    let mut output = Output::new(args.json, args.filter(), args.count);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = args.duration.map(|d| Instant::now() + d);
-    let mut tick = interval(TICK);
-    let mut reported = Losses::default();
     eprintln!(
         "routeguard: tracing started (capture=syscall, {} programs, ring {} KiB); Ctrl-C to stop",
         PROGRAMS.len(),
         args.ring_size >> 10
     );
-
     loop {
-        let wake = tokio::select! {
-            guard = ring.readable_mut() => {
-                guard?.clear_ready();
-                Wake::Data
-            }
-            _ = tick.tick() => Wake::Tick,
-            _ = sigint.recv() => Wake::Stop,
-            _ = sigterm.recv() => Wake::Stop,
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Wake::Stop,
+        let batch = tokio::select! {
+            batch = pipeline.next() => batch?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         };
-        drain(ring.get_mut(), &mut correlator);
-        if matches!(wake, Wake::Tick) {
-            correlator.expire(Clock::monotonic_ns());
-            reported = report_new_losses(&counters.read(), reported, args.ring_size);
+        if batch.newly_lost > 0 {
+            report_loss(pipeline.losses().ring_full, args.ring_size);
         }
-        let done = output.emit(correlator.take_ready(), &filter, args.count)?;
-        if done || matches!(wake, Wake::Stop) || output.closed {
+        if output.emit(batch.events)? {
             break;
         }
     }
-    drain(ring.get_mut(), &mut correlator);
-    correlator.flush();
-    output.emit(correlator.take_ready(), &filter, args.count)?;
-    let losses = counters.read();
-    report_new_losses(&losses, reported, args.ring_size);
-    summary(output.shown, &losses, &correlator);
+    let last = pipeline.finish();
+    if last.newly_lost > 0 {
+        report_loss(pipeline.losses().ring_full, args.ring_size);
+    }
+    output.emit(last.events)?;
+    summary(output.shown, &pipeline.losses(), pipeline.problems());
     Ok(())
 }
 
-fn drain(ring: &mut RingBuf<MapData>, correlator: &mut Correlator) {
-    while let Some(item) = ring.next() {
-        correlator.record(&item);
-    }
-}
-
 /// Says so the moment the kernel drops a record: loss is never silent.
-fn report_new_losses(now: &Losses, before: Losses, ring_size: u32) -> Losses {
-    if now.ring_full > before.ring_full {
-        eprintln!(
-            "routeguard: {} events lost so far: the ring buffer ({} KiB) was full; raise --ring-size",
-            now.ring_full,
-            ring_size >> 10
-        );
-    }
-    *now
+fn report_loss(total: u64, ring_size: u32) {
+    eprintln!(
+        "routeguard: {total} events lost so far: the ring buffer ({} KiB) was full; raise --ring-size",
+        ring_size >> 10
+    );
 }
 
-fn summary(shown: u64, losses: &Losses, correlator: &Correlator) {
-    let p = correlator.problems();
+fn summary(shown: u64, losses: &Losses, problems: Problems) {
     let mut notes = Vec::new();
     for (n, what) in [
         (
@@ -158,8 +122,8 @@ fn summary(shown: u64, losses: &Losses, correlator: &Correlator) {
             losses.task_lost,
             "process-detail records lost (those actors came from /proc)",
         ),
-        (p.bad_records, "malformed records"),
-        (p.undecodable, "undecodable messages"),
+        (problems.bad_records, "malformed records"),
+        (problems.undecodable, "undecodable messages"),
     ] {
         if n > 0 {
             notes.push(format!("{n} {what}"));
@@ -171,9 +135,11 @@ fn summary(shown: u64, losses: &Losses, correlator: &Correlator) {
     eprintln!("routeguard: {shown} events, {} lost", losses.ring_full);
 }
 
-/// Where events go: stdout, as text or JSON lines.
+/// Where events go: stdout, as text or JSON lines, after the user's filter and count limit.
 struct Output {
     json: bool,
+    filter: Filter,
+    limit: Option<u64>,
     out: BufWriter<io::Stdout>,
     shown: u64,
     /// stdout went away (e.g. `| head`): stop quietly.
@@ -181,24 +147,22 @@ struct Output {
 }
 
 impl Output {
-    fn new(json: bool) -> Self {
+    fn new(json: bool, filter: Filter, limit: Option<u64>) -> Self {
         Self {
             json,
+            filter,
+            limit,
             out: BufWriter::new(io::stdout()),
             shown: 0,
             closed: false,
         }
     }
 
-    /// Writes the events that pass `filter`; true once `limit` events have been shown.
-    fn emit(
-        &mut self,
-        events: Vec<Event>,
-        filter: &crate::event::filter::Filter,
-        limit: Option<u64>,
-    ) -> io::Result<bool> {
-        for ev in events.iter().filter(|e| filter.matches(e)) {
-            if limit.is_some_and(|l| self.shown >= l) || self.closed {
+    /// Writes the events that pass the filter; true once the output is done (limit reached or
+    /// stdout closed).
+    fn emit(&mut self, events: Vec<Event>) -> io::Result<bool> {
+        for ev in events.iter().filter(|e| self.filter.matches(e)) {
+            if self.done() {
                 break;
             }
             let line = if self.json {
@@ -214,7 +178,11 @@ impl Output {
         if let Err(err) = self.out.flush() {
             return self.broken(err);
         }
-        Ok(limit.is_some_and(|l| self.shown >= l))
+        Ok(self.done())
+    }
+
+    fn done(&self) -> bool {
+        self.closed || self.limit.is_some_and(|l| self.shown >= l)
     }
 
     fn broken(&mut self, err: io::Error) -> io::Result<bool> {

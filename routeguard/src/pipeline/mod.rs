@@ -1,0 +1,109 @@
+//! The running capture: ring buffer → correlation → events, with loss accounting. `trace` and the
+//! daemon drive it the same way; each decides what to do with the events and when to stop.
+
+use std::{io, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    time::{interval, Interval, MissedTickBehavior},
+};
+
+use crate::{
+    capture::{self, Capture, CaptureError, Counters, Losses},
+    correlate::{Clock, Correlator, Problems},
+    event::Event,
+};
+
+/// How often the ring is drained when the kernel batches wake-ups, and waits are expired.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// What one turn of the pipeline produced.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Events whose outcome is known (or given up on), oldest first.
+    pub events: Vec<Event>,
+    /// Records the kernel dropped since the previous batch (ring buffer full).
+    pub newly_lost: u64,
+}
+
+pub struct Pipeline {
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: Counters,
+    correlator: Correlator,
+    tick: Interval,
+    losses: Losses,
+}
+
+impl Pipeline {
+    /// Loads and attaches the capture programs; nothing is attached if this fails.
+    pub fn start(options: &capture::Options) -> Result<Self, CaptureError> {
+        let (ring, counters) = Capture::start(options)?.split();
+        // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd, so the fd stays open
+        // and is registered nowhere else for as long as the AsyncFd lives.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| CaptureError::Poll(io::Error::other(e.to_string())))?;
+        let mut tick = interval(TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Self {
+            ring,
+            counters,
+            correlator: Correlator::new(Clock::new()),
+            tick,
+            losses: Losses::default(),
+        })
+    }
+
+    /// Waits for data (or the next tick) and returns what completed. Cancel-safe: dropping the
+    /// future loses nothing, the records stay in the ring until the next call.
+    pub async fn next(&mut self) -> io::Result<Batch> {
+        let ticked = tokio::select! {
+            guard = self.ring.readable_mut() => {
+                guard?.clear_ready();
+                false
+            }
+            _ = self.tick.tick() => true,
+        };
+        self.drain();
+        let mut newly_lost = 0;
+        if ticked {
+            self.correlator.expire(Clock::monotonic_ns());
+            let now = self.counters.read();
+            newly_lost = now.ring_full - self.losses.ring_full;
+            self.losses = now;
+        }
+        Ok(Batch {
+            events: self.correlator.take_ready(),
+            newly_lost,
+        })
+    }
+
+    /// Drains what is left and releases every waiting request (at exit).
+    pub fn finish(&mut self) -> Batch {
+        self.drain();
+        self.correlator.flush();
+        let now = self.counters.read();
+        let newly_lost = now.ring_full - self.losses.ring_full;
+        self.losses = now;
+        Batch {
+            events: self.correlator.take_ready(),
+            newly_lost,
+        }
+    }
+
+    /// Totals since start.
+    pub fn losses(&self) -> Losses {
+        self.losses
+    }
+
+    pub fn problems(&self) -> Problems {
+        self.correlator.problems()
+    }
+
+    fn drain(&mut self) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            self.correlator.record(&item);
+        }
+    }
+}
