@@ -14,3 +14,4 @@ pub mod event;
 pub mod kernel;
 pub mod pipeline;
 pub mod sink;
+pub mod store;

@@ -1,0 +1,382 @@
+//! The event store: an embedded SQLite database the daemon writes and `routeguard report` reads.
+//!
+//! One row per event. The `json` column is the event exactly as the JSON sink writes it
+//! ([`sink::json::to_line`], schema in `docs/events.md`); the other columns copy the fields that
+//! queries filter on, so they can be indexed. The file holds command lines and parent chains, so
+//! it is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same mode).
+//!
+//! Schema changes bump [`SCHEMA_VERSION`] (kept in `PRAGMA user_version`) and add a migration
+//! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at.
+
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fs::{self, DirBuilder, OpenOptions},
+    io,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use rusqlite::{params, Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::{event::Event, sink};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Where the daemon keeps its store unless the config says otherwise.
+pub const DEFAULT_PATH: &str = "/var/lib/routeguard/events.db";
+
+/// How long a writer or reader waits for the other's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the event store {path}: {source}; check that its directory is writable by routeguard, or set `store.path` in the config")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot open the event store {path}: {source}; if the file is not a routeguard store, move it away or set `store.path` elsewhere")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("no event store at {path}: start `routeguard daemon` (with `[store] enabled = true`) first, or name the right file")]
+    Missing { path: PathBuf },
+    #[error("the event store {path} has schema version {found}, but this routeguard understands up to {supported}; upgrade routeguard, or set `store.path` to a new file")]
+    Version {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("writing to the event store {path} failed: {source}; check free space and that nothing else holds the file")]
+    Write {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("reading the event store {path} failed: {source}")]
+    Read {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("row {id} of the event store {path} holds invalid JSON ({source}); the file was changed outside routeguard")]
+    BadRow {
+        path: PathBuf,
+        id: i64,
+        source: serde_json::Error,
+    },
+}
+
+/// How much the store keeps. `None` means no limit of that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this (by event time) are pruned.
+    pub max_age: Option<Duration>,
+    /// At most this many events are kept; the oldest go first.
+    pub max_rows: Option<u64>,
+}
+
+/// The store, open for writing. One writer at a time; readers use [`read_events`].
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+    retention: Retention,
+}
+
+impl Store {
+    /// Opens (creating it, mode 0600, with its directory, mode 0700) and migrates the store.
+    /// An existing file readable by others is tightened to 0600, with a warning.
+    pub fn open(path: &Path, retention: Retention) -> Result<Self, StoreError> {
+        create_private(path)?;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // WAL: readers (`routeguard report`) never block the daemon's inserts. NORMAL sync is
+        // durable across a crash of routeguard; a power cut may lose the last transactions.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), %mode, "the event store could not switch to WAL; reports may wait for inserts");
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn,
+            retention,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes what [`prune`](Self::prune) keeps (on a config reload).
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
+    }
+
+    /// Inserts the events in one transaction: all of them or none. Returns how many.
+    pub fn insert(&mut self, events: &[Event]) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let write_err = |source| StoreError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(write_err)?;
+        {
+            let mut stmt = tx.prepare_cached(schema::INSERT).map_err(write_err)?;
+            for ev in events {
+                let row = Row::of(ev);
+                stmt.execute(params![
+                    row.ts_ns,
+                    row.kind,
+                    row.cause,
+                    row.outcome,
+                    row.family,
+                    row.netns_inode,
+                    row.netns_name,
+                    row.actor_pid,
+                    row.actor_comm,
+                    row.actor_unit,
+                    row.actor_container,
+                    row.route_table,
+                    row.json,
+                ])
+                .map_err(write_err)?;
+            }
+        }
+        tx.commit().map_err(write_err)?;
+        Ok(events.len())
+    }
+
+    /// Applies the retention limits; returns how many events were removed.
+    pub fn prune(&mut self) -> Result<usize, StoreError> {
+        self.prune_at(now_ns())
+    }
+
+    fn prune_at(&mut self, now_ns: i64) -> Result<usize, StoreError> {
+        let write_err = |source| StoreError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut removed = 0;
+        if let Some(age) = self.retention.max_age {
+            let age = i64::try_from(age.as_nanos()).unwrap_or(i64::MAX);
+            let cutoff = now_ns.saturating_sub(age);
+            removed += self
+                .conn
+                .execute("DELETE FROM events WHERE ts_ns < ?1", [cutoff])
+                .map_err(write_err)?;
+        }
+        if let Some(max) = self.retention.max_rows {
+            // Ids grow with insertion, which is time order within a daemon's life: keep the
+            // newest `max` rows by id.
+            let keep = i64::try_from(max).unwrap_or(i64::MAX);
+            removed += self
+                .conn
+                .execute(
+                    "DELETE FROM events WHERE id <= \
+                     (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                    [keep],
+                )
+                .map_err(write_err)?;
+        }
+        Ok(removed)
+    }
+
+    /// Number of events stored.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|source| StoreError::Read {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Checkpoints the WAL into the main file and closes the store (at exit).
+    pub fn close(self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        // PASSIVE never waits for readers; the rest is checkpointed by the next open.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|source| StoreError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        self.conn
+            .close()
+            .map_err(|(_, source)| StoreError::Write { path, source })
+    }
+}
+
+/// The events stored between `since_ns` and `until_ns` (nanoseconds since the epoch, both
+/// inclusive, either open), in time order, each as the JSON object the JSON sink writes.
+/// Opens the store read-only; the daemon may keep writing meanwhile.
+pub fn read_events(
+    path: &Path,
+    since_ns: Option<i128>,
+    until_ns: Option<i128>,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let read_err = |source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(read_err)?;
+    let found: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(read_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Version {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == 0 {
+        // Created but never migrated (or not a routeguard store): nothing to read.
+        return Ok(Vec::new());
+    }
+    let since = since_ns.map_or(i64::MIN, clamp_ns);
+    let until = until_ns.map_or(i64::MAX, clamp_ns);
+    let mut stmt = conn
+        .prepare("SELECT id, json FROM events WHERE ts_ns BETWEEN ?1 AND ?2 ORDER BY ts_ns, id")
+        .map_err(read_err)?;
+    let rows = stmt
+        .query_map([since, until], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(read_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, json) = row.map_err(read_err)?;
+        let value = serde_json::from_str(&json).map_err(|source| StoreError::BadRow {
+            path: path.to_owned(),
+            id,
+            source,
+        })?;
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// The indexed columns of one event.
+struct Row {
+    ts_ns: i64,
+    kind: String,
+    cause: String,
+    outcome: String,
+    family: Option<String>,
+    netns_inode: i64,
+    netns_name: Option<String>,
+    actor_pid: Option<i64>,
+    actor_comm: Option<String>,
+    actor_unit: Option<String>,
+    actor_container: Option<String>,
+    route_table: Option<i64>,
+    json: String,
+}
+
+impl Row {
+    fn of(ev: &Event) -> Self {
+        let actor = ev.actor.as_ref();
+        Self {
+            ts_ns: clamp_ns(ev.ts.0),
+            kind: label(&ev.kind),
+            cause: label(&ev.cause),
+            outcome: label(&ev.outcome),
+            family: ev.family.as_ref().map(label),
+            netns_inode: i64::from(ev.netns.inode),
+            netns_name: ev.netns.name.clone(),
+            actor_pid: actor.map(|a| i64::from(a.pid)),
+            actor_comm: actor.map(|a| a.comm.clone()),
+            actor_unit: actor.and_then(|a| a.unit.clone()),
+            actor_container: actor.and_then(|a| a.container.clone()),
+            // The table a route lives in, or the one a rule points at: "what touched table 77".
+            route_table: ev
+                .route
+                .as_ref()
+                .and_then(|r| r.table)
+                .or_else(|| ev.rule.as_ref().and_then(|r| r.table))
+                .map(i64::from),
+            json: sink::json::to_line(ev),
+        }
+    }
+}
+
+/// The name serde gives a unit enum variant (`route`, `link-down`, …): the same as in the JSON.
+fn label<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::from("?"),
+    }
+}
+
+/// Event times fit in an i64 until the year 2262.
+fn clamp_ns(ns: i128) -> i64 {
+    i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Creates the file (and directory) private to its owner, or tightens an existing file.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let create_err = |source| StoreError::Create {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(create_err)?;
+        }
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(create_err)?;
+    let mode = fs::metadata(path).map_err(create_err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the event store was readable by others; setting mode 0600");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(create_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use super::*;
+use crate::{
+    event::{Timestamp, SCHEMA_VERSION as EVENT_SCHEMA_VERSION},
+    sink::fixtures::{route_event, rule_event, TS},
+};
+
+/// A directory of its own under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "routeguard-store-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn at(mut ev: Event, ts: i128) -> Event {
+    ev.ts = Timestamp(ts);
+    ev
+}
+
+#[test]
+fn inserts_and_reads_back_the_json_sink_line() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    let events = [route_event(), at(rule_event(), TS + 1)];
+    assert_eq!(store.insert(&events).unwrap(), 2);
+    assert_eq!(store.count().unwrap(), 2);
+
+    let read = read_events(&path, None, None).unwrap();
+    assert_eq!(read.len(), 2);
+    for (value, ev) in read.iter().zip(&events) {
+        let line: serde_json::Value = serde_json::from_str(&sink::json::to_line(ev)).unwrap();
+        assert_eq!(value, &line);
+    }
+    assert_eq!(read[0]["kind"], "route");
+    assert_eq!(read[0]["schema_version"], EVENT_SCHEMA_VERSION);
+    assert_eq!(read[1]["kind"], "rule");
+    store.close().unwrap();
+    // Still readable once the writer has gone.
+    assert_eq!(read_events(&path, None, None).unwrap().len(), 2);
+}
+
+#[test]
+fn indexed_columns_copy_the_event() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    store.insert(&[route_event()]).unwrap();
+    let row = store
+        .conn
+        .query_row(
+            "SELECT ts_ns, kind, cause, outcome, family, netns_inode, netns_name, actor_pid, \
+             actor_comm, actor_unit, actor_container, route_table FROM events",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, i64>(11)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            TS as i64,
+            "route".into(),
+            "request".into(),
+            "removed".into(),
+            Some("inet".into()),
+            4_026_532_456,
+            Some("blue".into()),
+            12345,
+            "ip".into(),
+            Some("demo.service".into()),
+            None,
+            77,
+        )
+    );
+}
+
+#[test]
+fn file_is_private_and_versioned() {
+    let dir = TempDir::new();
+    let path = dir.join("sub/dir/events.db");
+    let store = Store::open(&path, Retention::default()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    let version: u32 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let journal: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    drop(store);
+    // Reopening migrates nothing and keeps the rows' table.
+    Store::open(&path, Retention::default()).unwrap();
+}
+
+#[test]
+fn loose_mode_is_tightened() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    fs::write(&path, b"").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    Store::open(&path, Retention::default()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn reads_a_time_window_in_time_order() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    // Inserted out of order: reads come back by event time.
+    store
+        .insert(&[at(route_event(), 30), at(rule_event(), 10)])
+        .unwrap();
+    store.insert(&[at(route_event(), 20)]).unwrap();
+    let ts = |v: &[serde_json::Value]| -> Vec<String> {
+        v.iter().map(|e| e["ts"].as_str().unwrap().into()).collect()
+    };
+    let all = read_events(&path, None, None).unwrap();
+    assert_eq!(
+        ts(&all),
+        [10, 20, 30].map(|n| Timestamp(n).rfc3339()).to_vec()
+    );
+    let window = read_events(&path, Some(15), Some(30)).unwrap();
+    assert_eq!(
+        ts(&window),
+        [20, 30].map(|n| Timestamp(n).rfc3339()).to_vec()
+    );
+    assert!(read_events(&path, Some(31), None).unwrap().is_empty());
+}
+
+#[test]
+fn prunes_by_age_and_by_count() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let now: i64 = 1_000_000_000_000;
+    let mut store = Store::open(
+        &path,
+        Retention {
+            max_age: Some(Duration::from_secs(60)),
+            max_rows: None,
+        },
+    )
+    .unwrap();
+    let old = i128::from(now) - 61_000_000_000;
+    let recent = i128::from(now) - 1_000_000_000;
+    store
+        .insert(&[at(route_event(), old), at(route_event(), recent)])
+        .unwrap();
+    assert_eq!(store.prune_at(now).unwrap(), 1);
+    assert_eq!(store.count().unwrap(), 1);
+
+    store.set_retention(Retention {
+        max_age: None,
+        max_rows: Some(2),
+    });
+    let batch: Vec<Event> = (0..5).map(|i| at(rule_event(), recent + i)).collect();
+    store.insert(&batch).unwrap();
+    assert_eq!(store.prune_at(now).unwrap(), 4);
+    let kept = read_events(&path, None, None).unwrap();
+    assert_eq!(kept.len(), 2);
+    // The newest two survive.
+    assert_eq!(kept[1]["ts"], Timestamp(recent + 4).rfc3339());
+    assert_eq!(kept[0]["ts"], Timestamp(recent + 3).rfc3339());
+}
+
+#[test]
+fn missing_and_newer_stores_are_refused_with_the_path() {
+    let dir = TempDir::new();
+    let path = dir.join("absent.db");
+    let err = read_events(&path, None, None).unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }));
+    assert!(err.to_string().contains("absent.db"), "{err}");
+
+    let newer = dir.join("newer.db");
+    let conn = Connection::open(&newer).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = Store::open(&newer, Retention::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Version { .. }), "{err}");
+    assert!(err.to_string().contains("newer.db"), "{err}");
+    assert!(matches!(
+        read_events(&newer, None, None).unwrap_err(),
+        StoreError::Version { .. }
+    ));
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_named() {
+    let dir = TempDir::new();
+    let path = dir.join("garbage.db");
+    fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = Store::open(&path, Retention::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("garbage.db"), "{err}");
+}
