@@ -12,13 +12,13 @@ mod time;
 pub use object::{Address, Link, Nexthop, Route, Rule};
 pub use time::Timestamp;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Version of the JSON event schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One removal (or a request that makes the kernel remove things, such as a link going down).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub schema_version: u32,
     pub ts: Timestamp,
@@ -44,7 +44,7 @@ pub struct Event {
     pub address: Option<Address>,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Route,
@@ -54,14 +54,14 @@ pub enum Kind {
     Address,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     Inet,
     Inet6,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cause {
     /// An explicit delete request (RTM_DEL*, SIOCDELRT).
@@ -76,7 +76,7 @@ pub enum Cause {
     NetnsExit,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The kernel accepted the request (it acked with 0, or the ioctl returned 0).
@@ -87,39 +87,42 @@ pub enum Outcome {
     Unknown,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capture {
     Syscall,
     KernelFunction,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Netns {
     pub inode: u32,
     /// Name under /run/netns, `host` for the initial namespace, else `None`.
     pub name: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ancestor {
     pub pid: u32,
     pub comm: String,
 }
 
 /// The process that asked for the removal.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Actor {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
     pub exe: Option<String>,
     /// argv joined by spaces (each argument shell-quoted when it needs it).
+    #[serde(default)]
     pub cmdline: String,
+    #[serde(default)]
     pub argv: Vec<String>,
     pub uid: u32,
     pub ppid: u32,
     /// Parent chain, nearest parent first, up to pid 1 (or as deep as was captured).
+    #[serde(default)]
     pub ancestry: Vec<Ancestor>,
     /// cgroup v2 path, e.g. `/system.slice/systemd-networkd.service`.
     pub cgroup: Option<String>,
@@ -130,7 +133,7 @@ pub struct Actor {
 }
 
 /// How the removal reached the kernel.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Request {
     /// `sendmsg`, `sendto`, `sendmmsg`, `write` or `ioctl`.
     pub syscall: String,
@@ -141,6 +144,7 @@ pub struct Request {
     /// `nlmsg_flags` (netlink only).
     pub nlmsg_flags: Option<u16>,
     /// True when the sender asked the kernel for an ack (NLM_F_ACK) or used an ioctl.
+    #[serde(default)]
     pub ack_requested: bool,
 }
 

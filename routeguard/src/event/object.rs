@@ -1,9 +1,10 @@
 //! The objects a removal removes, decoded from the request (or, later, the kernel's own view).
 //! A field the request did not name is `None` (JSON `null`): the kernel matched it by wildcard.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Route {
     /// Routing table id (`RTA_TABLE`, else `rtm_table`); 254 is `main`.
     pub table: Option<u32>,
@@ -29,7 +30,8 @@ pub struct Route {
     pub nhid: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Rule {
     pub priority: Option<u32>,
     pub table: Option<u32>,
@@ -46,20 +48,23 @@ pub struct Rule {
     pub invert: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Nexthop {
     pub id: Option<u32>,
 }
 
 /// A link taken down or removed.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Link {
     pub ifindex: Option<i32>,
     pub name: Option<String>,
 }
 
 /// An address removed (which makes the kernel drop the routes that depend on it).
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Address {
     pub ifindex: Option<u32>,
     pub dev: Option<String>,
