@@ -1,6 +1,9 @@
 //! Command-line interface: argument parsing, logging set-up, dispatch.
 
 mod args;
+mod daemon;
+mod install;
+mod report;
 mod trace;
 
 use std::process::ExitCode;
@@ -35,6 +38,14 @@ pub enum Command {
     /// Show route, rule and nexthop removals live, with the process behind each.
     #[command(after_help = args::TRACE_EXAMPLES)]
     Trace(TraceArgs),
+    /// Run as the always-on audit service: every removal to the store, journald, metrics.
+    #[command(after_help = daemon::DAEMON_EXAMPLES)]
+    Daemon(daemon::DaemonArgs),
+    /// Install the daemon as a service (`--systemd`: the hardened unit and a default config).
+    Install(install::InstallArgs),
+    /// Incident attribution report (HTML, Markdown or JSON) from a capture or the store.
+    #[command(after_help = report::REPORT_EXAMPLES)]
+    Report(report::ReportArgs),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -55,5 +66,8 @@ pub fn init_logging(verbose: u8) {
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Daemon(args) => daemon::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

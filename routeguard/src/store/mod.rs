@@ -332,7 +332,7 @@ impl Row {
 }
 
 /// The name serde gives a unit enum variant (`route`, `link-down`, …): the same as in the JSON.
-fn label<T: Serialize>(value: &T) -> String {
+pub(crate) fn label<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),

@@ -1,0 +1,78 @@
+//! `routeguard daemon`: read the config, check privileges, then hand over to [`crate::daemon`].
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Args;
+
+use super::EXIT_USAGE;
+use crate::{
+    capture::CaptureError,
+    daemon::{self, ConfigSource, DaemonError},
+    kernel::requirements,
+};
+
+pub const DAEMON_EXAMPLES: &str = "\
+Examples:
+  routeguard daemon                                   defaults, or /etc/routeguard/routeguard.toml
+  routeguard daemon --config ./routeguard.toml        another config file
+  routeguard install --systemd && systemctl enable --now routeguard
+
+Every removal goes to the sinks the config turns on: the SQLite store
+(/var/lib/routeguard/events.db, read by `routeguard report`), JSON lines (file, stdout),
+journald, and Prometheus metrics on http://127.0.0.1:9477/metrics (and /healthz).
+SIGHUP reloads the config (a bad one is refused and the running one kept); SIGTERM drains the
+ring buffer and flushes the store before exit. Every config key is in the README.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config, missing privilege or
+kernel feature, or a sink that cannot be opened (nothing is started then).";
+
+#[derive(Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Config file (TOML). When the default is absent, the documented defaults apply.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: DaemonArgs) -> ExitCode {
+    let source = ConfigSource {
+        absent_ok: args.config.is_none(),
+        path: args
+            .config
+            .unwrap_or_else(|| PathBuf::from(daemon::config::DEFAULT_PATH)),
+    };
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("routeguard: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(unmet) = requirements::check() {
+        eprintln!("routeguard: {unmet}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("routeguard: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(source, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("routeguard: {err}");
+            match err {
+                DaemonError::Sink(_) | DaemonError::Listen { .. } => ExitCode::from(EXIT_USAGE),
+                DaemonError::Capture(
+                    CaptureError::Map { .. } | CaptureError::NoMap(_) | CaptureError::Poll(_),
+                ) => ExitCode::FAILURE,
+                DaemonError::Capture(_) => ExitCode::from(EXIT_USAGE),
+                DaemonError::Io(_) => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! `routeguard install --systemd`: writes the hardened unit (and a default config, when there is
+//! none) so that `systemctl enable --now routeguard` runs the daemon.
+
+use std::{
+    fs,
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::Args;
+
+use super::EXIT_USAGE;
+
+/// The unit shipped in `packaging/`, with `ExecStart` pointing at /usr/local/bin/routeguard.
+pub const UNIT: &str = include_str!("../../../packaging/routeguard.service");
+/// The documented defaults, every key spelled out.
+pub const CONFIG: &str = include_str!("../../../packaging/routeguard.toml");
+const SHIPPED_BIN: &str = "/usr/local/bin/routeguard";
+
+#[derive(Args, Debug, Clone)]
+pub struct InstallArgs {
+    /// Write the systemd unit (routeguard.service) and, if absent, /etc/routeguard/routeguard.toml.
+    #[arg(long, required = true)]
+    pub systemd: bool,
+    /// Print what would be written, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the unit goes.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
+    /// Where the config goes (left alone if it exists).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/routeguard/routeguard.toml"
+    )]
+    pub config: PathBuf,
+    /// The binary the unit runs (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
+}
+
+pub fn run(args: InstallArgs) -> ExitCode {
+    let bin = match args.bin.clone().map_or_else(std::env::current_exe, Ok) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("routeguard: cannot tell where this binary is ({e}); pass --bin");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let unit = unit_for(&bin, &args.config);
+    let unit_path = args.unit_dir.join("routeguard.service");
+    if args.dry_run {
+        println!("# would write {}:\n{unit}", unit_path.display());
+        if !args.config.exists() {
+            println!("# would write {}:\n{CONFIG}", args.config.display());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = write(&unit_path, &unit, 0o644, true) {
+        eprintln!("routeguard: cannot write {}: {e}", unit_path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("routeguard: wrote {}", unit_path.display());
+    if !args.config.exists() {
+        if let Err(e) = write(&args.config, CONFIG, 0o644, false) {
+            eprintln!("routeguard: cannot write {}: {e}", args.config.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("routeguard: wrote {} (the defaults)", args.config.display());
+    }
+    eprintln!("routeguard: now run: systemctl daemon-reload && systemctl enable --now routeguard");
+    ExitCode::SUCCESS
+}
+
+/// The shipped unit, running `bin` with `config`.
+pub fn unit_for(bin: &Path, config: &Path) -> String {
+    UNIT.replace(
+        &format!("{SHIPPED_BIN} daemon --config /etc/routeguard/routeguard.toml"),
+        &format!("{} daemon --config {}", bin.display(), config.display()),
+    )
+}
+
+fn write(path: &Path, text: &str, mode: u32, replace: bool) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(replace)
+        .create_new(!replace)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::daemon::Config;
+
+    /// `section → key → values` of a systemd unit (keys may repeat).
+    fn parse_unit(text: &str) -> HashMap<String, HashMap<String, Vec<String>>> {
+        let mut out: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not key=value: {line}"));
+            assert!(!section.is_empty(), "{line} outside a section");
+            out.entry(section.clone())
+                .or_default()
+                .entry(k.to_owned())
+                .or_default()
+                .push(v.to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn unit_is_hardened() {
+        let unit = parse_unit(UNIT);
+        let svc = &unit["Service"];
+        let one = |k: &str| -> &str {
+            let v = svc.get(k).unwrap_or_else(|| panic!("[Service] lacks {k}"));
+            assert_eq!(v.len(), 1, "{k} set twice");
+            &v[0]
+        };
+        assert_eq!(one("Type"), "notify");
+        assert_eq!(
+            one("ExecStart"),
+            "/usr/local/bin/routeguard daemon --config /etc/routeguard/routeguard.toml"
+        );
+        assert_eq!(one("Restart"), "on-failure");
+        assert_eq!(one("ProtectSystem"), "strict");
+        assert_eq!(one("StateDirectory"), "routeguard");
+        assert_eq!(one("NoNewPrivileges"), "yes");
+        let caps: Vec<&str> = one("CapabilityBoundingSet").split(' ').collect();
+        for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+            assert!(caps.contains(&cap), "{cap} missing");
+        }
+        assert!(caps.iter().all(|c| c.starts_with("CAP_")));
+        assert!(!caps.contains(&"CAP_SYS_MODULE"));
+        let rw: Vec<&str> = one("ReadWritePaths").split(' ').collect();
+        assert!(rw.contains(&"/var/lib/routeguard"));
+        // The default store and JSON lines paths are writable under ProtectSystem=strict.
+        let defaults = Config::default();
+        assert!(defaults.store.path.starts_with("/var/lib/routeguard"));
+        assert!(defaults.jsonl.path.starts_with("/var/log/routeguard"));
+        assert!(rw.contains(&"/var/log/routeguard"));
+        assert_eq!(unit["Install"]["WantedBy"], ["multi-user.target"]);
+    }
+
+    #[test]
+    fn install_points_the_unit_at_the_binary_and_config() {
+        let unit = unit_for(
+            Path::new("/opt/rg/bin/routeguard"),
+            Path::new("/etc/rg.toml"),
+        );
+        assert_eq!(
+            parse_unit(&unit)["Service"]["ExecStart"],
+            ["/opt/rg/bin/routeguard daemon --config /etc/rg.toml"]
+        );
+    }
+
+    #[test]
+    fn shipped_configs_parse_and_the_default_one_is_the_defaults() {
+        let shipped = Config::parse(Path::new("packaging/routeguard.toml"), CONFIG).unwrap();
+        assert_eq!(shipped, Config::default());
+        let image = Config::parse(
+            Path::new("packaging/kubernetes/routeguard.toml"),
+            include_str!("../../../packaging/kubernetes/routeguard.toml"),
+        )
+        .unwrap();
+        assert!(image.jsonl.stdout && !image.journald.enabled);
+    }
+
+    #[test]
+    fn daemonset_has_what_the_daemon_needs() {
+        use serde_yaml::Value;
+        let text = include_str!("../../../packaging/kubernetes/daemonset.yaml");
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        let by_kind = |kind: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == kind)
+                .unwrap_or_else(|| panic!("no {kind}"))
+        };
+        let cm = by_kind("ConfigMap");
+        let config = Config::parse(
+            Path::new("daemonset.yaml"),
+            cm["data"]["routeguard.toml"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert!(config.jsonl.stdout, "JSON to stdout for kubectl logs");
+        let image_config = Config::parse(
+            Path::new("routeguard.toml"),
+            include_str!("../../../packaging/kubernetes/routeguard.toml"),
+        )
+        .unwrap();
+        assert_eq!(config, image_config, "ConfigMap and image config differ");
+
+        let ds = by_kind("DaemonSet");
+        assert_eq!(ds["apiVersion"], "apps/v1");
+        let spec = &ds["spec"]["template"]["spec"];
+        assert_eq!(spec["hostNetwork"], true);
+        assert_eq!(spec["hostPID"], true);
+        let c = &spec["containers"][0];
+        assert_eq!(c["args"][0], "daemon");
+        let sc = &c["securityContext"];
+        assert_eq!(sc["privileged"], false);
+        let add: Vec<&str> = sc["capabilities"]["add"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for cap in ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN"] {
+            assert!(add.contains(&cap), "{cap} missing");
+        }
+        assert_eq!(
+            c["ports"][0]["containerPort"].as_u64(),
+            Some(u64::from(config.metrics.listen.port()))
+        );
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        let mounts: HashMap<&str, &str> = c["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap(),
+                    m["mountPath"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let host_paths: HashMap<&str, &str> = spec["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| Some((v["name"].as_str()?, v["hostPath"]["path"].as_str()?)))
+            .collect();
+        for path in ["/sys/fs/bpf", "/sys/kernel/btf", "/var/lib/routeguard"] {
+            let (name, _) = mounts
+                .iter()
+                .find(|(_, p)| **p == path)
+                .unwrap_or_else(|| panic!("{path} not mounted"));
+            assert_eq!(
+                host_paths.get(name),
+                Some(&path),
+                "{path} is not the host's"
+            );
+        }
+        assert!(
+            Path::new(&mounts["config"]).join("routeguard.toml")
+                == Path::new("/etc/routeguard/routeguard.toml")
+        );
+    }
+
+    #[test]
+    fn containerfile_ships_the_binary_and_runs_the_daemon() {
+        let text = include_str!("../../../packaging/Containerfile");
+        let instr: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(instr[0].starts_with("FROM ") && instr[0].ends_with(" AS build"));
+        assert!(instr.contains(&"RUN cargo xtask build"));
+        assert!(instr.contains(
+            &"COPY --from=build /src/target/release/routeguard /usr/local/bin/routeguard"
+        ));
+        assert!(instr.contains(
+            &"COPY packaging/kubernetes/routeguard.toml /etc/routeguard/routeguard.toml"
+        ));
+        assert!(instr.contains(&r#"ENTRYPOINT ["/usr/local/bin/routeguard"]"#));
+        assert!(instr.iter().any(|l| l.starts_with("CMD [\"daemon\"")));
+    }
+}

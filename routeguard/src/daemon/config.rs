@@ -1,0 +1,391 @@
+//! The daemon's configuration file (TOML), its defaults and its validation.
+//!
+//! Every key is optional; an absent file means all defaults. Unknown keys are errors, so a typo
+//! never silently leaves a default in place. Values are checked while parsing, so an error
+//! points at the line of the bad key. The README's "Daemon" section documents every key; keep
+//! the two in step.
+
+use std::{
+    fmt, fs, io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{de, Deserialize, Deserializer};
+
+use crate::store::{self, Retention};
+
+pub const DEFAULT_PATH: &str = "/etc/routeguard/routeguard.toml";
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub jsonl: JsonlConfig,
+    pub journald: JournaldConfig,
+    pub metrics: MetricsConfig,
+    pub capture: CaptureConfig,
+}
+
+/// `[store]`: the SQLite event store `routeguard report` reads.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub enabled: bool,
+    pub path: PathBuf,
+    /// Events older than this are pruned (`30d`, `12h`, …); `0` keeps them forever.
+    #[serde(deserialize_with = "age")]
+    pub max_age: Option<Duration>,
+    /// At most this many events are kept, the oldest pruned first; `0` means no limit.
+    #[serde(deserialize_with = "rows")]
+    pub max_rows: Option<u64>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: PathBuf::from(store::DEFAULT_PATH),
+            max_age: Some(Duration::from_secs(30 * 86_400)),
+            max_rows: Some(1_000_000),
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_age: self.max_age,
+            max_rows: self.max_rows,
+        }
+    }
+}
+
+/// `[jsonl]`: JSON lines to a file (rotated by size) and/or to stdout.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonlConfig {
+    /// Write the file at `path`.
+    pub enabled: bool,
+    pub path: PathBuf,
+    /// Rotate once the file reaches this size (`100M`).
+    #[serde(deserialize_with = "size")]
+    pub max_bytes: u64,
+    /// Rotated files kept (`events.jsonl.1` … `.N`); 0 truncates instead.
+    pub keep: u32,
+    /// Also write every event to stdout (containers, `journalctl -o cat`).
+    pub stdout: bool,
+}
+
+impl Default for JsonlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: PathBuf::from("/var/log/routeguard/events.jsonl"),
+            max_bytes: 100 << 20,
+            keep: 5,
+            stdout: false,
+        }
+    }
+}
+
+/// `[journald]`: one structured journal entry per event.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournaldConfig {
+    pub enabled: bool,
+}
+
+impl Default for JournaldConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[metrics]`: Prometheus text format on `http://LISTEN/metrics`, and `/healthz`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
+        }
+    }
+}
+
+/// `[capture]`: the kernel side. Changes take effect at the next start, not on reload.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Ring buffer size: a power of two, at least 64K.
+    #[serde(deserialize_with = "ring_size")]
+    pub ring_size: u32,
+    /// Wake the daemon once this many bytes wait (it also drains every 10 ms).
+    #[serde(deserialize_with = "size32")]
+    pub wakeup: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        let d = crate::capture::Options::default();
+        Self {
+            ring_size: d.ring_bytes,
+            wakeup: d.wakeup_bytes,
+        }
+    }
+}
+
+/// A config file that could not be used: which file, where, and why — on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("bad config {path}{at}: {message}")]
+    Invalid {
+        path: PathBuf,
+        /// ` line N (`the line`)`, when the parser knows where.
+        at: Location,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct Location(Option<(usize, String)>);
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some((line, text)) => write!(f, " line {line} (`{text}`)"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; an absent file gives the defaults only when `absent_ok` (the default path).
+    pub fn load(path: &Path, absent_ok: bool) -> Result<Self, ConfigError> {
+        match fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && absent_ok => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let content = text.lines().nth(line - 1).unwrap_or("").trim();
+                (line, content.escape_debug().to_string())
+            });
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                at: Location(at),
+                // toml's message is one sentence, sometimes with a trailing newline.
+                message: e.message().trim().replace('\n', "; "),
+            }
+        })
+    }
+}
+
+fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    let age = parse_duration(&s).map_err(de::Error::custom)?;
+    Ok((!age.is_zero()).then_some(age))
+}
+
+fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n = u64::deserialize(d)?;
+    Ok((n != 0).then_some(n))
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = SizeValue::deserialize(d)?;
+    let n = s.bytes().map_err(de::Error::custom)?;
+    if n == 0 {
+        return Err(de::Error::custom("the size must be greater than zero"));
+    }
+    Ok(n)
+}
+
+fn size32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = SizeValue::deserialize(d)?
+        .bytes()
+        .map_err(de::Error::custom)?;
+    u32::try_from(n).map_err(|_| de::Error::custom(format!("{n} is too large; at most 4G")))
+}
+
+fn ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = size32(d)?;
+    if n < 64 << 10 || !n.is_power_of_two() {
+        return Err(de::Error::custom(format!(
+            "ring_size {n} is not a power of two of at least 64K; use e.g. \"16M\""
+        )));
+    }
+    Ok(n)
+}
+
+/// A size written as a number of bytes or a string with a K/M/G suffix.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(self) -> Result<u64, String> {
+        match self {
+            SizeValue::Bytes(n) => Ok(n),
+            SizeValue::Text(s) => parse_size(&s),
+        }
+    }
+}
+
+/// `4096`, `64K`, `16M`, `1G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a size; use bytes or a K/M/G suffix, e.g. \"16M\"");
+    let (num, shift) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// `90s`, `10m`, `12h`, `30d`, or `0` (no limit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration; use e.g. \"90s\", \"10m\", \"12h\" or \"30d\"");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" if n == 0 => 0,
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/routeguard/routeguard.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.store.enabled && c.journald.enabled && c.metrics.enabled);
+        assert!(!c.jsonl.enabled && !c.jsonl.stdout);
+        assert_eq!(c.store.path, Path::new("/var/lib/routeguard/events.db"));
+        assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9477");
+        assert_eq!(c.capture.ring_size, 16 << 20);
+    }
+
+    #[test]
+    fn absent_default_file_is_the_defaults_but_a_named_one_is_an_error() {
+        let absent = Path::new("/nonexistent/routeguard.toml");
+        assert_eq!(Config::load(absent, true).unwrap(), Config::default());
+        let err = Config::load(absent, false).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/routeguard.toml"));
+    }
+
+    #[test]
+    fn every_key() {
+        let c = parse(
+            r#"
+[store]
+enabled = true
+path = "/tmp/rg/events.db"
+max_age = "7d"
+max_rows = 5000
+
+[jsonl]
+enabled = true
+path = "/tmp/rg/events.jsonl"
+max_bytes = "1M"
+keep = 2
+stdout = true
+
+[journald]
+enabled = false
+
+[metrics]
+enabled = true
+listen = "127.0.0.1:19477"
+
+[capture]
+ring_size = "64M"
+wakeup = 0
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.store.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.store.max_rows, Some(5000));
+        assert_eq!(c.jsonl.max_bytes, 1 << 20);
+        assert_eq!(c.jsonl.keep, 2);
+        assert!(c.jsonl.stdout && !c.journald.enabled);
+        assert_eq!(c.metrics.listen.port(), 19477);
+        assert_eq!(c.capture.ring_size, 64 << 20);
+        assert_eq!(c.capture.wakeup, 0);
+    }
+
+    #[test]
+    fn zero_means_no_retention_limit() {
+        let c = parse("[store]\nmax_age = \"0\"\nmax_rows = 0\n").unwrap();
+        assert_eq!(c.store.retention(), Retention::default());
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let cases = [
+            ("[store]\nmax_age = \"3 weeks\"\n", 2, "3 weeks"),
+            ("[metrics]\nlisten = \"localhost\"\n", 2, "listen"),
+            ("[capture]\nring_size = \"100K\"\n", 2, "power of two"),
+            ("[jsonl]\nmax_bytes = 0\n", 2, "greater than zero"),
+            ("[store]\nenabled = true\npth = \"/x\"\n", 3, "pth"),
+            ("[protect]\nrules = []\n", 1, "protect"),
+            ("[store\n", 1, ""),
+        ];
+        for (text, line, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("bad config /etc/routeguard/routeguard.toml line "),
+                "{err}"
+            );
+            assert!(err.contains(&format!(" line {line} ")), "{text:?}: {err}");
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("30").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! journald's native protocol: one datagram per event to `/run/systemd/journal/socket`, with
+//! structured fields (`journalctl ROUTEGUARD_ACTOR_COMM=ip -o verbose`).
+//!
+//! Protocol: <https://systemd.io/JOURNAL_NATIVE_PROTOCOL/>. A field is `NAME=value\n`, or, when
+//! the value holds a newline, `NAME\n` + its length as u64 little-endian + the bytes + `\n`.
+//! Process-supplied strings (comm, cmdline, unit) always take the length-prefixed form, so no
+//! byte of theirs can start a field of its own.
+
+use std::{
+    io,
+    os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    event::{Event, Outcome},
+    sink,
+    store::label,
+};
+
+pub const SOCKET: &str = "/run/systemd/journal/socket";
+
+/// `LOG_NOTICE`: a removal is normal but significant; `LOG_WARNING` when the kernel refused it
+/// (someone tried and failed, which is worth a look too).
+const PRIORITY_REMOVED: &str = "5";
+const PRIORITY_FAILED: &str = "4";
+
+pub struct Journald {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Journald {
+    /// Connects to the journal; `Ok(None)` when there is no journal socket on this host.
+    pub fn connect(path: &Path) -> io::Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let socket = UnixDatagram::unbound()?;
+        // A slow journal must not stall the capture: a full socket buffer drops the entry (and
+        // the caller counts it).
+        socket.set_nonblocking(true)?;
+        Ok(Some(Self {
+            socket,
+            path: path.to_owned(),
+        }))
+    }
+
+    pub fn send(&self, ev: &Event) -> io::Result<()> {
+        self.socket.send_to(&entry(ev), &self.path).map(|_| ())
+    }
+}
+
+/// The datagram for one event.
+pub fn entry(ev: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let json = sink::json::to_line(ev);
+    let priority = if ev.outcome == Outcome::Failed {
+        PRIORITY_FAILED
+    } else {
+        PRIORITY_REMOVED
+    };
+    // MESSAGE is the terminal line: escaped, one line, readable in `journalctl`.
+    field(&mut out, "MESSAGE", &sink::terminal::format_line(ev));
+    field(&mut out, "PRIORITY", priority);
+    field(&mut out, "SYSLOG_IDENTIFIER", "routeguard");
+    field(&mut out, "ROUTEGUARD_KIND", &label(&ev.kind));
+    field(&mut out, "ROUTEGUARD_CAUSE", &label(&ev.cause));
+    field(&mut out, "ROUTEGUARD_OUTCOME", &label(&ev.outcome));
+    if let Some(error) = &ev.error {
+        field(&mut out, "ROUTEGUARD_ERROR", error);
+    }
+    field(
+        &mut out,
+        "ROUTEGUARD_NETNS_INODE",
+        &ev.netns.inode.to_string(),
+    );
+    if let Some(name) = &ev.netns.name {
+        field(&mut out, "ROUTEGUARD_NETNS", name);
+    }
+    if let Some(a) = &ev.actor {
+        field(&mut out, "ROUTEGUARD_ACTOR_PID", &a.pid.to_string());
+        field(&mut out, "ROUTEGUARD_ACTOR_COMM", &a.comm);
+        field(&mut out, "ROUTEGUARD_ACTOR_CMDLINE", &a.cmdline);
+        if let Some(unit) = &a.unit {
+            field(&mut out, "ROUTEGUARD_ACTOR_UNIT", unit);
+        }
+        if let Some(container) = &a.container {
+            field(&mut out, "ROUTEGUARD_ACTOR_CONTAINER", container);
+        }
+    }
+    let table = ev
+        .route
+        .as_ref()
+        .and_then(|r| r.table)
+        .or_else(|| ev.rule.as_ref().and_then(|r| r.table));
+    if let Some(table) = table {
+        field(&mut out, "ROUTEGUARD_TABLE", &table.to_string());
+    }
+    field(&mut out, "ROUTEGUARD_EVENT", &json);
+    out
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    // Only our own ASCII values go in the simple form; anything else is length-prefixed.
+    let simple = value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !name.ends_with("_CMDLINE")
+        && !name.ends_with("_COMM");
+    if simple {
+        out.push(b'=');
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        out.push(b'\n');
+        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::fixtures::{route_event, rule_event};
+    use std::collections::HashMap;
+
+    /// Parses a native-protocol datagram back into fields, as journald does.
+    fn parse(mut data: &[u8]) -> HashMap<String, String> {
+        let mut fields = HashMap::new();
+        while !data.is_empty() {
+            let nl = data.iter().position(|&b| b == b'\n').unwrap();
+            let line = &data[..nl];
+            if let Some(eq) = line.iter().position(|&b| b == b'=') {
+                fields.insert(
+                    String::from_utf8(line[..eq].to_vec()).unwrap(),
+                    String::from_utf8(line[eq + 1..].to_vec()).unwrap(),
+                );
+                data = &data[nl + 1..];
+            } else {
+                let name = String::from_utf8(line.to_vec()).unwrap();
+                let len = u64::from_le_bytes(data[nl + 1..nl + 9].try_into().unwrap()) as usize;
+                let value = &data[nl + 9..nl + 9 + len];
+                assert_eq!(data[nl + 9 + len], b'\n');
+                fields.insert(name, String::from_utf8(value.to_vec()).unwrap());
+                data = &data[nl + 10 + len..];
+            }
+        }
+        fields
+    }
+
+    #[test]
+    fn route_event_fields() {
+        let ev = route_event();
+        let f = parse(&entry(&ev));
+        assert_eq!(f["PRIORITY"], "5");
+        assert_eq!(f["SYSLOG_IDENTIFIER"], "routeguard");
+        assert_eq!(f["ROUTEGUARD_KIND"], "route");
+        assert_eq!(f["ROUTEGUARD_CAUSE"], "request");
+        assert_eq!(f["ROUTEGUARD_OUTCOME"], "removed");
+        assert_eq!(f["ROUTEGUARD_ACTOR_PID"], "12345");
+        assert_eq!(f["ROUTEGUARD_ACTOR_COMM"], "ip");
+        assert_eq!(f["ROUTEGUARD_ACTOR_UNIT"], "demo.service");
+        assert_eq!(f["ROUTEGUARD_TABLE"], "77");
+        assert_eq!(f["ROUTEGUARD_NETNS"], "blue");
+        assert_eq!(f["ROUTEGUARD_NETNS_INODE"], "4026532456");
+        assert_eq!(f["MESSAGE"], sink::terminal::format_line(&ev));
+        assert_eq!(f["ROUTEGUARD_EVENT"], sink::json::to_line(&ev));
+        assert!(!f.contains_key("ROUTEGUARD_ACTOR_CONTAINER"));
+    }
+
+    #[test]
+    fn hostile_strings_cannot_forge_fields() {
+        let mut ev = rule_event();
+        let actor = ev.actor.as_mut().unwrap();
+        actor.comm = "x\nPRIORITY=0".into();
+        actor.cmdline = "evil\nROUTEGUARD_KIND=nothing".into();
+        ev.outcome = Outcome::Failed;
+        let f = parse(&entry(&ev));
+        assert_eq!(f["ROUTEGUARD_ACTOR_COMM"], "x\nPRIORITY=0");
+        assert_eq!(f["PRIORITY"], "4");
+        assert_eq!(f["ROUTEGUARD_KIND"], "rule");
+        assert!(!f["MESSAGE"].contains('\n'));
+    }
+
+    #[test]
+    fn absent_socket_is_not_an_error() {
+        assert!(Journald::connect(Path::new("/nonexistent/journal/socket"))
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,147 @@
+//! JSON lines to a file, rotated by size (`events.jsonl` → `events.jsonl.1` → … → `.keep`), and
+//! to stdout. Lines are [`sink::json::to_line`](crate::sink::json::to_line): one event each.
+
+use std::{
+    fs::{self, DirBuilder, File, OpenOptions},
+    io::{self, BufWriter, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+/// An append-only file that starts over once it would exceed `max_bytes`.
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    out: BufWriter<File>,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// Opens `path` for appending (mode 0600: lines hold command lines), creating its directory.
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            max_bytes,
+            keep,
+            out: BufWriter::new(file),
+            size,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line (a newline is added). A line longer than `max_bytes` still goes in
+    /// whole, alone in its file: rotation never splits an event.
+    pub fn write_line(&mut self, line: &str) -> io::Result<()> {
+        let len = line.len() as u64 + 1;
+        if self.size > 0 && self.size + len > self.max_bytes {
+            self.rotate()?;
+        }
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        self.size += len;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        if self.keep > 0 {
+            let numbered = |n: u32| {
+                let mut p = self.path.clone().into_os_string();
+                p.push(format!(".{n}"));
+                PathBuf::from(p)
+            };
+            // The oldest is overwritten by the rename chain: .keep-1 → .keep, …, base → .1.
+            for n in (1..self.keep).rev() {
+                match fs::rename(numbered(n), numbered(n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            fs::rename(&self.path, numbered(1))?;
+            self.out = BufWriter::new(open_append(&self.path)?);
+        } else {
+            self.out.get_ref().set_len(0)?;
+        }
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("routeguard-jsonl-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn rotates_by_size_keeping_n_files() {
+        let dir = temp_dir("rotate");
+        let path = dir.join("events.jsonl");
+        let mut f = RotatingFile::open(&path, 20, 2).unwrap();
+        for i in 0..5 {
+            // 10 bytes with the newline: two lines per file.
+            f.write_line(&format!("{{\"n\":{i:03}}}")).unwrap();
+        }
+        f.flush().unwrap();
+        let read = |p: &Path| fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), "{\"n\":004}\n");
+        assert_eq!(
+            read(&dir.join("events.jsonl.1")),
+            "{\"n\":002}\n{\"n\":003}\n"
+        );
+        assert_eq!(
+            read(&dir.join("events.jsonl.2")),
+            "{\"n\":000}\n{\"n\":001}\n"
+        );
+        assert!(!dir.join("events.jsonl.3").exists());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keep_zero_truncates_and_reopen_appends() {
+        let dir = temp_dir("truncate");
+        let path = dir.join("e.jsonl");
+        let mut f = RotatingFile::open(&path, 12, 0).unwrap();
+        f.write_line("aaaaaaaaaa").unwrap();
+        f.write_line("bbbbbbbbbb").unwrap();
+        f.flush().unwrap();
+        drop(f);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "bbbbbbbbbb\n");
+        let mut f = RotatingFile::open(&path, 100, 0).unwrap();
+        f.write_line("c").unwrap();
+        f.flush().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "bbbbbbbbbb\nc\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

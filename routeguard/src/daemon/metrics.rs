@@ -1,0 +1,358 @@
+//! Prometheus metrics (OpenMetrics text, prometheus-client) and `/healthz`, served over a
+//! minimal HTTP/1.1 responder on a loopback address by default.
+//!
+//! Metrics (all prefixed `routeguard_`):
+//! - `removals_total{kind,cause,outcome,comm}`: events by what went, why, the kernel's answer and
+//!   the actor's comm (after 256 distinct comms, further ones count as `comm="other"`: an
+//!   unprivileged user in its own netns must not be able to grow the label set without bound);
+//! - `events_lost_total`: records the kernel dropped because the ring buffer was full;
+//! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
+//!   details (the events still came);
+//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald);
+//! - `build_info{version}`: always 1.
+
+use std::{
+    collections::HashSet,
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, info::Info},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+    time::timeout,
+};
+
+use crate::{capture::Losses, event::Event, sink::escape::escape, store::label};
+
+const MAX_COMMS: usize = 256;
+/// The main loop turns every 10 ms; silence for this long means it is stuck.
+const STALL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemovalLabels {
+    kind: String,
+    cause: String,
+    outcome: String,
+    comm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    removals: Family<RemovalLabels, Counter>,
+    lost: Counter,
+    incomplete: Family<ReasonLabels, Counter>,
+    sink_errors: Family<SinkLabels, Counter>,
+    comms: Mutex<HashSet<String>>,
+    losses: Mutex<Losses>,
+    started: Instant,
+    /// Milliseconds since `started` at the main loop's last turn.
+    last_turn_ms: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("routeguard");
+        let removals = Family::<RemovalLabels, Counter>::default();
+        let lost = Counter::default();
+        let incomplete = Family::<ReasonLabels, Counter>::default();
+        let sink_errors = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "removals",
+            "Removal events by kind, cause, outcome and actor comm",
+            removals.clone(),
+        );
+        registry.register(
+            "events_lost",
+            "Records dropped in the kernel because the ring buffer was full",
+            lost.clone(),
+        );
+        registry.register(
+            "capture_incomplete",
+            "Requests captured incompletely (truncated, unreadable, process details lost)",
+            incomplete.clone(),
+        );
+        registry.register(
+            "sink_errors",
+            "Events a sink failed to write",
+            sink_errors.clone(),
+        );
+        registry.register(
+            "build",
+            "routeguard version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Self {
+            registry,
+            removals,
+            lost,
+            incomplete,
+            sink_errors,
+            comms: Mutex::default(),
+            losses: Mutex::default(),
+            started: Instant::now(),
+            last_turn_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, events: &[Event]) {
+        let mut comms = self.comms.lock().unwrap_or_else(PoisonError::into_inner);
+        for ev in events {
+            let comm = ev
+                .actor
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |a| escape(&a.comm).into_owned());
+            let comm = if comms.contains(&comm) {
+                comm
+            } else if comms.len() < MAX_COMMS {
+                comms.insert(comm.clone());
+                comm
+            } else {
+                "other".to_owned()
+            };
+            self.removals
+                .get_or_create(&RemovalLabels {
+                    kind: label(&ev.kind),
+                    cause: label(&ev.cause),
+                    outcome: label(&ev.outcome),
+                    comm,
+                })
+                .inc();
+        }
+    }
+
+    /// Takes the capture's running totals and counts what grew.
+    pub fn losses(&self, now: Losses) {
+        let mut seen = self.losses.lock().unwrap_or_else(PoisonError::into_inner);
+        self.lost
+            .inc_by(now.ring_full.saturating_sub(seen.ring_full));
+        for (reason, was, is) in [
+            ("truncated", seen.truncated, now.truncated),
+            ("read-failed", seen.read_failed, now.read_failed),
+            ("task-lost", seen.task_lost, now.task_lost),
+        ] {
+            if is > was {
+                self.incomplete
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc_by(is - was);
+            }
+        }
+        *seen = now;
+    }
+
+    pub fn sink_error(&self, sink: &'static str, events: usize) {
+        self.sink_errors
+            .get_or_create(&SinkLabels { sink })
+            .inc_by(events as u64);
+    }
+
+    /// The main loop is alive.
+    pub fn turned(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_turn_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn healthy(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed)) < STALL.as_millis() as u64
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The HTTP endpoint; dropping it stops the listener.
+pub struct Server {
+    task: JoinHandle<()>,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    // A client that stalls is dropped; nothing to report.
+                    let _ = timeout(Duration::from_secs(5), respond(stream, &metrics)).await;
+                });
+            }
+        });
+        Ok(Self { task, addr })
+    }
+}
+
+async fn respond(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    // Read the request head (we need only its first line); bodies are not expected.
+    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut first = head.lines().next().unwrap_or("").split(' ');
+    let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        ("GET" | "HEAD", "/healthz") if metrics.healthy() => {
+            ("200 OK", "text/plain", "ok\n".to_owned())
+        }
+        ("GET" | "HEAD", "/healthz") => (
+            "503 Service Unavailable",
+            "text/plain",
+            "stalled: the capture loop has not turned for 10 s\n".to_owned(),
+        ),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".into(),
+        ),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::fixtures::{route_event, rule_event};
+
+    #[test]
+    fn counts_removals_and_losses() {
+        let m = Metrics::new();
+        m.record(&[route_event(), route_event(), rule_event()]);
+        m.losses(Losses {
+            ring_full: 3,
+            truncated: 1,
+            ..Losses::default()
+        });
+        m.losses(Losses {
+            ring_full: 5,
+            truncated: 1,
+            ..Losses::default()
+        });
+        m.sink_error("journald", 2);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"routeguard_removals_total{kind="route",cause="request",outcome="removed",comm="ip"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("routeguard_events_lost_total 5"), "{text}");
+        assert!(
+            text.contains(r#"routeguard_capture_incomplete_total{reason="truncated"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"routeguard_sink_errors_total{sink="journald"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("routeguard_build_info{version="), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn comm_labels_are_bounded_and_escaped() {
+        let m = Metrics::new();
+        let mut ev = route_event();
+        for i in 0..MAX_COMMS + 10 {
+            ev.actor.as_mut().unwrap().comm = format!("c{i}");
+            m.record(std::slice::from_ref(&ev));
+        }
+        ev.actor.as_mut().unwrap().comm = "bad\"\n\u{1b}".into();
+        m.record(std::slice::from_ref(&ev));
+        let text = m.encode();
+        assert!(text.contains(r#"comm="other"} 11"#), "{text}");
+        assert_eq!(
+            text.matches("routeguard_removals_total{").count(),
+            MAX_COMMS + 1
+        );
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_and_health_over_loopback() {
+        let m = Arc::new(Metrics::new());
+        m.turned();
+        m.record(&[route_event()]);
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), m.clone())
+            .await
+            .unwrap();
+        let addr = server.addr;
+        let get = |path: &'static str| async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let metrics = get("/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(metrics.contains("routeguard_removals_total{"), "{metrics}");
+        let health = get("/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"));
+        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+    }
+}

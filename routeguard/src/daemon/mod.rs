@@ -1,0 +1,195 @@
+//! `routeguard daemon`: the always-on audit service. It drives the same [`Pipeline`] as `trace`
+//! and writes every event to its sinks (SQLite store, JSON lines, journald) and metrics.
+//!
+//! Lifecycle: the config is read and every sink opened before anything is loaded into the
+//! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept); SIGTERM
+//! or SIGINT drains the ring buffer, writes what was left and closes the store, then exits 0.
+//! Under systemd (`Type=notify`) it says READY=1 once capture runs, RELOADING=1 / STOPPING=1.
+
+pub mod config;
+mod journald;
+mod jsonl;
+mod metrics;
+mod notify;
+mod sinks;
+
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    time::{interval, MissedTickBehavior},
+};
+
+pub use config::{Config, ConfigError};
+pub use metrics::Metrics;
+pub use sinks::{SinkError, Sinks};
+
+use crate::{
+    capture::{self, CaptureError, PROGRAMS},
+    pipeline::{Batch, Pipeline},
+};
+
+/// How often the store's retention limits are applied.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot serve metrics on {addr}: {source}; change `metrics.listen` or free the port")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where the config came from, to read it again on SIGHUP.
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// The default path: an absent file means the defaults.
+    pub absent_ok: bool,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.path, self.absent_ok)
+    }
+}
+
+pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.turned();
+    let mut sinks = Sinks::open(&config)?;
+    let mut server = serve(&config, &metrics).await?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut prune = interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    let options = capture::Options {
+        ring_bytes: config.capture.ring_size,
+        wakeup_bytes: config.capture.wakeup,
+    };
+    let mut pipeline = Pipeline::start(&options)?;
+    eprintln!(
+        "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB; {}; metrics {})",
+        PROGRAMS.len(),
+        options.ring_bytes >> 10,
+        sinks.describe(),
+        server.as_ref().map_or_else(
+            || "off".to_owned(),
+            |s| format!("http://{}/metrics", s.addr)
+        ),
+    );
+    notify::send("READY=1");
+
+    loop {
+        tokio::select! {
+            batch = pipeline.next() => {
+                let batch = batch?;
+                deliver(&mut sinks, &metrics, &pipeline, batch, options.ring_bytes);
+                metrics.turned();
+            }
+            _ = sighup.recv() => {
+                notify::send("RELOADING=1");
+                reload(&source, &mut config, &mut sinks, &mut server, &metrics).await;
+                notify::send("READY=1");
+            }
+            _ = prune.tick() => sinks.prune(&metrics),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+
+    notify::send("STOPPING=1");
+    let last = pipeline.finish();
+    deliver(&mut sinks, &metrics, &pipeline, last, options.ring_bytes);
+    sinks.close();
+    let losses = pipeline.losses();
+    eprintln!(
+        "routeguard: daemon stopped; {} events lost since start",
+        losses.ring_full
+    );
+    Ok(())
+}
+
+fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Batch, ring: u32) {
+    if batch.newly_lost > 0 {
+        tracing::warn!(
+            "{} events lost so far: the ring buffer ({} KiB) was full; raise `capture.ring_size`",
+            pipeline.losses().ring_full,
+            ring >> 10
+        );
+    }
+    metrics.losses(pipeline.losses());
+    if batch.events.is_empty() {
+        return;
+    }
+    metrics.record(&batch.events);
+    sinks.write(&batch.events, metrics);
+}
+
+async fn serve(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<metrics::Server>, DaemonError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let addr = config.metrics.listen;
+    metrics::Server::bind(addr, metrics.clone())
+        .await
+        .map(Some)
+        .map_err(|source| DaemonError::Listen { addr, source })
+}
+
+/// SIGHUP: read the config again and apply it; any error keeps the running config whole.
+async fn reload(
+    source: &ConfigSource,
+    config: &mut Config,
+    sinks: &mut Sinks,
+    server: &mut Option<metrics::Server>,
+    metrics: &Arc<Metrics>,
+) {
+    let mut new = match source.load() {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!("reload refused, the running config is kept: {e}");
+            return;
+        }
+    };
+    // The listener first: binding is the step most likely to fail, and it changes nothing.
+    let new_server = if new.metrics != config.metrics {
+        match serve(&new, metrics).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("reload refused, the running config is kept: {e}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    if let Err(e) = sinks.reconfigure(&new) {
+        tracing::error!("reload refused, the running config is kept: {e}");
+        return;
+    }
+    if let Some(s) = new_server {
+        *server = s;
+    }
+    if new.capture != config.capture {
+        tracing::warn!("`[capture]` changes take effect when the daemon restarts");
+        new.capture = config.capture.clone();
+    }
+    tracing::info!(
+        "config reloaded from {} ({})",
+        source.path.display(),
+        sinks.describe()
+    );
+    *config = new;
+}
