@@ -1,0 +1,144 @@
+//! The timeline picture: one row per program, a mark per bin of removals (one event per mark
+//! unless they crowd a pixel), failed removals drawn as red diamonds above the row's line,
+//! removed as blue bars, unknown as grey bars, and a time axis. Plain inline SVG, no script.
+
+use std::fmt::Write as _;
+
+use super::html_escape as esc;
+use crate::event::Timestamp;
+use crate::report::model::{Outcomes, Timeline};
+use crate::report::tell;
+
+const WIDTH: f64 = 1000.0;
+const LABEL_W: f64 = 230.0;
+const RIGHT_PAD: f64 = 20.0;
+const TOP: f64 = 10.0;
+const ROW_H: f64 = 30.0;
+const AXIS_H: f64 = 46.0;
+const TICKS: u64 = 6;
+
+/// The timeline as an `<svg>` element (empty string when there is nothing to draw).
+pub fn timeline(t: &Timeline) -> String {
+    let (Some(start), Some(end)) = (t.start, t.end) else {
+        return String::new();
+    };
+    let plot_w = WIDTH - LABEL_W - RIGHT_PAD;
+    let span = (end.0 - start.0).max(1) as f64;
+    let height = TOP + ROW_H * t.lanes.len() as f64 + AXIS_H;
+    let mut s = String::with_capacity(4096);
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-labelledby="tl-title"><title id="tl-title">Removals over time, one row per program, from {} to {} UTC</title>"#,
+        tell::when(start),
+        tell::when(end)
+    );
+    let x = |offset_ns: f64| LABEL_W + offset_ns / span * plot_w;
+    let bar_w = (plot_w * t.bin_ns as f64 / span).clamp(2.0, 12.0);
+    for (row, lane) in t.lanes.iter().enumerate() {
+        let y = TOP + ROW_H * row as f64;
+        let mid = y + ROW_H / 2.0;
+        let _ = write!(
+            s,
+            r##"<g class="lane"><line x1="{LABEL_W}" x2="{}" y1="{mid}" y2="{mid}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end" font-size="12">{}</text>"##,
+            WIDTH - RIGHT_PAD,
+            LABEL_W - 8.0,
+            mid + 4.0,
+            esc(&clip(&lane.label, 32))
+        );
+        let _ = write!(
+            s,
+            "<title>{}: {}</title>",
+            esc(&lane.label),
+            tell::outcomes(&lane.outcomes)
+        );
+        for bin in &lane.bins {
+            let off = bin.index as f64 * t.bin_ns as f64;
+            let bx = x(off.min(span));
+            let when = tell::when(Timestamp(start.0 + (bin.index as i128) * t.bin_ns as i128));
+            let ok = bin.outcomes.removed + bin.outcomes.unknown;
+            if ok > 0 {
+                let h = bar_height(ok);
+                let fill = if bin.outcomes.removed > 0 {
+                    "#2b6cb0"
+                } else {
+                    "#999"
+                };
+                let _ = write!(
+                    s,
+                    r##"<rect class="mark" x="{:.1}" y="{:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{fill}"><title>{when}: {}</title></rect>"##,
+                    bx - bar_w / 2.0,
+                    mid - h / 2.0,
+                    counts(&bin.outcomes)
+                );
+            }
+            if bin.outcomes.failed > 0 {
+                let r = 5.0;
+                let cy = y + 6.0;
+                let _ = write!(
+                    s,
+                    r##"<path class="mark failed" d="M{bx:.1} {:.1} L{:.1} {cy:.1} L{bx:.1} {:.1} L{:.1} {cy:.1} Z" fill="#c53030"><title>{when}: {}</title></path>"##,
+                    cy - r,
+                    bx + r,
+                    cy + r,
+                    bx - r,
+                    counts(&bin.outcomes)
+                );
+            }
+        }
+        s.push_str("</g>");
+    }
+    // Axis.
+    let ay = TOP + ROW_H * t.lanes.len() as f64 + 4.0;
+    let _ = write!(
+        s,
+        r##"<g class="axis" font-size="11"><line x1="{LABEL_W}" x2="{}" y1="{ay}" y2="{ay}" stroke="#333"/>"##,
+        WIDTH - RIGHT_PAD
+    );
+    for i in 0..=TICKS {
+        let off = span * i as f64 / TICKS as f64;
+        let tx = x(off);
+        let ts = Timestamp(start.0 + off as i128);
+        let label = if end.0 - start.0 >= 10_000_000_000 {
+            tell::time(ts)[..8].to_string()
+        } else {
+            tell::time(ts)
+        };
+        let anchor = match i {
+            0 => "start",
+            TICKS => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            s,
+            r##"<line x1="{tx:.1}" x2="{tx:.1}" y1="{ay}" y2="{}" stroke="#333"/><text x="{tx:.1}" y="{}" text-anchor="{anchor}">{label}</text>"##,
+            ay + 5.0,
+            ay + 18.0
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<text x="{LABEL_W}" y="{}" font-size="11" fill="#555">UTC, {} · bar: removed (blue) / unknown (grey) · red diamond: failed</text></g></svg>"##,
+        ay + 36.0,
+        &tell::when(start)[..10]
+    );
+    s
+}
+
+fn bar_height(n: u64) -> f64 {
+    (8.0 + 4.0 * (n as f64).log2()).min(ROW_H - 8.0)
+}
+
+fn counts(o: &Outcomes) -> String {
+    tell::outcomes(o)
+}
+
+/// At most `max` characters, with `…` when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(max - 1).collect();
+        c.push('…');
+        c
+    }
+}

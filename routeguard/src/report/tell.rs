@@ -1,0 +1,123 @@
+//! Incidents told in words, as a paragraph someone can paste into a postmortem (plain text;
+//! renderers escape it).
+
+use std::fmt::Write as _;
+
+use super::describe;
+use super::model::{ActorSummary, Incident, Outcomes};
+use crate::event::Timestamp;
+
+/// Objects named in the paragraph itself; the full list follows it in every format.
+const OBJECTS_IN_TEXT: usize = 4;
+
+/// `2026-11-27 15:56:29.196`.
+pub fn when(ts: Timestamp) -> String {
+    let s = ts.rfc3339();
+    format!("{} {}", &s[..10], &s[11..23])
+}
+
+/// `15:56:29.196`.
+pub fn time(ts: Timestamp) -> String {
+    ts.rfc3339()[11..23].to_string()
+}
+
+pub fn outcomes(o: &Outcomes) -> String {
+    let mut parts = Vec::new();
+    if o.removed > 0 {
+        parts.push(format!("{} removed", o.removed));
+    }
+    if o.failed > 0 {
+        parts.push(format!("{} failed", o.failed));
+    }
+    if o.unknown > 0 {
+        parts.push(format!("{} unknown", o.unknown));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub fn incident(inc: &Incident, actors: &[ActorSummary]) -> String {
+    let mut s = String::new();
+    let span = inc.end.0 - inc.start.0;
+    let _ = write!(s, "On {} UTC", when(inc.start));
+    if span > 0 {
+        let _ = write!(s, ", over {}", describe::duration(span));
+    }
+    let objects = inc.objects.len() as u64 + inc.objects_omitted;
+    let _ = write!(
+        s,
+        ", {} removal request{} for {} object{}",
+        inc.events,
+        plural(inc.events),
+        objects,
+        plural(objects)
+    );
+    let kinds: Vec<String> = inc
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let _ = write!(s, " ({})", kinds.join(", "));
+    let _ = write!(s, " came from ");
+    let named: Vec<String> = inc
+        .actors
+        .iter()
+        .take(3)
+        .map(|ia| {
+            let a = &actors[ia.actor];
+            if inc.actors.len() == 1 {
+                a.description.clone()
+            } else {
+                format!(
+                    "{} ({} request{})",
+                    a.description,
+                    ia.outcomes.total(),
+                    plural(ia.outcomes.total())
+                )
+            }
+        })
+        .collect();
+    s.push_str(&named.join("; "));
+    if inc.actors.len() > 3 {
+        let _ = write!(s, "; and {} other processes", inc.actors.len() - 3);
+    }
+    s.push('.');
+    let shown: Vec<&str> = inc
+        .objects
+        .iter()
+        .take(OBJECTS_IN_TEXT)
+        .map(|o| o.description.as_str())
+        .collect();
+    if !shown.is_empty() {
+        let _ = write!(s, " Objects: {}", shown.join("; "));
+        if objects as usize > shown.len() {
+            let _ = write!(s, "; and {} more", objects as usize - shown.len());
+        }
+        s.push('.');
+    }
+    let _ = write!(s, " Outcome: {}", outcomes(&inc.outcomes));
+    if !inc.errors.is_empty() {
+        let errs: Vec<String> = inc
+            .errors
+            .iter()
+            .map(|(e, n)| format!("{e} ×{n}"))
+            .collect();
+        let _ = write!(s, " ({})", errs.join(", "));
+    }
+    s.push('.');
+    for h in &inc.hints {
+        let _ = write!(s, " Known culprit: {}.", h.culprit);
+    }
+    s
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
