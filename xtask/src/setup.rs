@@ -33,6 +33,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("python3", "python3"),
     // systemd-networkd ships in the `systemd` package on Debian 12.
     ("systemd-networkd", "systemd"),
+    // Headless browser for the report test (renders the HTML report, takes a screenshot).
+    ("/usr/bin/chromium", "chromium"),
 ];
 
 /// Finds pyroute2 without importing it (a full import takes most of a second).
@@ -227,7 +229,7 @@ impl Setup {
             .map(|(_, package)| *package)
             .collect();
         if missing.is_empty() {
-            self.present("system packages (iproute2, net-tools, python3, systemd)");
+            self.present("system packages (iproute2, net-tools, python3, systemd, chromium)");
             return Ok(());
         }
         if !self.opts.dry_run {

@@ -1,0 +1,304 @@
+//! `routeguard report` end to end: events captured by the real tracer in a netns (one of them
+//! from a process whose comm and argv carry `<script>`, `</svg>`, `|` and a terminal escape),
+//! turned into HTML, Markdown and JSON, checked for content and for escaping, and the HTML
+//! rendered by headless Chromium (DOM and a screenshot under target/).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use routeguard_tests::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const HOSTILE_ARGS: [&str; 4] = [
+    "<script>alert(1)</script>",
+    "</svg><b>x</b>",
+    "a|b|c",
+    "\x1b]0;pwned\x07\x1b[2J",
+];
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("rg-report-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Capture {
+    jsonl: PathBuf,
+    ip_pid: u32,
+    hostile_pid: u32,
+    ns_name: String,
+}
+
+/// Captures three removals in a fresh netns: `ip rule del prio 100`, `ip route del … table 77`
+/// and the hostile client deleting rule 101; saves the JSON lines in `dir`.
+fn capture(dir: &Path) -> Capture {
+    let python = python3();
+    let ns = Netns::new();
+    ns.add_test_link("rg0");
+    ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
+    ns.ip_ok(&["rule", "add", "prio", "101", "lookup", "77"]);
+    ns.ip_ok(&[
+        "route",
+        "add",
+        "10.77.1.0/24",
+        "via",
+        "10.99.0.2",
+        "table",
+        "77",
+    ]);
+    let tracer = Tracer::start(&ns, &[]);
+    let ip_pid = ns.ip_ok(&["rule", "del", "prio", "100"]);
+    let route_pid = ns.ip_ok(&["route", "del", "10.77.1.0/24", "table", "77"]);
+    let mut args = vec![client_script("report_hostile_rule_del.py"), "101".into()];
+    args.extend(HOSTILE_ARGS.map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = ns.exec(&python, &args).ok("report_hostile_rule_del.py");
+    assert_eq!(ran.stdout.trim(), format!("{} 0", ran.pid), "kernel acked");
+    for pid in [ip_pid, route_pid, ran.pid] {
+        tracer.wait_for("removal", EVENT_TIMEOUT, |e| by_pid(e, pid));
+    }
+    let (events, _) = tracer.stop();
+    let hostile = events
+        .iter()
+        .find(|e| by_pid(e, ran.pid))
+        .expect("hostile event");
+    assert_eq!(
+        at(hostile, "/actor/comm"),
+        "<script>|\x1b[2J",
+        "prctl comm reached the event"
+    );
+    let jsonl = dir.join("capture.jsonl");
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    fs::write(&jsonl, text).expect("write capture");
+    Capture {
+        jsonl,
+        ip_pid,
+        hostile_pid: ran.pid,
+        ns_name: ns.name().to_string(),
+    }
+}
+
+fn report(args: &[&str]) -> Ran {
+    run(Command::new(routeguard_bin()).arg("report").args(args))
+}
+
+fn report_ok(input: &Path, format: &str, out: &Path) -> String {
+    report(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        format,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .ok("routeguard report");
+    fs::read_to_string(out).unwrap_or_else(|e| panic!("read {}: {e}", out.display()))
+}
+
+#[test]
+fn report_from_a_real_capture_in_every_format() {
+    require_root();
+    let dir = TempDir::new("formats");
+    let cap = capture(&dir.0);
+
+    // JSON: content and round trip of the hostile strings.
+    let json = report_ok(&cap.jsonl, "json", &dir.0.join("r.json"));
+    let v: Value = serde_json::from_str(&json).expect("report JSON parses");
+    assert_eq!(v["report_schema_version"], 1);
+    assert_eq!(v["headline"]["events"], 3);
+    assert_eq!(v["headline"]["outcomes"]["removed"], 3);
+    assert_eq!(v["headline"]["by_kind"]["rule"], 2);
+    assert_eq!(v["headline"]["by_kind"]["route"], 1);
+    assert_eq!(v["headline"]["incidents"], 1, "three removals within 5 s");
+    let objects: Vec<&str> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["object"].as_str().unwrap())
+        .collect();
+    for want in [
+        "rule prio 100",
+        "route table 77 10.77.1.0/24",
+        "rule prio 101",
+    ] {
+        assert!(objects.contains(&want), "{want} in {objects:?}");
+    }
+    let actors = v["actors"].as_array().unwrap();
+    let ip = actors
+        .iter()
+        .find(|a| a["actor"]["pid"] == cap.ip_pid)
+        .expect("ip actor");
+    assert_eq!(ip["actor"]["comm"], "ip");
+    assert!(ip["description"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("ip[{}]", cap.ip_pid)));
+    let hostile = actors
+        .iter()
+        .find(|a| a["actor"]["pid"] == cap.hostile_pid)
+        .expect("hostile actor");
+    assert_eq!(hostile["actor"]["comm"], "<script>|\x1b[2J");
+    for arg in HOSTILE_ARGS {
+        assert!(
+            hostile["actor"]["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == arg),
+            "argv keeps {arg:?}"
+        );
+    }
+    assert!(json.contains(&cap.ns_name));
+
+    // HTML: no injected element; the literal markup only appears escaped.
+    let html = report_ok(&cap.jsonl, "html", &dir.0.join("r.html"));
+    assert!(!html.contains("<script"), "unescaped <script> in HTML");
+    assert!(!html.contains("<b>x</b>"));
+    assert!(!html.contains('\x1b') && !html.contains('\x07'));
+    assert!(
+        html.contains("&lt;script&gt;|\\x1b[2J"),
+        "escaped comm shown"
+    );
+    assert_eq!(html.matches("<svg").count(), 1);
+    assert_eq!(html.matches("</svg>").count(), 1);
+    assert!(html.contains(&format!("ip[{}]", cap.ip_pid)));
+    assert!(html.contains("route table 77 10.77.1.0/24"));
+
+    // Markdown: no raw HTML, tables keep their shape.
+    let md = report_ok(&cap.jsonl, "md", &dir.0.join("r.md"));
+    assert!(!md.contains('\x1b'));
+    assert!(
+        !md.replace("\\<", "").contains('<'),
+        "unescaped < in Markdown"
+    );
+    let mut expected = None;
+    for line in md.lines() {
+        if line.starts_with('|') {
+            let n = cells(line);
+            assert_eq!(n, *expected.get_or_insert(n), "bad row: {line}");
+        } else {
+            expected = None;
+        }
+    }
+    assert!(
+        md.contains("\\<script\\>\\|\\\\x1b\\[2J"),
+        "escaped comm in Markdown"
+    );
+}
+
+fn cells(line: &str) -> usize {
+    let mut n = 0usize;
+    let mut backslashes = 0;
+    for c in line.chars() {
+        if c == '|' && backslashes % 2 == 0 {
+            n += 1;
+        }
+        backslashes = if c == '\\' { backslashes + 1 } else { 0 };
+    }
+    n.saturating_sub(1)
+}
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    require_root();
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} not found: run `cargo xtask setup` (it installs Debian's chromium)"
+    );
+    let dir = TempDir::new("chromium");
+    let cap = capture(&dir.0);
+    let html = dir.0.join("report.html");
+    report_ok(&cap.jsonl, "html", &html);
+    let url = format!("file://{}", html.display());
+    let chromium = |extra: &[&str], profile: &str| {
+        let profile = dir.0.join(profile);
+        let mut cmd = Command::new(CHROMIUM);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(&url);
+        finish(
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn chromium"),
+            "chromium",
+            Duration::from_secs(90),
+        )
+    };
+    let dom = chromium(&["--dump-dom"], "profile-dom").ok("chromium --dump-dom");
+    assert!(
+        dom.stdout.contains("<svg"),
+        "rendered DOM has the SVG timeline"
+    );
+    assert!(
+        dom.stdout.contains("Incident 1"),
+        "rendered DOM has the incident"
+    );
+    assert!(dom.stdout.contains(&format!("ip[{}]", cap.ip_pid)));
+    assert!(
+        !dom.stdout.contains("<script"),
+        "no script element in the DOM"
+    );
+    assert!(!dom.stdout.contains("<b>x</b>"));
+
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-screenshot.png");
+    let _ = fs::remove_file(&shot);
+    chromium(
+        &[&format!("--screenshot={}", shot.display())],
+        "profile-shot",
+    )
+    .ok("chromium --screenshot");
+    let png = fs::read(&shot).unwrap_or_else(|e| panic!("screenshot {}: {e}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+}
+
+#[test]
+fn bad_input_is_one_clear_error() {
+    let dir = TempDir::new("bad");
+    let junk = dir.0.join("junk.jsonl");
+    fs::write(&junk, "this is not json\n").unwrap();
+    let ran = report(&["--input", junk.to_str().unwrap()]);
+    assert_eq!(ran.status.code(), Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains(&format!("{}:1: not a routeguard event", junk.display())),
+        "{}",
+        ran.stderr
+    );
+    let missing = report(&["--input", "/nonexistent/capture.jsonl"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        missing
+            .stderr
+            .contains("cannot read /nonexistent/capture.jsonl"),
+        "{}",
+        missing.stderr
+    );
+    let neither = report(&[]);
+    assert_eq!(neither.status.code(), Some(2));
+}
