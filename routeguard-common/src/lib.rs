@@ -10,5 +10,5 @@
 pub mod offsets;
 pub mod records;
 
-pub use offsets::{CaptureConfig, KernelOffsets, SyscallNumbers, OFFSET_MISSING};
+pub use offsets::{CaptureConfig, KernelOffsets, SyscallNumbers, OFFSET_MISSING, REGS_BLOCK_BYTES};
 pub use records::*;

@@ -5,6 +5,9 @@
 /// Marks a field the running kernel's BTF does not have (or has in a shape we cannot read).
 pub const OFFSET_MISSING: u32 = u32::MAX;
 
+/// Bytes of `pt_regs` the programs read in one go, starting at `KernelOffsets::regs_block`.
+pub const REGS_BLOCK_BYTES: u32 = 48;
+
 /// Byte offsets of the kernel struct members the programs read. Each names `struct.member`
 /// (nested members flattened, e.g. `file.f_path.dentry`).
 #[repr(C)]
@@ -72,6 +75,9 @@ pub struct KernelOffsets {
     pub regs_syscall_nr: u32,
     /// `pt_regs.cs`: tells 64-bit syscalls from ia32 compat ones, which number differently.
     pub regs_cs: u32,
+    /// Start of the 48 bytes of `pt_regs` read at once; every `regs_*` member lies inside it,
+    /// 8-byte aligned relative to it (checked by the loader).
+    pub regs_block: u32,
 }
 
 impl KernelOffsets {
@@ -108,6 +114,7 @@ impl KernelOffsets {
         regs_arg2: OFFSET_MISSING,
         regs_syscall_nr: OFFSET_MISSING,
         regs_cs: OFFSET_MISSING,
+        regs_block: OFFSET_MISSING,
     };
 }
 
@@ -166,9 +173,9 @@ impl CaptureConfig {
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 31 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 31 * 4 + 10 * 4 + 8);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 32 * 4 + 10 * 4 + 8);
 
 #[cfg(feature = "user")]
 mod pod {

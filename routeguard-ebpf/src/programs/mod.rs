@@ -27,22 +27,50 @@ use kern::{config_field, read};
 use maps::{recv_kind, EXECS, EXEC_SCRATCH, TASK_SEEN};
 use send::Source;
 
-/// The first three syscall arguments as the caller passed them.
-#[inline(always)]
-fn args(regs: u64) -> Option<[u64; 3]> {
-    Some([
-        read::<u64>(regs, config_field!(offsets.regs_arg0))?,
-        read::<u64>(regs, config_field!(offsets.regs_arg1))?,
-        read::<u64>(regs, config_field!(offsets.regs_arg2))?,
-    ])
-}
+/// The saved user registers the programs need, read in one go: each probe read costs far
+/// more than its bytes, and on x86_64 `dx, si, di, orig_ax, ip, cs` are 48 contiguous bytes
+/// (the loader checks that against BTF and sets `regs_block` to their start).
+struct Regs([u64; REGS_BLOCK_WORDS]);
 
-/// Compat (ia32) syscalls use another numbering: only 64-bit ones are dispatched.
-#[inline(always)]
-fn native(regs: u64) -> bool {
-    // The selector is the low 16 bits of `cs` on every layout (see the loader's BTF table).
-    read::<u16>(regs, config_field!(offsets.regs_cs)).map(u32::from)
-        == Some(config_field!(syscalls.user64_cs))
+const REGS_BLOCK_WORDS: usize = 6;
+
+impl Regs {
+    #[inline(always)]
+    fn read(regs: u64) -> Option<Self> {
+        read::<[u64; REGS_BLOCK_WORDS]>(regs, config_field!(offsets.regs_block)).map(Self)
+    }
+
+    /// The word holding the member at kernel offset `offset`.
+    #[inline(always)]
+    fn word(&self, offset: u32) -> Option<u64> {
+        let index = offset.checked_sub(config_field!(offsets.regs_block))? / 8;
+        self.0.get(index as usize).copied()
+    }
+
+    /// The first three syscall arguments as the caller passed them.
+    #[inline(always)]
+    fn args(&self) -> Option<[u64; 3]> {
+        Some([
+            self.word(config_field!(offsets.regs_arg0))?,
+            self.word(config_field!(offsets.regs_arg1))?,
+            self.word(config_field!(offsets.regs_arg2))?,
+        ])
+    }
+
+    #[inline(always)]
+    fn syscall_nr(&self) -> Option<u32> {
+        self.word(config_field!(offsets.regs_syscall_nr))
+            .map(|nr| nr as u32)
+    }
+
+    /// Compat (ia32) syscalls use another numbering: only 64-bit ones are dispatched. The
+    /// selector is the low 16 bits of `cs` on every layout (see the loader's BTF table).
+    #[inline(always)]
+    fn native(&self) -> bool {
+        self.word(config_field!(offsets.regs_cs))
+            .map(|cs| cs as u16 as u32)
+            == Some(config_field!(syscalls.user64_cs))
+    }
 }
 
 // raw_tp sys_enter(struct pt_regs *regs, long id)
@@ -69,11 +97,11 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
     } else {
         return None;
     };
-    let regs: u64 = ctx.arg(0);
-    if !native(regs) {
+    let regs = Regs::read(ctx.arg(0))?;
+    if !regs.native() {
         return None;
     }
-    let [fd, a1, a2] = args(regs)?;
+    let [fd, a1, a2] = regs.args()?;
     let fd = fd as i32 as i64;
     match via {
         // sendmsg(int fd, struct user_msghdr *msg, unsigned flags)
@@ -96,9 +124,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
-    let regs: u64 = ctx.arg(0);
+    let regs = Regs::read(ctx.arg(0))?;
     let ret: i64 = ctx.arg(1);
-    let id = read::<u64>(regs, config_field!(offsets.regs_syscall_nr))? as u32;
+    let id = regs.syscall_nr()?;
     let kind = if id == config_field!(syscalls.recvmsg) {
         recv_kind::MSGHDR
     } else if id == config_field!(syscalls.recvfrom) || id == config_field!(syscalls.read) {
@@ -112,10 +140,10 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     } else {
         return None;
     };
-    if !native(regs) {
+    if !regs.native() {
         return None;
     }
-    let [fd, ptr, len] = args(regs)?;
+    let [fd, ptr, len] = regs.args()?;
     recv::exit(fd as i32 as i64, ptr, len, kind, ret)
 }
 

@@ -43,18 +43,7 @@ pub fn exit(fd: i64, ptr: u64, len: u64, recv: u32, ret: i64) -> Option<()> {
         }
         _ => return None,
     };
-    // Look at the bytes before the fd table: most receives carry no reply of interest (iproute2
-    // first peeks into an empty buffer just to learn the size).
-    if !scan_replies(buf, avail, None) {
-        return None;
-    }
-    // SAFETY: helper without preconditions.
-    let task_ptr = unsafe { bpf_get_current_task() };
-    let sock = sock::lookup(task_ptr, fd)?;
-    if !sock.is_rtnetlink() {
-        return None;
-    }
-    scan_replies(buf, avail, Some((sock.sk, pid_tgid)));
+    scan_replies(buf, avail, fd, pid_tgid);
     Some(())
 }
 
@@ -75,11 +64,13 @@ fn first_iov(msg: u64, got: u64) -> Option<(u64, u64)> {
     Some((base, min(len, got)))
 }
 
-/// Walks the messages of a receive buffer. Without `emit`, only says whether one of them is an
-/// NLMSG_ERROR answering a removal; with it, reports every such reply for that socket.
+/// Walks the messages of a receive buffer and reports each NLMSG_ERROR that answers a removal.
+/// The bytes are looked at before the fd table: most receives carry no such reply (iproute2
+/// first peeks into an empty buffer just to learn the size), and the socket is resolved once,
+/// at the first reply, to confirm it is NETLINK_ROUTE and to key the replies.
 #[inline(always)]
-fn scan_replies(buf: u64, avail: u64, emit: Option<(u64, u64)>) -> bool {
-    let mut found = false;
+fn scan_replies(buf: u64, avail: u64, fd: i64, pid_tgid: u64) {
+    let mut sk: u64 = 0;
     let mut pos: u64 = 0;
     let mut i = 0;
     while i < MAX_REPLIES {
@@ -101,17 +92,20 @@ fn scan_replies(buf: u64, avail: u64, emit: Option<(u64, u64)>) -> bool {
             };
             let orig_type = err[2] as u16;
             if is_removal_type(orig_type) {
-                found = true;
-                match emit {
-                    Some((sk, pid_tgid)) => report(sk, pid_tgid, err[3], err[0] as i32, orig_type),
-                    None => return true,
+                if sk == 0 {
+                    // SAFETY: helper without preconditions.
+                    let task_ptr = unsafe { bpf_get_current_task() };
+                    match sock::lookup(task_ptr, fd) {
+                        Some(s) if s.is_rtnetlink() => sk = s.sk,
+                        _ => return,
+                    }
                 }
+                report(sk, pid_tgid, err[3], err[0] as i32, orig_type);
             }
         }
         pos += (msg_len + 3) & !3;
         i += 1;
     }
-    found
 }
 
 #[inline(always)]

@@ -214,11 +214,8 @@ fn copy_chunk(rec: &mut RequestRecord, off: usize, src: u64, len: u64) -> usize 
 
 #[inline(always)]
 fn copy_msghdr(rec: &mut RequestRecord, mut off: usize, msg: u64) -> usize {
-    // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit).
-    let Some(iov) = read_user::<u64>(msg + 16) else {
-        return off;
-    };
-    let Some(iovlen) = read_user::<u64>(msg + 24) else {
+    // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit); one read for both.
+    let Some([iov, iovlen]) = read_user::<[u64; 2]>(msg + 16) else {
         return off;
     };
     let mut i = 0;

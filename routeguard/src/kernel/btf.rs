@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use routeguard_common::{KernelOffsets, OFFSET_MISSING};
+use routeguard_common::{KernelOffsets, OFFSET_MISSING, REGS_BLOCK_BYTES};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -30,6 +30,8 @@ pub enum BtfError {
     },
     #[error("`{path}`: {member} is not a struct or union")]
     NotAggregate { path: String, member: String },
+    #[error("{0}")]
+    Layout(String),
     #[error("`{path}`: {source}")]
     Lookup { path: String, source: btf_rs::Error },
 }
@@ -128,6 +130,7 @@ pub const REQUIRED: &[&str] = &[
     "regs_arg2",
     "regs_syscall_nr",
     "regs_cs",
+    "regs_block",
 ];
 
 /// Resolves every offset from the BTF file at `path`.
@@ -154,7 +157,47 @@ pub fn resolve_with(btf: &Btf) -> Resolved {
             }
         }
     }
+    place_regs_block(&mut offsets, &mut missing);
     Resolved { offsets, missing }
+}
+
+/// Chooses where the programs' single read of `pt_regs` starts: the lowest `regs_*` member,
+/// provided every one lies within `REGS_BLOCK_BYTES` of it on an 8-byte boundary. Otherwise the
+/// `regs_*` offsets are withdrawn, with the reason.
+fn place_regs_block(offsets: &mut KernelOffsets, missing: &mut Vec<Missing>) {
+    let members = [
+        offsets.regs_arg0,
+        offsets.regs_arg1,
+        offsets.regs_arg2,
+        offsets.regs_syscall_nr,
+        offsets.regs_cs,
+    ];
+    if members.contains(&OFFSET_MISSING) {
+        return;
+    }
+    let base = members.iter().copied().min().unwrap_or(0);
+    let fits = members
+        .iter()
+        .all(|&m| (m - base).is_multiple_of(8) && m - base + 8 <= REGS_BLOCK_BYTES);
+    if fits {
+        offsets.regs_block = base;
+        return;
+    }
+    for slot in [
+        &mut offsets.regs_arg0,
+        &mut offsets.regs_arg1,
+        &mut offsets.regs_arg2,
+        &mut offsets.regs_syscall_nr,
+        &mut offsets.regs_cs,
+    ] {
+        *slot = OFFSET_MISSING;
+    }
+    missing.push(Missing {
+        field: "regs_block",
+        reason: BtfError::Layout(format!(
+            "pt_regs members at {members:?} do not fit one {REGS_BLOCK_BYTES}-byte read"
+        )),
+    });
 }
 
 /// Byte offset of `ty.path[0].path[1]…`, checked to be a whole member of one of `sizes` bytes.
@@ -298,6 +341,8 @@ mod tests {
         );
         // comm sits after real_parent in every task_struct layout.
         assert!(resolved.offsets.task_comm > resolved.offsets.task_real_parent);
+        // x86_64: dx, si, di, orig_ax, ip, cs — one 48-byte read starting at dx.
+        assert_eq!(resolved.offsets.regs_block, resolved.offsets.regs_arg2);
     }
 
     #[test]
