@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod decode;
 pub mod event;
 pub mod kernel;
+pub mod mirror;
 pub mod pipeline;
 pub mod report;
 pub mod sink;

@@ -15,7 +15,8 @@ pub use clock::Clock;
 use crate::{
     attribution::{NetnsNames, ProcessTable},
     decode::{self, record::Record, Decoded, Object},
-    event::{self, Capture, Event, Outcome, Request, SCHEMA_VERSION},
+    event::{self, Capture, Cause, Event, Kind, Outcome, Request, Trigger, SCHEMA_VERSION},
+    mirror::Mirror,
 };
 
 /// How long a request waits for the kernel's reply before it is shown as `unknown`. Senders read
@@ -49,11 +50,22 @@ pub struct Correlator {
     ioctl: HashMap<u32, Vec<Waiting>>,
     ready: Vec<Event>,
     problems: Problems,
+    /// Route state of every namespace, to find what a link-down or address removal flushed.
+    mirror: Option<Mirror>,
 }
 
 impl Correlator {
+    /// A correlator that also reports the routes the kernel flushes silently, from `mirror`.
+    pub fn with_mirror(clock: Clock, mirror: Mirror) -> Self {
+        Self {
+            mirror: Some(mirror),
+            ..Self::new(clock)
+        }
+    }
+
     pub fn new(clock: Clock) -> Self {
         Self {
+            mirror: None,
             clock,
             processes: ProcessTable::new(),
             netns: NetnsNames::new(),
@@ -85,19 +97,68 @@ impl Correlator {
     /// Releases requests that waited longer than [`REPLY_WAIT_NS`] as `unknown`.
     pub fn expire(&mut self, now_ns: u64) {
         let old = |w: &Waiting| now_ns.saturating_sub(w.since_ns) >= REPLY_WAIT_NS;
-        let ready = &mut self.ready;
+        let mut expired = Vec::new();
         self.netlink.retain(|_, queue| {
             while queue.front().is_some_and(old) {
-                ready.extend(queue.pop_front().map(|w| w.event));
+                expired.extend(queue.pop_front());
             }
             !queue.is_empty()
         });
         self.ioctl.retain(|_, list| {
             let (gone, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(old);
-            ready.extend(gone.into_iter().map(|w| w.event));
+            expired.extend(gone);
             *list = keep;
             !list.is_empty()
         });
+        for waiting in expired {
+            self.complete(waiting);
+        }
+        if let Some(mirror) = &mut self.mirror {
+            mirror.rescan();
+        }
+    }
+
+    /// Counts of notification-socket overflows the mirror recovered from by re-dumping.
+    pub fn resyncs(&self) -> u64 {
+        self.mirror.as_ref().map_or(0, Mirror::resyncs)
+    }
+
+    /// A request whose outcome is known (or given up on) becomes ready, followed by the routes
+    /// the kernel flushed because of it, when it took a link down or removed a link or address.
+    fn complete(&mut self, waiting: Waiting) {
+        let trigger = waiting.event;
+        let flushes = matches!(
+            trigger.cause,
+            Cause::LinkDown | Cause::AddressRemoved | Cause::LinkRemoved
+        ) && trigger.outcome != Outcome::Failed;
+        if flushes {
+            if let Some(mirror) = &mut self.mirror {
+                for gone in mirror.vanished(trigger.netns.inode, waiting.since_ns) {
+                    self.ready.push(Event {
+                        kind: Kind::Route,
+                        family: gone.family,
+                        outcome: Outcome::Removed,
+                        errno: None,
+                        error: None,
+                        route: Some(gone.route),
+                        link: None,
+                        address: None,
+                        trigger: Some(Trigger {
+                            kind: trigger.kind,
+                            op: trigger
+                                .request
+                                .as_ref()
+                                .map(|r| r.op.clone())
+                                .unwrap_or_default(),
+                            link: trigger.link.clone(),
+                            address: trigger.address.clone(),
+                        }),
+                        ..trigger.clone()
+                    });
+                }
+            }
+        }
+        self.ready.push(trigger);
     }
 
     /// Releases everything still waiting (at exit).
@@ -203,6 +264,7 @@ impl Correlator {
             nexthop: None,
             link: None,
             address: None,
+            trigger: None,
         };
         match removal.object {
             Object::Route(r) => ev.route = Some(r),
@@ -220,13 +282,14 @@ impl Correlator {
             self.problems.unmatched_replies += 1;
             return;
         };
-        let Some(waiting) = slot.get_mut().pop_front() else {
+        let Some(mut waiting) = slot.get_mut().pop_front() else {
             return;
         };
         if slot.get().is_empty() {
             slot.remove();
         }
-        self.ready.push(with_result(waiting.event, ack.error));
+        waiting.event = with_result(waiting.event, ack.error);
+        self.complete(waiting);
     }
 
     fn ioctl_result(&mut self, res: &IoctlResultRecord) {
@@ -234,12 +297,13 @@ impl Correlator {
             self.problems.unmatched_replies += 1;
             return;
         };
-        let waiting = list.remove(0);
+        let mut waiting = list.remove(0);
         if list.is_empty() {
             self.ioctl.remove(&res.tid);
         }
         let ret = i32::try_from(res.ret).unwrap_or(i32::MIN);
-        self.ready.push(with_result(waiting.event, ret));
+        waiting.event = with_result(waiting.event, ret);
+        self.complete(waiting);
     }
 }
 

@@ -23,6 +23,16 @@ mod tests;
 pub use ioctl::decode_ioctl;
 pub use netlink::{decode_netlink, MAX_MESSAGES};
 
+/// The route a kernel notification or dump reply describes (`body` follows the nlmsghdr).
+/// Unlike requests, these are not filtered by `NLM_F_REQUEST`: the kernel sends them.
+pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {
+    let removal = route::route(body, Cause::Request)?;
+    match removal.object {
+        Object::Route(r) => Ok((removal.family, r)),
+        _ => Err("not a route".to_string()),
+    }
+}
+
 use crate::event::{Address, Cause, Family, Kind, Link, Nexthop, Route, Rule};
 
 /// Why some bytes could not be decoded. Each variant carries the values that were wrong and,

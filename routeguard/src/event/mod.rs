@@ -42,6 +42,22 @@ pub struct Event {
     pub nexthop: Option<Nexthop>,
     pub link: Option<Link>,
     pub address: Option<Address>,
+    /// What made the kernel remove this object without a request of its own (set on the routes
+    /// a link-down, address removal or link removal flushed). Absent in older captures.
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+}
+
+/// The request whose side effect a removal was: the link it took down or removed, or the
+/// address it removed. `actor` and `request` of the event are that request's.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Trigger {
+    /// `link` or `address`.
+    pub kind: Kind,
+    /// `RTM_NEWLINK`, `RTM_DELLINK`, `RTM_DELADDR`, `SIOCSIFFLAGS`.
+    pub op: String,
+    pub link: Option<Link>,
+    pub address: Option<Address>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,6 +226,7 @@ pub(crate) mod tests {
             nexthop: None,
             link: None,
             address: None,
+            trigger: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::{
     capture::{self, Capture, CaptureError, Counters, Losses},
     correlate::{Clock, Correlator, Problems},
     event::Event,
+    mirror::Mirror,
 };
 
 /// How often the ring is drained when the kernel batches wake-ups, and waits are expired.
@@ -48,7 +49,7 @@ impl Pipeline {
         Ok(Self {
             ring,
             counters,
-            correlator: Correlator::new(Clock::new()),
+            correlator: Correlator::with_mirror(Clock::new(), Mirror::new()),
             tick,
             losses: Losses::default(),
         })
@@ -98,6 +99,11 @@ impl Pipeline {
 
     pub fn problems(&self) -> Problems {
         self.correlator.problems()
+    }
+
+    /// Times the route mirror re-dumped after its notification socket overflowed.
+    pub fn resyncs(&self) -> u64 {
+        self.correlator.resyncs()
     }
 
     fn drain(&mut self) {

@@ -82,6 +82,7 @@ pub fn route_event() -> Event {
         nexthop: None,
         link: None,
         address: None,
+        trigger: None,
     }
 }
 

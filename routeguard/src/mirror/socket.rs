@@ -1,0 +1,250 @@
+//! NETLINK_ROUTE sockets opened inside a namespace: one listening to the route groups, one for
+//! dumps. A socket stays in the namespace it was created in, so they are made on a short-lived
+//! thread that has entered the namespace (`setns` affects only the calling thread).
+
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsRawFd as _, RawFd},
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use super::MirroredRoute;
+use crate::decode;
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+/// Legacy group bits (`RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV6_ROUTE`) for `bind`.
+const ROUTE_GROUPS: u32 = 0x40 | 0x400;
+/// A listener wakes this often to see whether it should stop.
+const POLL: Duration = Duration::from_millis(250);
+const RCVBUF: usize = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("cannot enter the network namespace {path}: {source} (needs CAP_SYS_ADMIN)")]
+    Setns { path: String, source: io::Error },
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("the kernel refused the route dump: errno {0}")]
+    Refused(i32),
+    #[error("the notification socket overflowed (ENOBUFS); a re-dump is needed")]
+    Overflow,
+    #[error("cannot start the mirror thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+pub enum Update {
+    Added(MirroredRoute),
+    /// `by_kernel`: announced with portid 0, i.e. no request asked for it.
+    Deleted {
+        route: MirroredRoute,
+        by_kernel: bool,
+    },
+}
+
+pub struct RouteSocket {
+    socket: Socket,
+    seq: AtomicU32,
+    stop: Arc<AtomicBool>,
+}
+
+/// Tells a listener thread to close its socket (and so release its namespace).
+#[derive(Clone)]
+pub struct Stopper(Arc<AtomicBool>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Opens (listener, dumper) inside the namespace of the nsfs file `path`.
+pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || -> Result<_, MirrorError> {
+        let file = File::open(&path).map_err(|source| MirrorError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        // SAFETY: setns on a valid nsfs fd; it changes only this short-lived thread's namespace.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            let source = io::Error::last_os_error();
+            return Err(MirrorError::Setns {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+        let mut listener = Socket::new(NETLINK_ROUTE).map_err(MirrorError::Socket)?;
+        listener
+            .bind(&SocketAddr::new(0, ROUTE_GROUPS))
+            .map_err(MirrorError::Socket)?;
+        listener
+            .set_rx_buf_sz(RCVBUF)
+            .map_err(MirrorError::Socket)?;
+        set_timeout(listener.as_raw_fd(), POLL)?;
+        let mut dumper = Socket::new(NETLINK_ROUTE).map_err(MirrorError::Socket)?;
+        dumper.bind_auto().map_err(MirrorError::Socket)?;
+        dumper.set_rx_buf_sz(RCVBUF).map_err(MirrorError::Socket)?;
+        Ok((RouteSocket::new(listener), RouteSocket::new(dumper)))
+    })
+    .join()
+    .map_err(|_| MirrorError::Thread(io::Error::other("the namespace thread panicked")))?
+}
+
+fn set_timeout(fd: RawFd, timeout: Duration) -> Result<(), MirrorError> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as _,
+        tv_usec: timeout.subsec_micros() as _,
+    };
+    // SAFETY: a valid socket fd and a timeval of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(MirrorError::Socket(io::Error::last_os_error()))
+    }
+}
+
+impl RouteSocket {
+    fn new(socket: Socket) -> Self {
+        Self {
+            socket,
+            seq: AtomicU32::new(1),
+            stop: Arc::default(),
+        }
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.stop))
+    }
+
+    /// Every route of the namespace, all tables, both families.
+    pub fn dump_routes(&self) -> Result<Vec<MirroredRoute>, MirrorError> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut req = Vec::with_capacity(NLMSG_HDRLEN + 12);
+        req.extend_from_slice(&((NLMSG_HDRLEN + 12) as u32).to_ne_bytes());
+        req.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
+        req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        req.extend_from_slice(&seq.to_ne_bytes());
+        req.extend_from_slice(&0u32.to_ne_bytes());
+        req.extend_from_slice(&[0u8; 12]); // struct rtmsg, AF_UNSPEC: every family, every table
+        self.socket.send(&req, 0).map_err(MirrorError::Socket)?;
+        let mut routes = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = self.recv(&mut buf)?;
+            for (hdr, body) in messages(&buf[..n]) {
+                if hdr.seq != seq {
+                    continue; // a notification that raced the dump: the dump covers it
+                }
+                match hdr.msg_type {
+                    NLMSG_DONE => return Ok(routes),
+                    NLMSG_ERROR => {
+                        let errno = body
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        return Err(MirrorError::Refused(-errno));
+                    }
+                    RTM_NEWROUTE => routes.extend(route(body)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Blocks until notifications arrive (or the poll interval passes, then returns none).
+    pub fn next_notifications(&self) -> Result<Vec<Update>, MirrorError> {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(MirrorError::Socket(io::Error::other("stopped")));
+            }
+            let n = match self.recv(&mut buf) {
+                Ok(n) => n,
+                Err(MirrorError::Socket(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            let mut updates = Vec::new();
+            for (hdr, body) in messages(&buf[..n]) {
+                match hdr.msg_type {
+                    RTM_NEWROUTE => updates.extend(route(body).map(Update::Added)),
+                    RTM_DELROUTE => updates.extend(route(body).map(|route| Update::Deleted {
+                        route,
+                        by_kernel: hdr.port == 0,
+                    })),
+                    _ => {}
+                }
+            }
+            return Ok(updates);
+        }
+    }
+
+    fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, MirrorError> {
+        buf.clear();
+        match self.socket.recv(buf, 0) {
+            Ok(n) => Ok(n),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(MirrorError::Overflow),
+            Err(e) => Err(MirrorError::Socket(e)),
+        }
+    }
+}
+
+struct Header {
+    msg_type: u16,
+    seq: u32,
+    port: u32,
+}
+
+/// The netlink messages of one receive (kernel-written, so well-formed; still bounds-checked).
+fn messages(mut buf: &[u8]) -> Vec<(Header, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= NLMSG_HDRLEN {
+        let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let len = word(0) as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            break;
+        }
+        let header = Header {
+            msg_type: u16::from_ne_bytes([buf[4], buf[5]]),
+            seq: word(8),
+            port: word(12),
+        };
+        out.push((header, &buf[NLMSG_HDRLEN..len]));
+        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
+    }
+    out
+}
+
+fn route(body: &[u8]) -> Option<MirroredRoute> {
+    match decode::route_body(body) {
+        Ok((family, route)) => Some(MirroredRoute { family, route }),
+        Err(reason) => {
+            tracing::debug!(%reason, "skipping an undecodable route notification");
+            None
+        }
+    }
+}
