@@ -2,7 +2,7 @@
 
 use crate::event::{
     Actor, Address, Ancestor, Capture, Cause, Event, Family, Kind, Link, Netns, Nexthop, Outcome,
-    Request, Route, Rule, Timestamp, SCHEMA_VERSION,
+    Request, Route, Rule, Timestamp, Trigger, SCHEMA_VERSION,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -170,6 +170,20 @@ pub fn full_event() -> Event {
             ifindex: Some(2),
             dev: Some("eth0".into()),
             address: Some("10.0.0.2/24".into()),
+        }),
+        trigger: Some(Trigger {
+            kind: Kind::Link,
+            op: "RTM_NEWLINK".into(),
+            link: Some(Link {
+                ifindex: Some(2),
+                name: Some("eth0".into()),
+            }),
+            // Never both in a real event; the full fixture fills every field the doc lists.
+            address: Some(Address {
+                ifindex: Some(2),
+                dev: Some("eth0".into()),
+                address: Some("10.0.0.2/24".into()),
+            }),
         }),
         ..route_event()
     }
