@@ -126,3 +126,42 @@ fn link_removal_reports_its_routes() {
     assert_eq!(dsts(&events), want);
     tracer.stop();
 }
+
+#[test]
+fn a_route_replaced_while_tracing_is_reported_once_as_it_was_last() {
+    let ns = Netns::new();
+    ns.add_test_link("d0");
+    ns.ip_ok(&[
+        "route",
+        "add",
+        "10.77.5.0/24",
+        "via",
+        "10.99.0.2",
+        "table",
+        "77",
+    ]);
+    let tracer = Tracer::start(&ns, &[]);
+    let replace = ns.ip_ok(&[
+        "route",
+        "replace",
+        "10.77.5.0/24",
+        "via",
+        "10.99.0.3",
+        "table",
+        "77",
+    ]);
+    tracer.wait_for("ip route replace", EVENT_TIMEOUT, |e| by_pid(e, replace));
+    let pid = ns.ip_ok(&["link", "set", "d0", "down"]);
+    let flushed = table_77_routes_removed_by(&tracer, pid, "link-down", 1);
+    assert_eq!(
+        at(&flushed[0], "/route/gateway"),
+        "10.99.0.3",
+        "the route as replaced"
+    );
+    tracer.assert_none(
+        "the replaced route is not reported as flushed",
+        QUIET_PERIOD,
+        |e| by_pid(e, pid) && at(e, "/route/gateway") == "10.99.0.2",
+    );
+    tracer.stop();
+}

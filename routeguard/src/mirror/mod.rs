@@ -39,12 +39,25 @@ pub struct MirroredRoute {
 }
 
 impl MirroredRoute {
-    /// Identity of a route in its namespace: everything the kernel keys and distinguishes it by.
+    /// The FIB's own key: one route per (family, table, prefix, tos, metric); a replace swaps
+    /// the route under it.
+    fn fib_key(&self) -> String {
+        let r = &self.route;
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.family, r.table, r.dst, r.tos, r.priority
+        )
+    }
+
+    /// Identity of a route in its namespace: its FIB key and what it leads to.
     fn key(&self) -> String {
         let r = &self.route;
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.family, r.table, r.dst, r.tos, r.priority, r.gateway, r.oif, r.route_type
+            "{}|{:?}|{:?}|{:?}",
+            self.fib_key(),
+            r.gateway,
+            r.oif,
+            r.route_type
         )
     }
 }
@@ -225,8 +238,12 @@ fn listen(
                     .retain(|(at, _)| now.saturating_sub(*at) < KEEP_ANNOUNCED_NS);
                 for update in updates {
                     match update {
-                        socket::Update::Added(r) => {
-                            t.routes.insert(r.key(), r);
+                        socket::Update::Added { route, replaced } => {
+                            if replaced {
+                                let fib_key = route.fib_key();
+                                t.routes.retain(|_, old| old.fib_key() != fib_key);
+                            }
+                            t.routes.insert(route.key(), route);
                         }
                         socket::Update::Deleted { route, by_kernel } => {
                             t.routes.remove(&route.key());

@@ -27,6 +27,7 @@ const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_REPLACE: u16 = 0x100;
 /// Legacy group bits (`RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV6_ROUTE`) for `bind`.
 const ROUTE_GROUPS: u32 = 0x40 | 0x400;
 /// A listener wakes this often to see whether it should stop.
@@ -50,7 +51,11 @@ pub enum MirrorError {
 }
 
 pub enum Update {
-    Added(MirroredRoute),
+    /// `replaced`: sent with NLM_F_REPLACE, so the route with the same FIB key is gone.
+    Added {
+        route: MirroredRoute,
+        replaced: bool,
+    },
     /// `by_kernel`: announced with portid 0, i.e. no request asked for it.
     Deleted {
         route: MirroredRoute,
@@ -191,7 +196,10 @@ impl RouteSocket {
             let mut updates = Vec::new();
             for (hdr, body) in messages(&buf[..n]) {
                 match hdr.msg_type {
-                    RTM_NEWROUTE => updates.extend(route(body).map(Update::Added)),
+                    RTM_NEWROUTE => updates.extend(route(body).map(|route| Update::Added {
+                        route,
+                        replaced: hdr.flags & NLM_F_REPLACE != 0,
+                    })),
                     RTM_DELROUTE => updates.extend(route(body).map(|route| Update::Deleted {
                         route,
                         by_kernel: hdr.port == 0,
@@ -215,6 +223,7 @@ impl RouteSocket {
 
 struct Header {
     msg_type: u16,
+    flags: u16,
     seq: u32,
     port: u32,
 }
@@ -230,6 +239,7 @@ fn messages(mut buf: &[u8]) -> Vec<(Header, &[u8])> {
         }
         let header = Header {
             msg_type: u16::from_ne_bytes([buf[4], buf[5]]),
+            flags: u16::from_ne_bytes([buf[6], buf[7]]),
             seq: word(8),
             port: word(12),
         };
