@@ -18,6 +18,10 @@ use crate::{
 
 /// How often the ring is drained when the kernel batches wake-ups, and waits are expired.
 pub const TICK: Duration = Duration::from_millis(10);
+/// The tick once nothing has arrived for [`IDLE_AFTER`] ticks: an idle daemon wakes 10 times a
+/// second, not 100.
+pub const IDLE_TICK: Duration = Duration::from_millis(100);
+const IDLE_AFTER: u32 = 100;
 
 /// What one turn of the pipeline produced.
 #[derive(Debug, Default)]
@@ -28,11 +32,19 @@ pub struct Batch {
     pub newly_lost: u64,
 }
 
+fn ticker(period: Duration) -> Interval {
+    let mut tick = interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick
+}
+
 pub struct Pipeline {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: Counters,
     correlator: Correlator,
     tick: Interval,
+    /// Ticks in a row that found no record.
+    quiet_ticks: u32,
     losses: Losses,
 }
 
@@ -44,13 +56,13 @@ impl Pipeline {
         // and is registered nowhere else for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| CaptureError::Poll(io::Error::other(e.to_string())))?;
-        let mut tick = interval(TICK);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let tick = ticker(TICK);
         Ok(Self {
             ring,
             counters,
             correlator: Correlator::with_mirror(Clock::new(), Mirror::new()),
             tick,
+            quiet_ticks: 0,
             losses: Losses::default(),
         })
     }
@@ -65,7 +77,8 @@ impl Pipeline {
             }
             _ = self.tick.tick() => true,
         };
-        self.drain();
+        let records = self.drain();
+        self.pace(ticked, records);
         let mut newly_lost = 0;
         if ticked {
             self.correlator.expire(Clock::monotonic_ns());
@@ -106,10 +119,31 @@ impl Pipeline {
         self.correlator.resyncs()
     }
 
-    fn drain(&mut self) {
+    /// Reads every record waiting in the ring; returns how many there were.
+    fn drain(&mut self) -> usize {
         let ring = self.ring.get_mut();
+        let mut records = 0;
         while let Some(item) = ring.next() {
             self.correlator.record(&item);
+            records += 1;
+        }
+        records
+    }
+
+    /// Fast ticks while records flow, slow ones after a quiet second (the kernel still wakes
+    /// us when the ring fills past the wake-up threshold, so a burst is never left waiting).
+    fn pace(&mut self, ticked: bool, records: usize) {
+        let period = self.tick.period();
+        if records > 0 {
+            self.quiet_ticks = 0;
+            if period != TICK {
+                self.tick = ticker(TICK);
+            }
+        } else if ticked {
+            self.quiet_ticks = self.quiet_ticks.saturating_add(1);
+            if self.quiet_ticks >= IDLE_AFTER && period != IDLE_TICK {
+                self.tick = ticker(IDLE_TICK);
+            }
         }
     }
 }
