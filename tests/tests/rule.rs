@@ -28,9 +28,10 @@ fn ip_rule_del_by_priority_v4() {
         ("/outcome", json!("removed")),
         ("/request/op", json!("RTM_DELRULE")),
         ("/rule/priority", json!(100)),
-        // The request named only the priority; the rest was matched by wildcard.
-        ("/rule/table", json!(null)),
-        ("/rule/from", json!(null)),
+        // The request named only the priority; the kernel's notification of what it removed
+        // supplies the rest.
+        ("/rule/table", json!(77)),
+        ("/rule/from", json!("10.0.0.0/8")),
     ]);
     assert_fields(&ev, &want);
 
@@ -65,6 +66,8 @@ fn ip_rule_del_by_priority_v6() {
         ("/outcome", json!("removed")),
         ("/request/op", json!("RTM_DELRULE")),
         ("/rule/priority", json!(100)),
+        ("/rule/table", json!(77)),
+        ("/rule/from", json!("2001:db8::/32")),
     ]);
     assert_fields(&ev, &want);
     tracer.stop();

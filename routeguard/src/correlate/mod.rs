@@ -16,12 +16,15 @@ use crate::{
     attribution::{NetnsNames, ProcessTable},
     decode::{self, record::Record, Decoded, Object},
     event::{self, Capture, Cause, Event, Kind, Outcome, Request, Trigger, SCHEMA_VERSION},
-    mirror::Mirror,
+    mirror::{Mirror, Removed},
 };
 
 /// How long a request waits for the kernel's reply before it is shown as `unknown`. Senders read
 /// their ack within microseconds; this only bounds requests nobody reads a reply for.
 pub const REPLY_WAIT_NS: u64 = 500_000_000;
+/// How long a successful delete waits for the kernel's notification of what it removed. The
+/// kernel queues it before the ack, so only the mirror's own thread can make it late.
+pub const VIEW_WAIT_NS: u64 = 50_000_000;
 const NLM_F_ACK: u16 = 0x4;
 
 struct Waiting {
@@ -52,6 +55,8 @@ pub struct Correlator {
     problems: Problems,
     /// Route state of every namespace, to find what a link-down or address removal flushed.
     mirror: Option<Mirror>,
+    /// Successful deletes waiting for the kernel's view, with when they completed (ns).
+    joining: Vec<(u64, Waiting)>,
 }
 
 impl Correlator {
@@ -66,6 +71,7 @@ impl Correlator {
     pub fn new(clock: Clock) -> Self {
         Self {
             mirror: None,
+            joining: Vec::new(),
             clock,
             processes: ProcessTable::new(),
             netns: NetnsNames::new(),
@@ -113,6 +119,14 @@ impl Correlator {
         for waiting in expired {
             self.complete(waiting);
         }
+        let joining = std::mem::take(&mut self.joining);
+        for (since, mut waiting) in joining {
+            if self.kernel_view(&mut waiting) || now_ns.saturating_sub(since) >= VIEW_WAIT_NS {
+                self.release(waiting);
+            } else {
+                self.joining.push((since, waiting));
+            }
+        }
         if let Some(mirror) = &mut self.mirror {
             mirror.rescan();
         }
@@ -125,7 +139,16 @@ impl Correlator {
 
     /// A request whose outcome is known (or given up on) becomes ready, followed by the routes
     /// the kernel flushed because of it, when it took a link down or removed a link or address.
-    fn complete(&mut self, waiting: Waiting) {
+    fn complete(&mut self, mut waiting: Waiting) {
+        if self.wants_view(&waiting.event) && !self.kernel_view(&mut waiting) {
+            self.joining.push((Clock::monotonic_ns(), waiting));
+            return;
+        }
+        self.release(waiting);
+    }
+
+    /// The event goes out, followed by the routes its trigger flushed, if it was one.
+    fn release(&mut self, waiting: Waiting) {
         let trigger = waiting.event;
         let flushes = matches!(
             trigger.cause,
@@ -171,6 +194,50 @@ impl Correlator {
         let mut ready = std::mem::take(&mut self.ready);
         ready.sort_by_key(|e| e.ts);
         ready
+    }
+
+    /// Replaces what a successful route or rule delete named with what the kernel says it
+    /// removed (its RTM_DEL* notification echoes the request's sequence number): `ip rule del
+    /// prio 100` names no table, the kernel's notification does.
+    /// Returns whether the kernel's view was found.
+    fn kernel_view(&mut self, waiting: &mut Waiting) -> bool {
+        let ev = &mut waiting.event;
+        let Some(mirror) = &mut self.mirror else {
+            return false;
+        };
+        let Some(seq) = ev.request.as_ref().and_then(|r| r.seq) else {
+            return false;
+        };
+        let (route, rule) = (ev.route.clone(), ev.rule.clone());
+        let claimed = mirror.claim(
+            ev.netns.inode,
+            seq,
+            waiting.since_ns,
+            |removed| match removed {
+                Removed::Route(r) => route.as_ref().is_some_and(|asked| {
+                    asked.dst == r.route.dst && asked.table.is_none_or(|t| r.route.table == Some(t))
+                }),
+                Removed::Rule { rule: r, .. } => rule.as_ref().is_some_and(|asked| {
+                    asked.priority.is_none_or(|p| r.priority == Some(p))
+                        && asked.table.is_none_or(|t| r.table == Some(t))
+                }),
+            },
+        );
+        match claimed {
+            Some(Removed::Route(r)) if ev.route.is_some() => ev.route = Some(r.route),
+            Some(Removed::Rule { rule, .. }) if ev.rule.is_some() => ev.rule = Some(rule),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A delete the kernel announces (netlink, succeeded, with a mirror to hear it).
+    fn wants_view(&self, ev: &Event) -> bool {
+        self.mirror.is_some()
+            && ev.outcome == Outcome::Removed
+            && ev.cause == Cause::Request
+            && (ev.route.is_some() || ev.rule.is_some())
+            && ev.request.as_ref().is_some_and(|r| r.seq.is_some())
     }
 
     fn request(&mut self, head: &RequestHead, payload: &[u8]) {

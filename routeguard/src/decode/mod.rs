@@ -23,6 +23,15 @@ mod tests;
 pub use ioctl::decode_ioctl;
 pub use netlink::{decode_netlink, MAX_MESSAGES};
 
+/// The rule a kernel notification describes (`body` follows the nlmsghdr).
+pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), String> {
+    let removal = rule::rule(body, Cause::Request)?;
+    match removal.object {
+        Object::Rule(r) => Ok((removal.family, r)),
+        _ => Err("not a rule".to_string()),
+    }
+}
+
 /// The route a kernel notification or dump reply describes (`body` follows the nlmsghdr).
 /// Unlike requests, these are not filtered by `NLM_F_REQUEST`: the kernel sends them.
 pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {

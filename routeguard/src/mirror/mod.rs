@@ -21,7 +21,7 @@ use std::{
 
 use crate::{
     correlate::Clock,
-    event::{Family, Route},
+    event::{Family, Route, Rule},
 };
 
 pub use socket::MirrorError;
@@ -69,6 +69,15 @@ struct Table {
     /// Deletions the kernel announced without a requester (portid 0), with the monotonic time
     /// (ns, the clock of `bpf_ktime_get_ns`) they arrived; newest last.
     announced: Vec<(u64, MirroredRoute)>,
+    /// Deletions a request asked for, as the kernel described them, by request sequence number.
+    requested: Vec<(u64, u32, Removed)>,
+}
+
+/// An object as the kernel described it when it removed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removed {
+    Route(MirroredRoute),
+    Rule { family: Option<Family>, rule: Rule },
 }
 
 struct Namespace {
@@ -209,6 +218,28 @@ impl Mirror {
     }
 }
 
+impl Mirror {
+    /// The kernel's own description of what the request with sequence number `seq` removed in
+    /// namespace `netns_ino` since `since_ns`, if its notification has arrived and `fits` it.
+    /// Each notification is claimed once. Never waits: without it the event keeps the request's
+    /// view.
+    pub fn claim(
+        &mut self,
+        netns_ino: u32,
+        seq: u32,
+        since_ns: u64,
+        fits: impl Fn(&Removed) -> bool,
+    ) -> Option<Removed> {
+        let ns = self.namespaces.get(&u64::from(netns_ino))?;
+        let mut table = ns.table.lock().unwrap_or_else(|p| p.into_inner());
+        let at = table
+            .requested
+            .iter()
+            .position(|(t, s, removed)| *t >= since_ns && *s == seq && fits(removed))?;
+        Some(table.requested.remove(at).2)
+    }
+}
+
 impl Default for Mirror {
     fn default() -> Self {
         Self::new()
@@ -245,11 +276,20 @@ fn listen(
                             }
                             t.routes.insert(route.key(), route);
                         }
-                        socket::Update::Deleted { route, by_kernel } => {
+                        socket::Update::Deleted {
+                            route,
+                            by_kernel,
+                            seq,
+                        } => {
                             t.routes.remove(&route.key());
                             if by_kernel {
                                 t.announced.push((now, route));
+                            } else {
+                                t.requested.push((now, seq, Removed::Route(route)));
                             }
+                        }
+                        socket::Update::RuleDeleted { family, rule, seq } => {
+                            t.requested.push((now, seq, Removed::Rule { family, rule }));
                         }
                     }
                 }

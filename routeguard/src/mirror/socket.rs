@@ -28,8 +28,11 @@ const RTM_GETROUTE: u16 = 26;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
-/// Legacy group bits (`RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV6_ROUTE`) for `bind`.
-const ROUTE_GROUPS: u32 = 0x40 | 0x400;
+/// Legacy group bits (`RTMGRP_IPV4_ROUTE`, `RTMGRP_IPV4_RULE`, `RTMGRP_IPV6_ROUTE`) for `bind`.
+const ROUTE_GROUPS: u32 = 0x40 | 0x80 | 0x400;
+/// `RTNLGRP_IPV6_RULE` has no legacy bit: joined by number.
+const RTNLGRP_IPV6_RULE: u32 = 19;
+const RTM_DELRULE: u16 = 33;
 /// A listener wakes this often to see whether it should stop.
 const POLL: Duration = Duration::from_millis(250);
 const RCVBUF: usize = 8 << 20;
@@ -56,10 +59,18 @@ pub enum Update {
         route: MirroredRoute,
         replaced: bool,
     },
-    /// `by_kernel`: announced with portid 0, i.e. no request asked for it.
+    /// `by_kernel`: announced with portid 0, i.e. no request asked for it. `seq` is the
+    /// sequence number of the request that did (the kernel echoes it).
     Deleted {
         route: MirroredRoute,
         by_kernel: bool,
+        seq: u32,
+    },
+    /// A rule removed by the request with sequence number `seq`.
+    RuleDeleted {
+        family: Option<crate::event::Family>,
+        rule: crate::event::Rule,
+        seq: u32,
     },
 }
 
@@ -101,6 +112,9 @@ pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
             .map_err(MirrorError::Socket)?;
         listener
             .set_rx_buf_sz(RCVBUF)
+            .map_err(MirrorError::Socket)?;
+        listener
+            .add_membership(RTNLGRP_IPV6_RULE)
             .map_err(MirrorError::Socket)?;
         set_timeout(listener.as_raw_fd(), POLL)?;
         let mut dumper = Socket::new(NETLINK_ROUTE).map_err(MirrorError::Socket)?;
@@ -203,7 +217,16 @@ impl RouteSocket {
                     RTM_DELROUTE => updates.extend(route(body).map(|route| Update::Deleted {
                         route,
                         by_kernel: hdr.port == 0,
+                        seq: hdr.seq,
                     })),
+                    RTM_DELRULE => match decode::rule_body(body) {
+                        Ok((family, rule)) => updates.push(Update::RuleDeleted {
+                            family,
+                            rule,
+                            seq: hdr.seq,
+                        }),
+                        Err(reason) => tracing::debug!(%reason, "skipping an undecodable rule"),
+                    },
                     _ => {}
                 }
             }
