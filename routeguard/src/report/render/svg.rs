@@ -1,6 +1,7 @@
 //! The timeline picture: one row per program, a mark per bin of removals (one event per mark
 //! unless they crowd a pixel), failed removals drawn as red diamonds above the row's line,
-//! removed as blue bars, unknown as grey bars, and a time axis. Plain inline SVG, no script.
+//! removed as blue bars, unknown as grey bars, a time axis with gridlines and a legend that
+//! draws its symbols. Plain inline SVG, no script.
 
 use std::fmt::Write as _;
 
@@ -13,9 +14,15 @@ const WIDTH: f64 = 1000.0;
 const LABEL_W: f64 = 230.0;
 const RIGHT_PAD: f64 = 20.0;
 const TOP: f64 = 10.0;
-const ROW_H: f64 = 30.0;
-const AXIS_H: f64 = 46.0;
-const TICKS: u64 = 6;
+const ROW_H: f64 = 40.0;
+const AXIS_H: f64 = 58.0;
+/// Marks narrower than this vanish at a glance (a 2 px bar reads as a rendering glitch).
+const MIN_BAR_W: f64 = 6.0;
+const BLUE: &str = "#2b6cb0";
+const GREY: &str = "#8a8a8a";
+const RED: &str = "#c53030";
+/// Five labels: millisecond labels (`17:05:11.584`) stay apart even at the anchored ends.
+const TICKS: u64 = 4;
 
 /// The timeline as an `<svg>` element (empty string when there is nothing to draw).
 pub fn timeline(t: &Timeline) -> String {
@@ -33,17 +40,30 @@ pub fn timeline(t: &Timeline) -> String {
         tell::when(end)
     );
     let x = |offset_ns: f64| LABEL_W + offset_ns / span * plot_w;
-    let bar_w = (plot_w * t.bin_ns as f64 / span).clamp(2.0, 12.0);
+    let bar_w = (plot_w * t.bin_ns as f64 / span).clamp(MIN_BAR_W, 14.0);
+    let ay = TOP + ROW_H * t.lanes.len() as f64 + 4.0;
+    // Tick gridlines first, under the marks, so a mark can be read against the axis.
+    for i in 0..=TICKS {
+        let tx = x(span * i as f64 / TICKS as f64);
+        let _ = write!(
+            s,
+            r##"<line x1="{tx:.1}" x2="{tx:.1}" y1="{TOP}" y2="{ay}" stroke="#eceff3"/>"##
+        );
+    }
     for (row, lane) in t.lanes.iter().enumerate() {
         let y = TOP + ROW_H * row as f64;
         let mid = y + ROW_H / 2.0;
+        // Alternate row shading carries the eye from the label to the marks.
+        let shade = if row % 2 == 0 { "#f4f6f8" } else { "none" };
+        let total = lane.outcomes.removed + lane.outcomes.unknown + lane.outcomes.failed;
         let _ = write!(
             s,
-            r##"<g class="lane"><line x1="{LABEL_W}" x2="{}" y1="{mid}" y2="{mid}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end" font-size="12">{}</text>"##,
+            r##"<g class="lane"><rect x="0" y="{y}" width="{}" height="{ROW_H}" fill="{shade}"/><line x1="{LABEL_W}" x2="{}" y1="{mid}" y2="{mid}" stroke="#c8ced6"/><text x="{}" y="{}" text-anchor="end" font-size="14" fill="#1a202c">{} <tspan fill="#555">×{total}</tspan></text>"##,
             WIDTH - RIGHT_PAD,
-            LABEL_W - 8.0,
-            mid + 4.0,
-            esc(&clip(&lane.label, 32))
+            WIDTH - RIGHT_PAD,
+            LABEL_W - 10.0,
+            mid + 5.0,
+            esc(&clip(&lane.label, 26))
         );
         let _ = write!(
             s,
@@ -58,11 +78,7 @@ pub fn timeline(t: &Timeline) -> String {
             let ok = bin.outcomes.removed + bin.outcomes.unknown;
             if ok > 0 {
                 let h = bar_height(ok);
-                let fill = if bin.outcomes.removed > 0 {
-                    "#2b6cb0"
-                } else {
-                    "#999"
-                };
+                let fill = if bin.outcomes.removed > 0 { BLUE } else { GREY };
                 let _ = write!(
                     s,
                     r##"<rect class="mark" x="{:.1}" y="{:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{fill}"><title>{when}: {}</title></rect>"##,
@@ -72,11 +88,11 @@ pub fn timeline(t: &Timeline) -> String {
                 );
             }
             if bin.outcomes.failed > 0 {
-                let r = 5.0;
-                let cy = y + 6.0;
+                let r = 6.0;
+                let cy = y + 7.0;
                 let _ = write!(
                     s,
-                    r##"<path class="mark failed" d="M{bx:.1} {:.1} L{:.1} {cy:.1} L{bx:.1} {:.1} L{:.1} {cy:.1} Z" fill="#c53030"><title>{when}: {}</title></path>"##,
+                    r##"<path class="mark failed" d="M{bx:.1} {:.1} L{:.1} {cy:.1} L{bx:.1} {:.1} L{:.1} {cy:.1} Z" fill="{RED}"><title>{when}: {}</title></path>"##,
                     cy - r,
                     bx + r,
                     cy + r,
@@ -88,10 +104,9 @@ pub fn timeline(t: &Timeline) -> String {
         s.push_str("</g>");
     }
     // Axis.
-    let ay = TOP + ROW_H * t.lanes.len() as f64 + 4.0;
     let _ = write!(
         s,
-        r##"<g class="axis" font-size="11"><line x1="{LABEL_W}" x2="{}" y1="{ay}" y2="{ay}" stroke="#333"/>"##,
+        r##"<g class="axis" font-size="13" fill="#1a202c"><line x1="{LABEL_W}" x2="{}" y1="{ay}" y2="{ay}" stroke="#333"/>"##,
         WIDTH - RIGHT_PAD
     );
     for i in 0..=TICKS {
@@ -111,21 +126,27 @@ pub fn timeline(t: &Timeline) -> String {
         let _ = write!(
             s,
             r##"<line x1="{tx:.1}" x2="{tx:.1}" y1="{ay}" y2="{}" stroke="#333"/><text x="{tx:.1}" y="{}" text-anchor="{anchor}">{label}</text>"##,
-            ay + 5.0,
-            ay + 18.0
+            ay + 6.0,
+            ay + 21.0
         );
     }
+    // The legend draws its symbols, so it reads without knowing colour names.
+    let ly = ay + 44.0;
+    let sy = ly - 12.0;
+    let (b, g, f) = (LABEL_W + 150.0, LABEL_W + 240.0, LABEL_W + 432.0);
     let _ = write!(
         s,
-        r##"<text x="{LABEL_W}" y="{}" font-size="11" fill="#555">UTC, {} · bar: removed (blue) / unknown (grey) · red diamond: failed</text></g></svg>"##,
-        ay + 36.0,
-        &tell::when(start)[..10]
+        r##"<g class="legend" font-size="13" fill="#444"><text x="{LABEL_W}" y="{ly}">UTC, {day}</text><rect x="{b}" y="{sy}" width="{MIN_BAR_W}" height="14" fill="{BLUE}"/><text x="{bt}" y="{ly}">removed</text><rect x="{g}" y="{sy}" width="{MIN_BAR_W}" height="14" fill="{GREY}"/><text x="{gt}" y="{ly}">unknown (no reply seen)</text><path d="M{f} {sy} l6 6 l-6 6 l-6 -6 Z" fill="{RED}"/><text x="{ft}" y="{ly}">failed</text></g></g></svg>"##,
+        day = &tell::when(start)[..10],
+        bt = b + 12.0,
+        gt = g + 12.0,
+        ft = f + 12.0,
     );
     s
 }
 
 fn bar_height(n: u64) -> f64 {
-    (8.0 + 4.0 * (n as f64).log2()).min(ROW_H - 8.0)
+    (16.0 + 4.0 * (n as f64).log2()).min(ROW_H - 8.0)
 }
 
 fn counts(o: &Outcomes) -> String {
