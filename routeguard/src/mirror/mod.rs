@@ -69,8 +69,11 @@ struct Table {
     /// Deletions the kernel announced without a requester (portid 0), with the monotonic time
     /// (ns, the clock of `bpf_ktime_get_ns`) they arrived; newest last.
     announced: Vec<(u64, MirroredRoute)>,
-    /// Deletions a request asked for, as the kernel described them, by request sequence number.
-    requested: Vec<(u64, u32, Removed)>,
+    /// Deletions a request asked for, as the kernel described them, by request sequence number
+    /// (with arrival time, ns). A burst of 100,000 deletes must not make claims quadratic.
+    requested: HashMap<u32, Vec<(u64, Removed)>>,
+    /// When old entries were last dropped (ns).
+    pruned_at: u64,
 }
 
 /// An object as the kernel described it when it removed it.
@@ -232,11 +235,15 @@ impl Mirror {
     ) -> Option<Removed> {
         let ns = self.namespaces.get(&u64::from(netns_ino))?;
         let mut table = ns.table.lock().unwrap_or_else(|p| p.into_inner());
-        let at = table
-            .requested
+        let list = table.requested.get_mut(&seq)?;
+        let at = list
             .iter()
-            .position(|(t, s, removed)| *t >= since_ns && *s == seq && fits(removed))?;
-        Some(table.requested.remove(at).2)
+            .position(|(t, removed)| *t >= since_ns && fits(removed))?;
+        let (_, removed) = list.remove(at);
+        if list.is_empty() {
+            table.requested.remove(&seq);
+        }
+        Some(removed)
     }
 }
 
@@ -265,8 +272,15 @@ fn listen(
             Ok(updates) => {
                 let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Clock::monotonic_ns();
-                t.announced
-                    .retain(|(at, _)| now.saturating_sub(*at) < KEEP_ANNOUNCED_NS);
+                if now.saturating_sub(t.pruned_at) >= 1_000_000_000 {
+                    t.pruned_at = now;
+                    t.announced
+                        .retain(|(at, _)| now.saturating_sub(*at) < KEEP_ANNOUNCED_NS);
+                    t.requested.retain(|_, list| {
+                        list.retain(|(at, _)| now.saturating_sub(*at) < KEEP_ANNOUNCED_NS);
+                        !list.is_empty()
+                    });
+                }
                 for update in updates {
                     match update {
                         socket::Update::Added { route, replaced } => {
@@ -285,11 +299,15 @@ fn listen(
                             if by_kernel {
                                 t.announced.push((now, route));
                             } else {
-                                t.requested.push((now, seq, Removed::Route(route)));
+                                t.requested
+                                    .entry(seq)
+                                    .or_default()
+                                    .push((now, Removed::Route(route)));
                             }
                         }
                         socket::Update::RuleDeleted { family, rule, seq } => {
-                            t.requested.push((now, seq, Removed::Rule { family, rule }));
+                            let removed = Removed::Rule { family, rule };
+                            t.requested.entry(seq).or_default().push((now, removed));
                         }
                     }
                 }
