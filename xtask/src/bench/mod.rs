@@ -1,5 +1,7 @@
 //! `cargo xtask bench <name>`: benchmarks, kept apart from the tests. Each prints its
 //! measurements side by side (untraced vs traced, alternated in one run) and the target.
+mod loss;
+mod mirror;
 mod overhead;
 mod report;
 mod tracer;
@@ -13,6 +15,11 @@ pub enum Bench {
     Overhead(overhead::Args),
     /// `routeguard report --format html` on N synthetic events: time and peak memory.
     Report(report::Args),
+    /// Route removals in bursts (flush of N routes, `ip -batch` delete of M): removals seen by
+    /// routeguard and by `ip monitor route`, side by side.
+    Loss(loss::Args),
+    /// Memory of routeguard's netlink mirror per route: RSS with N routes vs an empty netns.
+    Mirror(mirror::Args),
 }
 
 /// The benches, for `cargo xtask bench` without a name.
@@ -27,12 +34,25 @@ const LIST: &[(&str, &str)] = &[
         "HTML report of N synthetic events: time and peak memory (target < 2 s for 1,000,000); \
          `cargo xtask bench report [--events 1000000] [--bin PATH]`",
     ),
+    (
+        "loss",
+        "flush a table of N routes, then delete M with `ip -batch`: removals seen by routeguard \
+         and by `ip monitor route` (target: routeguard sees all); \
+         `cargo xtask bench loss [--routes 1000000] [--deletes 100000] [--runs 1] [--bin PATH]`",
+    ),
+    (
+        "mirror",
+        "netlink mirror memory: bytes per route, RSS with N routes minus RSS of an empty netns; \
+         `cargo xtask bench mirror [--routes 1000000] [--bin PATH]`",
+    ),
 ];
 
 pub fn run(bench: Option<Bench>) -> Result<()> {
     match bench {
         Some(Bench::Overhead(args)) => overhead::run(&args),
         Some(Bench::Report(args)) => report::run(&args),
+        Some(Bench::Loss(args)) => loss::run(&args),
+        Some(Bench::Mirror(args)) => mirror::run(&args),
         None => {
             println!("available benches (run as root: `cargo xtask bench <name>`):");
             for (name, about) in LIST {

@@ -33,7 +33,7 @@ pub struct Args {
 }
 
 /// Routing table the bench fills; inside the bench's own namespace, so nothing else uses it.
-const TABLE: &str = "100";
+pub(super) const TABLE: &str = "100";
 
 pub fn run(args: &Args) -> Result<()> {
     interrupt::install();
@@ -102,12 +102,12 @@ pub fn run(args: &Args) -> Result<()> {
 /// Creates the up link `d0` the routes point at: a dummy, or where the kernel has no dummy
 /// driver (CONFIG_DUMMY is off on our Firecracker guests) one end of a veth pair whose peer
 /// `d1` stays in the same namespace.
-fn add_link(ns: &Netns) -> Result<()> {
+pub(super) fn add_link(ns: &Netns) -> Result<()> {
     if ns
         .ip_quiet(&["link", "add", "d0", "type", "dummy"])
         .is_err()
     {
-        println!("bench overhead: no dummy link driver here; using a veth pair d0/d1");
+        println!("bench: no dummy link driver here; using a veth pair d0/d1");
         ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"])?;
         ns.ip(&["link", "set", "d1", "up"])?;
     }
@@ -130,7 +130,7 @@ fn time_deletion(ns: &Netns, del_file: &Path) -> Result<Duration> {
 
 /// Writes `route add|del 10.a.b.c/32 dev d0 table 100` lines: distinct /32s from 10.0.0.1 up,
 /// inside the bench's private namespace.
-fn write_batches(routes: u32, add_file: &Path, del_file: &Path) -> Result<()> {
+pub(super) fn write_batches(routes: u32, add_file: &Path, del_file: &Path) -> Result<()> {
     let mut add = String::with_capacity(routes as usize * 48);
     let mut del = String::with_capacity(routes as usize * 48);
     for i in 1..=routes {
@@ -143,7 +143,7 @@ fn write_batches(routes: u32, add_file: &Path, del_file: &Path) -> Result<()> {
     fs::write(del_file, del).with_context(|| format!("writing {}", del_file.display()))
 }
 
-fn path_str(path: &Path) -> Result<&str> {
+pub(super) fn path_str(path: &Path) -> Result<&str> {
     path.to_str()
         .with_context(|| format!("path is not UTF-8: {}", path.display()))
 }

@@ -27,6 +27,8 @@ pub struct TracerReport {
     pub removed: u64,
     /// `<L>` from the final `routeguard: <E> events, <L> lost` line; `None` if it was missing.
     pub lost: Option<u64>,
+    /// `<E>` from that line.
+    pub summary_events: Option<u64>,
     /// Whether the `--netns` filter was accepted (otherwise the host's deletions count too).
     pub filtered: bool,
 }
@@ -55,7 +57,12 @@ impl Tracer {
     /// Starts `<bin> trace --json --netns <netns>` (falling back to no filter if routeguard
     /// rejects `--netns`) and waits until it reports `tracing started`.
     pub fn start(bin: &Path, netns: &str, out_path: &Path) -> Result<Self> {
-        match Self::spawn(bin, Some(netns), out_path) {
+        Self::start_with(bin, netns, out_path, &["--json"])
+    }
+
+    /// Like [`Tracer::start`], with `extra` in place of `--json` (e.g. `--ring-size 256M`).
+    pub fn start_with(bin: &Path, netns: &str, out_path: &Path, extra: &[&str]) -> Result<Self> {
+        match Self::spawn(bin, Some(netns), out_path, extra) {
             Ok(tracer) => Ok(tracer),
             Err(StartError::Exited(stderr)) if stderr.iter().any(|l| l.contains("netns")) => {
                 eprintln!(
@@ -63,18 +70,23 @@ impl Tracer {
                      filter, so deletions elsewhere on the host count too",
                     stderr.last().map_or("", String::as_str)
                 );
-                Self::spawn(bin, None, out_path).map_err(|err| err.into_anyhow(bin))
+                Self::spawn(bin, None, out_path, extra).map_err(|err| err.into_anyhow(bin))
             }
             Err(err) => Err(err.into_anyhow(bin)),
         }
     }
 
-    fn spawn(bin: &Path, netns: Option<&str>, out_path: &Path) -> Result<Self, StartError> {
+    fn spawn(
+        bin: &Path,
+        netns: Option<&str>,
+        out_path: &Path,
+        extra: &[&str],
+    ) -> Result<Self, StartError> {
         let out = File::create(out_path)
             .with_context(|| format!("creating {}", out_path.display()))
             .map_err(StartError::Other)?;
         let mut command = Command::new(bin);
-        command.args(["trace", "--json"]);
+        command.arg("trace").args(extra);
         if let Some(netns) = netns {
             command.args(["--netns", netns]);
         }
@@ -139,7 +151,31 @@ impl Tracer {
             self.collect_stderr();
             thread::sleep(Duration::from_millis(50));
         }
+        let out_path = self.out_path.clone();
+        let report = self.stop()?;
+        if report.removed != report.events {
+            eprintln!(
+                "warning: {} of {} events are not `\"outcome\":\"removed\"` (see {})",
+                report.events - report.removed.min(report.events),
+                report.events,
+                out_path.display()
+            );
+        }
+        Ok(report)
+    }
 
+    /// routeguard's pid, e.g. to read its /proc/PID/status.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops routeguard with SIGINT at once (no draining) and reads its report.
+    pub fn stop(self) -> Result<TracerReport> {
+        self.stop_within(EXIT_TIMEOUT)
+    }
+
+    /// Like [`Tracer::stop`], allowing routeguard `exit_timeout` to write out what it holds.
+    pub fn stop_within(mut self, exit_timeout: Duration) -> Result<TracerReport> {
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
         // SAFETY: kill(2) on our own child, which has not been reaped yet (we own `child`).
         if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
@@ -148,7 +184,7 @@ impl Tracer {
                 std::io::Error::last_os_error()
             );
         }
-        let deadline = Instant::now() + EXIT_TIMEOUT;
+        let deadline = Instant::now() + exit_timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait().context("waiting for routeguard")? {
                 break status;
@@ -156,7 +192,7 @@ impl Tracer {
             if Instant::now() > deadline {
                 bail!(
                     "routeguard did not exit within {} s of SIGINT",
-                    EXIT_TIMEOUT.as_secs()
+                    exit_timeout.as_secs()
                 );
             }
             self.collect_stderr();
@@ -172,21 +208,10 @@ impl Tracer {
                 self.stderr_log.join("\n")
             );
         }
-        let events = counter.update()?;
+        let events = LineCounter::open(&self.out_path)?.update()?;
         let removed = count_removed(&self.out_path)?;
-        if removed != events {
-            eprintln!(
-                "warning: {} of {events} events are not `\"outcome\":\"removed\"` (see {})",
-                events - removed.min(events),
-                self.out_path.display()
-            );
-        }
-        let lost = self
-            .stderr_log
-            .iter()
-            .rev()
-            .find_map(|l| parse_summary(l))
-            .map(|(_, lost)| lost);
+        let summary = self.stderr_log.iter().rev().find_map(|l| parse_summary(l));
+        let lost = summary.map(|(_, lost)| lost);
         if lost.is_none() {
             eprintln!(
                 "warning: routeguard printed no `routeguard: <E> events, <L> lost` summary line"
@@ -196,6 +221,7 @@ impl Tracer {
             events,
             removed,
             lost,
+            summary_events: summary.map(|(events, _)| events),
             filtered: self.filtered,
         })
     }
@@ -231,14 +257,14 @@ impl Drop for Tracer {
 }
 
 /// Counts newline-terminated lines of a growing file, reading only what was appended.
-struct LineCounter {
+pub struct LineCounter {
     file: File,
     offset: u64,
     lines: u64,
 }
 
 impl LineCounter {
-    fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(LineCounter {
             file,
@@ -247,7 +273,7 @@ impl LineCounter {
         })
     }
 
-    fn update(&mut self) -> Result<u64> {
+    pub fn update(&mut self) -> Result<u64> {
         self.file.seek(SeekFrom::Start(self.offset))?;
         let mut buf = Vec::new();
         self.offset += self.file.read_to_end(&mut buf)? as u64;

@@ -1,0 +1,138 @@
+//! The mirror bench: memory of routeguard's netlink mirror per route. `routeguard trace` runs
+//! once against an empty namespace and once against one holding N routes; the difference of
+//! the settled resident sizes, divided by N, is the cost of one mirrored route. (The mirror
+//! also holds the host's routes in both runs; the difference cancels them.)
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{ensure, Context as _, Result};
+
+use super::{
+    overhead::{add_link, path_str, write_batches},
+    tracer::Tracer,
+};
+use crate::{build, cmd, interrupt, netns::Netns, paths};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Routes in the full namespace.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
+    routes: u32,
+    /// Bench this routeguard binary instead of building target/release/routeguard.
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+}
+
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// RSS that has not reached a new high for this long has settled.
+const SETTLE_QUIET: Duration = Duration::from_secs(3);
+const SETTLE_MAX: Duration = Duration::from_secs(300);
+
+pub fn run(args: &Args) -> Result<()> {
+    interrupt::install();
+    let bin = match &args.bin {
+        Some(bin) => fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display()))?,
+        None => build::run(false)?,
+    };
+    ensure!(
+        cmd::is_root(),
+        "the mirror bench creates network namespaces and loads eBPF programs: run it as root"
+    );
+    let dir = paths::target_dir().join("bench");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let add_file = dir.join("mirror-add.batch");
+    write_batches(args.routes, &add_file, &dir.join("mirror-del.batch"))?;
+
+    println!(
+        "bench mirror: `routeguard trace --netns NS`, resident size once settled, empty netns vs \
+         {} routes",
+        args.routes
+    );
+    let empty = measure(&bin, &dir, None)?;
+    empty.print("empty netns");
+    let full = measure(&bin, &dir, Some(&add_file))?;
+    full.print(&format!("{} routes", args.routes));
+    let n = f64::from(args.routes);
+    println!(
+        "bytes per route: {:.0} (settled RSS), {:.0} (peak RSS)",
+        (full.rss_kib as f64 - empty.rss_kib as f64) * 1024.0 / n,
+        (full.hwm_kib as f64 - empty.hwm_kib as f64) * 1024.0 / n
+    );
+    Ok(())
+}
+
+struct Memory {
+    rss_kib: u64,
+    hwm_kib: u64,
+    settled: Duration,
+}
+
+impl Memory {
+    fn print(&self, what: &str) {
+        println!(
+            "  {what}: RSS {:.1} MiB (peak {:.1} MiB), settled {:.1} s after \"tracing started\"",
+            self.rss_kib as f64 / 1024.0,
+            self.hwm_kib as f64 / 1024.0,
+            self.settled.as_secs_f64()
+        );
+    }
+}
+
+/// One run in a fresh namespace (filled from `add_file` if given): start the tracer, wait until
+/// its RSS stops reaching new highs, read VmRSS and VmHWM, stop it.
+fn measure(bin: &Path, dir: &Path, add_file: Option<&Path>) -> Result<Memory> {
+    let label = if add_file.is_some() { "full" } else { "empty" };
+    let ns = Netns::create(&format!("rg-mirror-{label}-{}", std::process::id()))?;
+    add_link(&ns)?;
+    ns.ip(&["addr", "add", "10.255.0.1/16", "dev", "d0"])?;
+    if let Some(add_file) = add_file {
+        let start = Instant::now();
+        ns.ip(&["-batch", path_str(add_file)?])?;
+        println!(
+            "  {} filled in {:.1} s",
+            ns.name(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let out = dir.join(format!("mirror-{label}-trace.txt"));
+    let tracer = Tracer::start_with(bin, ns.name(), &out, &[])?;
+    let status = PathBuf::from(format!("/proc/{}/status", tracer.pid()));
+    let start = Instant::now();
+    let (mut high, mut last_high) = (0, Instant::now());
+    loop {
+        interrupt::check()?;
+        let (rss, _) = read_status(&status)?;
+        if rss > high {
+            high = rss;
+            last_high = Instant::now();
+        }
+        if last_high.elapsed() >= SETTLE_QUIET || start.elapsed() >= SETTLE_MAX {
+            break;
+        }
+        thread::sleep(SAMPLE_EVERY);
+    }
+    let settled = last_high - start;
+    let (rss_kib, hwm_kib) = read_status(&status)?;
+    tracer.stop()?;
+    Ok(Memory {
+        rss_kib,
+        hwm_kib,
+        settled,
+    })
+}
+
+/// (VmRSS, VmHWM) in KiB from /proc/PID/status.
+fn read_status(path: &Path) -> Result<(u64, u64)> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in {}", path.display()))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
