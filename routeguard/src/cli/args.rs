@@ -28,6 +28,27 @@ pub struct TraceArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Stop after this long, e.g. 30s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Kernel ring buffer size, e.g. 16M (a power of two, at least 64K).
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    /// Wake routeguard once this many bytes wait in the ring (0: on every event). Batching keeps
+    /// the cost per removal low; routeguard also drains every 10 ms (every 100 ms after a quiet second).
+    #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
+    pub wakeup: u32,
+}
+
+/// Which events to show: the same flags for `trace` and `report`. Every flag can be repeated
+/// (any value matches); different flags must all match.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
     /// Only removals by processes with this command name (repeatable).
     #[arg(long, value_name = "NAME")]
     pub comm: Vec<String>,
@@ -49,19 +70,38 @@ pub struct TraceArgs {
     /// Only routes and rules of this routing table id (repeatable).
     #[arg(long, value_name = "ID")]
     pub table: Vec<u32>,
-    /// Stop after this long, e.g. 30s, 10m, 1h.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Stop after this many events.
-    #[arg(long, value_name = "N")]
-    pub count: Option<u64>,
-    /// Kernel ring buffer size, e.g. 16M (a power of two, at least 64K).
-    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
-    pub ring_size: u32,
-    /// Wake routeguard once this many bytes wait in the ring (0: on every event). Batching keeps
-    /// the cost per removal low; routeguard also drains every 10 ms (every 100 ms after a quiet second).
-    #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
-    pub wakeup: u32,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            comms: self.comm.clone(),
+            pids: self.pid.clone(),
+            units: self.unit.clone(),
+            netns: self.netns.clone(),
+            kinds: self.kind.iter().map(|&k| k.into()).collect(),
+            family: self.family,
+            tables: self.table.clone(),
+        }
+    }
+
+    /// The flags as typed, e.g. for a report's header.
+    pub fn words(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let mut push = |flag: &str, v: String| w.push(format!("--{flag} {v}"));
+        self.comm.iter().for_each(|v| push("comm", v.clone()));
+        self.pid.iter().for_each(|v| push("pid", v.to_string()));
+        self.unit.iter().for_each(|v| push("unit", v.clone()));
+        self.netns.iter().for_each(|v| push("netns", v.clone()));
+        self.kind
+            .iter()
+            .for_each(|v| push("kind", format!("{v:?}").to_lowercase()));
+        if let Some(f) = self.family {
+            push("family", if f == Family::Inet { "4" } else { "6" }.into());
+        }
+        self.table.iter().for_each(|v| push("table", v.to_string()));
+        w
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,19 +127,11 @@ impl From<KindArg> for Kind {
 
 impl TraceArgs {
     pub fn filter(&self) -> Filter {
-        Filter {
-            comms: self.comm.clone(),
-            pids: self.pid.clone(),
-            units: self.unit.clone(),
-            netns: self.netns.clone(),
-            kinds: self.kind.iter().map(|&k| k.into()).collect(),
-            family: self.family,
-            tables: self.table.clone(),
-        }
+        self.filters.filter()
     }
 }
 
-fn parse_family(s: &str) -> Result<Family, String> {
+pub fn parse_family(s: &str) -> Result<Family, String> {
     match s {
         "4" | "inet" => Ok(Family::Inet),
         "6" | "inet6" => Ok(Family::Inet6),

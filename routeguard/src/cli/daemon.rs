@@ -5,11 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::Args;
 
 use super::EXIT_USAGE;
-use crate::{
-    capture::CaptureError,
-    daemon::{self, ConfigSource, DaemonError},
-    kernel::requirements,
-};
+use crate::daemon::{self, ConfigSource, DaemonError};
 
 pub const DAEMON_EXAMPLES: &str = "\
 Examples:
@@ -47,19 +43,9 @@ pub fn run(args: DaemonArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(unmet) = requirements::check() {
-        eprintln!("routeguard: {unmet}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::capture_runtime() {
         Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("routeguard: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(daemon::run(source, config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,10 +53,7 @@ pub fn run(args: DaemonArgs) -> ExitCode {
             eprintln!("routeguard: {err}");
             match err {
                 DaemonError::Sink(_) | DaemonError::Listen { .. } => ExitCode::from(EXIT_USAGE),
-                DaemonError::Capture(
-                    CaptureError::Map { .. } | CaptureError::NoMap(_) | CaptureError::Poll(_),
-                ) => ExitCode::FAILURE,
-                DaemonError::Capture(_) => ExitCode::from(EXIT_USAGE),
+                DaemonError::Capture(err) => super::capture_exit(&err),
                 DaemonError::Io(_) => ExitCode::FAILURE,
             }
         }

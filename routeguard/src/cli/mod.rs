@@ -71,3 +71,29 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Report(args) => report::run(args),
     }
 }
+
+/// What every capturing command does first: check privileges and kernel features (exit 2 with
+/// the missing piece named), then build the single-threaded runtime it runs on.
+fn capture_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    if let Err(unmet) = crate::kernel::requirements::check() {
+        eprintln!("routeguard: {unmet}");
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("routeguard: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        })
+}
+
+/// Exit code for a capture that failed to start: 2 when the kernel lacks something (the error
+/// names it), 1 for a failure at run time.
+fn capture_exit(err: &crate::capture::CaptureError) -> ExitCode {
+    use crate::capture::CaptureError::{Map, NoMap, Poll};
+    match err {
+        Map { .. } | NoMap(_) | Poll(_) => ExitCode::FAILURE,
+        _ => ExitCode::from(EXIT_USAGE),
+    }
+}

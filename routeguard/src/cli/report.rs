@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, ValueEnum};
 
-use super::args::{parse_duration, KindArg};
+use super::args::{parse_duration, FilterArgs};
 use super::EXIT_USAGE;
-use crate::event::{filter::Filter, Family, Timestamp};
+use crate::event::{filter::Filter, Timestamp};
 use crate::report::{self, render, Input, Options, Query};
 
 pub const REPORT_EXAMPLES: &str = "\
@@ -55,27 +55,8 @@ pub struct ReportArgs {
     /// Objects listed per incident.
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub max_objects: usize,
-    /// Only removals by processes with this command name (repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub comm: Vec<String>,
-    /// Only removals by this process or thread id (repeatable).
-    #[arg(long, value_name = "PID")]
-    pub pid: Vec<u32>,
-    /// Only removals by processes in this systemd unit (repeatable).
-    #[arg(long, value_name = "UNIT")]
-    pub unit: Vec<String>,
-    /// Only this network namespace: a name, `host`, or an inode number (repeatable).
-    #[arg(long, value_name = "NAME|INODE")]
-    pub netns: Vec<String>,
-    /// Only these kinds of object (repeatable).
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub kind: Vec<KindArg>,
-    /// Only IPv4 (4) or IPv6 (6).
-    #[arg(long, value_name = "4|6", value_parser = parse_family)]
-    pub family: Option<Family>,
-    /// Only routes and rules of this routing table id (repeatable).
-    #[arg(long, value_name = "ID")]
-    pub table: Vec<u32>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,43 +92,14 @@ fn parse_time(s: &str) -> Result<TimeArg, String> {
     })
 }
 
-fn parse_family(s: &str) -> Result<Family, String> {
-    match s {
-        "4" | "inet" => Ok(Family::Inet),
-        "6" | "inet6" => Ok(Family::Inet6),
-        other => Err(format!("`{other}` is not an address family; use 4 or 6")),
-    }
-}
-
 impl ReportArgs {
     fn filter(&self) -> Filter {
-        Filter {
-            comms: self.comm.clone(),
-            pids: self.pid.clone(),
-            units: self.unit.clone(),
-            netns: self.netns.clone(),
-            kinds: self.kind.iter().map(|&k| k.into()).collect(),
-            family: self.family,
-            tables: self.table.clone(),
-        }
+        self.filters.filter()
     }
 
     /// The filter flags as typed, for the report's header.
     fn filter_words(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        let mut push = |flag: &str, v: String| w.push(format!("--{flag} {v}"));
-        self.comm.iter().for_each(|v| push("comm", v.clone()));
-        self.pid.iter().for_each(|v| push("pid", v.to_string()));
-        self.unit.iter().for_each(|v| push("unit", v.clone()));
-        self.netns.iter().for_each(|v| push("netns", v.clone()));
-        self.kind
-            .iter()
-            .for_each(|v| push("kind", format!("{v:?}").to_lowercase()));
-        if let Some(f) = self.family {
-            push("family", if f == Family::Inet { "4" } else { "6" }.into());
-        }
-        self.table.iter().for_each(|v| push("table", v.to_string()));
-        w
+        self.filters.words()
     }
 
     fn format(&self) -> render::Format {

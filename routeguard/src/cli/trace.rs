@@ -10,41 +10,25 @@ use tokio::{
     time::{sleep_until, Instant},
 };
 
-use super::{TraceArgs, EXIT_USAGE};
+use super::TraceArgs;
 use crate::{
     capture::{self, CaptureError, Losses, PROGRAMS},
     correlate::Problems,
     event::{filter::Filter, Event},
-    kernel::requirements,
     pipeline::Pipeline,
     sink,
 };
 
 pub fn run(args: TraceArgs) -> ExitCode {
-    if let Err(unmet) = requirements::check() {
-        eprintln!("routeguard: {unmet}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::capture_runtime() {
         Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("routeguard: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(trace(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(TraceError::Capture(err)) => {
             eprintln!("routeguard: {err}");
-            match err {
-                CaptureError::Map { .. } | CaptureError::NoMap(_) | CaptureError::Poll(_) => {
-                    ExitCode::FAILURE
-                }
-                _ => ExitCode::from(EXIT_USAGE),
-            }
+            super::capture_exit(&err)
         }
         Err(TraceError::Io(err)) => {
             eprintln!("routeguard: {err}");
