@@ -49,14 +49,18 @@ pub struct Correlator {
     netns: NetnsNames,
     /// (socket, sequence) → requests awaiting that reply, oldest first.
     netlink: HashMap<(u64, u32), VecDeque<Waiting>>,
+    /// Netlink requests in arrival order (time, key), so expiry looks only at the oldest: a
+    /// flush of a million routes without acks must not make every tick scan a million entries.
+    arrivals: VecDeque<(u64, (u64, u32))>,
     /// thread id → ioctl awaiting its return.
     ioctl: HashMap<u32, Vec<Waiting>>,
     ready: Vec<Event>,
     problems: Problems,
     /// Route state of every namespace, to find what a link-down or address removal flushed.
     mirror: Option<Mirror>,
-    /// Successful deletes waiting for the kernel's view, with when they completed (ns).
-    joining: Vec<(u64, Waiting)>,
+    /// Successful deletes waiting for the kernel's view, with when they completed (ns), oldest
+    /// first; released in order.
+    joining: VecDeque<(u64, Waiting)>,
 }
 
 impl Correlator {
@@ -71,7 +75,8 @@ impl Correlator {
     pub fn new(clock: Clock) -> Self {
         Self {
             mirror: None,
-            joining: Vec::new(),
+            joining: VecDeque::new(),
+            arrivals: VecDeque::new(),
             clock,
             processes: ProcessTable::new(),
             netns: NetnsNames::new(),
@@ -102,16 +107,25 @@ impl Correlator {
 
     /// Releases requests that waited longer than [`REPLY_WAIT_NS`] as `unknown`.
     pub fn expire(&mut self, now_ns: u64) {
-        let old = |w: &Waiting| now_ns.saturating_sub(w.since_ns) >= REPLY_WAIT_NS;
+        let old = |since: u64| now_ns.saturating_sub(since) >= REPLY_WAIT_NS;
         let mut expired = Vec::new();
-        self.netlink.retain(|_, queue| {
-            while queue.front().is_some_and(old) {
-                expired.extend(queue.pop_front());
+        while let Some(&(since, key)) = self.arrivals.front() {
+            if !old(since) {
+                break;
             }
-            !queue.is_empty()
-        });
+            self.arrivals.pop_front();
+            // Still waiting only if its reply never came: then it is the oldest under its key.
+            if let Entry::Occupied(mut slot) = self.netlink.entry(key) {
+                if slot.get().front().is_some_and(|w| w.since_ns == since) {
+                    expired.extend(slot.get_mut().pop_front());
+                }
+                if slot.get().is_empty() {
+                    slot.remove();
+                }
+            }
+        }
         self.ioctl.retain(|_, list| {
-            let (gone, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(old);
+            let (gone, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|w| old(w.since_ns));
             expired.extend(gone);
             *list = keep;
             !list.is_empty()
@@ -119,12 +133,12 @@ impl Correlator {
         for waiting in expired {
             self.complete(waiting);
         }
-        let joining = std::mem::take(&mut self.joining);
-        for (since, mut waiting) in joining {
+        while let Some((since, mut waiting)) = self.joining.pop_front() {
             if self.kernel_view(&mut waiting) || now_ns.saturating_sub(since) >= VIEW_WAIT_NS {
                 self.release(waiting);
             } else {
-                self.joining.push((since, waiting));
+                self.joining.push_front((since, waiting));
+                break;
             }
         }
         if let Some(mirror) = &mut self.mirror {
@@ -140,8 +154,19 @@ impl Correlator {
     /// A request whose outcome is known (or given up on) becomes ready, followed by the routes
     /// the kernel flushed because of it, when it took a link down or removed a link or address.
     fn complete(&mut self, mut waiting: Waiting) {
-        if self.wants_view(&waiting.event) && !self.kernel_view(&mut waiting) {
-            self.joining.push((Clock::monotonic_ns(), waiting));
+        // A delete sent without NLM_F_ACK (`ip route flush` does that) gets no reply on success,
+        // but the kernel's notification of the removal echoes its sequence number.
+        if waiting.event.outcome == Outcome::Unknown
+            && self.viewable(&waiting.event)
+            && self.kernel_view(&mut waiting)
+        {
+            waiting.event.outcome = Outcome::Removed;
+        }
+        if waiting.event.outcome == Outcome::Removed
+            && self.viewable(&waiting.event)
+            && !self.kernel_view(&mut waiting)
+        {
+            self.joining.push_back((Clock::monotonic_ns(), waiting));
             return;
         }
         self.release(waiting);
@@ -231,10 +256,10 @@ impl Correlator {
         true
     }
 
-    /// A delete the kernel announces (netlink, succeeded, with a mirror to hear it).
-    fn wants_view(&self, ev: &Event) -> bool {
+    /// A delete the kernel announces when it succeeds (a netlink route or rule request), with a
+    /// mirror to hear it.
+    fn viewable(&self, ev: &Event) -> bool {
         self.mirror.is_some()
-            && ev.outcome == Outcome::Removed
             && ev.cause == Cause::Request
             && (ev.route.is_some() || ev.rule.is_some())
             && ev.request.as_ref().is_some_and(|r| r.seq.is_some())
@@ -269,13 +294,12 @@ impl Correlator {
             ack_requested: hdr.flags & NLM_F_ACK != 0,
         };
         let event = self.event(head, removal, request);
-        self.netlink
-            .entry((head.sock, hdr.seq))
-            .or_default()
-            .push_back(Waiting {
-                event,
-                since_ns: head.ts_ns,
-            });
+        let key = (head.sock, hdr.seq);
+        self.netlink.entry(key).or_default().push_back(Waiting {
+            event,
+            since_ns: head.ts_ns,
+        });
+        self.arrivals.push_back((head.ts_ns, key));
     }
 
     fn ioctl_request(&mut self, head: &RequestHead, payload: &[u8]) {
