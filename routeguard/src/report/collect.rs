@@ -2,8 +2,9 @@
 //! objects interned), so a million events cost tens of megabytes, then grouped into incidents,
 //! rankings and timeline lanes.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use super::describe;
 use super::hints;
@@ -55,6 +56,75 @@ struct ObjectInfo {
     description: String,
 }
 
+/// What the collector keeps of one event, borrowed from wherever it was read.
+pub struct Fields<'a> {
+    pub ts: Timestamp,
+    pub kind: Kind,
+    pub cause: Cause,
+    pub outcome: Outcome,
+    pub errno: Option<i32>,
+    pub error: Option<&'a str>,
+    pub netns_inode: u32,
+    pub netns_name: Option<&'a str>,
+    pub actor: Option<ActorKey<'a>>,
+}
+
+/// What makes two actors the same process for the report.
+pub struct ActorKey<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub exe: Option<&'a str>,
+    pub cmdline: &'a str,
+    pub unit: Option<&'a str>,
+    pub container: Option<&'a str>,
+}
+
+/// What folding an event derives from its [`Fields`]: the object in words and the hashes
+/// interning looks up. It is the costly part of folding, so it can be done on other threads
+/// with the collector's hasher ([`Collector::hasher`]).
+pub struct Derived {
+    object: String,
+    object_hash: u64,
+    actor_hash: u64,
+}
+
+impl Derived {
+    /// `object` is the object in words ([`describe::object`]).
+    pub fn new(f: &Fields, object: String, hasher: &RandomState) -> Self {
+        let object_hash = hasher.hash_one((f.netns_inode, &object));
+        let actor_hash = match &f.actor {
+            None => hasher.hash_one(0u8),
+            Some(k) => hasher.hash_one((k.pid, k.comm, k.exe, k.cmdline, k.unit, k.container)),
+        };
+        Derived {
+            object,
+            object_hash,
+            actor_hash,
+        }
+    }
+}
+
+fn fields_of(ev: &Event) -> Fields<'_> {
+    Fields {
+        ts: ev.ts,
+        kind: ev.kind,
+        cause: ev.cause,
+        outcome: ev.outcome,
+        errno: ev.errno,
+        error: ev.error.as_deref(),
+        netns_inode: ev.netns.inode,
+        netns_name: ev.netns.name.as_deref(),
+        actor: ev.actor.as_ref().map(|a| ActorKey {
+            pid: a.pid,
+            comm: &a.comm,
+            exe: a.exe.as_deref(),
+            cmdline: &a.cmdline,
+            unit: a.unit.as_deref(),
+            container: a.container.as_deref(),
+        }),
+    }
+}
+
 /// Folds events into records; [`Collector::finish`] builds the report.
 #[derive(Default)]
 pub struct Collector {
@@ -63,9 +133,10 @@ pub struct Collector {
     actors: Vec<Option<Actor>>,
     /// Hash of an actor's identity → candidate indexes (compared field by field).
     actor_ix: HashMap<u64, Vec<u32>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: RandomState,
     objects: Vec<ObjectInfo>,
-    object_ix: HashMap<(u32, String), u32>,
+    /// Hash of (netns inode, description) → candidate indexes, as for actors.
+    object_ix: HashMap<u64, Vec<u32>>,
     errors: Vec<String>,
     error_ix: HashMap<String, u32>,
 }
@@ -84,75 +155,98 @@ impl Collector {
     }
 
     pub fn push(&mut self, ev: Event) {
-        let object = self.intern_object(&ev);
-        let error = match (ev.outcome, &ev.error, ev.errno) {
-            (Outcome::Failed, Some(name), _) => self.intern_error(name.clone()),
-            (Outcome::Failed, None, Some(n)) => self.intern_error(format!("errno {n}")),
-            (Outcome::Failed, None, None) => self.intern_error("error unknown".into()),
+        let fields = fields_of(&ev);
+        let derived = Derived::new(&fields, describe::object(&ev), &self.hasher);
+        let pushed = self.push_compact(&fields, derived, || Ok(ev.actor.clone()));
+        debug_assert!(pushed.is_ok(), "the actor is at hand");
+    }
+
+    /// Folds one event given as its [`Fields`]. `actor` gives the full actor, and is only
+    /// called the first time its identity is seen; if it fails, nothing is kept and its reason is
+    /// returned.
+    pub fn push_compact(
+        &mut self,
+        ev: &Fields,
+        derived: Derived,
+        actor: impl FnOnce() -> Result<Option<Actor>, String>,
+    ) -> Result<(), String> {
+        let actor = self.intern_actor(derived.actor_hash, ev.actor.as_ref(), actor)?;
+        let object = self.intern_object(ev, derived);
+        let error = match (ev.outcome, ev.error, ev.errno) {
+            (Outcome::Failed, Some(name), _) => self.intern_error(name),
+            (Outcome::Failed, None, Some(n)) => self.intern_error(&format!("errno {n}")),
+            (Outcome::Failed, None, None) => self.intern_error("error unknown"),
             _ => NONE,
         };
         let ts = i64::try_from(ev.ts.0).unwrap_or(if ev.ts.0 < 0 { i64::MIN } else { i64::MAX });
-        let (kind, cause, outcome) = (ev.kind, ev.cause, ev.outcome);
-        let actor = self.intern_actor(ev.actor);
         self.recs.push(Rec {
             ts,
             actor,
             object,
             error,
-            kind,
-            cause,
-            outcome,
+            kind: ev.kind,
+            cause: ev.cause,
+            outcome: ev.outcome,
         });
+        Ok(())
     }
 
-    /// Identity of a process for the report: same pid, names, unit and container.
-    fn intern_actor(&mut self, actor: Option<Actor>) -> u32 {
-        let mut h = self.hasher.build_hasher();
-        match &actor {
-            None => 0u8.hash(&mut h),
-            Some(a) => {
-                (a.pid, &a.comm, &a.exe, &a.cmdline, &a.unit, &a.container).hash(&mut h);
+    /// Identity of a process for the report: same pid, names, unit and container. The first
+    /// event of an identity gives its full actor.
+    fn intern_actor(
+        &mut self,
+        hash: u64,
+        key: Option<&ActorKey>,
+        actor: impl FnOnce() -> Result<Option<Actor>, String>,
+    ) -> Result<u32, String> {
+        if let Some(candidates) = self.actor_ix.get(&hash) {
+            for &i in candidates {
+                if same_actor(self.actors[i as usize].as_ref(), key) {
+                    return Ok(i);
+                }
             }
         }
-        let key = h.finish();
-        let candidates = self.actor_ix.entry(key).or_default();
+        let actor = actor()?;
+        let i = self.actors.len() as u32;
+        self.actor_ix.entry(hash).or_default().push(i);
+        self.actors.push(actor);
+        Ok(i)
+    }
+
+    fn intern_object(&mut self, ev: &Fields, d: Derived) -> u32 {
+        let candidates = self.object_ix.entry(d.object_hash).or_default();
         for &i in candidates.iter() {
-            if same_actor(self.actors[i as usize].as_ref(), actor.as_ref()) {
+            let o = &self.objects[i as usize];
+            if o.netns.inode == ev.netns_inode && o.description == d.object {
                 return i;
             }
         }
-        let i = self.actors.len() as u32;
+        let i = self.objects.len() as u32;
         candidates.push(i);
-        self.actors.push(actor);
+        self.objects.push(ObjectInfo {
+            kind: ev.kind,
+            netns: NetnsRef {
+                inode: ev.netns_inode,
+                name: ev.netns_name.map(str::to_owned),
+            },
+            description: d.object,
+        });
         i
     }
 
-    fn intern_object(&mut self, ev: &Event) -> u32 {
-        let description = describe::object(ev);
-        let next = self.objects.len() as u32;
-        match self.object_ix.entry((ev.netns.inode, description)) {
-            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                self.objects.push(ObjectInfo {
-                    kind: ev.kind,
-                    netns: NetnsRef {
-                        inode: ev.netns.inode,
-                        name: ev.netns.name.clone(),
-                    },
-                    description: e.key().1.clone(),
-                });
-                e.insert(next);
-                next
-            }
-        }
+    /// The hasher interning uses, for [`Derived::new`] on other threads.
+    pub fn hasher(&self) -> RandomState {
+        self.hasher.clone()
     }
 
-    fn intern_error(&mut self, name: String) -> u32 {
+    fn intern_error(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.error_ix.get(name) {
+            return i;
+        }
         let next = self.errors.len() as u32;
-        *self.error_ix.entry(name).or_insert_with_key(|name| {
-            self.errors.push(name.clone());
-            next
-        })
+        self.errors.push(name.to_owned());
+        self.error_ix.insert(name.to_owned(), next);
+        next
     }
 
     /// Groups, ranks and tells the events. `report` gets every section but `source`, `window`
@@ -484,16 +578,16 @@ pub struct Sections {
     pub last: Option<Timestamp>,
 }
 
-fn same_actor(a: Option<&Actor>, b: Option<&Actor>) -> bool {
+fn same_actor(a: Option<&Actor>, b: Option<&ActorKey>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => {
             a.pid == b.pid
                 && a.comm == b.comm
-                && a.exe == b.exe
+                && a.exe.as_deref() == b.exe
                 && a.cmdline == b.cmdline
-                && a.unit == b.unit
-                && a.container == b.container
+                && a.unit.as_deref() == b.unit
+                && a.container.as_deref() == b.container
         }
         _ => false,
     }

@@ -6,15 +6,38 @@
 
 use std::fmt::Write as _;
 
-use crate::event::{Actor, Cause, Event, Kind, Outcome};
+use crate::event::{Actor, Address, Cause, Event, Kind, Link, Nexthop, Outcome, Route, Rule};
 
 /// The removed object in iproute2's words, as the request named it.
 pub fn object(ev: &Event) -> String {
+    object_of(
+        ev.kind,
+        &Objects {
+            route: ev.route.as_ref(),
+            rule: ev.rule.as_ref(),
+            nexthop: ev.nexthop.as_ref(),
+            link: ev.link.as_ref(),
+            address: ev.address.as_ref(),
+        },
+    )
+}
+
+/// The object fields of an event, wherever they were read from.
+pub struct Objects<'e> {
+    pub route: Option<&'e Route>,
+    pub rule: Option<&'e Rule>,
+    pub nexthop: Option<&'e Nexthop>,
+    pub link: Option<&'e Link>,
+    pub address: Option<&'e Address>,
+}
+
+/// [`object`] from the object fields alone.
+pub fn object_of(kind: Kind, ev: &Objects) -> String {
     let mut w = Words::default();
-    match ev.kind {
+    match kind {
         Kind::Route => {
             w.word("route");
-            if let Some(r) = &ev.route {
+            if let Some(r) = ev.route {
                 w.key("table", r.table.map(table_name));
                 w.opt(r.dst.as_deref());
                 w.key("nhid", r.nhid);
@@ -33,7 +56,7 @@ pub fn object(ev: &Event) -> String {
         }
         Kind::Rule => {
             w.word("rule");
-            if let Some(r) = &ev.rule {
+            if let Some(r) = ev.rule {
                 w.key("prio", r.priority);
                 if r.invert {
                     w.word("not");
@@ -52,18 +75,18 @@ pub fn object(ev: &Event) -> String {
         }
         Kind::Nexthop => {
             w.word("nexthop");
-            w.key("id", ev.nexthop.as_ref().and_then(|n| n.id));
+            w.key("id", ev.nexthop.and_then(|n| n.id));
         }
         Kind::Link => {
             w.word("link");
-            if let Some(l) = &ev.link {
+            if let Some(l) = ev.link {
                 w.key("dev", l.name.as_deref());
                 w.key("ifindex", l.ifindex);
             }
         }
         Kind::Address => {
             w.word("addr");
-            if let Some(a) = &ev.address {
+            if let Some(a) = ev.address {
                 w.opt(a.address.as_deref());
                 match &a.dev {
                     Some(dev) => w.key("dev", Some(dev)),

@@ -4,12 +4,15 @@
 //! line number for the report's headline; a file with no event at all is an error naming the
 //! first bad line, since it is most likely not a capture.
 
+use std::collections::hash_map::RandomState;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::collect::Collector;
+use super::collect::{ActorKey, Collector, Derived, Fields};
+use super::describe;
 use super::model::{Skipped, Source};
+use super::row::{self, Kept, Row};
 use crate::event::{filter::Filter, Event, Timestamp, SCHEMA_VERSION};
 use crate::store::{self, StoreError};
 
@@ -34,10 +37,33 @@ pub struct Query {
 }
 
 impl Query {
-    fn wants(&self, ev: &Event) -> bool {
-        self.since.is_none_or(|s| ev.ts >= s)
-            && self.until.is_none_or(|u| ev.ts <= u)
-            && self.filter.matches(ev)
+    /// Whether the event `row` was read from is wanted; `event` parses it in full, which only
+    /// a filter flag needs.
+    fn wants(&self, row: &Row, event: impl FnOnce() -> Result<Event, String>) -> bool {
+        self.since.is_none_or(|s| row.ts >= s)
+            && self.until.is_none_or(|u| row.ts <= u)
+            && (!self.filters() || event().is_ok_and(|ev| self.filter.matches(&ev)))
+    }
+
+    /// Whether any filter flag was given.
+    fn filters(&self) -> bool {
+        // Destructured so that a new filter field cannot be forgotten here.
+        let Filter {
+            comms,
+            pids,
+            units,
+            netns,
+            kinds,
+            family,
+            tables,
+        } = &self.filter;
+        !(comms.is_empty()
+            && pids.is_empty()
+            && units.is_empty()
+            && netns.is_empty()
+            && kinds.is_empty()
+            && family.is_none()
+            && tables.is_empty())
     }
 }
 
@@ -85,21 +111,28 @@ impl Tally {
     }
 
     /// One parsed line: checks the schema version, then hands the event on if the query wants it.
-    fn event(&mut self, line: u64, ev: Event, q: &Query, into: &mut Collector) {
-        if ev.schema_version > SCHEMA_VERSION {
+    fn event(&mut self, line: u64, p: Parsed, into: &mut Collector) {
+        if p.row.schema_version > SCHEMA_VERSION {
             self.skip(
                 line,
                 format!(
                     "schema_version {} is newer than this routeguard reads ({SCHEMA_VERSION})",
-                    ev.schema_version
+                    p.row.schema_version
                 ),
             );
             return;
         }
-        self.events_read += 1;
-        if q.wants(&ev) {
-            into.push(ev);
+        if let Some(derived) = p.wanted {
+            // A row reads as an event (row.rs), so the full actor is always there to take.
+            let pushed = into.push_compact(&fields(&p.row), derived, || {
+                p.src.event().map(|ev| ev.actor)
+            });
+            if let Err(e) = pushed {
+                self.skip(line, e);
+                return;
+            }
         }
+        self.events_read += 1;
     }
 
     fn source(self, kind: &'static str, path: &Path) -> Source {
@@ -142,47 +175,51 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
     if file.metadata().map_err(io_err)?.is_dir() {
         return Err(io_err(std::io::Error::other("it is a directory")));
     }
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = file;
+    let mut carry = Vec::new();
     let mut tally = Tally::new();
+    let hasher = into.hasher();
     // Parsing JSON is nearly all of a report's time, so whole lines are read in chunks and
-    // parsed on every core; results are then folded in file order, so line numbers, skipped
-    // examples and the collector see exactly what a sequential read would give.
+    // parsed on every core while the next chunks are read; results are then folded in file
+    // order, so line numbers, skipped examples and the collector see exactly what a sequential
+    // read would give.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut line = 0u64;
-    loop {
+    let mut read_round = || -> Result<Vec<Vec<u8>>, InputError> {
         let mut chunks = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let chunk = read_lines(&mut reader, CHUNK_BYTES).map_err(io_err)?;
+            let chunk = read_lines(&mut reader, &mut carry, CHUNK_BYTES).map_err(io_err)?;
             if chunk.is_empty() {
                 break;
             }
             chunks.push(chunk);
         }
-        if chunks.is_empty() {
-            break;
-        }
-        let parsed: Vec<Vec<Parsed>> = std::thread::scope(|s| {
+        Ok(chunks)
+    };
+    let mut line = 0u64;
+    let mut chunks = read_round()?;
+    while !chunks.is_empty() {
+        let (parsed, next) = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
-                .map(|c| s.spawn(move || parse_chunk(c)))
+                .map(|c| s.spawn(|| parse_chunk(c, q, &hasher)))
                 .collect();
-            handles
+            let next = read_round();
+            let parsed: Vec<_> = handles
                 .into_iter()
                 .map(|h| h.join().expect("JSONL parser thread panicked"))
-                .collect()
+                .collect();
+            (parsed, next)
         });
-        for (chunk_lines, results) in chunks.iter().zip(parsed) {
+        for (results, lines) in parsed {
             for (offset, result) in results {
                 match result {
-                    Ok(ev) => tally.event(line + offset, ev, q, into),
+                    Ok(p) => tally.event(line + offset, p, into),
                     Err(e) => tally.skip(line + offset, e),
                 }
             }
-            line += chunk_lines.iter().filter(|&&b| b == b'\n').count() as u64;
-            if chunk_lines.last() != Some(&b'\n') {
-                line += 1;
-            }
+            line += lines;
         }
+        chunks = next?;
     }
     tally.check_not_all_bad(path)?;
     Ok(tally.source("jsonl", path))
@@ -191,40 +228,127 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
 /// Bytes of whole lines handed to one parser thread at a time.
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// A parsed line: its 1-based number within the chunk, and the event or why it is not one.
-type Parsed = (u64, Result<Event, String>);
-
-/// At least `want` bytes (or up to the end of input) ending on a line boundary.
-fn read_lines(reader: &mut impl BufRead, want: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(want + 4096);
-    while buf.len() < want {
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
+/// At least `want` bytes (or up to the end of input) ending on a line boundary. `carry` holds
+/// the start of the next line, read already; it begins the next chunk.
+fn read_lines(
+    reader: &mut impl Read,
+    carry: &mut Vec<u8>,
+    want: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(want + (1 << 16));
+    buf.append(carry);
+    loop {
+        if buf.len() >= want {
+            if let Some(end) = buf.iter().rposition(|&b| b == b'\n') {
+                carry.extend_from_slice(&buf[end + 1..]);
+                buf.truncate(end + 1);
+                return Ok(buf);
+            }
+        }
+        let room = (buf.capacity() - buf.len()).max(1 << 16) as u64;
+        // Straight into the chunk: no buffered copy, no scan per line.
+        if reader.by_ref().take(room).read_to_end(&mut buf)? == 0 {
+            return Ok(buf);
         }
     }
-    Ok(buf)
 }
 
-fn parse_chunk(chunk: &[u8]) -> Vec<Parsed> {
-    chunk
+/// A line or stored event, read as far as the report needs it.
+struct Parsed<'a> {
+    row: Kept<'a>,
+    /// What folding it derives, if the query wants the event (done on the parser threads).
+    wanted: Option<Derived>,
+    src: Src<'a>,
+}
+
+impl<'a> Parsed<'a> {
+    fn of(row: Row<'a>, src: Src<'a>, q: &Query, hasher: &RandomState) -> Self {
+        let wanted = q.wants(&row, || src.event()).then(|| object(&row));
+        let row = row.keep();
+        let wanted = wanted.map(|object| Derived::new(&fields(&row), object, hasher));
+        Parsed { row, wanted, src }
+    }
+}
+
+/// Where a row was read from, to read it again in full.
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Line(&'a [u8]),
+    Stored(&'a serde_json::Value),
+}
+
+impl Src<'_> {
+    fn event(self) -> Result<Event, String> {
+        match self {
+            Src::Line(l) => serde_json::from_slice(l),
+            Src::Stored(v) => serde_json::from_value(v.clone()),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn object(row: &Row) -> String {
+    describe::object_of(
+        row.kind,
+        &describe::Objects {
+            route: row.route.as_ref(),
+            rule: row.rule.as_ref(),
+            nexthop: row.nexthop.as_ref(),
+            link: row.link.as_ref(),
+            address: row.address.as_ref(),
+        },
+    )
+}
+
+fn fields<'r>(row: &'r Kept) -> Fields<'r> {
+    Fields {
+        ts: row.ts,
+        kind: row.kind,
+        cause: row.cause,
+        outcome: row.outcome,
+        errno: row.errno,
+        error: row.error.as_ref().map(row::Str::as_str),
+        netns_inode: row.netns.inode,
+        netns_name: row.netns.name.as_ref().map(row::Str::as_str),
+        actor: row.actor.as_ref().map(|a| ActorKey {
+            pid: a.pid,
+            comm: a.comm.as_str(),
+            exe: a.exe.as_ref().map(row::Str::as_str),
+            cmdline: a.cmdline.as_str(),
+            unit: a.unit.as_ref().map(row::Str::as_str),
+            container: a.container.as_ref().map(row::Str::as_str),
+        }),
+    }
+}
+
+/// Each line of `chunk` with its 1-based number within the chunk, read as far as the report
+/// needs it, or why it is not an event; and the number of lines in the chunk.
+type ParsedChunk<'a> = (Vec<(u64, Result<Parsed<'a>, String>)>, u64);
+
+fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, hasher: &RandomState) -> ParsedChunk<'a> {
+    let mut lines = 0;
+    let parsed = chunk
         .split_inclusive(|&b| b == b'\n')
+        .inspect(|_| lines += 1)
         .enumerate()
         .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
         .map(|(i, l)| {
-            let ev = serde_json::from_slice::<Event>(l).map_err(|e| e.to_string());
-            (i as u64 + 1, ev)
+            let parsed = row::parse_line(l).map(|r| Parsed::of(r, Src::Line(l), q, hasher));
+            (i as u64 + 1, parsed)
         })
-        .collect()
+        .collect();
+    (parsed, lines)
 }
 
 fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, InputError> {
     let rows = store::read_events(path, q.since.map(|t| t.0), q.until.map(|t| t.0))?;
     let mut tally = Tally::new();
-    for (i, value) in rows.into_iter().enumerate() {
+    let hasher = into.hasher();
+    for (i, value) in rows.iter().enumerate() {
         let line = i as u64 + 1;
-        match serde_json::from_value::<Event>(value) {
-            Ok(ev) => tally.event(line, ev, q, into),
-            Err(e) => tally.skip(line, e.to_string()),
+        match row::parse_value(value) {
+            Ok(r) => tally.event(line, Parsed::of(r, Src::Stored(value), q, &hasher), into),
+            Err(e) => tally.skip(line, e),
         }
     }
     tally.check_not_all_bad(path)?;

@@ -11,6 +11,7 @@ pub mod hints;
 pub mod input;
 pub mod model;
 pub mod render;
+mod row;
 pub mod tell;
 
 pub use collect::{Collector, Options};
