@@ -4,6 +4,7 @@
 //! a contract with users' scripts: add fields freely, but rename or remove one only with a
 //! `SCHEMA_VERSION` bump and a line in the compat table of `docs/events.md`.
 
+pub mod describe;
 pub mod errno;
 pub mod filter;
 mod object;
