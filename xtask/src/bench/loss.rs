@@ -21,7 +21,7 @@ use super::{
     overhead::{add_link, path_str, write_batches, TABLE},
     tracer::{LineCounter, Tracer, TracerReport},
 };
-use crate::{build, cmd, interrupt, netns::Netns, paths};
+use crate::{cmd, interrupt, netns::Netns};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,16 +54,12 @@ const MONITOR_START: Duration = Duration::from_millis(500);
 
 pub fn run(args: &Args) -> Result<()> {
     interrupt::install();
-    let bin = match &args.bin {
-        Some(bin) => fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display()))?,
-        None => build::run(false)?,
-    };
+    let bin = super::routeguard_bin(args.bin.as_deref())?;
     ensure!(
         cmd::is_root(),
         "the loss bench creates a network namespace and loads eBPF programs: run it as root"
     );
-    let dir = paths::target_dir().join("bench");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = super::bench_dir()?;
     let fill_file = dir.join("loss-fill.batch");
     let add_file = dir.join("loss-add.batch");
     let del_file = dir.join("loss-del.batch");

@@ -15,7 +15,7 @@ use super::{
     overhead::{add_link, path_str, write_batches},
     tracer::Tracer,
 };
-use crate::{build, cmd, interrupt, netns::Netns, paths};
+use crate::{cmd, interrupt, netns::Netns};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,16 +34,12 @@ const SETTLE_MAX: Duration = Duration::from_secs(300);
 
 pub fn run(args: &Args) -> Result<()> {
     interrupt::install();
-    let bin = match &args.bin {
-        Some(bin) => fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display()))?,
-        None => build::run(false)?,
-    };
+    let bin = super::routeguard_bin(args.bin.as_deref())?;
     ensure!(
         cmd::is_root(),
         "the mirror bench creates network namespaces and loads eBPF programs: run it as root"
     );
-    let dir = paths::target_dir().join("bench");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = super::bench_dir()?;
     let add_file = dir.join("mirror-add.batch");
     write_batches(args.routes, &add_file, &dir.join("mirror-del.batch"))?;
 

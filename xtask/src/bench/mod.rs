@@ -6,8 +6,30 @@ mod overhead;
 mod report;
 mod tracer;
 
-use anyhow::Result;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
+
+use crate::{build, paths};
+
+/// The routeguard binary to bench: `--bin` as given, else a fresh release build.
+fn routeguard_bin(bin: Option<&Path>) -> Result<PathBuf> {
+    match bin {
+        Some(bin) => fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display())),
+        None => build::run(false),
+    }
+}
+
+/// `target/bench`, created: where benches keep their batch files and captures.
+fn bench_dir() -> Result<PathBuf> {
+    let dir = paths::target_dir().join("bench");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
 
 #[derive(Subcommand)]
 pub enum Bench {

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, ensure, Context as _, Result};
 
 use super::tracer::{Tracer, TracerReport};
-use crate::{build, cmd, interrupt, netns::Netns, paths, setup};
+use crate::{cmd, interrupt, netns::Netns, setup};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,18 +40,14 @@ pub fn run(args: &Args) -> Result<()> {
     setup::run(setup::Options::default())?;
     let bin = match (&args.bin, args.untraced_only) {
         (_, true) => None,
-        (Some(bin), false) => {
-            Some(fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display()))?)
-        }
-        (None, false) => Some(build::run(false)?),
+        (bin, false) => Some(super::routeguard_bin(bin.as_deref())?),
     };
     ensure!(
         cmd::is_root(),
         "the overhead bench creates a network namespace and loads eBPF programs: run it as root"
     );
 
-    let dir = paths::target_dir().join("bench");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = super::bench_dir()?;
     let add_file = dir.join("overhead-add.batch");
     let del_file = dir.join("overhead-del.batch");
     let trace_file = dir.join("overhead-trace.jsonl");

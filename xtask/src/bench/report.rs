@@ -13,8 +13,6 @@ use std::{
 
 use anyhow::{ensure, Context as _, Result};
 
-use crate::{build, paths};
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of synthetic events.
@@ -29,12 +27,8 @@ pub struct Args {
 const TARGET_SECS: f64 = 2.0;
 
 pub fn run(args: &Args) -> Result<()> {
-    let bin = match &args.bin {
-        Some(bin) => fs::canonicalize(bin).with_context(|| format!("--bin {}", bin.display()))?,
-        None => build::run(false)?,
-    };
-    let dir = paths::target_dir().join("bench");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bin = super::routeguard_bin(args.bin.as_deref())?;
+    let dir = super::bench_dir()?;
     let input = dir.join(format!("report-{}.jsonl", args.events));
     let out = dir.join("report.html");
     let t = Instant::now();
