@@ -11,6 +11,7 @@ pub mod cli;
 pub mod correlate;
 pub mod daemon;
 pub mod decode;
+pub mod doctor;
 pub mod event;
 pub mod kernel;
 pub mod mirror;

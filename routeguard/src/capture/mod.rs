@@ -1,7 +1,9 @@
 //! Kernel capture: loads the eBPF programs with offsets from the running kernel's BTF, attaches
 //! them, and hands out raw records and loss counters.
 
+pub mod probe;
 mod programs;
+pub mod select;
 
 use std::path::Path;
 

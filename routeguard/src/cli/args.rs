@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::event::{filter::Filter, Family, Kind};
+use crate::{
+    capture::select::Mode,
+    event::{filter::Filter, Family, Kind},
+};
 
 pub const TRACE_EXAMPLES: &str = "\
 Examples:
@@ -101,6 +104,29 @@ impl FilterArgs {
         }
         self.table.iter().for_each(|v| push("table", v.to_string()));
         w
+    }
+}
+
+/// `--capture`: which capture path to run.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaptureArg {
+    /// kernel-function where fentry/fexit load, else syscall.
+    #[default]
+    Auto,
+    /// fentry/fexit on the kernel's deletion functions: every cause, including expiry and
+    /// netns exit. Fails (exit 2) where they do not load.
+    KernelFunction,
+    /// Tracepoints on the netlink/ioctl syscalls, plus the route mirror for silent flushes.
+    Syscall,
+}
+
+impl From<CaptureArg> for Mode {
+    fn from(c: CaptureArg) -> Self {
+        match c {
+            CaptureArg::Auto => Mode::Auto,
+            CaptureArg::KernelFunction => Mode::KernelFunction,
+            CaptureArg::Syscall => Mode::Syscall,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod daemon;
+mod doctor;
 mod install;
 mod report;
 mod trace;
@@ -43,6 +44,10 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Install the daemon as a service (`--systemd`: the hardened unit and a default config).
     Install(install::InstallArgs),
+    /// Check whether tracing can work here: kernel, BTF, privileges, which program types load,
+    /// the capture path trace would use and which removal causes it sees.
+    #[command(after_help = doctor::DOCTOR_EXAMPLES)]
+    Doctor(doctor::DoctorArgs),
     /// Incident attribution report (HTML, Markdown or JSON) from a capture or the store.
     #[command(after_help = report::REPORT_EXAMPLES)]
     Report(report::ReportArgs),
@@ -69,6 +74,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Daemon(args) => daemon::run(args),
         Command::Install(args) => install::run(args),
         Command::Report(args) => report::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 

@@ -23,7 +23,7 @@ pub enum Unmet {
 }
 
 /// Effective capabilities of this process, from /proc/self/status `CapEff`.
-fn effective_caps() -> u64 {
+pub fn effective_caps() -> u64 {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -1,0 +1,110 @@
+//! Which removal causes each capture path sees, and whom it names as the actor.
+
+use serde::Serialize;
+
+use crate::capture::select::CapturePath;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seen {
+    Yes,
+    No,
+}
+
+/// One row of the coverage table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// The event's `cause`.
+    pub cause: &'static str,
+    pub seen: Seen,
+    /// How, and who the actor is.
+    pub how: &'static str,
+}
+
+const fn row(cause: &'static str, seen: Seen, how: &'static str) -> Coverage {
+    Coverage { cause, seen, how }
+}
+
+const SYSCALL: &[Coverage] = &[
+    row(
+        "request",
+        Seen::Yes,
+        "the RTM_DEL*/SIOCDELRT request and its ack; actor: the sender",
+    ),
+    row(
+        "replace",
+        Seen::Yes,
+        "RTM_NEWROUTE/RTM_NEWRULE with NLM_F_REPLACE; actor: the sender",
+    ),
+    row(
+        "link-down",
+        Seen::Yes,
+        "the request, then each route the mirror saw vanish; actor: who took the link down",
+    ),
+    row(
+        "address-removed",
+        Seen::Yes,
+        "the request, then each route the mirror saw vanish; actor: who removed it",
+    ),
+    row(
+        "link-removed",
+        Seen::Yes,
+        "the request, then each route the mirror saw vanish; actor: who removed it",
+    ),
+    row(
+        "expired",
+        Seen::No,
+        "no process asks for it (IPv6 route lifetimes)",
+    ),
+    row(
+        "netns-exit",
+        Seen::No,
+        "no process asks for it (the kernel flushes the namespace)",
+    ),
+];
+
+const KERNEL_FUNCTION: &[Coverage] = &[
+    row(
+        "request",
+        Seen::Yes,
+        "fib_table_delete/fib6_del/fib_nl_delrule/remove_nexthop; actor: the calling process",
+    ),
+    row(
+        "replace",
+        Seen::Yes,
+        "by the syscall programs alongside (when raw_tp loads); actor: the sender",
+    ),
+    row(
+        "link-down",
+        Seen::Yes,
+        "one event per route straight from the kernel; actor: the process that took it down",
+    ),
+    row(
+        "address-removed",
+        Seen::Yes,
+        "one event per route straight from the kernel; actor: the process that removed it",
+    ),
+    row(
+        "link-removed",
+        Seen::Yes,
+        "one event per route straight from the kernel; actor: the process that removed it",
+    ),
+    row(
+        "expired",
+        Seen::Yes,
+        "fib6_del under the IPv6 garbage collector; actor: null",
+    ),
+    row(
+        "netns-exit",
+        Seen::Yes,
+        "removals while the kernel dismantles a namespace; actor: null",
+    ),
+];
+
+pub fn table(path: CapturePath) -> Vec<Coverage> {
+    match path {
+        CapturePath::Syscall => SYSCALL,
+        CapturePath::KernelFunction => KERNEL_FUNCTION,
+    }
+    .to_vec()
+}
