@@ -3,7 +3,8 @@
 //! Data flows one way: [`capture`] (eBPF programs and the ring buffer) → [`decode`] (wire records
 //! and netlink/ioctl payloads) → [`attribution`] (process, cgroup, netns) → [`correlate`]
 //! (requests joined with the kernel's replies) → [`event`] → [`sink`] (terminal, JSON).
-//! [`pipeline`] runs capture and correlation for the commands in [`cli`].
+//! [`pipeline`] runs capture and correlation for the commands in [`cli`]. Apart from that flow,
+//! [`restore`] consumes events and puts protected objects back; [`hints`] names known culprits.
 
 pub mod attribution;
 pub mod capture;
@@ -13,9 +14,11 @@ pub mod daemon;
 pub mod decode;
 pub mod doctor;
 pub mod event;
+pub mod hints;
 pub mod kernel;
 pub mod mirror;
 pub mod pipeline;
 pub mod report;
+pub mod restore;
 pub mod sink;
 pub mod store;

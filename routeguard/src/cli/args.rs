@@ -1,12 +1,13 @@
 //! Flags of `routeguard trace`, and their validation.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
 use crate::{
     capture::select::Mode,
     event::{filter::Filter, Family, Kind},
+    restore::{self, Protect},
 };
 
 pub const TRACE_EXAMPLES: &str = "\
@@ -17,6 +18,10 @@ Examples:
   routeguard trace --netns blue --family 6       IPv6 removals in the namespace /run/netns/blue
   routeguard trace --unit systemd-networkd.service --duration 10m
   routeguard trace --count 1 --comm ip           stop after the first removal by `ip`
+  routeguard trace --protect 'kind=rule table=77 allow-comm=kube-router'
+                                                 put back table-77 rules others remove
+  routeguard trace --config /etc/routeguard/routeguard.toml --dry-run
+                                                 what its [[protect]] entries would restore
 
 Each line: time, network namespace, actor comm[pid] (unit or container), what was removed, and
 the kernel's answer (removed / failed ERRNO / unknown when the sender read no reply).
@@ -46,6 +51,18 @@ pub struct TraceArgs {
     /// the cost per removal low; routeguard also drains every 10 ms (every 100 ms after a quiet second).
     #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
     pub wakeup: u32,
+    /// Put back rules or routes this selects when a process not allowed to removes them
+    /// (repeatable). Keys as in a `[[protect]]` entry, `allow.X` as `allow-X`, e.g.
+    /// 'kind=rule table=77 priority=32000-32765 allow-comm=kube-router'.
+    #[arg(long, value_name = "SPEC", value_parser = parse_protect)]
+    pub protect: Vec<Protect>,
+    /// Read `[[protect]]` entries and `[restore]` settings (flap guard) from this config file,
+    /// the daemon's format; its other sections are checked but not used by `trace`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// With --protect or --config: show what would be restored, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Which events to show: the same flags for `trace` and `report`. Every flag can be repeated
@@ -158,11 +175,7 @@ impl TraceArgs {
 }
 
 pub fn parse_family(s: &str) -> Result<Family, String> {
-    match s {
-        "4" | "inet" => Ok(Family::Inet),
-        "6" | "inet6" => Ok(Family::Inet6),
-        other => Err(format!("`{other}` is not an address family; use 4 or 6")),
-    }
+    Family::parse(s)
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
@@ -195,6 +208,10 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
     u32::try_from(n * mult).map_err(|_| format!("`{s}` is too large; at most 2G"))
+}
+
+fn parse_protect(s: &str) -> Result<Protect, String> {
+    restore::parse_spec(s)
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {

@@ -14,17 +14,27 @@ use super::TraceArgs;
 use crate::{
     capture::{self, CaptureError, Losses, PROGRAMS},
     correlate::Problems,
+    daemon::{Config, ConfigError},
     event::{filter::Filter, Event},
     pipeline::Pipeline,
+    restore::{GuardConfig, Protect, Restorer},
     sink,
 };
 
 pub fn run(args: TraceArgs) -> ExitCode {
+    // The policy is checked before anything is loaded: a bad one starts nothing.
+    let policy = match Policy::from_args(&args) {
+        Ok(p) => p,
+        Err(err) => {
+            eprintln!("routeguard: {err}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
     let runtime = match super::capture_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(trace(&args)) {
+    match runtime.block_on(trace(&args, policy)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(TraceError::Capture(err)) => {
             eprintln!("routeguard: {err}");
@@ -45,18 +55,48 @@ enum TraceError {
     Io(#[from] io::Error),
 }
 
-async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
+/// What `trace` protects: `--protect` entries plus those of `--config`, and the flap guard.
+struct Policy {
+    protect: Vec<Protect>,
+    guard: GuardConfig,
+}
+
+impl Policy {
+    fn from_args(args: &TraceArgs) -> Result<Self, ConfigError> {
+        let mut protect = args.protect.clone();
+        let mut guard = GuardConfig::default();
+        if let Some(path) = &args.config {
+            let config = Config::load(path, false)?;
+            protect.extend(config.protect);
+            guard = config.restore;
+        }
+        guard.dry_run |= args.dry_run;
+        Ok(Self { protect, guard })
+    }
+}
+
+async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
+    let protecting = !policy.protect.is_empty();
     let options = capture::Options {
         ring_bytes: args.ring_size,
-        wakeup_bytes: args.wakeup,
+        // A restore is only as fast as routeguard hears of the removal: no batched wake-ups.
+        wakeup_bytes: if protecting { 0 } else { args.wakeup },
     };
     let mut pipeline = Pipeline::start(&options)?;
+    let entries = policy.protect.len();
+    let dry_run = policy.guard.dry_run;
+    let mut restorer = Restorer::new(policy.protect, policy.guard, pipeline.clock());
     let mut output = Output::new(args.json, args.filter(), args.count);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = args.duration.map(|d| Instant::now() + d);
+    let protection = match (entries, dry_run) {
+        (0, _) => String::new(),
+        (n, false) => format!("; protecting {n} selection(s), restoring"),
+        (n, true) => format!("; protecting {n} selection(s), dry run"),
+    };
     eprintln!(
-        "routeguard: tracing started (capture=syscall, {} programs, ring {} KiB); Ctrl-C to stop",
+        "routeguard: tracing started (capture=syscall, {} programs, ring {} KiB{protection}); Ctrl-C to stop",
         PROGRAMS.len(),
         args.ring_size >> 10
     );
@@ -70,7 +110,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         if batch.newly_lost > 0 {
             report_loss(pipeline.losses().ring_full, args.ring_size);
         }
-        if output.emit(batch.events)? {
+        if output.emit(answered(&mut restorer, batch.events))? {
             break;
         }
     }
@@ -78,9 +118,23 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     if last.newly_lost > 0 {
         report_loss(pipeline.losses().ring_full, args.ring_size);
     }
-    output.emit(last.events)?;
+    output.emit(answered(&mut restorer, last.events))?;
+    if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
+        eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
+    }
     summary(output.shown, &pipeline.losses(), pipeline.problems());
     Ok(())
+}
+
+/// The events, followed by the restore engine's answers to them and any restores now due.
+fn answered(restorer: &mut Option<Restorer>, mut events: Vec<Event>) -> Vec<Event> {
+    if let Some(r) = restorer {
+        let mut answers = Vec::new();
+        r.observe(&events, &mut answers);
+        r.tick(&mut answers);
+        events.extend(answers);
+    }
+    events
 }
 
 /// Says so the moment the kernel drops a record: loss is never silent.

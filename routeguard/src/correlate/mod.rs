@@ -91,6 +91,15 @@ impl Correlator {
         self.problems
     }
 
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Notified when the mirror hears a deletion (see [`Mirror::heard`]).
+    pub fn heard(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.mirror.as_ref().map(Mirror::heard)
+    }
+
     /// Feeds one ring-buffer record.
     pub fn record(&mut self, bytes: &[u8]) {
         match decode::record::parse(bytes) {
@@ -133,6 +142,20 @@ impl Correlator {
         for waiting in expired {
             self.complete(waiting);
         }
+        self.release_joined(now_ns);
+        if let Some(mirror) = &mut self.mirror {
+            mirror.rescan();
+        }
+    }
+
+    /// Releases the successful deletes whose kernel view has now arrived (called when the
+    /// mirror hears one, so they need not wait for the next tick).
+    pub fn release_viewed(&mut self) {
+        self.release_joined(Clock::monotonic_ns());
+    }
+
+    /// Releases waiting deletes in order: those with their kernel view, or waited long enough.
+    fn release_joined(&mut self, now_ns: u64) {
         while let Some((since, mut waiting)) = self.joining.pop_front() {
             if self.kernel_view(&mut waiting) || now_ns.saturating_sub(since) >= VIEW_WAIT_NS {
                 self.release(waiting);
@@ -140,9 +163,6 @@ impl Correlator {
                 self.joining.push_front((since, waiting));
                 break;
             }
-        }
-        if let Some(mirror) = &mut self.mirror {
-            mirror.rescan();
         }
     }
 
@@ -356,6 +376,8 @@ impl Correlator {
             link: None,
             address: None,
             trigger: None,
+            event: event::EventType::Removal,
+            restore: None,
         };
         match removal.object {
             Object::Route(r) => ev.route = Some(r),

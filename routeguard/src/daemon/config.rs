@@ -14,7 +14,10 @@ use std::{
 
 use serde::{de, Deserialize, Deserializer};
 
-use crate::store::{self, Retention};
+use crate::{
+    restore::{GuardConfig, Protect},
+    store::{self, Retention},
+};
 
 pub const DEFAULT_PATH: &str = "/etc/routeguard/routeguard.toml";
 
@@ -26,6 +29,10 @@ pub struct Config {
     pub journald: JournaldConfig,
     pub metrics: MetricsConfig,
     pub capture: CaptureConfig,
+    /// `[[protect]]`: rules and routes to put back when they are removed.
+    pub protect: Vec<Protect>,
+    /// `[restore]`: dry run and the flap guard.
+    pub restore: GuardConfig,
 }
 
 /// `[store]`: the SQLite event store `routeguard report` reads.
@@ -265,12 +272,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
-/// `90s`, `10m`, `12h`, `30d`, or `0` (no limit).
+/// `500ms`, `90s`, `10m`, `12h`, `30d`, or `0` (no limit).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("`{s}` is not a duration; use e.g. \"90s\", \"10m\", \"12h\" or \"30d\"");
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let secs = match unit {
         "" if n == 0 => 0,
         "s" => n,
@@ -336,9 +346,52 @@ listen = "127.0.0.1:19477"
 [capture]
 ring_size = "64M"
 wakeup = 0
+
+[restore]
+dry_run = true
+max_attempts = 3
+window = "30s"
+backoff = "50ms"
+backoff_max = "2s"
+suspend = "5m"
+retry_for = "1m"
+
+[[protect]]
+name = "kube-router rules"
+kind = "rule"
+family = "inet"
+netns = "host"
+table = 77
+priority = "32000-32765"
+protocol = "static"
+from = "10.0.0.0/8"
+to = "0.0.0.0/0"
+iif = "eth0"
+oif = "eth1"
+fwmark = "0x10/0xff"
+allow = { comm = ["kube-router"], exe = ["/usr/local/bin/kube-router"], unit = ["kube-router.service"], container = ["3f2a9c0e1d7b"] }
+
+[[protect]]
+kind = "route"
+table = "main"
+dst = "default"
+priority = 100
 "#,
         )
         .unwrap();
+        assert!(c.restore.dry_run);
+        assert_eq!(c.restore.max_attempts, 3);
+        assert_eq!(c.restore.backoff, Duration::from_millis(50));
+        assert_eq!(c.restore.retry_for, Duration::from_secs(60));
+        assert_eq!(c.protect.len(), 2);
+        let rules = &c.protect[0];
+        assert_eq!(rules.label(), "kube-router rules");
+        assert_eq!(rules.priority, Some((32000, 32765)));
+        assert_eq!(rules.protocol, Some(4));
+        assert_eq!(rules.fwmark, Some((0x10, 0xff)));
+        assert_eq!(rules.allow.unit, ["kube-router.service"]);
+        assert_eq!(c.protect[1].table, Some(254));
+        assert_eq!(c.protect[1].priority, Some((100, 100)));
         assert_eq!(c.store.max_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.store.max_rows, Some(5000));
         assert_eq!(c.jsonl.max_bytes, 1 << 20);
@@ -363,7 +416,22 @@ wakeup = 0
             ("[capture]\nring_size = \"100K\"\n", 2, "power of two"),
             ("[jsonl]\nmax_bytes = 0\n", 2, "greater than zero"),
             ("[store]\nenabled = true\npth = \"/x\"\n", 3, "pth"),
-            ("[protect]\nrules = []\n", 1, "protect"),
+            (
+                "[[protect]]\nkind = \"rule\"\npriority = \"32765-32000\"\n",
+                3,
+                "inverted",
+            ),
+            (
+                "[[protect]]\nkind = \"route\"\ndst = \"10.0.0.0/33\"\n",
+                3,
+                "10.0.0.0/33",
+            ),
+            (
+                "[[protect]]\nkind = \"rule\"\nallow = { pid = [1] }\n",
+                3,
+                "pid",
+            ),
+            ("[restore]\nwindow = \"soon\"\n", 2, "soon"),
             ("[store\n", 1, ""),
         ];
         for (text, line, needle) in cases {

@@ -67,6 +67,14 @@ pub fn entry(ev: &Event) -> Vec<u8> {
     field(&mut out, "ROUTEGUARD_KIND", &label(&ev.kind));
     field(&mut out, "ROUTEGUARD_CAUSE", &label(&ev.cause));
     field(&mut out, "ROUTEGUARD_OUTCOME", &label(&ev.outcome));
+    field(&mut out, "ROUTEGUARD_EVENT_TYPE", &label(&ev.event));
+    if let Some(r) = &ev.restore {
+        field(&mut out, "ROUTEGUARD_RESTORE_OUTCOME", &label(&r.outcome));
+        field(&mut out, "ROUTEGUARD_RESTORE_POLICY", &r.policy);
+        if let Some(us) = r.latency_us {
+            field(&mut out, "ROUTEGUARD_RESTORE_LATENCY_US", &us.to_string());
+        }
+    }
     if let Some(error) = &ev.error {
         field(&mut out, "ROUTEGUARD_ERROR", error);
     }
@@ -165,6 +173,8 @@ mod tests {
         assert_eq!(f["ROUTEGUARD_NETNS_INODE"], "4026532456");
         assert_eq!(f["MESSAGE"], sink::terminal::format_line(&ev));
         assert_eq!(f["ROUTEGUARD_EVENT"], sink::json::to_line(&ev));
+        assert_eq!(f["ROUTEGUARD_EVENT_TYPE"], "removal");
+        assert!(!f.contains_key("ROUTEGUARD_RESTORE_OUTCOME"));
         assert!(!f.contains_key("ROUTEGUARD_ACTOR_CONTAINER"));
     }
 

@@ -9,6 +9,10 @@
 //! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
 //!   details (the events still came);
 //! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald);
+//! - `restores_total{outcome}`: restore events by outcome (`restored`, `already-present`,
+//!   `failed`, `dry-run`, `skipped`, `suspended`);
+//! - `protected_missing{policy,netns,object}`: 1 for each protected object that was removed and
+//!   is not back as far as routeguard knows (suspended, failing, waiting, or dry run);
 //! - `build_info{version}`: always 1.
 
 use std::{
@@ -24,7 +28,7 @@ use std::{
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, info::Info},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
     registry::Registry,
 };
 use tokio::{
@@ -34,7 +38,13 @@ use tokio::{
     time::timeout,
 };
 
-use crate::{capture::Losses, event::Event, sink::escape::escape, store::label};
+use crate::{
+    capture::Losses,
+    event::{Event, EventType},
+    restore::Missing,
+    sink::escape::escape,
+    store::label,
+};
 
 const MAX_COMMS: usize = 256;
 /// The main loop turns every 10 ms; silence for this long means it is stuck.
@@ -46,6 +56,18 @@ struct RemovalLabels {
     cause: String,
     outcome: String,
     comm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestoreLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MissingLabels {
+    policy: String,
+    netns: String,
+    object: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +83,8 @@ struct SinkLabels {
 pub struct Metrics {
     registry: Registry,
     removals: Family<RemovalLabels, Counter>,
+    restores: Family<RestoreLabels, Counter>,
+    missing: Family<MissingLabels, Gauge>,
     lost: Counter,
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
@@ -81,6 +105,8 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("routeguard");
         let removals = Family::<RemovalLabels, Counter>::default();
+        let restores = Family::<RestoreLabels, Counter>::default();
+        let missing = Family::<MissingLabels, Gauge>::default();
         let lost = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
@@ -88,6 +114,16 @@ impl Metrics {
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
             removals.clone(),
+        );
+        registry.register(
+            "restores",
+            "Restores of protected objects by outcome",
+            restores.clone(),
+        );
+        registry.register(
+            "protected_missing",
+            "1 per protected object removed and not restored (as far as routeguard knows)",
+            missing.clone(),
         );
         registry.register(
             "events_lost",
@@ -112,6 +148,8 @@ impl Metrics {
         Self {
             registry,
             removals,
+            restores,
+            missing,
             lost,
             incomplete,
             sink_errors,
@@ -125,6 +163,16 @@ impl Metrics {
     pub fn record(&self, events: &[Event]) {
         let mut comms = self.comms.lock().unwrap_or_else(PoisonError::into_inner);
         for ev in events {
+            if ev.event != EventType::Removal {
+                if let Some(r) = &ev.restore {
+                    self.restores
+                        .get_or_create(&RestoreLabels {
+                            outcome: label(&r.outcome),
+                        })
+                        .inc();
+                }
+                continue;
+            }
             let comm = ev
                 .actor
                 .as_ref()
@@ -145,6 +193,20 @@ impl Metrics {
                     comm,
                 })
                 .inc();
+        }
+    }
+
+    /// Sets the missing-object gauges to exactly `now`.
+    pub fn protected_missing(&self, now: Vec<Missing>) {
+        self.missing.clear();
+        for m in now {
+            self.missing
+                .get_or_create(&MissingLabels {
+                    policy: escape(&m.policy).into_owned(),
+                    netns: escape(&m.netns).into_owned(),
+                    object: escape(&m.object).into_owned(),
+                })
+                .set(1);
         }
     }
 

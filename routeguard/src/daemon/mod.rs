@@ -27,6 +27,7 @@ pub use sinks::{SinkError, Sinks};
 use crate::{
     capture::{self, CaptureError, PROGRAMS},
     pipeline::{Batch, Pipeline},
+    restore::Restorer,
 };
 
 /// How often the store's retention limits are applied.
@@ -73,9 +74,15 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
 
     let options = capture::Options {
         ring_bytes: config.capture.ring_size,
-        wakeup_bytes: config.capture.wakeup,
+        // A restore is only as fast as routeguard hears of the removal: no batched wake-ups.
+        wakeup_bytes: if config.protect.is_empty() {
+            config.capture.wakeup
+        } else {
+            0
+        },
     };
     let mut pipeline = Pipeline::start(&options)?;
+    let mut restorer = new_restorer(&config, &pipeline);
     eprintln!(
         "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB; {}; metrics {})",
         PROGRAMS.len(),
@@ -91,13 +98,17 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
     loop {
         tokio::select! {
             batch = pipeline.next() => {
-                let batch = batch?;
+                let batch = answered(restorer.as_mut(), batch?);
                 deliver(&mut sinks, &metrics, &pipeline, batch, options.ring_bytes);
+                metrics.protected_missing(restorer.as_ref().map(Restorer::missing).unwrap_or_default());
                 metrics.turned();
             }
             _ = sighup.recv() => {
                 notify::send("RELOADING=1");
-                reload(&source, &mut config, &mut sinks, &mut server, &metrics).await;
+                if reload(&source, &mut config, &mut sinks, &mut server, &metrics).await {
+                    // A new policy, and a fresh flap guard: SIGHUP resumes suspended restores.
+                    restorer = new_restorer(&config, &pipeline);
+                }
                 notify::send("READY=1");
             }
             _ = prune.tick() => sinks.prune(&metrics),
@@ -107,7 +118,7 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
     }
 
     notify::send("STOPPING=1");
-    let last = pipeline.finish();
+    let last = answered(restorer.as_mut(), pipeline.finish());
     deliver(&mut sinks, &metrics, &pipeline, last, options.ring_bytes);
     sinks.close();
     let losses = pipeline.losses();
@@ -116,6 +127,28 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
         losses.ring_full
     );
     Ok(())
+}
+
+fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
+    if !config.protect.is_empty() && config.capture.wakeup != 0 {
+        tracing::info!("protecting objects: the ring wakes the daemon on every event (capture.wakeup is ignored)");
+    }
+    Restorer::new(
+        config.protect.clone(),
+        config.restore.clone(),
+        pipeline.clock(),
+    )
+}
+
+/// The batch, with the restore engine's answers to its removals and any restores now due.
+fn answered(restorer: Option<&mut Restorer>, mut batch: Batch) -> Batch {
+    if let Some(r) = restorer {
+        let mut answers = Vec::new();
+        r.observe(&batch.events, &mut answers);
+        r.tick(&mut answers);
+        batch.events.extend(answers);
+    }
+    batch
 }
 
 fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Batch, ring: u32) {
@@ -149,18 +182,19 @@ async fn serve(
 }
 
 /// SIGHUP: read the config again and apply it; any error keeps the running config whole.
+/// True when the new config is in force.
 async fn reload(
     source: &ConfigSource,
     config: &mut Config,
     sinks: &mut Sinks,
     server: &mut Option<metrics::Server>,
     metrics: &Arc<Metrics>,
-) {
+) -> bool {
     let mut new = match source.load() {
         Ok(new) => new,
         Err(e) => {
             tracing::error!("reload refused, the running config is kept: {e}");
-            return;
+            return false;
         }
     };
     // The listener first: binding is the step most likely to fail, and it changes nothing.
@@ -169,7 +203,7 @@ async fn reload(
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!("reload refused, the running config is kept: {e}");
-                return;
+                return false;
             }
         }
     } else {
@@ -177,7 +211,7 @@ async fn reload(
     };
     if let Err(e) = sinks.reconfigure(&new) {
         tracing::error!("reload refused, the running config is kept: {e}");
-        return;
+        return false;
     }
     if let Some(s) = new_server {
         *server = s;
@@ -191,5 +225,11 @@ async fn reload(
         source.path.display(),
         sinks.describe()
     );
+    if new.protect.is_empty() != config.protect.is_empty() {
+        tracing::warn!(
+            "protecting objects turns per-event wake-ups on or off only when the daemon restarts"
+        );
+    }
     *config = new;
+    true
 }

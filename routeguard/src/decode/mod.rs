@@ -27,9 +27,20 @@ pub use netlink::{decode_netlink, MAX_MESSAGES};
 pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), String> {
     let removal = rule::rule(body, Cause::Request)?;
     match removal.object {
-        Object::Rule(r) => Ok((removal.family, r)),
+        Object::Rule(r) => Ok((
+            removal.family,
+            Rule {
+                kernel: KernelBody::new(body),
+                ..r
+            },
+        )),
         _ => Err("not a rule".to_string()),
     }
+}
+
+/// The name iproute2 gives a route protocol number (`static`, `kernel`, …), else the number.
+pub fn protocol_name(raw: u8) -> String {
+    names::protocol(raw)
 }
 
 /// The route a kernel notification or dump reply describes (`body` follows the nlmsghdr).
@@ -37,12 +48,18 @@ pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), String> {
 pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {
     let removal = route::route(body, Cause::Request)?;
     match removal.object {
-        Object::Route(r) => Ok((removal.family, r)),
+        Object::Route(r) => Ok((
+            removal.family,
+            Route {
+                kernel: KernelBody::new(body),
+                ..r
+            },
+        )),
         _ => Err("not a route".to_string()),
     }
 }
 
-use crate::event::{Address, Cause, Family, Kind, Link, Nexthop, Route, Rule};
+use crate::event::{Address, Cause, Family, KernelBody, Kind, Link, Nexthop, Route, Rule};
 
 /// Why some bytes could not be decoded. Each variant carries the values that were wrong and,
 /// for netlink, where in the payload they were.

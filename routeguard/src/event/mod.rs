@@ -10,7 +10,7 @@ pub mod filter;
 mod object;
 mod time;
 
-pub use object::{Address, Link, Nexthop, Route, Rule};
+pub use object::{Address, KernelBody, Link, Nexthop, Route, Rule};
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,65 @@ pub struct Event {
     /// a link-down, address removal or link removal flushed). Absent in older captures.
     #[serde(default)]
     pub trigger: Option<Trigger>,
+    /// What happened: the removal itself, or routeguard's answer to it. Absent in older
+    /// captures, which hold removals only.
+    #[serde(default)]
+    pub event: EventType,
+    /// Set on `restore` and `restore-suspended` events: what routeguard did about the removal the
+    /// rest of the event describes.
+    #[serde(default)]
+    pub restore: Option<Restore>,
+}
+
+/// Whether an event reports a removal or routeguard's restore of a protected object.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventType {
+    /// Something was removed (or a request to remove it failed).
+    #[default]
+    Removal,
+    /// routeguard re-added (or tried to re-add) a protected object; see `restore`.
+    Restore,
+    /// routeguard stopped restoring an object its actor keeps removing; see `restore.hint`.
+    RestoreSuspended,
+}
+
+/// routeguard's answer to the removal of a protected object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Restore {
+    /// `name` of the protect entry that matched (or its description when it has no name).
+    pub policy: String,
+    pub outcome: RestoreOutcome,
+    /// Microseconds from the removal (the request's time) to the kernel's ack of the re-add.
+    pub latency_us: Option<u64>,
+    /// Restores of this object after removals by this actor within the flap-guard window,
+    /// this one included.
+    pub attempt: u32,
+    /// Positive errno of a failed re-add.
+    pub errno: Option<i32>,
+    pub error: Option<String>,
+    /// Why nothing was done, or what happens next, in a sentence.
+    pub detail: Option<String>,
+    /// For known culprits: the setting that stops them removing other programs' objects.
+    pub hint: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreOutcome {
+    /// The kernel acked the re-add: the object is back.
+    Restored,
+    /// Someone else put it back first (the re-add found it present: EEXIST).
+    AlreadyPresent,
+    /// The kernel refused the re-add; see `errno`. Retried while the cause may pass (a link
+    /// that is down).
+    Failed,
+    /// `--dry-run`: routeguard would have re-added it.
+    DryRun,
+    /// Not restorable, e.g. the kernel's view of the object is unknown; see `detail`.
+    Skipped,
+    /// The flap guard gave up on this object (event `restore-suspended`).
+    Suspended,
 }
 
 /// The request whose side effect a removal was: the link it took down or removed, or the
@@ -76,6 +135,17 @@ pub enum Kind {
 pub enum Family {
     Inet,
     Inet6,
+}
+
+impl Family {
+    /// `4`/`inet` or `6`/`inet6`, as users write it.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "4" | "inet" => Ok(Family::Inet),
+            "6" | "inet6" => Ok(Family::Inet6),
+            other => Err(format!("`{other}` is not an address family; use 4 or 6")),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -228,6 +298,8 @@ pub(crate) mod tests {
             link: None,
             address: None,
             trigger: None,
+            event: EventType::Removal,
+            restore: None,
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct Mirror {
     last_scan: Option<Instant>,
     /// Times the listener had to re-dump because its socket overflowed (ENOBUFS).
     resyncs: Arc<std::sync::atomic::AtomicU64>,
+    /// Woken when a listener hears a deletion, so a removal waiting for the kernel's view of it
+    /// is released at once rather than at the next tick (restores depend on it).
+    heard: Arc<tokio::sync::Notify>,
 }
 
 impl Mirror {
@@ -105,9 +108,15 @@ impl Mirror {
             namespaces: HashMap::new(),
             last_scan: None,
             resyncs: Arc::default(),
+            heard: Arc::default(),
         };
         mirror.rescan();
         mirror
+    }
+
+    /// Notified whenever a listener has recorded a deletion.
+    pub fn heard(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.heard)
     }
 
     pub fn resyncs(&self) -> u64 {
@@ -166,9 +175,10 @@ impl Mirror {
         let stopper = listener.stopper();
         let thread_table = Arc::clone(&table);
         let resyncs = Arc::clone(&self.resyncs);
+        let heard = Arc::clone(&self.heard);
         thread::Builder::new()
             .name("routeguard-mirror".into())
-            .spawn(move || listen(listener, thread_table, resyncs))
+            .spawn(move || listen(listener, thread_table, resyncs, &heard))
             .map_err(MirrorError::Thread)?;
         Ok(Namespace {
             table,
@@ -266,10 +276,14 @@ fn listen(
     socket: socket::RouteSocket,
     table: Arc<Mutex<Table>>,
     resyncs: Arc<std::sync::atomic::AtomicU64>,
+    heard: &tokio::sync::Notify,
 ) {
     loop {
         match socket.next_notifications() {
             Ok(updates) => {
+                let deletions = updates
+                    .iter()
+                    .any(|u| !matches!(u, socket::Update::Added { .. }));
                 let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Clock::monotonic_ns();
                 if now.saturating_sub(t.pruned_at) >= 1_000_000_000 {
@@ -310,6 +324,10 @@ fn listen(
                             t.requested.entry(seq).or_default().push((now, removed));
                         }
                     }
+                }
+                drop(t);
+                if deletions {
+                    heard.notify_one();
                 }
             }
             Err(MirrorError::Overflow) => {

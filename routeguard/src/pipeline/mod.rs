@@ -1,11 +1,12 @@
 //! The running capture: ring buffer → correlation → events, with loss accounting. `trace` and the
 //! daemon drive it the same way; each decides what to do with the events and when to stop.
 
-use std::{io, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::{unix::AsyncFd, Interest},
+    sync::Notify,
     time::{interval, Interval, MissedTickBehavior},
 };
 
@@ -46,6 +47,16 @@ pub struct Pipeline {
     /// Ticks in a row that found no record.
     quiet_ticks: u32,
     losses: Losses,
+    /// Woken when the mirror hears the kernel announce a deletion.
+    heard: Option<Arc<Notify>>,
+}
+
+/// Waits for the mirror's signal, or forever without a mirror.
+async fn heard(notify: Option<&Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Pipeline {
@@ -57,10 +68,12 @@ impl Pipeline {
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| CaptureError::Poll(io::Error::other(e.to_string())))?;
         let tick = ticker(TICK);
+        let correlator = Correlator::with_mirror(Clock::new(), Mirror::new());
         Ok(Self {
             ring,
             counters,
-            correlator: Correlator::with_mirror(Clock::new(), Mirror::new()),
+            heard: correlator.heard(),
+            correlator,
             tick,
             quiet_ticks: 0,
             losses: Losses::default(),
@@ -70,15 +83,24 @@ impl Pipeline {
     /// Waits for data (or the next tick) and returns what completed. Cancel-safe: dropping the
     /// future loses nothing, the records stay in the ring until the next call.
     pub async fn next(&mut self) -> io::Result<Batch> {
+        let mut heard_deletion = false;
         let ticked = tokio::select! {
             guard = self.ring.readable_mut() => {
                 guard?.clear_ready();
+                false
+            }
+            _ = heard(self.heard.as_deref()) => {
+                heard_deletion = true;
                 false
             }
             _ = self.tick.tick() => true,
         };
         let records = self.drain();
         self.pace(ticked, records);
+        if heard_deletion {
+            // The kernel's view of a removal may be what a finished request was waiting for.
+            self.correlator.release_viewed();
+        }
         let mut newly_lost = 0;
         if ticked {
             self.correlator.expire(Clock::monotonic_ns());
@@ -103,6 +125,11 @@ impl Pipeline {
             events: self.correlator.take_ready(),
             newly_lost,
         }
+    }
+
+    /// The clock that turns the kernel's timestamps into the events' wall-clock times.
+    pub fn clock(&self) -> Clock {
+        self.correlator.clock()
     }
 
     /// Totals since start.

@@ -7,7 +7,7 @@
 
 pub mod collect;
 pub mod describe;
-pub mod hints;
+pub use crate::hints;
 pub mod input;
 pub mod model;
 pub mod render;

@@ -1,8 +1,9 @@
 //! Events built by hand, for the sinks' tests.
 
 use crate::event::{
-    Actor, Address, Ancestor, Capture, Cause, Event, Family, Kind, Link, Netns, Nexthop, Outcome,
-    Request, Route, Rule, Timestamp, Trigger, SCHEMA_VERSION,
+    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
+    Netns, Nexthop, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Timestamp, Trigger,
+    SCHEMA_VERSION,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -83,6 +84,8 @@ pub fn route_event() -> Event {
         link: None,
         address: None,
         trigger: None,
+        event: EventType::Removal,
+        restore: None,
     }
 }
 
@@ -148,6 +151,7 @@ pub fn full_event() -> Event {
             src: Some("2001:db8::2".into()),
             tos: Some(0),
             nhid: Some(7),
+            kernel: KernelBody::default(),
         }),
         rule: Some(Rule {
             priority: Some(100),
@@ -160,6 +164,7 @@ pub fn full_event() -> Event {
             action: Some("lookup".into()),
             protocol: Some("static".into()),
             invert: true,
+            kernel: KernelBody::default(),
         }),
         nexthop: Some(Nexthop { id: Some(7) }),
         link: Some(Link {
@@ -184,6 +189,19 @@ pub fn full_event() -> Event {
                 dev: Some("eth0".into()),
                 address: Some("10.0.0.2/24".into()),
             }),
+        }),
+        event: EventType::RestoreSuspended,
+        // Never all of these in a real event (latency only on `restored`, errno only on
+        // `failed`); the full fixture fills every field the doc lists.
+        restore: Some(Restore {
+            policy: "kube-router rules".into(),
+            outcome: RestoreOutcome::Suspended,
+            latency_us: Some(412),
+            attempt: 5,
+            errno: Some(19),
+            error: Some("ENODEV".into()),
+            detail: Some("stopped restoring it".into()),
+            hint: Some("set ManageForeignRoutingPolicyRules=no".into()),
         }),
         ..route_event()
     }

@@ -114,7 +114,7 @@ mod tests {
         let names: BTreeSet<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
         let expected = [
             "Event", "Netns", "Actor", "Ancestor", "Request", "Route", "Rule", "Nexthop", "Link",
-            "Address", "Trigger",
+            "Address", "Trigger", "Restore",
         ];
         assert_eq!(
             names,

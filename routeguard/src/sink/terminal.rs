@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use crate::event::{Actor, Cause, Event, Netns, Outcome};
+use crate::event::{Actor, Cause, Event, EventType, Netns, Outcome, Restore, RestoreOutcome};
 
 use super::escape::escape;
 
@@ -33,9 +33,16 @@ pub fn format_line(ev: &Event) -> String {
         ev.ts.time_of_day(),
         netns(&ev.netns),
         actor(ev.actor.as_ref()),
-        verb(ev.cause),
+        match ev.event {
+            EventType::Removal => verb(ev.cause),
+            EventType::Restore => "RESTORE",
+            EventType::RestoreSuspended => "SUSPEND",
+        },
         object(ev),
-        outcome(ev),
+        match &ev.restore {
+            Some(r) => restore_outcome(r),
+            None => outcome(ev),
+        },
         nw = NETNS_WIDTH,
         aw = ACTOR_WIDTH,
         vw = VERB_WIDTH,
@@ -93,6 +100,34 @@ fn outcome(ev: &Event) -> String {
             (None, None) => "failed".to_string(),
         },
     }
+}
+
+/// `restored in 412us`, `failed ENETDOWN (retrying …)`, `suspended: <why>. hint: <advice>`.
+fn restore_outcome(r: &Restore) -> String {
+    let mut s = match r.outcome {
+        RestoreOutcome::Restored => match r.latency_us {
+            Some(us) => format!("restored in {us}us"),
+            None => "restored".to_string(),
+        },
+        RestoreOutcome::AlreadyPresent => "already present".to_string(),
+        RestoreOutcome::Failed => match &r.error {
+            Some(name) => format!("restore failed {}", escape(name)),
+            None => "restore failed".to_string(),
+        },
+        RestoreOutcome::DryRun => "would restore (dry run)".to_string(),
+        RestoreOutcome::Skipped => "not restored".to_string(),
+        RestoreOutcome::Suspended => format!("restores suspended after {}", r.attempt),
+    };
+    if r.attempt > 1 && r.outcome != RestoreOutcome::Suspended {
+        let _ = write!(s, " (attempt {})", r.attempt);
+    }
+    if let Some(detail) = &r.detail {
+        let _ = write!(s, ": {}", escape(detail));
+    }
+    if let Some(hint) = &r.hint {
+        let _ = write!(s, " hint: {}", escape(hint));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -1,0 +1,392 @@
+//! The restore engine: puts protected rules and routes back when a process that is not allowed
+//! to removes them, and stops before two programs fight forever.
+//!
+//! It consumes events (nothing upstream knows it exists) and answers with `restore` and
+//! `restore-suspended` events that go to the same sinks. The object re-added is the kernel's own
+//! description of what it removed ([`netlink`]); an event that only carries what a request
+//! named is never "restored", since that could create a different object. A re-add the kernel
+//! refuses for a reason that may pass (the link is still down) is retried until `retry_for`.
+//! routeguard's own re-adds are RTM_NEW* requests from its own pid, which the capture ignores,
+//! so a restore never triggers anything.
+
+pub mod guard;
+mod netlink;
+pub mod policy;
+
+use std::{
+    collections::{hash_map::Entry, HashMap},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    correlate::Clock,
+    event::{describe, errno, Cause, Event, EventType, Kind, Restore, RestoreOutcome},
+    hints,
+};
+
+pub use guard::GuardConfig;
+pub use policy::{parse_spec, Allow, Protect};
+
+use guard::{FlapGuard, Verdict};
+use netlink::{NetnsSocket, RTM_NEWROUTE, RTM_NEWRULE};
+
+/// Delay between retries of a re-add the kernel refused for a passing reason.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// A restore waiting for its time.
+struct Pending {
+    due: Instant,
+    removal: Event,
+    policy: String,
+    attempt: u32,
+    /// Set after a first refusal: retry until then, and report only the final result.
+    retry_until: Option<Instant>,
+}
+
+/// A protected object that was removed and is not back, as far as routeguard knows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Missing {
+    pub policy: String,
+    /// Namespace name, else its inode.
+    pub netns: String,
+    /// The object in iproute2's words.
+    pub object: String,
+}
+
+pub struct Restorer {
+    protect: Vec<Protect>,
+    /// Removed protected objects not (yet) restored, by namespace inode and description.
+    missing: HashMap<(u32, String), Missing>,
+    guard: FlapGuard,
+    clock: Clock,
+    sockets: HashMap<u32, NetnsSocket>,
+    pending: Vec<Pending>,
+    last_prune: Instant,
+}
+
+impl Restorer {
+    /// `None` when nothing is protected: no engine at all.
+    pub fn new(protect: Vec<Protect>, config: GuardConfig, clock: Clock) -> Option<Self> {
+        (!protect.is_empty()).then(|| Self {
+            protect,
+            guard: FlapGuard::new(config),
+            clock,
+            sockets: HashMap::new(),
+            missing: HashMap::new(),
+            pending: Vec::new(),
+            last_prune: Instant::now(),
+        })
+    }
+
+    /// Looks at each event; restores what is due now, schedules the rest. Appends the restore
+    /// events to `out`.
+    pub fn observe(&mut self, events: &[Event], out: &mut Vec<Event>) {
+        let now = Instant::now();
+        for ev in events {
+            let Some(entry) = self.protect.iter().find(|p| p.selects(ev)) else {
+                continue;
+            };
+            let policy = entry.label();
+            if let Some(actor) = &ev.actor {
+                if entry.allow.permits(actor) {
+                    tracing::debug!(comm = %actor.comm, pid = actor.pid, %policy, "removal allowed");
+                    continue;
+                }
+            }
+            if !matches!(ev.cause, Cause::NetnsExit | Cause::Expired) {
+                let object = describe::object(ev);
+                let netns = ev
+                    .netns
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| ev.netns.inode.to_string());
+                self.missing.insert(
+                    (ev.netns.inode, object.clone()),
+                    Missing {
+                        policy: policy.clone(),
+                        netns,
+                        object,
+                    },
+                );
+            }
+            if let Some(detail) = unrestorable(ev) {
+                out.push(answer(
+                    ev,
+                    &policy,
+                    RestoreOutcome::Skipped,
+                    0,
+                    Some(detail),
+                ));
+                continue;
+            }
+            match self.guard.admit(&flap_key(ev), now) {
+                Verdict::Restore { delay, attempt } => {
+                    let pending = Pending {
+                        due: now + delay,
+                        removal: ev.clone(),
+                        policy,
+                        attempt,
+                        retry_until: None,
+                    };
+                    if delay.is_zero() {
+                        self.attempt(pending, out);
+                    } else {
+                        self.pending.push(pending);
+                    }
+                }
+                Verdict::Suspend { attempts } => {
+                    out.push(suspended(ev, &policy, attempts, self.guard.config()))
+                }
+                Verdict::Suspended => {}
+            }
+        }
+    }
+
+    /// Runs the restores whose time has come.
+    pub fn tick(&mut self, out: &mut Vec<Event>) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.due <= now);
+        self.pending = later;
+        for pending in due {
+            self.attempt(pending, out);
+        }
+        if now.duration_since(self.last_prune) >= Duration::from_secs(10) {
+            self.guard.prune(now);
+            self.last_prune = now;
+        }
+    }
+
+    /// Protected objects removed and not restored (suspended, failed, waiting, dry run).
+    pub fn missing(&self) -> Vec<Missing> {
+        let mut all: Vec<Missing> = self.missing.values().cloned().collect();
+        all.sort();
+        all
+    }
+
+    /// Restores waiting (back-off or retry), for the exit summary.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn attempt(&mut self, mut pending: Pending, out: &mut Vec<Event>) {
+        let removal = pending.removal.clone();
+        let ev = &removal;
+        if self.guard.config().dry_run {
+            let detail = "dry run: would re-add it".to_string();
+            out.push(answer(
+                ev,
+                &pending.policy,
+                RestoreOutcome::DryRun,
+                pending.attempt,
+                Some(detail),
+            ));
+            return;
+        }
+        let result = self.readd(ev);
+        let latency_us = {
+            let now = self.clock.wall(Clock::monotonic_ns());
+            u64::try_from((now.0 - ev.ts.0) / 1000).ok()
+        };
+        let mut reply = match result {
+            Ok(Ok(())) => answer(
+                ev,
+                &pending.policy,
+                RestoreOutcome::Restored,
+                pending.attempt,
+                None,
+            ),
+            Ok(Err(libc::EEXIST)) => answer(
+                ev,
+                &pending.policy,
+                RestoreOutcome::AlreadyPresent,
+                pending.attempt,
+                Some("it was back before routeguard re-added it".into()),
+            ),
+            Ok(Err(code)) => {
+                let now = Instant::now();
+                let first_refusal = pending.retry_until.is_none();
+                let until = *pending
+                    .retry_until
+                    .get_or_insert(now + self.guard.config().retry_for);
+                // The device is down or gone for now, or the gateway not yet reachable: these
+                // pass when the link comes back.
+                let passing = matches!(
+                    code,
+                    libc::ENETDOWN | libc::ENODEV | libc::ENETUNREACH | libc::EINVAL
+                );
+                let mut r = answer(
+                    ev,
+                    &pending.policy,
+                    RestoreOutcome::Failed,
+                    pending.attempt,
+                    None,
+                );
+                if let Some(rs) = r.restore.as_mut() {
+                    rs.errno = Some(code);
+                    rs.error = errno::name(code).map(str::to_string);
+                }
+                if passing && now + RETRY_EVERY < until {
+                    if let Some(rs) = r.restore.as_mut() {
+                        rs.detail = Some(format!(
+                            "the kernel refused the re-add; retrying every {RETRY_EVERY:?} for up \
+                             to {:?} (e.g. until its link is up again)",
+                            self.guard.config().retry_for
+                        ));
+                    }
+                    pending.due = now + RETRY_EVERY;
+                    self.pending.push(pending);
+                    if !first_refusal {
+                        return;
+                    }
+                }
+                r
+            }
+            Err(err) => {
+                self.sockets.remove(&ev.netns.inode);
+                answer(
+                    ev,
+                    &pending.policy,
+                    RestoreOutcome::Failed,
+                    pending.attempt,
+                    Some(err),
+                )
+            }
+        };
+        if let Some(r) = reply.restore.as_mut() {
+            if r.outcome == RestoreOutcome::Restored {
+                r.latency_us = latency_us;
+            }
+            if matches!(
+                r.outcome,
+                RestoreOutcome::Restored | RestoreOutcome::AlreadyPresent
+            ) {
+                self.missing.remove(&(ev.netns.inode, describe::object(ev)));
+            }
+        }
+        reply.ts = self.clock.wall(Clock::monotonic_ns());
+        out.push(reply);
+    }
+
+    /// Sends the kernel's description back to the kernel.
+    fn readd(&mut self, ev: &Event) -> Result<Result<(), i32>, String> {
+        let (msg_type, body) = match ev.kind {
+            Kind::Route => {
+                let kernel = ev.route.as_ref().and_then(|r| r.kernel.bytes());
+                (
+                    RTM_NEWROUTE,
+                    netlink::route_body(kernel.unwrap_or_default())?,
+                )
+            }
+            _ => {
+                let kernel = ev.rule.as_ref().and_then(|r| r.kernel.bytes());
+                (RTM_NEWRULE, netlink::rule_body(kernel.unwrap_or_default())?)
+            }
+        };
+        let inode = ev.netns.inode;
+        let socket = match self.sockets.entry(inode) {
+            Entry::Occupied(slot) => slot.into_mut(),
+            Entry::Vacant(slot) => {
+                let path = netlink::netns_path(inode, ev.actor.as_ref().map(|a| a.pid))
+                    .ok_or_else(|| netlink::SocketError::NoNamespace(inode).to_string())?;
+                slot.insert(NetnsSocket::open(&path).map_err(|e| e.to_string())?)
+            }
+        };
+        socket.create(msg_type, &body).map_err(|e| e.to_string())
+    }
+}
+
+/// Why an event's object cannot be put back, if it cannot.
+fn unrestorable(ev: &Event) -> Option<String> {
+    match ev.cause {
+        Cause::NetnsExit => return Some("its network namespace is gone".into()),
+        Cause::Expired => {
+            return Some("the kernel removed it because its lifetime ended; not re-added".into())
+        }
+        _ => {}
+    }
+    let known = match ev.kind {
+        Kind::Route => ev
+            .route
+            .as_ref()
+            .is_some_and(|r| r.kernel.bytes().is_some()),
+        _ => ev.rule.as_ref().is_some_and(|r| r.kernel.bytes().is_some()),
+    };
+    (!known).then(|| {
+        "the kernel's own description of the removed object was not heard (only the request's), \
+         and re-adding what the request named could create a different object"
+            .into()
+    })
+}
+
+/// The flap guard's identity of "this object, removed by this actor": the namespace, the
+/// object as described, and the actor's program (not its pid: a restarted daemon is the same
+/// culprit).
+fn flap_key(ev: &Event) -> String {
+    let actor = ev.actor.as_ref().map_or_else(
+        || "kernel".to_string(),
+        |a| {
+            format!(
+                "{}|{}|{}",
+                a.comm,
+                a.exe.as_deref().unwrap_or(""),
+                a.unit.as_deref().unwrap_or("")
+            )
+        },
+    );
+    format!("{}|{}|{actor}", ev.netns.inode, describe::object(ev))
+}
+
+/// A `restore` event answering the removal `ev`.
+fn answer(
+    ev: &Event,
+    policy: &str,
+    outcome: RestoreOutcome,
+    attempt: u32,
+    detail: Option<String>,
+) -> Event {
+    Event {
+        event: EventType::Restore,
+        restore: Some(Restore {
+            policy: policy.to_string(),
+            outcome,
+            latency_us: None,
+            attempt,
+            errno: None,
+            error: None,
+            detail,
+            hint: None,
+        }),
+        ..ev.clone()
+    }
+}
+
+fn suspended(ev: &Event, policy: &str, attempts: u32, config: &GuardConfig) -> Event {
+    let hint = ev
+        .actor
+        .as_ref()
+        .and_then(|a| hints::for_actor(a).first().map(|h| h.advice.to_string()));
+    let who = ev.actor.as_ref().map_or("the kernel".to_string(), |a| {
+        format!("{}[{}]", a.comm, a.pid)
+    });
+    let mut e = answer(
+        ev,
+        policy,
+        RestoreOutcome::Suspended,
+        attempts,
+        Some(format!(
+            "{who} removed it again after {attempts} restores within {:?}; routeguard stops \
+             restoring it for {:?} rather than fight (restart routeguard or send SIGHUP to resume)",
+            config.window, config.suspend
+        )),
+    );
+    e.event = EventType::RestoreSuspended;
+    if let Some(r) = e.restore.as_mut() {
+        r.hint = hint;
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests;

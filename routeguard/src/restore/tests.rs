@@ -1,0 +1,119 @@
+//! Policy parsing and matching on event fixtures; the re-adds themselves are tested end to end
+//! (tests/tests/restore.rs).
+
+use super::*;
+use crate::event::{tests::sample_route_event, Outcome, Rule};
+
+fn rule_event(priority: u32, table: u32) -> Event {
+    let mut ev = sample_route_event();
+    ev.kind = Kind::Rule;
+    ev.route = None;
+    ev.rule = Some(Rule {
+        priority: Some(priority),
+        table: Some(table),
+        protocol: Some("static".into()),
+        ..Rule::default()
+    });
+    ev
+}
+
+#[test]
+fn spec_selects_by_table_priority_range_and_protocol() {
+    let p = parse_spec("kind=rule table=77 priority=32000-32765 protocol=static").unwrap();
+    assert!(p.selects(&rule_event(32764, 77)));
+    assert!(!p.selects(&rule_event(32766, 77)));
+    assert!(!p.selects(&rule_event(32764, 78)));
+    let mut failed = rule_event(32764, 77);
+    failed.outcome = Outcome::Failed;
+    assert!(!p.selects(&failed), "a failed delete removed nothing");
+    let mut answer = rule_event(32764, 77);
+    answer.event = EventType::Restore;
+    assert!(!p.selects(&answer), "restore events never select");
+}
+
+#[test]
+fn routes_by_prefix_containment_and_netns() {
+    let p = parse_spec("kind=route dst=10.77.0.0/16 table=77 netns=blue").unwrap();
+    let ev = sample_route_event(); // 10.77.1.0/24 table 77 in netns blue
+    assert!(p.selects(&ev));
+    let p = parse_spec("kind=route dst=10.78.0.0/16").unwrap();
+    assert!(!p.selects(&ev));
+    let p = parse_spec("kind=route netns=red").unwrap();
+    assert!(!p.selects(&ev));
+    let p = parse_spec(&format!("kind=route netns={}", ev.netns.inode)).unwrap();
+    assert!(p.selects(&ev));
+}
+
+#[test]
+fn allow_by_comm_exe_unit_or_container_prefix() {
+    let p = parse_spec("kind=rule allow-comm=kube-router allow-unit=demo.service").unwrap();
+    let ev = rule_event(100, 77);
+    let actor = ev.actor.as_ref().unwrap();
+    assert!(p.allow.permits(actor), "sample actor runs in demo.service");
+    let p = parse_spec("kind=rule allow-comm=kube-router").unwrap();
+    assert!(!p.allow.permits(actor));
+    let mut contained = actor.clone();
+    contained.container = Some("3f2a9c0e1d7b4a5c6e8f".into());
+    let p = parse_spec("kind=rule allow-container=3f2a9c0e1d7b").unwrap();
+    assert!(p.allow.permits(&contained));
+}
+
+#[test]
+fn bad_specs_say_which_value_and_what_to_write() {
+    let cases = [
+        ("kind=rule priority=32765-32000", "inverted"),
+        ("kind=route dst=10.0.0.1/8", "host bits"),
+        ("kind=route dst=10.0.0/33", "not an IP prefix"),
+        ("kind=nexthop", "cannot be protected yet"),
+        ("kind=rule tabel=77", "unknown field `tabel`"),
+        ("kind=rule protocol=bogus", "protocol `bogus` is unknown"),
+        ("kind=rule fwmark=0xzz", "fwmark `0xzz`"),
+        ("table=77", "missing field `kind`"),
+        ("kind=rule table", "not key=value"),
+        ("kind=rule table=0", "table 0"),
+    ];
+    for (spec, needle) in cases {
+        let err = parse_spec(spec).unwrap_err();
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn unrestorable_without_the_kernels_view() {
+    let ev = rule_event(100, 77);
+    assert!(unrestorable(&ev)
+        .unwrap()
+        .contains("kernel's own description"));
+    let mut ev = rule_event(100, 77);
+    ev.rule.as_mut().unwrap().kernel = crate::event::KernelBody::new(&[0; 12]);
+    assert_eq!(unrestorable(&ev), None);
+    ev.cause = Cause::NetnsExit;
+    assert!(unrestorable(&ev).unwrap().contains("namespace is gone"));
+}
+
+#[test]
+fn flap_key_ignores_pid_but_not_program() {
+    let a = rule_event(100, 77);
+    let mut b = a.clone();
+    b.actor.as_mut().unwrap().pid = 9999;
+    assert_eq!(flap_key(&a), flap_key(&b));
+    b.actor.as_mut().unwrap().comm = "other".into();
+    assert_ne!(flap_key(&a), flap_key(&b));
+}
+
+#[test]
+fn suspension_names_the_culprit_and_the_networkd_hint() {
+    let mut ev = rule_event(32764, 77);
+    let actor = ev.actor.as_mut().unwrap();
+    actor.comm = "systemd-network".into();
+    actor.unit = Some("systemd-networkd.service".into());
+    let e = suspended(&ev, "kube-router rules", 5, &GuardConfig::default());
+    assert_eq!(e.event, EventType::RestoreSuspended);
+    let r = e.restore.unwrap();
+    assert_eq!(r.outcome, RestoreOutcome::Suspended);
+    assert!(r.detail.unwrap().contains("systemd-network[4242]"));
+    assert!(r
+        .hint
+        .unwrap()
+        .contains("ManageForeignRoutingPolicyRules=no"));
+}

@@ -1,0 +1,308 @@
+//! Protect and restore: a protected rule or route removed by a process that is not allowed to is
+//! put back, with every attribute the kernel had; allowed actors, dry runs and the flap guard
+//! are respected. The kernel's own rule list is the judge, not routeguard's word.
+
+use std::{fs, time::Duration};
+
+use routeguard_tests::*;
+
+/// `ip rule show` lines of the namespace (priority and selectors as the kernel lists them).
+fn rules(ns: &Netns) -> String {
+    ns.ip(&["rule", "show"]).ok("ip rule show").stdout
+}
+
+fn is_restore(e: &Value) -> bool {
+    e["event"] == "restore"
+}
+
+#[test]
+fn protected_rule_removed_by_ip_is_restored_with_every_selector() {
+    let ns = Netns::new();
+    // Selectors routeguard does not decode (sport, ipproto) must come back too: the re-add is
+    // the kernel's own description.
+    let add = [
+        "rule",
+        "add",
+        "prio",
+        "32764",
+        "from",
+        "10.0.0.0/8",
+        "fwmark",
+        "0x10/0xff",
+        "ipproto",
+        "tcp",
+        "sport",
+        "1000-2000",
+        "lookup",
+        "77",
+        "proto",
+        "static",
+    ];
+    ns.ip_ok(&add);
+    let before = rules(&ns);
+    let tracer = Tracer::start(
+        &ns,
+        &["--protect", "kind=rule table=77 name=kube-router-rules"],
+    );
+    let args = ["rule", "del", "prio", "32764"];
+    let pid = ns.ip_ok(&args);
+
+    let removal = tracer.wait_for("the removal", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && e["event"] == "removal"
+    });
+    assert_fields(
+        &removal,
+        &[("/rule/table", json!(77)), ("/restore", Value::Null)],
+    );
+    let restore = tracer.wait_for("the restore", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && is_restore(e)
+    });
+    let mut want = ip_actor_fields(&ns, pid, &args);
+    want.extend([
+        ("/kind", json!("rule")),
+        ("/rule/priority", json!(32764)),
+        ("/rule/table", json!(77)),
+        ("/restore/policy", json!("kube-router-rules")),
+        ("/restore/outcome", json!("restored")),
+        ("/restore/attempt", json!(1)),
+    ]);
+    assert_fields(&restore, &want);
+    let latency = restore["restore"]["latency_us"]
+        .as_u64()
+        .expect("latency_us");
+    assert!(latency > 0 && latency < 1_000_000, "latency {latency} us");
+    assert_eq!(rules(&ns), before, "the rule is back exactly as it was");
+    tracer.stop();
+}
+
+#[test]
+fn protected_route_is_restored_and_others_are_not() {
+    let ns = Netns::new();
+    ns.add_test_link("d0");
+    ns.ip_ok(&[
+        "route",
+        "add",
+        "10.77.1.0/24",
+        "via",
+        "10.99.0.2",
+        "table",
+        "77",
+        "metric",
+        "5",
+        "mtu",
+        "1400",
+        "proto",
+        "static",
+    ]);
+    ns.ip_ok(&[
+        "route",
+        "add",
+        "10.78.1.0/24",
+        "via",
+        "10.99.0.2",
+        "table",
+        "78",
+    ]);
+    let before = ns.ip(&["route", "show", "table", "77"]).ok("show").stdout;
+    let tracer = Tracer::start(&ns, &["--protect", "kind=route table=77 dst=10.77.0.0/16"]);
+    let pid = ns.ip_ok(&["route", "del", "10.77.1.0/24", "table", "77"]);
+    let other = ns.ip_ok(&["route", "del", "10.78.1.0/24", "table", "78"]);
+
+    let restore = tracer.wait_for("the restore", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && is_restore(e)
+    });
+    assert_fields(
+        &restore,
+        &[
+            ("/route/table", json!(77)),
+            ("/route/dst", json!("10.77.1.0/24")),
+            ("/route/gateway", json!("10.99.0.2")),
+            ("/restore/outcome", json!("restored")),
+        ],
+    );
+    tracer.assert_none("a restore of the unprotected route", QUIET_PERIOD, |e| {
+        by_pid(e, other) && is_restore(e)
+    });
+    assert_eq!(
+        ns.ip(&["route", "show", "table", "77"]).ok("show").stdout,
+        before,
+        "metric and mtu came back too"
+    );
+    assert!(ns
+        .ip(&["route", "show", "table", "78"])
+        .ok("show")
+        .stdout
+        .is_empty());
+    tracer.stop();
+}
+
+#[test]
+fn allowed_actor_and_dry_run_change_nothing() {
+    let ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "200", "lookup", "77"]);
+    ns.ip_ok(&["rule", "add", "prio", "201", "lookup", "77"]);
+    let tracer = Tracer::start(&ns, &["--protect", "kind=rule priority=200 allow-comm=ip"]);
+    let pid = ns.ip_ok(&["rule", "del", "prio", "200"]);
+    tracer.wait_for("the removal", EVENT_TIMEOUT, |e| by_pid(e, pid));
+    tracer.assert_none("a restore for an allowed actor", QUIET_PERIOD, is_restore);
+    assert!(!rules(&ns).contains("200:"));
+    tracer.stop();
+
+    let tracer = Tracer::start(&ns, &["--protect", "kind=rule priority=201", "--dry-run"]);
+    let pid = ns.ip_ok(&["rule", "del", "prio", "201"]);
+    let answer = tracer.wait_for("the dry run", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && is_restore(e)
+    });
+    assert_fields(&answer, &[("/restore/outcome", json!("dry-run"))]);
+    assert!(!rules(&ns).contains("201:"), "a dry run re-adds nothing");
+    tracer.stop();
+}
+
+#[test]
+fn flap_guard_backs_off_then_suspends_with_the_culprit() {
+    let ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "300", "lookup", "77"]);
+    let config = std::env::temp_dir().join(format!("rgt-flap-{}.toml", std::process::id()));
+    fs::write(
+        &config,
+        "[restore]\nmax_attempts = 3\nwindow = \"60s\"\nbackoff = \"100ms\"\n\n\
+         [[protect]]\nname = \"prio 300\"\nkind = \"rule\"\npriority = 300\n",
+    )
+    .unwrap();
+    let tracer = Tracer::start(&ns, &["--config", config.to_str().unwrap()]);
+    let mut pids = Vec::new();
+    for n in 1..=4u64 {
+        // Wait until the rule is back (restores back off: 0, 100, 200 ms) before removing it again.
+        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        while !rules(&ns).contains("300:") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rule not back before removal {n}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pids.push(ns.ip_ok(&["rule", "del", "prio", "300"]));
+        if n <= 3 {
+            let r = tracer.wait_for("a restore", EVENT_TIMEOUT, |e| {
+                by_pid(e, pids[pids.len() - 1]) && is_restore(e)
+            });
+            assert_fields(
+                &r,
+                &[
+                    ("/restore/attempt", json!(n)),
+                    ("/restore/outcome", json!("restored")),
+                ],
+            );
+        }
+    }
+    let last = *pids.last().unwrap();
+    let s = tracer.wait_for("restore-suspended", EVENT_TIMEOUT, |e| {
+        e["event"] == "restore-suspended"
+    });
+    assert_fields(
+        &s,
+        &[
+            ("/actor/pid", json!(last)),
+            ("/actor/comm", json!("ip")),
+            ("/restore/outcome", json!("suspended")),
+            ("/restore/attempt", json!(3)),
+            ("/restore/policy", json!("prio 300")),
+        ],
+    );
+    assert!(s["restore"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("ip[{last}]")));
+    tracer.assert_none("a restore after suspension", QUIET_PERIOD, |e| {
+        by_pid(e, last) && is_restore(e)
+    });
+    assert!(!rules(&ns).contains("300:"), "suspended: not put back");
+    tracer.stop();
+    let _ = fs::remove_file(&config);
+}
+
+#[test]
+fn route_through_a_down_link_comes_back_when_the_link_does() {
+    let ns = Netns::new();
+    ns.add_test_link("d0");
+    ns.ip_ok(&[
+        "route",
+        "add",
+        "10.77.5.0/24",
+        "via",
+        "10.99.0.2",
+        "table",
+        "77",
+    ]);
+    let tracer = Tracer::start(&ns, &["--protect", "kind=route table=77"]);
+    let down = ns.ip_ok(&["link", "set", "d0", "down"]);
+    let refused = tracer.wait_for("a refused restore", EVENT_TIMEOUT, |e| {
+        by_pid(e, down) && is_restore(e)
+    });
+    assert_fields(
+        &refused,
+        &[
+            ("/cause", json!("link-down")),
+            ("/route/dst", json!("10.77.5.0/24")),
+            ("/restore/outcome", json!("failed")),
+        ],
+    );
+    assert!(refused["restore"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("retrying"));
+    ns.ip_ok(&["link", "set", "d0", "up"]);
+    // The address of d0 comes back with the link only if it was kept: it is (IFF_UP toggles
+    // keep IPv4 addresses), so the gateway is reachable again.
+    let back = tracer.wait_for(
+        "the restore once the link is up",
+        Duration::from_secs(10),
+        |e| by_pid(e, down) && is_restore(e) && e["restore"]["outcome"] == "restored",
+    );
+    assert_fields(&back, &[("/route/gateway", json!("10.99.0.2"))]);
+    assert!(ns
+        .ip(&["route", "show", "table", "77"])
+        .ok("show")
+        .stdout
+        .contains("10.77.5.0/24 via 10.99.0.2"));
+    tracer.stop();
+}
+
+#[test]
+fn bad_protect_specs_and_configs_exit_2_and_start_nothing() {
+    let bin = routeguard_bin();
+    for (args, needle) in [
+        (
+            vec!["trace", "--protect", "kind=rule priority=9-1"],
+            "inverted",
+        ),
+        (
+            vec!["trace", "--protect", "kind=route dst=10.0.0.0/33"],
+            "10.0.0.0/33",
+        ),
+        (vec!["trace", "--protect", "kind=rule tabel=7"], "tabel"),
+    ] {
+        let r = run(std::process::Command::new(&bin).args(&args));
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("tracing started"));
+    }
+    let config = std::env::temp_dir().join(format!("rgt-bad-{}.toml", std::process::id()));
+    fs::write(
+        &config,
+        "[[protect]]\nkind = \"rule\"\n\npriority = \"300-200\"\n",
+    )
+    .unwrap();
+    let r =
+        run(std::process::Command::new(&bin).args(["trace", "--config", config.to_str().unwrap()]));
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("bad config {} line 4", config.display()))
+            && r.stderr.contains("inverted"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("tracing started"));
+    let _ = fs::remove_file(&config);
+}
