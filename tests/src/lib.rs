@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
+pub mod networkd;
+
 /// How long a test waits for an event it expects. routeguard emits an event once it has seen the
 /// kernel's reply, or about 0.5 s later as `unknown`; 5 s leaves room for a loaded machine.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
