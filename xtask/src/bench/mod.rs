@@ -4,6 +4,7 @@ mod loss;
 mod mirror;
 mod overhead;
 mod report;
+mod restore;
 mod tracer;
 
 use std::{
@@ -42,6 +43,9 @@ pub enum Bench {
     Loss(loss::Args),
     /// Memory of routeguard's netlink mirror per route: RSS with N routes vs an empty netns.
     Mirror(mirror::Args),
+    /// How long a protected rule or route stays missing: N removals each, p50/p99/max of the
+    /// gap until routeguard re-added it, against kube-router's 60 s sync.
+    Restore(restore::Args),
 }
 
 /// The benches, for `cargo xtask bench` without a name.
@@ -67,6 +71,12 @@ const LIST: &[(&str, &str)] = &[
         "netlink mirror memory: bytes per route, RSS with N routes minus RSS of an empty netns; \
          `cargo xtask bench mirror [--routes 1000000] [--bin PATH]`",
     ),
+    (
+        "restore",
+        "N removals each of a protected rule and route by `ip`: time missing until routeguard \
+         re-added it, p50/p99/max (target p50 < 1 ms, p99 < 5 ms) vs kube-router's 60 s sync; \
+         `cargo xtask bench restore [--removals 1000] [--bin PATH]`",
+    ),
 ];
 
 pub fn run(bench: Option<Bench>) -> Result<()> {
@@ -75,6 +85,7 @@ pub fn run(bench: Option<Bench>) -> Result<()> {
         Some(Bench::Report(args)) => report::run(&args),
         Some(Bench::Loss(args)) => loss::run(&args),
         Some(Bench::Mirror(args)) => mirror::run(&args),
+        Some(Bench::Restore(args)) => restore::run(&args),
         None => {
             println!("available benches (run as root: `cargo xtask bench <name>`):");
             for (name, about) in LIST {
