@@ -56,6 +56,23 @@ pub fn routeguard_bin() -> PathBuf {
     path
 }
 
+/// The capture path the tracers ask for: `$ROUTEGUARD_TEST_CAPTURE` (e.g. `kernel-function`,
+/// set by `cargo xtask vm-test --capture`), passed as `routeguard trace --capture <value>`;
+/// None (routeguard's own choice) when unset or empty.
+pub fn capture_mode() -> Option<String> {
+    std::env::var("ROUTEGUARD_TEST_CAPTURE")
+        .ok()
+        .filter(|mode| !mode.is_empty())
+}
+
+/// The kernel series when the tests run inside `cargo xtask vm-test`'s VM (`$ROUTEGUARD_VM`,
+/// e.g. "6.1"), for tests that must skip what the VM lacks, saying so.
+pub fn vm_kernel() -> Option<String> {
+    std::env::var("ROUTEGUARD_VM")
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
 /// The output of a finished command, and the pid it ran as.
 #[derive(Debug)]
 pub struct Ran {
@@ -333,10 +350,17 @@ impl Tracer {
         Self::start_args(&args)
     }
 
-    /// Starts `routeguard ARGS...` and waits for `tracing started` on stderr.
+    /// Starts `routeguard ARGS...` and waits for `tracing started` on stderr. For `trace`,
+    /// [`capture_mode`] adds `--capture <mode>` when set.
     pub fn start_args(args: &[&str]) -> Self {
         require_root();
         let bin = routeguard_bin();
+        let capture = capture_mode();
+        let mut args = args.to_vec();
+        if let (Some(mode), Some(&"trace")) = (capture.as_deref(), args.first()) {
+            args.splice(1..1, ["--capture", mode]);
+        }
+        let args = args.as_slice();
         let mut child = Command::new(&bin)
             .args(args)
             .stdin(Stdio::null())

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench`.
+//! Project tasks: `cargo xtask setup | build | run | test | vm-test | bench`.
 //!
 //! Everything a fresh machine needs is installed by `setup`, which the other tasks call first,
 //! so the README's commands work on a machine that has only rustup and stable Rust.
@@ -10,6 +10,7 @@ mod netns;
 mod paths;
 mod setup;
 mod test;
+mod vm;
 
 use std::{
     ffi::OsString,
@@ -52,6 +53,10 @@ enum Task {
     },
     /// Setup and build, then fmt, clippy, unit tests and integration tests (root).
     Test,
+    /// Boot stock Debian kernels (6.1, 6.12) under QEMU and run the integration tests inside
+    /// (or `-- COMMAND`); exits with the guest command's status. Fetches QEMU and the kernels on
+    /// first use (root).
+    VmTest(vm::Args),
     /// Benchmarks; without a name, lists them.
     Bench {
         #[command(subcommand)]
@@ -79,6 +84,7 @@ fn main() -> Result<ExitCode> {
             return Err(err).with_context(|| format!("could not execute {}", bin.display()));
         }
         Task::Test => return test::run(),
+        Task::VmTest(args) => return vm::run(args),
         Task::Bench { bench } => bench::run(bench)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -210,7 +210,7 @@ fn cargo_test(cmd: &mut Command) -> Result<Counts> {
 }
 
 /// "test result: ok. 3 passed; 1 failed; 0 ignored; …" → (3, 1).
-fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+pub fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     let rest = line.trim_start().strip_prefix("test result: ")?;
     let count = |word: &str| {
         rest.split(';').find_map(|part| {

@@ -1,0 +1,129 @@
+//! The guest's initramfs: static busybox, the virtio/9p modules of the kernel being booted
+//! (decompressed, in dependency order), and an /init that mounts the host's root read-only over
+//! virtio-9p and hands over to the run's stage-2 script (see `guest.rs`).
+use std::{fs, path::Path, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::{cpio::Archive, kernel::Kernel};
+use crate::cmd;
+
+/// Where busybox-static installs itself.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Modules the initramfs loads before it can mount the host's root (virtio_pci is built in on
+/// 6.12, a module on 6.1; `modprobe --show-depends` reports "builtin" for those).
+const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
+
+/// 9p tags of the two shares (see `qemu.rs`).
+pub const ROOT_TAG: &str = "hostroot";
+pub const SHARED_TAG: &str = "shared";
+
+/// Writes the initramfs for `kernel` to `out`; the guest's /init mounts `shared` (a host path,
+/// mounted at the same path in the guest) and runs `stage2` from it.
+pub fn build(kernel: &Kernel, shared: &Path, stage2: &Path, out: &Path) -> Result<()> {
+    let mut archive = Archive::default();
+    for dir in ["bin", "dev", "proc", "sys", "newroot", "modules"] {
+        archive.dir(dir);
+    }
+    // Without /dev/console in the initramfs, /init would start with no stdin/stdout/stderr.
+    archive.char_dev("dev/console", 5, 1);
+    let busybox =
+        fs::read(BUSYBOX).with_context(|| format!("reading {BUSYBOX} (package busybox-static)"))?;
+    archive.file("bin/busybox", 0o755, &busybox);
+
+    let mut order = String::new();
+    for (index, module) in boot_modules(kernel)?.iter().enumerate() {
+        let name = module
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("module path without a file name")?;
+        let plain = name.trim_end_matches(".xz");
+        let stored = format!("{index:02}-{plain}");
+        archive.file(&format!("modules/{stored}"), 0o644, &decompress(module)?);
+        order.push_str(&stored);
+        order.push('\n');
+    }
+    archive.file("modules/order", 0o644, order.as_bytes());
+    archive.file("init", 0o755, init_script(shared, stage2).as_bytes());
+
+    let mut file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    archive
+        .write_to(&mut file)
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// The module files to load, dependencies first, each once (`modprobe --show-depends` on the
+/// unpacked tree; kmod resolves against its modules.dep).
+fn boot_modules(kernel: &Kernel) -> Result<Vec<std::path::PathBuf>> {
+    let shown = cmd::stdout_of(
+        Command::new("modprobe")
+            .arg("-d")
+            .arg(&kernel.root)
+            .args(["-S", &kernel.release, "--show-depends", "-a"])
+            .args(BOOT_MODULES),
+    )?;
+    let mut modules: Vec<std::path::PathBuf> = Vec::new();
+    for line in shown.lines() {
+        let Some(path) = line.strip_prefix("insmod ") else {
+            continue; // "builtin NAME"
+        };
+        let path = std::path::PathBuf::from(path.split_whitespace().next().unwrap_or_default());
+        if !modules.contains(&path) {
+            modules.push(path);
+        }
+    }
+    Ok(modules)
+}
+
+/// Module bytes, decompressed with busybox's xz (Debian's 6.12 ships `.ko.xz`, 6.1 plain `.ko`;
+/// the initramfs's busybox insmod takes plain ELF).
+fn decompress(module: &Path) -> Result<Vec<u8>> {
+    let name = module.to_string_lossy();
+    if name.ends_with(".ko") {
+        return fs::read(module).with_context(|| format!("reading {name}"));
+    }
+    if !name.ends_with(".ko.xz") {
+        bail!("{name}: unsupported module compression (expected .ko or .ko.xz)");
+    }
+    let out = cmd::capture(Command::new(BUSYBOX).arg("xzcat").arg(module))?;
+    if !out.status.success() {
+        bail!(
+            "busybox xzcat {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// PID 1 in the initramfs. Any failure prints why and powers off: the host sees no exit code
+/// and reports the console's tail.
+fn init_script(shared: &Path, stage2: &Path) -> String {
+    let shared = shared.display();
+    let stage2 = stage2.display();
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+fail() {{ echo "routeguard-vm: init: $*"; poweroff -f; }}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r module; do
+    insmod "/modules/$module" || fail "insmod $module failed"
+done < /modules/order
+# cache=loose: the host's root is read-only for the guest and does not change during a run.
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro {ROOT_TAG} /newroot \
+    || fail "cannot mount the host's root over 9p"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {SHARED_TAG} "/newroot{shared}" \
+    || fail "cannot mount the shared folder {shared}"
+for dir in /tmp /run /var/tmp; do
+    mount -t tmpfs -o mode=1777 tmpfs "/newroot$dir" || fail "cannot mount tmpfs on $dir"
+done
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+exec switch_root /newroot /bin/sh "{stage2}"
+"#
+    )
+}

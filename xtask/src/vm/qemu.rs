@@ -1,0 +1,154 @@
+//! Boots one VM under QEMU (TCG: the machine's KVM is a nested flavour that cannot boot these
+//! kernels) and follows its serial console until it powers off or the timeout passes.
+use std::{
+    fs::File,
+    io::{BufRead as _, BufReader, Write as _},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+use super::initramfs::{ROOT_TAG, SHARED_TAG};
+use crate::{cmd, test::parse_test_result};
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// How a boot ended.
+pub struct Boot {
+    /// False when the VM was killed at the timeout.
+    pub finished: bool,
+    pub elapsed: Duration,
+    /// Sums of the console's cargo "test result:" lines.
+    pub passed: u64,
+    pub failed: u64,
+}
+
+pub struct Machine<'a> {
+    pub vmlinuz: &'a Path,
+    pub initramfs: &'a Path,
+    pub shared: &'a Path,
+    /// Console copy (the whole output, kept after the run).
+    pub log: &'a Path,
+    pub timeout: Duration,
+    /// Echo the console to stdout as it comes (else only the log file).
+    pub echo: bool,
+}
+
+impl Machine<'_> {
+    pub fn command(&self) -> Command {
+        let mut qemu = Command::new(QEMU);
+        qemu.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-no-reboot",
+            "-display",
+            "none",
+        ])
+        .args([
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "2G",
+        ])
+        // The console on stdout; stdin is not read (the guest runs unattended).
+        .args([
+            "-chardev",
+            "stdio,id=console,signal=off",
+            "-serial",
+            "chardev:console",
+        ])
+        .arg("-kernel")
+        .arg(self.vmlinuz)
+        .arg("-initrd")
+        .arg(self.initramfs)
+        .args([
+            "-append",
+            "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=4",
+        ])
+        // multidevs=remap: the host's root spans several filesystems; without it inode
+        // numbers from different devices could collide in the guest.
+        .args([
+            "-fsdev",
+            "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        ])
+        .args([
+            "-device",
+            &format!("virtio-9p-pci,fsdev=root,mount_tag={ROOT_TAG}"),
+        ])
+        .arg("-fsdev")
+        .arg(format!(
+            "local,id=shared,path={},security_model=none,multidevs=remap",
+            self.shared.display()
+        ))
+        .args([
+            "-device",
+            &format!("virtio-9p-pci,fsdev=shared,mount_tag={SHARED_TAG}"),
+        ]);
+        qemu
+    }
+
+    /// Runs the VM to its end (or kills it, by pid, at the timeout).
+    pub fn boot(&self) -> Result<Boot> {
+        let mut qemu = self.command();
+        println!("routeguard vm:   $ {}", cmd::display(&qemu));
+        let start = Instant::now();
+        let mut child = qemu
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not start {QEMU}"))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let mut log =
+            File::create(self.log).with_context(|| format!("creating {}", self.log.display()))?;
+        let echo = self.echo;
+        let reader = thread::spawn(move || {
+            let (mut passed, mut failed) = (0, 0);
+            for line in BufReader::new(stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches('\r');
+                if echo {
+                    println!("{line}");
+                }
+                let _ = writeln!(log, "{line}");
+                if let Some((p, f)) = parse_test_result(line) {
+                    passed += p;
+                    failed += f;
+                }
+            }
+            (passed, failed)
+        });
+        let finished = wait_or_kill(&mut child, self.timeout)?;
+        let (passed, failed) = reader.join().unwrap_or_default();
+        Ok(Boot {
+            finished,
+            elapsed: start.elapsed(),
+            passed,
+            failed,
+        })
+    }
+}
+
+/// Waits for `child` until `timeout`; then kills it (SIGKILL, by its pid) and reaps it.
+fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().context("waiting for qemu")?.is_some() {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline || crate::interrupt::check().is_err() {
+            // Child::kill sends SIGKILL to this child's pid only.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(false);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
