@@ -114,8 +114,12 @@ fn networkd_restart_is_named_and_its_removals_restored() {
             ],
         );
     }
+    // networkd also removes and re-adds v0's address, so the route's gateway may be
+    // unreachable at first: the restore is then refused (ENETUNREACH) and retried.
     let route = tracer.wait_for("networkd's route removal restored", EVENT_TIMEOUT, |e| {
-        e["event"] == "restore" && e["route"]["dst"] == "10.77.0.0/16"
+        e["event"] == "restore"
+            && e["route"]["dst"] == "10.77.0.0/16"
+            && e["restore"]["outcome"] == "restored"
     });
     assert_fields(
         &route,
@@ -210,4 +214,69 @@ fn networkd_restarted_again_and_again_gets_restores_suspended_with_its_hint() {
     drop(networkd);
     tracer.stop();
     let _ = fs::remove_file(&config);
+}
+
+#[test]
+fn doctor_names_running_networkd_and_the_foreign_rules_it_would_remove() {
+    let Some((ns, networkd)) = incident_scene() else {
+        return;
+    };
+    // doctor looks at the namespace it runs in: run it in the scene's.
+    let ran = ns.exec(routeguard_bin().to_str().unwrap(), &["doctor", "--json"]);
+    let report: Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}{}", ran.stdout, ran.stderr));
+    let conflicts = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == "conflicts")
+        .expect("a conflicts section");
+    let finding = |what: &str| {
+        conflicts["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["what"] == what)
+            .unwrap_or_else(|| panic!("no {what} finding in {conflicts}"))
+            .clone()
+    };
+    let running = finding("systemd-networkd");
+    assert!(
+        running["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&networkd.pid().to_string()),
+        "{running}"
+    );
+    let rules = finding("ManageForeignRoutingPolicyRules");
+    assert_eq!(rules["status"], "warn", "{rules}");
+    let detail = rules["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("rule prio 32764 lookup 77 proto static"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("rule prio 32765 from 10.0.0.0/8 lookup 77"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("prio 32766"),
+        "proto kernel rules are spared: {detail}"
+    );
+    assert!(rules["fix"]
+        .as_str()
+        .unwrap()
+        .contains("ManageForeignRoutingPolicyRules=no"));
+    let routes = finding("ManageForeignRoutes");
+    assert!(
+        routes["detail"].as_str().unwrap().contains("10.77.0.0/16"),
+        "{routes}"
+    );
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "conflicts are warnings: {}",
+        ran.stderr
+    );
+    drop(networkd);
 }

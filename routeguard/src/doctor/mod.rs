@@ -6,6 +6,7 @@
 //! Probing the kernel costs a few program loads, so checks share [`Facts`], probed once.
 
 mod capture;
+mod conflicts;
 mod coverage;
 mod privileges;
 pub mod render;
@@ -119,10 +120,9 @@ pub fn checks() -> Vec<Box<dyn Check>> {
         Box::new(privileges::Capabilities),
         Box::new(capture::ProgramTypes),
         Box::new(capture::Path),
-        // ── Conflicts ────────────────────────────────────────────────────────────────────────
-        // Checks for other programs that remove routes (systemd-networkd's ManageForeignRoutes
-        // and the like) live in `doctor/conflicts.rs`, owned by the restore work; they are
-        // appended here.
+        // Other programs that remove routes and rules (systemd-networkd's ManageForeign*,
+        // NetworkManager, netplan): warnings, never failures.
+        Box::new(conflicts::Conflicts),
     ]
 }
 

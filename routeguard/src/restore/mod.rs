@@ -10,7 +10,7 @@
 //! so a restore never triggers anything.
 
 pub mod guard;
-mod netlink;
+pub(crate) mod netlink;
 pub mod policy;
 
 use std::{
@@ -30,8 +30,11 @@ pub use policy::{parse_spec, Allow, Protect};
 use guard::{FlapGuard, Verdict};
 use netlink::{NetnsSocket, RTM_NEWROUTE, RTM_NEWRULE};
 
-/// Delay between retries of a re-add the kernel refused for a passing reason.
-const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Delays between retries of a re-add the kernel refused for a passing reason: the first soon
+/// (the actor may be re-adding the address the route needs, as networkd does), doubling up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// A restore waiting for its time.
 struct Pending {
@@ -41,6 +44,8 @@ struct Pending {
     attempt: u32,
     /// Set after a first refusal: retry until then, and report only the final result.
     retry_until: Option<Instant>,
+    /// Retries so far.
+    retries: u32,
 }
 
 /// A protected object that was removed and is not back, as far as routeguard knows.
@@ -127,6 +132,7 @@ impl Restorer {
                         policy,
                         attempt,
                         retry_until: None,
+                        retries: 0,
                     };
                     if delay.is_zero() {
                         self.attempt(pending, out);
@@ -227,15 +233,19 @@ impl Restorer {
                     rs.errno = Some(code);
                     rs.error = errno::name(code).map(str::to_string);
                 }
-                if passing && now + RETRY_EVERY < until {
+                let delay = RETRY_FIRST
+                    .saturating_mul(1 << pending.retries.min(10))
+                    .min(RETRY_MAX);
+                if passing && now + delay < until {
                     if let Some(rs) = r.restore.as_mut() {
                         rs.detail = Some(format!(
-                            "the kernel refused the re-add; retrying every {RETRY_EVERY:?} for up \
+                            "the kernel refused the re-add; retrying (every {RETRY_MAX:?} at most) for up \
                              to {:?} (e.g. until its link is up again)",
                             self.guard.config().retry_for
                         ));
                     }
-                    pending.due = now + RETRY_EVERY;
+                    pending.due = now + delay;
+                    pending.retries += 1;
                     self.pending.push(pending);
                     if !first_refusal {
                         return;

@@ -19,6 +19,8 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_NEWRULE: u16 = 32;
+pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_GETRULE: u16 = 34;
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -123,6 +125,51 @@ impl NetnsSocket {
     }
 }
 
+impl NetnsSocket {
+    /// Every object of a dump request (`RTM_GETRULE` / `RTM_GETROUTE`, all families): the bodies
+    /// of the replies.
+    pub fn dump(&mut self, msg_type: u16) -> Result<Vec<Vec<u8>>, SocketError> {
+        const NLM_F_DUMP: u16 = 0x300;
+        const NLMSG_DONE: u16 = 3;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut msg = Vec::with_capacity(NLMSG_HDRLEN + RTMSG_LEN);
+        msg.extend_from_slice(&((NLMSG_HDRLEN + RTMSG_LEN) as u32).to_ne_bytes());
+        msg.extend_from_slice(&msg_type.to_ne_bytes());
+        msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        msg.extend_from_slice(&seq.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        // struct rtmsg / fib_rule_hdr (both 12 bytes), AF_UNSPEC: every family.
+        msg.extend_from_slice(&[0u8; RTMSG_LEN]);
+        self.socket.send(&msg, 0).map_err(SocketError::Socket)?;
+        let mut bodies = Vec::new();
+        let mut buf = Vec::with_capacity(64 << 10);
+        loop {
+            buf.clear();
+            match self.socket.recv(&mut buf, 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(SocketError::Timeout)
+                }
+                Err(e) => return Err(SocketError::Socket(e)),
+            }
+            for (kind, s, body) in messages(&buf) {
+                match kind {
+                    _ if s != seq => {}
+                    NLMSG_DONE => return Ok(bodies),
+                    NLMSG_ERROR => {
+                        let errno = body
+                            .get(..4)
+                            .map_or(0, |b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        return Err(SocketError::Socket(io::Error::from_raw_os_error(errno)));
+                    }
+                    _ => bodies.push(body.to_vec()),
+                }
+            }
+        }
+    }
+}
+
 fn set_timeout(socket: &Socket, timeout: Duration) -> Result<(), SocketError> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as _,
@@ -145,22 +192,31 @@ fn set_timeout(socket: &Socket, timeout: Duration) -> Result<(), SocketError> {
     }
 }
 
-/// The positive errno of the NLMSG_ERROR for `seq` in `buf` (0 for an ack), if there is one.
-fn ack_errno(mut buf: &[u8], seq: u32) -> Option<i32> {
-    let word =
-        |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap_or_default());
+/// The messages of one receive as (type, seq, body), bounds-checked.
+fn messages(mut buf: &[u8]) -> Vec<(u16, u32, &[u8])> {
+    let word = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let mut out = Vec::new();
     while buf.len() >= NLMSG_HDRLEN {
         let len = word(buf, 0) as usize;
         if len < NLMSG_HDRLEN || len > buf.len() {
-            return None;
+            break;
         }
-        let msg_type = u16::from_ne_bytes([buf[4], buf[5]]);
-        if msg_type == NLMSG_ERROR && word(buf, 8) == seq && len >= NLMSG_HDRLEN + 4 {
-            return Some(-(word(buf, NLMSG_HDRLEN) as i32));
-        }
+        out.push((
+            u16::from_ne_bytes([buf[4], buf[5]]),
+            word(buf, 8),
+            &buf[NLMSG_HDRLEN..len],
+        ));
         buf = &buf[len.next_multiple_of(4).min(buf.len())..];
     }
-    None
+    out
+}
+
+/// The positive errno of the NLMSG_ERROR for `seq` in `buf` (0 for an ack), if there is one.
+fn ack_errno(buf: &[u8], seq: u32) -> Option<i32> {
+    messages(buf).into_iter().find_map(|(kind, s, body)| {
+        (kind == NLMSG_ERROR && s == seq && body.len() >= 4)
+            .then(|| -i32::from_ne_bytes([body[0], body[1], body[2], body[3]]))
+    })
 }
 
 /// The body of an RTM_NEWROUTE that re-creates the route the kernel described in `kernel`.
