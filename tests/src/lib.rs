@@ -189,6 +189,8 @@ static NETNS_SEQ: AtomicU32 = AtomicU32::new(0);
 pub struct Netns {
     name: String,
     inode: u64,
+    /// Already removed by [`Netns::delete`].
+    deleted: bool,
 }
 
 impl Netns {
@@ -203,7 +205,11 @@ impl Netns {
         );
         run(Command::new("ip").args(["netns", "add", &name])).ok("ip netns add");
         // From here on the guard owns the namespace, so a failing step below still removes it.
-        let mut ns = Netns { name, inode: 0 };
+        let mut ns = Netns {
+            name,
+            inode: 0,
+            deleted: false,
+        };
         ns.inode = fs::metadata(format!("/run/netns/{}", ns.name))
             .unwrap_or_else(|e| panic!("stat /run/netns/{}: {e}", ns.name))
             .ino();
@@ -273,6 +279,16 @@ impl Netns {
         self.ip_ok(&["addr", "add", "2001:db8:99::1/64", "dev", name, "nodad"]);
     }
 
+    /// `ip netns del NAME` now, with whatever is still in it (what the guard does on drop).
+    #[track_caller]
+    pub fn delete(&mut self) -> u32 {
+        let pid = run(Command::new("ip").args(["netns", "del", &self.name]))
+            .ok("ip netns del")
+            .pid;
+        self.deleted = true;
+        pid
+    }
+
     /// The ifindex of `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> u32 {
         let path = format!("/sys/class/net/{dev}/ifindex");
@@ -292,6 +308,9 @@ impl Default for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
         let ran = run(Command::new("ip").args(["netns", "del", &self.name]));
         if !ran.status.success() {
             eprintln!("warning: ip netns del {} failed: {}", self.name, ran.stderr);
@@ -353,6 +372,11 @@ impl Tracer {
     /// Starts `routeguard ARGS...` and waits for `tracing started` on stderr. For `trace`,
     /// [`capture_mode`] adds `--capture <mode>` when set.
     pub fn start_args(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`Tracer::start_args`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
         let bin = routeguard_bin();
         let capture = capture_mode();
@@ -363,6 +387,7 @@ impl Tracer {
         let args = args.as_slice();
         let mut child = Command::new(&bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -439,15 +464,15 @@ impl Tracer {
         let (lock, cvar) = &*self.shared;
         let mut s = relock(lock);
         loop {
-            let found: Vec<Value> = s.events.iter().filter(|e| pred(e)).cloned().collect();
-            if found.len() >= n {
-                return found;
+            // Counted before cloned: a wait for thousands of events wakes once per line.
+            let count = s.events.iter().filter(|e| pred(e)).count();
+            if count >= n {
+                return s.events.iter().filter(|e| pred(e)).cloned().collect();
             }
             let now = Instant::now();
             if now >= deadline || s.stdout_done {
                 panic!(
-                    "expected {n} event(s) for {what} within {timeout:?}, got {}; all events:\n{}\nnon-JSON stdout: {:?}\nstderr:\n{}",
-                    found.len(),
+                    "expected {n} event(s) for {what} within {timeout:?}, got {count}; all events:\n{}\nnon-JSON stdout: {:?}\nstderr:\n{}",
                     pretty(&s.events),
                     s.garbage,
                     s.stderr

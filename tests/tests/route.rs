@@ -171,9 +171,17 @@ fn ip_route_replace_removes_the_old_route() {
         ("/cause", json!("replace")),
         ("/outcome", json!("removed")),
         ("/request/op", json!("RTM_NEWROUTE")),
+        // `route` is the route that was replaced, from the mirror's state...
         ("/route/table", json!(77)),
         ("/route/dst", json!("10.77.2.0/24")),
         ("/route/priority", json!(100)),
+        ("/route/gateway", json!("10.99.0.2")),
+        ("/route/protocol", json!("boot")),
+        // ...and `replacement` the one that took its place, as the kernel announced it.
+        ("/replacement/table", json!(77)),
+        ("/replacement/dst", json!("10.77.2.0/24")),
+        ("/replacement/priority", json!(100)),
+        ("/replacement/gateway", json!("10.99.0.3")),
     ]);
     assert_fields(&ev, &want);
     tracer.stop();
@@ -181,7 +189,8 @@ fn ip_route_replace_removes_the_old_route() {
 
 /// `ip route flush` dumps the table and sends one RTM_DELROUTE per route in batches, without
 /// NLM_F_ACK: no reply comes on success, but the kernel's notification of each removal echoes the
-/// request's sequence number, so each is reported `removed`, with the gateway it had.
+/// request's sequence number, so each is reported `removed`, with the gateway it had, and with
+/// cause `flush` because its sender is `ip route flush`.
 #[test]
 fn ip_route_flush_table_reports_every_route() {
     const N: usize = 50;
@@ -212,6 +221,8 @@ fn ip_route_flush_table_reports_every_route() {
             ev,
             &[
                 ("/actor/comm", json!("ip")),
+                ("/actor/pid", json!(pid)),
+                ("/cause", json!("flush")),
                 ("/family", json!("inet")),
                 ("/route/table", json!(77)),
                 ("/route/gateway", json!("10.99.0.2")),

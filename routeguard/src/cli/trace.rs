@@ -122,7 +122,12 @@ async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
     if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
         eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
     }
-    summary(output.shown, &pipeline.losses(), pipeline.problems());
+    summary(
+        output.shown,
+        &pipeline.losses(),
+        pipeline.problems(),
+        pipeline.resyncs(),
+    );
     Ok(())
 }
 
@@ -145,7 +150,7 @@ fn report_loss(total: u64, ring_size: u32) {
     );
 }
 
-fn summary(shown: u64, losses: &Losses, problems: Problems) {
+fn summary(shown: u64, losses: &Losses, problems: Problems, resyncs: u64) {
     let mut notes = Vec::new();
     for (n, what) in [
         (
@@ -162,6 +167,10 @@ fn summary(shown: u64, losses: &Losses, problems: Problems) {
         ),
         (problems.bad_records, "malformed records"),
         (problems.undecodable, "undecodable messages"),
+        (
+            resyncs,
+            "route-mirror resyncs (its notification socket overflowed; re-dumped and diffed)",
+        ),
     ] {
         if n > 0 {
             notes.push(format!("{n} {what}"));

@@ -5,6 +5,8 @@
 //! A request whose reply never shows up is released as `unknown` after [`REPLY_WAIT_NS`].
 
 mod clock;
+mod flush;
+mod unasked;
 
 use std::collections::{hash_map::Entry, HashMap, VecDeque};
 
@@ -143,9 +145,7 @@ impl Correlator {
             self.complete(waiting);
         }
         self.release_joined(now_ns);
-        if let Some(mirror) = &mut self.mirror {
-            mirror.rescan();
-        }
+        self.unasked();
     }
 
     /// Releases the successful deletes whose kernel view has now arrived (called when the
@@ -254,21 +254,34 @@ impl Correlator {
             return false;
         };
         let (route, rule) = (ev.route.clone(), ev.rule.clone());
+        let replace = ev.cause == Cause::Replace;
         let claimed = mirror.claim(
             ev.netns.inode,
             seq,
             waiting.since_ns,
             |removed| match removed {
-                Removed::Route(r) => route.as_ref().is_some_and(|asked| {
+                Removed::Route(r) if !replace => route.as_ref().is_some_and(|asked| {
                     asked.dst == r.route.dst && asked.table.is_none_or(|t| r.route.table == Some(t))
                 }),
-                Removed::Rule { rule: r, .. } => rule.as_ref().is_some_and(|asked| {
+                // A replace names the new route: it has the old one's key.
+                Removed::Replaced { new: r, .. } if replace => {
+                    route.as_ref().is_some_and(|asked| {
+                        asked.dst == r.route.dst
+                            && asked.table.is_none_or(|t| r.route.table == Some(t))
+                    })
+                }
+                Removed::Rule { rule: r, .. } if !replace => rule.as_ref().is_some_and(|asked| {
                     asked.priority.is_none_or(|p| r.priority == Some(p))
                         && asked.table.is_none_or(|t| r.table == Some(t))
                 }),
+                _ => false,
             },
         );
         match claimed {
+            Some(Removed::Replaced { old, new }) if ev.cause == Cause::Replace => {
+                ev.route = Some(old.route);
+                ev.replacement = Some(new.route);
+            }
             Some(Removed::Route(r)) if ev.route.is_some() => ev.route = Some(r.route),
             Some(Removed::Rule { rule, .. }) if ev.rule.is_some() => ev.rule = Some(rule),
             _ => return false,
@@ -276,13 +289,15 @@ impl Correlator {
         true
     }
 
-    /// A delete the kernel announces when it succeeds (a netlink route or rule request), with a
-    /// mirror to hear it.
+    /// A delete the kernel announces when it succeeds (a netlink route or rule request, or a
+    /// route replace), with a mirror to hear it.
     fn viewable(&self, ev: &Event) -> bool {
-        self.mirror.is_some()
-            && ev.cause == Cause::Request
-            && (ev.route.is_some() || ev.rule.is_some())
-            && ev.request.as_ref().is_some_and(|r| r.seq.is_some())
+        let announced = match ev.cause {
+            Cause::Request | Cause::Flush => ev.route.is_some() || ev.rule.is_some(),
+            Cause::Replace => ev.route.is_some(),
+            _ => false,
+        };
+        self.mirror.is_some() && announced && ev.request.as_ref().is_some_and(|r| r.seq.is_some())
     }
 
     fn request(&mut self, head: &RequestHead, payload: &[u8]) {
@@ -378,7 +393,17 @@ impl Correlator {
             trigger: None,
             event: event::EventType::Removal,
             restore: None,
+            replacement: None,
         };
+        if ev.cause == Cause::Request
+            && ev.request.as_ref().is_some_and(|r| r.op == "RTM_DELROUTE")
+            && ev
+                .actor
+                .as_ref()
+                .is_some_and(|a| flush::is_ip_route_flush(&a.argv))
+        {
+            ev.cause = Cause::Flush;
+        }
         match removal.object {
             Object::Route(r) => ev.route = Some(r),
             Object::Rule(r) => ev.rule = Some(r),

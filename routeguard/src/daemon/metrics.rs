@@ -6,6 +6,7 @@
 //!   the actor's comm (after 256 distinct comms, further ones count as `comm="other"`: an
 //!   unprivileged user in its own netns must not be able to grow the label set without bound);
 //! - `events_lost_total`: records the kernel dropped because the ring buffer was full;
+//! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
 //!   details (the events still came);
 //! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald);
@@ -86,6 +87,9 @@ pub struct Metrics {
     restores: Family<RestoreLabels, Counter>,
     missing: Family<MissingLabels, Gauge>,
     lost: Counter,
+    resyncs: Counter,
+    /// Resyncs already counted in `resyncs`.
+    resyncs_seen: AtomicU64,
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
     comms: Mutex<HashSet<String>>,
@@ -108,6 +112,7 @@ impl Metrics {
         let restores = Family::<RestoreLabels, Counter>::default();
         let missing = Family::<MissingLabels, Gauge>::default();
         let lost = Counter::default();
+        let resyncs = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
         registry.register(
@@ -131,6 +136,11 @@ impl Metrics {
             lost.clone(),
         );
         registry.register(
+            "mirror_resyncs",
+            "Re-dumps of a namespace's routes after the mirror's notification socket overflowed (ENOBUFS)",
+            resyncs.clone(),
+        );
+        registry.register(
             "capture_incomplete",
             "Requests captured incompletely (truncated, unreadable, process details lost)",
             incomplete.clone(),
@@ -151,6 +161,8 @@ impl Metrics {
             restores,
             missing,
             lost,
+            resyncs,
+            resyncs_seen: AtomicU64::new(0),
             incomplete,
             sink_errors,
             comms: Mutex::default(),
@@ -227,6 +239,12 @@ impl Metrics {
             }
         }
         *seen = now;
+    }
+
+    /// Takes the mirror's running total of resyncs and counts what grew.
+    pub fn resyncs(&self, total: u64) {
+        let seen = self.resyncs_seen.swap(total, Ordering::Relaxed);
+        self.resyncs.inc_by(total.saturating_sub(seen));
     }
 
     pub fn sink_error(&self, sink: &'static str, events: usize) {
@@ -353,6 +371,8 @@ mod tests {
             ..Losses::default()
         });
         m.sink_error("journald", 2);
+        m.resyncs(2);
+        m.resyncs(3);
         let text = m.encode();
         assert!(
             text.contains(
@@ -361,6 +381,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("routeguard_events_lost_total 5"), "{text}");
+        assert!(text.contains("routeguard_mirror_resyncs_total 3"), "{text}");
         assert!(
             text.contains(r#"routeguard_capture_incomplete_total{reason="truncated"} 1"#),
             "{text}"

@@ -123,8 +123,9 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
     sinks.close();
     let losses = pipeline.losses();
     eprintln!(
-        "routeguard: daemon stopped; {} events lost since start",
-        losses.ring_full
+        "routeguard: daemon stopped; {} events lost since start; {} route-mirror resyncs",
+        losses.ring_full,
+        pipeline.resyncs()
     );
     Ok(())
 }
@@ -160,6 +161,7 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Bat
         );
     }
     metrics.losses(pipeline.losses());
+    metrics.resyncs(pipeline.resyncs());
     if batch.events.is_empty() {
         return;
     }

@@ -55,6 +55,10 @@ pub struct Event {
     /// rest of the event describes.
     #[serde(default)]
     pub restore: Option<Restore>,
+    /// For a `replace`: the route that took the removed one's place (`route` is the one the
+    /// replace removed, from the mirror's state). Absent in older captures.
+    #[serde(default)]
+    pub replacement: Option<Route>,
 }
 
 /// Whether an event reports a removal or routeguard's restore of a protected object.
@@ -179,6 +183,9 @@ pub enum Outcome {
 pub enum Capture {
     Syscall,
     KernelFunction,
+    /// Heard from the kernel's own notifications and dumps (the netlink mirror): removals no
+    /// captured request carried (`expired`, `netns-exit`).
+    Netlink,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -300,6 +307,7 @@ pub(crate) mod tests {
             trigger: None,
             event: EventType::Removal,
             restore: None,
+            replacement: None,
         }
     }
 }

@@ -7,14 +7,19 @@
 //! attributed trigger it dumps again, and what vanished — together with what the kernel
 //! announced itself since the trigger (IPv6 does notify) — is what the trigger removed.
 
+mod held;
 mod socket;
+mod table;
 
 use std::{
     collections::HashMap,
     fs,
     os::unix::fs::MetadataExt as _,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -24,18 +29,19 @@ use crate::{
     event::{Family, Route, Rule},
 };
 
-pub use socket::MirrorError;
+pub use socket::{MirrorError, RCVBUF_ENV};
+use table::Table;
 
 /// How often /run/netns is looked at for namespaces to add or let go.
 const RESCAN: Duration = Duration::from_secs(1);
-/// Kernel-announced deletions are kept this long (ns) for a trigger to claim them.
-const KEEP_ANNOUNCED_NS: u64 = 5_000_000_000;
 
 /// One route as the kernel described it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MirroredRoute {
     pub family: Option<Family>,
     pub route: Route,
+    /// When its lifetime runs out (monotonic ns), for routes added with one (IPv6 `expires`).
+    pub expires_at: Option<u64>,
 }
 
 impl MirroredRoute {
@@ -62,25 +68,39 @@ impl MirroredRoute {
     }
 }
 
-/// Routes of one namespace, updated by its listener thread.
-#[derive(Default)]
-struct Table {
-    routes: HashMap<String, MirroredRoute>,
-    /// Deletions the kernel announced without a requester (portid 0), with the monotonic time
-    /// (ns, the clock of `bpf_ktime_get_ns`) they arrived; newest last.
-    announced: Vec<(u64, MirroredRoute)>,
-    /// Deletions a request asked for, as the kernel described them, by request sequence number
-    /// (with arrival time, ns). A burst of 100,000 deletes must not make claims quadratic.
-    requested: HashMap<u32, Vec<(u64, Removed)>>,
-    /// When old entries were last dropped (ns).
-    pruned_at: u64,
-}
-
 /// An object as the kernel described it when it removed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removed {
     Route(MirroredRoute),
-    Rule { family: Option<Family>, rule: Rule },
+    Rule {
+        family: Option<Family>,
+        rule: Rule,
+    },
+    /// A replace: the route that was under the FIB key, and the one that took its place.
+    Replaced {
+        old: Box<MirroredRoute>,
+        new: Box<MirroredRoute>,
+    },
+}
+
+/// What a namespace held when it was destroyed (routes and rules the kernel made itself, with
+/// protocol `kernel`, left out: they follow from its links and addresses).
+#[derive(Debug)]
+pub struct Exited {
+    pub netns_ino: u64,
+    /// Its name under /run/netns.
+    pub name: Option<String>,
+    pub routes: Vec<MirroredRoute>,
+    pub rules: Vec<(Option<Family>, Rule)>,
+}
+
+/// A route the kernel removed because its lifetime ran out.
+#[derive(Debug)]
+pub struct Expired {
+    pub netns_ino: u64,
+    /// When the mirror learnt it (monotonic ns).
+    pub at_ns: u64,
+    pub route: MirroredRoute,
 }
 
 struct Namespace {
@@ -91,15 +111,23 @@ struct Namespace {
     listener: socket::Stopper,
 }
 
+impl Namespace {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Mirrors of the host's namespace and every one under /run/netns.
 pub struct Mirror {
     namespaces: HashMap<u64, Namespace>,
     last_scan: Option<Instant>,
-    /// Times the listener had to re-dump because its socket overflowed (ENOBUFS).
-    resyncs: Arc<std::sync::atomic::AtomicU64>,
+    /// Times a listener had to re-dump because its socket overflowed (ENOBUFS).
+    resyncs: Arc<AtomicU64>,
     /// Woken when a listener hears a deletion, so a removal waiting for the kernel's view of it
     /// is released at once rather than at the next tick (restores depend on it).
     heard: Arc<tokio::sync::Notify>,
+    /// Namespaces that went away since the last [`Mirror::take_exited`].
+    exited: Vec<Exited>,
 }
 
 impl Mirror {
@@ -109,6 +137,7 @@ impl Mirror {
             last_scan: None,
             resyncs: Arc::default(),
             heard: Arc::default(),
+            exited: Vec::new(),
         };
         mirror.rescan();
         mirror
@@ -120,11 +149,13 @@ impl Mirror {
     }
 
     pub fn resyncs(&self) -> u64 {
-        self.resyncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.resyncs.load(Ordering::Relaxed)
     }
 
     /// Adds new namespaces and lets go of deleted ones (holding a socket in a namespace keeps it
-    /// alive; the mirror must never be why a deleted namespace lingers). Rate-limited.
+    /// alive; the mirror must never be why a deleted namespace lingers). A deleted one that
+    /// nothing else holds (no process in it, no bind mount) is being destroyed with everything
+    /// in it: its last state goes to [`Mirror::take_exited`]. Rate-limited.
     pub fn rescan(&mut self) {
         if self.last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
             return;
@@ -141,13 +172,47 @@ impl Mirror {
                 }
             }
         }
-        self.namespaces.retain(|ino, ns| {
-            let keep = present.iter().any(|(i, p)| i == ino && *p == ns.path);
-            if !keep {
-                ns.listener.stop();
+        let gone: Vec<u64> = self
+            .namespaces
+            .iter()
+            .filter(|(ino, ns)| !present.iter().any(|(i, p)| i == *ino && *p == ns.path))
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in gone {
+            let Some(ns) = self.namespaces.remove(&ino) else {
+                continue;
+            };
+            ns.listener.stop();
+            if held::elsewhere(ino) {
+                tracing::debug!(netns_ino = ino, "namespace unnamed but still in use");
+                continue;
             }
-            keep
-        });
+            let table = ns.table();
+            let made_by_kernel = |p: &Option<String>| p.as_deref() == Some("kernel");
+            let mut routes: Vec<MirroredRoute> = table
+                .routes
+                .values()
+                .filter(|r| !made_by_kernel(&r.route.protocol))
+                .cloned()
+                .collect();
+            routes.sort_by_key(MirroredRoute::key);
+            let mut rules: Vec<(Option<Family>, Rule)> = table
+                .rules
+                .values()
+                .filter(|(_, r)| !made_by_kernel(&r.protocol))
+                .cloned()
+                .collect();
+            rules.sort_by_key(|(family, rule)| table::rule_key(*family, rule));
+            self.exited.push(Exited {
+                netns_ino: ino,
+                name: ns
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned()),
+                routes,
+                rules,
+            });
+        }
         for (ino, path) in present {
             if self.namespaces.contains_key(&ino) {
                 continue;
@@ -163,15 +228,32 @@ impl Mirror {
         }
     }
 
+    /// Namespaces destroyed since the last call, with their last state.
+    pub fn take_exited(&mut self) -> Vec<Exited> {
+        std::mem::take(&mut self.exited)
+    }
+
+    /// Routes the kernel expired since the last call.
+    pub fn take_expired(&mut self) -> Vec<Expired> {
+        let mut out = Vec::new();
+        for (ino, ns) in &self.namespaces {
+            for (at_ns, route) in ns.table().take_expired() {
+                out.push(Expired {
+                    netns_ino: *ino,
+                    at_ns,
+                    route,
+                });
+            }
+        }
+        out
+    }
+
     fn watch(&self, path: &std::path::Path) -> Result<Namespace, MirrorError> {
         let (listener, dumper) = socket::open_in(path)?;
-        let table = Arc::new(Mutex::new(Table::default()));
-        let initial = dumper.dump_routes()?;
-        tracing::debug!(netns = %path.display(), routes = initial.len(), "mirroring routes");
-        {
-            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-            t.routes = initial.into_iter().map(|r| (r.key(), r)).collect();
-        }
+        let routes = dumper.dump_routes()?;
+        let rules = dumper.dump_rules()?;
+        tracing::debug!(netns = %path.display(), routes = routes.len(), rules = rules.len(), "mirroring");
+        let table = Arc::new(Mutex::new(Table::new(routes, rules)));
         let stopper = listener.stopper();
         let thread_table = Arc::clone(&table);
         let resyncs = Arc::clone(&self.resyncs);
@@ -206,32 +288,29 @@ impl Mirror {
         };
         let fresh: HashMap<String, MirroredRoute> =
             fresh.into_iter().map(|r| (r.key(), r)).collect();
-        let mut table = ns.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = ns.table();
         tracing::debug!(
             netns_ino,
             before = table.routes.len(),
             after = fresh.len(),
             "re-dumped routes"
         );
-        let mut gone: Vec<MirroredRoute> = table
+        // By key: a link-down can take thousands of routes, and they are compared both ways.
+        let mut gone: HashMap<String, MirroredRoute> = table
             .routes
             .iter()
             .filter(|(k, _)| !fresh.contains_key(*k))
-            .map(|(_, r)| r.clone())
+            .map(|(k, r)| (k.clone(), r.clone()))
             .collect();
-        let announced = std::mem::take(&mut table.announced);
-        for (at, route) in announced {
-            if at >= since_ns && !gone.iter().any(|g| g.key() == route.key()) {
-                gone.push(route);
-            }
+        for route in table.claim_announced(since_ns) {
+            gone.entry(route.key()).or_insert(route);
         }
         table.routes = fresh;
-        gone.sort_by_key(MirroredRoute::key);
-        gone
+        let mut gone: Vec<(String, MirroredRoute)> = gone.into_iter().collect();
+        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        gone.into_iter().map(|(_, r)| r).collect()
     }
-}
 
-impl Mirror {
     /// The kernel's own description of what the request with sequence number `seq` removed in
     /// namespace `netns_ino` since `since_ns`, if its notification has arrived and `fits` it.
     /// Each notification is claimed once. Never waits: without it the event keeps the request's
@@ -244,7 +323,7 @@ impl Mirror {
         fits: impl Fn(&Removed) -> bool,
     ) -> Option<Removed> {
         let ns = self.namespaces.get(&u64::from(netns_ino))?;
-        let mut table = ns.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = ns.table();
         let list = table.requested.get_mut(&seq)?;
         let at = list
             .iter()
@@ -271,59 +350,29 @@ impl Drop for Mirror {
     }
 }
 
-/// Applies notifications to `table` until the socket is shut down.
+/// Applies notifications to `table` until the socket is shut down. When the socket overflowed
+/// (ENOBUFS: notifications were lost), re-dumps and diffs, so no removal goes unseen.
 fn listen(
     socket: socket::RouteSocket,
     table: Arc<Mutex<Table>>,
-    resyncs: Arc<std::sync::atomic::AtomicU64>,
+    resyncs: Arc<AtomicU64>,
     heard: &tokio::sync::Notify,
 ) {
+    let lock = || table.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         match socket.next_notifications() {
             Ok(updates) => {
-                let deletions = updates
-                    .iter()
-                    .any(|u| !matches!(u, socket::Update::Added { .. }));
-                let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+                // A replace removes a route too.
+                let deletions = updates.iter().any(|u| match u {
+                    socket::Update::Added { replaced, .. } => *replaced,
+                    socket::Update::RuleAdded { .. } => false,
+                    _ => true,
+                });
+                let mut t = lock();
                 let now = Clock::monotonic_ns();
-                if now.saturating_sub(t.pruned_at) >= 1_000_000_000 {
-                    t.pruned_at = now;
-                    t.announced
-                        .retain(|(at, _)| now.saturating_sub(*at) < KEEP_ANNOUNCED_NS);
-                    t.requested.retain(|_, list| {
-                        list.retain(|(at, _)| now.saturating_sub(*at) < KEEP_ANNOUNCED_NS);
-                        !list.is_empty()
-                    });
-                }
+                t.prune(now);
                 for update in updates {
-                    match update {
-                        socket::Update::Added { route, replaced } => {
-                            if replaced {
-                                let fib_key = route.fib_key();
-                                t.routes.retain(|_, old| old.fib_key() != fib_key);
-                            }
-                            t.routes.insert(route.key(), route);
-                        }
-                        socket::Update::Deleted {
-                            route,
-                            by_kernel,
-                            seq,
-                        } => {
-                            t.routes.remove(&route.key());
-                            if by_kernel {
-                                t.announced.push((now, route));
-                            } else {
-                                t.requested
-                                    .entry(seq)
-                                    .or_default()
-                                    .push((now, Removed::Route(route)));
-                            }
-                        }
-                        socket::Update::RuleDeleted { family, rule, seq } => {
-                            let removed = Removed::Rule { family, rule };
-                            t.requested.entry(seq).or_default().push((now, removed));
-                        }
-                    }
+                    t.apply(update, now);
                 }
                 drop(t);
                 if deletions {
@@ -331,11 +380,15 @@ fn listen(
                 }
             }
             Err(MirrorError::Overflow) => {
-                resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match socket.dump_routes() {
-                    Ok(routes) => {
-                        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-                        t.routes = routes.into_iter().map(|r| (r.key(), r)).collect();
+                resyncs.fetch_add(1, Ordering::Relaxed);
+                match socket
+                    .dump_routes()
+                    .and_then(|r| Ok((r, socket.dump_rules()?)))
+                {
+                    Ok((routes, rules)) => {
+                        let gone = lock().resync(routes, rules, Clock::monotonic_ns());
+                        tracing::debug!(gone, "route mirror resynced after ENOBUFS");
+                        heard.notify_one();
                     }
                     Err(err) => tracing::warn!(%err, "route mirror resync failed"),
                 }

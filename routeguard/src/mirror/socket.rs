@@ -17,7 +17,7 @@ use std::{
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::MirroredRoute;
-use crate::decode;
+use crate::{correlate::Clock, decode};
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -25,6 +25,16 @@ const NLMSG_DONE: u16 = 3;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
+const RTM_NEWRULE: u16 = 32;
+const RTM_GETRULE: u16 = 34;
+/// `RTA_CACHEINFO`: a `struct rta_cacheinfo`, whose `rta_expires` (s32, clock ticks) is the
+/// route's remaining lifetime (IPv6 `expires`); negative once it has run out.
+const RTA_CACHEINFO: u16 = 12;
+const RTA_EXPIRES_AT: usize = 8;
+/// `USER_HZ`: `rta_expires` is in these ticks (`jiffies_to_clock_t`).
+const NS_PER_CLOCK_TICK: u64 = 10_000_000;
+/// `sizeof(struct rtmsg)`.
+const RTMSG_LEN: usize = 12;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
@@ -36,6 +46,9 @@ const RTM_DELRULE: u16 = 33;
 /// A listener wakes this often to see whether it should stop.
 const POLL: Duration = Duration::from_millis(250);
 const RCVBUF: usize = 8 << 20;
+/// Overrides the listener's receive buffer size (bytes). Only for tests that must make the
+/// notification socket overflow; the kernel doubles it and enforces a minimum of about 2 KiB.
+pub const RCVBUF_ENV: &str = "ROUTEGUARD_MIRROR_RCVBUF";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
@@ -54,17 +67,26 @@ pub enum MirrorError {
 }
 
 pub enum Update {
-    /// `replaced`: sent with NLM_F_REPLACE, so the route with the same FIB key is gone.
+    /// `replaced`: sent with NLM_F_REPLACE, so the route with the same FIB key is gone. `seq`
+    /// is the sequence number of the request that added it (the kernel echoes it).
     Added {
         route: MirroredRoute,
         replaced: bool,
+        seq: u32,
     },
     /// `by_kernel`: announced with portid 0, i.e. no request asked for it. `seq` is the
-    /// sequence number of the request that did (the kernel echoes it).
+    /// sequence number of the request that did (the kernel echoes it). `past_expiry`: the
+    /// notification says the route's lifetime had run out (negative `rta_expires`).
     Deleted {
         route: MirroredRoute,
         by_kernel: bool,
         seq: u32,
+        past_expiry: bool,
+    },
+    /// A rule added (or replaced).
+    RuleAdded {
+        family: Option<crate::event::Family>,
+        rule: crate::event::Rule,
     },
     /// A rule removed by the request with sequence number `seq`.
     RuleDeleted {
@@ -111,7 +133,7 @@ pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
             .bind(&SocketAddr::new(0, ROUTE_GROUPS))
             .map_err(MirrorError::Socket)?;
         listener
-            .set_rx_buf_sz(RCVBUF)
+            .set_rx_buf_sz(listener_rcvbuf())
             .map_err(MirrorError::Socket)?;
         listener
             .add_membership(RTNLGRP_IPV6_RULE)
@@ -124,6 +146,13 @@ pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
     })
     .join()
     .map_err(|_| MirrorError::Thread(io::Error::other("the namespace thread panicked")))?
+}
+
+fn listener_rcvbuf() -> usize {
+    std::env::var(RCVBUF_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RCVBUF)
 }
 
 fn set_timeout(fd: RawFd, timeout: Duration) -> Result<(), MirrorError> {
@@ -163,16 +192,51 @@ impl RouteSocket {
 
     /// Every route of the namespace, all tables, both families.
     pub fn dump_routes(&self) -> Result<Vec<MirroredRoute>, MirrorError> {
+        let mut routes = Vec::new();
+        // struct rtmsg, AF_UNSPEC: every family, every table.
+        self.dump(RTM_GETROUTE, &[0u8; RTMSG_LEN], |msg_type, body| {
+            if msg_type == RTM_NEWROUTE {
+                routes.extend(route(body).map(|(route, _)| route));
+            }
+        })?;
+        Ok(routes)
+    }
+
+    /// Every policy rule of the namespace, both families.
+    pub fn dump_rules(
+        &self,
+    ) -> Result<Vec<(Option<crate::event::Family>, crate::event::Rule)>, MirrorError> {
+        let mut rules = Vec::new();
+        // struct fib_rule_hdr (12 bytes), AF_UNSPEC: both families.
+        self.dump(RTM_GETRULE, &[0u8; 12], |msg_type, body| {
+            if msg_type == RTM_NEWRULE {
+                match decode::rule_body(body) {
+                    Ok(rule) => rules.push(rule),
+                    Err(reason) => tracing::debug!(%reason, "skipping an undecodable rule"),
+                }
+            }
+        })?;
+        Ok(rules)
+    }
+
+    /// Sends a dump request of `request_type` with `body` and hands each reply message (type,
+    /// body) to `each` until the dump is done.
+    fn dump(
+        &self,
+        request_type: u16,
+        body: &[u8],
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> Result<(), MirrorError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut req = Vec::with_capacity(NLMSG_HDRLEN + 12);
-        req.extend_from_slice(&((NLMSG_HDRLEN + 12) as u32).to_ne_bytes());
-        req.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
+        let len = NLMSG_HDRLEN + body.len();
+        let mut req = Vec::with_capacity(len);
+        req.extend_from_slice(&(len as u32).to_ne_bytes());
+        req.extend_from_slice(&request_type.to_ne_bytes());
         req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
         req.extend_from_slice(&seq.to_ne_bytes());
         req.extend_from_slice(&0u32.to_ne_bytes());
-        req.extend_from_slice(&[0u8; 12]); // struct rtmsg, AF_UNSPEC: every family, every table
+        req.extend_from_slice(body);
         self.socket.send(&req, 0).map_err(MirrorError::Socket)?;
-        let mut routes = Vec::new();
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = self.recv(&mut buf)?;
@@ -181,15 +245,14 @@ impl RouteSocket {
                     continue; // a notification that raced the dump: the dump covers it
                 }
                 match hdr.msg_type {
-                    NLMSG_DONE => return Ok(routes),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let errno = body
                             .get(..4)
                             .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                         return Err(MirrorError::Refused(-errno));
                     }
-                    RTM_NEWROUTE => routes.extend(route(body)),
-                    _ => {}
+                    other => each(other, body),
                 }
             }
         }
@@ -210,15 +273,23 @@ impl RouteSocket {
             let mut updates = Vec::new();
             for (hdr, body) in messages(&buf[..n]) {
                 match hdr.msg_type {
-                    RTM_NEWROUTE => updates.extend(route(body).map(|route| Update::Added {
+                    RTM_NEWROUTE => updates.extend(route(body).map(|(route, _)| Update::Added {
                         route,
                         replaced: hdr.flags & NLM_F_REPLACE != 0,
-                    })),
-                    RTM_DELROUTE => updates.extend(route(body).map(|route| Update::Deleted {
-                        route,
-                        by_kernel: hdr.port == 0,
                         seq: hdr.seq,
                     })),
+                    RTM_DELROUTE => {
+                        updates.extend(route(body).map(|(route, expires)| Update::Deleted {
+                            route,
+                            by_kernel: hdr.port == 0,
+                            seq: hdr.seq,
+                            past_expiry: expires.is_some_and(|ticks| ticks < 0),
+                        }))
+                    }
+                    RTM_NEWRULE => match decode::rule_body(body) {
+                        Ok((family, rule)) => updates.push(Update::RuleAdded { family, rule }),
+                        Err(reason) => tracing::debug!(%reason, "skipping an undecodable rule"),
+                    },
                     RTM_DELRULE => match decode::rule_body(body) {
                         Ok((family, rule)) => updates.push(Update::RuleDeleted {
                             family,
@@ -272,12 +343,46 @@ fn messages(mut buf: &[u8]) -> Vec<(Header, &[u8])> {
     out
 }
 
-fn route(body: &[u8]) -> Option<MirroredRoute> {
+/// The route a message describes, and its remaining lifetime in clock ticks when it has one.
+fn route(body: &[u8]) -> Option<(MirroredRoute, Option<i32>)> {
     match decode::route_body(body) {
-        Ok((family, route)) => Some(MirroredRoute { family, route }),
+        Ok((family, route)) => {
+            let expires = expires_ticks(body);
+            // A positive lifetime becomes a deadline on the monotonic clock.
+            let expires_at = expires
+                .and_then(|ticks| u64::try_from(ticks).ok())
+                .map(|ticks| Clock::monotonic_ns() + ticks * NS_PER_CLOCK_TICK);
+            Some((
+                MirroredRoute {
+                    family,
+                    route,
+                    expires_at,
+                },
+                expires,
+            ))
+        }
         Err(reason) => {
             tracing::debug!(%reason, "skipping an undecodable route notification");
             None
         }
     }
+}
+
+/// `rta_expires` of the `RTA_CACHEINFO` attribute, when the route has a lifetime (0 means none).
+fn expires_ticks(body: &[u8]) -> Option<i32> {
+    let mut attrs = body.get(RTMSG_LEN..)?;
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == RTA_CACHEINFO {
+            let at = 4 + RTA_EXPIRES_AT;
+            let b = attrs.get(at..at + 4)?;
+            return Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).filter(|t| *t != 0);
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
 }

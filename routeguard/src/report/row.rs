@@ -48,6 +48,8 @@ pub struct Row<'a> {
     pub address: Option<Address>,
     #[serde(rename = "trigger", default)]
     _trigger: Option<Trigger>,
+    #[serde(rename = "replacement", default)]
+    _replacement: Option<Route>,
 }
 
 #[derive(serde::Deserialize)]

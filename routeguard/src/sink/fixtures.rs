@@ -86,6 +86,7 @@ pub fn route_event() -> Event {
         trigger: None,
         event: EventType::Removal,
         restore: None,
+        replacement: None,
     }
 }
 
@@ -202,6 +203,13 @@ pub fn full_event() -> Event {
             error: Some("ENODEV".into()),
             detail: Some("stopped restoring it".into()),
             hint: Some("set ManageForeignRoutingPolicyRules=no".into()),
+        }),
+        // Never with a trigger in a real event.
+        replacement: Some(Route {
+            table: Some(77),
+            dst: Some("10.1.0.0/24".into()),
+            gateway: Some("10.0.0.9".into()),
+            ..Route::default()
         }),
         ..route_event()
     }

@@ -171,7 +171,7 @@ mod tests {
         for o in [Outcome::Removed, Outcome::Failed, Outcome::Unknown] {
             values.push(serde_json::to_value(o).unwrap());
         }
-        for c in [Capture::Syscall, Capture::KernelFunction] {
+        for c in [Capture::Syscall, Capture::KernelFunction, Capture::Netlink] {
             values.push(serde_json::to_value(c).unwrap());
         }
         for v in values {

@@ -1,0 +1,267 @@
+//! One namespace's mirrored state, and how each kernel notification changes it.
+
+use std::collections::HashMap;
+
+use super::{socket::Update, MirroredRoute, Removed};
+use crate::event::{Family, Rule};
+
+/// Kernel-announced deletions and requested ones are kept this long (ns) for a trigger or a
+/// request to claim them.
+const KEEP_NS: u64 = 5_000_000_000;
+/// A route whose deadline is this close (ns) is past it: `rta_expires` is rounded down to
+/// clock ticks (10 ms) when the mirror learns it.
+const EXPIRY_SLACK_NS: u64 = 50_000_000;
+
+/// A deletion the kernel announced without a requester (portid 0), or found missing after a
+/// resync.
+pub(super) struct Announced {
+    /// Monotonic time (ns, the clock of `bpf_ktime_get_ns`) it was learnt.
+    pub at: u64,
+    pub route: MirroredRoute,
+    /// The route's lifetime had run out: the kernel expired it.
+    pub expired: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Table {
+    pub routes: HashMap<String, MirroredRoute>,
+    pub rules: HashMap<String, (Option<Family>, Rule)>,
+    /// Newest last.
+    pub announced: Vec<Announced>,
+    /// Deletions (and replaces) a request asked for, as the kernel described them, by request
+    /// sequence number (with arrival time, ns). A burst of 100,000 deletes must not make claims
+    /// quadratic.
+    pub requested: HashMap<u32, Vec<(u64, Removed)>>,
+    /// When old entries were last dropped (ns).
+    pruned_at: u64,
+}
+
+pub(super) fn rule_key(family: Option<Family>, rule: &Rule) -> String {
+    format!("{family:?}|{rule:?}")
+}
+
+/// The route's lifetime had run out at `now` (ns).
+fn lapsed(route: &MirroredRoute, now: u64) -> bool {
+    route
+        .expires_at
+        .is_some_and(|at| at <= now.saturating_add(EXPIRY_SLACK_NS))
+}
+
+impl Table {
+    pub fn new(routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>) -> Self {
+        let mut table = Self::default();
+        table.set(routes, rules);
+        table
+    }
+
+    fn set(&mut self, routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>) {
+        self.routes = routes.into_iter().map(|r| (r.key(), r)).collect();
+        self.rules = rules
+            .into_iter()
+            .map(|(family, rule)| (rule_key(family, &rule), (family, rule)))
+            .collect();
+    }
+
+    /// Drops claims nobody made within [`KEEP_NS`], at most once a second. Expired routes stay
+    /// until they are reported.
+    pub fn prune(&mut self, now: u64) {
+        if now.saturating_sub(self.pruned_at) < 1_000_000_000 {
+            return;
+        }
+        self.pruned_at = now;
+        let fresh = |at: u64| now.saturating_sub(at) < KEEP_NS;
+        self.announced.retain(|a| a.expired || fresh(a.at));
+        self.requested.retain(|_, list| {
+            list.retain(|(at, _)| fresh(*at));
+            !list.is_empty()
+        });
+    }
+
+    pub fn apply(&mut self, update: Update, now: u64) {
+        match update {
+            Update::Added {
+                route,
+                replaced,
+                seq,
+            } => {
+                if replaced {
+                    let fib_key = route.fib_key();
+                    let old: Vec<String> = self
+                        .routes
+                        .iter()
+                        .filter(|(_, r)| r.fib_key() == fib_key)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in old {
+                        if let Some(old) = self.routes.remove(&key) {
+                            let removed = Removed::Replaced {
+                                old: Box::new(old),
+                                new: Box::new(route.clone()),
+                            };
+                            self.requested.entry(seq).or_default().push((now, removed));
+                        }
+                    }
+                }
+                self.routes.insert(route.key(), route);
+            }
+            Update::Deleted {
+                route,
+                by_kernel,
+                seq,
+                past_expiry,
+            } => {
+                let had = self.routes.remove(&route.key());
+                if by_kernel {
+                    // Only a route the mirror still held can have expired now: one a trigger's
+                    // re-dump already took was that trigger's.
+                    let expired = past_expiry || had.as_ref().is_some_and(|r| lapsed(r, now));
+                    self.announced.push(Announced {
+                        at: now,
+                        route,
+                        expired,
+                    });
+                } else {
+                    self.requested
+                        .entry(seq)
+                        .or_default()
+                        .push((now, Removed::Route(route)));
+                }
+            }
+            Update::RuleAdded { family, rule } => {
+                self.rules.insert(rule_key(family, &rule), (family, rule));
+            }
+            Update::RuleDeleted { family, rule, seq } => {
+                self.rules.remove(&rule_key(family, &rule));
+                let removed = Removed::Rule { family, rule };
+                self.requested.entry(seq).or_default().push((now, removed));
+            }
+        }
+    }
+
+    /// After the notification socket overflowed: the fresh dumps replace the state, and every
+    /// route that vanished meanwhile is kept as announced (a trigger's flush or an expiry,
+    /// which the lost notifications would have told). Routes deleted by requests land here
+    /// too; their events come from the captured requests, and no trigger claims them unless it
+    /// ran at the same moment.
+    pub fn resync(
+        &mut self,
+        routes: Vec<MirroredRoute>,
+        rules: Vec<(Option<Family>, Rule)>,
+        now: u64,
+    ) -> usize {
+        let mut old = std::mem::take(&mut self.routes);
+        self.set(routes, rules);
+        old.retain(|key, _| !self.routes.contains_key(key));
+        let gone = old.len();
+        let mut gone_routes: Vec<MirroredRoute> = old.into_values().collect();
+        gone_routes.sort_by_key(MirroredRoute::key);
+        for route in gone_routes {
+            let expired = lapsed(&route, now);
+            self.announced.push(Announced {
+                at: now,
+                route,
+                expired,
+            });
+        }
+        gone
+    }
+
+    /// Kernel-announced deletions learnt at or after `since_ns` that no expiry explains: what a
+    /// trigger at `since_ns` removed. They are claimed (taken out).
+    pub fn claim_announced(&mut self, since_ns: u64) -> Vec<MirroredRoute> {
+        let (mine, rest): (Vec<Announced>, Vec<Announced>) = std::mem::take(&mut self.announced)
+            .into_iter()
+            .partition(|a| a.at >= since_ns && !a.expired);
+        self.announced = rest;
+        mine.into_iter().map(|a| a.route).collect()
+    }
+
+    /// Routes the kernel expired, with when that was learnt (ns); each is taken once.
+    pub fn take_expired(&mut self) -> Vec<(u64, MirroredRoute)> {
+        if !self.announced.iter().any(|a| a.expired) {
+            return Vec::new();
+        }
+        let (expired, rest): (Vec<Announced>, Vec<Announced>) = std::mem::take(&mut self.announced)
+            .into_iter()
+            .partition(|a| a.expired);
+        self.announced = rest;
+        expired.into_iter().map(|a| (a.at, a.route)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Route;
+
+    fn route(dst: &str, gateway: &str, expires_at: Option<u64>) -> MirroredRoute {
+        MirroredRoute {
+            family: Some(Family::Inet6),
+            route: Route {
+                table: Some(77),
+                dst: Some(dst.into()),
+                gateway: Some(gateway.into()),
+                priority: Some(1024),
+                ..Route::default()
+            },
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn replace_keeps_the_old_route_for_the_request() {
+        let old = route("2001:db8:1::/64", "2001:db8::2", None);
+        let new = route("2001:db8:1::/64", "2001:db8::3", None);
+        let mut t = Table::new(vec![old.clone()], Vec::new());
+        t.apply(
+            Update::Added {
+                route: new.clone(),
+                replaced: true,
+                seq: 7,
+            },
+            100,
+        );
+        assert_eq!(t.routes.len(), 1);
+        assert!(t.routes.contains_key(&new.key()));
+        let claimed = &t.requested[&7];
+        assert_eq!(claimed.len(), 1);
+        let want = Removed::Replaced {
+            old: Box::new(old),
+            new: Box::new(new),
+        };
+        assert_eq!(claimed[0].1, want);
+    }
+
+    #[test]
+    fn kernel_deletion_of_a_lapsed_route_is_an_expiry() {
+        let now = 10_000_000_000;
+        let lapsing = route("2001:db8:1::/64", "2001:db8::2", Some(now - 1));
+        let lasting = route(
+            "2001:db8:2::/64",
+            "2001:db8::2",
+            Some(now + 3_600_000_000_000),
+        );
+        let mut t = Table::new(vec![lapsing.clone(), lasting.clone()], Vec::new());
+        for r in [&lapsing, &lasting] {
+            let update = Update::Deleted {
+                route: r.clone(),
+                by_kernel: true,
+                seq: 0,
+                past_expiry: false,
+            };
+            t.apply(update, now);
+        }
+        assert_eq!(t.claim_announced(now), vec![lasting]);
+        assert_eq!(t.take_expired(), vec![(now, lapsing)]);
+        assert!(t.take_expired().is_empty());
+    }
+
+    #[test]
+    fn resync_keeps_what_vanished_while_notifications_were_lost() {
+        let a = route("2001:db8:1::/64", "2001:db8::2", None);
+        let b = route("2001:db8:2::/64", "2001:db8::2", None);
+        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new());
+        assert_eq!(t.resync(vec![a], Vec::new(), 5), 1);
+        assert_eq!(t.claim_announced(5), vec![b]);
+    }
+}
