@@ -59,7 +59,15 @@ fn reports_what_loads_and_the_path_it_would_take() {
             .iter()
             .find(|r| r["cause"] == "expired")
             .expect("an expired row");
-        assert_eq!(expired["seen"], "no", "the syscall path cannot see expiry");
+        // No process asks for an expiry: the mirror hears the kernel's own deletion.
+        assert_eq!(
+            expired["seen"], "yes",
+            "the mirror sees expiry: {expired:#}"
+        );
+        assert!(
+            expired["how"].as_str().unwrap().contains("actor: none"),
+            "{expired:#}"
+        );
     } else {
         eprintln!("ftrace works on this kernel: fentry must load");
         assert_eq!(fentry["status"], "ok", "{fentry:#}");

@@ -34,7 +34,7 @@ const SYSCALL: &[Coverage] = &[
     row(
         "replace",
         Seen::Yes,
-        "RTM_NEWROUTE/RTM_NEWRULE with NLM_F_REPLACE; actor: the sender",
+        "RTM_NEWROUTE/RTM_NEWRULE with NLM_F_REPLACE, the old route from the mirror; actor: the sender",
     ),
     row(
         "link-down",
@@ -52,14 +52,19 @@ const SYSCALL: &[Coverage] = &[
         "the request, then each route the mirror saw vanish; actor: who removed it",
     ),
     row(
+        "flush",
+        Seen::Yes,
+        "each RTM_DELROUTE of `ip route flush`; actor: ip",
+    ),
+    row(
         "expired",
-        Seen::No,
-        "no process asks for it (IPv6 route lifetimes)",
+        Seen::Yes,
+        "the mirror hears the kernel delete a route past its lifetime (IPv6); actor: none",
     ),
     row(
         "netns-exit",
-        Seen::No,
-        "no process asks for it (the kernel flushes the namespace)",
+        Seen::Yes,
+        "the mirror's last state of a /run/netns namespace nothing holds any more; actor: none",
     ),
 ];
 
