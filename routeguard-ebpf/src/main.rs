@@ -10,6 +10,9 @@
 //! tracepoint's prototype and the oldest kernel it was checked against.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `asm!` on BPF (one opaque AND that keeps verifier-visible bounds: `programs::kern::bound`);
+// the eBPF crate is built with nightly.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 #[cfg(target_arch = "bpf")]

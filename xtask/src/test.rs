@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{build, cmd, paths, setup};
+use crate::{build, cmd, paths, setup, vm};
 
 struct Stage {
     name: &'static str,
@@ -122,7 +122,7 @@ pub fn run() -> Result<ExitCode> {
     );
     stages.push(Stage::from_result("unit tests", unit));
 
-    let integration = match bin {
+    let integration = match &bin {
         None => Err(anyhow::anyhow!(
             "not run: there is no routeguard binary (see setup/build above)"
         )),
@@ -133,7 +133,7 @@ pub fn run() -> Result<ExitCode> {
         Some(bin) => cargo_test(
             Command::new("cargo")
                 .current_dir(&root)
-                .env("ROUTEGUARD_BIN", &bin)
+                .env("ROUTEGUARD_BIN", bin)
                 // The tests drive the release binary above; they link routeguard only for its
                 // store reader, so building its eBPF object again would be wasted minutes.
                 .env("AYA_BUILD_SKIP", "1")
@@ -148,6 +148,31 @@ pub fn run() -> Result<ExitCode> {
         ),
     };
     stages.push(Stage::from_result("integration tests", integration));
+
+    // The same integration tests on stock Debian kernels under QEMU (kernel-only behaviour,
+    // older verifiers). Same preconditions as the host run: a binary and root.
+    match (bin.is_some(), cmd::is_root()) {
+        (true, true) => {
+            let opts = vm::Options::from_env();
+            match vm::run_kernels(&vm::Series::ALL, None, &opts) {
+                Ok(runs) => stages.extend(runs.into_iter().map(|run| Stage {
+                    name: run.series.stage_name(),
+                    ok: run.exit_code == Some(0) && run.failed == 0,
+                    passed: run.passed,
+                    failed: run.failed,
+                    note: match run.exit_code {
+                        Some(_) => format!("{:.0} s on {}", run.elapsed.as_secs_f64(), run.package),
+                        None => format!("no exit code from the VM; see {}", run.log.display()),
+                    },
+                })),
+                Err(err) => stages.push(Stage::from_result("vm tests", Err(err))),
+            }
+        }
+        _ => stages.push(Stage::from_result(
+            "vm tests",
+            Err(anyhow::anyhow!("not run: needs the routeguard binary and root, as above")),
+        )),
+    }
 
     let mut passed = 0;
     let mut failed = 0;

@@ -41,3 +41,26 @@ pub fn read_user<T>(addr: u64) -> Option<T> {
     // SAFETY: bpf_probe_read_user copies with fault handling; a bad address is an Err.
     unsafe { bpf_probe_read_user(addr as *const T).ok() }
 }
+
+/// `value & mask`, computed here, in the register the verifier will check.
+///
+/// A plain `&` after `if n > MAX { n = MAX }` is folded away by LLVM (it can prove the bits are
+/// already clear), which may then reload the unclamped length from the stack buffer it was read
+/// into for the helper call. The 6.1 verifier keeps no bounds across such a reload (it does not
+/// track spills of unbounded scalars) and rejects the program: "R2 min value is negative". An
+/// AND inside `asm!` is opaque to LLVM, so it is emitted as written and bounds the value the
+/// helper receives; a bounded spill is tracked by every kernel since 5.x.
+#[inline(always)]
+pub fn bound(value: u64, mask: u64) -> u64 {
+    let mut value = value;
+    // SAFETY: one register AND (BPF ALU64 `&=`); no memory, stack or control flow.
+    unsafe {
+        core::arch::asm!(
+            "{value} &= {mask}",
+            value = inout(reg) value,
+            mask = in(reg) mask,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    value
+}

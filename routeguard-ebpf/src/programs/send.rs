@@ -11,7 +11,7 @@ use routeguard_common::{
 };
 
 use super::{
-    kern::{config_field, read, read_user},
+    kern::{bound, config_field, read, read_user},
     maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH},
     sock::{self, Sock},
     task,
@@ -199,8 +199,9 @@ fn copy_chunk(rec: &mut RequestRecord, off: usize, src: u64, len: u64) -> usize 
         rec.head.flags |= request_flags::TRUNCATED;
         count(counter::TRUNCATED);
     }
-    let n = n & (PAYLOAD_HALF - 1);
-    let off = off & (PAYLOAD_HALF - 1);
+    // Masks the verifier sees at the call (see `kern::bound`).
+    let n = bound(n as u64, (PAYLOAD_HALF - 1) as u64) as usize;
+    let off = bound(off as u64, (PAYLOAD_HALF - 1) as u64) as usize;
     // SAFETY: off < HALF and n < HALF, so the write stays inside the 2 × HALF payload.
     let dst = unsafe { rec.payload.as_mut_ptr().add(off) } as *mut c_void;
     // SAFETY: bpf_probe_read_user handles faults; dst is bounded as above.

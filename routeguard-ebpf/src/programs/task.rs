@@ -14,7 +14,7 @@ use routeguard_common::{
 };
 
 use super::{
-    kern::{config_field, read},
+    kern::{bound, config_field, read},
     maps::{count, ExecInfo, EVENTS, EXECS, TASK_SCRATCH, TASK_SEEN},
 };
 
@@ -125,8 +125,9 @@ pub fn read_args(task: u64, dst: &mut [u8; ARGS_MAX]) -> u32 {
     if len > ARGS_MAX - 1 {
         len = ARGS_MAX - 1;
     }
-    // The mask proves the bound to the verifier (6.1's rejects a merely compared length).
-    let len = len & (ARGS_MAX - 1);
+    // The mask proves the bound to the verifier (6.1's rejects a merely compared length); it
+    // must survive optimisation (see `kern::bound`).
+    let len = bound(len as u64, (ARGS_MAX - 1) as u64) as usize;
     // SAFETY: len ≤ ARGS_MAX - 1 fits the destination; faults are reported as Err.
     match unsafe { bpf_probe_read_user_buf(start as *const u8, &mut dst[..len]) } {
         Ok(()) => len as u32,
