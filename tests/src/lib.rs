@@ -32,6 +32,20 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(1500);
 /// How long routeguard may take to load and attach its programs.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The same inside `cargo xtask vm-test`: under QEMU's TCG the verifier alone takes ~10 s per
+/// start on 6.1, and the first start also reads the binary and BTF through a cold 9p cache.
+const VM_ATTACH_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long routeguard (trace or daemon) may take to start here: [`VM_ATTACH_TIMEOUT`] in the
+/// VM, else [`ATTACH_TIMEOUT`].
+pub fn attach_timeout() -> Duration {
+    if vm_kernel().is_some() {
+        VM_ATTACH_TIMEOUT
+    } else {
+        ATTACH_TIMEOUT
+    }
+}
+
 /// Panics unless the tests run as root: they create namespaces and load eBPF programs.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -410,7 +424,8 @@ impl Tracer {
     }
 
     fn wait_attached(&mut self, args: &[&str]) {
-        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        let timeout = attach_timeout();
+        let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.shared;
         let mut s = relock(lock);
         loop {
@@ -430,7 +445,7 @@ impl Tracer {
             let now = Instant::now();
             if now >= deadline {
                 panic!(
-                    "routeguard {} did not print `tracing started` within {ATTACH_TIMEOUT:?}; stderr so far:\n{}",
+                    "routeguard {} did not print `tracing started` within {timeout:?}; stderr so far:\n{}",
                     args.join(" "),
                     s.stderr
                 );

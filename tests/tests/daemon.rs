@@ -24,9 +24,6 @@ use std::{
 use routeguard::store::read_events;
 use routeguard_tests::*;
 
-/// How long the daemon may take to load and attach.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A temp directory for one daemon's config and store, removed on drop.
 struct Dir(PathBuf);
 
@@ -102,7 +99,7 @@ impl Daemon {
             store,
             port,
         };
-        d.wait_stderr("daemon started", START_TIMEOUT);
+        d.wait_stderr("daemon started", attach_timeout());
         d
     }
 

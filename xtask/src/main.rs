@@ -51,7 +51,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Setup and build, then fmt, clippy, unit tests and integration tests (root).
+    /// Setup and build, then fmt, clippy, unit tests and integration tests (root), the latter
+    /// on the host and again on Debian 6.1 and 6.12 under QEMU (see vm-test).
     Test,
     /// Boot stock Debian kernels (6.1, 6.12) under QEMU and run the integration tests inside
     /// (or `-- COMMAND`); exits with the guest command's status. Fetches QEMU and the kernels on

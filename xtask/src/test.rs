@@ -1,5 +1,7 @@
 //! `cargo xtask test`: setup, build, then every check CI runs, in order, without stopping at the
-//! first failure so one run shows everything that is wrong.
+//! first failure so one run shows everything that is wrong. The integration tests run on the
+//! host, then in QEMU on stock Debian 6.1 and 6.12 kernels (`cargo xtask vm-test --kernel all`;
+//! $ROUTEGUARD_TEST_CAPTURE picks the capture path there).
 //!
 //! The last line is machine-readable: `xtask test: N passed, M failed`, where N and M sum the
 //! counts of cargo's "test result:" lines, and every stage that failed without a failing test
@@ -170,7 +172,9 @@ pub fn run() -> Result<ExitCode> {
         }
         _ => stages.push(Stage::from_result(
             "vm tests",
-            Err(anyhow::anyhow!("not run: needs the routeguard binary and root, as above")),
+            Err(anyhow::anyhow!(
+                "not run: needs the routeguard binary and root, as above"
+            )),
         )),
     }
 

@@ -50,6 +50,14 @@ impl Series {
         digits.parse().unwrap_or(0)
     }
 
+    /// The stage's name in `cargo xtask test`'s summary.
+    pub fn stage_name(self) -> &'static str {
+        match self {
+            Series::V6_1 => "vm tests 6.1",
+            Series::V6_12 => "vm tests 6.12",
+        }
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             Series::V6_1 => "linux-image-6.1.0-",

@@ -153,12 +153,11 @@ pub fn run_kernels(
     let mut apt = None;
     ensure_packages(&mut apt, &apt_dir)?;
 
-    let root = paths::workspace_root();
     let workload = match command {
         Some(command) => Workload::Command(command.to_owned()),
         None => Workload::Tests {
             bin: build::run(false)?,
-            binaries: tests::build_test_binaries(&root)?,
+            binaries: tests::build_test_binaries(&paths::workspace_root())?,
         },
     };
     let mut env: Vec<(String, OsString)> = vec![("RUST_BACKTRACE".into(), "1".into())];
@@ -169,77 +168,89 @@ pub fn run_kernels(
     let mut runs = Vec::new();
     for &series in series {
         let kernel = kernel::fetch(series, &vm_dir.join("kernels"), &mut apt, &apt_dir)?;
-        let shared = vm_dir.join("run").join(series.to_string());
-        if shared.exists() {
-            fs::remove_dir_all(&shared)
-                .with_context(|| format!("clearing {}", shared.display()))?;
-        }
-        fs::create_dir_all(&shared).with_context(|| format!("creating {}", shared.display()))?;
-        let mut guest_env = env.clone();
-        guest_env.push((VM_ENV.into(), series.to_string().into()));
-        let (command, cwd) = match &workload {
-            Workload::Command(command) => (command.clone(), root.clone()),
-            Workload::Tests { bin, binaries } => {
-                guest_env.push(("ROUTEGUARD_BIN".into(), bin.clone().into_os_string()));
-                // cargo runs test binaries in their package's directory.
-                (guest::test_runner(&shared, binaries)?, root.join("tests"))
-            }
-        };
-        let stage2 = guest::write(&guest::Plan {
-            shared: &shared,
-            kernel_root: &kernel.root,
-            cwd: &cwd,
-            env: guest_env,
-            command,
-        })?;
-        let initramfs = shared.join("initramfs.cpio");
-        initramfs::build(&kernel, &shared, &stage2, &initramfs)?;
-        let log = shared.join("console.log");
-        println!(
-            "{PREFIX} booting {} ({}) under QEMU/TCG; console log: {}",
-            kernel.package,
-            series,
-            log.display()
-        );
-        let boot = qemu::Machine {
-            vmlinuz: &kernel.vmlinuz,
-            initramfs: &initramfs,
-            shared: &shared,
-            log: &log,
-            timeout: opts.timeout,
-            echo: opts.echo,
-        }
-        .boot()?;
-        let exit_code = fs::read_to_string(shared.join(guest::EXIT_CODE_FILE))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        if !boot.finished {
-            eprintln!(
-                "{PREFIX} {series}: the VM did not power off within {} s and was killed",
-                opts.timeout.as_secs()
-            );
-        }
-        if exit_code.is_none() || (exit_code != Some(0) && !opts.echo) {
-            show_tail(&log);
-        }
-        if exit_code.is_none() {
-            eprintln!(
-                "{PREFIX} {series}: the guest wrote no exit code (see {})",
-                log.display()
-            );
-        }
-        runs.push(KernelRun {
-            series,
-            package: kernel.package.clone(),
-            exit_code,
-            passed: boot.passed,
-            failed: boot.failed,
-            elapsed: boot.elapsed,
-            log,
-        });
+        runs.push(boot_one(&kernel, series, &vm_dir, &workload, &env, opts)?);
         crate::interrupt::check()?;
     }
     Ok(runs)
+}
+
+/// Prepares the shared folder (stage 2, initramfs) for `kernel`, boots it, and reads back the
+/// exit code.
+fn boot_one(
+    kernel: &kernel::Kernel,
+    series: Series,
+    vm_dir: &Path,
+    workload: &Workload,
+    env: &[(String, OsString)],
+    opts: &Options,
+) -> Result<KernelRun> {
+    let root = paths::workspace_root();
+    let shared = vm_dir.join("run").join(series.to_string());
+    if shared.exists() {
+        fs::remove_dir_all(&shared).with_context(|| format!("clearing {}", shared.display()))?;
+    }
+    fs::create_dir_all(&shared).with_context(|| format!("creating {}", shared.display()))?;
+    let mut guest_env = env.to_vec();
+    guest_env.push((VM_ENV.into(), series.to_string().into()));
+    let (command, cwd) = match workload {
+        Workload::Command(command) => (command.clone(), root),
+        Workload::Tests { bin, binaries } => {
+            guest_env.push(("ROUTEGUARD_BIN".into(), bin.clone().into_os_string()));
+            // cargo runs test binaries in their package's directory.
+            (guest::test_runner(&shared, binaries)?, root.join("tests"))
+        }
+    };
+    let stage2 = guest::write(&guest::Plan {
+        shared: &shared,
+        kernel_root: &kernel.root,
+        cwd: &cwd,
+        env: guest_env,
+        command,
+    })?;
+    let initramfs = shared.join("initramfs.cpio");
+    initramfs::build(kernel, &shared, &stage2, &initramfs)?;
+    let log = shared.join("console.log");
+    println!(
+        "{PREFIX} booting {} ({series}) under QEMU/TCG; console log: {}",
+        kernel.package,
+        log.display()
+    );
+    let boot = qemu::Machine {
+        vmlinuz: &kernel.vmlinuz,
+        initramfs: &initramfs,
+        shared: &shared,
+        log: &log,
+        timeout: opts.timeout,
+        echo: opts.echo,
+    }
+    .boot()?;
+    let exit_code = fs::read_to_string(shared.join(guest::EXIT_CODE_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    if !boot.finished {
+        eprintln!(
+            "{PREFIX} {series}: the VM did not power off within {} s and was killed",
+            opts.timeout.as_secs()
+        );
+    }
+    if exit_code.is_none() || (exit_code != Some(0) && !opts.echo) {
+        show_tail(&log);
+    }
+    if exit_code.is_none() {
+        eprintln!(
+            "{PREFIX} {series}: the guest wrote no exit code (see {})",
+            log.display()
+        );
+    }
+    Ok(KernelRun {
+        series,
+        package: kernel.package.clone(),
+        exit_code,
+        passed: boot.passed,
+        failed: boot.failed,
+        elapsed: boot.elapsed,
+        log,
+    })
 }
 
 /// What the guest runs.
