@@ -66,11 +66,16 @@ fn config_text(store: &Path, port: u16) -> String {
 
 impl Daemon {
     fn start(dir: &Dir) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// Starts the daemon with `extra` appended to the test config (e.g. `[[protect]]` tables).
+    fn start_with(dir: &Dir, extra: &str) -> Self {
         require_root();
         let store = dir.0.join("state/events.db");
         let config = dir.0.join("routeguard.toml");
         let port = free_port();
-        fs::write(&config, config_text(&store, port)).unwrap();
+        fs::write(&config, config_text(&store, port) + extra).unwrap();
         let mut child = Command::new(routeguard_bin())
             .args(["daemon", "--config"])
             .arg(&config)
@@ -159,17 +164,23 @@ impl Daemon {
     /// The stored event by process `pid`, waiting for it to be written.
     #[track_caller]
     fn wait_row(&self, pid: u32) -> Value {
+        self.wait_row_where(&format!("by pid {pid}"), |e| by_pid(e, pid))
+    }
+
+    /// The first stored event matching `pred`, waiting for it to be written.
+    #[track_caller]
+    fn wait_row_where(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + EVENT_TIMEOUT;
         loop {
             if self.store.exists() {
                 let rows = read_events(&self.store, None, None).expect("read_events");
-                if let Some(row) = rows.into_iter().find(|e| by_pid(e, pid)) {
+                if let Some(row) = rows.into_iter().find(|e| pred(e)) {
                     return row;
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "no stored event by pid {pid} after {EVENT_TIMEOUT:?}; daemon stderr:\n{}",
+                "no stored event {what} after {EVENT_TIMEOUT:?}; daemon stderr:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -263,6 +274,53 @@ fn removals_are_stored_and_counted() {
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("daemon stopped"), "{stderr}");
+}
+
+#[test]
+fn protected_rule_is_restored_then_suspended_and_both_are_stored_and_counted() {
+    let ns = ns_with_rule_and_route();
+    let dir = Dir::new("protect");
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!(
+            "\n[restore]\nmax_attempts = 1\n\n[[protect]]\nname = \"t77\"\nkind = \"rule\"\n\
+             table = 77\nnetns = \"{}\"\n",
+            ns.name()
+        ),
+    );
+    let first = ns.ip_ok(&["rule", "del", "prio", "100"]);
+    let restore = daemon.wait_row_where("restore", |e| by_pid(e, first) && e["event"] == "restore");
+    assert_fields(
+        &restore,
+        &[
+            ("/actor/comm", json!("ip")),
+            ("/rule/priority", json!(100)),
+            ("/restore/policy", json!("t77")),
+            ("/restore/outcome", json!("restored")),
+        ],
+    );
+    assert!(ns
+        .ip(&["rule", "show"])
+        .ok("ip rule")
+        .stdout
+        .contains("100:"));
+    let second = ns.ip_ok(&["rule", "del", "prio", "100"]);
+    let suspended = daemon.wait_row_where("restore-suspended", |e| {
+        by_pid(e, second) && e["event"] == "restore-suspended"
+    });
+    assert_fields(&suspended, &[("/restore/outcome", json!("suspended"))]);
+    let metrics = daemon.get("/metrics");
+    for series in [
+        r#"routeguard_restores_total{outcome="restored"} 1"#,
+        r#"routeguard_restores_total{outcome="suspended"} 1"#,
+        // Restore events are not removals: exactly the two deletions count.
+        r#"routeguard_removals_total{kind="rule",cause="request",outcome="removed",comm="ip"} 2"#,
+        r#"routeguard_protected_missing{policy="t77","#,
+    ] {
+        assert!(metrics.contains(series), "no `{series}` in:\n{metrics}");
+    }
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]

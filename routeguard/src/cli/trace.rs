@@ -83,6 +83,9 @@ async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
         wakeup_bytes: if protecting { 0 } else { args.wakeup },
     };
     let mut pipeline = Pipeline::start(&options)?;
+    if protecting {
+        pipeline.release_on_announcement();
+    }
     let entries = policy.protect.len();
     let dry_run = policy.guard.dry_run;
     let mut restorer = Restorer::new(policy.protect, policy.guard, pipeline.clock());

@@ -63,7 +63,17 @@ pub struct Correlator {
     /// Successful deletes waiting for the kernel's view, with when they completed (ns), oldest
     /// first; released in order.
     joining: VecDeque<(u64, Waiting)>,
+    /// Release a delete as soon as the kernel announces its removal, before the sender reads
+    /// its ack (a restore must not wait for a busy daemon to get round to its acks).
+    eager: bool,
+    /// Requests released on the kernel's announcement, by (socket, seq), with when (ns): their
+    /// ack, when it comes, is expected and consumed.
+    released_early: HashMap<(u64, u32), u64>,
 }
+
+/// Eager release scans the requests waiting for acks; beyond this many (a burst) it leaves them
+/// to their acks rather than scan a burst on every notification.
+const EAGER_MAX_WAITING: usize = 256;
 
 impl Correlator {
     /// A correlator that also reports the routes the kernel flushes silently, from `mirror`.
@@ -78,6 +88,8 @@ impl Correlator {
         Self {
             mirror: None,
             joining: VecDeque::new(),
+            eager: false,
+            released_early: HashMap::new(),
             arrivals: VecDeque::new(),
             clock,
             processes: ProcessTable::new(),
@@ -145,13 +157,49 @@ impl Correlator {
             self.complete(waiting);
         }
         self.release_joined(now_ns);
+        self.released_early
+            .retain(|_, at| now_ns.saturating_sub(*at) < REPLY_WAIT_NS);
         self.unasked();
     }
 
     /// Releases the successful deletes whose kernel view has now arrived (called when the
-    /// mirror hears one, so they need not wait for the next tick).
+    /// mirror hears one, so they need not wait for the next tick). With [`Self::set_eager`],
+    /// also deletes still waiting for their ack whose removal the kernel announced.
     pub fn release_viewed(&mut self) {
-        self.release_joined(Clock::monotonic_ns());
+        let now = Clock::monotonic_ns();
+        self.release_joined(now);
+        if !self.eager || self.netlink.len() > EAGER_MAX_WAITING {
+            return;
+        }
+        let keys: Vec<(u64, u32)> = self.netlink.keys().copied().collect();
+        for key in keys {
+            let Entry::Occupied(mut slot) = self.netlink.entry(key) else {
+                continue;
+            };
+            let Some(mut waiting) = slot.get_mut().pop_front() else {
+                continue;
+            };
+            // The kernel's notification of the removal echoes the request's sequence number:
+            // it proves the delete succeeded, whatever the sender does with its ack.
+            if self.viewable(&waiting.event) && self.kernel_view(&mut waiting) {
+                if let Entry::Occupied(slot) = self.netlink.entry(key) {
+                    if slot.get().is_empty() {
+                        slot.remove();
+                    }
+                }
+                waiting.event.outcome = Outcome::Removed;
+                self.released_early.insert(key, now);
+                self.release(waiting);
+            } else if let Some(list) = self.netlink.get_mut(&key) {
+                list.push_front(waiting);
+            }
+        }
+    }
+
+    /// Release deletes on the kernel's announcement rather than on the sender's ack (the
+    /// restore engine wants them at once).
+    pub fn set_eager(&mut self, eager: bool) {
+        self.eager = eager;
     }
 
     /// Releases waiting deletes in order: those with their kernel view, or waited long enough.
@@ -415,6 +463,11 @@ impl Correlator {
     }
 
     fn ack(&mut self, ack: &AckRecord) {
+        if self.released_early.remove(&(ack.sock, ack.seq)).is_some()
+            && !self.netlink.contains_key(&(ack.sock, ack.seq))
+        {
+            return; // its request went out when the kernel announced the removal
+        }
         let Entry::Occupied(mut slot) = self.netlink.entry((ack.sock, ack.seq)) else {
             // A peeked reply read again, or a reply to a request captured before we started.
             self.problems.unmatched_replies += 1;

@@ -82,6 +82,9 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
         },
     };
     let mut pipeline = Pipeline::start(&options)?;
+    if !config.protect.is_empty() {
+        pipeline.release_on_announcement();
+    }
     let mut restorer = new_restorer(&config, &pipeline);
     eprintln!(
         "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB; {}; metrics {})",

@@ -127,6 +127,12 @@ impl Pipeline {
         }
     }
 
+    /// Release deletes as soon as the kernel announces them (for the restore engine), instead
+    /// of when their sender reads its ack.
+    pub fn release_on_announcement(&mut self) {
+        self.correlator.set_eager(true);
+    }
+
     /// The clock that turns the kernel's timestamps into the events' wall-clock times.
     pub fn clock(&self) -> Clock {
         self.correlator.clock()
