@@ -27,6 +27,9 @@ pub const REPLY_WAIT_NS: u64 = 500_000_000;
 /// How long a successful delete waits for the kernel's notification of what it removed. The
 /// kernel queues it before the ack, so only the mirror's own thread can make it late.
 pub const VIEW_WAIT_NS: u64 = 50_000_000;
+/// The same wait when restores depend on the kernel's view (an object known only from its
+/// request is never re-added): a starved mirror thread on a loaded host must not cost a restore.
+pub const EAGER_VIEW_WAIT_NS: u64 = 1_000_000_000;
 const NLM_F_ACK: u16 = 0x4;
 
 struct Waiting {
@@ -205,7 +208,12 @@ impl Correlator {
     /// Releases waiting deletes in order: those with their kernel view, or waited long enough.
     fn release_joined(&mut self, now_ns: u64) {
         while let Some((since, mut waiting)) = self.joining.pop_front() {
-            if self.kernel_view(&mut waiting) || now_ns.saturating_sub(since) >= VIEW_WAIT_NS {
+            let wait = if self.eager {
+                EAGER_VIEW_WAIT_NS
+            } else {
+                VIEW_WAIT_NS
+            };
+            if self.kernel_view(&mut waiting) || now_ns.saturating_sub(since) >= wait {
                 self.release(waiting);
             } else {
                 self.joining.push_front((since, waiting));

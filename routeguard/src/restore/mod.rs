@@ -314,6 +314,13 @@ fn unrestorable(ev: &Event) -> Option<String> {
         Cause::Expired => {
             return Some("the kernel removed it because its lifetime ended; not re-added".into())
         }
+        Cause::Replace => {
+            return Some(
+                "it was replaced, not removed: putting the old one back would undo the \
+                 replacement and start a fight; not re-added"
+                    .into(),
+            )
+        }
         _ => {}
     }
     let known = match ev.kind {
