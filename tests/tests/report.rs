@@ -1,7 +1,8 @@
 //! `routeguard report` end to end: events captured by the real tracer in a netns (one of them
 //! from a process whose comm and argv carry `<script>`, `</svg>`, `|` and a terminal escape),
 //! turned into HTML, Markdown and JSON, checked for content and for escaping, and the HTML
-//! rendered by headless Chromium (DOM and a screenshot under target/).
+//! rendered by headless Chromium (DOM and a screenshot under target/). A capture with a protect
+//! policy (real restores, and a suspension by the flap guard) checks the restore content.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -216,6 +217,190 @@ fn cells(line: &str) -> usize {
         backslashes = if c == '\\' { backslashes + 1 } else { 0 };
     }
     n.saturating_sub(1)
+}
+
+/// Protected rules removed by `ip` and restored by the tracer, one of them again and again until
+/// the flap guard suspends its restores, and an unprotected route removed: saved as JSON lines.
+struct Protected {
+    jsonl: PathBuf,
+    /// The `ip` that removed prio 100 the last time (the culprit of the suspension).
+    culprit: u32,
+}
+
+fn protected_capture(dir: &Path) -> Protected {
+    let ns = Netns::new();
+    ns.add_test_link("rg0");
+    ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
+    ns.ip_ok(&["rule", "add", "prio", "101", "lookup", "77"]);
+    ns.ip_ok(&[
+        "route",
+        "add",
+        "10.78.1.0/24",
+        "via",
+        "10.99.0.2",
+        "table",
+        "78",
+    ]);
+    // The flap guard set low: the second restore waits 100 ms, the third removal is suspended.
+    let config = dir.join("flap.toml");
+    fs::write(
+        &config,
+        "[restore]\nmax_attempts = 2\nwindow = \"60s\"\nbackoff = \"100ms\"\n",
+    )
+    .expect("write config");
+    let tracer = Tracer::start(
+        &ns,
+        &[
+            "--protect",
+            "kind=rule table=77",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let restored = |pid: u32| {
+        move |e: &Value| {
+            by_pid(e, pid) && e["event"] == "restore" && e["restore"]["outcome"] == "restored"
+        }
+    };
+    let p101 = ns.ip_ok(&["rule", "del", "prio", "101"]);
+    tracer.wait_for("prio 101 restored", EVENT_TIMEOUT, restored(p101));
+    let mut culprit = 0;
+    for n in 1..=3 {
+        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        while !ns
+            .ip(&["rule", "show"])
+            .ok("ip rule show")
+            .stdout
+            .contains("100:")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prio 100 not back before removal {n}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        culprit = ns.ip_ok(&["rule", "del", "prio", "100"]);
+        if n < 3 {
+            tracer.wait_for("prio 100 restored", EVENT_TIMEOUT, restored(culprit));
+        }
+    }
+    tracer.wait_for("restore-suspended", EVENT_TIMEOUT, |e| {
+        by_pid(e, culprit) && e["event"] == "restore-suspended"
+    });
+    let route = ns.ip_ok(&["route", "del", "10.78.1.0/24", "table", "78"]);
+    tracer.wait_for("the route removal", EVENT_TIMEOUT, |e| by_pid(e, route));
+    let (events, _) = tracer.stop();
+    let jsonl = dir.join("protected.jsonl");
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    fs::write(&jsonl, text).expect("write capture");
+    Protected { jsonl, culprit }
+}
+
+#[test]
+fn report_tells_restores_and_suspensions_of_a_real_protected_capture() {
+    require_root();
+    let dir = TempDir::new("restores");
+    let cap = protected_capture(&dir.0);
+
+    let json = report_ok(&cap.jsonl, "json", &dir.0.join("r.json"));
+    let v: Value = serde_json::from_str(&json).expect("report JSON parses");
+    let hl = &v["headline"];
+    // Five removals (prio 101 once, prio 100 three times, the route): the restore events
+    // repeat their removals' fields but are not counted as removals.
+    assert_eq!(hl["events"], 5, "{hl:#}");
+    assert_eq!(hl["by_kind"]["rule"], 4);
+    assert_eq!(hl["by_kind"]["route"], 1);
+    assert_eq!(hl["restores"]["events"], 3, "{hl:#}");
+    assert_eq!(hl["restores"]["by_outcome"]["restored"], 3);
+    assert_eq!(hl["restores"]["suspensions"], 1);
+    let latency = &hl["restores"]["latency_us"];
+    assert_eq!(latency["count"], 3);
+    let (p50, max) = (
+        latency["p50"].as_u64().unwrap(),
+        latency["max"].as_u64().unwrap(),
+    );
+    assert!(0 < p50 && p50 <= max && max < 1_000_000, "{latency}");
+    // prio 100 is missing (suspended), prio 101 is back, the route was never protected.
+    assert_eq!(hl["still_missing"], 1, "{hl:#}");
+    let objects = v["objects"].as_array().unwrap();
+    let object = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["object"] == name)
+            .unwrap_or_else(|| panic!("{name} in {objects:#?}"))
+    };
+    let prio100 = object("rule prio 100 lookup 77");
+    assert_eq!(hl["still_missing_objects"][0], prio100["id"]);
+    assert_eq!(prio100["outcomes"]["removed"], 3);
+    assert_eq!(prio100["restores"]["restored"], 2);
+    assert_eq!(prio100["restores"]["suspended"], 1);
+    assert_eq!(prio100["still_missing"], true);
+    let prio101 = object("rule prio 101 lookup 77");
+    assert_eq!(prio101["restores"]["restored"], 1);
+    assert_eq!(prio101["still_missing"], false);
+    let route = objects
+        .iter()
+        .find(|o| o["kind"] == "route")
+        .expect("route object");
+    assert_eq!(route["still_missing"], Value::Null);
+    assert!(hl["still_missing_note"]
+        .as_str()
+        .unwrap()
+        .contains("1 other removed object had no restore event"));
+
+    // All within the 5 s gap: one incident, with the restores and the suspension.
+    assert_eq!(hl["incidents"], 1);
+    let inc = &v["incidents"][0];
+    assert_eq!(inc["events"], 5);
+    assert_eq!(inc["restores"]["by_outcome"]["restored"], 3);
+    let sus = &inc["suspensions"][0];
+    assert_eq!(sus["description"], "rule prio 100 lookup 77");
+    assert_eq!(sus["attempts"], 2);
+    let policy = sus["policy"].as_str().unwrap();
+    assert_eq!(
+        v["actors"][sus["actor"].as_u64().unwrap() as usize]["actor"]["pid"],
+        cap.culprit
+    );
+    let summary = inc["summary"].as_str().unwrap();
+    assert!(summary.contains("Restores: 3 restored (p50 "), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "Restores of rule prio 100 lookup 77 (policy {policy}) suspended at"
+        )) && summary.contains(&format!(
+            "after 2 attempts: ip[{}] kept removing it.",
+            cap.culprit
+        )),
+        "{summary}"
+    );
+    let lane = &v["timeline"]["lanes"][0];
+    assert_eq!(
+        (lane["restored"].as_u64(), lane["suspended"].as_u64()),
+        (Some(3), Some(1))
+    );
+
+    let md = report_ok(&cap.jsonl, "md", &dir.0.join("r.md"));
+    assert!(md.contains("- Restores: 3 restored (p50 "), "{md}");
+    assert!(md.contains("**1 suspension(s)**"), "{md}");
+    assert!(
+        md.contains("- Objects still missing now: **1**: rule prio 100 lookup 77."),
+        "{md}"
+    );
+    assert!(
+        md.contains("> **Restores suspended — rule prio 100 lookup 77:**"),
+        "{md}"
+    );
+    assert!(md.contains("| Restores | Missing now |"), "{md}");
+
+    let html = report_ok(&cap.jsonl, "html", &dir.0.join("r.html"));
+    assert!(
+        html.contains("class=\"mark restore\""),
+        "restore marks in the SVG"
+    );
+    assert!(
+        html.contains("class=\"mark suspended\""),
+        "suspension mark in the SVG"
+    );
+    assert!(html.contains(">restores suspended</text>"), "legend");
 }
 
 #[test]

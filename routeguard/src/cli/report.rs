@@ -20,10 +20,12 @@ Examples:
   routeguard report --db /var/lib/routeguard/events.db --since 2h --format md > incident.md
   routeguard report --input removals.jsonl --kind rule --table 77 --gap 2s --format json
 
-The report has a headline (counts by kind, cause and outcome), incidents (bursts of removals no
-more than --gap apart) told as paragraphs with the actor, its parent chain, every object and a
-hint for known culprits (systemd-networkd, NetworkManager, netplan, CNIs, wg-quick, tailscale),
-actors and objects ranked by removals, and a timeline (an SVG picture in HTML).
+The report has a headline (counts by kind, cause and outcome; restores by outcome, suspensions
+and the protected objects still missing), incidents (bursts of removals no more than --gap
+apart) told as paragraphs with the actor, its parent chain, every object, what routeguard
+restored and how fast, suspensions, and a hint for known culprits (systemd-networkd,
+NetworkManager, netplan, CNIs, wg-quick, tailscale), actors and objects ranked by removals
+(objects with their restores), and a timeline (an SVG picture in HTML, restores marked).
 --format defaults to the --out file's extension (.html, .md, .json), else md.
 HTML is one self-contained file (no script, no network); Markdown renders on GitHub; JSON follows
 docs/report.md. Exit codes: 0 ok, 1 cannot write the output, 2 usage or unreadable input.";

@@ -113,6 +113,16 @@ pub fn duration(ns: i128) -> String {
     }
 }
 
+/// A restore latency: `412 µs`, `3.4 ms`, `1.2 s`.
+pub fn micros(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us} µs"),
+        1_000..=99_999 => format!("{}.{} ms", us / 1000, (us % 1000) / 100),
+        100_000..=999_999 => format!("{} ms", us / 1000),
+        _ => duration(i128::from(us) * 1000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +154,9 @@ mod tests {
         assert_eq!(duration(7_500_000_000_000), "2 h 5 min");
         assert_eq!(kind_plural(Kind::Address, 2), "2 addresses");
         assert_eq!(kind_plural(Kind::Rule, 1), "1 rule");
+        assert_eq!(micros(412), "412 µs");
+        assert_eq!(micros(3_456), "3.4 ms");
+        assert_eq!(micros(250_000), "250 ms");
+        assert_eq!(micros(1_250_000), "1.2 s");
     }
 }

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::collect::{ActorKey, Collector, Derived, Fields};
+use super::collect::{ActorKey, Collector, Derived, Fields, RestoreFields};
 use super::describe;
 use super::model::{Skipped, Source};
 use super::row::{self, Kept, Row};
@@ -317,6 +317,17 @@ fn fields<'r>(row: &'r Kept) -> Fields<'r> {
             cmdline: a.cmdline.as_str(),
             unit: a.unit.as_ref().map(row::Str::as_str),
             container: a.container.as_ref().map(row::Str::as_str),
+        }),
+        event: row.event,
+        restore: row.restore.as_ref().map(|r| RestoreFields {
+            policy: r.policy.as_str(),
+            outcome: r.outcome,
+            latency_us: r.latency_us,
+            attempt: r.attempt,
+            errno: r.errno,
+            error: r.error.as_ref().map(row::Str::as_str),
+            hint: r.hint.as_ref().map(row::Str::as_str),
+            detail: r.detail.as_ref().map(row::Str::as_str),
         }),
     }
 }

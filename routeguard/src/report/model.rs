@@ -78,7 +78,8 @@ impl Outcomes {
 
 #[derive(Debug, Serialize)]
 pub struct Headline {
-    /// Events in the report (after filters and the time window).
+    /// Removal events in the report (after filters and the time window); restore events are
+    /// counted in `restores`.
     pub events: u64,
     pub outcomes: Outcomes,
     /// Events per kind (`route`, `rule`, …), per cause (`request`, `link-down`, …).
@@ -89,14 +90,92 @@ pub struct Headline {
     pub actors: u64,
     pub objects: u64,
     pub incidents: u64,
-    /// Objects still missing at the end of the window. Always `null` in schema 1: events record
-    /// removals only, so whether an object came back is not known (see `still_missing_note`).
+    /// What routeguard's restore engine answered the removals with.
+    pub restores: Restores,
+    /// Protected objects still missing at the end of the window: their last removal was not
+    /// followed by a `restored` or `already-present` restore. `null` when the input holds no
+    /// restore events at all (no protect policy), since then nothing is known of re-additions.
     pub still_missing: Option<u64>,
-    pub still_missing_note: &'static str,
+    /// Ids (`Report::objects`) of those objects, in the order of `objects`.
+    pub still_missing_objects: Vec<usize>,
+    /// What `still_missing` counts, and what it cannot know.
+    pub still_missing_note: String,
 }
 
-pub const STILL_MISSING_NOTE: &str = "not computed: the events record removals, not re-additions \
-    or restores, so whether an object came back is unknown";
+pub const STILL_MISSING_UNKNOWN: &str = "not computed: the input holds no restore events (no \
+    protect policy), and removals alone do not say whether an object came back";
+
+/// Restore and `restore-suspended` events (docs/events.md): how many per outcome, how fast
+/// objects came back, how often routeguard gave up.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Restores {
+    /// `restore` events.
+    pub events: u64,
+    /// Per restore outcome: `restored`, `already-present`, `failed`, `dry-run`, `skipped`.
+    pub by_outcome: BTreeMap<&'static str, u64>,
+    /// Why re-adds failed: error name (`ENODEV`, or `errno N`) → count.
+    pub errors: BTreeMap<String, u64>,
+    /// `latency_us` of the `restored` ones; `null` when none.
+    pub latency_us: Option<Latency>,
+    /// `restore-suspended` events: the flap guard stopped restoring an object.
+    pub suspensions: u64,
+}
+
+impl Restores {
+    pub fn is_empty(&self) -> bool {
+        self.events == 0 && self.suspensions == 0
+    }
+
+    pub fn count(&self, outcome: &str) -> u64 {
+        self.by_outcome.get(outcome).copied().unwrap_or(0)
+    }
+}
+
+/// Microseconds an object was missing: removal to routeguard's re-add acked.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `us` (sorted in place); `None` when empty.
+    pub fn of(us: &mut [u64]) -> Option<Latency> {
+        if us.is_empty() {
+            return None;
+        }
+        us.sort_unstable();
+        let rank = |p: u64| us[((us.len() as u64 * p).div_ceil(100).max(1) - 1) as usize];
+        Some(Latency {
+            count: us.len() as u64,
+            p50: rank(50),
+            p99: rank(99),
+            max: us[us.len() - 1],
+        })
+    }
+}
+
+/// A `restore-suspended` event: the flap guard stopped restoring an object its actor keeps
+/// removing.
+#[derive(Debug, Serialize)]
+pub struct Suspension {
+    pub at: Timestamp,
+    /// Index in `Report::objects`.
+    pub object: usize,
+    pub description: String,
+    /// Index in `Report::actors`: the culprit.
+    pub actor: usize,
+    /// The protect entry.
+    pub policy: String,
+    /// Restores within the window before it gave up.
+    pub attempts: u32,
+    /// The setting that stops this culprit (known culprits only).
+    pub hint: Option<String>,
+    /// The engine's sentence: who removed it again, for how long restores stop.
+    pub detail: Option<String>,
+}
 
 /// A process that asked for removals. `id` is its index in `Report::actors`.
 #[derive(Debug, Serialize)]
@@ -130,6 +209,11 @@ pub struct ObjectHistory {
     pub last: Timestamp,
     /// Who asked, most first: actor id and how many requests.
     pub by: Vec<ByActor>,
+    /// Restore events for it per outcome (`restored`, …, and `suspended`).
+    pub restores: BTreeMap<&'static str, u64>,
+    /// Whether it is missing at the end of the window; `null` when routeguard never answered a
+    /// removal of it (not protected), so nothing is known.
+    pub still_missing: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,6 +247,9 @@ pub struct Incident {
     pub objects: Vec<IncidentObject>,
     /// Distinct objects left out of `objects` by the cap.
     pub objects_omitted: u64,
+    /// Restores answering this incident's removals (wherever in time they happened).
+    pub restores: Restores,
+    pub suspensions: Vec<Suspension>,
     pub hints: Vec<HintRef>,
     /// The incident told in one paragraph (plain text, unescaped).
     pub summary: String,
@@ -183,6 +270,8 @@ pub struct IncidentObject {
     pub outcomes: Outcomes,
     /// Error names when some requests for it failed.
     pub errors: Vec<String>,
+    /// Restore events answering its removals in this incident, per outcome (and `suspended`).
+    pub restores: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,7 +284,8 @@ pub struct HintRef {
 }
 
 /// Removals over time, one lane per program (comm and unit or container), binned so that even
-/// a million events draw as a few thousand marks.
+/// a million events draw as a few thousand marks; restores and suspensions in the lane of the
+/// actor whose removal they answered, at the time they happened.
 #[derive(Debug, Serialize)]
 pub struct Timeline {
     pub start: Option<Timestamp>,
@@ -212,12 +302,22 @@ pub struct Lane {
     /// `systemd-network (systemd-networkd.service)`, `ip (session-1.scope)`, `kernel`.
     pub label: String,
     pub outcomes: Outcomes,
+    /// Restore events that put an object back (`restored`, `already-present`).
+    pub restored: u64,
+    /// Restore events that did not (`failed`, `dry-run`, `skipped`).
+    pub not_restored: u64,
+    pub suspended: u64,
     pub bins: Vec<Bin>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Bin {
     /// Bin number from `Timeline::start` (`start + index * bin_ns`).
     pub index: u64,
+    /// Removals.
     pub outcomes: Outcomes,
+    /// Restore events in this bin, as in `Lane`.
+    pub restored: u64,
+    pub not_restored: u64,
+    pub suspended: u64,
 }

@@ -14,8 +14,8 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
 use crate::event::{
-    Address, Capture, Cause, Event, Family, Kind, Link, Nexthop, Outcome, Route, Rule, Timestamp,
-    Trigger,
+    Address, Capture, Cause, Event, EventType, Family, Kind, Link, Nexthop, Outcome,
+    RestoreOutcome, Route, Rule, Timestamp, Trigger,
 };
 
 /// [`Event`] without its allocations. Field names, types and defaults mirror it; a field the
@@ -50,6 +50,28 @@ pub struct Row<'a> {
     _trigger: Option<Trigger>,
     #[serde(rename = "replacement", default)]
     _replacement: Option<Route>,
+    /// Absent in captures older than restores: a removal, as [`Event`] reads it.
+    #[serde(default)]
+    pub event: EventType,
+    #[serde(borrow, default)]
+    pub restore: Option<RestoreRow<'a>>,
+}
+
+/// [`crate::event::Restore`]: all of it is kept (restore events are few).
+#[derive(serde::Deserialize)]
+pub struct RestoreRow<'a> {
+    #[serde(borrow)]
+    pub policy: Str<'a>,
+    pub outcome: RestoreOutcome,
+    pub latency_us: Option<u64>,
+    pub attempt: u32,
+    pub errno: Option<i32>,
+    #[serde(borrow)]
+    pub error: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub detail: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub hint: Option<Str<'a>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -202,6 +224,8 @@ pub struct Kept<'a> {
     pub error: Option<Str<'a>>,
     pub netns: NetnsRow<'a>,
     pub actor: Option<ActorRow<'a>>,
+    pub event: EventType,
+    pub restore: Option<RestoreRow<'a>>,
 }
 
 impl<'a> Row<'a> {
@@ -216,6 +240,8 @@ impl<'a> Row<'a> {
             error: self.error,
             netns: self.netns,
             actor: self.actor,
+            event: self.event,
+            restore: self.restore,
         }
     }
 }

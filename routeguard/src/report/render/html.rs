@@ -6,6 +6,11 @@ use std::io::{self, Write};
 use super::{html_escape as esc, svg, MAX_ROWS};
 use crate::report::describe;
 use crate::report::model::{Outcomes, Report};
+
+/// Still-missing objects named in the headline; the objects table marks them all.
+pub const MISSING_NAMED: usize = 10;
+/// Suspensions shown per incident; JSON lists them all.
+const SUSPENSIONS_SHOWN: usize = 20;
 use crate::report::tell;
 
 const STYLE: &str = "
@@ -16,6 +21,7 @@ table{border-collapse:collapse;width:100%;margin:.6em 0}th,td{border:1px solid #
 th{background:#f4f6f8}td.obj,td.who{font-family:ui-monospace,monospace;font-size:12.5px;word-break:break-all}
 .incident{border-left:4px solid #2b6cb0;padding:.2em 1em;margin:1em 0;background:#fafbfc}
 .incident.failed{border-left-color:#c53030}.hint{background:#fffbea;border:1px solid #f0d96b;padding:.5em .8em;margin:.5em 0}
+.suspended{background:#fff4e5;border:1px solid #f6ad55;padding:.5em .8em;margin:.5em 0}.missing{color:#c53030;font-weight:600}
 .failed-count{color:#c53030;font-weight:600}.note{color:#555;font-style:italic}
 ul.headline li{margin:.15em 0}svg.timeline{max-width:100%;height:auto;font-family:system-ui,sans-serif}
 @media print{body{margin:0;max-width:none;font-size:11px}.incident,tr,svg{break-inside:avoid}h2{break-after:avoid}a{color:inherit;text-decoration:none}}
@@ -103,6 +109,17 @@ fn headline(r: &Report, h: &mut String) {
     ));
     h.push_str(&format!("<li>By kind: {}.</li>", counts(&hl.by_kind)));
     h.push_str(&format!("<li>By cause: {}.</li>", counts(&hl.by_cause)));
+    if !hl.restores.is_empty() {
+        h.push_str(&format!(
+            "<li>Restores: {} ({} restore event(s)){}.</li>",
+            esc(&tell::restores(&hl.restores)),
+            hl.restores.events,
+            match hl.restores.suspensions {
+                0 => String::new(),
+                n => format!("; <span class=\"failed-count\">{n} suspension(s)</span> (the flap guard stopped restoring)"),
+            }
+        ));
+    }
     if !hl.errors.is_empty() {
         let errs: Vec<String> = hl
             .errors
@@ -111,10 +128,28 @@ fn headline(r: &Report, h: &mut String) {
             .collect();
         h.push_str(&format!("<li>Errors: {}.</li>", errs.join(", ")));
     }
-    h.push_str(&format!(
-        "<li>Objects still missing now: {}.</li>",
-        esc(hl.still_missing_note)
-    ));
+    match hl.still_missing {
+        None => h.push_str(&format!(
+            "<li>Objects still missing now: {}.</li>",
+            esc(&hl.still_missing_note)
+        )),
+        Some(n) => {
+            let named: Vec<String> = hl
+                .still_missing_objects
+                .iter()
+                .take(MISSING_NAMED)
+                .map(|&o| format!("<code>{}</code>", esc(&r.objects[o].object)))
+                .collect();
+            let more = hl.still_missing_objects.len().saturating_sub(MISSING_NAMED);
+            h.push_str(&format!(
+                "<li>Objects still missing now: <span class=\"{}\">{n}</span>{}{}. <span class=\"note\">Counted: {}.</span></li>",
+                if n > 0 { "missing" } else { "" },
+                if named.is_empty() { String::new() } else { format!(": {}", named.join(", ")) },
+                if more > 0 { format!(" and {more} more") } else { String::new() },
+                esc(&hl.still_missing_note)
+            ));
+        }
+    }
     if r.source.skipped_lines > 0 {
         let ex: Vec<String> = r
             .source
@@ -167,17 +202,36 @@ fn incidents(r: &Report, h: &mut String) {
                 esc(hint.advice)
             ));
         }
-        h.push_str("<table><thead><tr><th>Kind</th><th>Object</th><th>Netns</th><th class=\"num\">Requests</th><th>Outcome</th></tr></thead><tbody>");
+        for sus in inc.suspensions.iter().take(SUSPENSIONS_SHOWN) {
+            h.push_str(&format!(
+                "<div class=\"suspended\"><strong>Restores suspended — <code>{}</code>:</strong> {}</div>",
+                esc(&sus.description),
+                esc(sus.detail.as_deref().unwrap_or("the flap guard gave up"))
+            ));
+        }
+        let restores = !r.headline.restores.is_empty();
+        h.push_str("<table><thead><tr><th>Kind</th><th>Object</th><th>Netns</th><th class=\"num\">Requests</th><th>Outcome</th>");
+        if restores {
+            h.push_str("<th>Restores</th>");
+        }
+        h.push_str("</tr></thead><tbody>");
         for o in &inc.objects {
             let netns = &r.objects[o.object].netns;
             h.push_str(&format!(
-                "<tr><td>{}</td><td class=\"obj\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"obj\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td>",
                 describe::kind_name(o.kind),
                 esc(&o.description),
                 esc(&netns_label(netns.name.as_deref(), netns.inode)),
                 o.outcomes.total(),
                 outcome_cell(&o.outcomes, &o.errors)
             ));
+            if restores {
+                h.push_str(&format!(
+                    "<td>{}</td>",
+                    esc(&super::restore_counts(&o.restores))
+                ));
+            }
+            h.push_str("</tr>");
         }
         h.push_str("</tbody></table>");
         if inc.objects_omitted > 0 {
@@ -240,7 +294,12 @@ fn actors(r: &Report, h: &mut String) {
 }
 
 fn objects(r: &Report, h: &mut String) {
-    h.push_str("<section id=\"objects\"><h2>Objects, by removal requests</h2><table><thead><tr><th>Object</th><th>Netns</th><th class=\"num\">Requests</th><th>Outcome</th><th>By</th><th>First – last (UTC)</th></tr></thead><tbody>");
+    let restores = !r.headline.restores.is_empty();
+    h.push_str("<section id=\"objects\"><h2>Objects, by removal requests</h2><table><thead><tr><th>Object</th><th>Netns</th><th class=\"num\">Requests</th><th>Outcome</th>");
+    if restores {
+        h.push_str("<th>Restores</th><th>Missing now</th>");
+    }
+    h.push_str("<th>By</th><th>First – last (UTC)</th></tr></thead><tbody>");
     for o in r.objects.iter().take(MAX_ROWS) {
         let by: Vec<String> =
             o.by.iter()
@@ -259,8 +318,21 @@ fn objects(r: &Report, h: &mut String) {
         } else {
             String::new()
         };
+        let restore_cells = if restores {
+            let missing = match o.still_missing {
+                Some(true) => "<span class=\"missing\">yes</span>",
+                Some(false) => "no",
+                None => "unknown",
+            };
+            format!(
+                "<td>{}</td><td>{missing}</td>",
+                esc(&super::restore_counts(&o.restores))
+            )
+        } else {
+            String::new()
+        };
         h.push_str(&format!(
-            "<tr><td class=\"obj\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"who\">{}{more}</td><td>{} – {}</td></tr>",
+            "<tr><td class=\"obj\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td>{restore_cells}<td class=\"who\">{}{more}</td><td>{} – {}</td></tr>",
             esc(&o.object),
             esc(&netns_label(o.netns.name.as_deref(), o.netns.inode)),
             o.outcomes.total(),

@@ -48,6 +48,18 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     };
     m.push_str(&format!("- By kind: {}.\n", kv(&hl.by_kind)));
     m.push_str(&format!("- By cause: {}.\n", kv(&hl.by_cause)));
+    let restores = !hl.restores.is_empty();
+    if restores {
+        m.push_str(&format!(
+            "- Restores: {} ({} restore event(s)){}.\n",
+            tell::restores(&hl.restores),
+            hl.restores.events,
+            match hl.restores.suspensions {
+                0 => String::new(),
+                n => format!("; **{n} suspension(s)** (the flap guard stopped restoring)"),
+            }
+        ));
+    }
     if !hl.errors.is_empty() {
         let errs: Vec<String> = hl
             .errors
@@ -56,10 +68,38 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect();
         m.push_str(&format!("- Errors: {}.\n", errs.join(", ")));
     }
-    m.push_str(&format!(
-        "- Objects still missing now: {}.\n",
-        esc(hl.still_missing_note)
-    ));
+    match hl.still_missing {
+        None => m.push_str(&format!(
+            "- Objects still missing now: {}.\n",
+            esc(&hl.still_missing_note)
+        )),
+        Some(n) => {
+            let named: Vec<String> = hl
+                .still_missing_objects
+                .iter()
+                .take(super::html::MISSING_NAMED)
+                .map(|&o| esc(&r.objects[o].object))
+                .collect();
+            let more = hl
+                .still_missing_objects
+                .len()
+                .saturating_sub(super::html::MISSING_NAMED);
+            m.push_str(&format!(
+                "- Objects still missing now: **{n}**{}{}. Counted: {}.\n",
+                if named.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", named.join("; "))
+                },
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                },
+                esc(&hl.still_missing_note)
+            ));
+        }
+    }
     if r.source.skipped_lines > 0 {
         let ex: Vec<String> = r
             .source
@@ -78,7 +118,15 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if r.timeline.lanes.is_empty() {
         m.push_str("No removals.\n");
     } else {
-        m.push_str("| Program | Requests | Removed | Failed | Unknown | Busiest moment (UTC) |\n|---|---:|---:|---:|---:|---|\n");
+        m.push_str("| Program | Requests | Removed | Failed | Unknown |");
+        if restores {
+            m.push_str(" Restored | Not restored | Suspended |");
+        }
+        m.push_str(" Busiest moment (UTC) |\n|---|---:|---:|---:|---:|");
+        if restores {
+            m.push_str("---:|---:|---:|");
+        }
+        m.push_str("---|\n");
         for lane in &r.timeline.lanes {
             let busiest = lane
                 .bins
@@ -92,14 +140,20 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 })
                 .unwrap_or_default();
             m.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} |",
                 esc(&lane.label),
                 lane.outcomes.total(),
                 lane.outcomes.removed,
                 lane.outcomes.failed,
                 lane.outcomes.unknown,
-                busiest
             ));
+            if restores {
+                m.push_str(&format!(
+                    " {} | {} | {} |",
+                    lane.restored, lane.not_restored, lane.suspended
+                ));
+            }
+            m.push_str(&format!(" {busiest} |\n"));
         }
     }
 
@@ -122,17 +176,33 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 esc(hint.advice)
             ));
         }
-        m.push_str("| Kind | Object | Netns | Requests | Outcome |\n|---|---|---|---:|---|\n");
+        for sus in inc.suspensions.iter().take(MAX_ROWS) {
+            m.push_str(&format!(
+                "> **Restores suspended — {}:** {}\n\n",
+                esc(&sus.description),
+                esc(sus.detail.as_deref().unwrap_or("the flap guard gave up"))
+            ));
+        }
+        m.push_str("| Kind | Object | Netns | Requests | Outcome |");
+        m.push_str(if restores {
+            " Restores |\n|---|---|---|---:|---|---|\n"
+        } else {
+            "\n|---|---|---|---:|---|\n"
+        });
         for o in &inc.objects {
             let ns = &r.objects[o.object].netns;
             m.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} |",
                 describe::kind_name(o.kind),
                 esc(&o.description),
                 esc(&super::html::netns_label(ns.name.as_deref(), ns.inode)),
                 o.outcomes.total(),
                 outcome(&o.outcomes, &o.errors)
             ));
+            if restores {
+                m.push_str(&format!(" {} |", super::restore_counts(&o.restores)));
+            }
+            m.push('\n');
         }
         if inc.objects_omitted > 0 {
             m.push_str(&format!(
@@ -169,7 +239,12 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         ));
     }
     more(r.actors.len(), "actors", &mut m);
-    m.push_str("\n## Objects, by removal requests\n\n| Object | Netns | Requests | Outcome | By | First – last (UTC) |\n|---|---|---:|---|---|---|\n");
+    m.push_str("\n## Objects, by removal requests\n\n| Object | Netns | Requests | Outcome |");
+    m.push_str(if restores {
+        " Restores | Missing now | By | First – last (UTC) |\n|---|---|---:|---|---|---|---|---|\n"
+    } else {
+        " By | First – last (UTC) |\n|---|---|---:|---|---|---|\n"
+    });
     for o in r.objects.iter().take(MAX_ROWS) {
         let by: Vec<String> =
             o.by.iter()
@@ -182,8 +257,18 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                     format!("{} ×{}", esc(&who), b.count)
                 })
                 .collect();
+        let restore_cells = if restores {
+            let missing = match o.still_missing {
+                Some(true) => "**yes**",
+                Some(false) => "no",
+                None => "unknown",
+            };
+            format!(" {} | {missing} |", super::restore_counts(&o.restores))
+        } else {
+            String::new()
+        };
         m.push_str(&format!(
-            "| {} | {} | {} | {} | {}{} | {} – {} |\n",
+            "| {} | {} | {} | {} |{restore_cells} {}{} | {} – {} |\n",
             esc(&o.object),
             esc(&super::html::netns_label(
                 o.netns.name.as_deref(),

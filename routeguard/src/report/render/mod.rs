@@ -34,6 +34,17 @@ pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result
     }
 }
 
+/// A restores-by-outcome map in words: `restored ×2, suspended ×1`, or `none`.
+pub fn restore_counts(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, n)| format!("{k} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Text for HTML element content and attribute values (also inside inline SVG).
 pub fn html_escape(s: &str) -> String {
     let s = visible(s);

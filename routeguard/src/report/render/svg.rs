@@ -1,7 +1,9 @@
 //! The timeline picture: one row per program, a mark per bin of removals (one event per mark
 //! unless they crowd a pixel), failed removals drawn as red diamonds above the row's line,
-//! removed as blue bars, unknown as grey bars, a time axis with gridlines and a legend that
-//! draws its symbols. Plain inline SVG, no script.
+//! removed as blue bars, unknown as grey bars; routeguard's restores of that program's removals
+//! as green triangles under the line (hollow when the object did not come back) and the flap
+//! guard's suspensions as orange stop bars across the row; a time axis with gridlines and a
+//! legend that draws its symbols. Plain inline SVG, no script.
 
 use std::fmt::Write as _;
 
@@ -21,6 +23,10 @@ const MIN_BAR_W: f64 = 6.0;
 const BLUE: &str = "#2b6cb0";
 const GREY: &str = "#8a8a8a";
 const RED: &str = "#c53030";
+const GREEN: &str = "#2f855a";
+const ORANGE: &str = "#dd6b20";
+/// The second legend line, for restore marks.
+const LEGEND2_H: f64 = 22.0;
 /// Five labels: millisecond labels (`17:05:11.584`) stay apart even at the anchored ends.
 const TICKS: u64 = 4;
 
@@ -31,11 +37,21 @@ pub fn timeline(t: &Timeline) -> String {
     };
     let plot_w = WIDTH - LABEL_W - RIGHT_PAD;
     let span = (end.0 - start.0).max(1) as f64;
-    let height = TOP + ROW_H * t.lanes.len() as f64 + AXIS_H;
+    let restores = t
+        .lanes
+        .iter()
+        .any(|l| l.restored + l.not_restored + l.suspended > 0);
+    let height =
+        TOP + ROW_H * t.lanes.len() as f64 + AXIS_H + if restores { LEGEND2_H } else { 0.0 };
     let mut s = String::with_capacity(4096);
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-labelledby="tl-title"><title id="tl-title">Removals over time, one row per program, from {} to {} UTC</title>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-labelledby="tl-title"><title id="tl-title">Removals over time, one row per program{}, from {} to {} UTC</title>"#,
+        if restores {
+            ", with routeguard's restores and suspensions"
+        } else {
+            ""
+        },
         tell::when(start),
         tell::when(end)
     );
@@ -69,12 +85,18 @@ pub fn timeline(t: &Timeline) -> String {
             s,
             "<title>{}: {}</title>",
             esc(&lane.label),
-            tell::outcomes(&lane.outcomes)
+            counts(
+                &lane.outcomes,
+                lane.restored,
+                lane.not_restored,
+                lane.suspended
+            )
         );
         for bin in &lane.bins {
             let off = bin.index as f64 * t.bin_ns as f64;
             let bx = x(off.min(span));
             let when = tell::when(Timestamp(start.0 + (bin.index as i128) * t.bin_ns as i128));
+            let what = counts(&bin.outcomes, bin.restored, bin.not_restored, bin.suspended);
             let ok = bin.outcomes.removed + bin.outcomes.unknown;
             if ok > 0 {
                 let h = bar_height(ok);
@@ -84,7 +106,7 @@ pub fn timeline(t: &Timeline) -> String {
                     r##"<rect class="mark" x="{:.1}" y="{:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{fill}"><title>{when}: {}</title></rect>"##,
                     bx - bar_w / 2.0,
                     mid - h / 2.0,
-                    counts(&bin.outcomes)
+                    what
                 );
             }
             if bin.outcomes.failed > 0 {
@@ -97,7 +119,34 @@ pub fn timeline(t: &Timeline) -> String {
                     bx + r,
                     cy + r,
                     bx - r,
-                    counts(&bin.outcomes)
+                    what
+                );
+            }
+            if bin.suspended > 0 {
+                // Drawn first among the restore marks so the triangle stays visible on top.
+                let _ = write!(
+                    s,
+                    r##"<rect class="mark suspended" x="{:.1}" y="{:.1}" width="3" height="{:.1}" fill="{ORANGE}"><title>{when}: {what}</title></rect>"##,
+                    bx - 1.5,
+                    y + 2.0,
+                    ROW_H - 4.0
+                );
+            }
+            if bin.restored + bin.not_restored > 0 {
+                let cy = y + ROW_H - 7.0;
+                let paint = if bin.restored > 0 {
+                    format!(r#"fill="{GREEN}""#)
+                } else {
+                    format!(r#"fill="white" stroke="{GREEN}" stroke-width="1.5""#)
+                };
+                let _ = write!(
+                    s,
+                    r##"<path class="mark restore" d="M{bx:.1} {:.1} L{:.1} {:.1} L{:.1} {:.1} Z" {paint}><title>{when}: {what}</title></path>"##,
+                    cy - 5.0,
+                    bx + 5.0,
+                    cy + 4.0,
+                    bx - 5.0,
+                    cy + 4.0,
                 );
             }
         }
@@ -136,12 +185,26 @@ pub fn timeline(t: &Timeline) -> String {
     let (b, g, f) = (LABEL_W + 150.0, LABEL_W + 240.0, LABEL_W + 432.0);
     let _ = write!(
         s,
-        r##"<g class="legend" font-size="13" fill="#444"><text x="{LABEL_W}" y="{ly}">UTC, {day}</text><rect x="{b}" y="{sy}" width="{MIN_BAR_W}" height="14" fill="{BLUE}"/><text x="{bt}" y="{ly}">removed</text><rect x="{g}" y="{sy}" width="{MIN_BAR_W}" height="14" fill="{GREY}"/><text x="{gt}" y="{ly}">unknown (no reply seen)</text><path d="M{f} {sy} l6 6 l-6 6 l-6 -6 Z" fill="{RED}"/><text x="{ft}" y="{ly}">failed</text></g></g></svg>"##,
+        r##"<g class="legend" font-size="13" fill="#444"><text x="{LABEL_W}" y="{ly}">UTC, {day}</text><rect x="{b}" y="{sy}" width="{MIN_BAR_W}" height="14" fill="{BLUE}"/><text x="{bt}" y="{ly}">removed</text><rect x="{g}" y="{sy}" width="{MIN_BAR_W}" height="14" fill="{GREY}"/><text x="{gt}" y="{ly}">unknown (no reply seen)</text><path d="M{f} {sy} l6 6 l-6 6 l-6 -6 Z" fill="{RED}"/><text x="{ft}" y="{ly}">failed</text></g>"##,
         day = &tell::when(start)[..10],
         bt = b + 12.0,
         gt = g + 12.0,
         ft = f + 12.0,
     );
+    if restores {
+        let ly2 = ly + LEGEND2_H;
+        let (r, n, u) = (LABEL_W + 150.0, LABEL_W + 262.0, LABEL_W + 500.0);
+        let _ = write!(
+            s,
+            r##"<g class="legend restores" font-size="13" fill="#444"><path d="M{r} {a} l5 9 l-10 0 Z" fill="{GREEN}"/><text x="{rt}" y="{ly2}">restored</text><path d="M{n} {a} l5 9 l-10 0 Z" fill="white" stroke="{GREEN}" stroke-width="1.5"/><text x="{nt}" y="{ly2}">not restored (failed, dry run)</text><rect x="{u}" y="{sy2}" width="3" height="14" fill="{ORANGE}"/><text x="{ut}" y="{ly2}">restores suspended</text></g>"##,
+            a = ly2 - 11.0,
+            sy2 = ly2 - 12.0,
+            rt = r + 10.0,
+            nt = n + 10.0,
+            ut = u + 10.0,
+        );
+    }
+    s.push_str("</g></svg>");
     s
 }
 
@@ -149,8 +212,23 @@ fn bar_height(n: u64) -> f64 {
     (16.0 + 4.0 * (n as f64).log2()).min(ROW_H - 8.0)
 }
 
-fn counts(o: &Outcomes) -> String {
-    tell::outcomes(o)
+/// A mark's tooltip: its removals, then restores and suspensions when there are any.
+fn counts(o: &Outcomes, restored: u64, not_restored: u64, suspended: u64) -> String {
+    let mut s = if o.total() > 0 {
+        tell::outcomes(o)
+    } else {
+        "no removals".into()
+    };
+    for (n, what) in [
+        (restored, "restored"),
+        (not_restored, "not restored"),
+        (suspended, "restores suspended"),
+    ] {
+        if n > 0 {
+            let _ = write!(s, "; {n} {what}");
+        }
+    }
+    s
 }
 
 /// At most `max` characters, with `…` when cut.

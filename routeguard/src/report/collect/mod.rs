@@ -6,10 +6,14 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
+mod restores;
+mod timeline;
+
 use super::describe;
 use super::hints;
 use super::model::*;
-use crate::event::{Actor, Cause, Event, Kind, Outcome, Timestamp};
+use crate::event::{Actor, Cause, Event, EventType, Kind, Outcome, Timestamp};
+pub use restores::{outcome_name as restore_outcome_name, RestoreFields};
 
 /// How events are grouped and how much of them is kept in full.
 #[derive(Clone, Debug)]
@@ -37,7 +41,7 @@ impl Default for Options {
 
 const NONE: u32 = u32::MAX;
 
-/// One event, as small as it gets: 24 bytes.
+/// One removal, as small as it gets: 24 bytes.
 #[derive(Clone, Copy)]
 struct Rec {
     /// Nanoseconds since the epoch (i64 lasts until 2262).
@@ -49,6 +53,8 @@ struct Rec {
     cause: Cause,
     outcome: Outcome,
 }
+
+const _: () = assert!(std::mem::size_of::<Rec>() == 24);
 
 struct ObjectInfo {
     kind: Kind,
@@ -67,6 +73,9 @@ pub struct Fields<'a> {
     pub netns_inode: u32,
     pub netns_name: Option<&'a str>,
     pub actor: Option<ActorKey<'a>>,
+    /// A removal, or routeguard's restore (then `restore` says what it did).
+    pub event: EventType,
+    pub restore: Option<RestoreFields<'a>>,
 }
 
 /// What makes two actors the same process for the report.
@@ -122,13 +131,27 @@ fn fields_of(ev: &Event) -> Fields<'_> {
             unit: a.unit.as_deref(),
             container: a.container.as_deref(),
         }),
+        event: ev.event,
+        restore: ev.restore.as_ref().map(|r| RestoreFields {
+            policy: &r.policy,
+            outcome: r.outcome,
+            latency_us: r.latency_us,
+            attempt: r.attempt,
+            errno: r.errno,
+            error: r.error.as_deref(),
+            hint: r.hint.as_deref(),
+            detail: r.detail.as_deref(),
+        }),
     }
 }
 
 /// Folds events into records; [`Collector::finish`] builds the report.
 #[derive(Default)]
 pub struct Collector {
+    /// Removals.
     recs: Vec<Rec>,
+    /// Restore and `restore-suspended` events.
+    restores: restores::Log,
     /// Interned actors; index `i` is actor `i`. `None` is "no process" (kernel).
     actors: Vec<Option<Actor>>,
     /// Hash of an actor's identity → candidate indexes (compared field by field).
@@ -146,12 +169,13 @@ impl Collector {
         Self::default()
     }
 
+    /// Events folded: removals and restores.
     pub fn len(&self) -> usize {
-        self.recs.len()
+        self.recs.len() + self.restores.recs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.recs.is_empty()
+        self.len() == 0
     }
 
     pub fn push(&mut self, ev: Event) {
@@ -170,15 +194,26 @@ impl Collector {
         derived: Derived,
         actor: impl FnOnce() -> Result<Option<Actor>, String>,
     ) -> Result<(), String> {
+        let restore = match (ev.event, &ev.restore) {
+            (EventType::Removal, _) => None,
+            (_, Some(r)) => Some(r),
+            (_, None) => {
+                return Err("a restore event without its `restore` object".into());
+            }
+        };
         let actor = self.intern_actor(derived.actor_hash, ev.actor.as_ref(), actor)?;
         let object = self.intern_object(ev, derived);
+        let ts = i64::try_from(ev.ts.0).unwrap_or(if ev.ts.0 < 0 { i64::MIN } else { i64::MAX });
+        if let Some(r) = restore {
+            self.restores.push(ts, actor, object, ev.event, r);
+            return Ok(());
+        }
         let error = match (ev.outcome, ev.error, ev.errno) {
             (Outcome::Failed, Some(name), _) => self.intern_error(name),
             (Outcome::Failed, None, Some(n)) => self.intern_error(&format!("errno {n}")),
             (Outcome::Failed, None, None) => self.intern_error("error unknown"),
             _ => NONE,
         };
-        let ts = i64::try_from(ev.ts.0).unwrap_or(if ev.ts.0 < 0 { i64::MIN } else { i64::MAX });
         self.recs.push(Rec {
             ts,
             actor,
@@ -253,6 +288,7 @@ impl Collector {
     /// and `filters`, which the caller fills in.
     pub fn finish(mut self, opts: &Options) -> Sections {
         self.recs.sort_by_key(|r| r.ts);
+        self.restores.sort();
         let recs = &self.recs;
         let mut headline = Headline {
             events: recs.len() as u64,
@@ -263,8 +299,10 @@ impl Collector {
             actors: 0,
             objects: 0,
             incidents: 0,
+            restores: self.restores.summary(&self.restores.recs),
             still_missing: None,
-            still_missing_note: STILL_MISSING_NOTE,
+            still_missing_objects: Vec::new(),
+            still_missing_note: STILL_MISSING_UNKNOWN.to_string(),
         };
         let mut actor_out: Vec<Outcomes> = (0..self.actors.len())
             .map(|_| Outcomes::default())
@@ -276,6 +314,8 @@ impl Collector {
             .collect();
         let mut object_span = vec![(i64::MAX, i64::MIN); self.objects.len()];
         let mut object_by: Vec<Vec<(u32, u64)>> = vec![Vec::new(); self.objects.len()];
+        // Time of each object's last removal the kernel acked (recs are in time order).
+        let mut last_removed = vec![i64::MIN; self.objects.len()];
         for r in recs {
             add(&mut headline.outcomes, r.outcome);
             *headline
@@ -296,6 +336,9 @@ impl Collector {
             widen(&mut actor_span[r.actor as usize], r.ts);
             add(&mut object_out[r.object as usize], r.outcome);
             widen(&mut object_span[r.object as usize], r.ts);
+            if r.outcome == Outcome::Removed {
+                last_removed[r.object as usize] = r.ts;
+            }
             let by = &mut object_by[r.object as usize];
             match by.iter_mut().find(|(a, _)| *a == r.actor) {
                 Some((_, n)) => *n += 1,
@@ -306,11 +349,12 @@ impl Collector {
             }
         }
 
-        // Rank: most requests first, then earliest; `rank[old] = new id`.
+        // Rank: most requests first, then earliest; `id[old] = new id`. Actors and objects
+        // only restore events name (their removal is outside the window) are left out.
         let actor_order = ranked(&actor_out, &actor_span);
         let object_order = ranked(&object_out, &object_span);
-        let actor_id = inverse(&actor_order);
-        let object_id = inverse(&object_order);
+        let actor_id = inverse(&actor_order, self.actors.len());
+        let object_id = inverse(&object_order, self.objects.len());
 
         let mut actor_out: Vec<Option<Outcomes>> = actor_out.into_iter().map(Some).collect();
         let actors: Vec<ActorSummary> = actor_order
@@ -336,6 +380,8 @@ impl Collector {
             })
             .collect();
         let mut object_out: Vec<Option<Outcomes>> = object_out.into_iter().map(Some).collect();
+        let mut object_restores = self.restores.by_object(self.objects.len());
+        let still_missing = self.restores.still_missing(&last_removed);
         let objects: Vec<ObjectHistory> = object_order
             .iter()
             .enumerate()
@@ -358,23 +404,51 @@ impl Collector {
                     first: Timestamp(object_span[old].0.into()),
                     last: Timestamp(object_span[old].1.into()),
                     by,
+                    restores: std::mem::take(&mut object_restores[old]),
+                    still_missing: still_missing[old],
                 }
             })
             .collect();
+        if !self.restores.is_empty() {
+            headline.still_missing_objects = objects
+                .iter()
+                .filter(|o| o.still_missing == Some(true))
+                .map(|o| o.id)
+                .collect();
+            headline.still_missing = Some(headline.still_missing_objects.len() as u64);
+            let unprotected = objects
+                .iter()
+                .filter(|o| o.still_missing.is_none() && o.outcomes.removed > 0)
+                .count();
+            headline.still_missing_note = still_missing_note(unprotected);
+        }
 
         let incidents = self.incidents(opts, &actor_id, &object_id, &actors);
         headline.actors = actors.len() as u64;
         headline.objects = objects.len() as u64;
         headline.incidents = incidents.len() as u64;
-        let timeline = self.timeline(opts);
+        let timeline = timeline::build(&self.actors, recs, &self.restores, opts);
+        let restores = &self.restores.recs;
+        let first = recs
+            .first()
+            .map(|r| r.ts)
+            .into_iter()
+            .chain(restores.first().map(|r| r.ts))
+            .min();
+        let last = recs
+            .last()
+            .map(|r| r.ts)
+            .into_iter()
+            .chain(restores.last().map(|r| r.ts))
+            .max();
         Sections {
             headline,
             incidents,
             actors,
             objects,
             timeline,
-            first: recs.first().map(|r| Timestamp(r.ts.into())),
-            last: recs.last().map(|r| Timestamp(r.ts.into())),
+            first: first.map(|t| Timestamp(t.into())),
+            last: last.map(|t| Timestamp(t.into())),
         }
     }
 
@@ -385,24 +459,50 @@ impl Collector {
         object_id: &[usize],
         actors: &[ActorSummary],
     ) -> Vec<Incident> {
-        let mut out = Vec::new();
+        let mut bounds = Vec::new();
         let mut start = 0;
         for i in 1..=self.recs.len() {
             let split = i == self.recs.len()
                 || i128::from(self.recs[i].ts) - i128::from(self.recs[i - 1].ts) > opts.gap_ns;
             if split {
-                let burst = &self.recs[start..i];
-                out.push(self.incident(out.len() + 1, burst, opts, actor_id, object_id, actors));
+                bounds.push(start..i);
                 start = i;
             }
         }
-        out
+        // The restore events answering each incident's removals.
+        let mut answers: Vec<Vec<&restores::RestoreRec>> = vec![Vec::new(); bounds.len()];
+        if !self.restores.is_empty() {
+            let removals = bounds.iter().enumerate().flat_map(|(n, b)| {
+                self.recs[b.clone()]
+                    .iter()
+                    .filter(|r| r.outcome == Outcome::Removed)
+                    .map(move |r| (r.ts, r.actor, r.object, n))
+            });
+            let of = self.restores.incident_of(removals);
+            for (r, n) in self.restores.recs.iter().zip(of) {
+                if let Some(n) = n {
+                    answers[n].push(r);
+                }
+            }
+        }
+        bounds
+            .into_iter()
+            .zip(answers)
+            .enumerate()
+            .map(|(n, (b, answers))| {
+                let burst = Burst {
+                    removals: &self.recs[b],
+                    restores: &answers,
+                };
+                self.incident(n + 1, burst, opts, actor_id, object_id, actors)
+            })
+            .collect()
     }
 
     fn incident(
         &self,
         id: usize,
-        burst: &[Rec],
+        burst: Burst,
         opts: &Options,
         actor_id: &[usize],
         object_id: &[usize],
@@ -415,7 +515,7 @@ impl Collector {
         // Object index (old) → position in `objs`, in order of first removal.
         let mut seen: HashMap<u32, usize> = HashMap::new();
         let mut objs: Vec<IncidentObject> = Vec::new();
-        for r in burst {
+        for r in burst.removals {
             add(&mut outcomes, r.outcome);
             *by_kind.entry(describe::kind_name(r.kind)).or_default() += 1;
             let err = (r.error != NONE).then(|| self.errors[r.error as usize].clone());
@@ -439,6 +539,7 @@ impl Collector {
                     description: info.description.clone(),
                     outcomes: Outcomes::default(),
                     errors: Vec::new(),
+                    restores: BTreeMap::new(),
                 });
                 objs.len() - 1
             });
@@ -447,6 +548,25 @@ impl Collector {
                 if !objs[pos].errors.contains(&e) {
                     objs[pos].errors.push(e);
                 }
+            }
+        }
+        let mut suspensions = Vec::new();
+        for r in burst.restores {
+            // Every restore here answers a removal of this incident, so its object is in it.
+            if let Some(&pos) = seen.get(&r.object) {
+                *objs[pos].restores.entry(restores::rec_name(r)).or_default() += 1;
+            }
+            if r.suspended {
+                suspensions.push(Suspension {
+                    at: Timestamp(r.ts.into()),
+                    object: object_id[r.object as usize],
+                    description: self.objects[r.object as usize].description.clone(),
+                    actor: actor_id[r.actor as usize],
+                    policy: self.restores.policy(r).to_string(),
+                    attempts: r.attempt,
+                    hint: self.restores.hint(r).map(str::to_string),
+                    detail: self.restores.detail(r).map(str::to_string),
+                });
             }
         }
         by_actor.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then(a.0.cmp(&b.0)));
@@ -472,11 +592,12 @@ impl Collector {
                 }
             }
         }
+        let removals = burst.removals;
         let mut incident = Incident {
             id,
-            start: Timestamp(burst[0].ts.into()),
-            end: Timestamp(burst[burst.len() - 1].ts.into()),
-            events: burst.len() as u64,
+            start: Timestamp(removals[0].ts.into()),
+            end: Timestamp(removals[removals.len() - 1].ts.into()),
+            events: removals.len() as u64,
             outcomes,
             by_kind,
             errors,
@@ -486,85 +607,36 @@ impl Collector {
                 .collect(),
             objects: objs,
             objects_omitted,
+            restores: self.restores.summary(burst.restores.iter().copied()),
+            suspensions,
             hints: hint_refs,
             summary: String::new(),
         };
         incident.summary = super::tell::incident(&incident, actors);
         incident
     }
+}
 
-    fn timeline(&self, opts: &Options) -> Timeline {
-        let (Some(first), Some(last)) = (self.recs.first(), self.recs.last()) else {
-            return Timeline {
-                start: None,
-                end: None,
-                bin_ns: 0,
-                lanes: Vec::new(),
-                lanes_merged: 0,
-            };
-        };
-        let span = (i128::from(last.ts) - i128::from(first.ts)).max(1) as u64;
-        let bin_ns = span.div_ceil(opts.timeline_bins.max(1)).max(1);
-        // Lane per program: comm plus container or unit.
-        let mut lane_of_actor: Vec<u32> = Vec::with_capacity(self.actors.len());
-        let mut lane_ix: HashMap<String, u32> = HashMap::new();
-        let mut labels: Vec<String> = Vec::new();
-        for a in &self.actors {
-            let label = lane_label(a.as_ref());
-            let next = labels.len() as u32;
-            let l = *lane_ix.entry(label.clone()).or_insert_with(|| {
-                labels.push(label);
-                next
-            });
-            lane_of_actor.push(l);
-        }
-        let mut totals = vec![Outcomes::default(); labels.len()];
-        let mut bins: Vec<BTreeMap<u64, Outcomes>> = vec![BTreeMap::new(); labels.len()];
-        for r in &self.recs {
-            let l = lane_of_actor[r.actor as usize] as usize;
-            add(&mut totals[l], r.outcome);
-            let b = (i128::from(r.ts) - i128::from(first.ts)) as u64 / bin_ns;
-            add(bins[l].entry(b).or_default(), r.outcome);
-        }
-        let mut order: Vec<usize> = (0..labels.len()).collect();
-        order.sort_by(|&a, &b| totals[b].total().cmp(&totals[a].total()).then(a.cmp(&b)));
-        let keep = if order.len() > opts.max_lanes {
-            opts.max_lanes.saturating_sub(1)
-        } else {
-            order.len()
-        };
-        let mut lanes: Vec<Lane> = Vec::new();
-        for &l in &order[..keep] {
-            lanes.push(Lane {
-                label: labels[l].clone(),
-                outcomes: std::mem::take(&mut totals[l]),
-                bins: to_bins(std::mem::take(&mut bins[l])),
-            });
-        }
-        let merged = &order[keep..];
-        if !merged.is_empty() {
-            let mut all = BTreeMap::new();
-            let mut total = Outcomes::default();
-            for &l in merged {
-                merge(&mut total, &totals[l]);
-                for (b, o) in std::mem::take(&mut bins[l]) {
-                    merge(all.entry(b).or_default(), &o);
-                }
-            }
-            lanes.push(Lane {
-                label: format!("other ({} programs)", merged.len()),
-                outcomes: total,
-                bins: to_bins(all),
-            });
-        }
-        Timeline {
-            start: Some(Timestamp(first.ts.into())),
-            end: Some(Timestamp(last.ts.into())),
-            bin_ns,
-            lanes,
-            lanes_merged: merged.len() as u64,
-        }
+/// One incident's removals and the restore events that answered them.
+struct Burst<'a> {
+    removals: &'a [Rec],
+    restores: &'a [&'a restores::RestoreRec],
+}
+
+fn still_missing_note(unprotected: usize) -> String {
+    let mut s = "protected objects (those routeguard answered with a restore event) whose last \
+        removal was not followed by a restore that put them back (restored or already-present), \
+        at the end of the window"
+        .to_string();
+    if unprotected > 0 {
+        s.push_str(&format!(
+            "; {unprotected} other removed object{} had no restore event (not protected, or \
+             removed by an allowed actor): whether {} came back is not recorded",
+            if unprotected == 1 { "" } else { "s" },
+            if unprotected == 1 { "it" } else { "they" },
+        ));
     }
+    s
 }
 
 /// Everything the events give; the caller adds where they came from.
@@ -593,18 +665,7 @@ fn same_actor(a: Option<&Actor>, b: Option<&ActorKey>) -> bool {
     }
 }
 
-fn lane_label(a: Option<&Actor>) -> String {
-    match a {
-        None => "kernel (no process)".into(),
-        Some(a) => match (&a.container, &a.unit) {
-            (Some(id), _) => format!("{} (container {})", a.comm, describe::short_id(id)),
-            (None, Some(unit)) => format!("{} ({unit})", a.comm),
-            (None, None) => a.comm.clone(),
-        },
-    }
-}
-
-fn add(o: &mut Outcomes, outcome: Outcome) {
+pub(super) fn add(o: &mut Outcomes, outcome: Outcome) {
     match outcome {
         Outcome::Removed => o.removed += 1,
         Outcome::Failed => o.failed += 1,
@@ -612,19 +673,14 @@ fn add(o: &mut Outcomes, outcome: Outcome) {
     }
 }
 
-fn merge(into: &mut Outcomes, o: &Outcomes) {
-    into.removed += o.removed;
-    into.failed += o.failed;
-    into.unknown += o.unknown;
-}
-
 fn widen(span: &mut (i64, i64), ts: i64) {
     span.0 = span.0.min(ts);
     span.1 = span.1.max(ts);
 }
 
+/// Indexes with removals, most first, then earliest.
 fn ranked(out: &[Outcomes], span: &[(i64, i64)]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..out.len()).collect();
+    let mut order: Vec<usize> = (0..out.len()).filter(|&i| out[i].total() > 0).collect();
     order.sort_by(|&a, &b| {
         out[b]
             .total()
@@ -635,16 +691,11 @@ fn ranked(out: &[Outcomes], span: &[(i64, i64)]) -> Vec<usize> {
     order
 }
 
-fn inverse(order: &[usize]) -> Vec<usize> {
-    let mut inv = vec![0; order.len()];
+/// `inv[old] = new`; `usize::MAX` for the indexes `order` left out.
+fn inverse(order: &[usize], len: usize) -> Vec<usize> {
+    let mut inv = vec![usize::MAX; len];
     for (new, &old) in order.iter().enumerate() {
         inv[old] = new;
     }
     inv
-}
-
-fn to_bins(map: BTreeMap<u64, Outcomes>) -> Vec<Bin> {
-    map.into_iter()
-        .map(|(index, outcomes)| Bin { index, outcomes })
-        .collect()
 }

@@ -5,6 +5,8 @@ use super::*;
 use crate::event::{Cause, Event, Outcome, Rule, Timestamp};
 use crate::sink::fixtures;
 
+mod restores;
+
 const S: i128 = 1_000_000_000;
 
 /// systemd-networkd removing `n` rules at `t0`, 10 ms apart.
