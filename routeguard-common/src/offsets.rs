@@ -157,8 +157,6 @@ impl SyscallNumbers {
 pub struct CaptureConfig {
     pub offsets: KernelOffsets,
     pub syscalls: SyscallNumbers,
-    /// The loader's own tgid: its requests are tagged, never dropped (restores are recognised).
-    pub self_tgid: u32,
     /// Wake userspace once this many bytes wait in the ring; below that the loader polls.
     pub wakeup_bytes: u32,
 }
@@ -167,7 +165,6 @@ impl CaptureConfig {
     pub const DEFAULT: Self = Self {
         offsets: KernelOffsets::MISSING,
         syscalls: SyscallNumbers::NONE,
-        self_tgid: 0,
         wakeup_bytes: 256 * 1024,
     };
 }
@@ -175,7 +172,7 @@ impl CaptureConfig {
 // Both sides read these as raw bytes: keep the layouts fixed.
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 32 * 4 + 10 * 4 + 8);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 32 * 4 + 10 * 4 + 4);
 
 #[cfg(feature = "user")]
 mod pod {

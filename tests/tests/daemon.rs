@@ -7,8 +7,9 @@
 //! loopback port. The daemon sees the whole host, so assertions select rows by the pid of the
 //! `ip` the test ran in its own namespace.
 //!
-//! Not here yet: restart without loss (kill -9, remove, restart → the removal is stored) needs
-//! the ring buffer and links pinned in bpffs, which capture does not do yet.
+//! Restart without loss: kill -9 the daemon, remove a rule, start it again → the removal made
+//! while no daemon ran is stored, from the capture the first daemon pinned in bpffs. Each test
+//! pins under its own `/sys/fs/bpf/rgt-daemon-*` directory (never the default), removed with it.
 
 use std::{
     fs,
@@ -24,8 +25,9 @@ use std::{
 use routeguard::store::read_events;
 use routeguard_tests::*;
 
-/// A temp directory for one daemon's config and store, removed on drop.
-struct Dir(PathBuf);
+/// A temp directory for one daemon's config and store, and its bpffs pin directory; both
+/// removed on drop (removing the pins detaches the programs).
+struct Dir(PathBuf, PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Self {
@@ -33,13 +35,19 @@ impl Dir {
             std::env::temp_dir().join(format!("routeguard-daemon-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        let pins = PathBuf::from(format!(
+            "/sys/fs/bpf/rgt-daemon-{tag}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&pins);
+        Self(dir, pins)
     }
 }
 
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+        let _ = fs::remove_dir_all(&self.1);
     }
 }
 
@@ -57,10 +65,11 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn config_text(store: &Path, port: u16) -> String {
+fn config_text(store: &Path, port: u16, pins: &Path) -> String {
     format!(
-        "[store]\npath = \"{}\"\n\n[journald]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[capture]\nring_size = \"4M\"\n",
-        store.display()
+        "[store]\npath = \"{}\"\n\n[journald]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[capture]\nring_size = \"4M\"\npin_dir = \"{}\"\n",
+        store.display(),
+        pins.display()
     )
 }
 
@@ -75,7 +84,7 @@ impl Daemon {
         let store = dir.0.join("state/events.db");
         let config = dir.0.join("routeguard.toml");
         let port = free_port();
-        fs::write(&config, config_text(&store, port) + extra).unwrap();
+        fs::write(&config, config_text(&store, port, &dir.1) + extra).unwrap();
         let mut child = Command::new(routeguard_bin())
             .args(["daemon", "--config"])
             .arg(&config)
@@ -138,6 +147,12 @@ impl Daemon {
     fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) on the pid of a child this guard spawned and has not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// SIGKILL, as a crash would: nothing is drained or flushed.
+    fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then waits for exit; returns the exit code and stderr.
@@ -276,6 +291,66 @@ fn removals_are_stored_and_counted() {
     assert!(stderr.contains("daemon stopped"), "{stderr}");
 }
 
+/// The pinned sets (`v<tag>` directories) under a pin directory.
+fn pin_sets(pins: &Path) -> Vec<String> {
+    fs::read_dir(pins)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_removal_made_while_the_daemon_is_down_is_stored_after_restart() {
+    let ns = ns_with_rule_and_route();
+    let dir = Dir::new("restart");
+    let daemon = Daemon::start(&dir);
+    assert!(daemon.stderr().contains("pinned in"), "{}", daemon.stderr());
+    assert_eq!(pin_sets(&dir.1).len(), 1, "one pinned capture");
+    daemon.kill9();
+
+    // No daemon runs now; the pinned programs keep recording into the pinned ring.
+    let args = ["rule", "del", "prio", "100"];
+    let pid = ns.ip_ok(&args);
+
+    let daemon = Daemon::start(&dir);
+    assert!(
+        daemon.stderr().contains("adopted from"),
+        "the second daemon adopts the pins: {}",
+        daemon.stderr()
+    );
+    // `ip` exited before this daemon started: actor details come from the kernel's records.
+    let row = daemon.wait_row(pid);
+    let mut want = ip_actor_fields(&ns, pid, &args);
+    want.extend([
+        ("/kind", json!("rule")),
+        ("/cause", json!("request")),
+        ("/outcome", json!("removed")),
+        ("/request/op", json!("RTM_DELRULE")),
+        ("/rule/priority", json!(100)),
+    ]);
+    assert_fields(&row, &want);
+
+    // A clean stop keeps the pins (a restart must not lose events either)...
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(pin_sets(&dir.1).len(), 1, "pins kept after SIGTERM");
+    // ...and `--unpin` removes them.
+    let config = dir.0.join("routeguard.toml");
+    let ran = run(Command::new(routeguard_bin())
+        .args(["daemon", "--unpin", "--config"])
+        .arg(&config));
+    assert!(ran.status.success(), "--unpin: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains("removed 1 pinned capture"),
+        "{}",
+        ran.stderr
+    );
+    assert!(pin_sets(&dir.1).is_empty(), "{:?}", pin_sets(&dir.1));
+}
+
 #[test]
 fn protected_rule_is_restored_then_suspended_and_both_are_stored_and_counted() {
     let ns = ns_with_rule_and_route();
@@ -364,7 +439,7 @@ fn sighup_with_a_broken_config_keeps_the_running_one() {
     let port = daemon.port;
     fs::write(
         &daemon.config,
-        config_text(&daemon.store, port) + "\n[jsonl]\nstdout = true\n",
+        config_text(&daemon.store, port, &dir.1) + "\n[jsonl]\nstdout = true\n",
     )
     .unwrap();
     daemon.signal(libc::SIGHUP);

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use routeguard_common::{counter, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX};
 
@@ -13,6 +13,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// Per-CPU loss and truncation counters, indexed by `routeguard_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Entry 0: the tgid of the routeguard that reads the ring. Its requests are tagged, never
+/// dropped (restores are recognised). A map, not a load-time global: a daemon that adopts
+/// programs pinned by its predecessor writes its own tgid here.
+#[map]
+pub static SELF_TGID: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Scratch space to assemble a request (too big for the 512-byte BPF stack).
 #[map]

@@ -12,7 +12,7 @@ use routeguard_common::{
 
 use super::{
     kern::{bound, config_field, read, read_user},
-    maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH},
+    maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH, SELF_TGID},
     sock::{self, Sock},
     task,
 };
@@ -123,7 +123,7 @@ pub fn emit(
     rec.head.sock_family = sock.family;
     rec.head.sock_protocol = sock.protocol;
     rec.head.payload_len = total as u32;
-    if rec.head.task.pid == config_field!(self_tgid) {
+    if SELF_TGID.get(0).is_some_and(|me| *me == rec.head.task.pid) {
         rec.head.flags |= request_flags::SELF;
     }
     // SAFETY: `len` bytes of the scratch record are initialised (header + `total` of payload).

@@ -1,6 +1,7 @@
 //! Kernel capture: loads the eBPF programs with offsets from the running kernel's BTF, attaches
 //! them, and hands out raw records and loss counters.
 
+pub mod pin;
 pub mod probe;
 mod programs;
 pub mod select;
@@ -8,7 +9,7 @@ pub mod select;
 use std::path::Path;
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
 use routeguard_common::{counter, CaptureConfig, SyscallNumbers};
@@ -32,6 +33,8 @@ pub enum CaptureError {
     Load(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no map `{0}`")]
     NoMap(&'static str),
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
     #[error("cannot poll the ring buffer: {0}")]
     Poll(#[source] std::io::Error),
     #[error("map `{name}`: {source}")]
@@ -54,6 +57,8 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Wake userspace once this many bytes wait; 0 wakes it on every record.
     pub wakeup_bytes: u32,
+    /// Pin the capture here (the daemon), or adopt the one a predecessor pinned; see [`pin`].
+    pub pin_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -61,6 +66,7 @@ impl Default for Options {
         Self {
             ring_bytes: 16 << 20,
             wakeup_bytes: 256 << 10,
+            pin_dir: None,
         }
     }
 }
@@ -79,10 +85,14 @@ pub struct Losses {
 }
 
 pub struct Capture {
-    // Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    // Owns the programs and their links: dropping it detaches everything not pinned. `None`
+    // when the programs were adopted from pins.
+    _ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// The capture was adopted from a predecessor's pins (its ring may hold what happened
+    /// while no daemon ran).
+    pub adopted: bool,
 }
 
 impl Capture {
@@ -92,6 +102,26 @@ impl Capture {
         if OBJECT.is_empty() {
             return Err(CaptureError::NoObject);
         }
+        let Some(pin_dir) = &options.pin_dir else {
+            return Self::load(options, None);
+        };
+        pin::prepare(pin_dir)?;
+        let set = pin::dir(pin_dir, OBJECT);
+        pin::remove_others(pin_dir, &set)?;
+        if let Some(adopted) = pin::adopt(&set)? {
+            tracing::info!(pins = %set.display(), "adopted the pinned capture");
+            return Ok(Self {
+                _ebpf: None,
+                ring: adopted.ring,
+                counters: adopted.counters,
+                adopted: true,
+            });
+        }
+        Self::load(options, Some(&set))
+    }
+
+    /// Loads and attaches afresh; with `pin_to`, pins the links and maps there.
+    fn load(options: &Options, pin_to: Option<&Path>) -> Result<Self, CaptureError> {
         let resolved = btf::resolve(Path::new(VMLINUX_BTF))?;
         let fatal: Vec<String> = resolved
             .missing
@@ -108,7 +138,6 @@ impl Capture {
         let config = CaptureConfig {
             offsets: resolved.offsets,
             syscalls: syscall_numbers(),
-            self_tgid: std::process::id(),
             wakeup_bytes: options.wakeup_bytes,
         };
         let mut ebpf = EbpfLoader::new()
@@ -116,13 +145,31 @@ impl Capture {
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(OBJECT)
             .map_err(|e| CaptureError::Load(Box::new(e)))?;
-        programs::attach_all(&mut ebpf)?;
+        let mut me: Array<&mut MapData, u32> = ebpf
+            .map_mut("SELF_TGID")
+            .ok_or(CaptureError::NoMap("SELF_TGID"))?
+            .try_into()
+            .map_err(|source| CaptureError::Map {
+                name: "SELF_TGID",
+                source,
+            })?;
+        me.set(0, std::process::id(), 0)
+            .map_err(|source| CaptureError::Map {
+                name: "SELF_TGID",
+                source,
+            })?;
+        let links = programs::attach_all(&mut ebpf, pin_to.is_some())?;
+        if let Some(set) = pin_to {
+            pin::pin(&ebpf, links, set)?;
+            tracing::info!(pins = %set.display(), "capture pinned: it keeps recording while no daemon runs");
+        }
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
         Ok(Self {
-            _ebpf: ebpf,
+            _ebpf: Some(ebpf),
             ring,
             counters,
+            adopted: false,
         })
     }
 
@@ -141,7 +188,7 @@ impl Capture {
 /// The per-CPU loss counters (and the loaded programs, which must outlive the ring's reader).
 pub struct Counters {
     map: PerCpuArray<MapData, u64>,
-    _ebpf: Ebpf,
+    _ebpf: Option<Ebpf>,
 }
 
 impl Counters {

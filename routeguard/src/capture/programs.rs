@@ -1,7 +1,7 @@
 //! The programs of the syscall capture path and where they attach.
 
 use aya::{
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{links::FdLink, ProgramError, RawTracePoint, TracePoint},
     Ebpf,
 };
 
@@ -27,7 +27,13 @@ pub const PROGRAMS: &[(&str, Hook)] = &[
     ("sys_enter", Hook::Raw("sys_enter")),
 ];
 
-pub fn attach_all(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+/// Loads and attaches every program. With `take_links`, the links are handed back (to be
+/// pinned) instead of staying with the programs, which would detach them when dropped.
+pub fn attach_all(
+    ebpf: &mut Ebpf,
+    take_links: bool,
+) -> Result<Vec<(&'static str, FdLink)>, CaptureError> {
+    let mut links = Vec::new();
     for &(name, hook) in PROGRAMS {
         let err = |source: ProgramError| CaptureError::Program {
             name,
@@ -41,14 +47,25 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
             Hook::Raw(tracepoint) => {
                 let program: &mut RawTracePoint = program.try_into().map_err(err)?;
                 program.load().map_err(err)?;
-                program.attach(tracepoint).map_err(err)?;
+                let id = program.attach(tracepoint).map_err(err)?;
+                if take_links {
+                    links.push((name, FdLink::from(program.take_link(id).map_err(err)?)));
+                }
             }
             Hook::TracePoint(category, tracepoint) => {
                 let program: &mut TracePoint = program.try_into().map_err(err)?;
                 program.load().map_err(err)?;
-                program.attach(category, tracepoint).map_err(err)?;
+                let id = program.attach(category, tracepoint).map_err(err)?;
+                if take_links {
+                    let link = program.take_link(id).map_err(err)?;
+                    // A perf link is an fd link when the kernel has BPF_LINK_CREATE for perf
+                    // events (5.15); older ones cannot pin it.
+                    let link = FdLink::try_from(link)
+                        .map_err(|e| err(ProgramError::IOError(std::io::Error::other(e))))?;
+                    links.push((name, link));
+                }
             }
         }
     }
-    Ok(())
+    Ok(links)
 }

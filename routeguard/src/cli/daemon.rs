@@ -19,6 +19,11 @@ journald, and Prometheus metrics on http://127.0.0.1:9477/metrics (and /healthz)
 SIGHUP reloads the config (a bad one is refused and the running one kept); SIGTERM drains the
 ring buffer and flushes the store before exit. Every config key is in the README.
 
+The capture stays pinned in bpffs ([capture] pin_dir, default /sys/fs/bpf/routeguard) when the
+daemon stops, SIGTERM included, so a restart drains what happened in between.
+`routeguard daemon --unpin` removes the pins (the programs detach) and exits; run it when
+uninstalling, or set pin_dir to '' to never pin.
+
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config, missing privilege or
 kernel feature, or a sink that cannot be opened (nothing is started then).";
 
@@ -27,6 +32,10 @@ pub struct DaemonArgs {
     /// Config file (TOML). When the default is absent, the documented defaults apply.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Remove the capture pinned under `[capture] pin_dir` (detaching its programs) and exit;
+    /// what it recorded and no daemon read is lost.
+    #[arg(long)]
+    pub unpin: bool,
 }
 
 pub fn run(args: DaemonArgs) -> ExitCode {
@@ -43,6 +52,9 @@ pub fn run(args: DaemonArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if args.unpin {
+        return unpin(&config);
+    }
     let runtime = match super::capture_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -56,6 +68,26 @@ pub fn run(args: DaemonArgs) -> ExitCode {
                 DaemonError::Capture(err) => super::capture_exit(&err),
                 DaemonError::Io(_) => ExitCode::FAILURE,
             }
+        }
+    }
+}
+
+fn unpin(config: &daemon::Config) -> ExitCode {
+    let Some(dir) = config.capture.pin_dir() else {
+        eprintln!("routeguard: pinning is off (`[capture] pin_dir` is empty): nothing to remove");
+        return ExitCode::SUCCESS;
+    };
+    match crate::capture::pin::unpin_all(&dir) {
+        Ok(n) => {
+            eprintln!(
+                "routeguard: removed {n} pinned capture(s) from {}",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("routeguard: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -81,6 +81,8 @@ async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
         ring_bytes: args.ring_size,
         // A restore is only as fast as routeguard hears of the removal: no batched wake-ups.
         wakeup_bytes: if protecting { 0 } else { args.wakeup },
+        // Only the daemon outlives itself.
+        pin_dir: None,
     };
     let mut pipeline = Pipeline::start(&options)?;
     if protecting {

@@ -137,7 +137,19 @@ pub struct CaptureConfig {
     /// Wake the daemon once this many bytes wait (it also drains every 10 ms).
     #[serde(deserialize_with = "size32")]
     pub wakeup: u32,
+    /// Where the capture is pinned in bpffs so it keeps recording between two daemons; `""`
+    /// turns pinning off (then removals made while no daemon runs are not seen).
+    pub pin_dir: String,
 }
+
+impl CaptureConfig {
+    pub fn pin_dir(&self) -> Option<PathBuf> {
+        (!self.pin_dir.is_empty()).then(|| PathBuf::from(&self.pin_dir))
+    }
+}
+
+/// Default `[capture] pin_dir`.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/routeguard";
 
 impl Default for CaptureConfig {
     fn default() -> Self {
@@ -145,6 +157,7 @@ impl Default for CaptureConfig {
         Self {
             ring_size: d.ring_bytes,
             wakeup: d.wakeup_bytes,
+            pin_dir: DEFAULT_PIN_DIR.to_owned(),
         }
     }
 }

@@ -80,6 +80,7 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
         } else {
             0
         },
+        pin_dir: config.capture.pin_dir(),
     };
     let mut pipeline = Pipeline::start(&options)?;
     if !config.protect.is_empty() {
@@ -87,9 +88,17 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
     }
     let mut restorer = new_restorer(&config, &pipeline);
     eprintln!(
-        "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB; {}; metrics {})",
+        "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB{}; {}; metrics {})",
         PROGRAMS.len(),
         options.ring_bytes >> 10,
+        match (&options.pin_dir, pipeline.adopted()) {
+            (Some(dir), true) => format!(
+                ", adopted from {} with what it recorded while no daemon ran",
+                dir.display()
+            ),
+            (Some(dir), false) => format!(", pinned in {}", dir.display()),
+            (None, _) => ", not pinned".to_owned(),
+        },
         sinks.describe(),
         server.as_ref().map_or_else(
             || "off".to_owned(),

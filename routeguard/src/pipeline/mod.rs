@@ -49,6 +49,7 @@ pub struct Pipeline {
     losses: Losses,
     /// Woken when the mirror hears the kernel announce a deletion.
     heard: Option<Arc<Notify>>,
+    adopted: bool,
 }
 
 /// Waits for the mirror's signal, or forever without a mirror.
@@ -62,7 +63,9 @@ async fn heard(notify: Option<&Notify>) {
 impl Pipeline {
     /// Loads and attaches the capture programs; nothing is attached if this fails.
     pub fn start(options: &capture::Options) -> Result<Self, CaptureError> {
-        let (ring, counters) = Capture::start(options)?.split();
+        let capture = Capture::start(options)?;
+        let adopted = capture.adopted;
+        let (ring, counters) = capture.split();
         // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd, so the fd stays open
         // and is registered nowhere else for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -77,7 +80,13 @@ impl Pipeline {
             tick,
             quiet_ticks: 0,
             losses: Losses::default(),
+            adopted,
         })
+    }
+
+    /// The capture was adopted from a predecessor's pins rather than loaded.
+    pub fn adopted(&self) -> bool {
+        self.adopted
     }
 
     /// Waits for data (or the next tick) and returns what completed. Cancel-safe: dropping the
