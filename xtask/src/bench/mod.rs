@@ -1,5 +1,6 @@
 //! `cargo xtask bench <name>`: benchmarks, kept apart from the tests. Each prints its
 //! measurements side by side (untraced vs traced, alternated in one run) and the target.
+mod daemon;
 mod loss;
 mod mirror;
 mod overhead;
@@ -43,6 +44,8 @@ pub enum Bench {
     Loss(loss::Args),
     /// Memory of routeguard's netlink mirror per route: RSS with N routes vs an empty netns.
     Mirror(mirror::Args),
+    /// `routeguard daemon`: idle RSS and CPU over a minute, and N removals stored (events/s).
+    Daemon(daemon::Args),
     /// How long a protected rule or route stays missing: N removals each, p50/p99/max of the
     /// gap until routeguard re-added it, against kube-router's 60 s sync.
     Restore(restore::Args),
@@ -77,6 +80,12 @@ const LIST: &[(&str, &str)] = &[
          re-added it, p50/p99/max (target p50 < 1 ms, p99 < 5 ms) vs kube-router's 60 s sync; \
          `cargo xtask bench restore [--removals 1000] [--bin PATH]`",
     ),
+    (
+        "daemon",
+        "`routeguard daemon`: idle RSS and CPU over 60 s (targets < 30 MB, < 0.1 %), then N route \
+         removals stored (events/s, 0 lost); `cargo xtask bench daemon [--removals 100000] \
+         [--idle 60] [--bin PATH]`",
+    ),
 ];
 
 pub fn run(bench: Option<Bench>) -> Result<()> {
@@ -86,6 +95,7 @@ pub fn run(bench: Option<Bench>) -> Result<()> {
         Some(Bench::Loss(args)) => loss::run(&args),
         Some(Bench::Mirror(args)) => mirror::run(&args),
         Some(Bench::Restore(args)) => restore::run(&args),
+        Some(Bench::Daemon(args)) => daemon::run(&args),
         None => {
             println!("available benches (run as root: `cargo xtask bench <name>`):");
             for (name, about) in LIST {
