@@ -176,3 +176,23 @@ fn rule_variants() {
     });
     assert!(words(&format_line(&ev)).contains(" DEL rule prio 5 blackhole -> failed ENOENT"));
 }
+
+#[test]
+fn a_replace_shows_the_route_that_took_the_old_one_s_place() {
+    let mut ev = route_event();
+    ev.cause = Cause::Replace;
+    ev.replacement = Some(Route {
+        table: Some(77),
+        dst: Some("10.1.0.0/24".into()),
+        gateway: Some("10.0.0.9".into()),
+        ..Default::default()
+    });
+    let line = words(&format_line(&ev));
+    assert!(
+        line.contains(
+            "REPLACE route table 77 10.1.0.0/24 via 10.0.0.1 metric 100 => table 77 10.1.0.0/24 \
+             via 10.0.0.9 -> removed"
+        ),
+        "{line}"
+    );
+}
