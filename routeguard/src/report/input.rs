@@ -7,6 +7,7 @@
 use std::collections::hash_map::RandomState;
 use std::fs::File;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::collect::{ActorKey, Collector, Derived, Fields, RestoreFields};
@@ -125,7 +126,7 @@ impl Tally {
         if let Some(derived) = p.wanted {
             // A row reads as an event (row.rs), so the full actor is always there to take.
             let pushed = into.push_compact(&fields(&p.row), derived, || {
-                p.src.event().map(|ev| ev.actor)
+                event(p.line).map(|ev| ev.actor)
             });
             if let Err(e) = pushed {
                 self.skip(line, e);
@@ -177,21 +178,39 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
     }
     let mut reader = file;
     let mut carry = Vec::new();
+    let tally = load_lines(
+        || {
+            let chunk = read_lines(&mut reader, &mut carry, CHUNK_BYTES).map_err(io_err)?;
+            Ok((!chunk.is_empty()).then_some(chunk))
+        },
+        q,
+        into,
+    )?;
+    tally.check_not_all_bad(path)?;
+    Ok(tally.source("jsonl", path))
+}
+
+/// Folds the lines of the chunks `next` gives (each whole lines; `None` at the end) into
+/// `into`.
+///
+/// Parsing JSON is nearly all of a report's time, so chunks are parsed on every core while the
+/// next chunks are read; results are then folded in input order, so line numbers, skipped
+/// examples and the collector see exactly what a sequential read would give.
+fn load_lines(
+    mut next: impl FnMut() -> Result<Option<Vec<u8>>, InputError>,
+    q: &Query,
+    into: &mut Collector,
+) -> Result<Tally, InputError> {
     let mut tally = Tally::new();
     let hasher = into.hasher();
-    // Parsing JSON is nearly all of a report's time, so whole lines are read in chunks and
-    // parsed on every core while the next chunks are read; results are then folded in file
-    // order, so line numbers, skipped examples and the collector see exactly what a sequential
-    // read would give.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut read_round = || -> Result<Vec<Vec<u8>>, InputError> {
         let mut chunks = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let chunk = read_lines(&mut reader, &mut carry, CHUNK_BYTES).map_err(io_err)?;
-            if chunk.is_empty() {
-                break;
+        while chunks.len() < workers {
+            match next()? {
+                Some(chunk) => chunks.push(chunk),
+                None => break,
             }
-            chunks.push(chunk);
         }
         Ok(chunks)
     };
@@ -206,7 +225,7 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
             let next = read_round();
             let parsed: Vec<_> = handles
                 .into_iter()
-                .map(|h| h.join().expect("JSONL parser thread panicked"))
+                .map(|h| h.join().expect("parser thread panicked"))
                 .collect();
             (parsed, next)
         });
@@ -221,8 +240,7 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
         }
         chunks = next?;
     }
-    tally.check_not_all_bad(path)?;
-    Ok(tally.source("jsonl", path))
+    Ok(tally)
 }
 
 /// Bytes of whole lines handed to one parser thread at a time.
@@ -253,38 +271,26 @@ fn read_lines(
     }
 }
 
-/// A line or stored event, read as far as the report needs it.
+/// A line, read as far as the report needs it.
 struct Parsed<'a> {
     row: Kept<'a>,
     /// What folding it derives, if the query wants the event (done on the parser threads).
     wanted: Option<Derived>,
-    src: Src<'a>,
+    /// The line, to read it again in full when needed.
+    line: &'a [u8],
 }
 
 impl<'a> Parsed<'a> {
-    fn of(row: Row<'a>, src: Src<'a>, q: &Query, hasher: &RandomState) -> Self {
-        let wanted = q.wants(&row, || src.event()).then(|| object(&row));
+    fn of(row: Row<'a>, line: &'a [u8], q: &Query, hasher: &RandomState) -> Self {
+        let wanted = q.wants(&row, || event(line)).then(|| object(&row));
         let row = row.keep();
         let wanted = wanted.map(|object| Derived::new(&fields(&row), object, hasher));
-        Parsed { row, wanted, src }
+        Parsed { row, wanted, line }
     }
 }
 
-/// Where a row was read from, to read it again in full.
-#[derive(Clone, Copy)]
-enum Src<'a> {
-    Line(&'a [u8]),
-    Stored(&'a serde_json::Value),
-}
-
-impl Src<'_> {
-    fn event(self) -> Result<Event, String> {
-        match self {
-            Src::Line(l) => serde_json::from_slice(l),
-            Src::Stored(v) => serde_json::from_value(v.clone()),
-        }
-        .map_err(|e| e.to_string())
-    }
+fn event(line: &[u8]) -> Result<Event, String> {
+    serde_json::from_slice(line).map_err(|e| e.to_string())
 }
 
 fn object(row: &Row) -> String {
@@ -338,30 +344,66 @@ type ParsedChunk<'a> = (Vec<(u64, Result<Parsed<'a>, String>)>, u64);
 
 fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, hasher: &RandomState) -> ParsedChunk<'a> {
     let mut lines = 0;
-    let parsed = chunk
-        .split_inclusive(|&b| b == b'\n')
+    // One UTF-8 check for the whole chunk (the common case) instead of one per string.
+    let split: Box<dyn Iterator<Item = (&[u8], Option<&str>)>> = match std::str::from_utf8(chunk) {
+        Ok(text) => Box::new(text.split_inclusive('\n').map(|l| (l.as_bytes(), Some(l)))),
+        Err(_) => Box::new(chunk.split_inclusive(|&b| b == b'\n').map(|l| (l, None))),
+    };
+    let parsed = split
         .inspect(|_| lines += 1)
         .enumerate()
-        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|(i, l)| {
-            let parsed = row::parse_line(l).map(|r| Parsed::of(r, Src::Line(l), q, hasher));
-            (i as u64 + 1, parsed)
+        .filter(|(_, (l, _))| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, (l, text))| {
+            let row = match text {
+                Some(text) => row::parse_str(text),
+                None => row::parse_line(l),
+            };
+            (i as u64 + 1, row.map(|r| Parsed::of(r, l, q, hasher)))
         })
         .collect();
     (parsed, lines)
 }
 
 fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, InputError> {
-    let rows = store::read_events(path, q.since.map(|t| t.0), q.until.map(|t| t.0))?;
-    let mut tally = Tally::new();
-    let hasher = into.hasher();
-    for (i, value) in rows.iter().enumerate() {
-        let line = i as u64 + 1;
-        match row::parse_value(value) {
-            Ok(r) => tally.event(line, Parsed::of(r, Src::Stored(value), q, &hasher), into),
-            Err(e) => tally.skip(line, e),
-        }
-    }
+    // Rows are read on a thread of their own, into chunks of lines as a JSONL capture gives
+    // them, while earlier chunks are parsed: one parser for both inputs, no `Value` per row.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, StoreError>>(workers);
+    let (since, until) = (q.since.map(|t| t.0), q.until.map(|t| t.0));
+    let tally = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES + (1 << 16));
+            let scanned = store::scan_json(path, since, until, |_, json| {
+                chunk.extend_from_slice(json);
+                chunk.push(b'\n');
+                if chunk.len() >= CHUNK_BYTES {
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + (1 << 16)));
+                    // The reader gave up (an error): stop scanning.
+                    if tx.send(Ok(full)).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            let last = match scanned {
+                Ok(()) if chunk.is_empty() => return,
+                Ok(()) => Ok(chunk),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(last);
+        });
+        let tally = load_lines(
+            || match rx.recv() {
+                Ok(chunk) => Ok(Some(chunk?)),
+                Err(_) => Ok(None),
+            },
+            q,
+            into,
+        );
+        drop(rx);
+        tally
+    })?;
     tally.check_not_all_bad(path)?;
     Ok(tally.source("store", path))
 }

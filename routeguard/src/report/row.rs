@@ -202,13 +202,12 @@ pub fn parse_line(line: &[u8]) -> Result<Row<'_>, String> {
     })
 }
 
-/// A stored event as a [`Row`]; as [`parse_line`].
-pub fn parse_value(value: &serde_json::Value) -> Result<Row<'_>, String> {
-    Row::deserialize(value).map_err(|row_err| {
-        match serde_json::from_value::<Event>(value.clone()) {
-            Err(e) => e.to_string(),
-            Ok(_) => row_err.to_string(),
-        }
+/// [`parse_line`] for a line known to be UTF-8: serde then skips validating each string on its
+/// own (that was a seventh of a report's time); same rows, same reasons.
+pub fn parse_str(line: &str) -> Result<Row<'_>, String> {
+    serde_json::from_str::<Row>(line).map_err(|row_err| match serde_json::from_str::<Event>(line) {
+        Err(e) => e.to_string(),
+        Ok(_) => row_err.to_string(),
     })
 }
 

@@ -15,6 +15,7 @@ mod tests;
 use std::{
     fs::{self, DirBuilder, OpenOptions},
     io,
+    ops::ControlFlow,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -66,6 +67,8 @@ pub enum StoreError {
         id: i64,
         source: serde_json::Error,
     },
+    #[error("row {id} of the event store {path} holds JSON spanning several lines, which routeguard never writes; the file was changed outside routeguard")]
+    Multiline { path: PathBuf, id: i64 },
 }
 
 /// How much the store keeps. `None` means no limit of that kind.
@@ -232,6 +235,38 @@ pub fn read_events(
     since_ns: Option<i128>,
     until_ns: Option<i128>,
 ) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut out = Vec::new();
+    let mut bad = None;
+    scan_json(path, since_ns, until_ns, |id, json| {
+        match serde_json::from_slice(json) {
+            Ok(value) => out.push(value),
+            Err(source) => {
+                bad = Some(StoreError::BadRow {
+                    path: path.to_owned(),
+                    id,
+                    source,
+                });
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// As [`read_events`], but hands each event's JSON text (one line, as the JSON sink wrote it)
+/// to `each` with its row id, without parsing or copying it, until `each` breaks. A million
+/// events parsed into `serde_json::Value`s take gigabytes; `routeguard report` parses this text
+/// the way it parses a JSONL capture.
+pub fn scan_json(
+    path: &Path,
+    since_ns: Option<i128>,
+    until_ns: Option<i128>,
+    mut each: impl FnMut(i64, &[u8]) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing {
             path: path.to_owned(),
@@ -262,29 +297,32 @@ pub fn read_events(
     }
     if found == 0 {
         // Created but never migrated (or not a routeguard store): nothing to read.
-        return Ok(Vec::new());
+        return Ok(());
     }
     let since = since_ns.map_or(i64::MIN, clamp_ns);
     let until = until_ns.map_or(i64::MAX, clamp_ns);
+    // The ts_ns index ends with the rowid, so this order is the index's: no sort.
     let mut stmt = conn
         .prepare("SELECT id, json FROM events WHERE ts_ns BETWEEN ?1 AND ?2 ORDER BY ts_ns, id")
         .map_err(read_err)?;
-    let rows = stmt
-        .query_map([since, until], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })
-        .map_err(read_err)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, json) = row.map_err(read_err)?;
-        let value = serde_json::from_str(&json).map_err(|source| StoreError::BadRow {
-            path: path.to_owned(),
-            id,
-            source,
-        })?;
-        out.push(value);
+    let mut rows = stmt.query([since, until]).map_err(read_err)?;
+    while let Some(row) = rows.next().map_err(read_err)? {
+        let id: i64 = row.get(0).map_err(read_err)?;
+        let json = row
+            .get_ref(1)
+            .and_then(|v| v.as_bytes().map_err(rusqlite::Error::from))
+            .map_err(read_err)?;
+        if json.contains(&b'\n') {
+            return Err(StoreError::Multiline {
+                path: path.to_owned(),
+                id,
+            });
+        }
+        if each(id, json).is_break() {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The indexed columns of one event.

@@ -243,3 +243,41 @@ fn a_file_that_is_not_sqlite_is_named() {
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains("garbage.db"), "{err}");
 }
+
+#[test]
+fn scan_hands_over_each_line_in_time_order_and_refuses_rows_spanning_lines() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    store
+        .insert(&[at(route_event(), TS + 2), at(rule_event(), TS + 1)])
+        .unwrap();
+    let mut seen = Vec::new();
+    scan_json(&path, None, None, |_, json| {
+        seen.push(String::from_utf8(json.to_vec()).unwrap());
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], sink::json::to_line(&at(rule_event(), TS + 1)));
+    assert_eq!(seen[1], sink::json::to_line(&at(route_event(), TS + 2)));
+    // Stops when asked.
+    let mut n = 0;
+    scan_json(&path, None, None, |_, _| {
+        n += 1;
+        ControlFlow::Break(())
+    })
+    .unwrap();
+    assert_eq!(n, 1);
+
+    store
+        .conn
+        .execute(
+            "UPDATE events SET json = '{\n}' WHERE ts_ns = ?1",
+            [TS as i64 + 2],
+        )
+        .unwrap();
+    let err = scan_json(&path, None, None, |_, _| ControlFlow::Continue(())).unwrap_err();
+    assert!(matches!(err, StoreError::Multiline { .. }), "{err}");
+    assert!(err.to_string().contains("events.db"), "{err}");
+}

@@ -37,7 +37,8 @@ fn bench_dir() -> Result<PathBuf> {
 pub enum Bench {
     /// Cost of tracing on route deletions: `ip -batch` deleting N routes, untraced vs traced.
     Overhead(overhead::Args),
-    /// `routeguard report --format html` on N synthetic events: time and peak memory.
+    /// `routeguard report --format html` on N synthetic events, from JSON lines and from the
+    /// store: time and peak memory side by side.
     Report(report::Args),
     /// Route removals in bursts (flush of N routes, `ip -batch` delete of M): removals seen by
     /// routeguard and by `ip monitor route`, side by side.
@@ -60,8 +61,9 @@ const LIST: &[(&str, &str)] = &[
     ),
     (
         "report",
-        "HTML report of N synthetic events: time and peak memory (target < 2 s for 1,000,000); \
-         `cargo xtask bench report [--events 1000000] [--bin PATH]`",
+        "HTML report of N synthetic events from JSON lines and from the daemon's store: time and \
+         peak memory side by side (target < 2 s for a store of 1,000,000); \
+         `cargo xtask bench report [--events 1000000] [--runs 3] [--keep] [--bin PATH]`",
     ),
     (
         "loss",

@@ -290,3 +290,37 @@ fn empty_report_renders() {
         assert!(!render_str(&r, f).is_empty());
     }
 }
+
+#[test]
+fn a_chunk_with_invalid_utf8_is_read_line_by_line() {
+    let dir = std::env::temp_dir().join(format!("rg-report-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = crate::sink::json::to_line(&fixtures::route_event());
+    let path = dir.join("mixed.jsonl");
+    // The same event with a byte that is not UTF-8 in its comm.
+    let bad = good.replacen("\"comm\":\"ip\"", "\"comm\":\"i\u{1}p\"", 1);
+    assert_ne!(bad, good);
+    let bad = bad.replacen('\u{1}', "\u{ff}", 1).into_bytes();
+    let bad: Vec<u8> = bad.into_iter().filter(|&b| b != 0xc3).collect();
+    let reason = serde_json::from_slice::<Event>(&bad)
+        .unwrap_err()
+        .to_string();
+    let mut bytes = format!("{good}\n").into_bytes();
+    bytes.extend_from_slice(&bad);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(format!("{good}\n").as_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let r = build(
+        &Input::Jsonl(path),
+        &Query::default(),
+        vec![],
+        &Options::default(),
+        Timestamp(0),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(r.source.events_read, 2);
+    assert_eq!(r.source.skipped_lines, 1);
+    assert_eq!(r.source.skipped_examples[0].line, 2);
+    assert_eq!(r.source.skipped_examples[0].reason, reason);
+}

@@ -234,6 +234,35 @@ fn jsonl_rows_read_event_and_restore_as_events_do() {
 }
 
 #[test]
+fn a_store_reads_as_the_same_capture_in_jsonl() {
+    let events = protected_capture();
+    let dir = std::env::temp_dir().join(format!("rg-report-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("events.db");
+    let mut store = crate::store::Store::open(&db, crate::store::Retention::default()).unwrap();
+    store.insert(&events).unwrap();
+    store.close().unwrap();
+    let stored = build(
+        &Input::Store(db),
+        &Query::default(),
+        vec![],
+        &Options::default(),
+        Timestamp(0),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(stored.source.kind, "store");
+    assert_eq!(stored.source.events_read, events.len() as u64);
+    let strip = |r: &Report| {
+        let mut v: serde_json::Value = serde_json::from_str(&render_str(r, Format::Json)).unwrap();
+        v["source"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(strip(&stored), strip(&from_jsonl(&events, "store")));
+    assert_eq!(stored.headline.still_missing, Some(2));
+}
+
+#[test]
 fn older_captures_without_event_read_as_removals_and_restore_without_its_object_is_skipped() {
     let removal = &networkd_burst(fixtures::TS, 1)[0];
     let mut old: serde_json::Value =

@@ -1,0 +1,181 @@
+//! The report bench's input: N synthetic events, written both as JSON lines (what `trace --json`
+//! writes) and as an SQLite store with the daemon's schema (`routeguard/src/store/schema_v1.sql`,
+//! the same file the store migrates with), one row per line, the same JSON in its `json` column.
+//!
+//! The events imitate a busy host: 40 processes (networkd, CNI agents, `ip` runs) removing
+//! routes and rules in bursts of 50, one burst every 2 s, a tenth failing with ESRCH; one event in
+//! 20 is routeguard restoring the removal just before it (every 10,000th a `restore-suspended`).
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{BufWriter, Write as _},
+    path::Path,
+};
+
+use anyhow::{Context as _, Result};
+use rusqlite::{params, Connection};
+
+/// The store schema version the file below creates (`PRAGMA user_version`).
+const STORE_SCHEMA_VERSION: u32 = 1;
+const STORE_SCHEMA: &str = include_str!("../../../../routeguard/src/store/schema_v1.sql");
+const INSERT: &str = "INSERT INTO events (ts_ns, kind, cause, outcome, family, netns_inode, \
+    netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, json) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+/// Rows per transaction while filling the store.
+const BATCH: u64 = 50_000;
+
+const COMMS: &[(&str, &str, Option<&str>)] = &[
+    (
+        "systemd-network",
+        "/usr/lib/systemd/systemd-networkd",
+        Some("systemd-networkd.service"),
+    ),
+    ("kube-router", "/usr/local/bin/kube-router", None),
+    (
+        "NetworkManager",
+        "/usr/sbin/NetworkManager",
+        Some("NetworkManager.service"),
+    ),
+    ("ip", "/usr/sbin/ip", Some("session-1.scope")),
+];
+
+/// 2026-11-27T00:00:00Z.
+const DAY_S: i64 = 1_795_737_600;
+
+/// What the store indexes of one event (the columns `store::Row::of` fills).
+struct Columns {
+    ts_ns: i64,
+    kind: &'static str,
+    outcome: &'static str,
+    pid: i64,
+    comm: &'static str,
+    unit: Option<&'static str>,
+}
+
+/// Event `i` as a JSON line (without the newline) and its store columns.
+fn event(i: u64, line: &mut String) -> Columns {
+    // A restore answers the removal just before it: same actor, object and kind.
+    let restore = match i {
+        _ if i % 10_000 == 9_999 => Some(("restore-suspended", "suspended", 0)),
+        _ if i % 20 == 19 => Some(("restore", "restored", 100 + i % 900)),
+        _ => None,
+    };
+    let j = if restore.is_some() { i - 1 } else { i };
+    let burst = j / 50;
+    let secs = DAY_S + (burst * 2) as i64;
+    let latency_us = restore.map_or(0, |(_, _, us)| us);
+    let nanos = (j % 50) * 3_000_000 + latency_us * 1000;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    let actor = (burst % 40) as usize;
+    let (comm, exe, unit) = COMMS[actor % COMMS.len()];
+    let pid = 1000 + actor as u64;
+    // Removals at j % 10 == 9 fail; restores answer j % 20 == 18 (removed).
+    let failed = restore.is_none() && j % 10 == 9;
+    let obj = j % 20_000;
+    let unit_json = unit.map_or("null".to_string(), |u| format!("\"{u}\""));
+    let cgroup = unit.map_or("null".to_string(), |u| format!("\"/system.slice/{u}\""));
+    let (kind, route, rule) = if j % 3 == 0 {
+        (
+            "rule",
+            "null".to_string(),
+            format!(
+                r#"{{"priority":{},"table":77,"from":null,"to":null,"iif":null,"oif":null,"fwmark":null,"action":null,"protocol":null,"invert":false}}"#,
+                100 + obj % 1000
+            ),
+        )
+    } else {
+        (
+            "route",
+            format!(
+                r#"{{"table":77,"dst":"10.{}.{}.0/24","gateway":"10.0.0.1","dev":null,"oif":null,"protocol":null,"scope":null,"type":null,"priority":null,"src":null,"tos":null,"nhid":null}}"#,
+                obj / 256 % 256,
+                obj % 256
+            ),
+            "null".to_string(),
+        )
+    };
+    let (event, restore_json) = match restore {
+        None => ("removal", "null".to_string()),
+        Some((event, outcome, us)) => (
+            event,
+            format!(
+                r#"{{"policy":"table 77","outcome":"{outcome}","latency_us":{},"attempt":{},"errno":null,"error":null,"detail":null,"hint":null}}"#,
+                if outcome == "restored" {
+                    us.to_string()
+                } else {
+                    "null".into()
+                },
+                if outcome == "restored" { 1 } else { 5 },
+            ),
+        ),
+    };
+    let outcome = if failed { "failed" } else { "removed" };
+    line.clear();
+    let _ = write!(
+        line,
+        r#"{{"schema_version":1,"ts":"2026-11-27T{h:02}:{m:02}:{s:02}.{nanos:09}Z","kind":"{kind}","family":"inet","cause":"request","outcome":"{outcome}","errno":{},"error":{},"capture":"syscall","netns":{{"inode":4026531840,"name":"host"}},"actor":{{"pid":{pid},"tid":{pid},"comm":"{comm}","exe":"{exe}","cmdline":"{exe} --sync","argv":["{exe}","--sync"],"uid":0,"ppid":1,"ancestry":[{{"pid":1,"comm":"systemd"}}],"cgroup":{cgroup},"unit":{unit_json},"container":null}},"request":{{"syscall":"sendmsg","op":"RTM_DEL{}","seq":{j},"nlmsg_flags":5,"ack_requested":true}},"route":{route},"rule":{rule},"nexthop":null,"link":null,"address":null,"trigger":null,"event":"{event}","restore":{restore_json},"replacement":null}}"#,
+        if failed { "3" } else { "null" },
+        if failed { "\"ESRCH\"" } else { "null" },
+        kind.to_uppercase(),
+    );
+    Columns {
+        ts_ns: secs * 1_000_000_000 + nanos as i64,
+        kind,
+        outcome,
+        pid: pid as i64,
+        comm,
+        unit,
+    }
+}
+
+/// Writes `n` events to `jsonl` and to a new store at `db`; returns the JSON bytes written.
+pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
+    let file = fs::File::create(jsonl).with_context(|| format!("creating {}", jsonl.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let mut conn = Connection::open(db).with_context(|| format!("creating {}", db.display()))?;
+    // As the daemon opens it (WAL); durability is not the point while filling it.
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    conn.execute_batch(STORE_SCHEMA)
+        .context("creating the store schema")?;
+    conn.pragma_update(None, "user_version", STORE_SCHEMA_VERSION)?;
+    let mut bytes = 0u64;
+    let mut line = String::with_capacity(1400);
+    let mut i = 0;
+    while i < n {
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(INSERT)?;
+            for i in i..(i + BATCH).min(n) {
+                let c = event(i, &mut line);
+                insert.execute(params![
+                    c.ts_ns,
+                    c.kind,
+                    "request",
+                    c.outcome,
+                    "inet",
+                    4_026_531_840i64,
+                    "host",
+                    c.pid,
+                    c.comm,
+                    c.unit,
+                    None::<&str>,
+                    77,
+                    line,
+                ])?;
+                line.push('\n');
+                w.write_all(line.as_bytes())?;
+                bytes += line.len() as u64;
+            }
+        }
+        tx.commit()?;
+        i = (i + BATCH).min(n);
+    }
+    w.flush()?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(bytes)
+}
