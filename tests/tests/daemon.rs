@@ -398,6 +398,22 @@ fn protected_rule_is_restored_then_suspended_and_both_are_stored_and_counted() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// A pin directory that cannot be made (here: inside /proc) costs the pins, not the daemon.
+#[test]
+fn a_pin_dir_that_cannot_be_made_runs_unpinned() {
+    let ns = ns_with_rule_and_route();
+    let mut dir = Dir::new("nopins");
+    dir.1 = PathBuf::from(format!("/proc/rgt-no-pins-{}", std::process::id()));
+    let daemon = Daemon::start(&dir);
+    let stderr = daemon.stderr();
+    assert!(stderr.contains("cannot pin the capture"), "{stderr}");
+    assert!(stderr.contains("not pinned"), "{stderr}");
+    let pid = ns.ip_ok(&["rule", "del", "prio", "100"]);
+    daemon.wait_row(pid);
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn sigterm_drains_what_is_in_flight() {
     let ns = ns_with_rule_and_route();

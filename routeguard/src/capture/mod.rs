@@ -93,6 +93,8 @@ pub struct Capture {
     /// The capture was adopted from a predecessor's pins (its ring may hold what happened
     /// while no daemon ran).
     pub adopted: bool,
+    /// The capture is pinned (adopted or pinned now): it outlives this process.
+    pub pinned: bool,
 }
 
 impl Capture {
@@ -105,7 +107,11 @@ impl Capture {
         let Some(pin_dir) = &options.pin_dir else {
             return Self::load(options, None);
         };
-        pin::prepare(pin_dir)?;
+        if let Err(err) = pin::prepare(pin_dir) {
+            // Capture without pins beats no capture: only a restart loses events then.
+            tracing::warn!(%err, "cannot pin the capture; removals made while no daemon runs will not be seen");
+            return Self::load(options, None);
+        }
         let set = pin::dir(pin_dir, OBJECT);
         pin::remove_others(pin_dir, &set)?;
         if let Some(adopted) = pin::adopt(&set)? {
@@ -115,6 +121,7 @@ impl Capture {
                 ring: adopted.ring,
                 counters: adopted.counters,
                 adopted: true,
+                pinned: true,
             });
         }
         Self::load(options, Some(&set))
@@ -170,6 +177,7 @@ impl Capture {
             ring,
             counters,
             adopted: false,
+            pinned: pin_to.is_some(),
         })
     }
 

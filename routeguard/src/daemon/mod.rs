@@ -91,13 +91,13 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
         "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB{}; {}; metrics {})",
         PROGRAMS.len(),
         options.ring_bytes >> 10,
-        match (&options.pin_dir, pipeline.adopted()) {
-            (Some(dir), true) => format!(
+        match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
+            (Some(dir), true, true) => format!(
                 ", adopted from {} with what it recorded while no daemon ran",
                 dir.display()
             ),
-            (Some(dir), false) => format!(", pinned in {}", dir.display()),
-            (None, _) => ", not pinned".to_owned(),
+            (Some(dir), true, false) => format!(", pinned in {}", dir.display()),
+            _ => ", not pinned".to_owned(),
         },
         sinks.describe(),
         server.as_ref().map_or_else(

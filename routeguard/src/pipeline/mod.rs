@@ -50,6 +50,7 @@ pub struct Pipeline {
     /// Woken when the mirror hears the kernel announce a deletion.
     heard: Option<Arc<Notify>>,
     adopted: bool,
+    pinned: bool,
 }
 
 /// Waits for the mirror's signal, or forever without a mirror.
@@ -64,7 +65,7 @@ impl Pipeline {
     /// Loads and attaches the capture programs; nothing is attached if this fails.
     pub fn start(options: &capture::Options) -> Result<Self, CaptureError> {
         let capture = Capture::start(options)?;
-        let adopted = capture.adopted;
+        let (adopted, pinned) = (capture.adopted, capture.pinned);
         let (ring, counters) = capture.split();
         // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd, so the fd stays open
         // and is registered nowhere else for as long as the AsyncFd lives.
@@ -81,12 +82,18 @@ impl Pipeline {
             quiet_ticks: 0,
             losses: Losses::default(),
             adopted,
+            pinned,
         })
     }
 
     /// The capture was adopted from a predecessor's pins rather than loaded.
     pub fn adopted(&self) -> bool {
         self.adopted
+    }
+
+    /// The capture is pinned in bpffs and outlives this process.
+    pub fn pinned(&self) -> bool {
+        self.pinned
     }
 
     /// Waits for data (or the next tick) and returns what completed. Cancel-safe: dropping the
