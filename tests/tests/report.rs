@@ -420,8 +420,16 @@ fn html_report_renders_in_headless_chromium() {
     );
     let dir = TempDir::new("chromium");
     let cap = capture(&dir.0);
+    // And a protected capture after it, so the page (and the README's screenshot) shows
+    // restores and a suspension too: two trace sessions, one file, as `cat` would join them.
+    let protected = protected_capture(&dir.0);
+    let both = dir.0.join("both.jsonl");
+    let text = [&cap.jsonl, &protected.jsonl]
+        .map(|p| fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+        .concat();
+    fs::write(&both, text).expect("write both captures");
     let html = dir.0.join("report.html");
-    report_ok(&cap.jsonl, "html", &html);
+    report_ok(&both, "html", &html);
     let url = format!("file://{}", html.display());
     let chromium = |extra: &[&str], profile: &str| {
         let profile = dir.0.join(profile);
@@ -464,6 +472,12 @@ fn html_report_renders_in_headless_chromium() {
         "no script element in the DOM"
     );
     assert!(!dom.stdout.contains("<b>x</b>"));
+    assert!(
+        dom.stdout.contains("class=\"mark restore\"")
+            && dom.stdout.contains("class=\"mark suspended\""),
+        "restores and the suspension are marked in the rendered SVG"
+    );
+    assert!(dom.stdout.contains("Restores suspended"));
 
     // The workspace's target/ need not exist (CARGO_TARGET_DIR may point elsewhere), and
     // chromium exits 0 without writing when the screenshot's directory is missing.
