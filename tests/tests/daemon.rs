@@ -394,8 +394,29 @@ fn protected_rule_is_restored_then_suspended_and_both_are_stored_and_counted() {
     ] {
         assert!(metrics.contains(series), "no `{series}` in:\n{metrics}");
     }
+    let store = daemon.store.clone();
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
+
+    // The report of this store: two removals (not four events), one restored, one suspension,
+    // and the rule still missing.
+    let report = run(std::process::Command::new(routeguard_bin()).args([
+        "report",
+        "--format",
+        "json",
+        "--db",
+        store.to_str().unwrap(),
+    ]))
+    .ok("routeguard report --db");
+    let v: Value = serde_json::from_str(&report.stdout).expect("report JSON");
+    let hl = &v["headline"];
+    assert_eq!(v["source"]["kind"], "store");
+    assert_eq!(hl["events"], 2, "{hl:#}");
+    assert_eq!(hl["restores"]["by_outcome"]["restored"], 1, "{hl:#}");
+    assert_eq!(hl["restores"]["suspensions"], 1, "{hl:#}");
+    assert_eq!(hl["still_missing"], 1, "{hl:#}");
+    let missing = hl["still_missing_objects"][0].as_u64().unwrap() as usize;
+    assert_eq!(v["objects"][missing]["object"], "rule prio 100 lookup 77");
 }
 
 /// A pin directory that cannot be made (here: inside /proc) costs the pins, not the daemon.
