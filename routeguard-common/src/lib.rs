@@ -7,8 +7,10 @@
 //! is an error value in userspace, never undefined behaviour.
 #![cfg_attr(not(feature = "user"), no_std)]
 
+pub mod kfunc;
 pub mod offsets;
 pub mod records;
 
+pub use kfunc::{KernelFunctionConfig, KernelFunctionOffsets};
 pub use offsets::{CaptureConfig, KernelOffsets, SyscallNumbers, OFFSET_MISSING, REGS_BLOCK_BYTES};
 pub use records::*;

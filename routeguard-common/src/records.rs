@@ -16,6 +16,51 @@ pub mod kind {
     pub const ACK: u16 = 3;
     /// [`super::IoctlResultRecord`]: the return value of a captured ioctl.
     pub const IOCTL_RESULT: u16 = 4;
+    /// [`super::KernelRecord`]: a removal seen in the kernel's own deletion function.
+    pub const KERNEL: u16 = 5;
+}
+
+/// The kernel function a [`KernelRecord`] comes from (`KernelRecord::hook`). Fixed forever.
+pub mod hook {
+    /// fentry `fib_notify_alias_delete`: an IPv4 route leaving its table, whatever the cause.
+    pub const ROUTE4: u16 = 1;
+    /// fexit `fib_table_delete` that failed: the request as the kernel parsed it.
+    pub const ROUTE4_FAILED: u16 = 2;
+    /// fexit `fib6_del` that succeeded: an IPv6 route removed, whatever the cause.
+    pub const ROUTE6: u16 = 3;
+    /// fexit `fib_nl_delrule`: the request message and its result.
+    pub const RULE: u16 = 4;
+    /// fentry `remove_nexthop`: a nexthop object removed.
+    pub const NEXTHOP: u16 = 5;
+}
+
+/// Bits of `KernelRecord::context`.
+pub mod context {
+    /// `current` is a kernel thread (a workqueue, e.g. netns cleanup): there is no actor.
+    pub const KTHREAD: u16 = 1 << 0;
+    /// Inside `fib6_run_gc` on this CPU: the route expired.
+    pub const GC: u16 = 1 << 1;
+    /// `portid`, `seq`, `msg_type`, `nlmsg_flags` come from the request's netlink header.
+    pub const HAS_NLH: u16 = 1 << 2;
+    /// `ret` holds the function's return value.
+    pub const HAS_RET: u16 = 1 << 3;
+    /// Userspace has this process's details (a task record was sent or is known).
+    pub const ANNOUNCED: u16 = 1 << 4;
+}
+
+/// What the outermost marked function on this thread was doing (`KernelRecord::mark`).
+pub mod mark {
+    pub const NONE: u16 = 0;
+    /// Inside `fib_table_delete` / `fib6_del` for a request.
+    pub const REQUEST: u16 = 1;
+    /// A netdev notifier for NETDEV_DOWN.
+    pub const LINK_DOWN: u16 = 2;
+    /// A netdev notifier for NETDEV_UNREGISTER.
+    pub const LINK_REMOVED: u16 = 3;
+    /// An address notifier for a removed address.
+    pub const ADDRESS_REMOVED: u16 = 4;
+    /// Inside `cleanup_net`: a network namespace is being dismantled.
+    pub const NETNS_EXIT: u16 = 5;
 }
 
 /// Syscall that carried a request (`RequestRecord::syscall`).
@@ -65,6 +110,8 @@ pub const NAME_MAX: usize = 64;
 /// Bytes of request captured per syscall. A single iovec is copied up to half of it.
 pub const PAYLOAD_MAX: usize = 16384;
 pub const PAYLOAD_HALF: usize = PAYLOAD_MAX / 2;
+/// Bytes of a request message copied from kernel memory by a kernel-function program.
+pub const KERNEL_MSG_MAX: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +244,53 @@ pub struct IoctlResultRecord {
     pub ret: i64,
 }
 
+/// A removal seen in a kernel deletion function. Which fields are filled depends on `hook`;
+/// addresses are in network byte order, 4 bytes for IPv4, 16 for IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelRecord {
+    pub header: RecordHeader,
+    pub ts_ns: u64,
+    /// `current` (meaningless when `context` has KTHREAD or GC).
+    pub task: TaskInfo,
+    pub netns_ino: u32,
+    pub hook: u16,
+    pub context: u16,
+    pub mark: u16,
+    /// AF_INET or AF_INET6 (rules: the request's family).
+    pub family: u8,
+    pub dst_len: u8,
+    /// Return value (with `context::HAS_RET`): 0 or a negative errno.
+    pub ret: i32,
+    pub portid: u32,
+    pub seq: u32,
+    pub msg_type: u16,
+    pub nlmsg_flags: u16,
+    pub table: u32,
+    pub priority: u32,
+    /// Output interface index of the (first) nexthop.
+    pub oif: u32,
+    /// Nexthop object id (routes using one, or the nexthop removed).
+    pub nh_id: u32,
+    pub protocol: u8,
+    pub scope: u8,
+    pub route_type: u8,
+    pub tos: u8,
+    /// AF_INET / AF_INET6 of `gateway`, 0 when there is none.
+    pub gw_family: u8,
+    pub _pad: [u8; 7],
+    pub dst: [u8; 16],
+    pub gateway: [u8; 16],
+    pub prefsrc: [u8; 16],
+    /// Name of the nexthop's device, NUL-terminated.
+    pub dev: [u8; 16],
+    /// Valid bytes of `msg`.
+    pub msg_len: u32,
+    pub _pad2: u32,
+    /// `hook::RULE`: the netlink message as the kernel received it (a copy of its first bytes).
+    pub msg: [u8; KERNEL_MSG_MAX],
+}
+
 // Layouts are shared with the kernel side byte for byte: fail the build if one drifts.
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
@@ -210,6 +304,11 @@ const _: () = assert!(core::mem::size_of::<IoctlPayload>() == 152);
 const _: () = assert!(core::mem::size_of::<AckRecord>() == 48);
 const _: () = assert!(core::mem::size_of::<IoctlResultRecord>() == 32);
 const _: () = assert!(PAYLOAD_HALF.is_power_of_two());
+const _: () = assert!(core::mem::offset_of!(KernelRecord, netns_ino) == 64);
+const _: () = assert!(core::mem::offset_of!(KernelRecord, dst) == 120);
+const _: () = assert!(core::mem::offset_of!(KernelRecord, msg) == 192);
+const _: () = assert!(core::mem::size_of::<KernelRecord>() == 192 + KERNEL_MSG_MAX);
+const _: () = assert!(KERNEL_MSG_MAX.is_power_of_two());
 
 /// Kind ids as a checked enum for userspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +317,7 @@ pub enum RecordKind {
     Request,
     Ack,
     IoctlResult,
+    Kernel,
 }
 
 /// An id the programs never send.
@@ -233,6 +333,7 @@ impl TryFrom<u16> for RecordKind {
             kind::REQUEST => Ok(Self::Request),
             kind::ACK => Ok(Self::Ack),
             kind::IOCTL_RESULT => Ok(Self::IoctlResult),
+            kind::KERNEL => Ok(Self::Kernel),
             other => Err(UnknownKind(other)),
         }
     }
@@ -246,6 +347,7 @@ impl RecordKind {
             Self::Request => PAYLOAD_OFFSET,
             Self::Ack => core::mem::size_of::<AckRecord>(),
             Self::IoctlResult => core::mem::size_of::<IoctlResultRecord>(),
+            Self::Kernel => core::mem::size_of::<KernelRecord>(),
         }
     }
 }

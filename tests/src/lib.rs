@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,6 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(1500);
 
 /// How long routeguard may take to load and attach its programs.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The same inside `cargo xtask vm-test`: under QEMU's TCG the verifier alone takes ~10 s per
 /// start on 6.1, and the first start also reads the binary and BTF through a cold 9p cache.
 const VM_ATTACH_TIMEOUT: Duration = Duration::from_secs(180);
@@ -395,7 +394,11 @@ impl Tracer {
         let bin = routeguard_bin();
         let capture = capture_mode();
         let mut args = args.to_vec();
-        if let (Some(mode), Some(&"trace")) = (capture.as_deref(), args.first()) {
+        // Protections run on the syscall path (restores need its route mirror; routeguard
+        // refuses `--capture kernel-function` with them), so those tracers keep `auto`.
+        let protecting = args.iter().any(|a| matches!(*a, "--protect" | "--config"));
+        if let (Some(mode), Some(&"trace"), false) = (capture.as_deref(), args.first(), protecting)
+        {
             args.splice(1..1, ["--capture", mode]);
         }
         let args = args.as_slice();
@@ -765,13 +768,43 @@ impl Drop for Cgroup {
 pub fn actor_fields(ns: &Netns, pid: u32, comm: &str) -> Vec<(&'static str, Value)> {
     vec![
         ("/schema_version", json!(1)),
-        ("/capture", json!("syscall")),
+        ("/capture", json!(removal_capture())),
         ("/netns/name", json!(ns.name())),
         ("/netns/inode", json!(ns.inode())),
         ("/actor/pid", json!(pid)),
         ("/actor/comm", json!(comm)),
         ("/actor/uid", json!(0)),
     ]
+}
+
+/// The `capture` of events for removals the kernel carried out: the path routeguard runs here
+/// with the tests' `--capture` (as `routeguard doctor` reports it). Requests the kernel never
+/// acts on (link and address requests, refusals before the deletion function, replaces) come
+/// from the syscall programs on either path: their tests say `syscall` themselves.
+pub fn removal_capture() -> &'static str {
+    static CAPTURE: OnceLock<&'static str> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let mode = capture_mode().unwrap_or_else(|| "auto".into());
+        let ran =
+            run(Command::new(routeguard_bin()).args(["doctor", "--json", "--capture", &mode]));
+        let report: Value = serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("routeguard doctor --json: {e}: {}", ran.stdout));
+        match report["capture"].as_str() {
+            Some("kernel-function") => "kernel-function",
+            _ => "syscall",
+        }
+    })
+}
+
+/// `fields` for an event only the syscall programs produce, on either path (a link or address
+/// request, a replace): `capture` is `syscall`.
+pub fn from_syscall(mut fields: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
+    for (key, value) in &mut fields {
+        if *key == "/capture" {
+            *value = json!("syscall");
+        }
+    }
+    fields
 }
 
 /// Fields of an `ip -n NS ARGS...` process this test spawned directly, sending netlink requests

@@ -57,7 +57,8 @@ fn protected_rule_removed_by_ip_is_restored_with_every_selector() {
     let restore = tracer.wait_for("the restore", EVENT_TIMEOUT, |e| {
         by_pid(e, pid) && is_restore(e)
     });
-    let mut want = ip_actor_fields(&ns, pid, &args);
+    // Protections run on the syscall path.
+    let mut want = from_syscall(ip_actor_fields(&ns, pid, &args));
     want.extend([
         ("/kind", json!("rule")),
         ("/rule/priority", json!(32764)),

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
-use routeguard_common::{counter, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX};
+use routeguard_common::{counter, KernelRecord, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX};
 
 /// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
 #[map]
@@ -23,6 +23,10 @@ pub static SELF_TGID: Array<u32> = Array::with_max_entries(1, 0);
 /// Scratch space to assemble a request (too big for the 512-byte BPF stack).
 #[map]
 pub static REQUEST_SCRATCH: PerCpuArray<RequestRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space to assemble a kernel-function record.
+#[map]
+pub static KERNEL_SCRATCH: PerCpuArray<KernelRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Scratch space to assemble a task record.
 #[map]

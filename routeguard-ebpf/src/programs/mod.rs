@@ -10,6 +10,7 @@
 
 mod ioctl;
 mod kern;
+mod kfunc;
 mod maps;
 mod recv;
 mod send;

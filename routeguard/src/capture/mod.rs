@@ -1,6 +1,7 @@
 //! Kernel capture: loads the eBPF programs with offsets from the running kernel's BTF, attaches
 //! them, and hands out raw records and loss counters.
 
+mod kfunc;
 pub mod pin;
 pub mod probe;
 mod programs;
@@ -12,9 +13,15 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
-use routeguard_common::{counter, CaptureConfig, SyscallNumbers};
+use routeguard_common::{counter, CaptureConfig, KernelFunctionConfig, SyscallNumbers};
 
-use crate::kernel::btf::{self, BtfError, VMLINUX_BTF};
+use crate::kernel::{
+    btf::{self, BtfError, VMLINUX_BTF},
+    btf_kfunc,
+};
+
+pub use kfunc::KERNEL_PROGRAMS;
+pub use select::CapturePath;
 
 pub use programs::{Hook, PROGRAMS};
 
@@ -42,6 +49,16 @@ pub enum CaptureError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("the running kernel's BTF lacks what the kernel-function path reads: {0}")]
+    KernelOffsets(String),
+    #[error("kernel-function program `{name}` on `{function}`: {source}")]
+    KernelProgram {
+        name: &'static str,
+        function: &'static str,
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot read the kernel's BTF for fentry/fexit: {0}")]
+    AyaBtf(String),
     #[error("program `{name}` ({hook:?}): {source}")]
     Program {
         name: &'static str,
@@ -59,6 +76,14 @@ pub struct Options {
     pub wakeup_bytes: u32,
     /// Pin the capture here (the daemon), or adopt the one a predecessor pinned; see [`pin`].
     pub pin_dir: Option<std::path::PathBuf>,
+    /// Which path runs (see [`select`]).
+    pub path: CapturePath,
+    /// With the kernel-function path: also run the syscall programs, whose requests enrich
+    /// its events.
+    pub syscall_programs: bool,
+    /// `--capture auto`: when the kernel-function programs fail to load or attach (a verifier
+    /// or BTF surprise on some kernel), start the syscall path instead, saying why.
+    pub fallback: bool,
 }
 
 impl Default for Options {
@@ -67,6 +92,9 @@ impl Default for Options {
             ring_bytes: 16 << 20,
             wakeup_bytes: 256 << 10,
             pin_dir: None,
+            path: CapturePath::Syscall,
+            syscall_programs: true,
+            fallback: false,
         }
     }
 }
@@ -85,6 +113,8 @@ pub struct Losses {
 }
 
 pub struct Capture {
+    /// Programs attached, for the start-up line (0 when adopted from pins).
+    pub programs: usize,
     // Owns the programs and their links: dropping it detaches everything not pinned. `None`
     // when the programs were adopted from pins.
     _ebpf: Option<Ebpf>,
@@ -97,6 +127,16 @@ pub struct Capture {
     pub pinned: bool,
 }
 
+impl CaptureError {
+    /// The kernel-function path could not start (the syscall path may still).
+    pub fn is_kernel_function(&self) -> bool {
+        matches!(
+            self,
+            Self::KernelProgram { .. } | Self::KernelOffsets(_) | Self::AyaBtf(_)
+        )
+    }
+}
+
 impl Capture {
     /// Resolves offsets, loads and attaches every program. Fails as a whole: nothing stays
     /// attached when one step fails.
@@ -104,8 +144,17 @@ impl Capture {
         if OBJECT.is_empty() {
             return Err(CaptureError::NoObject);
         }
-        let Some(pin_dir) = &options.pin_dir else {
-            return Self::load(options, None);
+        let pin_dir = match (&options.pin_dir, options.path) {
+            (Some(dir), CapturePath::Syscall) => dir,
+            (Some(_), CapturePath::KernelFunction) => {
+                // fentry/fexit links are not pinned yet: a restart of a kernel-function daemon
+                // misses what happens while none runs.
+                tracing::info!(
+                    "capture=kernel-function is not pinned; pinning covers the syscall path only"
+                );
+                return Self::load(options, None);
+            }
+            (None, _) => return Self::load(options, None),
         };
         if let Err(err) = pin::prepare(pin_dir) {
             // Capture without pins beats no capture: only a restart loses events then.
@@ -117,6 +166,7 @@ impl Capture {
         if let Some(adopted) = pin::adopt(&set)? {
             tracing::info!(pins = %set.display(), "adopted the pinned capture");
             return Ok(Self {
+                programs: 0,
                 _ebpf: None,
                 ring: adopted.ring,
                 counters: adopted.counters,
@@ -129,7 +179,15 @@ impl Capture {
 
     /// Loads and attaches afresh; with `pin_to`, pins the links and maps there.
     fn load(options: &Options, pin_to: Option<&Path>) -> Result<Self, CaptureError> {
-        let resolved = btf::resolve(Path::new(VMLINUX_BTF))?;
+        let kernel_function = options.path == CapturePath::KernelFunction;
+        let mut syscall = !kernel_function || options.syscall_programs;
+        // Parsed once for both paths: under emulation (the VM tests) each parse of the kernel's
+        // 5 MB of BTF takes seconds.
+        let kernel_btf = btf_rs::Btf::from_file(VMLINUX_BTF).map_err(|source| BtfError::Read {
+            path: VMLINUX_BTF.to_string(),
+            source,
+        })?;
+        let resolved = btf::resolve_with(&kernel_btf);
         let fatal: Vec<String> = resolved
             .missing
             .iter()
@@ -137,7 +195,11 @@ impl Capture {
             .map(|m| format!("{} ({})", m.field, m.reason))
             .collect();
         if !fatal.is_empty() {
-            return Err(CaptureError::Offsets(fatal.join("; ")));
+            if !kernel_function {
+                return Err(CaptureError::Offsets(fatal.join("; ")));
+            }
+            tracing::warn!(missing = %fatal.join("; "), "the syscall programs cannot run here; kernel-function events carry no request details");
+            syscall = false;
         }
         for m in &resolved.missing {
             tracing::warn!(field = m.field, reason = %m.reason, "kernel offset unavailable; that enrichment is off");
@@ -147,8 +209,23 @@ impl Capture {
             syscalls: syscall_numbers(),
             wakeup_bytes: options.wakeup_bytes,
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut kconfig = KernelFunctionConfig::DEFAULT;
+        if kernel_function {
+            kconfig.offsets = kernel_function_offsets(&kernel_btf)?;
+            kconfig.wakeup_bytes = options.wakeup_bytes;
+        }
+        let aya_btf = if kernel_function {
+            Some(aya::Btf::from_sys_fs().map_err(|e| CaptureError::AyaBtf(e.to_string()))?)
+        } else {
+            None
+        };
+        let mut loader = EbpfLoader::new();
+        if let Some(btf) = &aya_btf {
+            loader.btf(Some(btf));
+        }
+        let mut ebpf = loader
             .override_global("CONFIG", &config, true)
+            .override_global("KCONFIG", &kconfig, true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(OBJECT)
             .map_err(|e| CaptureError::Load(Box::new(e)))?;
@@ -165,14 +242,31 @@ impl Capture {
                 name: "SELF_TGID",
                 source,
             })?;
-        let links = programs::attach_all(&mut ebpf, pin_to.is_some())?;
-        if let Some(set) = pin_to {
-            pin::pin(&ebpf, links, set)?;
-            tracing::info!(pins = %set.display(), "capture pinned: it keeps recording while no daemon runs");
+        let mut programs = 0;
+        if let Some(btf) = &aya_btf {
+            programs += kfunc::attach_all(&mut ebpf, btf)?;
+        }
+        if syscall {
+            match programs::attach_all(&mut ebpf, pin_to.is_some()) {
+                Ok(links) => {
+                    programs += PROGRAMS.len();
+                    if let Some(set) = pin_to {
+                        pin::pin(&ebpf, links, set)?;
+                        tracing::info!(pins = %set.display(), "capture pinned: it keeps recording while no daemon runs");
+                    }
+                }
+                // Alongside the kernel-function path they only enrich: run without them.
+                Err(err) if kernel_function => tracing::warn!(
+                    %err,
+                    "the syscall programs did not load; kernel-function events carry only the kernel's copy of each request"
+                ),
+                Err(err) => return Err(err),
+            }
         }
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
         Ok(Self {
+            programs,
             _ebpf: Some(ebpf),
             ring,
             counters,
@@ -210,6 +304,26 @@ impl Counters {
             task_lost: sum(counter::TASK_LOST),
         }
     }
+}
+
+/// The kernel-function path's offsets; a missing optional one is logged, a required one fails.
+fn kernel_function_offsets(
+    btf: &btf_rs::Btf,
+) -> Result<routeguard_common::KernelFunctionOffsets, CaptureError> {
+    let resolved = btf_kfunc::resolve_with(btf);
+    let fatal: Vec<String> = resolved
+        .missing
+        .iter()
+        .filter(|m| btf_kfunc::REQUIRED.contains(&m.field))
+        .map(|m| format!("{} ({})", m.field, m.reason))
+        .collect();
+    if !fatal.is_empty() {
+        return Err(CaptureError::KernelOffsets(fatal.join("; ")));
+    }
+    for m in &resolved.missing {
+        tracing::warn!(field = m.field, reason = %m.reason, "kernel-function offset unavailable; that field is left out of events");
+    }
+    Ok(resolved.offsets)
 }
 
 /// This architecture's syscall numbers, from libc.

@@ -64,7 +64,7 @@ pub const KERNEL_FUNCTIONS: &[&str] = &[
 ];
 
 /// Whether this build carries the kernel-function programs (they land after `doctor`).
-const KERNEL_FUNCTION_BUILT: bool = false;
+const KERNEL_FUNCTION_BUILT: bool = true;
 
 /// Why the kernel-function path cannot run here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +89,8 @@ pub struct Selection {
     pub path: CapturePath,
     /// The syscall programs run alongside the kernel-function ones, to enrich their events.
     pub enrich: bool,
+    /// Asked for `auto`: a kernel-function start-up failure falls back to syscall.
+    pub fallback: bool,
     /// Whether the kernel-function path could run here, and why not.
     pub kernel_function: Result<(), Unavailable>,
 }
@@ -129,6 +131,7 @@ pub fn select(mode: Mode, support: &Support) -> Result<Selection, Unavailable> {
         (Mode::KernelFunction | Mode::Auto, Ok(())) => Ok(Selection {
             path: CapturePath::KernelFunction,
             enrich: raw_tp.is_ok(),
+            fallback: mode == Mode::Auto && raw_tp.is_ok(),
             kernel_function: Ok(()),
         }),
         (Mode::Syscall | Mode::Auto, _) => {
@@ -136,6 +139,7 @@ pub fn select(mode: Mode, support: &Support) -> Result<Selection, Unavailable> {
             Ok(Selection {
                 path: CapturePath::Syscall,
                 enrich: false,
+                fallback: false,
                 kernel_function: kfunc,
             })
         }

@@ -18,6 +18,8 @@ Examples:
   routeguard trace --netns blue --family 6       IPv6 removals in the namespace /run/netns/blue
   routeguard trace --unit systemd-networkd.service --duration 10m
   routeguard trace --count 1 --comm ip           stop after the first removal by `ip`
+  routeguard trace --capture kernel-function    only the kernel's deletion functions (exit 2 where
+                                                 fentry/fexit do not load; `routeguard doctor` says why)
   routeguard trace --protect 'kind=rule table=77 allow-comm=kube-router'
                                                  put back table-77 rules others remove
   routeguard trace --config /etc/routeguard/routeguard.toml --dry-run
@@ -63,6 +65,11 @@ pub struct TraceArgs {
     /// With --protect or --config: show what would be restored, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Capture path: kernel-function (fentry/fexit on the kernel's deletion functions: every
+    /// cause, expiry and netns teardown included), syscall (netlink/ioctl requests plus a route
+    /// mirror), or auto (kernel-function where it loads). Every event's `capture` says which.
+    #[arg(long, value_enum, value_name = "PATH", default_value = "auto")]
+    pub capture: CaptureArg,
 }
 
 /// Which events to show: the same flags for `trace` and `report`. Every flag can be repeated

@@ -59,7 +59,11 @@ pub fn run(args: DaemonArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(daemon::run(source, config)) {
+    let selection = match super::choose_capture(config.capture.path, !config.protect.is_empty()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match runtime.block_on(daemon::run(source, config, selection)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("routeguard: {err}");

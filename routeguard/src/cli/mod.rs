@@ -94,6 +94,49 @@ fn capture_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// Chooses the capture path for `mode` (probing what loads) and says which, and why, on
+/// stderr; forcing a path that cannot load here is exit 2 with the kernel's answer.
+///
+/// Restores re-add the kernel's own netlink description of what was removed, which only the
+/// syscall path's route mirror hears so far: with protections, `auto` takes the syscall path and
+/// `kernel-function` is refused.
+fn choose_capture(
+    mode: crate::capture::select::Mode,
+    protecting: bool,
+) -> Result<crate::capture::select::Selection, ExitCode> {
+    use crate::capture::{probe::Support, select};
+    let mode = match (mode, protecting) {
+        (select::Mode::Auto, true) => {
+            tracing::info!("protections are configured: restores need the syscall path's route mirror, so capture=syscall");
+            select::Mode::Syscall
+        }
+        (select::Mode::KernelFunction, true) => {
+            eprintln!("routeguard: --capture kernel-function cannot restore yet (restores re-add the kernel's description, which the syscall path's mirror hears); use --capture auto or syscall with protections");
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
+        (mode, _) => mode,
+    };
+    match select::select(mode, &Support::probe()) {
+        Ok(selection) => {
+            if let Err(why) = &selection.kernel_function {
+                if selection.path == select::CapturePath::Syscall && mode == select::Mode::Auto {
+                    tracing::info!(
+                        "kernel-function capture unavailable ({why}); using the syscall path"
+                    );
+                }
+            }
+            Ok(selection)
+        }
+        Err(why) => {
+            eprintln!(
+                "routeguard: --capture {} cannot run here: {why} (`routeguard doctor` shows what loads; use --capture auto)",
+                crate::doctor::mode_name(mode)
+            );
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
+
 /// Exit code for a capture that failed to start: 2 when the kernel lacks something (the error
 /// names it), 1 for a failure at run time.
 fn capture_exit(err: &crate::capture::CaptureError) -> ExitCode {

@@ -12,7 +12,7 @@ use tokio::{
 
 use super::TraceArgs;
 use crate::{
-    capture::{self, CaptureError, Losses, PROGRAMS},
+    capture::{self, select::Selection, CaptureError, Losses},
     correlate::Problems,
     daemon::{Config, ConfigError},
     event::{filter::Filter, Event},
@@ -34,7 +34,11 @@ pub fn run(args: TraceArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(trace(&args, policy)) {
+    let selection = match super::choose_capture(args.capture.into(), !policy.protect.is_empty()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match runtime.block_on(trace(&args, policy, &selection)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(TraceError::Capture(err)) => {
             eprintln!("routeguard: {err}");
@@ -75,7 +79,7 @@ impl Policy {
     }
 }
 
-async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
+async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Result<(), TraceError> {
     let protecting = !policy.protect.is_empty();
     let options = capture::Options {
         ring_bytes: args.ring_size,
@@ -83,6 +87,9 @@ async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
         wakeup_bytes: if protecting { 0 } else { args.wakeup },
         // Only the daemon outlives itself.
         pin_dir: None,
+        path: selection.path,
+        syscall_programs: selection.enrich,
+        fallback: selection.fallback,
     };
     let mut pipeline = Pipeline::start(&options)?;
     if protecting {
@@ -101,8 +108,9 @@ async fn trace(args: &TraceArgs, policy: Policy) -> Result<(), TraceError> {
         (n, true) => format!("; protecting {n} selection(s), dry run"),
     };
     eprintln!(
-        "routeguard: tracing started (capture=syscall, {} programs, ring {} KiB{protection}); Ctrl-C to stop",
-        PROGRAMS.len(),
+        "routeguard: tracing started (capture={}, {} programs, ring {} KiB{protection}); Ctrl-C to stop",
+        pipeline.path,
+        pipeline.programs,
         args.ring_size >> 10
     );
     loop {

@@ -6,6 +6,7 @@
 
 mod clock;
 mod flush;
+mod kernel;
 mod unasked;
 
 use std::collections::{hash_map::Entry, HashMap, VecDeque};
@@ -35,6 +36,8 @@ const NLM_F_ACK: u16 = 0x4;
 struct Waiting {
     event: Event,
     since_ns: u64,
+    /// A kernel-function event already stands for this request: it is not shown itself.
+    superseded: bool,
 }
 
 /// Counts of what could not be turned into events (shown in the summary, never silent).
@@ -72,6 +75,10 @@ pub struct Correlator {
     /// Requests released on the kernel's announcement, by (socket, seq), with when (ns): their
     /// ack, when it comes, is expected and consumed.
     released_early: HashMap<(u64, u32), u64>,
+    /// Kernel-function capture: thread id → keys of its waiting netlink requests, newest last,
+    /// to enrich kernel events with the request that caused them.
+    by_tid: HashMap<u32, VecDeque<(u64, u32)>>,
+    kernel_function: bool,
 }
 
 /// Eager release scans the requests waiting for acks; beyond this many (a burst) it leaves them
@@ -87,8 +94,22 @@ impl Correlator {
         }
     }
 
+    /// A correlator for the kernel-function path: kernel records are the events; captured
+    /// requests enrich them (and are shown on their own only when the kernel never acted on
+    /// them). The mirror only adds the kernel's netlink description of what a request removed
+    /// (a rule's table and selectors); it never expands flushes, which the kernel reports itself.
+    pub fn kernel_function(clock: Clock, mirror: Option<Mirror>) -> Self {
+        Self {
+            kernel_function: true,
+            mirror,
+            ..Self::new(clock)
+        }
+    }
+
     pub fn new(clock: Clock) -> Self {
         Self {
+            by_tid: HashMap::new(),
+            kernel_function: false,
             mirror: None,
             joining: VecDeque::new(),
             eager: false,
@@ -124,6 +145,7 @@ impl Correlator {
             Ok(Record::Request { head, payload }) => self.request(&head, payload),
             Ok(Record::Ack(ack)) => self.ack(&ack),
             Ok(Record::IoctlResult(res)) => self.ioctl_result(&res),
+            Ok(Record::Kernel(rec)) => self.kernel(&rec),
             Err(err) => {
                 self.problems.bad_records += 1;
                 tracing::warn!(%err, "dropping a malformed record from the kernel");
@@ -220,6 +242,11 @@ impl Correlator {
                 break;
             }
         }
+        let netlink = &self.netlink;
+        self.by_tid.retain(|_, keys| {
+            keys.retain(|k| netlink.contains_key(k));
+            !keys.is_empty()
+        });
     }
 
     /// Counts of notification-socket overflows the mirror recovered from by re-dumping.
@@ -230,6 +257,9 @@ impl Correlator {
     /// A request whose outcome is known (or given up on) becomes ready, followed by the routes
     /// the kernel flushed because of it, when it took a link down or removed a link or address.
     fn complete(&mut self, mut waiting: Waiting) {
+        if waiting.superseded {
+            return;
+        }
         // A delete sent without NLM_F_ACK (`ip route flush` does that) gets no reply on success,
         // but the kernel's notification of the removal echoes its sequence number.
         if waiting.event.outcome == Outcome::Unknown
@@ -251,10 +281,12 @@ impl Correlator {
     /// The event goes out, followed by the routes its trigger flushed, if it was one.
     fn release(&mut self, waiting: Waiting) {
         let trigger = waiting.event;
-        let flushes = matches!(
-            trigger.cause,
-            Cause::LinkDown | Cause::AddressRemoved | Cause::LinkRemoved
-        ) && trigger.outcome != Outcome::Failed;
+        let flushes = !self.kernel_function
+            && matches!(
+                trigger.cause,
+                Cause::LinkDown | Cause::AddressRemoved | Cause::LinkRemoved
+            )
+            && trigger.outcome != Outcome::Failed;
         if flushes {
             if let Some(mirror) = &mut self.mirror {
                 for gone in mirror.vanished(trigger.netns.inode, waiting.since_ns) {
@@ -389,7 +421,15 @@ impl Correlator {
         self.netlink.entry(key).or_default().push_back(Waiting {
             event,
             since_ns: head.ts_ns,
+            superseded: false,
         });
+        if self.kernel_function {
+            let keys = self.by_tid.entry(head.task.tid).or_default();
+            keys.push_back(key);
+            if keys.len() > kernel::PER_THREAD {
+                keys.pop_front();
+            }
+        }
         self.arrivals.push_back((head.ts_ns, key));
     }
 
@@ -417,6 +457,7 @@ impl Correlator {
                 self.ioctl.entry(head.task.tid).or_default().push(Waiting {
                     event,
                     since_ns: head.ts_ns,
+                    superseded: false,
                 });
             }
             Ok(_) => {}
@@ -530,5 +571,7 @@ fn syscall_name(id: u16) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod kernel_tests;
 #[cfg(test)]
 mod tests;

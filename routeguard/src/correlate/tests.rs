@@ -5,13 +5,13 @@ use crate::event::{Cause, Kind};
 
 const SOCK: u64 = 0xffff_8880_1234_5678;
 
-fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+pub(super) fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
     // SAFETY: T is a repr(C) wire type; viewing its bytes is always valid.
     unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
 }
 
 /// `ip rule del prio 100` as iproute2 sends it: nlmsghdr, fib_rule_hdr, FRA_PRIORITY.
-fn delrule(seq: u32, flags: u16) -> Vec<u8> {
+pub(super) fn delrule(seq: u32, flags: u16) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&36u32.to_ne_bytes());
     m.extend_from_slice(&33u16.to_ne_bytes()); // RTM_DELRULE
@@ -26,7 +26,20 @@ fn delrule(seq: u32, flags: u16) -> Vec<u8> {
     m
 }
 
-fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
+/// The sender of every request in these tests.
+pub(super) fn task() -> TaskInfo {
+    TaskInfo {
+        pid: u32::MAX - 1,
+        tid: u32::MAX - 1,
+        uid: 0,
+        gid: 0,
+        start_time: 0,
+        cgroup_id: 0,
+        comm: *b"ip\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+    }
+}
+
+pub(super) fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
     let head = RequestHead {
         header: RecordHeader {
             kind: kind::REQUEST,
@@ -35,15 +48,7 @@ fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
         },
         ts_ns,
         sock: SOCK,
-        task: TaskInfo {
-            pid: u32::MAX - 1,
-            tid: u32::MAX - 1,
-            uid: 0,
-            gid: 0,
-            start_time: 0,
-            cgroup_id: 0,
-            comm: *b"ip\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
-        },
+        task: task(),
         netns_ino: 1,
         syscall: syscall::SENDMSG,
         sock_family: 16,
@@ -56,7 +61,7 @@ fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn ack(seq: u32, error: i32) -> Vec<u8> {
+pub(super) fn ack(seq: u32, error: i32) -> Vec<u8> {
     bytes_of(&AckRecord {
         header: RecordHeader {
             kind: kind::ACK,

@@ -19,6 +19,10 @@ impl Correlator {
         mirror.rescan();
         let exited = mirror.take_exited();
         let expired = mirror.take_expired();
+        if self.kernel_function {
+            // The kernel's own deletion functions report these, once each, already.
+            return;
+        }
         for Expired {
             netns_ino,
             at_ns,

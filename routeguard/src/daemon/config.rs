@@ -140,6 +140,8 @@ pub struct CaptureConfig {
     /// Where the capture is pinned in bpffs so it keeps recording between two daemons; `""`
     /// turns pinning off (then removals made while no daemon runs are not seen).
     pub pin_dir: String,
+    /// `auto`, `kernel-function` or `syscall` (as `trace --capture`).
+    pub path: crate::capture::select::Mode,
 }
 
 impl CaptureConfig {
@@ -158,6 +160,7 @@ impl Default for CaptureConfig {
             ring_size: d.ring_bytes,
             wakeup: d.wakeup_bytes,
             pin_dir: DEFAULT_PIN_DIR.to_owned(),
+            path: crate::capture::select::Mode::Auto,
         }
     }
 }

@@ -25,7 +25,7 @@ pub use metrics::Metrics;
 pub use sinks::{SinkError, Sinks};
 
 use crate::{
-    capture::{self, CaptureError, PROGRAMS},
+    capture::{self, CaptureError},
     pipeline::{Batch, Pipeline},
     restore::Restorer,
 };
@@ -61,7 +61,11 @@ impl ConfigSource {
     }
 }
 
-pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonError> {
+pub async fn run(
+    source: ConfigSource,
+    mut config: Config,
+    selection: crate::capture::select::Selection,
+) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     metrics.turned();
     let mut sinks = Sinks::open(&config)?;
@@ -81,6 +85,9 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
             0
         },
         pin_dir: config.capture.pin_dir(),
+        path: selection.path,
+        syscall_programs: selection.enrich,
+        fallback: selection.fallback,
     };
     let mut pipeline = Pipeline::start(&options)?;
     if !config.protect.is_empty() {
@@ -88,8 +95,9 @@ pub async fn run(source: ConfigSource, mut config: Config) -> Result<(), DaemonE
     }
     let mut restorer = new_restorer(&config, &pipeline);
     eprintln!(
-        "routeguard: daemon started (capture=syscall, {} programs, ring {} KiB{}; {}; metrics {})",
-        PROGRAMS.len(),
+        "routeguard: daemon started (capture={}, {} programs, ring {} KiB{}; {}; metrics {})",
+        pipeline.path,
+        pipeline.programs,
         options.ring_bytes >> 10,
         match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
             (Some(dir), true, true) => format!(

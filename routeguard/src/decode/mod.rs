@@ -10,6 +10,7 @@
 
 mod attrs;
 mod ioctl;
+pub mod kernel;
 mod link;
 mod names;
 mod netlink;

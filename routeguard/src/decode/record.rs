@@ -5,8 +5,8 @@
 //! the body before a byte of it is read.
 
 use routeguard_common::{
-    AckRecord, IoctlResultRecord, RecordHeader, RecordKind, RequestHead, TaskRecord, UnknownKind,
-    PAYLOAD_OFFSET, WIRE_VERSION,
+    AckRecord, IoctlResultRecord, KernelRecord, RecordHeader, RecordKind, RequestHead, TaskRecord,
+    UnknownKind, PAYLOAD_OFFSET, WIRE_VERSION,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub enum Record<'a> {
     },
     Ack(AckRecord),
     IoctlResult(IoctlResultRecord),
+    Kernel(Box<KernelRecord>),
 }
 
 /// Reads a `T` from the start of `bytes`, which the caller checked is long enough.
@@ -81,6 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
         }
         RecordKind::Ack => Record::Ack(read(bytes)),
         RecordKind::IoctlResult => Record::IoctlResult(read(bytes)),
+        RecordKind::Kernel => Record::Kernel(Box::new(read(bytes))),
     })
 }
 

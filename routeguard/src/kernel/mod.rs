@@ -2,4 +2,5 @@
 //! tracing needs, each checked and named precisely when missing.
 
 pub mod btf;
+pub mod btf_kfunc;
 pub mod requirements;

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use crate::{
-    capture::{self, Capture, CaptureError, Counters, Losses},
+    capture::{self, Capture, CaptureError, CapturePath, Counters, Losses},
     correlate::{Clock, Correlator, Problems},
     event::Event,
     mirror::Mirror,
@@ -40,6 +40,10 @@ fn ticker(period: Duration) -> Interval {
 }
 
 pub struct Pipeline {
+    /// Programs attached.
+    pub programs: usize,
+    /// The path that runs (the syscall path when kernel-function fell back).
+    pub path: CapturePath,
     ring: AsyncFd<RingBuf<MapData>>,
     counters: Counters,
     correlator: Correlator,
@@ -64,16 +68,32 @@ async fn heard(notify: Option<&Notify>) {
 impl Pipeline {
     /// Loads and attaches the capture programs; nothing is attached if this fails.
     pub fn start(options: &capture::Options) -> Result<Self, CaptureError> {
-        let capture = Capture::start(options)?;
+        let mut options = options.clone();
+        let capture = match Capture::start(&options) {
+            Err(err) if options.fallback && err.is_kernel_function() => {
+                tracing::warn!(%err, "the kernel-function path did not start; using the syscall path");
+                options.path = CapturePath::Syscall;
+                Capture::start(&options)?
+            }
+            started => started?,
+        };
         let (adopted, pinned) = (capture.adopted, capture.pinned);
+        let programs = capture.programs;
         let (ring, counters) = capture.split();
         // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd, so the fd stays open
         // and is registered nowhere else for as long as the AsyncFd lives.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| CaptureError::Poll(io::Error::other(e.to_string())))?;
         let tick = ticker(TICK);
-        let correlator = Correlator::with_mirror(Clock::new(), Mirror::new());
+        let correlator = match options.path {
+            CapturePath::Syscall => Correlator::with_mirror(Clock::new(), Mirror::new()),
+            CapturePath::KernelFunction => {
+                Correlator::kernel_function(Clock::new(), Some(Mirror::new()))
+            }
+        };
         Ok(Self {
+            path: options.path,
+            programs,
             ring,
             counters,
             heard: correlator.heard(),

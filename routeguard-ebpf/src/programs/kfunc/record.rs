@@ -1,0 +1,181 @@
+//! Building and sending a [`KernelRecord`].
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel_buf};
+use routeguard_common::{
+    context, counter, kind, mark, KernelFunctionConfig, KernelRecord, RecordHeader, WIRE_VERSION,
+};
+
+use super::{kconfig_field, marks};
+use crate::programs::{
+    kern::{bound, read},
+    maps::{count, KERNEL_SCRATCH},
+    send::wake_flags,
+    task,
+};
+
+/// Filled in by the loader (`EbpfLoader::override_global("KCONFIG", …)`) before load.
+#[unsafe(no_mangle)]
+static KCONFIG: KernelFunctionConfig = KernelFunctionConfig::DEFAULT;
+
+#[inline(always)]
+pub fn kconfig() -> &'static KernelFunctionConfig {
+    &KCONFIG
+}
+
+/// `PF_KTHREAD` (include/linux/sched.h), stable since 2.6.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// A scratch record for `hook`, with the context (who, why) filled in and everything else
+/// zeroed. The actor's details are announced first when it is a process.
+#[inline(always)]
+pub fn begin(hook: u16) -> Option<&'static mut KernelRecord> {
+    let rec = KERNEL_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let rec: &mut KernelRecord = unsafe { &mut *rec };
+    rec.header = RecordHeader {
+        kind: kind::KERNEL,
+        version: WIRE_VERSION,
+        len: core::mem::size_of::<KernelRecord>() as u32,
+    };
+    // SAFETY: helper without preconditions.
+    rec.ts_ns = unsafe { bpf_ktime_get_ns() };
+    rec.hook = hook;
+    rec.netns_ino = 0;
+    rec.family = 0;
+    rec.dst_len = 0;
+    rec.ret = 0;
+    rec.portid = 0;
+    rec.seq = 0;
+    rec.msg_type = 0;
+    rec.nlmsg_flags = 0;
+    rec.table = 0;
+    rec.priority = 0;
+    rec.oif = 0;
+    rec.nh_id = 0;
+    rec.protocol = 0;
+    rec.scope = 0;
+    rec.route_type = 0;
+    rec.tos = 0;
+    rec.gw_family = 0;
+    rec._pad = [0; 7];
+    rec.dst = [0; 16];
+    rec.gateway = [0; 16];
+    rec.prefsrc = [0; 16];
+    rec.dev = [0; 16];
+    rec.msg_len = 0;
+    rec._pad2 = 0;
+    let task_ptr = task::current_info(&mut rec.task);
+    let flags = read::<u32>(task_ptr, kconfig_field!(offsets.task_flags)).unwrap_or(0);
+    rec.context = 0;
+    rec.mark = mark::NONE;
+    if marks::in_gc() {
+        rec.context |= context::GC;
+    } else {
+        rec.mark = marks::current();
+        if flags & PF_KTHREAD != 0 {
+            rec.context |= context::KTHREAD;
+        }
+    }
+    Some(rec)
+}
+
+/// Sends the record; the actor's details go first when it is a process that may be shown.
+#[inline(always)]
+pub fn send(rec: &mut KernelRecord) {
+    if rec.context & (context::GC | context::KTHREAD) == 0 && rec.mark != mark::NETNS_EXIT {
+        // SAFETY: helper without preconditions.
+        let task_ptr = unsafe { bpf_get_current_task() };
+        task::announce(task_ptr, &rec.task);
+        rec.context |= context::ANNOUNCED;
+    }
+    let len = core::mem::size_of::<KernelRecord>() as u64;
+    if crate::programs::maps::EVENTS
+        .output::<KernelRecord>(&*rec, wake_flags(len))
+        .is_err()
+    {
+        count(counter::RINGBUF_FULL);
+    }
+}
+
+/// `net.ns.inum` of a `struct net *`.
+#[inline(always)]
+pub fn netns_ino(net: u64) -> u32 {
+    read::<u32>(net, kconfig_field!(offsets.net_ns_inum)).unwrap_or(0)
+}
+
+/// The request's netlink header (`struct nlmsghdr`, UAPI: len, type, flags, seq, pid).
+#[inline(always)]
+pub fn header_from(rec: &mut KernelRecord, nlh: u64) {
+    if nlh == 0 {
+        return;
+    }
+    if let Some(hdr) = read::<[u32; 4]>(nlh, 0) {
+        rec.msg_type = hdr[1] as u16;
+        rec.nlmsg_flags = (hdr[1] >> 16) as u16;
+        rec.seq = hdr[2];
+        rec.context |= context::HAS_NLH;
+    }
+}
+
+/// `struct nl_info`: the request's header, its sender's port and the namespace.
+#[inline(always)]
+pub fn nl_info(rec: &mut KernelRecord, info: u64) {
+    if info == 0 {
+        return;
+    }
+    let nlh = read::<u64>(info, kconfig_field!(offsets.nli_nlh)).unwrap_or(0);
+    header_from(rec, nlh);
+    rec.portid = read::<u32>(info, kconfig_field!(offsets.nli_portid)).unwrap_or(0);
+    if let Some(net) = read::<u64>(info, kconfig_field!(offsets.nli_net)) {
+        rec.netns_ino = netns_ino(net);
+    }
+}
+
+/// The first nexthop's device, interface index and gateway (`struct fib_nh_common`).
+#[inline(always)]
+pub fn nh_common(rec: &mut KernelRecord, nhc: u64) {
+    if let Some(oif) = read::<u32>(nhc, kconfig_field!(offsets.nhc_oif)) {
+        rec.oif = oif;
+    }
+    if let Some(dev) = read::<u64>(nhc, kconfig_field!(offsets.nhc_dev)) {
+        if rec.oif == 0 {
+            rec.oif = read::<u32>(dev, kconfig_field!(offsets.dev_ifindex)).unwrap_or(0);
+        }
+        let name = kconfig_field!(offsets.dev_name);
+        if let Some(n) = read::<[u8; 16]>(dev, name) {
+            rec.dev = n;
+        }
+    }
+    rec.gw_family = read::<u8>(nhc, kconfig_field!(offsets.nhc_gw_family)).unwrap_or(0);
+    if rec.gw_family != 0 {
+        if let Some(gw) = read::<[u8; 16]>(nhc, kconfig_field!(offsets.nhc_gw)) {
+            rec.gateway = gw;
+        }
+    }
+}
+
+/// Copies up to `KERNEL_MSG_MAX` bytes of a netlink message from kernel memory.
+#[inline(always)]
+pub fn copy_msg(rec: &mut KernelRecord, nlh: u64) {
+    let Some(len) = read::<u32>(nlh, 0) else {
+        return;
+    };
+    // A bounded, non-negative length on every path: the 6.1 verifier checks the range.
+    let len = (len as usize).min(routeguard_common::KERNEL_MSG_MAX);
+    if len == 0 {
+        return;
+    }
+    // A mask the verifier sees at the call (see `kern::bound`).
+    let len = bound(
+        len as u64,
+        (routeguard_common::KERNEL_MSG_MAX * 2 - 1) as u64,
+    ) as usize;
+    if len > routeguard_common::KERNEL_MSG_MAX {
+        return;
+    }
+    // SAFETY: reads kernel memory with fault handling into a buffer of at least `len` bytes.
+    let ok = unsafe { bpf_probe_read_kernel_buf(nlh as *const u8, &mut rec.msg[..len]) };
+    if ok.is_ok() {
+        rec.msg_len = len as u32;
+    }
+}

@@ -1,0 +1,78 @@
+//! IPv6 routes: every removal, whatever its cause, passes `fib6_del`.
+
+use aya_ebpf::{
+    macros::{fentry, fexit},
+    programs::{FEntryContext, FExitContext},
+};
+use routeguard_common::hook;
+
+use super::{
+    kconfig_field, marks,
+    record::{begin, nh_common, nl_info, send},
+};
+use crate::programs::kern::read;
+
+const AF_INET6: u8 = 10;
+
+// int fib6_del(struct fib6_info *rt, struct nl_info *info) — checked on 6.1, 6.12, 6.18.
+// Exit, so only removals that happened are reported; `rt` is still valid (the caller holds a
+// reference, or its memory is freed only after an RCU grace period).
+#[fexit(function = "fib6_del")]
+pub fn fib6_del(ctx: FExitContext) -> u32 {
+    let _ = try_fib6_del(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_fib6_del(ctx: &FExitContext) -> Option<()> {
+    let ret: i64 = ctx.arg(2);
+    if ret != 0 {
+        return None;
+    }
+    let rt: u64 = ctx.arg(0);
+    let info: u64 = ctx.arg(1);
+    let rec = begin(hook::ROUTE6)?;
+    rec.family = AF_INET6;
+    nl_info(rec, info);
+    if let Some(dst) = read::<[u8; 16]>(rt, kconfig_field!(offsets.f6_dst)) {
+        rec.dst = dst;
+    }
+    rec.dst_len = read::<u32>(rt, kconfig_field!(offsets.f6_dst_len)).unwrap_or(0) as u8;
+    if let Some(src) = read::<[u8; 16]>(rt, kconfig_field!(offsets.f6_prefsrc)) {
+        rec.prefsrc = src;
+    }
+    rec.priority = read::<u32>(rt, kconfig_field!(offsets.f6_metric)).unwrap_or(0);
+    rec.protocol = read::<u8>(rt, kconfig_field!(offsets.f6_protocol)).unwrap_or(0);
+    rec.route_type = read::<u8>(rt, kconfig_field!(offsets.f6_type)).unwrap_or(0);
+    if let Some(table) = read::<u64>(rt, kconfig_field!(offsets.f6_table)) {
+        rec.table = read::<u32>(table, kconfig_field!(offsets.tb6_id)).unwrap_or(0);
+    }
+    let nh = read::<u64>(rt, kconfig_field!(offsets.f6_nh)).unwrap_or(0);
+    if nh != 0 {
+        rec.nh_id = read::<u32>(nh, kconfig_field!(offsets.nh_id)).unwrap_or(0);
+    } else {
+        let first = kconfig_field!(offsets.f6_fib6_nh);
+        let common = kconfig_field!(offsets.fib6_nh_common);
+        if first != routeguard_common::OFFSET_MISSING && common != routeguard_common::OFFSET_MISSING
+        {
+            nh_common(rec, rt + u64::from(first) + u64::from(common));
+        }
+    }
+    send(rec);
+    Some(())
+}
+
+// int fib6_run_gc(unsigned long expires, struct net *net, bool force) — checked on 6.1, 6.12,
+// 6.18. Everything fib6_del removes under it has expired. It runs under
+// spin_lock_bh(fib6_gc_lock), so a per-CPU mark is exact.
+#[fentry(function = "fib6_run_gc")]
+pub fn fib6_run_gc_entry(_ctx: FEntryContext) -> u32 {
+    marks::set_gc(true);
+    0
+}
+
+#[fexit(function = "fib6_run_gc")]
+pub fn fib6_run_gc_exit(_ctx: FExitContext) -> u32 {
+    marks::set_gc(false);
+    0
+}

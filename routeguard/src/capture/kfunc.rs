@@ -1,0 +1,158 @@
+//! The programs of the kernel-function path and where they attach.
+
+use aya::{
+    programs::{FEntry, FExit, ProgramError},
+    Btf, Ebpf,
+};
+
+use super::CaptureError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Entry,
+    Exit,
+}
+
+/// One program: its name in the object, the kernel function, and whether the path can run
+/// without it (marks that only sharpen the cause are optional).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelProgram {
+    pub name: &'static str,
+    pub function: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+}
+
+const fn p(
+    name: &'static str,
+    function: &'static str,
+    kind: Kind,
+    required: bool,
+) -> KernelProgram {
+    KernelProgram {
+        name,
+        function,
+        kind,
+        required,
+    }
+}
+
+/// Marks first, so no removal is seen before the reason for it can be.
+pub const KERNEL_PROGRAMS: &[KernelProgram] = &[
+    p("cleanup_net_entry", "cleanup_net", Kind::Entry, false),
+    p("cleanup_net_exit", "cleanup_net", Kind::Exit, false),
+    p(
+        "unregister_netdevice_entry",
+        "unregister_netdevice_many_notify",
+        Kind::Entry,
+        false,
+    ),
+    p(
+        "unregister_netdevice_exit",
+        "unregister_netdevice_many_notify",
+        Kind::Exit,
+        false,
+    ),
+    p(
+        "fib_netdev_event_entry",
+        "fib_netdev_event",
+        Kind::Entry,
+        false,
+    ),
+    p(
+        "fib_netdev_event_exit",
+        "fib_netdev_event",
+        Kind::Exit,
+        false,
+    ),
+    p(
+        "fib_inetaddr_event_entry",
+        "fib_inetaddr_event",
+        Kind::Entry,
+        false,
+    ),
+    p(
+        "fib_inetaddr_event_exit",
+        "fib_inetaddr_event",
+        Kind::Exit,
+        false,
+    ),
+    p(
+        "addrconf_notify_entry",
+        "addrconf_notify",
+        Kind::Entry,
+        false,
+    ),
+    p("addrconf_notify_exit", "addrconf_notify", Kind::Exit, false),
+    p("ipv6_del_addr_entry", "ipv6_del_addr", Kind::Entry, false),
+    p("ipv6_del_addr_exit", "ipv6_del_addr", Kind::Exit, false),
+    p("fib6_run_gc_entry", "fib6_run_gc", Kind::Entry, true),
+    p("fib6_run_gc_exit", "fib6_run_gc", Kind::Exit, true),
+    p(
+        "fib_table_delete_entry",
+        "fib_table_delete",
+        Kind::Entry,
+        true,
+    ),
+    p(
+        "fib_table_delete_exit",
+        "fib_table_delete",
+        Kind::Exit,
+        true,
+    ),
+    p(
+        "fib_notify_alias_delete",
+        "fib_notify_alias_delete",
+        Kind::Entry,
+        true,
+    ),
+    p("fib6_del", "fib6_del", Kind::Exit, true),
+    p("fib_nl_delrule", "fib_nl_delrule", Kind::Exit, true),
+    p("remove_nexthop", "remove_nexthop", Kind::Entry, true),
+];
+
+/// Loads and attaches every kernel-function program; returns how many are attached. An
+/// optional one that fails is logged and skipped (its causes degrade, nothing is misnamed).
+pub fn attach_all(ebpf: &mut Ebpf, btf: &Btf) -> Result<usize, CaptureError> {
+    let mut attached = 0;
+    for prog in KERNEL_PROGRAMS {
+        match attach(ebpf, btf, prog) {
+            Ok(()) => attached += 1,
+            Err(source) if !prog.required => {
+                tracing::warn!(
+                    program = prog.name,
+                    function = prog.function,
+                    error = %source,
+                    "optional kernel-function hook not attached; removals it would explain get a less specific cause"
+                );
+            }
+            Err(source) => {
+                return Err(CaptureError::KernelProgram {
+                    name: prog.name,
+                    function: prog.function,
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+    Ok(attached)
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &Btf, prog: &KernelProgram) -> Result<(), ProgramError> {
+    let program = ebpf
+        .program_mut(prog.name)
+        .ok_or(ProgramError::UnexpectedProgramType)?;
+    match prog.kind {
+        Kind::Entry => {
+            let program: &mut FEntry = program.try_into()?;
+            program.load(prog.function, btf)?;
+            program.attach()?;
+        }
+        Kind::Exit => {
+            let program: &mut FExit = program.try_into()?;
+            program.load(prog.function, btf)?;
+            program.attach()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Kernel-function records → events, enriched by the syscall path's requests.
+//!
+//! The kernel's own deletion function is the source of truth: one event per object removed,
+//! as the kernel held it. When the syscall programs run too, the request that caused the
+//! removal (same thread; same sequence number when the kernel had the netlink header) gives the
+//! event its `request` — and is then *superseded*: it is not shown again as an event of its
+//! own when its ack arrives. A request the kernel never acted on (refused before reaching the
+//! deletion function, or a replace) still comes out of the syscall path, so nothing is lost and
+//! nothing is shown twice.
+
+use routeguard_common::{context, hook, mark, KernelRecord};
+
+use super::{with_result, Correlator};
+use crate::{
+    decode::{self, kernel::kernel_object, Object},
+    event::{Capture, Cause, Event, Kind, Outcome, Request, Trigger, SCHEMA_VERSION},
+};
+
+const NLM_F_ACK: u16 = 0x4;
+const RTM_DELROUTE: u16 = 25;
+const RTM_DELRULE: u16 = 33;
+const RTM_DELNEXTHOP: u16 = 105;
+/// Waiting requests remembered per thread for enrichment.
+pub(super) const PER_THREAD: usize = 64;
+
+impl Correlator {
+    pub(super) fn kernel(&mut self, rec: &KernelRecord) {
+        let (kind, family, object) = match kernel_object(rec) {
+            Ok(x) => x,
+            Err(err) => {
+                self.problems.undecodable += 1;
+                tracing::debug!(%err, hook = rec.hook, "undecodable kernel-function record");
+                return;
+            }
+        };
+        let has_nlh = rec.context & context::HAS_NLH != 0;
+        let asked = has_nlh && matches!(rec.msg_type, RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP);
+        let kthread = rec.context & context::KTHREAD != 0;
+        let tid = rec.task.tid;
+        // (cause, whether `current` is the actor)
+        let (cause, process) = if rec.context & context::GC != 0 {
+            (Cause::Expired, false)
+        } else {
+            match rec.mark {
+                mark::NETNS_EXIT => (Cause::NetnsExit, false),
+                mark::LINK_DOWN => (Cause::LinkDown, !kthread),
+                mark::LINK_REMOVED => (Cause::LinkRemoved, !kthread),
+                mark::ADDRESS_REMOVED => (Cause::AddressRemoved, !kthread),
+                mark::REQUEST => (Cause::Request, !kthread),
+                _ if asked || rec.hook == hook::RULE => (Cause::Request, !kthread),
+                _ if kthread => (Cause::Expired, false),
+                // IPv6 removes routes from softirq too (router advertisements): without a
+                // request of this thread to explain it, `current` may be whoever was
+                // interrupted, so nobody is named.
+                _ if rec.hook == hook::ROUTE6 && !self.has_waiting(tid) => (Cause::Expired, false),
+                _ => (Cause::Flush, true),
+            }
+        };
+        let outcome_ret = (rec.context & context::HAS_RET != 0).then_some(rec.ret);
+        let mut ev = Event {
+            schema_version: SCHEMA_VERSION,
+            ts: self.clock.wall(rec.ts_ns),
+            kind,
+            family,
+            cause,
+            outcome: Outcome::Removed,
+            errno: None,
+            error: None,
+            capture: Capture::KernelFunction,
+            netns: self.netns.lookup(rec.netns_ino),
+            actor: process.then(|| self.processes.actor(&rec.task)),
+            request: None,
+            route: None,
+            rule: None,
+            nexthop: None,
+            link: None,
+            address: None,
+            trigger: None,
+            event: crate::event::EventType::Removal,
+            restore: None,
+            replacement: None,
+        };
+        match object {
+            Object::Route(r) => ev.route = Some(r),
+            Object::Rule(r) => ev.rule = Some(r),
+            Object::Nexthop(n) => ev.nexthop = Some(n),
+            Object::Link(l) => ev.link = Some(l),
+            Object::Address(a) => ev.address = Some(a),
+        }
+        if let Some(ret) = outcome_ret {
+            ev = with_result(ev, ret);
+        }
+        if process {
+            let seq = has_nlh.then_some(rec.seq);
+            if cause == Cause::Request {
+                if let Some(claimed) = self.claim(tid, seq, Some(kind)) {
+                    // `ip route flush` sends one delete per route: the request says so.
+                    if claimed.cause == Cause::Flush {
+                        ev.cause = Cause::Flush;
+                    }
+                    ev.request = claimed.request;
+                }
+            } else if let Some(claimed) = self.claim(tid, None, None) {
+                ev.trigger = Some(Trigger {
+                    kind: claimed.kind,
+                    op: claimed
+                        .request
+                        .as_ref()
+                        .map(|r| r.op.clone())
+                        .unwrap_or_default(),
+                    link: claimed.link,
+                    address: claimed.address,
+                });
+                ev.request = claimed.request;
+            }
+        }
+        if ev.request.is_none() && has_nlh {
+            // Only the kernel's view of the request: the syscall it came by is unknown.
+            ev.request = Some(Request {
+                syscall: "netlink".into(),
+                op: decode::kernel::message_name(rec.msg_type)
+                    .unwrap_or("unknown")
+                    .into(),
+                seq: Some(rec.seq),
+                nlmsg_flags: Some(rec.nlmsg_flags),
+                ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,
+            });
+        }
+        if ev.outcome == Outcome::Failed && ev.route.is_some() {
+            // fib_table_delete refused it: the route named is what was asked for.
+            ev.cause = Cause::Request;
+        }
+        // A request's removal waits (briefly) for the kernel's notification of it, as on the
+        // syscall path: that adds the kernel's own description (a rule's table, its bytes).
+        self.complete(super::Waiting {
+            event: ev,
+            since_ns: rec.ts_ns,
+            superseded: false,
+        });
+    }
+
+    /// Whether this thread has a captured request still waiting for its reply.
+    fn has_waiting(&self, tid: u32) -> bool {
+        self.by_tid
+            .get(&tid)
+            .is_some_and(|keys| keys.iter().any(|k| self.netlink.contains_key(k)))
+            || self.ioctl.contains_key(&tid)
+    }
+
+    /// The newest waiting request of thread `tid` (with sequence number `seq`, when given).
+    /// When `supersede` names the kernel event's kind and the request asked to remove an object
+    /// of that kind, the request will not be shown on its own: the kernel event stands for it.
+    fn claim(&mut self, tid: u32, seq: Option<u32>, supersede: Option<Kind>) -> Option<Event> {
+        let same = |w: &super::Waiting| {
+            w.event.actor.as_ref().is_some_and(|a| a.tid == tid)
+                && seq.is_none_or(|s| w.event.request.as_ref().and_then(|r| r.seq) == Some(s))
+        };
+        let mark = |w: &mut super::Waiting| {
+            if supersede == Some(w.event.kind)
+                && matches!(w.event.cause, Cause::Request | Cause::Flush)
+            {
+                w.superseded = true;
+            }
+            w.event.clone()
+        };
+        if let Some(keys) = self.by_tid.get_mut(&tid) {
+            keys.retain(|k| self.netlink.contains_key(k));
+            for key in keys.iter().rev() {
+                if let Some(list) = self.netlink.get_mut(key) {
+                    if let Some(w) = list.iter_mut().rev().find(|w| same(w)) {
+                        return Some(mark(w));
+                    }
+                }
+            }
+        }
+        if seq.is_none() {
+            if let Some(w) = self.ioctl.get_mut(&tid).and_then(|l| l.last_mut()) {
+                return Some(mark(w));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,142 @@
+//! Kernel-function records, alone and with the syscall path's requests: one event per removal,
+//! enriched, never duplicated, and never blaming a process for what the kernel did itself.
+
+use routeguard_common::{context, hook, kind, mark, KernelRecord, RecordHeader, WIRE_VERSION};
+
+use super::tests::{ack, bytes_of, delrule, request, task};
+use super::*;
+use crate::event::Cause;
+
+fn kernel(hook_id: u16, mark_id: u16, ctx: u16) -> KernelRecord {
+    // SAFETY: KernelRecord is a repr(C) wire type of integers and byte arrays: all-zero is valid.
+    let mut rec: KernelRecord = unsafe { std::mem::zeroed() };
+    rec.header = RecordHeader {
+        kind: kind::KERNEL,
+        version: WIRE_VERSION,
+        len: size_of::<KernelRecord>() as u32,
+    };
+    rec.ts_ns = 5;
+    rec.task = task();
+    rec.netns_ino = 1;
+    rec.hook = hook_id;
+    rec.mark = mark_id;
+    rec.context = ctx;
+    rec
+}
+
+fn route4(dst: [u8; 4], len: u8, table: u32, mark_id: u16, ctx: u16) -> Vec<u8> {
+    let mut rec = kernel(hook::ROUTE4, mark_id, ctx);
+    rec.family = 2;
+    rec.dst[..4].copy_from_slice(&dst);
+    rec.dst_len = len;
+    rec.table = table;
+    rec.priority = 7;
+    rec.gw_family = 2;
+    rec.gateway[..4].copy_from_slice(&[10, 99, 0, 2]);
+    rec.dev[..2].copy_from_slice(b"d0");
+    rec.oif = 3;
+    rec.protocol = 4;
+    rec.route_type = 1;
+    bytes_of(&rec)
+}
+
+#[test]
+fn a_rule_delete_is_one_kernel_event_with_the_request() {
+    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let msg = delrule(42, 0x5);
+    c.record(&request(1, &msg));
+    let mut rec = kernel(hook::RULE, mark::NONE, context::HAS_NLH | context::HAS_RET);
+    rec.family = 2;
+    rec.msg_type = 33;
+    rec.nlmsg_flags = 0x5;
+    rec.seq = 42;
+    rec.msg[..msg.len()].copy_from_slice(&msg);
+    rec.msg_len = msg.len() as u32;
+    c.record(&bytes_of(&rec));
+    c.record(&ack(42, 0));
+    c.flush();
+    let events = c.take_ready();
+    assert_eq!(
+        events.len(),
+        1,
+        "the request is not shown twice: {events:#?}"
+    );
+    let ev = &events[0];
+    assert_eq!(ev.capture, Capture::KernelFunction);
+    assert_eq!(ev.cause, Cause::Request);
+    assert_eq!(ev.outcome, Outcome::Removed);
+    assert_eq!(ev.rule.as_ref().unwrap().priority, Some(100));
+    let req = ev.request.as_ref().unwrap();
+    assert_eq!(
+        (req.syscall.as_str(), req.op.as_str(), req.seq),
+        ("sendmsg", "RTM_DELRULE", Some(42))
+    );
+    assert_eq!(ev.actor.as_ref().unwrap().comm, "ip");
+}
+
+#[test]
+fn a_request_the_kernel_never_acted_on_still_comes_from_the_syscall_path() {
+    let mut c = Correlator::kernel_function(Clock::new(), None);
+    c.record(&request(1, &delrule(43, 0x5)));
+    c.record(&ack(43, -2));
+    let events = c.take_ready();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].capture, Capture::Syscall);
+    assert_eq!(events[0].outcome, Outcome::Failed);
+}
+
+#[test]
+fn link_down_routes_are_the_kernels_with_the_trigger() {
+    let mut c = Correlator::kernel_function(Clock::new(), None);
+    for dst in [[10, 77, 1, 0], [10, 77, 2, 0]] {
+        c.record(&route4(dst, 24, 77, mark::LINK_DOWN, 0));
+    }
+    let events = c.take_ready();
+    assert_eq!(events.len(), 2);
+    let ev = &events[0];
+    assert_eq!(ev.cause, Cause::LinkDown);
+    assert_eq!(ev.capture, Capture::KernelFunction);
+    assert_eq!(ev.actor.as_ref().unwrap().pid, task().pid);
+    let r = ev.route.as_ref().unwrap();
+    assert_eq!(r.dst.as_deref(), Some("10.77.1.0/24"));
+    assert_eq!(r.gateway.as_deref(), Some("10.99.0.2"));
+    assert_eq!((r.table, r.priority, r.oif), (Some(77), Some(7), Some(3)));
+    assert_eq!(r.dev.as_deref(), Some("d0"));
+    assert_eq!(r.protocol.as_deref(), Some("static"));
+}
+
+#[test]
+fn kernel_context_removals_have_no_actor() {
+    let mut c = Correlator::kernel_function(Clock::new(), None);
+    c.record(&route4([10, 1, 0, 0], 16, 254, mark::NONE, context::GC));
+    c.record(&route4(
+        [10, 2, 0, 0],
+        16,
+        254,
+        mark::NETNS_EXIT,
+        context::KTHREAD,
+    ));
+    c.record(&route4(
+        [10, 3, 0, 0],
+        16,
+        254,
+        mark::LINK_REMOVED,
+        context::KTHREAD,
+    ));
+    let mut v6 = kernel(hook::ROUTE6, mark::NONE, 0);
+    v6.family = 10;
+    v6.dst_len = 64;
+    c.record(&bytes_of(&v6));
+    let events = c.take_ready();
+    let causes: Vec<_> = events.iter().map(|e| e.cause).collect();
+    assert_eq!(
+        causes,
+        [
+            Cause::Expired,
+            Cause::NetnsExit,
+            Cause::LinkRemoved,
+            Cause::Expired
+        ]
+    );
+    assert!(events.iter().all(|e| e.actor.is_none()), "{events:#?}");
+}
