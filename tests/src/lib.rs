@@ -534,7 +534,14 @@ impl Tracer {
     #[track_caller]
     pub fn stop_with(self, sig: libc::c_int) -> (Vec<Value>, String) {
         kill(self.child.id(), sig);
-        self.wait_exit(&format!("signal {sig}"), Duration::from_secs(10))
+        // Under the VM's emulation, detaching ~20 fentry/fexit trampolines (an RCU-tasks grace
+        // period each) takes tens of seconds; natively well under one.
+        let timeout = if vm_kernel().is_some() {
+            Duration::from_secs(90)
+        } else {
+            Duration::from_secs(10)
+        };
+        self.wait_exit(&format!("signal {sig}"), timeout)
     }
 
     /// Waits up to `timeout` for the tracer to exit by itself (`--count`, `--duration`), then
