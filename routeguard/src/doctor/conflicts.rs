@@ -214,7 +214,7 @@ fn networkd(processes: &[(u32, String)], conf: &NetworkdConf) -> Vec<Finding> {
             if more > 0 {
                 list.push_str(&format!("; and {more} more"));
             }
-            format!("it would remove, in the host namespace now: {list}")
+            format!("it would remove, in this network namespace now: {list}")
         };
         Finding::warn(
             name,
