@@ -396,7 +396,10 @@ impl Tracer {
         let mut args = args.to_vec();
         // Protections run on the syscall path (restores need its route mirror; routeguard
         // refuses `--capture kernel-function` with them), so those tracers keep `auto`.
-        let protecting = args.iter().any(|a| matches!(*a, "--protect" | "--config"));
+        // A test that names its path itself keeps it.
+        let protecting = args
+            .iter()
+            .any(|a| matches!(*a, "--protect" | "--config" | "--capture"));
         if let (Some(mode), Some(&"trace"), false) = (capture.as_deref(), args.first(), protecting)
         {
             args.splice(1..1, ["--capture", mode]);

@@ -32,7 +32,9 @@ fn netns_del_reports_every_route_and_rule_it_held() {
         "77",
     ]);
     ns.ip_ok(&["rule", "add", "prio", "100", "table", "77"]);
-    let tracer = Tracer::start(&ns, &[]);
+    // The route mirror's own detection (capture `netlink`) is what this tests: the syscall
+    // path. On the kernel-function path the kernel reports these itself (tests/tests/kfunc.rs).
+    let tracer = Tracer::start(&ns, &["--capture", "syscall"]);
     let name = ns.name().to_string();
     let inode = ns.inode();
     ns.delete();
@@ -97,7 +99,9 @@ fn ipv6_route_expiry_has_no_actor() {
         .ok("sysctl net.ipv6.route.gc_interval=1");
     // The tracer starts first: under QEMU/TCG (cargo xtask vm-test) starting it takes longer
     // than the route lives, and a route that expired before tracing began yields no event.
-    let tracer = Tracer::start(&ns, &[]);
+    // The mirror's detection (capture `netlink`), so the syscall path; the kernel-function
+    // path reports expiry from the kernel (tests/tests/kfunc.rs).
+    let tracer = Tracer::start(&ns, &["--capture", "syscall"]);
     ns.ip_ok(&[
         "-6",
         "route",
