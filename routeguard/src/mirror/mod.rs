@@ -8,7 +8,7 @@
 //! announced itself since the trigger (IPv6 does notify) — is what the trigger removed.
 
 mod held;
-mod socket;
+pub(crate) mod socket;
 mod table;
 
 use std::{

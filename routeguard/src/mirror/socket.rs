@@ -138,7 +138,7 @@ pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
         listener
             .add_membership(RTNLGRP_IPV6_RULE)
             .map_err(MirrorError::Socket)?;
-        set_timeout(listener.as_raw_fd(), POLL)?;
+        set_timeout(listener.as_raw_fd(), POLL).map_err(MirrorError::Socket)?;
         let mut dumper = Socket::new(NETLINK_ROUTE).map_err(MirrorError::Socket)?;
         dumper.bind_auto().map_err(MirrorError::Socket)?;
         dumper.set_rx_buf_sz(RCVBUF).map_err(MirrorError::Socket)?;
@@ -155,7 +155,8 @@ fn listener_rcvbuf() -> usize {
         .unwrap_or(RCVBUF)
 }
 
-fn set_timeout(fd: RawFd, timeout: Duration) -> Result<(), MirrorError> {
+/// `SO_RCVTIMEO`: a blocking receive on `fd` gives up (EAGAIN) after `timeout`.
+pub(crate) fn set_timeout(fd: RawFd, timeout: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as _,
         tv_usec: timeout.subsec_micros() as _,
@@ -173,7 +174,7 @@ fn set_timeout(fd: RawFd, timeout: Duration) -> Result<(), MirrorError> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(MirrorError::Socket(io::Error::last_os_error()))
+        Err(io::Error::last_os_error())
     }
 }
 

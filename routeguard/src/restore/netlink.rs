@@ -17,6 +17,8 @@ use std::{
 
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
+use crate::mirror::socket::set_timeout;
+
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_NEWRULE: u16 = 32;
 pub const RTM_GETROUTE: u16 = 26;
@@ -86,7 +88,7 @@ impl NetnsSocket {
             }
             let mut socket = Socket::new(NETLINK_ROUTE).map_err(SocketError::Socket)?;
             socket.bind_auto().map_err(SocketError::Socket)?;
-            set_timeout(&socket, REPLY_TIMEOUT)?;
+            set_timeout(socket.as_raw_fd(), REPLY_TIMEOUT).map_err(SocketError::Socket)?;
             Ok(Self { socket, seq: 1 })
         })
         .join()
@@ -167,28 +169,6 @@ impl NetnsSocket {
                 }
             }
         }
-    }
-}
-
-fn set_timeout(socket: &Socket, timeout: Duration) -> Result<(), SocketError> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as _,
-        tv_usec: timeout.subsec_micros() as _,
-    };
-    // SAFETY: a valid socket fd and a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(SocketError::Socket(io::Error::last_os_error()))
     }
 }
 
