@@ -329,8 +329,10 @@ fn a_removal_made_while_the_daemon_is_down_is_stored_after_restart() {
         daemon.stderr()
     );
     // `ip` exited before this daemon started: actor details come from the kernel's records.
+    // Pinning covers the syscall path only, so that is the capture even where auto would pick
+    // kernel-function (the VM's Debian kernels).
     let row = daemon.wait_row(pid);
-    let mut want = ip_actor_fields(&ns, pid, &args);
+    let mut want = from_syscall(ip_actor_fields(&ns, pid, &args));
     want.extend([
         ("/kind", json!("rule")),
         ("/cause", json!("request")),
