@@ -123,15 +123,22 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         if batch.newly_lost > 0 {
             report_loss(pipeline.losses().ring_full, args.ring_size);
         }
-        if output.emit(answered(&mut restorer, batch.events))? {
+        let mut events = batch.events;
+        if let Some(r) = restorer.as_mut() {
+            pipeline.stay_awake(r.answer(&mut events));
+        }
+        if output.emit(events)? {
             break;
         }
     }
-    let last = pipeline.finish();
+    let mut last = pipeline.finish();
     if last.newly_lost > 0 {
         report_loss(pipeline.losses().ring_full, args.ring_size);
     }
-    output.emit(answered(&mut restorer, last.events))?;
+    if let Some(r) = restorer.as_mut() {
+        r.answer(&mut last.events);
+    }
+    output.emit(last.events)?;
     if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
         eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
     }
@@ -142,17 +149,6 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         pipeline.resyncs(),
     );
     Ok(())
-}
-
-/// The events, followed by the restore engine's answers to them and any restores now due.
-fn answered(restorer: &mut Option<Restorer>, mut events: Vec<Event>) -> Vec<Event> {
-    if let Some(r) = restorer {
-        let mut answers = Vec::new();
-        r.observe(&events, &mut answers);
-        r.tick(&mut answers);
-        events.extend(answers);
-    }
-    events
 }
 
 /// Says so the moment the kernel drops a record: loss is never silent.

@@ -317,6 +317,15 @@ impl Correlator {
         self.ready.push(trigger);
     }
 
+    /// Nothing is waiting for a reply, an ack, the kernel's view or a tick.
+    pub fn is_empty(&self) -> bool {
+        self.netlink.is_empty()
+            && self.ioctl.is_empty()
+            && self.joining.is_empty()
+            && self.released_early.is_empty()
+            && self.ready.is_empty()
+    }
+
     /// Releases everything still waiting (at exit).
     pub fn flush(&mut self) {
         self.expire(u64::MAX);

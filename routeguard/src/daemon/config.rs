@@ -134,7 +134,8 @@ pub struct CaptureConfig {
     /// Ring buffer size: a power of two, at least 64K.
     #[serde(deserialize_with = "ring_size")]
     pub ring_size: u32,
-    /// Wake the daemon once this many bytes wait (it also drains every 10 ms).
+    /// Wake the daemon once this many bytes wait (it also drains on a tick: every 10 ms while
+    /// records flow, down to once a second when idle).
     #[serde(deserialize_with = "size32")]
     pub wakeup: u32,
     /// Where the capture is pinned in bpffs so it keeps recording between two daemons; `""`
@@ -153,11 +154,17 @@ impl CaptureConfig {
 /// Default `[capture] pin_dir`.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/routeguard";
 
+/// Default `[capture] ring_size`: half of `trace`'s. The ring is mapped into the daemon twice
+/// (the kernel maps its data pages twice so records never wrap), so it counts twice in the
+/// daemon's RSS; 8 MiB (16 MiB resident) still held a 100,000-removal `ip -batch` burst with
+/// nothing lost (`cargo xtask bench daemon`).
+pub const DEFAULT_RING_SIZE: u32 = 8 << 20;
+
 impl Default for CaptureConfig {
     fn default() -> Self {
         let d = crate::capture::Options::default();
         Self {
-            ring_size: d.ring_bytes,
+            ring_size: DEFAULT_RING_SIZE,
             wakeup: d.wakeup_bytes,
             pin_dir: DEFAULT_PIN_DIR.to_owned(),
             path: crate::capture::select::Mode::Auto,
@@ -324,7 +331,7 @@ mod tests {
         assert!(!c.jsonl.enabled && !c.jsonl.stdout);
         assert_eq!(c.store.path, Path::new("/var/lib/routeguard/events.db"));
         assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9477");
-        assert_eq!(c.capture.ring_size, 16 << 20);
+        assert_eq!(c.capture.ring_size, 8 << 20);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod config;
 mod journald;
 mod jsonl;
+mod memory;
 mod metrics;
 mod notify;
 mod sinks;
@@ -30,7 +31,7 @@ use crate::{
     restore::Restorer,
 };
 
-/// How often the store's retention limits are applied.
+/// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -113,12 +114,18 @@ pub async fn run(
             |s| format!("http://{}/metrics", s.addr)
         ),
     );
+    // What loading the capture parsed and freed (BTF, the eBPF object) goes back now; later
+    // bursts' garbage goes back at each prune.
+    memory::give_back();
     notify::send("READY=1");
 
     loop {
         tokio::select! {
             batch = pipeline.next() => {
-                let batch = answered(restorer.as_mut(), batch?);
+                let mut batch = batch?;
+                if let Some(r) = restorer.as_mut() {
+                    pipeline.stay_awake(r.answer(&mut batch.events));
+                }
                 deliver(&mut sinks, &metrics, &pipeline, batch, options.ring_bytes);
                 metrics.protected_missing(restorer.as_ref().map(Restorer::missing).unwrap_or_default());
                 metrics.turned();
@@ -131,14 +138,20 @@ pub async fn run(
                 }
                 notify::send("READY=1");
             }
-            _ = prune.tick() => sinks.prune(&metrics),
+            _ = prune.tick() => {
+                sinks.prune(&metrics);
+                memory::give_back();
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
     }
 
     notify::send("STOPPING=1");
-    let last = answered(restorer.as_mut(), pipeline.finish());
+    let mut last = pipeline.finish();
+    if let Some(r) = restorer.as_mut() {
+        r.answer(&mut last.events);
+    }
     deliver(&mut sinks, &metrics, &pipeline, last, options.ring_bytes);
     sinks.close();
     let losses = pipeline.losses();
@@ -159,17 +172,6 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
         config.restore.clone(),
         pipeline.clock(),
     )
-}
-
-/// The batch, with the restore engine's answers to its removals and any restores now due.
-fn answered(restorer: Option<&mut Restorer>, mut batch: Batch) -> Batch {
-    if let Some(r) = restorer {
-        let mut answers = Vec::new();
-        r.observe(&batch.events, &mut answers);
-        r.tick(&mut answers);
-        batch.events.extend(answers);
-    }
-    batch
 }
 
 fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Batch, ring: u32) {

@@ -19,10 +19,14 @@ use crate::{
 
 /// How often the ring is drained when the kernel batches wake-ups, and waits are expired.
 pub const TICK: Duration = Duration::from_millis(10);
-/// The tick once nothing has arrived for [`IDLE_AFTER`] ticks: an idle daemon wakes 10 times a
-/// second, not 100.
+/// The tick once nothing has arrived for [`IDLE_AFTER`] ticks (a quiet second).
 pub const IDLE_TICK: Duration = Duration::from_millis(100);
 const IDLE_AFTER: u32 = 100;
+/// The tick once quiet for [`DEEP_AFTER`] ticks (five more seconds) with nothing waiting: an
+/// idle daemon wakes once a second. A deletion the kernel announces still wakes the pipeline at
+/// once (the mirror's signal); a lone record that announces nothing waits at most this long.
+pub const DEEP_IDLE_TICK: Duration = Duration::from_secs(1);
+const DEEP_AFTER: u32 = IDLE_AFTER + 50;
 
 /// What one turn of the pipeline produced.
 #[derive(Debug, Default)]
@@ -50,6 +54,9 @@ pub struct Pipeline {
     tick: Interval,
     /// Ticks in a row that found no record.
     quiet_ticks: u32,
+    /// Something outside the pipeline (a restore waiting to retry) needs ticks at least every
+    /// [`IDLE_TICK`].
+    awake: bool,
     losses: Losses,
     /// Woken when the mirror hears the kernel announce a deletion.
     heard: Option<Arc<Notify>>,
@@ -100,6 +107,7 @@ impl Pipeline {
             correlator,
             tick,
             quiet_ticks: 0,
+            awake: false,
             losses: Losses::default(),
             adopted,
             pinned,
@@ -131,7 +139,9 @@ impl Pipeline {
             }
             _ = self.tick.tick() => true,
         };
-        let records = self.drain();
+        // A deletion the kernel announced is activity even without a record (an IPv6 expiry,
+        // a namespace's teardown): the fast ticks that follow report it promptly.
+        let records = self.drain() + usize::from(heard_deletion);
         self.pace(ticked, records);
         if heard_deletion {
             // The kernel's view of a removal may be what a finished request was waiting for.
@@ -174,6 +184,15 @@ impl Pipeline {
         self.correlator.clock()
     }
 
+    /// Keeps the tick at [`IDLE_TICK`] or faster while `awake` (the restore engine has a retry
+    /// due), instead of slowing to [`DEEP_IDLE_TICK`].
+    pub fn stay_awake(&mut self, awake: bool) {
+        self.awake = awake;
+        if awake && self.tick.period() > IDLE_TICK {
+            self.tick = ticker(IDLE_TICK);
+        }
+    }
+
     /// Totals since start.
     pub fn losses(&self) -> Losses {
         self.losses
@@ -199,8 +218,9 @@ impl Pipeline {
         records
     }
 
-    /// Fast ticks while records flow, slow ones after a quiet second (the kernel still wakes
-    /// us when the ring fills past the wake-up threshold, so a burst is never left waiting).
+    /// Fast ticks while records flow, slower ones after a quiet second, and one a second once
+    /// quiet for longer with nothing waiting (the kernel still wakes us when the ring fills past
+    /// the wake-up threshold, so a burst is never left waiting).
     fn pace(&mut self, ticked: bool, records: usize) {
         let period = self.tick.period();
         if records > 0 {
@@ -210,8 +230,14 @@ impl Pipeline {
             }
         } else if ticked {
             self.quiet_ticks = self.quiet_ticks.saturating_add(1);
-            if self.quiet_ticks >= IDLE_AFTER && period != IDLE_TICK {
-                self.tick = ticker(IDLE_TICK);
+            let deep = self.quiet_ticks >= DEEP_AFTER && !self.awake && self.correlator.is_empty();
+            let want = match self.quiet_ticks {
+                _ if deep => DEEP_IDLE_TICK,
+                q if q >= IDLE_AFTER => IDLE_TICK,
+                _ => TICK,
+            };
+            if want > period {
+                self.tick = ticker(want);
             }
         }
     }

@@ -148,6 +148,16 @@ impl Restorer {
         }
     }
 
+    /// Appends to `events` the engine's answers to them and the restores now due; returns
+    /// whether restores are still waiting (the caller keeps its ticks coming for them).
+    pub fn answer(&mut self, events: &mut Vec<Event>) -> bool {
+        let mut answers = Vec::new();
+        self.observe(events, &mut answers);
+        self.tick(&mut answers);
+        events.extend(answers);
+        !self.pending.is_empty()
+    }
+
     /// Runs the restores whose time has come.
     pub fn tick(&mut self, out: &mut Vec<Event>) {
         let now = Instant::now();
