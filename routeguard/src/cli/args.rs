@@ -51,7 +51,7 @@ pub struct TraceArgs {
     pub ring_size: u32,
     /// Wake routeguard once this many bytes wait in the ring (0: on every event). Batching keeps
     /// the cost per removal low; routeguard also drains every 10 ms (every 100 ms after a quiet
-    /// second, once a second after six).
+    /// second).
     #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
     pub wakeup: u32,
     /// Put back rules or routes this selects when a process not allowed to removes them

@@ -91,6 +91,7 @@ pub async fn run(
         fallback: selection.fallback,
     };
     let mut pipeline = Pipeline::start(&options)?;
+    pipeline.idle_deeply();
     if !config.protect.is_empty() {
         pipeline.release_on_announcement();
     }

@@ -359,8 +359,9 @@ fn listen(
     heard: &tokio::sync::Notify,
 ) {
     let lock = || table.lock().unwrap_or_else(|p| p.into_inner());
+    let mut buf = Vec::with_capacity(socket::RECV_BUF);
     loop {
-        match socket.next_notifications() {
+        match socket.next_notifications(&mut buf) {
             Ok(updates) => {
                 // A replace removes a route too.
                 let deletions = updates.iter().any(|u| match u {

@@ -238,7 +238,7 @@ impl RouteSocket {
         req.extend_from_slice(&0u32.to_ne_bytes());
         req.extend_from_slice(body);
         self.socket.send(&req, 0).map_err(MirrorError::Socket)?;
-        let mut buf = vec![0u8; 64 << 10];
+        let mut buf = Vec::with_capacity(RECV_BUF);
         loop {
             let n = self.recv(&mut buf)?;
             for (hdr, body) in messages(&buf[..n]) {
@@ -260,13 +260,14 @@ impl RouteSocket {
     }
 
     /// Blocks until notifications arrive (or the poll interval passes, then returns none).
-    pub fn next_notifications(&self) -> Result<Vec<Update>, MirrorError> {
-        let mut buf = vec![0u8; 64 << 10];
+    /// `buf` is the caller's, reused: a burst brings one notification per receive.
+    pub fn next_notifications(&self, buf: &mut Vec<u8>) -> Result<Vec<Update>, MirrorError> {
+        buf.reserve(RECV_BUF);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(MirrorError::Socket(io::Error::other("stopped")));
             }
-            let n = match self.recv(&mut buf) {
+            let n = match self.recv(buf) {
                 Ok(n) => n,
                 Err(MirrorError::Socket(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -315,6 +316,9 @@ impl RouteSocket {
         }
     }
 }
+
+/// Receive buffer capacity: a dump's batch of messages (the kernel fills up to 32 KiB).
+pub const RECV_BUF: usize = 64 << 10;
 
 struct Header {
     msg_type: u16,
