@@ -17,7 +17,10 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 
-use super::overhead::{add_link, path_str, write_batches, TABLE};
+use super::{
+    overhead::{add_link, path_str, write_batches, TABLE},
+    procfs::{self, load_average},
+};
 use crate::{cmd, interrupt, netns::Netns};
 
 #[derive(clap::Args)]
@@ -95,15 +98,13 @@ pub fn run(args: &Args) -> Result<()> {
 /// Resident size and CPU time of the daemon over `window`, nothing done meanwhile.
 fn idle(daemon: &Daemon, window: Duration) -> Result<()> {
     thread::sleep(SETTLE);
-    let (cpu0, t0) = (daemon.cpu_ticks()?, Instant::now());
+    let (cpu0, t0) = (daemon.cpu_time()?, Instant::now());
     while t0.elapsed() < window {
         interrupt::check()?;
         thread::sleep(Duration::from_millis(200));
     }
-    let (cpu1, elapsed) = (daemon.cpu_ticks()?, t0.elapsed());
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu = (cpu1 - cpu0) as f64 / hz / elapsed.as_secs_f64() * 100.0;
+    let (cpu1, elapsed) = (daemon.cpu_time()?, t0.elapsed());
+    let cpu = (cpu1 - cpu0).as_secs_f64() / elapsed.as_secs_f64() * 100.0;
     let (rss, hwm) = daemon.memory()?;
     let rss_mib = rss as f64 / 1024.0;
     println!(
@@ -183,13 +184,6 @@ fn wait_child(mut child: Child) -> Result<std::process::ExitStatus> {
     }
 }
 
-/// `/proc/loadavg`'s first three fields.
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
 /// The running daemon; stopped with SIGTERM (SIGKILL if it hangs) when dropped.
 struct Daemon {
     child: Option<Child>,
@@ -239,20 +233,9 @@ impl Daemon {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// utime + stime, in clock ticks.
-    fn cpu_ticks(&self) -> Result<u64> {
-        let path = format!("/proc/{}/stat", self.pid());
-        let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(") ").map(|(_, r)| r).context("bad stat")?;
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let at = |i: usize| -> Result<u64> {
-            fields
-                .get(i - 3)
-                .and_then(|f| f.parse().ok())
-                .with_context(|| format!("field {i} of {path}"))
-        };
-        Ok(at(14)? + at(15)?)
+    /// utime + stime so far.
+    fn cpu_time(&self) -> Result<Duration> {
+        procfs::cpu_time(self.pid())
     }
 
     /// (VmRSS, VmHWM) in KiB.

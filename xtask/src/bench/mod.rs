@@ -1,9 +1,11 @@
 //! `cargo xtask bench <name>`: benchmarks, kept apart from the tests. Each prints its
 //! measurements side by side (untraced vs traced, alternated in one run) and the target.
+mod bpf_stats;
 mod daemon;
 mod loss;
 mod mirror;
 mod overhead;
+mod procfs;
 mod report;
 mod restore;
 mod tracer;

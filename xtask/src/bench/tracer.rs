@@ -12,10 +12,12 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
+use super::procfs;
 use crate::interrupt;
 
 const READY_MARKER: &str = "tracing started";
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Start-up parses the kernel's BTF: seconds under QEMU's emulation on a busy host.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,6 +33,8 @@ pub struct TracerReport {
     pub summary_events: Option<u64>,
     /// Whether the `--netns` filter was accepted (otherwise the host's deletions count too).
     pub filtered: bool,
+    /// CPU time routeguard used from ready to stop (its userspace and the syscalls it made).
+    pub cpu: Option<Duration>,
 }
 
 impl TracerReport {
@@ -45,6 +49,8 @@ pub struct Tracer {
     stderr_log: Vec<String>,
     out_path: std::path::PathBuf,
     filtered: bool,
+    /// CPU time routeguard had used when it reported ready (start-up: BTF, loading).
+    cpu_ready: Option<Duration>,
 }
 
 enum StartError {
@@ -54,13 +60,9 @@ enum StartError {
 }
 
 impl Tracer {
-    /// Starts `<bin> trace --json --netns <netns>` (falling back to no filter if routeguard
-    /// rejects `--netns`) and waits until it reports `tracing started`.
-    pub fn start(bin: &Path, netns: &str, out_path: &Path) -> Result<Self> {
-        Self::start_with(bin, netns, out_path, &["--json"])
-    }
-
-    /// Like [`Tracer::start`], with `extra` in place of `--json` (e.g. `--ring-size 256M`).
+    /// Starts `<bin> trace <extra> --netns <netns>` (`extra` e.g. `--json --ring-size 256M`;
+    /// without the filter if routeguard rejects `--netns`) and waits until it reports
+    /// `tracing started`.
     pub fn start_with(bin: &Path, netns: &str, out_path: &Path, extra: &[&str]) -> Result<Self> {
         match Self::spawn(bin, Some(netns), out_path, extra) {
             Ok(tracer) => Ok(tracer),
@@ -113,6 +115,7 @@ impl Tracer {
             stderr_log: Vec::new(),
             out_path: out_path.to_owned(),
             filtered: netns.is_some(),
+            cpu_ready: None,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -122,6 +125,7 @@ impl Tracer {
                     let ready = line.contains(READY_MARKER);
                     tracer.stderr_log.push(line);
                     if ready {
+                        tracer.cpu_ready = procfs::cpu_time(tracer.child.id()).ok();
                         return Ok(tracer);
                     }
                 }
@@ -176,6 +180,10 @@ impl Tracer {
 
     /// Like [`Tracer::stop`], allowing routeguard `exit_timeout` to write out what it holds.
     pub fn stop_within(mut self, exit_timeout: Duration) -> Result<TracerReport> {
+        let cpu = procfs::cpu_time(self.child.id())
+            .ok()
+            .zip(self.cpu_ready)
+            .map(|(now, ready)| now.saturating_sub(ready));
         let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
         // SAFETY: kill(2) on our own child, which has not been reaped yet (we own `child`).
         if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
@@ -223,6 +231,7 @@ impl Tracer {
             lost,
             summary_events: summary.map(|(events, _)| events),
             filtered: self.filtered,
+            cpu,
         })
     }
 

@@ -117,6 +117,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ))
 }
 
+/// Runs `argv` in the workspace root inside `series`'s kernel, its console streamed; returns
+/// the command's exit status (None when the VM died or timed out before it wrote one).
+pub fn run_command(series: Series, argv: &[String], timeout: Duration) -> Result<Option<i32>> {
+    let command = argv
+        .iter()
+        .map(|a| guest::quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opts = Options {
+        capture: None,
+        timeout,
+        echo: true,
+    };
+    let runs = run_kernels(&[series], Some(&command), &opts)?;
+    Ok(runs.first().and_then(|r| r.exit_code))
+}
+
+/// Whether this process runs inside a `vm-test` guest (where the host's root is read-only).
+pub fn in_guest() -> bool {
+    std::env::var_os(VM_ENV).is_some()
+}
+
 pub struct Options {
     pub capture: Option<String>,
     pub timeout: Duration,

@@ -1,0 +1,32 @@
+//! What the benches read of a process and of the machine in /proc.
+use std::{fs, time::Duration};
+
+use anyhow::{Context as _, Result};
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .with_context(|| format!("{path} has no `) ` after the comm"))?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let at = |i: usize| -> Result<u64> {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("field {i} of {path}"))
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64((at(14)? + at(15)?) as f64 / hz))
+}
+
+/// `/proc/loadavg`'s first three fields.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
