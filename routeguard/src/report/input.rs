@@ -10,10 +10,10 @@ use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::collect::{ActorKey, Collector, Derived, Fields, RestoreFields};
-use super::describe;
+use super::collect::{actor_hash, Collector, Facts, RestoreFields};
+use super::memo::{ActorEntry, Line, Memo, ObjectEntry, Wanted, NO_ACTOR};
 use super::model::{Skipped, Source};
-use super::row::{self, Kept, Row};
+use super::row::{self, RestoreRow, Str};
 use crate::event::{filter::Filter, Event, Timestamp, SCHEMA_VERSION};
 use crate::store::{self, StoreError};
 
@@ -38,11 +38,15 @@ pub struct Query {
 }
 
 impl Query {
-    /// Whether the event `row` was read from is wanted; `event` parses it in full, which only
-    /// a filter flag needs.
-    fn wants(&self, row: &Row, event: impl FnOnce() -> Result<Event, String>) -> bool {
-        self.since.is_none_or(|s| row.ts >= s)
-            && self.until.is_none_or(|u| row.ts <= u)
+    /// Whether the event at `ts` is wanted; `event` parses it in full, which only a filter flag
+    /// needs.
+    pub(super) fn wants(
+        &self,
+        ts: Timestamp,
+        event: impl FnOnce() -> Result<Event, String>,
+    ) -> bool {
+        self.since.is_none_or(|s| ts >= s)
+            && self.until.is_none_or(|u| ts <= u)
             && (!self.filters() || event().is_ok_and(|ev| self.filter.matches(&ev)))
     }
 
@@ -93,14 +97,29 @@ struct Tally {
     events_read: u64,
     skipped: u64,
     examples: Vec<Skipped>,
+    /// The collector's hasher and its number for "no process", once an event had none.
+    hasher: RandomState,
+    kernel: Option<u32>,
 }
 
+/// What the fold knows of one parser thread's actors and objects ([`Memo`]): each with the
+/// collector's number, once an event wanted it (`NOT_YET` before).
+#[derive(Default)]
+struct Slot {
+    actors: Vec<(ActorEntry, u32)>,
+    objects: Vec<(ObjectEntry, u32)>,
+}
+
+const NOT_YET: u32 = u32::MAX;
+
 impl Tally {
-    fn new() -> Self {
+    fn new(hasher: RandomState) -> Self {
         Tally {
             events_read: 0,
             skipped: 0,
             examples: Vec::new(),
+            hasher,
+            kernel: None,
         }
     }
 
@@ -112,28 +131,73 @@ impl Tally {
     }
 
     /// One parsed line: checks the schema version, then hands the event on if the query wants it.
-    fn event(&mut self, line: u64, p: Parsed, into: &mut Collector) {
-        if p.row.schema_version > SCHEMA_VERSION {
+    fn event(&mut self, line: u64, p: Parsed, slot: &mut Slot, into: &mut Collector) {
+        if p.line.schema_version > SCHEMA_VERSION {
             self.skip(
                 line,
                 format!(
                     "schema_version {} is newer than this routeguard reads ({SCHEMA_VERSION})",
-                    p.row.schema_version
+                    p.line.schema_version
                 ),
             );
             return;
         }
-        if let Some(derived) = p.wanted {
-            // A row reads as an event (row.rs), so the full actor is always there to take.
-            let pushed = into.push_compact(&fields(&p.row), derived, || {
-                event(p.line).map(|ev| ev.actor)
-            });
-            if let Err(e) = pushed {
+        if let Some(w) = p.line.wanted {
+            if let Err(e) = self.fold(w, p.bytes, slot, into) {
                 self.skip(line, e);
                 return;
             }
         }
         self.events_read += 1;
+    }
+
+    fn fold(
+        &mut self,
+        w: Wanted,
+        line: &[u8],
+        slot: &mut Slot,
+        into: &mut Collector,
+    ) -> Result<(), String> {
+        let facts = Facts {
+            ts: w.ts,
+            kind: w.kind,
+            cause: w.cause,
+            outcome: w.outcome,
+            errno: w.errno,
+            error: w.error.as_ref().map(Str::as_str),
+            event: w.event,
+            restore: w.restore.as_ref().map(restore_fields),
+        };
+        facts.check()?;
+        // A line read as a row reads as an event (row.rs), so the full actor is always there.
+        let full_actor = || event(line).map(|ev| ev.actor);
+        let actor = if w.actor == NO_ACTOR {
+            match self.kernel {
+                Some(i) => i,
+                None => {
+                    let i = into.intern_actor(actor_hash(&self.hasher, None), None, full_actor)?;
+                    *self.kernel.insert(i)
+                }
+            }
+        } else {
+            let (a, i) = &mut slot.actors[w.actor as usize];
+            if *i == NOT_YET {
+                *i = into.intern_actor(a.hash, Some(&a.key()), full_actor)?;
+            }
+            *i
+        };
+        let (o, object) = &mut slot.objects[w.object as usize];
+        if *object == NOT_YET {
+            *object = into.intern_object(
+                o.hash,
+                o.kind,
+                o.netns_inode,
+                o.netns_name.as_deref(),
+                o.description.as_str(),
+            );
+        }
+        into.push_interned(&facts, actor, *object);
+        Ok(())
     }
 
     fn source(self, kind: &'static str, path: &Path) -> Source {
@@ -201,9 +265,12 @@ fn load_lines(
     q: &Query,
     into: &mut Collector,
 ) -> Result<Tally, InputError> {
-    let mut tally = Tally::new();
     let hasher = into.hasher();
+    let mut tally = Tally::new(hasher.clone());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Chunk `i` of every round goes to parser `i`, whose memory carries over between rounds.
+    let mut memos: Vec<Memo> = (0..workers).map(|_| Memo::new(hasher.clone())).collect();
+    let mut slots: Vec<Slot> = (0..workers).map(|_| Slot::default()).collect();
     let mut read_round = || -> Result<Vec<Vec<u8>>, InputError> {
         let mut chunks = Vec::with_capacity(workers);
         while chunks.len() < workers {
@@ -220,7 +287,8 @@ fn load_lines(
         let (parsed, next) = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
-                .map(|c| s.spawn(|| parse_chunk(c, q, &hasher)))
+                .zip(memos.iter_mut())
+                .map(|(c, memo)| s.spawn(|| parse_chunk(c, q, memo)))
                 .collect();
             let next = read_round();
             let parsed: Vec<_> = handles
@@ -229,14 +297,18 @@ fn load_lines(
                 .collect();
             (parsed, next)
         });
-        for (results, lines) in parsed {
-            for (offset, result) in results {
+        for (chunk, slot) in parsed.into_iter().zip(slots.iter_mut()) {
+            let new_actors = chunk.actors.into_iter().map(|a| (a, NOT_YET));
+            slot.actors.extend(new_actors);
+            let new_objects = chunk.objects.into_iter().map(|o| (o, NOT_YET));
+            slot.objects.extend(new_objects);
+            for (offset, result) in chunk.lines {
                 match result {
-                    Ok(p) => tally.event(line + offset, p, into),
+                    Ok(p) => tally.event(line + offset, p, slot, into),
                     Err(e) => tally.skip(line + offset, e),
                 }
             }
-            line += lines;
+            line += chunk.count;
         }
         chunks = next?;
     }
@@ -273,95 +345,69 @@ fn read_lines(
 
 /// A line, read as far as the report needs it.
 struct Parsed<'a> {
-    row: Kept<'a>,
-    /// What folding it derives, if the query wants the event (done on the parser threads).
-    wanted: Option<Derived>,
+    line: Line<'a>,
     /// The line, to read it again in full when needed.
-    line: &'a [u8],
+    bytes: &'a [u8],
 }
 
-impl<'a> Parsed<'a> {
-    fn of(row: Row<'a>, line: &'a [u8], q: &Query, hasher: &RandomState) -> Self {
-        let wanted = q.wants(&row, || event(line)).then(|| object(&row));
-        let row = row.keep();
-        let wanted = wanted.map(|object| Derived::new(&fields(&row), object, hasher));
-        Parsed { row, wanted, line }
-    }
-}
-
-fn event(line: &[u8]) -> Result<Event, String> {
+pub(super) fn event(line: &[u8]) -> Result<Event, String> {
     serde_json::from_slice(line).map_err(|e| e.to_string())
 }
 
-fn object(row: &Row) -> String {
-    describe::object_of(
-        row.kind,
-        &describe::Objects {
-            route: row.route.as_ref(),
-            rule: row.rule.as_ref(),
-            nexthop: row.nexthop.as_ref(),
-            link: row.link.as_ref(),
-            address: row.address.as_ref(),
-        },
-    )
-}
-
-fn fields<'r>(row: &'r Kept) -> Fields<'r> {
-    Fields {
-        ts: row.ts,
-        kind: row.kind,
-        cause: row.cause,
-        outcome: row.outcome,
-        errno: row.errno,
-        error: row.error.as_ref().map(row::Str::as_str),
-        netns_inode: row.netns.inode,
-        netns_name: row.netns.name.as_ref().map(row::Str::as_str),
-        actor: row.actor.as_ref().map(|a| ActorKey {
-            pid: a.pid,
-            comm: a.comm.as_str(),
-            exe: a.exe.as_ref().map(row::Str::as_str),
-            cmdline: a.cmdline.as_str(),
-            unit: a.unit.as_ref().map(row::Str::as_str),
-            container: a.container.as_ref().map(row::Str::as_str),
-        }),
-        event: row.event,
-        restore: row.restore.as_ref().map(|r| RestoreFields {
-            policy: r.policy.as_str(),
-            outcome: r.outcome,
-            latency_us: r.latency_us,
-            attempt: r.attempt,
-            errno: r.errno,
-            error: r.error.as_ref().map(row::Str::as_str),
-            hint: r.hint.as_ref().map(row::Str::as_str),
-            detail: r.detail.as_ref().map(row::Str::as_str),
-        }),
+fn restore_fields<'r>(r: &'r RestoreRow) -> RestoreFields<'r> {
+    RestoreFields {
+        policy: r.policy.as_str(),
+        outcome: r.outcome,
+        latency_us: r.latency_us,
+        attempt: r.attempt,
+        errno: r.errno,
+        error: r.error.as_ref().map(Str::as_str),
+        hint: r.hint.as_ref().map(Str::as_str),
+        detail: r.detail.as_ref().map(Str::as_str),
     }
 }
 
-/// Each line of `chunk` with its 1-based number within the chunk, read as far as the report
-/// needs it, or why it is not an event; and the number of lines in the chunk.
-type ParsedChunk<'a> = (Vec<(u64, Result<Parsed<'a>, String>)>, u64);
+/// One chunk read by a parser thread.
+struct Chunk<'a> {
+    /// Each line with its 1-based number within the chunk, read as far as the report needs it,
+    /// or why it is not an event.
+    lines: Vec<(u64, Result<Parsed<'a>, String>)>,
+    /// Lines in the chunk, blank ones included.
+    count: u64,
+    /// Actors and objects the parser met for the first time in this chunk.
+    actors: Vec<ActorEntry>,
+    objects: Vec<ObjectEntry>,
+}
 
-fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, hasher: &RandomState) -> ParsedChunk<'a> {
-    let mut lines = 0;
+fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, memo: &mut Memo) -> Chunk<'a> {
+    let mut count = 0;
     // One UTF-8 check for the whole chunk (the common case) instead of one per string.
     let split: Box<dyn Iterator<Item = (&[u8], Option<&str>)>> = match std::str::from_utf8(chunk) {
         Ok(text) => Box::new(text.split_inclusive('\n').map(|l| (l.as_bytes(), Some(l)))),
         Err(_) => Box::new(chunk.split_inclusive(|&b| b == b'\n').map(|l| (l, None))),
     };
-    let parsed = split
-        .inspect(|_| lines += 1)
+    let lines = split
+        .inspect(|_| count += 1)
         .enumerate()
         .filter(|(_, (l, _))| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|(i, (l, text))| {
-            let row = match text {
-                Some(text) => row::parse_str(text),
-                None => row::parse_line(l),
+        .map(|(i, (bytes, text))| {
+            let line = match text {
+                Some(text) => match memo.line(text, q) {
+                    Some(line) => Ok(line),
+                    None => row::parse_str(text).map(|r| memo.row(r, bytes, q)),
+                },
+                None => row::parse_line(bytes).map(|r| memo.row(r, bytes, q)),
             };
-            (i as u64 + 1, row.map(|r| Parsed::of(r, l, q, hasher)))
+            (i as u64 + 1, line.map(|line| Parsed { line, bytes }))
         })
         .collect();
-    (parsed, lines)
+    let (actors, objects) = memo.take_new();
+    Chunk {
+        lines,
+        count,
+        actors,
+        objects,
+    }
 }
 
 fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, InputError> {

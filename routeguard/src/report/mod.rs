@@ -9,9 +9,11 @@ pub mod collect;
 pub mod describe;
 pub use crate::hints;
 pub mod input;
+mod memo;
 pub mod model;
 pub mod render;
 mod row;
+mod skim;
 pub mod tell;
 
 pub use collect::{Collector, Options};

@@ -120,7 +120,7 @@ struct AncestorRow<'a> {
 
 /// [`crate::event::Request`], checked.
 #[derive(serde::Deserialize)]
-struct RequestRow<'a> {
+pub struct RequestRow<'a> {
     #[serde(rename = "syscall", borrow)]
     _syscall: Str<'a>,
     #[serde(rename = "op", borrow)]
@@ -209,38 +209,4 @@ pub fn parse_str(line: &str) -> Result<Row<'_>, String> {
         Err(e) => e.to_string(),
         Ok(_) => row_err.to_string(),
     })
-}
-
-/// What of a [`Row`] outlives parsing: the object fields are described and dropped on the
-/// parser threads, so each line handed back is a fraction of a row's size.
-pub struct Kept<'a> {
-    pub schema_version: u32,
-    pub ts: Timestamp,
-    pub kind: Kind,
-    pub cause: Cause,
-    pub outcome: Outcome,
-    pub errno: Option<i32>,
-    pub error: Option<Str<'a>>,
-    pub netns: NetnsRow<'a>,
-    pub actor: Option<ActorRow<'a>>,
-    pub event: EventType,
-    pub restore: Option<RestoreRow<'a>>,
-}
-
-impl<'a> Row<'a> {
-    pub fn keep(self) -> Kept<'a> {
-        Kept {
-            schema_version: self.schema_version,
-            ts: self.ts,
-            kind: self.kind,
-            cause: self.cause,
-            outcome: self.outcome,
-            errno: self.errno,
-            error: self.error,
-            netns: self.netns,
-            actor: self.actor,
-            event: self.event,
-            restore: self.restore,
-        }
-    }
 }

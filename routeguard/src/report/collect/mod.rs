@@ -100,15 +100,47 @@ pub struct Derived {
 impl Derived {
     /// `object` is the object in words ([`describe::object`]).
     pub fn new(f: &Fields, object: String, hasher: &RandomState) -> Self {
-        let object_hash = hasher.hash_one((f.netns_inode, &object));
-        let actor_hash = match &f.actor {
-            None => hasher.hash_one(0u8),
-            Some(k) => hasher.hash_one((k.pid, k.comm, k.exe, k.cmdline, k.unit, k.container)),
-        };
         Derived {
+            object_hash: object_hash(hasher, f.netns_inode, &object),
             object,
-            object_hash,
-            actor_hash,
+            actor_hash: actor_hash(hasher, f.actor.as_ref()),
+        }
+    }
+}
+
+/// The hash actors are interned by, with the collector's hasher ([`Collector::hasher`]).
+pub fn actor_hash(hasher: &RandomState, key: Option<&ActorKey>) -> u64 {
+    match key {
+        None => hasher.hash_one(0u8),
+        Some(k) => hasher.hash_one((k.pid, k.comm, k.exe, k.cmdline, k.unit, k.container)),
+    }
+}
+
+/// The hash objects are interned by: their namespace and description.
+pub fn object_hash(hasher: &RandomState, netns_inode: u32, description: &str) -> u64 {
+    hasher.hash_one((netns_inode, description))
+}
+
+/// What is kept of an event whose actor and object are interned already
+/// ([`Collector::push_interned`]).
+pub struct Facts<'a> {
+    pub ts: Timestamp,
+    pub kind: Kind,
+    pub cause: Cause,
+    pub outcome: Outcome,
+    pub errno: Option<i32>,
+    pub error: Option<&'a str>,
+    pub event: EventType,
+    pub restore: Option<RestoreFields<'a>>,
+}
+
+impl Facts<'_> {
+    /// Why the event cannot be folded: a restore event must say what the restore did. Checked
+    /// before its actor and object are interned, so a skipped line leaves no trace.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.event, &self.restore) {
+            (EventType::Removal, _) | (_, Some(_)) => Ok(()),
+            (_, None) => Err("a restore event without its `restore` object".into()),
         }
     }
 }
@@ -194,19 +226,38 @@ impl Collector {
         derived: Derived,
         actor: impl FnOnce() -> Result<Option<Actor>, String>,
     ) -> Result<(), String> {
-        let restore = match (ev.event, &ev.restore) {
-            (EventType::Removal, _) => None,
-            (_, Some(r)) => Some(r),
-            (_, None) => {
-                return Err("a restore event without its `restore` object".into());
-            }
+        let facts = Facts {
+            ts: ev.ts,
+            kind: ev.kind,
+            cause: ev.cause,
+            outcome: ev.outcome,
+            errno: ev.errno,
+            error: ev.error,
+            event: ev.event,
+            restore: ev.restore.clone(),
         };
+        facts.check()?;
         let actor = self.intern_actor(derived.actor_hash, ev.actor.as_ref(), actor)?;
-        let object = self.intern_object(ev, derived);
+        let object = self.intern_object(
+            derived.object_hash,
+            ev.kind,
+            ev.netns_inode,
+            ev.netns_name,
+            derived.object,
+        );
+        self.push_interned(&facts, actor, object);
+        Ok(())
+    }
+
+    /// Folds an event whose actor and object indexes [`Collector::intern_actor`] and
+    /// [`Collector::intern_object`] gave, and which passed [`Facts::check`].
+    pub fn push_interned(&mut self, ev: &Facts, actor: u32, object: u32) {
         let ts = i64::try_from(ev.ts.0).unwrap_or(if ev.ts.0 < 0 { i64::MIN } else { i64::MAX });
-        if let Some(r) = restore {
-            self.restores.push(ts, actor, object, ev.event, r);
-            return Ok(());
+        if let Some(r) = &ev.restore {
+            if ev.event != EventType::Removal {
+                self.restores.push(ts, actor, object, ev.event, r);
+                return;
+            }
         }
         let error = match (ev.outcome, ev.error, ev.errno) {
             (Outcome::Failed, Some(name), _) => self.intern_error(name),
@@ -223,12 +274,11 @@ impl Collector {
             cause: ev.cause,
             outcome: ev.outcome,
         });
-        Ok(())
     }
 
     /// Identity of a process for the report: same pid, names, unit and container. The first
-    /// event of an identity gives its full actor.
-    fn intern_actor(
+    /// event of an identity gives its full actor. `hash` is [`actor_hash`] of `key`.
+    pub fn intern_actor(
         &mut self,
         hash: u64,
         key: Option<&ActorKey>,
@@ -248,23 +298,32 @@ impl Collector {
         Ok(i)
     }
 
-    fn intern_object(&mut self, ev: &Fields, d: Derived) -> u32 {
-        let candidates = self.object_ix.entry(d.object_hash).or_default();
+    /// An object is its namespace and its description; the first event naming it gives its kind
+    /// and namespace name. `hash` is [`object_hash`].
+    pub fn intern_object(
+        &mut self,
+        hash: u64,
+        kind: Kind,
+        netns_inode: u32,
+        netns_name: Option<&str>,
+        description: impl AsRef<str> + Into<String>,
+    ) -> u32 {
+        let candidates = self.object_ix.entry(hash).or_default();
         for &i in candidates.iter() {
             let o = &self.objects[i as usize];
-            if o.netns.inode == ev.netns_inode && o.description == d.object {
+            if o.netns.inode == netns_inode && o.description == description.as_ref() {
                 return i;
             }
         }
         let i = self.objects.len() as u32;
         candidates.push(i);
         self.objects.push(ObjectInfo {
-            kind: ev.kind,
+            kind,
             netns: NetnsRef {
-                inode: ev.netns_inode,
-                name: ev.netns_name.map(str::to_owned),
+                inode: netns_inode,
+                name: netns_name.map(str::to_owned),
             },
-            description: d.object,
+            description: description.into(),
         });
         i
     }

@@ -13,6 +13,7 @@ use crate::event::{EventType, RestoreOutcome};
 use crate::report::model::{Latency, Restores};
 
 /// What the collector keeps of an event's `restore` object, borrowed from the input.
+#[derive(Clone)]
 pub struct RestoreFields<'a> {
     pub policy: &'a str,
     pub outcome: RestoreOutcome,
