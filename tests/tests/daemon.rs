@@ -3,8 +3,8 @@
 //! the daemon running, SIGTERM drains and flushes, a bad config starts nothing.
 //!
 //! Each test runs its own daemon on a store in a temp directory, journald off (the test host has
-//! no journal; the field mapping is unit-tested in `daemon::journald`), metrics on a free
-//! loopback port. The daemon sees the whole host, so assertions select rows by the pid of the
+//! no journal) except in the journald test, which starts a real `systemd-journald` in a private
+//! mount namespace and reads the entry back with `journalctl`; metrics on a free loopback port. The daemon sees the whole host, so assertions select rows by the pid of the
 //! `ip` the test ran in its own namespace.
 //!
 //! Restart without loss: kill -9 the daemon, remove a rule, start it again → the removal made
@@ -65,12 +65,100 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn config_text(store: &Path, port: u16, pins: &Path) -> String {
+fn config_text(store: &Path, port: u16, pins: &Path, journald: bool) -> String {
     format!(
-        "[store]\npath = \"{}\"\n\n[journald]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[capture]\nring_size = \"4M\"\npin_dir = \"{}\"\n",
+        "[store]\npath = \"{}\"\n\n[journald]\nenabled = {journald}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[capture]\nring_size = \"4M\"\npin_dir = \"{}\"\n",
         store.display(),
         pins.display()
     )
+}
+
+const JOURNALD: &str = "/lib/systemd/systemd-journald";
+
+/// A real `systemd-journald`, in a mount namespace of its own (tmpfs on /run/systemd and
+/// /run/log, so the host's journal, if any, is untouched). Killed by pid on drop.
+struct Journal {
+    child: Child,
+}
+
+impl Journal {
+    /// None, saying why, where journald is not installed or does not come up.
+    fn start() -> Option<Self> {
+        if !Path::new(JOURNALD).exists() {
+            eprintln!("skipping: {JOURNALD} is not installed");
+            return None;
+        }
+        let script = format!(
+            "mkdir -p /run/systemd /run/log && mount -t tmpfs tmpfs /run/systemd && \
+             mount -t tmpfs tmpfs /run/log && mkdir /run/systemd/journal && exec {JOURNALD}"
+        );
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "slave", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn unshare for systemd-journald");
+        let journal = Journal { child };
+        let socket = journal.root().join("run/systemd/journal/socket");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "skipping: systemd-journald did not create {}",
+                    socket.display()
+                );
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(journal)
+    }
+
+    /// journald's view of the file system (its mount namespace).
+    fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.child.id()))
+    }
+
+    /// `nsenter` arguments that run a command in journald's mount namespace.
+    fn enter(&self) -> Vec<String> {
+        vec![
+            format!("--mount=/proc/{}/ns/mnt", self.child.id()),
+            "--".into(),
+        ]
+    }
+
+    /// The journal entries with `field=value`, as `journalctl -o json` prints them.
+    fn entries(&self, field: &str, value: &str) -> Vec<Value> {
+        let out = Command::new("nsenter")
+            .args(self.enter())
+            .args([
+                "journalctl",
+                "-D",
+                "/run/log/journal",
+                "--no-pager",
+                "-o",
+                "json",
+            ])
+            .arg(format!("{field}={value}"))
+            .output()
+            .expect("run journalctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child this guard spawned and has not reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        if wait_timeout(&mut self.child, Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Daemon {
@@ -87,12 +175,31 @@ impl Daemon {
 
     /// Starts the daemon with `extra` appended to the test config (e.g. `[[protect]]` tables).
     fn start_with(dir: &Dir, extra: &str) -> Self {
+        Self::start_in(dir, extra, None)
+    }
+
+    /// Starts the daemon with its journald sink on, in `journal`'s mount namespace.
+    fn start_journaling(dir: &Dir, journal: &Journal) -> Self {
+        Self::start_in(dir, "", Some(journal))
+    }
+
+    fn start_in(dir: &Dir, extra: &str, journal: Option<&Journal>) -> Self {
         require_root();
         let store = dir.0.join("state/events.db");
         let config = dir.0.join("routeguard.toml");
         let port = free_port();
-        fs::write(&config, config_text(&store, port, &dir.1) + extra).unwrap();
-        let mut child = Command::new(routeguard_bin())
+        let text = config_text(&store, port, &dir.1, journal.is_some()) + extra;
+        fs::write(&config, text).unwrap();
+        // nsenter execs routeguard: the child's pid is the daemon's.
+        let mut command = match journal {
+            Some(j) => {
+                let mut c = Command::new("nsenter");
+                c.args(j.enter()).arg(routeguard_bin());
+                c
+            }
+            None => Command::new(routeguard_bin()),
+        };
+        let mut child = command
             .args(["daemon", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -310,6 +417,56 @@ fn pin_sets(pins: &Path) -> Vec<String> {
 }
 
 #[test]
+fn events_reach_a_real_journald_with_their_fields() {
+    require_root();
+    // The namespace first: journald's mount namespace (the daemon's) copies its /run/netns
+    // mount whatever the propagation of the machine's mounts.
+    let ns = ns_with_rule_and_route();
+    let Some(journal) = Journal::start() else {
+        return;
+    };
+    let dir = Dir::new("journal");
+    let daemon = Daemon::start_journaling(&dir, &journal);
+    assert!(daemon.stderr().contains("journald"), "{}", daemon.stderr());
+
+    let args = ["rule", "del", "prio", "100"];
+    let pid = ns.ip_ok(&args);
+    daemon.wait_row(pid);
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let entry = loop {
+        if let Some(e) = journal
+            .entries("ROUTEGUARD_ACTOR_PID", &pid.to_string())
+            .pop()
+        {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no journal entry with ROUTEGUARD_ACTOR_PID={pid} after {EVENT_TIMEOUT:?}; daemon stderr:\n{}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (field, want) in [
+        ("ROUTEGUARD_KIND", "rule"),
+        ("ROUTEGUARD_CAUSE", "request"),
+        ("ROUTEGUARD_OUTCOME", "removed"),
+        ("ROUTEGUARD_ACTOR_COMM", "ip"),
+        ("ROUTEGUARD_ACTOR_PID", &pid.to_string()),
+        ("ROUTEGUARD_NETNS", ns.name()),
+        // Not named by `ip rule del prio 100`: the kernel's view of the removed rule.
+        ("ROUTEGUARD_TABLE", "77"),
+    ] {
+        assert_eq!(entry[field], json!(want), "{field} in {entry:#}");
+    }
+    let message = entry["MESSAGE"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("ip[{pid}]")),
+        "MESSAGE names the actor: {message}"
+    );
+}
+
+#[test]
 fn a_removal_made_while_the_daemon_is_down_is_stored_after_restart() {
     let ns = ns_with_rule_and_route();
     let dir = Dir::new("restart");
@@ -485,7 +642,7 @@ fn sighup_with_a_broken_config_keeps_the_running_one() {
     let port = daemon.port;
     fs::write(
         &daemon.config,
-        config_text(&daemon.store, port, &dir.1) + "\n[jsonl]\nstdout = true\n",
+        config_text(&daemon.store, port, &dir.1, false) + "\n[jsonl]\nstdout = true\n",
     )
     .unwrap();
     daemon.signal(libc::SIGHUP);
