@@ -66,7 +66,7 @@ try mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 echo {modprobe} > /proc/sys/kernel/modprobe
 try hostname routeguard-vm
 try ip link set lo up
-echo "routeguard-vm: kernel $(uname -r), up $(cut -d' ' -f1 /proc/uptime) s; running: "{shown}
+echo "{started}$(uname -r), up $(cut -d' ' -f1 /proc/uptime) s; running: "{shown}
 cd {cwd} || {{ echo 126 > {shared}/{EXIT_CODE_FILE}; exec {BUSYBOX} poweroff -f; }}
 {command}
 echo $? > {shared}/{EXIT_CODE_FILE}
@@ -75,6 +75,7 @@ exec {BUSYBOX} poweroff -f
 "#,
         path = quote(&std::env::var("PATH").unwrap_or_default()),
         modprobe = quote(&modprobe.to_string_lossy()),
+        started = super::qemu::STARTED_MARKER,
         shown = quote(&plan.command),
         cwd = quote(&plan.cwd.to_string_lossy()),
         command = plan.command,

@@ -96,6 +96,10 @@ fn decompress(module: &Path) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// Directories the guest gets a fresh tmpfs on (the host's root is read-only to it); whatever
+/// the host has below them is hidden from the guest.
+pub const GUEST_TMPFS: &str = "/tmp /run /var/tmp";
+
 /// PID 1 in the initramfs. Any failure prints why and powers off: the host sees no exit code
 /// and reports the console's tail.
 fn init_script(shared: &Path, stage2: &Path) -> String {
@@ -117,7 +121,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro {ROOT_T
     || fail "cannot mount the host's root over 9p"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {SHARED_TAG} "/newroot{shared}" \
     || fail "cannot mount the shared folder {shared}"
-for dir in /tmp /run /var/tmp; do
+for dir in {GUEST_TMPFS}; do
     mount -t tmpfs -o mode=1777 tmpfs "/newroot$dir" || fail "cannot mount tmpfs on $dir"
 done
 mount --move /dev /newroot/dev

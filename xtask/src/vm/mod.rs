@@ -41,6 +41,9 @@ pub const CAPTURE_ENV: &str = "ROUTEGUARD_TEST_CAPTURE";
 /// run took 28 minutes on a 2-core host loaded by other builds (load average 7).
 const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 
+/// Boots of one kernel tried before giving up, when the guest hangs before its command.
+const BOOT_ATTEMPTS: u32 = 3;
+
 /// Set in the guest to the kernel series, so tests can tell they run in the VM.
 pub const VM_ENV: &str = "ROUTEGUARD_VM";
 
@@ -172,6 +175,19 @@ pub fn run_kernels(
     }
     crate::interrupt::install();
     let vm_dir = paths::target_dir().join("vm");
+    let root = paths::workspace_root();
+    for hidden in initramfs::GUEST_TMPFS.split(' ') {
+        for (what, path) in [("the workspace", &root), ("the target directory", &vm_dir)] {
+            if path.starts_with(hidden) {
+                bail!(
+                    "{what} is under {hidden} ({}), which the guest replaces with a tmpfs: it \
+                     would see neither the binaries nor its scripts; run vm-test from a checkout \
+                     elsewhere (e.g. /work or /srv)",
+                    path.display()
+                );
+            }
+        }
+    }
     let apt_dir = vm_dir.join("apt");
     let mut apt = None;
     ensure_packages(&mut apt, &apt_dir)?;
@@ -238,15 +254,29 @@ fn boot_one(
         kernel.package,
         log.display()
     );
-    let boot = qemu::Machine {
+    let machine = qemu::Machine {
         vmlinuz: &kernel.vmlinuz,
         initramfs: &initramfs,
         shared: &shared,
         log: &log,
         timeout: opts.timeout,
         echo: opts.echo,
+    };
+    let mut boot = machine.boot()?;
+    for attempt in 2..=BOOT_ATTEMPTS {
+        if boot.started || crate::interrupt::check().is_err() {
+            break;
+        }
+        let stuck = log.with_extension(format!("boot{}.log", attempt - 1));
+        let _ = fs::rename(&log, &stuck);
+        eprintln!(
+            "{PREFIX} {series}: the guest did not reach its command within {} s (stuck in \
+             boot; console kept in {}); booting it again, attempt {attempt} of {BOOT_ATTEMPTS}",
+            qemu::BOOT_TIMEOUT.as_secs(),
+            stuck.display()
+        );
+        boot = machine.boot()?;
     }
-    .boot()?;
     let exit_code = fs::read_to_string(shared.join(guest::EXIT_CODE_FILE))
         .ok()
         .and_then(|s| s.trim().parse().ok());

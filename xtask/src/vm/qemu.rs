@@ -5,6 +5,10 @@ use std::{
     io::{BufRead as _, BufReader, Write as _},
     path::Path,
     process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -16,10 +20,20 @@ use crate::{cmd, test::parse_test_result};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// A guest that has not started its command by then is stuck in boot and is killed (seen once
+/// under TCG on a loaded host: RCU stall warnings, then nothing for ten minutes). Boots take
+/// 3.5–12 s.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The line stage 2 prints when it starts the command (see `guest.rs`).
+pub const STARTED_MARKER: &str = "routeguard-vm: kernel ";
+
 /// How a boot ended.
 pub struct Boot {
-    /// False when the VM was killed at the timeout.
+    /// False when the VM was killed at the timeout (or stuck in boot).
     pub finished: bool,
+    /// The guest reached its command (printed [`STARTED_MARKER`]).
+    pub started: bool,
     pub elapsed: Duration,
     /// Sums of the console's cargo "test result:" lines.
     pub passed: u64,
@@ -108,6 +122,8 @@ impl Machine<'_> {
         let mut log =
             File::create(self.log).with_context(|| format!("creating {}", self.log.display()))?;
         let echo = self.echo;
+        let started = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&started);
         let reader = thread::spawn(move || {
             let (mut passed, mut failed) = (0, 0);
             for line in BufReader::new(stdout).split(b'\n') {
@@ -118,6 +134,9 @@ impl Machine<'_> {
                     println!("{line}");
                 }
                 let _ = writeln!(log, "{line}");
+                if line.starts_with(STARTED_MARKER) {
+                    seen.store(true, Ordering::Relaxed);
+                }
                 if let Some((p, f)) = parse_test_result(line) {
                     passed += p;
                     failed += f;
@@ -125,10 +144,11 @@ impl Machine<'_> {
             }
             (passed, failed)
         });
-        let finished = wait_or_kill(&mut child, self.timeout)?;
+        let finished = wait_or_kill(&mut child, self.timeout, &started)?;
         let (passed, failed) = reader.join().unwrap_or_default();
         Ok(Boot {
             finished,
+            started: started.load(Ordering::Relaxed),
             elapsed: start.elapsed(),
             passed,
             failed,
@@ -136,14 +156,18 @@ impl Machine<'_> {
     }
 }
 
-/// Waits for `child` until `timeout`; then kills it (SIGKILL, by its pid) and reaps it.
-fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
+/// Waits for `child` until `timeout`, or [`BOOT_TIMEOUT`] while `started` is not set; then
+/// kills it (SIGKILL, by its pid) and reaps it. Returns whether it ended by itself.
+fn wait_or_kill(child: &mut Child, timeout: Duration, started: &AtomicBool) -> Result<bool> {
+    let begin = Instant::now();
+    let deadline = begin + timeout;
     loop {
         if child.try_wait().context("waiting for qemu")?.is_some() {
             return Ok(true);
         }
-        if Instant::now() >= deadline || crate::interrupt::check().is_err() {
+        let now = Instant::now();
+        let hung = !started.load(Ordering::Relaxed) && now >= begin + BOOT_TIMEOUT;
+        if now >= deadline || hung || crate::interrupt::check().is_err() {
             // Child::kill sends SIGKILL to this child's pid only.
             let _ = child.kill();
             let _ = child.wait();
