@@ -374,6 +374,19 @@ impl Correlator {
                 _ => false,
             },
         );
+        // Its notification lost to an overflow: the resync that followed found the route gone.
+        let claimed = claimed.or_else(|| {
+            let asked = route.as_ref().filter(|_| !replace)?;
+            mirror
+                .claim_resynced(
+                    ev.netns.inode,
+                    asked.dst.as_deref(),
+                    Some(asked.table?),
+                    waiting.since_ns,
+                    |_| true,
+                )
+                .map(Removed::Route)
+        });
         match claimed {
             Some(Removed::Replaced { old, new }) if ev.cause == Cause::Replace => {
                 ev.route = Some(old.route);

@@ -336,6 +336,23 @@ impl Mirror {
     }
 }
 
+impl Mirror {
+    /// A route with destination `dst` in `table` that a resync of namespace `netns_ino` found
+    /// gone at or after `since_ns` (its notification was lost to an overflow), that `fits`.
+    pub fn claim_resynced(
+        &mut self,
+        netns_ino: u32,
+        dst: Option<&str>,
+        table: Option<u32>,
+        since_ns: u64,
+        fits: impl Fn(&MirroredRoute) -> bool,
+    ) -> Option<MirroredRoute> {
+        let ns = self.namespaces.get(&u64::from(netns_ino))?;
+        let mut t = ns.table();
+        t.claim_resynced(dst, table, since_ns, fits)
+    }
+}
+
 impl Default for Mirror {
     fn default() -> Self {
         Self::new()

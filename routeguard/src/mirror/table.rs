@@ -37,8 +37,16 @@ pub(super) struct Table {
     /// sequence number (with arrival time, ns). A burst of 100,000 deletes must not make claims
     /// quadratic.
     pub requested: HashMap<u32, Vec<(u64, Removed)>>,
+    /// Routes found gone by a resync (their notifications were lost), by [`route_identity`],
+    /// with when (ns): a request of a burst that overflowed the socket finds its route here.
+    pub resynced: HashMap<String, Vec<(u64, MirroredRoute)>>,
     /// When old entries were last dropped (ns).
     pruned_at: u64,
+}
+
+/// What a delete request names of a route: its destination and table.
+pub(super) fn route_identity(dst: Option<&str>, table: Option<u32>) -> String {
+    format!("{dst:?}|{table:?}")
 }
 
 pub(super) fn rule_key(family: Option<Family>, rule: &Rule) -> String {
@@ -76,8 +84,13 @@ impl Table {
         self.pruned_at = now;
         let fresh = |at: u64| now.saturating_sub(at) < KEEP_NS;
         self.announced.retain(|a| a.expired || fresh(a.at));
+        let wanted = |at: u64| now.saturating_sub(at) < KEEP_REQUESTED_NS;
         self.requested.retain(|_, list| {
-            list.retain(|(at, _)| now.saturating_sub(*at) < KEEP_REQUESTED_NS);
+            list.retain(|(at, _)| wanted(*at));
+            !list.is_empty()
+        });
+        self.resynced.retain(|_, list| {
+            list.retain(|(at, _)| wanted(*at));
             !list.is_empty()
         });
     }
@@ -162,6 +175,14 @@ impl Table {
         gone_routes.sort_by_key(MirroredRoute::key);
         for route in gone_routes {
             let expired = lapsed(&route, now);
+            if !expired {
+                let r = &route.route;
+                let key = route_identity(r.dst.as_deref(), r.table);
+                self.resynced
+                    .entry(key)
+                    .or_default()
+                    .push((now, route.clone()));
+            }
             self.announced.push(Announced {
                 at: now,
                 route,
@@ -169,6 +190,27 @@ impl Table {
             });
         }
         gone
+    }
+
+    /// A route a resync found gone at or after `since_ns` with this destination and table, that
+    /// `fits`; taken out.
+    pub fn claim_resynced(
+        &mut self,
+        dst: Option<&str>,
+        table: Option<u32>,
+        since_ns: u64,
+        fits: impl Fn(&MirroredRoute) -> bool,
+    ) -> Option<MirroredRoute> {
+        let key = route_identity(dst, table);
+        let list = self.resynced.get_mut(&key)?;
+        let at = list
+            .iter()
+            .position(|(t, route)| *t >= since_ns && fits(route))?;
+        let (_, route) = list.remove(at);
+        if list.is_empty() {
+            self.resynced.remove(&key);
+        }
+        Some(route)
     }
 
     /// Kernel-announced deletions learnt at or after `since_ns` that no expiry explains: what a
@@ -289,5 +331,31 @@ mod tests {
         let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new());
         assert_eq!(t.resync(vec![a], Vec::new(), 5), 1);
         assert_eq!(t.claim_announced(5), vec![b]);
+    }
+
+    #[test]
+    fn a_request_whose_notification_was_lost_finds_its_route_in_the_resync() {
+        let a = route("2001:db8:1::/64", "2001:db8::2", None);
+        let b = route("2001:db8:2::/64", "2001:db8::2", None);
+        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new());
+        t.resync(Vec::new(), Vec::new(), 50);
+        let dst = Some("2001:db8:2::/64");
+        assert_eq!(
+            t.claim_resynced(dst, Some(78), 10, |_| true),
+            None,
+            "other table"
+        );
+        assert_eq!(
+            t.claim_resynced(dst, Some(77), 60, |_| true),
+            None,
+            "gone before it was asked"
+        );
+        assert_eq!(t.claim_resynced(dst, Some(77), 10, |_| true), Some(b));
+        assert_eq!(
+            t.claim_resynced(dst, Some(77), 10, |_| true),
+            None,
+            "claimed once"
+        );
+        assert_eq!(t.resynced.len(), 1, "a is still there");
     }
 }
