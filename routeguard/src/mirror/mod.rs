@@ -324,15 +324,7 @@ impl Mirror {
     ) -> Option<Removed> {
         let ns = self.namespaces.get(&u64::from(netns_ino))?;
         let mut table = ns.table();
-        let list = table.requested.get_mut(&seq)?;
-        let at = list
-            .iter()
-            .position(|(t, removed)| *t >= since_ns && fits(removed))?;
-        let (_, removed) = list.remove(at);
-        if list.is_empty() {
-            table.requested.remove(&seq);
-        }
-        Some(removed)
+        table.claim_requested(seq, since_ns, fits)
     }
 }
 

@@ -1,6 +1,6 @@
 //! One namespace's mirrored state, and how each kernel notification changes it.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::Hash};
 
 use super::{socket::Update, MirroredRoute, Removed};
 use crate::event::{Family, Rule};
@@ -42,6 +42,23 @@ pub(super) struct Table {
     pub resynced: HashMap<String, Vec<(u64, MirroredRoute)>>,
     /// When old entries were last dropped (ns).
     pruned_at: u64,
+}
+
+/// Takes the first entry under `key` learnt at or after `since_ns` that `fits` (dropping the
+/// key with its last entry).
+fn take<K: Hash + Eq, T>(
+    map: &mut HashMap<K, Vec<(u64, T)>>,
+    key: &K,
+    since_ns: u64,
+    fits: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let list = map.get_mut(key)?;
+    let at = list.iter().position(|(t, v)| *t >= since_ns && fits(v))?;
+    let (_, value) = list.remove(at);
+    if list.is_empty() {
+        map.remove(key);
+    }
+    Some(value)
 }
 
 /// What a delete request names of a route: its destination and table.
@@ -201,16 +218,23 @@ impl Table {
         since_ns: u64,
         fits: impl Fn(&MirroredRoute) -> bool,
     ) -> Option<MirroredRoute> {
-        let key = route_identity(dst, table);
-        let list = self.resynced.get_mut(&key)?;
-        let at = list
-            .iter()
-            .position(|(t, route)| *t >= since_ns && fits(route))?;
-        let (_, route) = list.remove(at);
-        if list.is_empty() {
-            self.resynced.remove(&key);
-        }
-        Some(route)
+        take(
+            &mut self.resynced,
+            &route_identity(dst, table),
+            since_ns,
+            fits,
+        )
+    }
+
+    /// What the request with sequence number `seq` removed, learnt at or after `since_ns`, that
+    /// `fits`; taken out.
+    pub fn claim_requested(
+        &mut self,
+        seq: u32,
+        since_ns: u64,
+        fits: impl Fn(&Removed) -> bool,
+    ) -> Option<Removed> {
+        take(&mut self.requested, &seq, since_ns, fits)
     }
 
     /// Kernel-announced deletions learnt at or after `since_ns` that no expiry explains: what a
