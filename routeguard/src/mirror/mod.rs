@@ -32,6 +32,9 @@ use crate::{
 pub use socket::{MirrorError, RCVBUF_ENV};
 use table::Table;
 
+/// Re-dumps in a row after an overflow while notifications keep overflowing during them.
+const RESYNC_ATTEMPTS: u32 = 10;
+
 /// How often /run/netns is looked at for namespaces to add or let go.
 const RESCAN: Duration = Duration::from_secs(1);
 
@@ -390,17 +393,34 @@ fn listen(
                 }
             }
             Err(MirrorError::Overflow) => {
-                resyncs.fetch_add(1, Ordering::Relaxed);
-                match socket
-                    .dump_routes()
-                    .and_then(|r| Ok((r, socket.dump_rules()?)))
-                {
-                    Ok((routes, rules)) => {
-                        let gone = lock().resync(routes, rules, Clock::monotonic_ns());
-                        tracing::debug!(gone, "route mirror resynced after ENOBUFS");
-                        heard.notify_one();
+                // The re-dump shares the socket with the notifications, which a burst can
+                // overflow again while it is read: then dump again, until one is clean.
+                for attempt in 1..=RESYNC_ATTEMPTS {
+                    resyncs.fetch_add(1, Ordering::Relaxed);
+                    let now = Clock::monotonic_ns();
+                    match socket
+                        .dump_routes()
+                        .and_then(|r| Ok((r, socket.dump_rules()?)))
+                    {
+                        Ok((routes, rules)) => {
+                            let gone = lock().resync(routes, rules, now);
+                            tracing::debug!(gone, attempt, "route mirror resynced after ENOBUFS");
+                            heard.notify_one();
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "route mirror resync failed");
+                            break;
+                        }
                     }
-                    Err(err) => tracing::warn!(%err, "route mirror resync failed"),
+                    if !socket.take_lost_during_dump() {
+                        break;
+                    }
+                    if attempt == RESYNC_ATTEMPTS {
+                        tracing::warn!(
+                            "route mirror: notifications still overflowing after {RESYNC_ATTEMPTS} \
+                             re-dumps; removals in this burst may be missed"
+                        );
+                    }
                 }
             }
             Err(_) => return,

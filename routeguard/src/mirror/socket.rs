@@ -100,6 +100,9 @@ pub struct RouteSocket {
     socket: Socket,
     seq: AtomicU32,
     stop: Arc<AtomicBool>,
+    /// Notifications were dropped (ENOBUFS) while a dump was being read on this socket: the
+    /// dump itself is complete, but what changed after it passed an entry may be lost.
+    lost_during_dump: AtomicBool,
 }
 
 /// Tells a listener thread to close its socket (and so release its namespace).
@@ -184,6 +187,7 @@ impl RouteSocket {
             socket,
             seq: AtomicU32::new(1),
             stop: Arc::default(),
+            lost_during_dump: AtomicBool::new(false),
         }
     }
 
@@ -240,7 +244,15 @@ impl RouteSocket {
         self.socket.send(&req, 0).map_err(MirrorError::Socket)?;
         let mut buf = Vec::with_capacity(RECV_BUF);
         loop {
-            let n = self.recv(&mut buf)?;
+            let n = match self.recv(&mut buf) {
+                // Multicast notifications were dropped; the dump's own replies never are (the
+                // kernel paces them by our reads): read on, and let the caller dump again.
+                Err(MirrorError::Overflow) => {
+                    self.lost_during_dump.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                other => other?,
+            };
             for (hdr, body) in messages(&buf[..n]) {
                 if hdr.seq != seq {
                     continue; // a notification that raced the dump: the dump covers it
@@ -257,6 +269,11 @@ impl RouteSocket {
                 }
             }
         }
+    }
+
+    /// Whether notifications were lost while a dump was read since the last call.
+    pub fn take_lost_during_dump(&self) -> bool {
+        self.lost_during_dump.swap(false, Ordering::Relaxed)
     }
 
     /// Blocks until notifications arrive (or the poll interval passes, then returns none).
