@@ -234,8 +234,8 @@ impl Pipeline {
     }
 
     /// Fast ticks while records flow, slower ones after a quiet second, and (when idling
-    /// deeply) one a second once quiet for longer with nothing waiting (the kernel still wakes us when the ring fills past
-    /// the wake-up threshold, so a burst is never left waiting).
+    /// deeply) one a second once quiet for longer with nothing waiting. The kernel still wakes
+    /// us when the ring fills past the wake-up threshold, so a burst is never left waiting.
     fn pace(&mut self, ticked: bool, records: usize) {
         let period = self.tick.period();
         if records > 0 {
