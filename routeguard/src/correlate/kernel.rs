@@ -13,7 +13,7 @@ use routeguard_common::{context, hook, mark, KernelRecord};
 use super::{with_result, Correlator};
 use crate::{
     decode::{self, kernel::kernel_object, Object},
-    event::{Capture, Cause, Event, Kind, Outcome, Request, Trigger, SCHEMA_VERSION},
+    event::{Capture, Cause, Event, Kind, Outcome, Request, Trigger},
 };
 
 const NLM_F_ACK: u16 = 0x4;
@@ -57,29 +57,16 @@ impl Correlator {
             }
         };
         let outcome_ret = (rec.context & context::HAS_RET != 0).then_some(rec.ret);
-        let mut ev = Event {
-            schema_version: SCHEMA_VERSION,
-            ts: self.clock.wall(rec.ts_ns),
+        let mut ev = Event::removal(
+            self.clock.wall(rec.ts_ns),
             kind,
             family,
             cause,
-            outcome: Outcome::Removed,
-            errno: None,
-            error: None,
-            capture: Capture::KernelFunction,
-            netns: self.netns.lookup(rec.netns_ino),
-            actor: process.then(|| self.processes.actor(&rec.task)),
-            request: None,
-            route: None,
-            rule: None,
-            nexthop: None,
-            link: None,
-            address: None,
-            trigger: None,
-            event: crate::event::EventType::Removal,
-            restore: None,
-            replacement: None,
-        };
+            Outcome::Removed,
+            Capture::KernelFunction,
+            self.netns.lookup(rec.netns_ino),
+        );
+        ev.actor = process.then(|| self.processes.actor(&rec.task));
         match object {
             Object::Route(r) => ev.route = Some(r),
             Object::Rule(r) => ev.rule = Some(r),

@@ -18,7 +18,7 @@ pub use clock::Clock;
 use crate::{
     attribution::{NetnsNames, ProcessTable},
     decode::{self, record::Record, Decoded, Object},
-    event::{self, Capture, Cause, Event, Kind, Outcome, Request, Trigger, SCHEMA_VERSION},
+    event::{self, Capture, Cause, Event, Kind, Outcome, Request, Trigger},
     mirror::{Mirror, Removed},
 };
 
@@ -491,29 +491,17 @@ impl Correlator {
     }
 
     fn event(&mut self, head: &RequestHead, removal: decode::Removal, request: Request) -> Event {
-        let mut ev = Event {
-            schema_version: SCHEMA_VERSION,
-            ts: self.clock.wall(head.ts_ns),
-            kind: removal.kind,
-            family: removal.family,
-            cause: removal.cause,
-            outcome: Outcome::Unknown,
-            errno: None,
-            error: None,
-            capture: Capture::Syscall,
-            netns: self.netns.lookup(head.netns_ino),
-            actor: Some(self.processes.actor(&head.task)),
-            request: Some(request),
-            route: None,
-            rule: None,
-            nexthop: None,
-            link: None,
-            address: None,
-            trigger: None,
-            event: event::EventType::Removal,
-            restore: None,
-            replacement: None,
-        };
+        let mut ev = Event::removal(
+            self.clock.wall(head.ts_ns),
+            removal.kind,
+            removal.family,
+            removal.cause,
+            Outcome::Unknown,
+            Capture::Syscall,
+            self.netns.lookup(head.netns_ino),
+        );
+        ev.actor = Some(self.processes.actor(&head.task));
+        ev.request = Some(request);
         if ev.cause == Cause::Request
             && ev.request.as_ref().is_some_and(|r| r.op == "RTM_DELROUTE")
             && ev

@@ -3,9 +3,7 @@
 
 use super::{Clock, Correlator};
 use crate::{
-    event::{
-        Capture, Cause, Event, EventType, Family, Kind, Netns, Outcome, Route, Rule, SCHEMA_VERSION,
-    },
+    event::{Capture, Cause, Event, Family, Kind, Netns, Outcome},
     mirror::{Exited, Expired},
 };
 
@@ -78,27 +76,13 @@ impl Correlator {
 
 /// An event with no actor and no request; the caller sets the kind and the object.
 fn unasked(clock: Clock, at_ns: u64, cause: Cause, netns: Netns, family: Option<Family>) -> Event {
-    Event {
-        schema_version: SCHEMA_VERSION,
-        ts: clock.wall(at_ns),
-        kind: Kind::Route,
+    Event::removal(
+        clock.wall(at_ns),
+        Kind::Route,
         family,
         cause,
-        outcome: Outcome::Removed,
-        errno: None,
-        error: None,
-        capture: Capture::Netlink,
+        Outcome::Removed,
+        Capture::Netlink,
         netns,
-        actor: None,
-        request: None,
-        route: None::<Route>,
-        rule: None::<Rule>,
-        nexthop: None,
-        link: None,
-        address: None,
-        trigger: None,
-        event: EventType::Removal,
-        restore: None,
-        replacement: None,
-    }
+    )
 }

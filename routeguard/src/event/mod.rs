@@ -112,6 +112,44 @@ pub enum RestoreOutcome {
     Suspended,
 }
 
+impl Event {
+    /// A removal of `kind` with no actor, request, object or restore yet: the correlator fills
+    /// in what its source knows.
+    pub fn removal(
+        ts: Timestamp,
+        kind: Kind,
+        family: Option<Family>,
+        cause: Cause,
+        outcome: Outcome,
+        capture: Capture,
+        netns: Netns,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            ts,
+            kind,
+            family,
+            cause,
+            outcome,
+            errno: None,
+            error: None,
+            capture,
+            netns,
+            actor: None,
+            request: None,
+            route: None,
+            rule: None,
+            nexthop: None,
+            link: None,
+            address: None,
+            trigger: None,
+            event: EventType::Removal,
+            restore: None,
+            replacement: None,
+        }
+    }
+}
+
 /// The request whose side effect a removal was: the link it took down or removed, or the
 /// address it removed. `actor` and `request` of the event are that request's.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
