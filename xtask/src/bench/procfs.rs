@@ -30,3 +30,11 @@ pub fn load_average() -> String {
         .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".to_owned())
 }
+
+/// `/proc/loadavg`'s first field (the 1-minute load average), `?` when unreadable.
+pub fn load_average_1m() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}

@@ -157,10 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
         if met { "met" } else { "NOT met" },
         report.events,
         report.lost_display(),
-        fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().next().map(str::to_string))
-            .unwrap_or_else(|| "?".into())
+        super::procfs::load_average_1m()
     );
     Ok(())
 }

@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut cpus: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for run in 1..=args.runs {
         for (n, (name, flag, path)) in inputs.iter().enumerate() {
-            let load = loadavg();
+            let load = super::procfs::load_average_1m();
             let m = measure(
                 Command::new(&bin)
                     .args(["report", "--format", "html", flag])
@@ -103,7 +103,7 @@ pub fn run(args: &Args) -> Result<()> {
         sp as f64 / 1024.0,
         st / jt,
         if st < TARGET_SECS { "met" } else { "MISSED" },
-        loadavg()
+        super::procfs::load_average_1m()
     );
     if !args.keep {
         for p in [&jsonl, &db] {
@@ -120,14 +120,6 @@ fn mib(bytes: u64) -> f64 {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// The 1-minute load average, as `/proc/loadavg` gives it.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 struct Measured {
