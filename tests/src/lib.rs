@@ -484,9 +484,13 @@ impl Tracer {
         let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.shared;
         let mut s = relock(lock);
+        // Counted as they arrive: a wait for thousands of events wakes once per line, and a
+        // recount of everything each time held the lock long enough (unoptimised, under TCG) to
+        // stall the reader and so the tracer writing to it.
+        let (mut count, mut checked) = (0, 0);
         loop {
-            // Counted before cloned: a wait for thousands of events wakes once per line.
-            let count = s.events.iter().filter(|e| pred(e)).count();
+            count += s.events[checked..].iter().filter(|e| pred(e)).count();
+            checked = s.events.len();
             if count >= n {
                 return s.events.iter().filter(|e| pred(e)).cloned().collect();
             }
