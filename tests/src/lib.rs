@@ -110,6 +110,12 @@ impl Ran {
     }
 }
 
+/// The words of a command line written as one string, for `Netns::ip_ok` and friends:
+/// `argv("route del 10.77.1.0/24 table 77")`. Words never contain spaces here.
+pub fn argv(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Spawns `cmd`, records its pid, and waits for it (at most 60 s, then it is killed).
 pub fn run(cmd: &mut Command) -> Ran {
     let what = format!("{cmd:?}");

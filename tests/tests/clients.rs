@@ -8,15 +8,7 @@ fn pyroute2_deletes_route_and_rule() {
     let python = python3_with_pyroute2();
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.66.0.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.66.0.0/24 via 10.99.0.2 table 77"));
     ns.ip_ok(&["rule", "add", "prio", "200", "lookup", "77"]);
     let tracer = Tracer::start(&ns, &[]);
     let ran = ns

@@ -339,15 +339,7 @@ fn ns_with_rule_and_route() -> Netns {
     let ns = Netns::new();
     ns.add_test_link("d0");
     ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.77.1.0/24 via 10.99.0.2 table 77"));
     ns
 }
 

@@ -94,18 +94,9 @@ fn expired_ipv6_route_has_no_actor() {
     ns.exec("sysctl", &["-qw", "net.ipv6.route.gc_interval=1"])
         .ok("sysctl gc_interval");
     let tracer = Tracer::start(&ns, &[]);
-    ns.ip_ok(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:e::/64",
-        "via",
-        "2001:db8:99::2",
-        "table",
-        "77",
-        "expires",
-        "2",
-    ]);
+    ns.ip_ok(&argv(
+        "-6 route add 2001:db8:e::/64 via 2001:db8:99::2 table 77 expires 2",
+    ));
     let ev = tracer.wait_for("the expired route", Duration::from_secs(20), |e| {
         at(e, "/kind") == "route" && at(e, "/route/dst") == "2001:db8:e::/64"
     });
@@ -131,29 +122,13 @@ fn routes_of_a_deleted_namespace_are_netns_exit_without_actor() {
     }
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.78.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "78",
-    ]);
+    ns.ip_ok(&argv("route add 10.78.1.0/24 via 10.99.0.2 table 78"));
     let inode = ns.inode().to_string();
     // By inode: the name is gone once the namespace is.
     let tracer = Tracer::start_args(&["trace", "--json", "--netns", &inode]);
     // First an ordinary removal in the namespace, then the namespace goes away.
     let pid = ns.ip_ok(&["route", "del", "10.78.1.0/24", "table", "78"]);
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.78.2.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "78",
-    ]);
+    ns.ip_ok(&argv("route add 10.78.2.0/24 via 10.99.0.2 table 78"));
     let del = tracer.wait_for("the requested removal", EVENT_TIMEOUT, |e| {
         at(e, "/route/dst") == "10.78.1.0/24"
     });

@@ -12,25 +12,10 @@ use routeguard_tests::*;
 fn netns_del_reports_every_route_and_rule_it_held() {
     let mut ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
-    ns.ip_ok(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:77::/64",
-        "via",
-        "2001:db8:99::2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.77.1.0/24 via 10.99.0.2 table 77"));
+    ns.ip_ok(&argv(
+        "-6 route add 2001:db8:77::/64 via 2001:db8:99::2 table 77",
+    ));
     ns.ip_ok(&["rule", "add", "prio", "100", "table", "77"]);
     // The route mirror's own detection (capture `netlink`) is what this tests: the syscall
     // path. On the kernel-function path the kernel reports these itself (tests/tests/kfunc.rs).
@@ -102,18 +87,9 @@ fn ipv6_route_expiry_has_no_actor() {
     // The mirror's detection (capture `netlink`), so the syscall path; the kernel-function
     // path reports expiry from the kernel (tests/tests/kfunc.rs).
     let tracer = Tracer::start(&ns, &["--capture", "syscall"]);
-    ns.ip_ok(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:55::/64",
-        "via",
-        "2001:db8:99::2",
-        "table",
-        "77",
-        "expires",
-        "3",
-    ]);
+    ns.ip_ok(&argv(
+        "-6 route add 2001:db8:55::/64 via 2001:db8:99::2 table 77 expires 3",
+    ));
     let is_it = |e: &Value| at(e, "/route/dst") == "2001:db8:55::/64";
     let ev = tracer.wait_for("the route expiring", Duration::from_secs(15), is_it);
     assert_fields(

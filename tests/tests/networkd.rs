@@ -9,22 +9,9 @@ use routeguard_tests::{networkd::Networkd, *};
 
 /// networkd's defaults, spelled out: it manages foreign rules and routes.
 const CONF: &str = "[Network]\nManageForeignRoutingPolicyRules=yes\nManageForeignRoutes=yes\n";
-const KUBE_ROUTER_RULES: [&[&str]; 2] = [
-    &[
-        "rule", "add", "priority", "32764", "from", "all", "lookup", "77", "proto", "static",
-    ],
-    &[
-        "rule",
-        "add",
-        "priority",
-        "32765",
-        "from",
-        "10.0.0.0/8",
-        "lookup",
-        "77",
-        "proto",
-        "static",
-    ],
+const KUBE_ROUTER_RULES: [&str; 2] = [
+    "rule add priority 32764 from all lookup 77 proto static",
+    "rule add priority 32765 from 10.0.0.0/8 lookup 77 proto static",
 ];
 
 /// A namespace with a veth whose `v0` end networkd manages, networkd running and done, and
@@ -39,19 +26,11 @@ fn incident_scene() -> Option<(Netns, Networkd)> {
     ns.ip_ok(&["link", "set", "v1", "up"]);
     let networkd = Networkd::start(&ns, "v0", CONF);
     for rule in KUBE_ROUTER_RULES {
-        ns.ip_ok(rule);
+        ns.ip_ok(&argv(rule));
     }
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.0.0/16",
-        "via",
-        "10.88.0.2",
-        "table",
-        "77",
-        "proto",
-        "static",
-    ]);
+    ns.ip_ok(&argv(
+        "route add 10.77.0.0/16 via 10.88.0.2 table 77 proto static",
+    ));
     Some((ns, networkd))
 }
 

@@ -52,15 +52,7 @@ fn capture(dir: &Path) -> Capture {
     ns.add_test_link("rg0");
     ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
     ns.ip_ok(&["rule", "add", "prio", "101", "lookup", "77"]);
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.77.1.0/24 via 10.99.0.2 table 77"));
     let tracer = Tracer::start(&ns, &[]);
     let ip_pid = ns.ip_ok(&["rule", "del", "prio", "100"]);
     let route_pid = ns.ip_ok(&["route", "del", "10.77.1.0/24", "table", "77"]);
@@ -232,15 +224,7 @@ fn protected_capture(dir: &Path) -> Protected {
     ns.add_test_link("rg0");
     ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
     ns.ip_ok(&["rule", "add", "prio", "101", "lookup", "77"]);
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.78.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "78",
-    ]);
+    ns.ip_ok(&argv("route add 10.78.1.0/24 via 10.99.0.2 table 78"));
     // The flap guard set low: the second restore waits 100 ms, the third removal is suspended.
     let config = dir.join("flap.toml");
     fs::write(

@@ -20,24 +20,7 @@ fn protected_rule_removed_by_ip_is_restored_with_every_selector() {
     let ns = Netns::new();
     // Selectors routeguard does not decode (sport, ipproto) must come back too: the re-add is
     // the kernel's own description.
-    let add = [
-        "rule",
-        "add",
-        "prio",
-        "32764",
-        "from",
-        "10.0.0.0/8",
-        "fwmark",
-        "0x10/0xff",
-        "ipproto",
-        "tcp",
-        "sport",
-        "1000-2000",
-        "lookup",
-        "77",
-        "proto",
-        "static",
-    ];
+    let add = argv("rule add prio 32764 from 10.0.0.0/8 fwmark 0x10/0xff ipproto tcp sport 1000-2000 lookup 77 proto static");
     ns.ip_ok(&add);
     let before = rules(&ns);
     let tracer = Tracer::start(
@@ -80,30 +63,10 @@ fn protected_rule_removed_by_ip_is_restored_with_every_selector() {
 fn protected_route_is_restored_and_others_are_not() {
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-        "metric",
-        "5",
-        "mtu",
-        "1400",
-        "proto",
-        "static",
-    ]);
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.78.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "78",
-    ]);
+    ns.ip_ok(&argv(
+        "route add 10.77.1.0/24 via 10.99.0.2 table 77 metric 5 mtu 1400 proto static",
+    ));
+    ns.ip_ok(&argv("route add 10.78.1.0/24 via 10.99.0.2 table 78"));
     let before = ns.ip(&["route", "show", "table", "77"]).ok("show").stdout;
     let tracer = Tracer::start(&ns, &["--protect", "kind=route table=77 dst=10.77.0.0/16"]);
     let pid = ns.ip_ok(&["route", "del", "10.77.1.0/24", "table", "77"]);
@@ -226,15 +189,7 @@ fn flap_guard_backs_off_then_suspends_with_the_culprit() {
 fn route_through_a_down_link_comes_back_when_the_link_does() {
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.5.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.77.5.0/24 via 10.99.0.2 table 77"));
     let tracer = Tracer::start(&ns, &["--protect", "kind=route table=77"]);
     let down = ns.ip_ok(&["link", "set", "d0", "down"]);
     let refused = tracer.wait_for("a refused restore", EVENT_TIMEOUT, |e| {

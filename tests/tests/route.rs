@@ -6,17 +6,9 @@ use routeguard_tests::*;
 fn ns_with_v4_route() -> Netns {
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.1.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-        "metric",
-        "100",
-    ]);
+    ns.ip_ok(&argv(
+        "route add 10.77.1.0/24 via 10.99.0.2 table 77 metric 100",
+    ));
     ns
 }
 
@@ -24,15 +16,7 @@ fn ns_with_v4_route() -> Netns {
 fn ip_route_del_v4() {
     let ns = ns_with_v4_route();
     let tracer = Tracer::start(&ns, &[]);
-    let args = [
-        "route",
-        "del",
-        "10.77.1.0/24",
-        "table",
-        "77",
-        "metric",
-        "100",
-    ];
+    let args = argv("route del 10.77.1.0/24 table 77 metric 100");
     let pid = ns.ip_ok(&args);
 
     let ev = tracer.wait_for("ip route del", EVENT_TIMEOUT, |e| by_pid(e, pid));
@@ -62,29 +46,11 @@ fn ip_route_del_v4() {
 fn ip_route_del_v6() {
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:77::/64",
-        "via",
-        "2001:db8:99::2",
-        "table",
-        "77",
-        "metric",
-        "100",
-    ]);
+    ns.ip_ok(&argv(
+        "-6 route add 2001:db8:77::/64 via 2001:db8:99::2 table 77 metric 100",
+    ));
     let tracer = Tracer::start(&ns, &[]);
-    let args = [
-        "-6",
-        "route",
-        "del",
-        "2001:db8:77::/64",
-        "table",
-        "77",
-        "metric",
-        "100",
-    ];
+    let args = argv("-6 route del 2001:db8:77::/64 table 77 metric 100");
     let pid = ns.ip_ok(&args);
 
     let ev = tracer.wait_for("ip -6 route del", EVENT_TIMEOUT, |e| by_pid(e, pid));
@@ -138,29 +104,11 @@ fn ip_route_del_missing_fails_with_esrch() {
 fn ip_route_replace_removes_the_old_route() {
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.2.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-        "metric",
-        "100",
-    ]);
+    ns.ip_ok(&argv(
+        "route add 10.77.2.0/24 via 10.99.0.2 table 77 metric 100",
+    ));
     let tracer = Tracer::start(&ns, &[]);
-    let args = [
-        "route",
-        "replace",
-        "10.77.2.0/24",
-        "via",
-        "10.99.0.3",
-        "table",
-        "77",
-        "metric",
-        "100",
-    ];
+    let args = argv("route replace 10.77.2.0/24 via 10.99.0.3 table 77 metric 100");
     let pid = ns.ip_ok(&args);
 
     let ev = tracer.wait_for("ip route replace", EVENT_TIMEOUT, |e| by_pid(e, pid));
@@ -253,15 +201,7 @@ fn net_tools_route_del_ioctl() {
     let ran = ns
         .exec(
             "route",
-            &[
-                "del",
-                "-net",
-                "10.88.0.0",
-                "netmask",
-                "255.255.255.0",
-                "gw",
-                "10.99.0.2",
-            ],
+            &argv("del -net 10.88.0.0 netmask 255.255.255.0 gw 10.99.0.2"),
         )
         .ok("route del -net");
 

@@ -5,16 +5,7 @@ use routeguard_tests::*;
 #[test]
 fn ip_rule_del_by_priority_v4() {
     let ns = Netns::new();
-    ns.ip_ok(&[
-        "rule",
-        "add",
-        "prio",
-        "100",
-        "from",
-        "10.0.0.0/8",
-        "lookup",
-        "77",
-    ]);
+    ns.ip_ok(&argv("rule add prio 100 from 10.0.0.0/8 lookup 77"));
     let tracer = Tracer::start(&ns, &[]);
     let args = ["rule", "del", "prio", "100"];
     let pid = ns.ip_ok(&args);
@@ -42,17 +33,7 @@ fn ip_rule_del_by_priority_v4() {
 #[test]
 fn ip_rule_del_by_priority_v6() {
     let ns = Netns::new();
-    ns.ip_ok(&[
-        "-6",
-        "rule",
-        "add",
-        "prio",
-        "100",
-        "from",
-        "2001:db8::/32",
-        "lookup",
-        "77",
-    ]);
+    ns.ip_ok(&argv("-6 rule add prio 100 from 2001:db8::/32 lookup 77"));
     let tracer = Tracer::start(&ns, &[]);
     let args = ["-6", "rule", "del", "prio", "100"];
     let pid = ns.ip_ok(&args);
@@ -76,27 +57,9 @@ fn ip_rule_del_by_priority_v6() {
 #[test]
 fn ip_rule_del_with_table_and_fwmark() {
     let ns = Netns::new();
-    ns.ip_ok(&[
-        "rule",
-        "add",
-        "prio",
-        "300",
-        "fwmark",
-        "0x10/0xff",
-        "lookup",
-        "77",
-    ]);
+    ns.ip_ok(&argv("rule add prio 300 fwmark 0x10/0xff lookup 77"));
     let tracer = Tracer::start(&ns, &[]);
-    let args = [
-        "rule",
-        "del",
-        "prio",
-        "300",
-        "table",
-        "77",
-        "fwmark",
-        "0x10/0xff",
-    ];
+    let args = argv("rule del prio 300 table 77 fwmark 0x10/0xff");
     let pid = ns.ip_ok(&args);
 
     let ev = tracer.wait_for("ip rule del fwmark", EVENT_TIMEOUT, |e| by_pid(e, pid));

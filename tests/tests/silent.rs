@@ -9,16 +9,9 @@ fn routes_via_d0(ns: &Netns) -> Vec<&'static str> {
     for dst in ["10.77.1.0/24", "10.77.2.0/24", "10.77.3.0/24"] {
         ns.ip_ok(&["route", "add", dst, "via", "10.99.0.2", "table", "77"]);
     }
-    ns.ip_ok(&[
-        "-6",
-        "route",
-        "add",
-        "2001:db8:77::/64",
-        "via",
-        "2001:db8:99::2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv(
+        "-6 route add 2001:db8:77::/64 via 2001:db8:99::2 table 77",
+    ));
     vec![
         "10.77.1.0/24",
         "10.77.2.0/24",
@@ -82,15 +75,7 @@ fn address_removal_reports_the_routes_that_depended_on_it() {
     routes_via_d0(&ns);
     let tracer = Tracer::start(&ns, &[]);
     // Added while tracing: the mirror learns it from the kernel's notification.
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.9.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.77.9.0/24 via 10.99.0.2 table 77"));
     let pid = ns.ip_ok(&["addr", "del", "10.99.0.1/24", "dev", "d0"]);
 
     let events = table_77_routes_removed_by(&tracer, pid, "address-removed", 4);
@@ -131,25 +116,9 @@ fn link_removal_reports_its_routes() {
 fn a_route_replaced_while_tracing_is_reported_once_as_it_was_last() {
     let ns = Netns::new();
     ns.add_test_link("d0");
-    ns.ip_ok(&[
-        "route",
-        "add",
-        "10.77.5.0/24",
-        "via",
-        "10.99.0.2",
-        "table",
-        "77",
-    ]);
+    ns.ip_ok(&argv("route add 10.77.5.0/24 via 10.99.0.2 table 77"));
     let tracer = Tracer::start(&ns, &[]);
-    let replace = ns.ip_ok(&[
-        "route",
-        "replace",
-        "10.77.5.0/24",
-        "via",
-        "10.99.0.3",
-        "table",
-        "77",
-    ]);
+    let replace = ns.ip_ok(&argv("route replace 10.77.5.0/24 via 10.99.0.3 table 77"));
     tracer.wait_for("ip route replace", EVENT_TIMEOUT, |e| by_pid(e, replace));
     let pid = ns.ip_ok(&["link", "set", "d0", "down"]);
     let flushed = table_77_routes_removed_by(&tracer, pid, "link-down", 1);
