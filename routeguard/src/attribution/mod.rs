@@ -34,6 +34,8 @@ struct Task {
     ppid: u32,
     ancestry: Vec<Ancestor>,
     argv: Vec<String>,
+    /// `argv` joined for display ([`join_quoted`]): once per process image, not per request.
+    cmdline: String,
     /// Full path of the executable, when known.
     exe: Option<String>,
     /// Basename from the kernel (`mm->exe_file`), the last resort for `exe`.
@@ -90,10 +92,12 @@ impl ProcessTable {
                 .same_image(info.pid, info.start_time)
                 .and_then(|_| self.proc.exe(info.pid))
         });
+        let argv = split_args(&rec.args[..args_len]);
         let task = Task {
             ppid: rec.ppid,
             ancestry,
-            argv: split_args(&rec.args[..args_len]),
+            cmdline: join_quoted(&argv),
+            argv,
             exe,
             exe_name: cstr_opt(&rec.exe_name),
             cgroup_leaf: cstr_opt(&rec.cgroup_name),
@@ -128,7 +132,7 @@ impl ProcessTable {
             tid: info.tid,
             comm: cstr_lossy(&info.comm),
             exe: task.exe.clone().or_else(|| task.exe_name.clone()),
-            cmdline: join_quoted(&task.argv),
+            cmdline: task.cmdline.clone(),
             argv: task.argv.clone(),
             uid: info.uid,
             ppid: task.ppid,
@@ -146,6 +150,7 @@ impl ProcessTable {
             ppid: 0,
             ancestry: Vec::new(),
             argv: Vec::new(),
+            cmdline: String::new(),
             exe: None,
             exe_name: None,
             cgroup_leaf: None,
@@ -171,6 +176,7 @@ impl ProcessTable {
         task.ppid = stat.ppid;
         task.ancestry = self.proc.ancestry(stat.ppid);
         task.argv = argv.unwrap_or_default();
+        task.cmdline = join_quoted(&task.argv);
         task.exe = exe;
         task.cgroup_path = cgroup_path;
         task

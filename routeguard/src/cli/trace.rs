@@ -191,12 +191,18 @@ fn summary(shown: u64, losses: &Losses, problems: Problems, resyncs: u64) {
     eprintln!("routeguard: {shown} events, {} lost", losses.ring_full);
 }
 
+/// Output buffer: a burst of events goes out in few large writes (each event's JSON line is
+/// about 1 KiB).
+const OUT_BUF: usize = 64 * 1024;
+
 /// Where events go: stdout, as text or JSON lines, after the user's filter and count limit.
 struct Output {
     json: bool,
     filter: Filter,
     limit: Option<u64>,
     out: BufWriter<io::Stdout>,
+    /// One JSON line at a time, reused: no allocation per event.
+    line: Vec<u8>,
     shown: u64,
     /// stdout went away (e.g. `| head`): stop quietly.
     closed: bool,
@@ -208,7 +214,8 @@ impl Output {
             json,
             filter,
             limit,
-            out: BufWriter::new(io::stdout()),
+            out: BufWriter::with_capacity(OUT_BUF, io::stdout()),
+            line: Vec::with_capacity(2048),
             shown: 0,
             closed: false,
         }
@@ -221,12 +228,15 @@ impl Output {
             if self.done() {
                 break;
             }
-            let line = if self.json {
-                sink::json::to_line(ev)
+            self.line.clear();
+            if self.json {
+                sink::json::write_line(ev, &mut self.line);
             } else {
-                sink::terminal::format_line(ev)
-            };
-            if let Err(err) = writeln!(self.out, "{line}") {
+                self.line
+                    .extend_from_slice(sink::terminal::format_line(ev).as_bytes());
+            }
+            self.line.push(b'\n');
+            if let Err(err) = self.out.write_all(&self.line) {
                 return self.broken(err);
             }
             self.shown += 1;

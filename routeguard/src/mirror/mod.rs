@@ -48,27 +48,55 @@ pub struct MirroredRoute {
 }
 
 impl MirroredRoute {
-    /// The FIB's own key: one route per (family, table, prefix, tos, metric); a replace swaps
-    /// the route under it.
-    fn fib_key(&self) -> String {
-        let r = &self.route;
-        format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.family, r.table, r.dst, r.tos, r.priority
-        )
-    }
-
-    /// Identity of a route in its namespace: its FIB key and what it leads to.
+    /// Identity of a route in its namespace, as text: its FIB key and what it leads to. Sorting
+    /// by it orders reported routes; [`MirroredRoute::id`] is the same identity as a map key.
     fn key(&self) -> String {
         let r = &self.route;
         format!(
-            "{}|{:?}|{:?}|{:?}",
-            self.fib_key(),
-            r.gateway,
-            r.oif,
-            r.route_type
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.family, r.table, r.dst, r.tos, r.priority, r.gateway, r.oif, r.route_type
         )
     }
+
+    /// The identity [`MirroredRoute::key`] spells out, without formatting it: the mirror looks
+    /// one up for every route notification.
+    fn id(&self) -> RouteId {
+        let r = &self.route;
+        RouteId {
+            family: self.family,
+            table: r.table,
+            dst: r.dst.clone(),
+            tos: r.tos,
+            priority: r.priority,
+            gateway: r.gateway.clone(),
+            oif: r.oif,
+            route_type: r.route_type.clone(),
+        }
+    }
+
+    /// The FIB's own key: one route per (family, table, prefix, tos, metric); a replace swaps
+    /// the route under it.
+    fn same_fib_key(&self, other: &MirroredRoute) -> bool {
+        let (a, b) = (&self.route, &other.route);
+        self.family == other.family
+            && a.table == b.table
+            && a.dst == b.dst
+            && a.tos == b.tos
+            && a.priority == b.priority
+    }
+}
+
+/// A route's identity in its namespace (see [`MirroredRoute::id`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RouteId {
+    family: Option<Family>,
+    table: Option<u32>,
+    dst: Option<String>,
+    tos: Option<u8>,
+    priority: Option<u32>,
+    gateway: Option<String>,
+    oif: Option<u32>,
+    route_type: Option<String>,
 }
 
 /// An object as the kernel described it when it removed it.
@@ -289,8 +317,8 @@ impl Mirror {
                 return Vec::new();
             }
         };
-        let fresh: HashMap<String, MirroredRoute> =
-            fresh.into_iter().map(|r| (r.key(), r)).collect();
+        let fresh: HashMap<RouteId, MirroredRoute> =
+            fresh.into_iter().map(|r| (r.id(), r)).collect();
         let mut table = ns.table();
         tracing::debug!(
             netns_ino,
@@ -303,7 +331,7 @@ impl Mirror {
             .routes
             .iter()
             .filter(|(k, _)| !fresh.contains_key(*k))
-            .map(|(k, r)| (k.clone(), r.clone()))
+            .map(|(_, r)| (r.key(), r.clone()))
             .collect();
         for route in table.claim_announced(since_ns) {
             gone.entry(route.key()).or_insert(route);

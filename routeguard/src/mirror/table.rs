@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, hash::Hash};
 
-use super::{socket::Update, MirroredRoute, Removed};
+use super::{socket::Update, MirroredRoute, Removed, RouteId};
 use crate::event::{Family, Rule};
 
 /// Kernel-announced deletions are kept this long (ns) for a trigger to claim them.
@@ -29,7 +29,7 @@ pub(super) struct Announced {
 
 #[derive(Default)]
 pub(super) struct Table {
-    pub routes: HashMap<String, MirroredRoute>,
+    pub routes: HashMap<RouteId, MirroredRoute>,
     pub rules: HashMap<String, (Option<Family>, Rule)>,
     /// Newest last.
     pub announced: Vec<Announced>,
@@ -85,7 +85,7 @@ impl Table {
     }
 
     fn set(&mut self, routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>) {
-        self.routes = routes.into_iter().map(|r| (r.key(), r)).collect();
+        self.routes = routes.into_iter().map(|r| (r.id(), r)).collect();
         self.rules = rules
             .into_iter()
             .map(|(family, rule)| (rule_key(family, &rule), (family, rule)))
@@ -120,11 +120,10 @@ impl Table {
                 seq,
             } => {
                 if replaced {
-                    let fib_key = route.fib_key();
-                    let old: Vec<String> = self
+                    let old: Vec<RouteId> = self
                         .routes
                         .iter()
-                        .filter(|(_, r)| r.fib_key() == fib_key)
+                        .filter(|(_, r)| r.same_fib_key(&route))
                         .map(|(k, _)| k.clone())
                         .collect();
                     for key in old {
@@ -137,7 +136,7 @@ impl Table {
                         }
                     }
                 }
-                self.routes.insert(route.key(), route);
+                self.routes.insert(route.id(), route);
             }
             Update::Deleted {
                 route,
@@ -145,7 +144,7 @@ impl Table {
                 seq,
                 past_expiry,
             } => {
-                let had = self.routes.remove(&route.key());
+                let had = self.routes.remove(&route.id());
                 if by_kernel {
                     // Only a route the mirror still held can have expired now: one a trigger's
                     // re-dump already took was that trigger's.
@@ -293,7 +292,7 @@ mod tests {
             100,
         );
         assert_eq!(t.routes.len(), 1);
-        assert!(t.routes.contains_key(&new.key()));
+        assert!(t.routes.contains_key(&new.id()));
         let claimed = &t.requested[&7];
         assert_eq!(claimed.len(), 1);
         let want = Removed::Replaced {

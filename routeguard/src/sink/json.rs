@@ -16,21 +16,26 @@ use super::escape::is_unsafe;
 /// The event as one line of JSON, without a trailing newline.
 pub fn to_line(ev: &Event) -> String {
     let mut out = Vec::with_capacity(512);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeFormatter);
-    match ev.serialize(&mut ser) {
-        // The formatter only ever writes whole UTF-8 strings, escapes and ASCII.
-        Ok(()) => String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        // The event types have no map with non-string keys and no fallible Serialize impl, so
-        // this is not expected; still, a sink never panics and never writes half a line.
-        Err(e) => {
-            tracing::error!("cannot serialise an event: {e}");
-            serde_json::json!({
-                "schema_version": ev.schema_version,
-                "error": format!("routeguard could not serialise this event: {e}"),
-            })
-            .to_string()
-        }
+    write_line(ev, &mut out);
+    // The formatter only ever writes whole UTF-8 strings, escapes and ASCII.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends the event as one line of JSON, without a trailing newline, to `out`: what
+/// [`to_line`] returns, without a fresh allocation per event (`trace --json` reuses one buffer).
+pub fn write_line(ev: &Event, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter);
+    // The event types have no map with non-string keys and no fallible Serialize impl, so an
+    // error is not expected; still, a sink never panics and never writes half a line.
+    if let Err(e) = ev.serialize(&mut ser) {
+        tracing::error!("cannot serialise an event: {e}");
+        out.truncate(start);
+        let fallback = serde_json::json!({
+            "schema_version": ev.schema_version,
+            "error": format!("routeguard could not serialise this event: {e}"),
+        });
+        out.extend_from_slice(fallback.to_string().as_bytes());
     }
 }
 
