@@ -203,6 +203,7 @@ struct Output {
     out: BufWriter<io::Stdout>,
     /// One JSON line at a time, reused: no allocation per event.
     line: Vec<u8>,
+    lines: sink::json::Lines,
     shown: u64,
     /// stdout went away (e.g. `| head`): stop quietly.
     closed: bool,
@@ -216,6 +217,7 @@ impl Output {
             limit,
             out: BufWriter::with_capacity(OUT_BUF, io::stdout()),
             line: Vec::with_capacity(2048),
+            lines: sink::json::Lines::default(),
             shown: 0,
             closed: false,
         }
@@ -223,14 +225,14 @@ impl Output {
 
     /// Writes the events that pass the filter; true once the output is done (limit reached or
     /// stdout closed).
-    fn emit(&mut self, events: Vec<Event>) -> io::Result<bool> {
-        for ev in events.iter().filter(|e| self.filter.matches(e)) {
+    fn emit(&mut self, mut events: Vec<Event>) -> io::Result<bool> {
+        for ev in events.iter_mut().filter(|e| self.filter.matches(e)) {
             if self.done() {
                 break;
             }
             self.line.clear();
             if self.json {
-                sink::json::write_line(ev, &mut self.line);
+                self.lines.write(ev, &mut self.line);
             } else {
                 self.line
                     .extend_from_slice(sink::terminal::format_line(ev).as_bytes());
