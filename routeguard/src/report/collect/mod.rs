@@ -568,18 +568,25 @@ impl Collector {
         actors: &[ActorSummary],
     ) -> Incident {
         let mut outcomes = Outcomes::default();
-        let mut by_kind = BTreeMap::new();
-        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        // Counted by kind and error number first (a burst may hold most of a million events),
+        // then named: no string built or compared per removal.
+        let mut kinds: Vec<(Kind, u64)> = Vec::new();
+        let mut error_counts: Vec<(u32, u64)> = Vec::new();
         let mut by_actor: Vec<(usize, Outcomes)> = Vec::new();
         // Object index (old) → position in `objs`, in order of first removal.
-        let mut seen: HashMap<u32, usize> = HashMap::new();
+        let mut seen: HashMap<u32, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut objs: Vec<IncidentObject> = Vec::new();
         for r in burst.removals {
             add(&mut outcomes, r.outcome);
-            *by_kind.entry(describe::kind_name(r.kind)).or_default() += 1;
-            let err = (r.error != NONE).then(|| self.errors[r.error as usize].clone());
-            if let Some(e) = &err {
-                *errors.entry(e.clone()).or_default() += 1;
+            match kinds.iter_mut().find(|(k, _)| *k == r.kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((r.kind, 1)),
+            }
+            if r.error != NONE {
+                match error_counts.iter_mut().find(|(e, _)| *e == r.error) {
+                    Some((_, n)) => *n += 1,
+                    None => error_counts.push((r.error, 1)),
+                }
             }
             let a = actor_id[r.actor as usize];
             match by_actor.iter_mut().find(|(x, _)| *x == a) {
@@ -603,12 +610,21 @@ impl Collector {
                 objs.len() - 1
             });
             add(&mut objs[pos].outcomes, r.outcome);
-            if let Some(e) = err {
-                if !objs[pos].errors.contains(&e) {
-                    objs[pos].errors.push(e);
+            if r.error != NONE {
+                let e = &self.errors[r.error as usize];
+                if !objs[pos].errors.contains(e) {
+                    objs[pos].errors.push(e.clone());
                 }
             }
         }
+        let by_kind: BTreeMap<&'static str, u64> = kinds
+            .into_iter()
+            .map(|(k, n)| (describe::kind_name(k), n))
+            .collect();
+        let errors: BTreeMap<String, u64> = error_counts
+            .into_iter()
+            .map(|(e, n)| (self.errors[e as usize].clone(), n))
+            .collect();
         let mut suspensions = Vec::new();
         for r in burst.restores {
             // Every restore here answers a removal of this incident, so its object is in it.
