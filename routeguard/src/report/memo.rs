@@ -175,17 +175,22 @@ impl Requests {
         if text == "null" {
             return true;
         }
-        let split = split_seq(text);
-        if let Some((before, digits, after)) = split {
-            // The same text but another u32 literal where a u32 literal was: it parses too.
-            if before == self.before && after == self.after && is_u32(digits) {
+        // The same text but another u32 literal where a u32 literal was: it parses too.
+        // (`before` ends with `"seq":` when set, and `after` starts with a non-digit.)
+        if let Some(rest) = text.strip_prefix(self.before.as_str()) {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if !self.before.is_empty()
+                && digits > 0
+                && rest[digits..] == *self.after
+                && is_u32(&rest[..digits])
+            {
                 return true;
             }
         }
         if parse::<RequestRow>(text).is_none() {
             return false;
         }
-        if let Some((before, _, after)) = split {
+        if let Some((before, _, after)) = split_seq(text) {
             (self.before, self.after) = (before.to_owned(), after.to_owned());
         }
         true
@@ -377,7 +382,7 @@ impl Memo {
         let error: Option<Str> = optional(m.get(Key::Error))?;
         self.captures.get(m.get(Key::Capture)?, parse::<Capture>)?;
         let netns = match m.get(Key::Netns)? {
-            text if text == self.last_netns.0 => self.last_netns.1,
+            _ if m.repeats_hint(Key::Netns) => self.last_netns.1,
             text => {
                 let id = self.netns.id(text, |t| {
                     parse::<NetnsRow>(t).map(|n| (n.inode, n.name.map(|s| s.as_str().to_owned())))
@@ -388,7 +393,7 @@ impl Memo {
         };
         let actor = match m.get(Key::Actor) {
             None | Some("null") => NO_ACTOR,
-            Some(text) if text == self.last_actor.0 => self.last_actor.1,
+            Some(_) if m.repeats_hint(Key::Actor) => self.last_actor.1,
             Some(text) => {
                 let Texts { ids, values } = &mut self.actor_texts;
                 let local = match ids.get(text) {

@@ -78,12 +78,17 @@ fn key(name: &str) -> Option<Key> {
     })
 }
 
-/// Each member's raw value text, if the line has it.
-pub struct Members<'a>([Option<&'a str>; KEYS]);
+/// Each member's raw value text, if the line has it, and which members repeat their hint.
+pub struct Members<'a>([Option<&'a str>; KEYS], u32);
 
 impl<'a> Members<'a> {
     pub fn get(&self, k: Key) -> Option<&'a str> {
         self.0[k as usize]
+    }
+
+    /// Whether member `k` is its hint byte for byte (no need to compare it again).
+    pub fn repeats_hint(&self, k: Key) -> bool {
+        self.1 & (1 << k as u32) != 0
     }
 }
 
@@ -201,7 +206,7 @@ fn repeated(b: &[u8], i: usize, hint: &str) -> Option<usize> {
 /// line must be parsed in full. `hint` gives a member's text on an earlier line, if any.
 pub fn members<'h>(line: &str, hint: impl Fn(Key) -> Option<&'h str>) -> Option<Members<'_>> {
     let b = line.as_bytes();
-    let mut m = Members([None; KEYS]);
+    let mut m = Members([None; KEYS], 0);
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -228,7 +233,10 @@ pub fn members<'h>(line: &str, hint: impl Fn(Key) -> Option<&'h str>) -> Option<
         }
         i = skip_ws(b, i + 1);
         let end = match hint(k).and_then(|h| repeated(b, i, h)) {
-            Some(end) => end,
+            Some(end) => {
+                m.1 |= 1 << k as u32;
+                end
+            }
             None => skip_value(b, i)?,
         };
         if end == i {
@@ -316,6 +324,8 @@ mod tests {
             let m = members(line, |_| Some(hint)).unwrap();
             assert_eq!(m.get(Key::Ts), Some("12"), "{hint}");
             assert_eq!(m.get(Key::Netns), Some("{\"a\":1}"), "{hint}");
+            assert_eq!(m.repeats_hint(Key::Netns), hint == "{\"a\":1}", "{hint}");
+            assert_eq!(m.repeats_hint(Key::Ts), hint == "12", "{hint}");
         }
         let deep = format!(
             "{{\"ts\":{}{}}}",

@@ -151,11 +151,12 @@ impl Log {
         removals: impl Iterator<Item = (i64, u32, u32, usize)>,
     ) -> Vec<Option<usize>> {
         // Only the (object, actor) pairs some restore answered are remembered.
-        let mut answered: HashMap<(u32, u32), Vec<(i64, usize)>> = self
-            .recs
-            .iter()
-            .map(|r| ((r.object, r.actor), Vec::new()))
-            .collect();
+        // Looked up once per removal (a million of them): a fast hasher, only looked up.
+        let mut answered: HashMap<(u32, u32), Vec<(i64, usize)>, foldhash::fast::RandomState> =
+            self.recs
+                .iter()
+                .map(|r| ((r.object, r.actor), Vec::new()))
+                .collect();
         for (ts, actor, object, incident) in removals {
             if let Some(v) = answered.get_mut(&(object, actor)) {
                 v.push((ts, incident));
