@@ -45,6 +45,16 @@ pub fn attach_timeout() -> Duration {
     }
 }
 
+/// `timeout` for something expected to happen, stretched inside `cargo xtask vm-test`: under
+/// TCG on a busy 2-core host a daemon's restart or a burst takes several times longer.
+pub fn expect_within(timeout: Duration) -> Duration {
+    if vm_kernel().is_some() {
+        timeout * 6
+    } else {
+        timeout
+    }
+}
+
 /// Panics unless the tests run as root: they create namespaces and load eBPF programs.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -487,6 +497,7 @@ impl Tracer {
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Vec<Value> {
+        let timeout = expect_within(timeout);
         let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.shared;
         let mut s = relock(lock);

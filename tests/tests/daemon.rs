@@ -299,7 +299,7 @@ impl Daemon {
     /// The first stored event matching `pred`, waiting for it to be written.
     #[track_caller]
     fn wait_row_where(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let deadline = Instant::now() + expect_within(EVENT_TIMEOUT);
         loop {
             if self.store.exists() {
                 let rows = read_events(&self.store, None, None).expect("read_events");
@@ -424,7 +424,7 @@ fn events_reach_a_real_journald_with_their_fields() {
     let args = ["rule", "del", "prio", "100"];
     let pid = ns.ip_ok(&args);
     daemon.wait_row(pid);
-    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let deadline = Instant::now() + expect_within(EVENT_TIMEOUT);
     let entry = loop {
         if let Some(e) = journal
             .entries("ROUTEGUARD_ACTOR_PID", &pid.to_string())

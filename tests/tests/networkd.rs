@@ -134,7 +134,7 @@ fn networkd_restarted_again_and_again_gets_restores_suspended_with_its_hint() {
     let mut pids = Vec::new();
     for round in 1..=3 {
         // Restores back off (0, then 100 ms): remove only once the rule is back.
-        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        let deadline = std::time::Instant::now() + expect_within(EVENT_TIMEOUT);
         while !rules(&ns).contains("32764:") {
             assert!(
                 std::time::Instant::now() < deadline,

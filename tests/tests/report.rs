@@ -250,7 +250,7 @@ fn protected_capture(dir: &Path) -> Protected {
     tracer.wait_for("prio 101 restored", EVENT_TIMEOUT, restored(p101));
     let mut culprit = 0;
     for n in 1..=3 {
-        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        let deadline = std::time::Instant::now() + expect_within(EVENT_TIMEOUT);
         while !ns
             .ip(&["rule", "show"])
             .ok("ip rule show")

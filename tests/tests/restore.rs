@@ -137,7 +137,7 @@ fn flap_guard_backs_off_then_suspends_with_the_culprit() {
     let mut pids = Vec::new();
     for n in 1..=4u64 {
         // Wait until the rule is back (restores back off: 0, 100, 200 ms) before removing it again.
-        let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+        let deadline = std::time::Instant::now() + expect_within(EVENT_TIMEOUT);
         while !rules(&ns).contains("300:") {
             assert!(
                 std::time::Instant::now() < deadline,
