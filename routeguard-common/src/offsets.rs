@@ -159,6 +159,10 @@ pub struct CaptureConfig {
     pub syscalls: SyscallNumbers,
     /// Wake userspace once this many bytes wait in the ring; below that the loader polls.
     pub wakeup_bytes: u32,
+    /// Non-zero when the kernel-function programs run too: a send that carries one removal
+    /// request is then left to them (they report it with its header) and copied only if none
+    /// did, at the send's exit.
+    pub kernel_function: u32,
 }
 
 impl CaptureConfig {
@@ -166,13 +170,14 @@ impl CaptureConfig {
         offsets: KernelOffsets::MISSING,
         syscalls: SyscallNumbers::NONE,
         wakeup_bytes: 256 * 1024,
+        kernel_function: 0,
     };
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 32 * 4 + 10 * 4 + 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 32 * 4 + 10 * 4 + 4 + 4);
 
 #[cfg(feature = "user")]
 mod pod {

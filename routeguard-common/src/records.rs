@@ -278,7 +278,11 @@ pub struct KernelRecord {
     pub tos: u8,
     /// AF_INET / AF_INET6 of `gateway`, 0 when there is none.
     pub gw_family: u8,
-    pub _pad: [u8; 7],
+    pub _pad: u8,
+    /// The syscall (`syscall::*`) that carried the request, when the syscall programs saw it
+    /// arrive and left it to this record (see `DEFERRED` in the programs); 0 when unknown.
+    pub syscall: u16,
+    pub _pad1: [u8; 4],
     pub dst: [u8; 16],
     pub gateway: [u8; 16],
     pub prefsrc: [u8; 16],

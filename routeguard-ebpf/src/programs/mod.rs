@@ -106,9 +106,9 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
     let fd = fd as i32 as i64;
     match via {
         // sendmsg(int fd, struct user_msghdr *msg, unsigned flags)
-        syscall::SENDMSG => send::capture(fd, via, Source::Msghdr(a1)),
+        syscall::SENDMSG => send::enter(fd, via, Source::Msghdr(a1)),
         // sendto(int fd, void *buf, size_t len, …) and write(int fd, const void *buf, size_t n)
-        syscall::SENDTO | syscall::WRITE => send::capture(fd, via, Source::Buf(a1, a2)),
+        syscall::SENDTO | syscall::WRITE => send::enter(fd, via, Source::Buf(a1, a2)),
         // sendmmsg(int fd, struct mmsghdr *mmsg, unsigned vlen, unsigned flags)
         syscall::SENDMMSG => send::capture(fd, via, Source::Mmsg(a1, a2)),
         // ioctl(int fd, unsigned cmd, unsigned long arg)
@@ -138,6 +138,22 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
         recv_kind::MMSG
     } else if id == config_field!(syscalls.ioctl) {
         return ioctl::exit(ret);
+    } else if config_field!(kernel_function) != 0
+        && (id == config_field!(syscalls.sendmsg)
+            || id == config_field!(syscalls.sendto)
+            || id == config_field!(syscalls.write))
+    {
+        // A send left to the kernel-function programs (`send::enter`).
+        if !regs.native() {
+            return None;
+        }
+        let [fd, a1, a2] = regs.args()?;
+        let source = if id == config_field!(syscalls.sendmsg) {
+            Source::Msghdr(a1)
+        } else {
+            Source::Buf(a1, a2)
+        };
+        return send::exit(fd as i32 as i64, source);
     } else {
         return None;
     };

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     cty::c_void,
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
 };
 use routeguard_common::{
     counter, kind, request_flags, syscall, RecordHeader, RequestRecord, PAYLOAD_HALF,
@@ -12,7 +12,7 @@ use routeguard_common::{
 
 use super::{
     kern::{bound, config_field, read, read_user},
-    maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH, SELF_TGID},
+    maps::{count, Deferred, AWAITING_REPLY, DEFERRED, EVENTS, REQUEST_SCRATCH, SELF_TGID},
     sock::{self, Sock},
     task,
 };
@@ -63,6 +63,78 @@ pub fn is_removal_type(msg_type: u16) -> bool {
             | RTM_NEWROUTE
             | RTM_NEWRULE
     )
+}
+
+/// sys_enter of a send. With the kernel-function programs running, a send that is exactly one
+/// route, rule or nexthop removal request is not copied: the deletion functions report it with
+/// its netlink header (taking the syscall from `DEFERRED`), and [`exit`] copies it only if none
+/// did — the kernel refused it before reaching one (no such table, no such IPv6 route). That
+/// spares each such removal the copy, its record, and the capture of its ack.
+#[inline(always)]
+pub fn enter(fd: i64, via: u16, source: Source) -> Option<()> {
+    if config_field!(kernel_function) != 0 && is_single_removal(source) {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let noted = Deferred {
+            via,
+            _pad: 0,
+            reported: 0,
+        };
+        if DEFERRED.insert(tid, noted, 0).is_ok() {
+            return Some(());
+        }
+    }
+    capture(fd, via, source)
+}
+
+/// sys_exit of a send (arguments as passed, still in the caller's registers): copies a
+/// deferred request that no kernel function reported.
+#[inline(always)]
+pub fn exit(fd: i64, source: Source) -> Option<()> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let noted = DEFERRED.get_ptr(tid)?;
+    // SAFETY: the pointer comes from a successful lookup; the value is copied out.
+    let noted = unsafe { *noted };
+    let _ = DEFERRED.remove(tid);
+    if noted.reported != 0 {
+        return Some(());
+    }
+    capture(fd, noted.via, source)
+}
+
+/// Whether the send is one netlink message in one buffer, a route, rule or nexthop removal
+/// request: what iproute2's `rtnl_talk` and most clients send per removal.
+#[inline(always)]
+fn is_single_removal(source: Source) -> bool {
+    let (buf, len) = match source {
+        Source::Buf(buf, len) => (buf, len),
+        Source::Msghdr(msg) => {
+            // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit).
+            let Some([iov, iovlen]) = read_user::<[u64; 2]>(msg + 16) else {
+                return false;
+            };
+            if iovlen != 1 {
+                return false;
+            }
+            match read_user::<[u64; 2]>(iov) {
+                Some([base, len]) => (base, len),
+                None => return false,
+            }
+        }
+        Source::Mmsg(..) => return false,
+    };
+    if len < u64::from(NLMSG_HDRLEN) {
+        return false;
+    }
+    let Some(hdr) = read_user::<[u16; 4]>(buf) else {
+        return false;
+    };
+    let msg_len = u64::from(hdr[0]) | (u64::from(hdr[1]) << 16);
+    // The one message fills the buffer (up to its alignment padding).
+    msg_len >= u64::from(NLMSG_HDRLEN)
+        && msg_len <= len
+        && (msg_len + 3) & !3 >= len
+        && hdr[3] & NLM_F_REQUEST != 0
+        && matches!(hdr[2], RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP)
 }
 
 /// Captures the send if it carries at least one removal on a NETLINK_ROUTE socket.

@@ -208,6 +208,9 @@ impl Capture {
             offsets: resolved.offsets,
             syscalls: syscall_numbers(),
             wakeup_bytes: options.wakeup_bytes,
+            // Beside the kernel functions, the syscall programs leave single removal requests
+            // to them (`send::enter` in the programs).
+            kernel_function: u32::from(kernel_function && syscall),
         };
         let mut kconfig = KernelFunctionConfig::DEFAULT;
         if kernel_function {

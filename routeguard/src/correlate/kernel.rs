@@ -20,6 +20,10 @@ const NLM_F_ACK: u16 = 0x4;
 const RTM_DELROUTE: u16 = 25;
 const RTM_DELRULE: u16 = 33;
 const RTM_DELNEXTHOP: u16 = 105;
+/// How long before a rule record's stamp (fib_nl_delrule's exit) the kernel may have sent its
+/// notification: microseconds natively, milliseconds under emulation. The join also needs the
+/// namespace, the sequence number and a rule that fits.
+const RULE_NOTIFIED_BEFORE_NS: u64 = 200_000_000;
 /// Waiting requests remembered per thread for enrichment.
 pub(super) const PER_THREAD: usize = 64;
 
@@ -86,6 +90,15 @@ impl Correlator {
                         ev.cause = Cause::Flush;
                     }
                     ev.request = claimed.request;
+                } else if has_nlh
+                    && rec.msg_type == RTM_DELROUTE
+                    && ev
+                        .actor
+                        .as_ref()
+                        .is_some_and(|a| super::flush::is_ip_route_flush(&a.argv))
+                {
+                    // A delete the syscall programs left to the kernel functions.
+                    ev.cause = Cause::Flush;
                 }
             } else if let Some(claimed) = self.claim(tid, None, None) {
                 ev.trigger = Some(Trigger {
@@ -102,9 +115,15 @@ impl Correlator {
             }
         }
         if ev.request.is_none() && has_nlh {
-            // Only the kernel's view of the request: the syscall it came by is unknown.
+            // The kernel's view of the request. The syscall programs leave a send of one
+            // removal to the kernel functions and only say which syscall carried it; without
+            // them it is unknown.
+            let syscall = match rec.syscall {
+                0 => "netlink",
+                id => super::syscall_name(id),
+            };
             ev.request = Some(Request {
-                syscall: "netlink".into(),
+                syscall: syscall.into(),
                 op: decode::kernel::message_name(rec.msg_type)
                     .unwrap_or("unknown")
                     .into(),
@@ -119,9 +138,17 @@ impl Correlator {
         }
         // A request's removal waits (briefly) for the kernel's notification of it, as on the
         // syscall path: that adds the kernel's own description (a rule's table, its bytes).
+        // The kernel's notification is joined if learnt at or after `since_ns`. A rule's record
+        // is stamped at fib_nl_delrule's exit, after the kernel sent that notification: on
+        // another CPU the mirror can learn it first.
+        let since_ns = if rec.hook == hook::RULE {
+            rec.ts_ns.saturating_sub(RULE_NOTIFIED_BEFORE_NS)
+        } else {
+            rec.ts_ns
+        };
         self.complete(super::Waiting {
             event: ev,
-            since_ns: rec.ts_ns,
+            since_ns,
             superseded: false,
         });
     }

@@ -74,6 +74,41 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     assert_eq!(ev.actor.as_ref().unwrap().comm, "ip");
 }
 
+/// The syscall programs leave a send of one removal request to the kernel functions: no
+/// request record comes, and the kernel's record names the syscall that carried it.
+#[test]
+fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
+    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let mut rec = kernel(hook::ROUTE4, mark::REQUEST, context::HAS_NLH);
+    rec.family = 2;
+    rec.dst[..4].copy_from_slice(&[10, 77, 1, 0]);
+    rec.dst_len = 24;
+    rec.table = 77;
+    rec.msg_type = 25;
+    rec.nlmsg_flags = 0x5;
+    rec.seq = 7;
+    rec.syscall = routeguard_common::syscall::SENDMSG;
+    c.record(&bytes_of(&rec));
+    c.flush();
+    let events = c.take_ready();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let ev = &events[0];
+    assert_eq!(
+        (ev.capture, ev.cause, ev.outcome),
+        (Capture::KernelFunction, Cause::Request, Outcome::Removed)
+    );
+    let request = ev
+        .request
+        .as_ref()
+        .expect("the kernel's copy of the request");
+    assert_eq!(
+        (request.syscall.as_str(), request.op.as_str(), request.seq),
+        ("sendmsg", "RTM_DELROUTE", Some(7))
+    );
+    assert!(request.ack_requested);
+    assert_eq!(ev.actor.as_ref().unwrap().pid, task().pid);
+}
+
 #[test]
 fn a_request_the_kernel_never_acted_on_still_comes_from_the_syscall_path() {
     let mut c = Correlator::kernel_function(Clock::new(), None);

@@ -8,8 +8,8 @@ use routeguard_common::{
 use super::{kconfig_field, marks};
 use crate::programs::{
     kern::{bound, read},
-    maps::{count, KERNEL_SCRATCH},
-    send::wake_flags,
+    maps::{count, DEFERRED, KERNEL_SCRATCH},
+    send::{self, wake_flags},
     task,
 };
 
@@ -57,7 +57,9 @@ pub fn begin(hook: u16) -> Option<&'static mut KernelRecord> {
     rec.route_type = 0;
     rec.tos = 0;
     rec.gw_family = 0;
-    rec._pad = [0; 7];
+    rec._pad = 0;
+    rec.syscall = 0;
+    rec._pad1 = [0; 4];
     rec.dst = [0; 16];
     rec.gateway = [0; 16];
     rec.prefsrc = [0; 16];
@@ -83,6 +85,9 @@ pub fn begin(hook: u16) -> Option<&'static mut KernelRecord> {
 #[inline(always)]
 pub fn send(rec: &mut KernelRecord) {
     if rec.context & (context::GC | context::KTHREAD) == 0 && rec.mark != mark::NETNS_EXIT {
+        if rec.context & context::HAS_NLH != 0 {
+            claim_deferred(rec);
+        }
         // SAFETY: helper without preconditions.
         let task_ptr = unsafe { bpf_get_current_task() };
         task::announce(task_ptr, &rec.task);
@@ -94,6 +99,24 @@ pub fn send(rec: &mut KernelRecord) {
         .is_err()
     {
         count(counter::RINGBUF_FULL);
+    }
+}
+
+/// A request this thread's send left to the kernel functions (`send::enter`): this record
+/// reports it, so the send's exit need not copy it, and the record takes its syscall.
+#[inline(always)]
+fn claim_deferred(rec: &mut KernelRecord) {
+    if !matches!(
+        rec.msg_type,
+        send::RTM_DELROUTE | send::RTM_DELRULE | send::RTM_DELNEXTHOP
+    ) {
+        return;
+    }
+    if let Some(noted) = DEFERRED.get_ptr_mut(rec.task.tid) {
+        // SAFETY: a live map value of this thread, which is inside that send.
+        let noted = unsafe { &mut *noted };
+        noted.reported += 1;
+        rec.syscall = noted.via;
     }
 }
 
