@@ -122,19 +122,34 @@ fn is_single_removal(source: Source) -> bool {
         }
         Source::Mmsg(..) => return false,
     };
-    if len < u64::from(NLMSG_HDRLEN) {
-        return false;
-    }
-    let Some(hdr) = read_user::<[u16; 4]>(buf) else {
+    let Some(hdr) = first_request(buf, len) else {
         return false;
     };
-    let msg_len = u64::from(hdr[0]) | (u64::from(hdr[1]) << 16);
     // The one message fills the buffer (up to its alignment padding).
-    msg_len >= u64::from(NLMSG_HDRLEN)
-        && msg_len <= len
-        && (msg_len + 3) & !3 >= len
-        && hdr[3] & NLM_F_REQUEST != 0
-        && matches!(hdr[2], RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP)
+    (hdr.len + 3) & !3 >= len && matches!(hdr.msg_type, RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP)
+}
+
+/// What [`first_request`] reads of a buffer's first netlink header.
+struct FirstHeader {
+    len: u64,
+    msg_type: u16,
+}
+
+/// The first header of a user buffer, when it is a request (NLM_F_REQUEST) that fits in it.
+#[inline(always)]
+fn first_request(buf: u64, len: u64) -> Option<FirstHeader> {
+    if len < u64::from(NLMSG_HDRLEN) {
+        return None;
+    }
+    // struct nlmsghdr { u32 len; u16 type; u16 flags; … } read as four u16 (UAPI).
+    let hdr = read_user::<[u16; 4]>(buf)?;
+    let msg_len = u64::from(hdr[0]) | (u64::from(hdr[1]) << 16);
+    (msg_len >= u64::from(NLMSG_HDRLEN) && msg_len <= len && hdr[3] & NLM_F_REQUEST != 0).then_some(
+        FirstHeader {
+            len: msg_len,
+            msg_type: hdr[2],
+        },
+    )
 }
 
 /// Captures the send if it carries at least one removal on a NETLINK_ROUTE socket.
@@ -240,17 +255,7 @@ pub fn wake_flags(len: u64) -> u64 {
 /// A cheap look at the first header of a `write` buffer: a netlink request of a type we want?
 #[inline(always)]
 fn looks_like_request(buf: u64, len: u64) -> bool {
-    if len < u64::from(NLMSG_HDRLEN) {
-        return false;
-    }
-    let Some(hdr) = read_user::<[u16; 4]>(buf) else {
-        return false;
-    };
-    let msg_len = u64::from(hdr[0]) | (u64::from(hdr[1]) << 16);
-    msg_len >= u64::from(NLMSG_HDRLEN)
-        && msg_len <= len
-        && hdr[3] & NLM_F_REQUEST != 0
-        && is_removal_type(hdr[2])
+    first_request(buf, len).is_some_and(|hdr| is_removal_type(hdr.msg_type))
 }
 
 /// Copies one user chunk to `payload[off..]`; returns the new end. Each chunk is capped at half
