@@ -65,13 +65,15 @@ pub fn is_removal_type(msg_type: u16) -> bool {
     )
 }
 
-/// sys_enter of a send. With the kernel-function programs running, a send that is exactly one
-/// route, rule or nexthop removal request is not copied: the deletion functions report it with
-/// its netlink header (taking the syscall from `DEFERRED`), and [`exit`] copies it only if none
-/// did — the kernel refused it before reaching one (no such table, no such IPv6 route). That
-/// spares each such removal the copy, its record, and the capture of its ack.
+/// sys_enter of a send. With the kernel-function programs running, a send on a NETLINK_ROUTE
+/// socket that is exactly one route, rule or nexthop removal request is not copied: the
+/// deletion functions report it with its netlink header (taking the syscall from `DEFERRED`),
+/// and [`exit`] copies it only if none did — the kernel refused it before reaching one (no such
+/// table, no such IPv6 route). That spares each such removal the copy, its record, and the
+/// capture of its ack. The socket is checked first, so other sends cost no more than before.
 #[inline(always)]
 pub fn enter(fd: i64, via: u16, source: Source) -> Option<()> {
+    let (task_ptr, sock) = rtnetlink(fd, via, source)?;
     if config_field!(kernel_function) != 0 && is_single_removal(source) {
         let tid = bpf_get_current_pid_tgid() as u32;
         let noted = Deferred {
@@ -83,7 +85,7 @@ pub fn enter(fd: i64, via: u16, source: Source) -> Option<()> {
             return Some(());
         }
     }
-    capture(fd, via, source)
+    copy(task_ptr, &sock, via, source)
 }
 
 /// sys_exit of a send (arguments as passed, still in the caller's registers): copies a
@@ -155,6 +157,13 @@ fn first_request(buf: u64, len: u64) -> Option<FirstHeader> {
 /// Captures the send if it carries at least one removal on a NETLINK_ROUTE socket.
 #[inline(always)]
 pub fn capture(fd: i64, via: u16, source: Source) -> Option<()> {
+    let (task_ptr, sock) = rtnetlink(fd, via, source)?;
+    copy(task_ptr, &sock, via, source)
+}
+
+/// The current task and the send's socket, when that is a NETLINK_ROUTE socket.
+#[inline(always)]
+fn rtnetlink(fd: i64, via: u16, source: Source) -> Option<(u64, Sock)> {
     if let Source::Buf(buf, len) = source {
         // `write` is the hottest syscall there is: look at the bytes before walking the fd table.
         if via == syscall::WRITE && !looks_like_request(buf, len) {
@@ -164,9 +173,12 @@ pub fn capture(fd: i64, via: u16, source: Source) -> Option<()> {
     // SAFETY: helper without preconditions.
     let task_ptr = unsafe { bpf_get_current_task() };
     let sock = sock::lookup(task_ptr, fd)?;
-    if !sock.is_rtnetlink() {
-        return None;
-    }
+    sock.is_rtnetlink().then_some((task_ptr, sock))
+}
+
+/// Copies the send and writes it to the ring if it carries at least one removal.
+#[inline(always)]
+fn copy(task_ptr: u64, sock: &Sock, via: u16, source: Source) -> Option<()> {
     let rec = REQUEST_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch owned by this program invocation.
     let rec: &mut RequestRecord = unsafe { &mut *rec };
@@ -179,7 +191,7 @@ pub fn capture(fd: i64, via: u16, source: Source) -> Option<()> {
     if !contains_removal(rec, total) {
         return None;
     }
-    emit(rec, task_ptr, &sock, via, total)
+    emit(rec, task_ptr, sock, via, total)
 }
 
 /// Writes the request (after the task's details when userspace lacks them).
