@@ -3,7 +3,6 @@
 use crate::event::{
     Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
     Netns, Nexthop, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Timestamp, Trigger,
-    SCHEMA_VERSION,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -50,44 +49,34 @@ pub fn actor() -> Actor {
 
 /// An `ip route del` that the kernel acked.
 pub fn route_event() -> Event {
-    Event {
-        schema_version: SCHEMA_VERSION,
-        ts: Timestamp(TS),
-        kind: Kind::Route,
-        family: Some(Family::Inet),
-        cause: Cause::Request,
-        outcome: Outcome::Removed,
-        errno: None,
-        error: None,
-        capture: Capture::Syscall,
-        netns: Netns {
+    let mut ev = Event::removal(
+        Timestamp(TS),
+        Kind::Route,
+        Some(Family::Inet),
+        Cause::Request,
+        Outcome::Removed,
+        Capture::Syscall,
+        Netns {
             inode: 4026532456,
             name: Some("blue".into()),
         },
-        actor: Some(actor()),
-        request: Some(Request {
-            syscall: "sendmsg".into(),
-            op: "RTM_DELROUTE".into(),
-            seq: Some(1764256661),
-            nlmsg_flags: Some(0x0005),
-            ack_requested: true,
-        }),
-        route: Some(Route {
-            table: Some(77),
-            dst: Some("10.1.0.0/24".into()),
-            gateway: Some("10.0.0.1".into()),
-            priority: Some(100),
-            ..Route::default()
-        }),
-        rule: None,
-        nexthop: None,
-        link: None,
-        address: None,
-        trigger: None,
-        event: EventType::Removal,
-        restore: None,
-        replacement: None,
-    }
+    );
+    ev.actor = Some(actor());
+    ev.request = Some(Request {
+        syscall: "sendmsg".into(),
+        op: "RTM_DELROUTE".into(),
+        seq: Some(1764256661),
+        nlmsg_flags: Some(0x0005),
+        ack_requested: true,
+    });
+    ev.route = Some(Route {
+        table: Some(77),
+        dst: Some("10.1.0.0/24".into()),
+        gateway: Some("10.0.0.1".into()),
+        priority: Some(100),
+        ..Route::default()
+    });
+    ev
 }
 
 /// An `ip rule del prio 100 lookup 77` that failed with ENOENT (no such rule). iproute2 sends
