@@ -6,6 +6,8 @@
 //! of a flush (that command sends no other deletes). The same deletes from `ip -batch`, or from
 //! any other program, stay `request`.
 
+use crate::event::{Cause, Event};
+
 /// `ip` options (as iproute2 matches them: any prefix of the full name) that take a value.
 const OPTIONS_WITH_VALUE: &[&str] = &["-netns", "-family", "-batch", "-rcvbuf", "-loops"];
 
@@ -43,6 +45,19 @@ pub(super) fn is_ip_route_flush(argv: &[String]) -> bool {
     };
     // `r` is `route` (iproute2 tries `route` before `rule`).
     matches(object, "route") && words.next().is_some_and(|verb| matches(verb, "flush"))
+}
+
+/// A route delete request `ev` made by `ip route flush` is a flush: its cause says so.
+pub(super) fn reclassify(ev: &mut Event) {
+    if ev.cause == Cause::Request
+        && ev.request.as_ref().is_some_and(|r| r.op == "RTM_DELROUTE")
+        && ev
+            .actor
+            .as_ref()
+            .is_some_and(|a| is_ip_route_flush(&a.argv))
+    {
+        ev.cause = Cause::Flush;
+    }
 }
 
 #[cfg(test)]

@@ -90,15 +90,6 @@ impl Correlator {
                         ev.cause = Cause::Flush;
                     }
                     ev.request = claimed.request;
-                } else if has_nlh
-                    && rec.msg_type == RTM_DELROUTE
-                    && ev
-                        .actor
-                        .as_ref()
-                        .is_some_and(|a| super::flush::is_ip_route_flush(&a.argv))
-                {
-                    // A delete the syscall programs left to the kernel functions.
-                    ev.cause = Cause::Flush;
                 }
             } else if let Some(claimed) = self.claim(tid, None, None) {
                 ev.trigger = Some(Trigger {
@@ -132,6 +123,9 @@ impl Correlator {
                 ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,
             });
         }
+        // A delete the syscall programs left to the kernel functions has only the kernel's
+        // copy of the request: `ip route flush` is told by its sender, as on the syscall path.
+        super::flush::reclassify(&mut ev);
         if ev.outcome == Outcome::Failed && ev.route.is_some() {
             // fib_table_delete refused it: the route named is what was asked for.
             ev.cause = Cause::Request;

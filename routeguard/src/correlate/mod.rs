@@ -505,15 +505,7 @@ impl Correlator {
         );
         ev.actor = Some(self.processes.actor(&head.task));
         ev.request = Some(request);
-        if ev.cause == Cause::Request
-            && ev.request.as_ref().is_some_and(|r| r.op == "RTM_DELROUTE")
-            && ev
-                .actor
-                .as_ref()
-                .is_some_and(|a| flush::is_ip_route_flush(&a.argv))
-        {
-            ev.cause = Cause::Flush;
-        }
+        flush::reclassify(&mut ev);
         match removal.object {
             Object::Route(r) => ev.route = Some(r),
             Object::Rule(r) => ev.rule = Some(r),
