@@ -51,7 +51,7 @@ impl Query {
     }
 
     /// Whether any filter flag was given.
-    fn filters(&self) -> bool {
+    pub(super) fn filters(&self) -> bool {
         // Destructured so that a new filter field cannot be forgotten here.
         let Filter {
             comms,
@@ -93,13 +93,13 @@ pub enum InputError {
 }
 
 /// Tallies what was read, for [`Source`].
-struct Tally {
-    events_read: u64,
+pub(super) struct Tally {
+    pub(super) events_read: u64,
     skipped: u64,
     examples: Vec<Skipped>,
     /// The collector's hasher and its number for "no process", once an event had none.
-    hasher: RandomState,
-    kernel: Option<u32>,
+    pub(super) hasher: RandomState,
+    pub(super) kernel: Option<u32>,
 }
 
 /// What the fold knows of one parser thread's actors and objects ([`Memo`]): each with the
@@ -113,7 +113,7 @@ struct Slot {
 const NOT_YET: u32 = u32::MAX;
 
 impl Tally {
-    fn new(hasher: RandomState) -> Self {
+    pub(super) fn new(hasher: RandomState) -> Self {
         Tally {
             events_read: 0,
             skipped: 0,
@@ -123,7 +123,7 @@ impl Tally {
         }
     }
 
-    fn skip(&mut self, line: u64, reason: String) {
+    pub(super) fn skip(&mut self, line: u64, reason: String) {
         self.skipped += 1;
         if self.examples.len() < SKIPPED_EXAMPLES {
             self.examples.push(Skipped { line, reason });
@@ -200,7 +200,7 @@ impl Tally {
         Ok(())
     }
 
-    fn source(self, kind: &'static str, path: &Path) -> Source {
+    pub(super) fn source(self, kind: &'static str, path: &Path) -> Source {
         Source {
             kind,
             path: path.display().to_string(),
@@ -211,7 +211,7 @@ impl Tally {
     }
 
     /// Every line was bad: this is not a capture at all.
-    fn check_not_all_bad(&self, path: &Path) -> Result<(), InputError> {
+    pub(super) fn check_not_all_bad(&self, path: &Path) -> Result<(), InputError> {
         match self.examples.first() {
             Some(first) if self.events_read == 0 => Err(InputError::NotEvents {
                 path: path.to_owned(),
@@ -354,7 +354,7 @@ pub(super) fn event(line: &[u8]) -> Result<Event, String> {
     serde_json::from_slice(line).map_err(|e| e.to_string())
 }
 
-fn restore_fields<'r>(r: &'r RestoreRow) -> RestoreFields<'r> {
+pub(super) fn restore_fields<'r>(r: &'r RestoreRow) -> RestoreFields<'r> {
     RestoreFields {
         policy: r.policy.as_str(),
         outcome: r.outcome,
@@ -411,6 +411,12 @@ fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, memo: &mut Memo) -> Chunk<'a> {
 }
 
 fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, InputError> {
+    // The facts hold no filter flag's field; a filtered report reads the events' JSON.
+    if !q.filters() {
+        if let Some(reader) = store::read_facts(path)? {
+            return super::stored::load(&reader, path, q, into);
+        }
+    }
     // Rows are read on a thread of their own, into chunks of lines as a JSONL capture gives
     // them, while earlier chunks are parsed: one parser for both inputs, no `Value` per row.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -1,6 +1,7 @@
 //! `routeguard report`: incident attribution reports people paste into a postmortem.
 //!
-//! Events come back from a JSONL capture or the daemon's store ([`input`]), are folded into
+//! Events come back from a JSONL capture or the daemon's store ([`input`], whose facts
+//! [`stored`] reads), are folded into
 //! compact records and grouped into incidents, rankings and a timeline ([`collect`], with the
 //! known culprits of [`hints`] and the words of [`describe`] and [`tell`]), giving a [`Report`]
 //! ([`model`]) that [`render`] draws as HTML (with an inline SVG timeline), Markdown or JSON.
@@ -14,6 +15,7 @@ pub mod model;
 pub mod render;
 mod row;
 mod skim;
+mod stored;
 pub mod tell;
 
 pub use collect::{Collector, Options};

@@ -8,6 +8,7 @@
 //! Schema changes bump [`SCHEMA_VERSION`] (kept in `PRAGMA user_version`) and add a migration
 //! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at.
 
+mod facts;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ use std::{
     ops::ControlFlow,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use rusqlite::{params, Connection, OpenFlags};
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use crate::{event::Event, sink};
 
+pub use facts::{FactRow, Reader};
 pub use schema::SCHEMA_VERSION;
 
 /// Where the daemon keeps its store unless the config says otherwise.
@@ -33,6 +35,10 @@ pub const DEFAULT_PATH: &str = "/var/lib/routeguard/events.db";
 
 /// How long a writer or reader waits for the other's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often pruning also removes the actors and objects no event names any more: it reads
+/// every event's facts, so not on every prune.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,6 +91,9 @@ pub struct Store {
     path: PathBuf,
     conn: Connection,
     retention: Retention,
+    interner: facts::Interner,
+    /// When actors and objects were last swept ([`SWEEP_EVERY`]).
+    swept: Option<Instant>,
 }
 
 impl Store {
@@ -117,6 +126,8 @@ impl Store {
             path: path.to_owned(),
             conn,
             retention,
+            interner: facts::Interner::default(),
+            swept: None,
         })
     }
 
@@ -134,20 +145,28 @@ impl Store {
         if events.is_empty() {
             return Ok(0);
         }
-        let write_err = |source| StoreError::Write {
+        let inserted = self.insert_tx(events);
+        if inserted.is_err() {
+            // Actors and objects the rolled-back transaction added are gone.
+            self.interner.forget();
+        }
+        inserted.map_err(|source| StoreError::Write {
             path: self.path.clone(),
             source,
-        };
-        let tx = self.conn.transaction().map_err(write_err)?;
+        })
+    }
+
+    fn insert_tx(&mut self, events: &[Event]) -> rusqlite::Result<usize> {
+        let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(schema::INSERT).map_err(write_err)?;
+            let mut stmt = tx.prepare_cached(schema::INSERT)?;
             for ev in events {
                 let row = Row::of(ev);
                 stmt.execute(params![
                     row.ts_ns,
-                    row.kind,
-                    row.cause,
-                    row.outcome,
+                    row.facts.kind,
+                    row.facts.cause,
+                    row.facts.outcome,
                     row.family,
                     row.netns_inode,
                     row.netns_name,
@@ -157,11 +176,12 @@ impl Store {
                     row.actor_container,
                     row.route_table,
                     row.json,
-                ])
-                .map_err(write_err)?;
+                ])?;
+                let id = tx.last_insert_rowid();
+                self.interner.write(&tx, id, row.ts_ns, row.facts)?;
             }
         }
-        tx.commit().map_err(write_err)?;
+        tx.commit()?;
         Ok(events.len())
     }
 
@@ -197,7 +217,23 @@ impl Store {
                 )
                 .map_err(write_err)?;
         }
+        if removed > 0 && self.swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+            let path = self.path.clone();
+            self.sweep()
+                .map_err(|source| StoreError::Write { path, source })?;
+        }
         Ok(removed)
+    }
+
+    /// Removes the actors and objects no stored event names.
+    fn sweep(&mut self) -> rusqlite::Result<()> {
+        self.swept = Some(Instant::now());
+        self.interner.forget();
+        self.conn.execute_batch(
+            "DELETE FROM actors WHERE id NOT IN \
+                 (SELECT actor_id FROM facts WHERE actor_id IS NOT NULL); \
+             DELETE FROM objects WHERE id NOT IN (SELECT object_id FROM facts);",
+        )
     }
 
     /// Number of events stored.
@@ -267,6 +303,59 @@ pub fn scan_json(
     until_ns: Option<i128>,
     mut each: impl FnMut(i64, &[u8]) -> ControlFlow<()>,
 ) -> Result<(), StoreError> {
+    let read_err = |source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let Some((conn, _)) = open_read(path)? else {
+        return Ok(());
+    };
+    let since = since_ns.map_or(i64::MIN, clamp_ns);
+    let until = until_ns.map_or(i64::MAX, clamp_ns);
+    // The ts_ns index ends with the rowid, so this order is the index's: no sort.
+    let mut stmt = conn
+        .prepare("SELECT id, json FROM events WHERE ts_ns BETWEEN ?1 AND ?2 ORDER BY ts_ns, id")
+        .map_err(read_err)?;
+    let mut rows = stmt.query([since, until]).map_err(read_err)?;
+    while let Some(row) = rows.next().map_err(read_err)? {
+        let id: i64 = row.get(0).map_err(read_err)?;
+        let json = row
+            .get_ref(1)
+            .and_then(|v| v.as_bytes().map_err(rusqlite::Error::from))
+            .map_err(read_err)?;
+        if json.contains(&b'\n') {
+            return Err(StoreError::Multiline {
+                path: path.to_owned(),
+                id,
+            });
+        }
+        if each(id, json).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The facts of the stored events, for a report; `None` when the store predates them (schema
+/// version 1: [`scan_json`] reads it) or was never written. Opens the store read-only, in one
+/// read transaction, so that facts, actors and objects agree while the daemon writes.
+pub fn read_facts(path: &Path) -> Result<Option<Reader<'_>>, StoreError> {
+    match open_read(path)? {
+        Some((conn, version)) if version >= 2 => {
+            conn.execute_batch("BEGIN")
+                .map_err(|source| StoreError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            Ok(Some(Reader::new(conn, path)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The store opened read-only with its schema version; `None` when it was created but never
+/// migrated (or is not a routeguard store): nothing to read.
+fn open_read(path: &Path) -> Result<Option<(Connection, u32)>, StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing {
             path: path.to_owned(),
@@ -295,42 +384,13 @@ pub fn scan_json(
             supported: SCHEMA_VERSION,
         });
     }
-    if found == 0 {
-        // Created but never migrated (or not a routeguard store): nothing to read.
-        return Ok(());
-    }
-    let since = since_ns.map_or(i64::MIN, clamp_ns);
-    let until = until_ns.map_or(i64::MAX, clamp_ns);
-    // The ts_ns index ends with the rowid, so this order is the index's: no sort.
-    let mut stmt = conn
-        .prepare("SELECT id, json FROM events WHERE ts_ns BETWEEN ?1 AND ?2 ORDER BY ts_ns, id")
-        .map_err(read_err)?;
-    let mut rows = stmt.query([since, until]).map_err(read_err)?;
-    while let Some(row) = rows.next().map_err(read_err)? {
-        let id: i64 = row.get(0).map_err(read_err)?;
-        let json = row
-            .get_ref(1)
-            .and_then(|v| v.as_bytes().map_err(rusqlite::Error::from))
-            .map_err(read_err)?;
-        if json.contains(&b'\n') {
-            return Err(StoreError::Multiline {
-                path: path.to_owned(),
-                id,
-            });
-        }
-        if each(id, json).is_break() {
-            break;
-        }
-    }
-    Ok(())
+    Ok((found > 0).then_some((conn, found)))
 }
 
-/// The indexed columns of one event.
-struct Row {
+/// The indexed columns of one event, and its facts.
+struct Row<'e> {
     ts_ns: i64,
-    kind: String,
-    cause: String,
-    outcome: String,
+    facts: facts::Facts<'e>,
     family: Option<String>,
     netns_inode: i64,
     netns_name: Option<String>,
@@ -342,14 +402,12 @@ struct Row {
     json: String,
 }
 
-impl Row {
-    fn of(ev: &Event) -> Self {
+impl<'e> Row<'e> {
+    fn of(ev: &'e Event) -> Self {
         let actor = ev.actor.as_ref();
         Self {
             ts_ns: clamp_ns(ev.ts.0),
-            kind: label(&ev.kind),
-            cause: label(&ev.cause),
-            outcome: label(&ev.outcome),
+            facts: facts::Facts::of(ev),
             family: ev.family.as_ref().map(label),
             netns_inode: i64::from(ev.netns.inode),
             netns_name: ev.netns.name.clone(),
@@ -366,6 +424,37 @@ impl Row {
                 .map(i64::from),
             json: sink::json::to_line(ev),
         }
+    }
+}
+
+/// A store as routeguard wrote it before schema version 2, holding `events`, for the tests of
+/// what an upgrade and a report make of one.
+#[cfg(test)]
+pub(crate) fn create_v1(path: &Path, events: &[Event]) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(schema::V1).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    for ev in events {
+        let row = Row::of(ev);
+        conn.execute(
+            schema::INSERT,
+            params![
+                row.ts_ns,
+                row.facts.kind,
+                row.facts.cause,
+                row.facts.outcome,
+                row.family,
+                row.netns_inode,
+                row.netns_name,
+                row.actor_pid,
+                row.actor_comm,
+                row.actor_unit,
+                row.actor_container,
+                row.route_table,
+                row.json,
+            ],
+        )
+        .unwrap();
     }
 }
 

@@ -2,24 +2,43 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use super::StoreError;
 
 /// Version of the store's schema (`PRAGMA user_version`); 0 is a fresh file.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// Version 1: one row per event; `json` is the whole event, the rest are indexed copies. A file
-/// of its own so that `cargo xtask bench report` builds its million-event store with exactly
+/// Version 1: one row per event; `json` is the whole event, the rest are indexed copies. Files
+/// of their own so that `cargo xtask bench report` builds its million-event store with exactly
 /// this schema.
-const V1: &str = include_str!("schema_v1.sql");
+pub(super) const V1: &str = include_str!("schema_v1.sql");
+
+/// Version 2: the facts a report reads of each event, apart from its JSON ([`super::facts`]);
+/// the events already stored get theirs in the same step.
+const V2: &str = include_str!("schema_v2.sql");
 
 pub const INSERT: &str = "INSERT INTO events (ts_ns, kind, cause, outcome, family, netns_inode, \
     netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, json) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
+/// One step from a version to the next: its SQL, then what the SQL cannot do.
+struct Step {
+    sql: &'static str,
+    then: Option<fn(&Transaction, &Path) -> rusqlite::Result<()>>,
+}
+
 /// `MIGRATIONS[n]` takes a store from version n to n + 1.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[Step] = &[
+    Step {
+        sql: V1,
+        then: None,
+    },
+    Step {
+        sql: V2,
+        then: Some(super::facts::backfill),
+    },
+];
 
 /// Brings the store up to [`SCHEMA_VERSION`], each step in its own transaction.
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -42,7 +61,10 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction().map_err(write_err)?;
-        tx.execute_batch(step).map_err(write_err)?;
+        tx.execute_batch(step.sql).map_err(write_err)?;
+        if let Some(then) = step.then {
+            then(&tx, path).map_err(write_err)?;
+        }
         tx.pragma_update(None, "user_version", from as u32 + 1)
             .map_err(write_err)?;
         tx.commit().map_err(write_err)?;

@@ -281,3 +281,88 @@ fn scan_hands_over_each_line_in_time_order_and_refuses_rows_spanning_lines() {
     assert!(matches!(err, StoreError::Multiline { .. }), "{err}");
     assert!(err.to_string().contains("events.db"), "{err}");
 }
+
+/// (facts, actors, objects) rows.
+fn fact_rows(store: &Store) -> (i64, i64, i64) {
+    let count = |table: &str| -> i64 {
+        store
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    (count("facts"), count("actors"), count("objects"))
+}
+
+#[test]
+fn facts_go_with_their_events_and_unnamed_actors_and_objects_are_swept() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let now: i64 = 1_000_000_000_000;
+    let mut store = Store::open(
+        &path,
+        Retention {
+            max_age: Some(Duration::from_secs(60)),
+            max_rows: None,
+        },
+    )
+    .unwrap();
+    let (old, recent) = (i128::from(now) - 61_000_000_000, i128::from(now) - 1);
+    let mut other = at(route_event(), old);
+    other.actor.as_mut().unwrap().pid = 999;
+    // The same actor and route twice, another actor once, and a rule: each stored once.
+    store
+        .insert(&[
+            at(route_event(), recent),
+            at(route_event(), recent + 1),
+            other,
+            at(rule_event(), recent + 2),
+        ])
+        .unwrap();
+    assert_eq!(fact_rows(&store), (4, 3, 2));
+    assert_eq!(store.prune_at(now).unwrap(), 1);
+    assert_eq!(
+        fact_rows(&store),
+        (3, 2, 2),
+        "pid 999 went with its only event"
+    );
+    // Swept once an hour: the next prune leaves the table alone.
+    store.insert(&[at(rule_event(), old)]).unwrap();
+    let before = fact_rows(&store);
+    assert_eq!(store.prune_at(now).unwrap(), 1);
+    assert_eq!(fact_rows(&store), (before.0 - 1, before.1, before.2));
+}
+
+#[test]
+fn an_upgrade_fills_in_the_facts_of_stored_events() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    create_v1(&path, &[route_event(), at(rule_event(), TS + 1)]);
+    {
+        let conn = Connection::open(&path).unwrap();
+        // A row changed by hand: no facts, and no failed upgrade.
+        conn.execute(
+            "INSERT INTO events (ts_ns, kind, cause, outcome, json) VALUES (1, 'route', 'request', 'removed', 'not json')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Retention::default()).unwrap();
+    assert_eq!(store.count().unwrap(), 3);
+    assert_eq!(fact_rows(&store), (2, 2, 2));
+    let mut seen = Vec::new();
+    read_facts(&path)
+        .unwrap()
+        .unwrap()
+        .scan(None, None, |f| {
+            seen.push((f.ts_ns, f.kind.to_owned(), f.outcome.to_owned(), f.errno));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        [
+            (TS as i64, "route".into(), "removed".into(), None),
+            (TS as i64 + 1, "rule".into(), "failed".into(), Some(2)),
+        ]
+    );
+}

@@ -6,6 +6,7 @@ use crate::event::{Cause, Event, Outcome, Rule, Timestamp};
 use crate::sink::fixtures;
 
 mod restores;
+mod stored;
 
 const S: i128 = 1_000_000_000;
 

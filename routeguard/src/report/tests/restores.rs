@@ -42,7 +42,7 @@ fn suspended(removal: &Event) -> Event {
 
 /// networkd removes prio 100-102 at t0 (two restored in 412 and 900 µs, one re-add refused),
 /// and prio 100 again a minute later (restores suspended); `ip` removes an unprotected route.
-fn protected_capture() -> Vec<Event> {
+pub(super) fn protected_capture() -> Vec<Event> {
     let t0 = fixtures::TS;
     let first = networkd_burst(t0, 3);
     let again = networkd_burst(t0 + 60 * S, 1);
@@ -199,7 +199,7 @@ fn without_restore_events_still_missing_stays_unknown() {
 }
 
 /// The capture as JSON lines, read back by `--input` (the borrowed-row parser).
-fn from_jsonl(events: &[Event], tag: &str) -> Report {
+pub(super) fn from_jsonl(events: &[Event], tag: &str) -> Report {
     let dir = std::env::temp_dir().join(format!("rg-report-restores-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("capture.jsonl");

@@ -1,12 +1,15 @@
 //! The report bench's input: N synthetic events, written both as JSON lines (what `trace --json`
-//! writes) and as an SQLite store with the daemon's schema (`routeguard/src/store/schema_v1.sql`,
-//! the same file the store migrates with), one row per line, the same JSON in its `json` column.
+//! writes) and as an SQLite store with the daemon's schema (`routeguard/src/store/schema_v*.sql`,
+//! the files the store migrates with): one `events` row per line, the same JSON in its `json`
+//! column, and its `facts` row naming its actor and object, each stored once with the very text
+//! the line carries (as `store::facts` writes them).
 //!
 //! The events imitate a busy host: 40 processes (networkd, CNI agents, `ip` runs) removing
 //! routes and rules in bursts of 50, one burst every 2 s, a tenth failing with ESRCH; one event in
 //! 20 is routeguard restoring the removal just before it (every 10,000th a `restore-suspended`).
 
 use std::{
+    collections::HashMap,
     fmt::Write as _,
     fs,
     io::{BufWriter, Write as _},
@@ -16,12 +19,18 @@ use std::{
 use anyhow::{Context as _, Result};
 use rusqlite::{params, Connection};
 
-/// The store schema version the file below creates (`PRAGMA user_version`).
-const STORE_SCHEMA_VERSION: u32 = 1;
-const STORE_SCHEMA: &str = include_str!("../../../../routeguard/src/store/schema_v1.sql");
+/// The store schema version the files below create (`PRAGMA user_version`).
+const STORE_SCHEMA_VERSION: u32 = 2;
+const STORE_SCHEMA: [&str; 2] = [
+    include_str!("../../../../routeguard/src/store/schema_v1.sql"),
+    include_str!("../../../../routeguard/src/store/schema_v2.sql"),
+];
 const INSERT: &str = "INSERT INTO events (ts_ns, kind, cause, outcome, family, netns_inode, \
     netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, json) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const INSERT_FACTS: &str = "INSERT INTO facts (ts_ns, id, kind, cause, outcome, errno, error, \
+    event, restore, actor_id, object_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const NETNS: &str = r#"{"inode":4026531840,"name":"host"}"#;
 /// Rows per transaction while filling the store.
 const BATCH: u64 = 50_000;
 
@@ -43,7 +52,7 @@ const COMMS: &[(&str, &str, Option<&str>)] = &[
 /// 2026-11-27T00:00:00Z.
 const DAY_S: i64 = 1_795_737_600;
 
-/// What the store indexes of one event (the columns `store::Row::of` fills).
+/// What the store keeps of one event beside its JSON (the columns `store::Row::of` fills).
 struct Columns {
     ts_ns: i64,
     kind: &'static str,
@@ -51,6 +60,12 @@ struct Columns {
     pid: i64,
     comm: &'static str,
     unit: Option<&'static str>,
+    failed: bool,
+    event: &'static str,
+    /// The members as the line spells them.
+    actor: String,
+    object: String,
+    restore: Option<String>,
 }
 
 /// Event `i` as a JSON line (without the newline) and its store columns.
@@ -111,10 +126,13 @@ fn event(i: u64, line: &mut String) -> Columns {
         ),
     };
     let outcome = if failed { "failed" } else { "removed" };
+    let actor_json = format!(
+        r#"{{"pid":{pid},"tid":{pid},"comm":"{comm}","exe":"{exe}","cmdline":"{exe} --sync","argv":["{exe}","--sync"],"uid":0,"ppid":1,"ancestry":[{{"pid":1,"comm":"systemd"}}],"cgroup":{cgroup},"unit":{unit_json},"container":null}}"#
+    );
     line.clear();
     let _ = write!(
         line,
-        r#"{{"schema_version":1,"ts":"2026-11-27T{h:02}:{m:02}:{s:02}.{nanos:09}Z","kind":"{kind}","family":"inet","cause":"request","outcome":"{outcome}","errno":{},"error":{},"capture":"syscall","netns":{{"inode":4026531840,"name":"host"}},"actor":{{"pid":{pid},"tid":{pid},"comm":"{comm}","exe":"{exe}","cmdline":"{exe} --sync","argv":["{exe}","--sync"],"uid":0,"ppid":1,"ancestry":[{{"pid":1,"comm":"systemd"}}],"cgroup":{cgroup},"unit":{unit_json},"container":null}},"request":{{"syscall":"sendmsg","op":"RTM_DEL{}","seq":{j},"nlmsg_flags":5,"ack_requested":true}},"route":{route},"rule":{rule},"nexthop":null,"link":null,"address":null,"trigger":null,"event":"{event}","restore":{restore_json},"replacement":null}}"#,
+        r#"{{"schema_version":1,"ts":"2026-11-27T{h:02}:{m:02}:{s:02}.{nanos:09}Z","kind":"{kind}","family":"inet","cause":"request","outcome":"{outcome}","errno":{},"error":{},"capture":"syscall","netns":{NETNS},"actor":{actor_json},"request":{{"syscall":"sendmsg","op":"RTM_DEL{}","seq":{j},"nlmsg_flags":5,"ack_requested":true}},"route":{route},"rule":{rule},"nexthop":null,"link":null,"address":null,"trigger":null,"event":"{event}","restore":{restore_json},"replacement":null}}"#,
         if failed { "3" } else { "null" },
         if failed { "\"ESRCH\"" } else { "null" },
         kind.to_uppercase(),
@@ -126,6 +144,11 @@ fn event(i: u64, line: &mut String) -> Columns {
         pid: pid as i64,
         comm,
         unit,
+        failed,
+        event,
+        actor: actor_json,
+        object: if kind == "rule" { rule } else { route },
+        restore: restore.is_some().then_some(restore_json),
     }
 }
 
@@ -140,16 +163,25 @@ pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
     // As the daemon opens it (WAL); durability is not the point while filling it.
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     conn.pragma_update(None, "synchronous", "OFF")?;
-    conn.execute_batch(STORE_SCHEMA)
-        .context("creating the store schema")?;
+    for sql in STORE_SCHEMA {
+        conn.execute_batch(sql)
+            .context("creating the store schema")?;
+    }
     conn.pragma_update(None, "user_version", STORE_SCHEMA_VERSION)?;
     let mut bytes = 0u64;
     let mut line = String::with_capacity(1400);
+    // Row id of each distinct actor and object text, as the store's writer interns them.
+    let mut actors: HashMap<String, i64> = HashMap::new();
+    let mut objects: HashMap<(&str, String), i64> = HashMap::new();
     let mut i = 0;
     while i < n {
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(INSERT)?;
+            let mut insert_facts = tx.prepare_cached(INSERT_FACTS)?;
+            let mut insert_actor = tx.prepare_cached("INSERT INTO actors (json) VALUES (?1)")?;
+            let mut insert_object =
+                tx.prepare_cached("INSERT INTO objects (kind, netns, json) VALUES (?1, ?2, ?3)")?;
             for i in i..(i + BATCH).min(n) {
                 let c = event(i, &mut line);
                 insert.execute(params![
@@ -166,6 +198,35 @@ pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
                     None::<&str>,
                     77,
                     line,
+                ])?;
+                let id = tx.last_insert_rowid();
+                let actor = match actors.get(&c.actor) {
+                    Some(&a) => a,
+                    None => {
+                        insert_actor.execute([&c.actor])?;
+                        *actors.entry(c.actor).or_insert(tx.last_insert_rowid())
+                    }
+                };
+                let key = (c.kind, c.object);
+                let object = match objects.get(&key) {
+                    Some(&o) => o,
+                    None => {
+                        insert_object.execute(params![key.0, NETNS, key.1])?;
+                        *objects.entry(key).or_insert(tx.last_insert_rowid())
+                    }
+                };
+                insert_facts.execute(params![
+                    c.ts_ns,
+                    id,
+                    c.kind,
+                    "request",
+                    c.outcome,
+                    c.failed.then_some(3),
+                    c.failed.then_some("ESRCH"),
+                    c.event,
+                    c.restore,
+                    actor,
+                    object,
                 ])?;
                 line.push('\n');
                 w.write_all(line.as_bytes())?;

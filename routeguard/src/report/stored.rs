@@ -1,0 +1,183 @@
+//! A report from a store's facts (schema version 2, [`store::Reader`]): each event's facts and
+//! the few distinct actors and objects they name, instead of every event's JSON.
+//!
+//! What reaches the collector is what reading the same events' JSON gives (the store's JSON
+//! path, [`super::input`]), in the same order, so the two reports are the same; a filter flag
+//! needs the whole event, so a filtered report reads the JSON.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use serde::de::{value::StrDeserializer, DeserializeOwned};
+
+use super::collect::{actor_hash, object_hash, ActorKey, Collector, Facts};
+use super::describe;
+use super::input::{restore_fields, InputError, Query, Tally};
+use super::model::Source;
+use super::row::RestoreRow;
+use crate::event::{Actor, Kind, Netns, Timestamp};
+use crate::store::{FactRow, Reader};
+
+/// An actor or object row: its text until an event names it, then the collector's number.
+enum Slot<T> {
+    Stored(T),
+    Interned(u32),
+}
+
+/// An object row: kind, `netns` JSON, and the JSON of its kind's member.
+type ObjectText = (Box<str>, Box<str>, Box<str>);
+
+pub(super) fn load(
+    reader: &Reader,
+    path: &Path,
+    q: &Query,
+    into: &mut Collector,
+) -> Result<Source, InputError> {
+    let mut actors = HashMap::new();
+    reader.actors(|id, json| {
+        actors.insert(id, Slot::Stored(Box::<str>::from(json)));
+    })?;
+    let mut objects = HashMap::new();
+    reader.objects(|id, kind, netns, json| {
+        objects.insert(id, Slot::Stored((kind.into(), netns.into(), json.into())));
+    })?;
+    let mut fold = Fold {
+        tally: Tally::new(into.hasher()),
+        actors,
+        objects,
+        into,
+    };
+    let mut line = 0;
+    let (since, until) = (q.since.map(|t| t.0), q.until.map(|t| t.0));
+    reader.scan(since, until, |f| {
+        line += 1;
+        match fold.event(f) {
+            Ok(()) => fold.tally.events_read += 1,
+            Err(e) => fold.tally.skip(line, e),
+        }
+        ControlFlow::Continue(())
+    })?;
+    fold.tally.check_not_all_bad(path)?;
+    Ok(fold.tally.source("store", path))
+}
+
+struct Fold<'c> {
+    tally: Tally,
+    actors: HashMap<i64, Slot<Box<str>>>,
+    objects: HashMap<i64, Slot<ObjectText>>,
+    into: &'c mut Collector,
+}
+
+impl Fold<'_> {
+    fn event(&mut self, f: &FactRow) -> Result<(), String> {
+        let restore: Option<RestoreRow> = f
+            .restore
+            .map(|text| serde_json::from_str(text).map_err(|e| format!("restore: {e}")))
+            .transpose()?;
+        let facts = Facts {
+            ts: Timestamp(i128::from(f.ts_ns)),
+            kind: label(f.kind)?,
+            cause: label(f.cause)?,
+            outcome: label(f.outcome)?,
+            errno: f.errno,
+            error: f.error,
+            event: label(f.event)?,
+            restore: restore.as_ref().map(restore_fields),
+        };
+        facts.check()?;
+        let actor = self.actor(f.actor)?;
+        let object = self.object(f.object)?;
+        self.into.push_interned(&facts, actor, object);
+        Ok(())
+    }
+
+    fn actor(&mut self, id: Option<i64>) -> Result<u32, String> {
+        let Some(id) = id else {
+            return match self.tally.kernel {
+                Some(i) => Ok(i),
+                None => {
+                    let hash = actor_hash(&self.tally.hasher, None);
+                    let i = self.into.intern_actor(hash, None, || Ok(None))?;
+                    Ok(*self.tally.kernel.insert(i))
+                }
+            };
+        };
+        let slot = self
+            .actors
+            .get_mut(&id)
+            .ok_or_else(|| format!("names actor {id}, which the store does not hold"))?;
+        let json = match slot {
+            Slot::Interned(i) => return Ok(*i),
+            Slot::Stored(json) => json,
+        };
+        let a: Actor = serde_json::from_str(json).map_err(|e| format!("actor {id}: {e}"))?;
+        let key = ActorKey {
+            pid: a.pid,
+            comm: &a.comm,
+            exe: a.exe.as_deref(),
+            cmdline: &a.cmdline,
+            unit: a.unit.as_deref(),
+            container: a.container.as_deref(),
+        };
+        let hash = actor_hash(&self.tally.hasher, Some(&key));
+        let i = self
+            .into
+            .intern_actor(hash, Some(&key), || Ok(Some(a.clone())))?;
+        *slot = Slot::Interned(i);
+        Ok(i)
+    }
+
+    fn object(&mut self, id: i64) -> Result<u32, String> {
+        let slot = self
+            .objects
+            .get_mut(&id)
+            .ok_or_else(|| format!("names object {id}, which the store does not hold"))?;
+        let (kind, netns, json) = match slot {
+            Slot::Interned(i) => return Ok(*i),
+            Slot::Stored(text) => text,
+        };
+        let bad = |e: serde_json::Error| format!("object {id}: {e}");
+        let kind: Kind = label(kind)?;
+        let netns: Netns = serde_json::from_str(netns).map_err(bad)?;
+        let mut o = Members::default();
+        match kind {
+            Kind::Route => o.route = serde_json::from_str(json).map_err(bad)?,
+            Kind::Rule => o.rule = serde_json::from_str(json).map_err(bad)?,
+            Kind::Nexthop => o.nexthop = serde_json::from_str(json).map_err(bad)?,
+            Kind::Link => o.link = serde_json::from_str(json).map_err(bad)?,
+            Kind::Address => o.address = serde_json::from_str(json).map_err(bad)?,
+        }
+        let description = describe::object_of(
+            kind,
+            &describe::Objects {
+                route: o.route.as_ref(),
+                rule: o.rule.as_ref(),
+                nexthop: o.nexthop.as_ref(),
+                link: o.link.as_ref(),
+                address: o.address.as_ref(),
+            },
+        );
+        let hash = object_hash(&self.tally.hasher, netns.inode, &description);
+        let i =
+            self.into
+                .intern_object(hash, kind, netns.inode, netns.name.as_deref(), description);
+        *slot = Slot::Interned(i);
+        Ok(i)
+    }
+}
+
+/// The member of an object's kind, the others `None`.
+#[derive(Default)]
+struct Members {
+    route: Option<crate::event::Route>,
+    rule: Option<crate::event::Rule>,
+    nexthop: Option<crate::event::Nexthop>,
+    link: Option<crate::event::Link>,
+    address: Option<crate::event::Address>,
+}
+
+/// A kind, cause, outcome or event type as the JSON spells it.
+fn label<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    T::deserialize(StrDeserializer::<serde::de::value::Error>::new(text)).map_err(|e| e.to_string())
+}
