@@ -13,6 +13,7 @@ mod memory;
 mod metrics;
 mod notify;
 mod sinks;
+mod store_writer;
 
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
@@ -189,7 +190,7 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Bat
         return;
     }
     metrics.record(&batch.events);
-    sinks.write(&batch.events, metrics);
+    sinks.write(batch.events, metrics);
 }
 
 async fn serve(

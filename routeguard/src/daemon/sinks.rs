@@ -14,6 +14,7 @@ use super::{
     journald::{self, Journald},
     jsonl::RotatingFile,
     metrics::Metrics,
+    store_writer::{Done, StoreWriter},
 };
 use crate::{
     event::Event,
@@ -29,11 +30,13 @@ pub enum SinkError {
     Jsonl { path: PathBuf, source: io::Error },
     #[error("cannot open the journal socket {path}: {source}")]
     Journald { path: PathBuf, source: io::Error },
+    #[error("cannot start the thread that writes the event store: {0}")]
+    StoreThread(io::Error),
 }
 
 #[derive(Default)]
 pub struct Sinks {
-    store: Option<Store>,
+    store: Option<StoreWriter>,
     jsonl: Option<RotatingFile>,
     stdout: Option<BufWriter<Stdout>>,
     journald: Option<Journald>,
@@ -53,10 +56,10 @@ impl Sinks {
         let store = match (&self.store, config.store.enabled) {
             (_, false) => None,
             (Some(s), true) if s.path() == config.store.path => Some(None),
-            (_, true) => Some(Some(Store::open(
-                &config.store.path,
-                config.store.retention(),
-            )?)),
+            (_, true) => Some(Some(
+                StoreWriter::start(Store::open(&config.store.path, config.store.retention())?)
+                    .map_err(SinkError::StoreThread)?,
+            )),
         };
         let jsonl = if config.jsonl.enabled {
             Some(
@@ -93,8 +96,10 @@ impl Sinks {
         match store {
             None => self.close_store(),
             Some(None) => {
-                if let Some(s) = &mut self.store {
-                    s.set_retention(config.store.retention());
+                if let Some(s) = &self.store {
+                    if let Err(e) = s.set_retention(config.store.retention()) {
+                        tracing::error!("event store: {e}");
+                    }
                 }
             }
             Some(Some(new)) => {
@@ -134,13 +139,10 @@ impl Sinks {
         }
     }
 
-    pub fn write(&mut self, events: &[Event], metrics: &Metrics) {
+    pub fn write(&mut self, events: Vec<Event>, metrics: &Metrics) {
+        self.store_done(metrics);
         if events.is_empty() {
             return;
-        }
-        if let Some(store) = &mut self.store {
-            let r = store.insert(events).map(|_| ());
-            self.outcome("store", r.map_err(|e| e.to_string()), events.len(), metrics);
         }
         let lines: Vec<String> = if self.jsonl.is_some() || self.stdout.is_some() {
             events.iter().map(sink::json::to_line).collect()
@@ -178,16 +180,51 @@ impl Sinks {
             };
             self.outcome("journald", r, failed, metrics);
         }
+        // Last: the store's thread takes the events.
+        if let Some(store) = &self.store {
+            let n = events.len();
+            let r = store.insert(events);
+            self.outcome("store", r, n, metrics);
+        }
+    }
+
+    /// Logs and counts what the store's thread has done since the last look.
+    fn store_done(&mut self, metrics: &Metrics) {
+        let done: Vec<Done> = match &self.store {
+            Some(s) => s.done().collect(),
+            None => return,
+        };
+        for d in done {
+            self.store_outcome(d, Some(metrics));
+        }
+    }
+
+    fn store_outcome(&mut self, done: Done, metrics: Option<&Metrics>) {
+        let (r, events) = match done {
+            Done::Inserted(r, n) => (r, n),
+            Done::Pruned(Ok(0)) => return,
+            Done::Pruned(Ok(n)) => {
+                tracing::debug!(removed = n, "event store pruned");
+                return;
+            }
+            Done::Pruned(Err(e)) => (Err(e), 0),
+        };
+        match metrics {
+            Some(m) => self.outcome("store", r, events, m),
+            None => {
+                if let Err(e) = r {
+                    tracing::error!("store sink failed: {e}");
+                }
+            }
+        }
     }
 
     /// Applies the store's retention limits.
     pub fn prune(&mut self, metrics: &Metrics) {
-        if let Some(store) = &mut self.store {
-            match store.prune() {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(removed = n, "event store pruned"),
-                Err(e) => self.outcome("store", Err(e.to_string()), 0, metrics),
-            }
+        self.store_done(metrics);
+        if let Some(store) = &self.store {
+            let r = store.prune();
+            self.outcome("store", r, 0, metrics);
         }
     }
 
@@ -203,7 +240,11 @@ impl Sinks {
 
     fn close_store(&mut self) {
         if let Some(store) = self.store.take() {
-            if let Err(e) = store.close() {
+            let (closed, done) = store.close();
+            for d in done {
+                self.store_outcome(d, None);
+            }
+            if let Err(e) = closed {
                 tracing::error!("{e}");
             }
         }
