@@ -136,3 +136,46 @@ impl StoreWriter {
         (closed, self.done.try_iter().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::fixtures::{route_event, TS};
+
+    #[test]
+    fn batches_are_written_in_order_and_closing_writes_what_waits() {
+        let dir = std::env::temp_dir().join(format!("rg-store-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        let writer = StoreWriter::start(Store::open(&path, Retention::default()).unwrap()).unwrap();
+        for batch in 0..3 {
+            let events = (0..100)
+                .map(|i| {
+                    let mut ev = route_event();
+                    ev.ts = crate::event::Timestamp(TS + batch * 100 + i);
+                    ev
+                })
+                .collect();
+            writer.insert(events).unwrap();
+        }
+        writer.prune().unwrap();
+        let (closed, done) = writer.close();
+        closed.unwrap();
+        let inserted: Vec<usize> = done
+            .iter()
+            .filter_map(|d| match d {
+                Done::Inserted(Ok(()), n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(inserted, [100, 100, 100]);
+        assert!(matches!(done.last(), Some(Done::Pruned(Ok(0)))));
+        let stored = crate::store::read_events(&path, None, None).unwrap();
+        assert_eq!(stored.len(), 300);
+        assert_eq!(
+            stored[299]["ts"],
+            crate::event::Timestamp(TS + 299).rfc3339()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
