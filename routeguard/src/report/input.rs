@@ -414,7 +414,7 @@ fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
     // The facts hold no filter flag's field; a filtered report reads the events' JSON.
     if !q.filters() {
         if let Some(reader) = store::read_facts(path)? {
-            return super::stored::load(&reader, path, q, into);
+            return super::stored::load(reader, path, q, into);
         }
     }
     // Rows are read on a thread of their own, into chunks of lines as a JSONL capture gives

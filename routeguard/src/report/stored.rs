@@ -16,7 +16,7 @@ use super::describe;
 use super::input::{restore_fields, InputError, Query, Tally};
 use super::model::Source;
 use super::row::RestoreRow;
-use crate::event::{Actor, Kind, Netns, Timestamp};
+use crate::event::{Actor, Cause, EventType, Kind, Netns, Outcome, Timestamp};
 use crate::store::{FactRow, Reader};
 
 /// An actor or object row: its text until an event names it, then the collector's number.
@@ -29,7 +29,7 @@ enum Slot<T> {
 type ObjectText = (Box<str>, Box<str>, Box<str>);
 
 pub(super) fn load(
-    reader: &Reader,
+    reader: Reader,
     path: &Path,
     q: &Query,
     into: &mut Collector,
@@ -48,18 +48,74 @@ pub(super) fn load(
         objects,
         into,
     };
-    let mut line = 0;
     let (since, until) = (q.since.map(|t| t.0), q.until.map(|t| t.0));
-    reader.scan(since, until, |f| {
-        line += 1;
-        match fold.event(f) {
-            Ok(()) => fold.tally.events_read += 1,
-            Err(e) => fold.tally.skip(line, e),
+    // SQLite steps through the rows on one thread while they are folded on this one.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Fact, String>>>(4);
+    std::thread::scope(|s| {
+        let scanner = s.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let scanned = reader.scan(since, until, |f| {
+                chunk.push(Fact::of(f));
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    // The fold gave up (a panic): stop scanning.
+                    if tx.send(full).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+            let _ = tx.send(chunk);
+            scanned
+        });
+        let mut line = 0;
+        for chunk in rx {
+            for fact in chunk {
+                line += 1;
+                match fact.and_then(|f| fold.event(&f)) {
+                    Ok(()) => fold.tally.events_read += 1,
+                    Err(e) => fold.tally.skip(line, e),
+                }
+            }
         }
-        ControlFlow::Continue(())
+        scanner.join().expect("store scanner panicked")
     })?;
     fold.tally.check_not_all_bad(path)?;
     Ok(fold.tally.source("store", path))
+}
+
+/// Facts handed from the scanning thread to the fold at a time.
+const CHUNK: usize = 8192;
+
+/// One row's facts, its labels read.
+struct Fact {
+    ts: Timestamp,
+    kind: Kind,
+    cause: Cause,
+    outcome: Outcome,
+    errno: Option<i32>,
+    error: Option<Box<str>>,
+    event: EventType,
+    restore: Option<Box<str>>,
+    actor: Option<i64>,
+    object: i64,
+}
+
+impl Fact {
+    fn of(f: &FactRow) -> Result<Self, String> {
+        Ok(Fact {
+            ts: Timestamp(i128::from(f.ts_ns)),
+            kind: label(f.kind)?,
+            cause: label(f.cause)?,
+            outcome: label(f.outcome)?,
+            errno: f.errno,
+            error: f.error.map(Into::into),
+            event: label(f.event)?,
+            restore: f.restore.map(Into::into),
+            actor: f.actor,
+            object: f.object,
+        })
+    }
 }
 
 struct Fold<'c> {
@@ -70,19 +126,20 @@ struct Fold<'c> {
 }
 
 impl Fold<'_> {
-    fn event(&mut self, f: &FactRow) -> Result<(), String> {
+    fn event(&mut self, f: &Fact) -> Result<(), String> {
         let restore: Option<RestoreRow> = f
             .restore
+            .as_deref()
             .map(|text| serde_json::from_str(text).map_err(|e| format!("restore: {e}")))
             .transpose()?;
         let facts = Facts {
-            ts: Timestamp(i128::from(f.ts_ns)),
-            kind: label(f.kind)?,
-            cause: label(f.cause)?,
-            outcome: label(f.outcome)?,
+            ts: f.ts,
+            kind: f.kind,
+            cause: f.cause,
+            outcome: f.outcome,
             errno: f.errno,
-            error: f.error,
-            event: label(f.event)?,
+            error: f.error.as_deref(),
+            event: f.event,
             restore: restore.as_ref().map(restore_fields),
         };
         facts.check()?;
