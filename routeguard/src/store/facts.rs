@@ -6,6 +6,7 @@
 //! and the facts are written from the same [`Event`] in the same transaction.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -15,10 +16,10 @@ use serde::Serialize;
 use super::{clamp_ns, label, StoreError};
 use crate::event::{Actor, Event, Kind};
 
-/// Distinct actors and objects whose row ids the writer remembers; past this it forgets them all
-/// and starts again (a host whose every removal is a new `ip` process, or a flush of a
-/// million routes).
-const REMEMBERED: usize = 1 << 14;
+/// Distinct actors and objects whose row ids the writer remembers (16 bytes each); past this it
+/// forgets them all and starts again (a host whose every removal is a new `ip` process, or a
+/// flush of a million routes), and stores the ones it meets again once more.
+const REMEMBERED: usize = 1 << 17;
 
 /// An event's facts as they are written.
 pub(super) struct Facts<'e> {
@@ -34,7 +35,7 @@ pub(super) struct Facts<'e> {
     object: ObjectKey,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Hash)]
 struct ObjectKey {
     kind: String,
     /// The `netns` member's JSON.
@@ -77,15 +78,18 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-/// The writer's memory of actor and object row ids. Ids handed out by a transaction that did not
-/// commit must be forgotten ([`Interner::forget`]): their rows are gone.
+/// The writer's memory of actor and object row ids, by a 64-bit hash of their text: kept
+/// small, so that a burst of distinct objects leaves no tens of MB behind (two texts of the
+/// 2^17 remembered share a hash with odds of about 1 in 10^9). Ids handed out by a transaction
+/// that did not commit must be forgotten ([`Interner::forget`]): their rows are gone.
 #[derive(Default)]
 pub(super) struct Interner {
     /// The last actor stored, compared field by field: events come in bursts from one process,
     /// and this spares them serialising it.
     last_actor: Option<(Actor, i64)>,
-    actors: HashMap<String, i64>,
-    objects: HashMap<ObjectKey, i64>,
+    hasher: foldhash::quality::RandomState,
+    actors: HashMap<u64, i64, foldhash::fast::RandomState>,
+    objects: HashMap<u64, i64, foldhash::fast::RandomState>,
 }
 
 impl Interner {
@@ -102,7 +106,8 @@ impl Interner {
             }
         }
         let text = json(actor);
-        let id = match self.actors.get(&text) {
+        let hash = self.hasher.hash_one(&text);
+        let id = match self.actors.get(&hash) {
             Some(&id) => id,
             None => {
                 tx.prepare_cached("INSERT INTO actors (json) VALUES (?1)")?
@@ -111,7 +116,7 @@ impl Interner {
                 if self.actors.len() >= REMEMBERED {
                     self.actors.clear();
                 }
-                self.actors.insert(text, id);
+                self.actors.insert(hash, id);
                 id
             }
         };
@@ -120,7 +125,8 @@ impl Interner {
     }
 
     fn object(&mut self, tx: &Transaction, key: ObjectKey) -> rusqlite::Result<i64> {
-        if let Some(&id) = self.objects.get(&key) {
+        let hash = self.hasher.hash_one(&key);
+        if let Some(&id) = self.objects.get(&hash) {
             return Ok(id);
         }
         tx.prepare_cached("INSERT INTO objects (kind, netns, json) VALUES (?1, ?2, ?3)")?
@@ -129,7 +135,7 @@ impl Interner {
         if self.objects.len() >= REMEMBERED {
             self.objects.clear();
         }
-        self.objects.insert(key, id);
+        self.objects.insert(hash, id);
         Ok(id)
     }
 
