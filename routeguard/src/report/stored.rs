@@ -169,14 +169,7 @@ impl Fold<'_> {
             Slot::Stored(json) => json,
         };
         let a: Actor = serde_json::from_str(json).map_err(|e| format!("actor {id}: {e}"))?;
-        let key = ActorKey {
-            pid: a.pid,
-            comm: &a.comm,
-            exe: a.exe.as_deref(),
-            cmdline: &a.cmdline,
-            unit: a.unit.as_deref(),
-            container: a.container.as_deref(),
-        };
+        let key = ActorKey::of(&a);
         let hash = actor_hash(&self.tally.hasher, Some(&key));
         let i = self
             .into

@@ -88,6 +88,19 @@ pub struct ActorKey<'a> {
     pub container: Option<&'a str>,
 }
 
+impl<'a> ActorKey<'a> {
+    pub fn of(a: &'a Actor) -> Self {
+        ActorKey {
+            pid: a.pid,
+            comm: &a.comm,
+            exe: a.exe.as_deref(),
+            cmdline: &a.cmdline,
+            unit: a.unit.as_deref(),
+            container: a.container.as_deref(),
+        }
+    }
+}
+
 /// What folding an event derives from its [`Fields`]: the object in words and the hashes
 /// interning looks up. It is the costly part of folding, so it can be done on other threads
 /// with the collector's hasher ([`Collector::hasher`]).
@@ -155,14 +168,7 @@ fn fields_of(ev: &Event) -> Fields<'_> {
         error: ev.error.as_deref(),
         netns_inode: ev.netns.inode,
         netns_name: ev.netns.name.as_deref(),
-        actor: ev.actor.as_ref().map(|a| ActorKey {
-            pid: a.pid,
-            comm: &a.comm,
-            exe: a.exe.as_deref(),
-            cmdline: &a.cmdline,
-            unit: a.unit.as_deref(),
-            container: a.container.as_deref(),
-        }),
+        actor: ev.actor.as_ref().map(ActorKey::of),
         event: ev.event,
         restore: ev.restore.as_ref().map(|r| RestoreFields {
             policy: &r.policy,
