@@ -162,21 +162,7 @@ impl Store {
             let mut stmt = tx.prepare_cached(schema::INSERT)?;
             for ev in events {
                 let row = Row::of(ev);
-                stmt.execute(params![
-                    row.ts_ns,
-                    row.facts.kind,
-                    row.facts.cause,
-                    row.facts.outcome,
-                    row.family,
-                    row.netns_inode,
-                    row.netns_name,
-                    row.actor_pid,
-                    row.actor_comm,
-                    row.actor_unit,
-                    row.actor_container,
-                    row.route_table,
-                    row.json,
-                ])?;
+                row.insert(&mut stmt)?;
                 let id = tx.last_insert_rowid();
                 self.interner.write(&tx, id, row.ts_ns, row.facts)?;
             }
@@ -403,6 +389,25 @@ struct Row<'e> {
 }
 
 impl<'e> Row<'e> {
+    /// Inserts the `events` row with [`schema::INSERT`].
+    fn insert(&self, stmt: &mut rusqlite::Statement) -> rusqlite::Result<usize> {
+        stmt.execute(params![
+            self.ts_ns,
+            self.facts.kind,
+            self.facts.cause,
+            self.facts.outcome,
+            self.family,
+            self.netns_inode,
+            self.netns_name,
+            self.actor_pid,
+            self.actor_comm,
+            self.actor_unit,
+            self.actor_container,
+            self.route_table,
+            self.json,
+        ])
+    }
+
     fn of(ev: &'e Event) -> Self {
         let actor = ev.actor.as_ref();
         Self {
@@ -434,27 +439,9 @@ pub(crate) fn create_v1(path: &Path, events: &[Event]) {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(schema::V1).unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
+    let mut stmt = conn.prepare(schema::INSERT).unwrap();
     for ev in events {
-        let row = Row::of(ev);
-        conn.execute(
-            schema::INSERT,
-            params![
-                row.ts_ns,
-                row.facts.kind,
-                row.facts.cause,
-                row.facts.outcome,
-                row.family,
-                row.netns_inode,
-                row.netns_name,
-                row.actor_pid,
-                row.actor_comm,
-                row.actor_unit,
-                row.actor_container,
-                row.route_table,
-                row.json,
-            ],
-        )
-        .unwrap();
+        Row::of(ev).insert(&mut stmt).unwrap();
     }
 }
 

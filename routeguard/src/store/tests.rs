@@ -177,19 +177,21 @@ fn reads_a_time_window_in_time_order() {
     assert!(read_events(&path, Some(31), None).unwrap().is_empty());
 }
 
+/// A store that keeps events for a minute.
+fn keeping_a_minute(path: &Path) -> Store {
+    let minute = Retention {
+        max_age: Some(Duration::from_secs(60)),
+        max_rows: None,
+    };
+    Store::open(path, minute).unwrap()
+}
+
 #[test]
 fn prunes_by_age_and_by_count() {
     let dir = TempDir::new();
     let path = dir.join("events.db");
     let now: i64 = 1_000_000_000_000;
-    let mut store = Store::open(
-        &path,
-        Retention {
-            max_age: Some(Duration::from_secs(60)),
-            max_rows: None,
-        },
-    )
-    .unwrap();
+    let mut store = keeping_a_minute(&path);
     let old = i128::from(now) - 61_000_000_000;
     let recent = i128::from(now) - 1_000_000_000;
     store
@@ -298,14 +300,7 @@ fn facts_go_with_their_events_and_unnamed_actors_and_objects_are_swept() {
     let dir = TempDir::new();
     let path = dir.join("events.db");
     let now: i64 = 1_000_000_000_000;
-    let mut store = Store::open(
-        &path,
-        Retention {
-            max_age: Some(Duration::from_secs(60)),
-            max_rows: None,
-        },
-    )
-    .unwrap();
+    let mut store = keeping_a_minute(&path);
     let (old, recent) = (i128::from(now) - 61_000_000_000, i128::from(now) - 1);
     let mut other = at(route_event(), old);
     other.actor.as_mut().unwrap().pid = 999;
