@@ -286,50 +286,19 @@ pub(crate) mod tests {
 
     /// A complete route event, for tests of everything downstream of the event model.
     pub(crate) fn sample_route_event() -> Event {
-        let mut ev = Event::removal(
-            Timestamp(1_795_792_661_123_456_789),
-            Kind::Route,
-            Some(Family::Inet),
-            Cause::Request,
-            Outcome::Removed,
-            Capture::Syscall,
-            Netns {
-                inode: 4_026_532_456,
-                name: Some("blue".into()),
-            },
-        );
-        ev.actor = Some(Actor {
-            pid: 4242,
-            tid: 4242,
-            comm: "ip".into(),
-            exe: Some("/usr/sbin/ip".into()),
-            cmdline: "ip route del 10.77.1.0/24 table 77".into(),
-            argv: ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
-                .map(String::from)
-                .to_vec(),
-            uid: 0,
-            ppid: 4200,
-            ancestry: vec![
-                Ancestor {
-                    pid: 4200,
-                    comm: "bash".into(),
-                },
-                Ancestor {
-                    pid: 1,
-                    comm: "systemd".into(),
-                },
-            ],
-            cgroup: Some("/system.slice/demo.service".into()),
-            unit: Some("demo.service".into()),
-            container: None,
-        });
-        ev.request = Some(Request {
-            syscall: "sendmsg".into(),
-            op: "RTM_DELROUTE".into(),
-            seq: Some(1_795_792_661),
-            nlmsg_flags: Some(0x5),
-            ack_requested: true,
-        });
+        // The sinks' acked `ip route del`, by another run of `ip`, of a route of its own.
+        let mut ev = crate::sink::fixtures::route_event();
+        let actor = ev.actor.as_mut().expect("the fixture has its actor");
+        (actor.pid, actor.tid, actor.ppid) = (4242, 4242, 4200);
+        actor.ancestry[0].pid = 4200;
+        actor.cmdline = "ip route del 10.77.1.0/24 table 77".into();
+        actor.argv = ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
+            .map(String::from)
+            .to_vec();
+        ev.request
+            .as_mut()
+            .expect("the fixture has its request")
+            .seq = Some(1_795_792_661);
         ev.route = Some(Route {
             table: Some(77),
             dst: Some("10.77.1.0/24".into()),
