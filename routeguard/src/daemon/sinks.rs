@@ -180,11 +180,13 @@ impl Sinks {
             };
             self.outcome("journald", r, failed, metrics);
         }
-        // Last: the store's thread takes the events.
+        // Last: the store's thread takes the events. Queued is not yet written: how the write
+        // went comes back from the thread ([`Sinks::store_done`]); only a refusal counts here.
         if let Some(store) = &self.store {
             let n = events.len();
-            let r = store.insert(events);
-            self.outcome("store", r, n, metrics);
+            if let Err(e) = store.insert(events) {
+                self.outcome("store", Err(e), n, metrics);
+            }
         }
     }
 
@@ -223,8 +225,9 @@ impl Sinks {
     pub fn prune(&mut self, metrics: &Metrics) {
         self.store_done(metrics);
         if let Some(store) = &self.store {
-            let r = store.prune();
-            self.outcome("store", r, 0, metrics);
+            if let Err(e) = store.prune() {
+                self.outcome("store", Err(e), 0, metrics);
+            }
         }
     }
 
