@@ -118,6 +118,10 @@ offsets! {
     skb_sk,
     /// `sock.__sk_common.skc_net`
     sock_net,
+    /// `sk_buff.cb` (a netlink skb's `struct netlink_skb_parms`)
+    skb_cb,
+    /// `netlink_skb_parms.sk`: the socket a netlink request was sent from
+    nlcb_sk,
 }
 
 /// Settings handed to the kernel-function programs as the `KCONFIG` global.

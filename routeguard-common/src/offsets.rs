@@ -159,10 +159,7 @@ pub struct CaptureConfig {
     pub syscalls: SyscallNumbers,
     /// Wake userspace once this many bytes wait in the ring; below that the loader polls.
     pub wakeup_bytes: u32,
-    /// Non-zero when the kernel-function programs run too: a send that carries one removal
-    /// request is then left to them (they report it with its header) and copied only if none
-    /// did, at the send's exit.
-    pub kernel_function: u32,
+    pub _pad: u32,
 }
 
 impl CaptureConfig {
@@ -170,7 +167,7 @@ impl CaptureConfig {
         offsets: KernelOffsets::MISSING,
         syscalls: SyscallNumbers::NONE,
         wakeup_bytes: 256 * 1024,
-        kernel_function: 0,
+        _pad: 0,
     };
 }
 

@@ -78,6 +78,9 @@ pub mod request_flags {
     pub const TRUNCATED: u16 = 1 << 0;
     /// Sent by the loader itself (a restore): never acted upon again.
     pub const SELF: u16 = 1 << 1;
+    /// Heard in the kernel by the kernel-function path's request hooks (`rtnetlink_rcv_msg`,
+    /// `sock_ioctl`), not by the syscall programs.
+    pub const IN_KERNEL: u16 = 1 << 2;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.

@@ -808,10 +808,10 @@ pub fn actor_fields(ns: &Netns, pid: u32, comm: &str) -> Vec<(&'static str, Valu
     ]
 }
 
-/// The `capture` of events for removals the kernel carried out: the path routeguard runs here
-/// with the tests' `--capture` (as `routeguard doctor` reports it). Requests the kernel never
-/// acts on (link and address requests, refusals before the deletion function, replaces) come
-/// from the syscall programs on either path: their tests say `syscall` themselves.
+/// The `capture` of events: the path routeguard runs here with the tests' `--capture` (as
+/// `routeguard doctor` reports it). On the kernel-function path, requests the kernel never acts
+/// on as a deletion (link and address requests, refusals, replaces) are heard by its own request
+/// hooks, so they say `kernel-function` too.
 pub fn removal_capture() -> &'static str {
     static CAPTURE: OnceLock<&'static str> = OnceLock::new();
     CAPTURE.get_or_init(|| {
@@ -827,8 +827,8 @@ pub fn removal_capture() -> &'static str {
     })
 }
 
-/// `fields` for an event only the syscall programs produce, on either path (a link or address
-/// request, a replace): `capture` is `syscall`.
+/// `fields` for an event of a routeguard that runs the syscall path whatever the tests'
+/// `--capture` (protections, pinning): `capture` is `syscall`.
 pub fn from_syscall(mut fields: Vec<(&'static str, Value)>) -> Vec<(&'static str, Value)> {
     for (key, value) in &mut fields {
         if *key == "/capture" {

@@ -54,7 +54,7 @@ fn ip_link_set_down() {
     let ev = tracer.wait_for("ip link set down", EVENT_TIMEOUT, |e| {
         by_pid(e, pid) && at(e, "/kind") == "link"
     });
-    let mut want = from_syscall(ip_actor_fields(&ns, pid, &args));
+    let mut want = ip_actor_fields(&ns, pid, &args);
     want.extend([
         ("/cause", json!("link-down")),
         ("/outcome", json!("removed")),
@@ -77,7 +77,7 @@ fn ip_addr_del() {
     let ev = tracer.wait_for("ip addr del", EVENT_TIMEOUT, |e| {
         by_pid(e, pid) && at(e, "/kind") == "address"
     });
-    let mut want = from_syscall(ip_actor_fields(&ns, pid, &args));
+    let mut want = ip_actor_fields(&ns, pid, &args);
     want.extend([
         ("/family", json!("inet")),
         ("/cause", json!("address-removed")),
@@ -106,7 +106,7 @@ fn ip_link_del() {
             && at(e, "/cause") == "link-removed"
             && (at(e, "/link/name") == "d0" || at(e, "/link/ifindex") == ifindex)
     });
-    let mut want = from_syscall(ip_actor_fields(&ns, pid, &args));
+    let mut want = ip_actor_fields(&ns, pid, &args);
     want.extend([
         ("/outcome", json!("removed")),
         ("/request/op", json!("RTM_DELLINK")),

@@ -112,7 +112,7 @@ fn ip_route_replace_removes_the_old_route() {
     let pid = ns.ip_ok(&args);
 
     let ev = tracer.wait_for("ip route replace", EVENT_TIMEOUT, |e| by_pid(e, pid));
-    let mut want = from_syscall(ip_actor_fields(&ns, pid, &args));
+    let mut want = ip_actor_fields(&ns, pid, &args);
     want.extend([
         ("/kind", json!("route")),
         ("/family", json!("inet")),

@@ -8,14 +8,15 @@ use aya_ebpf::helpers::{
 use routeguard_common::{
     counter,
     ioctl::{SIOCDELRT, SIOCSIFFLAGS},
-    kind, syscall, IoctlPayload, IoctlResultRecord, RecordHeader, RequestRecord, WIRE_VERSION,
+    kind, request_flags, syscall, IoctlPayload, IoctlResultRecord, RecordHeader, RequestRecord,
+    WIRE_VERSION,
 };
 
 use super::{
     kern::read_user,
     maps::{count, EVENTS, IOCTL_IN_FLIGHT, REQUEST_SCRATCH},
     send::{emit, wake_flags},
-    sock,
+    sock::{self, Sock},
 };
 
 const AF_INET: u16 = 2;
@@ -28,25 +29,48 @@ const IFREQ_LEN: usize = 40;
 /// `rtentry.rt_dev` (char *).
 const RTENTRY_DEV: u64 = 88;
 
+/// sys_enter of an ioctl on `fd`.
 #[inline(always)]
 pub fn enter(fd: i64, cmd: u32, arg: u64) -> Option<()> {
-    if cmd != SIOCDELRT && cmd != SIOCSIFFLAGS {
+    if !wanted(cmd, arg) {
         return None;
-    }
-    if cmd == SIOCSIFFLAGS {
-        // struct ifreq { char ifr_name[16]; short ifr_flags; ... }: only a down matters.
-        let flags = read_user::<u16>(arg + 16)?;
-        if flags & IFF_UP != 0 {
-            return None;
-        }
     }
     // SAFETY: helper without preconditions.
     let task_ptr = unsafe { bpf_get_current_task() };
     let sock = sock::lookup(task_ptr, fd)?;
+    capture(task_ptr, &sock, cmd, arg, 0)
+}
+
+/// `sock_ioctl`'s entry (the kernel-function path): the same, for the socket `file`.
+#[inline(always)]
+pub fn enter_file(file: u64, cmd: u32, arg: u64) -> Option<()> {
+    if !wanted(cmd, arg) {
+        return None;
+    }
+    let sock = sock::of_file(file)?;
+    // SAFETY: helper without preconditions.
+    let task_ptr = unsafe { bpf_get_current_task() };
+    capture(task_ptr, &sock, cmd, arg, request_flags::IN_KERNEL)
+}
+
+/// A route delete, or a change of link flags that takes the link down.
+#[inline(always)]
+fn wanted(cmd: u32, arg: u64) -> bool {
+    match cmd {
+        SIOCDELRT => true,
+        // struct ifreq { char ifr_name[16]; short ifr_flags; ... }: only a down matters.
+        SIOCSIFFLAGS => read_user::<u16>(arg + 16).is_some_and(|flags| flags & IFF_UP == 0),
+        _ => false,
+    }
+}
+
+/// Copies the request and notes the thread until the ioctl returns; `flags` go to the record.
+#[inline(always)]
+fn capture(task_ptr: u64, sock: &Sock, cmd: u32, arg: u64, flags: u16) -> Option<()> {
     let rec = REQUEST_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch owned by this program invocation.
     let rec: &mut RequestRecord = unsafe { &mut *rec };
-    rec.head.flags = 0;
+    rec.head.flags = flags;
     // SAFETY: the payload is larger than an IoctlPayload and suitably aligned (offset 88).
     let payload: &mut IoctlPayload =
         unsafe { &mut *(rec.payload.as_mut_ptr() as *mut IoctlPayload) };
@@ -76,7 +100,7 @@ pub fn enter(fd: i64, cmd: u32, arg: u64) -> Option<()> {
     emit(
         rec,
         task_ptr,
-        &sock,
+        sock,
         syscall::IOCTL,
         core::mem::size_of::<IoctlPayload>(),
     )?;

@@ -49,23 +49,6 @@ pub static EXECS: LruHashMap<u32, ExecInfo> = LruHashMap::with_max_entries(8192,
 #[map]
 pub static AWAITING_REPLY: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
-/// tid → a send left to the kernel-function programs (see `send::enter`), from its sys_enter
-/// to its sys_exit.
-#[map]
-pub static DEFERRED: LruHashMap<u32, Deferred> = LruHashMap::with_max_entries(4096, 0);
-
-/// A send carrying one route, rule or nexthop removal request, not copied at its entry.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Deferred {
-    /// `routeguard_common::syscall`: how it was sent.
-    pub via: u16,
-    pub _pad: u16,
-    /// Kernel-function records of this request so far; none at the exit means it is copied
-    /// then (the kernel refused it before reaching a deletion function).
-    pub reported: u32,
-}
-
 /// pid_tgid of threads inside a captured ioctl, from sys_enter to sys_exit.
 #[map]
 pub static IOCTL_IN_FLIGHT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1024, 0);

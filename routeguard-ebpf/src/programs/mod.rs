@@ -31,13 +31,13 @@ use send::Source;
 /// The saved user registers the programs need, read in one go: each probe read costs far
 /// more than its bytes, and on x86_64 `dx, si, di, orig_ax, ip, cs` are 48 contiguous bytes
 /// (the loader checks that against BTF and sets `regs_block` to their start).
-struct Regs([u64; REGS_BLOCK_WORDS]);
+pub(crate) struct Regs([u64; REGS_BLOCK_WORDS]);
 
 const REGS_BLOCK_WORDS: usize = 6;
 
 impl Regs {
     #[inline(always)]
-    fn read(regs: u64) -> Option<Self> {
+    pub(crate) fn read(regs: u64) -> Option<Self> {
         read::<[u64; REGS_BLOCK_WORDS]>(regs, config_field!(offsets.regs_block)).map(Self)
     }
 
@@ -59,7 +59,7 @@ impl Regs {
     }
 
     #[inline(always)]
-    fn syscall_nr(&self) -> Option<u32> {
+    pub(crate) fn syscall_nr(&self) -> Option<u32> {
         self.word(config_field!(offsets.regs_syscall_nr))
             .map(|nr| nr as u32)
     }
@@ -67,7 +67,7 @@ impl Regs {
     /// Compat (ia32) syscalls use another numbering: only 64-bit ones are dispatched. The
     /// selector is the low 16 bits of `cs` on every layout (see the loader's BTF table).
     #[inline(always)]
-    fn native(&self) -> bool {
+    pub(crate) fn native(&self) -> bool {
         self.word(config_field!(offsets.regs_cs))
             .map(|cs| cs as u16 as u32)
             == Some(config_field!(syscalls.user64_cs))
@@ -106,9 +106,9 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
     let fd = fd as i32 as i64;
     match via {
         // sendmsg(int fd, struct user_msghdr *msg, unsigned flags)
-        syscall::SENDMSG => send::enter(fd, via, Source::Msghdr(a1)),
+        syscall::SENDMSG => send::capture(fd, via, Source::Msghdr(a1)),
         // sendto(int fd, void *buf, size_t len, …) and write(int fd, const void *buf, size_t n)
-        syscall::SENDTO | syscall::WRITE => send::enter(fd, via, Source::Buf(a1, a2)),
+        syscall::SENDTO | syscall::WRITE => send::capture(fd, via, Source::Buf(a1, a2)),
         // sendmmsg(int fd, struct mmsghdr *mmsg, unsigned vlen, unsigned flags)
         syscall::SENDMMSG => send::capture(fd, via, Source::Mmsg(a1, a2)),
         // ioctl(int fd, unsigned cmd, unsigned long arg)
@@ -138,22 +138,6 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
         recv_kind::MMSG
     } else if id == config_field!(syscalls.ioctl) {
         return ioctl::exit(ret);
-    } else if config_field!(kernel_function) != 0
-        && (id == config_field!(syscalls.sendmsg)
-            || id == config_field!(syscalls.sendto)
-            || id == config_field!(syscalls.write))
-    {
-        // A send left to the kernel-function programs (`send::enter`).
-        if !regs.native() {
-            return None;
-        }
-        let [fd, a1, a2] = regs.args()?;
-        let source = if id == config_field!(syscalls.sendmsg) {
-            Source::Msghdr(a1)
-        } else {
-            Source::Buf(a1, a2)
-        };
-        return send::exit(fd as i32 as i64, source);
     } else {
         return None;
     };

@@ -109,7 +109,7 @@ fn scan_replies(buf: u64, avail: u64, fd: i64, pid_tgid: u64) {
 }
 
 #[inline(always)]
-fn report(sk: u64, pid_tgid: u64, seq: u32, error: i32, msg_type: u16) {
+pub fn report(sk: u64, pid_tgid: u64, seq: u32, error: i32, msg_type: u16) {
     let rec = AckRecord {
         header: RecordHeader {
             kind: kind::ACK,

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     cty::c_void,
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
 };
 use routeguard_common::{
     counter, kind, request_flags, syscall, RecordHeader, RequestRecord, PAYLOAD_HALF,
@@ -12,7 +12,7 @@ use routeguard_common::{
 
 use super::{
     kern::{bound, config_field, read, read_user},
-    maps::{count, Deferred, AWAITING_REPLY, DEFERRED, EVENTS, REQUEST_SCRATCH, SELF_TGID},
+    maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH, SELF_TGID},
     sock::{self, Sock},
     task,
 };
@@ -65,93 +65,18 @@ pub fn is_removal_type(msg_type: u16) -> bool {
     )
 }
 
-/// sys_enter of a send. With the kernel-function programs running, a send on a NETLINK_ROUTE
-/// socket that is exactly one route, rule or nexthop removal request is not copied: the
-/// deletion functions report it with its netlink header (taking the syscall from `DEFERRED`),
-/// and [`exit`] copies it only if none did — the kernel refused it before reaching one (no such
-/// table, no such IPv6 route). That spares each such removal the copy, its record, and the
-/// capture of its ack. The socket is checked first, so other sends cost no more than before.
+/// The message type of a user buffer's first netlink header, when it is a request
+/// (NLM_F_REQUEST) that fits in the buffer.
 #[inline(always)]
-pub fn enter(fd: i64, via: u16, source: Source) -> Option<()> {
-    let (task_ptr, sock) = rtnetlink(fd, via, source)?;
-    if config_field!(kernel_function) != 0 && is_single_removal(source) {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let noted = Deferred {
-            via,
-            _pad: 0,
-            reported: 0,
-        };
-        if DEFERRED.insert(tid, noted, 0).is_ok() {
-            return Some(());
-        }
-    }
-    copy(task_ptr, &sock, via, source)
-}
-
-/// sys_exit of a send (arguments as passed, still in the caller's registers): copies a
-/// deferred request that no kernel function reported.
-#[inline(always)]
-pub fn exit(fd: i64, source: Source) -> Option<()> {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let noted = DEFERRED.get_ptr(tid)?;
-    // SAFETY: the pointer comes from a successful lookup; the value is copied out.
-    let noted = unsafe { *noted };
-    let _ = DEFERRED.remove(tid);
-    if noted.reported != 0 {
-        return Some(());
-    }
-    capture(fd, noted.via, source)
-}
-
-/// Whether the send is one netlink message in one buffer, a route, rule or nexthop removal
-/// request: what iproute2's `rtnl_talk` and most clients send per removal.
-#[inline(always)]
-fn is_single_removal(source: Source) -> bool {
-    let (buf, len) = match source {
-        Source::Buf(buf, len) => (buf, len),
-        Source::Msghdr(msg) => {
-            // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit).
-            let Some([iov, iovlen]) = read_user::<[u64; 2]>(msg + 16) else {
-                return false;
-            };
-            if iovlen != 1 {
-                return false;
-            }
-            match read_user::<[u64; 2]>(iov) {
-                Some([base, len]) => (base, len),
-                None => return false,
-            }
-        }
-        Source::Mmsg(..) => return false,
-    };
-    let Some(hdr) = first_request(buf, len) else {
-        return false;
-    };
-    // The one message fills the buffer (up to its alignment padding).
-    (hdr.len + 3) & !3 >= len && matches!(hdr.msg_type, RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP)
-}
-
-/// What [`first_request`] reads of a buffer's first netlink header.
-struct FirstHeader {
-    len: u64,
-    msg_type: u16,
-}
-
-/// The first header of a user buffer, when it is a request (NLM_F_REQUEST) that fits in it.
-#[inline(always)]
-fn first_request(buf: u64, len: u64) -> Option<FirstHeader> {
+fn first_request(buf: u64, len: u64) -> Option<u16> {
     if len < u64::from(NLMSG_HDRLEN) {
         return None;
     }
     // struct nlmsghdr { u32 len; u16 type; u16 flags; … } read as four u16 (UAPI).
     let hdr = read_user::<[u16; 4]>(buf)?;
     let msg_len = u64::from(hdr[0]) | (u64::from(hdr[1]) << 16);
-    (msg_len >= u64::from(NLMSG_HDRLEN) && msg_len <= len && hdr[3] & NLM_F_REQUEST != 0).then_some(
-        FirstHeader {
-            len: msg_len,
-            msg_type: hdr[2],
-        },
-    )
+    (msg_len >= u64::from(NLMSG_HDRLEN) && msg_len <= len && hdr[3] & NLM_F_REQUEST != 0)
+        .then_some(hdr[2])
 }
 
 /// Captures the send if it carries at least one removal on a NETLINK_ROUTE socket.
@@ -267,7 +192,7 @@ pub fn wake_flags(len: u64) -> u64 {
 /// A cheap look at the first header of a `write` buffer: a netlink request of a type we want?
 #[inline(always)]
 fn looks_like_request(buf: u64, len: u64) -> bool {
-    first_request(buf, len).is_some_and(|hdr| is_removal_type(hdr.msg_type))
+    first_request(buf, len).is_some_and(is_removal_type)
 }
 
 /// Copies one user chunk to `payload[off..]`; returns the new end. Each chunk is capped at half
@@ -363,7 +288,7 @@ fn contains_removal(rec: &RequestRecord, total: usize) -> bool {
 }
 
 #[inline(always)]
-fn is_removal(base: u64, pos: u32, msg_type: u16, flags: u16) -> bool {
+pub fn is_removal(base: u64, pos: u32, msg_type: u16, flags: u16) -> bool {
     match msg_type {
         RTM_DELLINK | RTM_DELADDR | RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP => true,
         RTM_NEWROUTE | RTM_NEWRULE => flags & NLM_F_REPLACE != 0,

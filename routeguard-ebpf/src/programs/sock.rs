@@ -44,6 +44,12 @@ pub fn lookup(task: u64, fd: i64) -> Option<Sock> {
     if mode & S_IFMT != S_IFSOCK {
         return None;
     }
+    of_file(file)
+}
+
+/// The socket of a `struct file *` known to be a socket's.
+#[inline(always)]
+pub fn of_file(file: u64) -> Option<Sock> {
     let socket = read::<u64>(file, config_field!(offsets.file_private_data))?;
     let sk = read::<u64>(socket, config_field!(offsets.socket_sk))?;
     let family = read::<u16>(sk, config_field!(offsets.sock_family))?;

@@ -111,6 +111,43 @@ pub const KERNEL_PROGRAMS: &[KernelProgram] = &[
     p("remove_nexthop", "remove_nexthop", Kind::Entry, true),
 ];
 
+/// The request hooks: every rtnetlink message and socket ioctl in its sender's context (see
+/// `kfunc/requests.rs` in the programs). Exits first, so no entry runs without its exit.
+pub const REQUEST_PROGRAMS: &[KernelProgram] = &[
+    p(
+        "rtnetlink_rcv_msg_exit",
+        "rtnetlink_rcv_msg",
+        Kind::Exit,
+        false,
+    ),
+    p(
+        "rtnetlink_rcv_msg_entry",
+        "rtnetlink_rcv_msg",
+        Kind::Entry,
+        false,
+    ),
+    p("sock_ioctl_exit", "sock_ioctl", Kind::Exit, false),
+    p("sock_ioctl_entry", "sock_ioctl", Kind::Entry, false),
+];
+
+/// Loads and attaches the request hooks; returns how many are attached. They only enrich the
+/// kernel's records (the request, the syscall, a refused delete): one that fails is logged.
+pub fn attach_requests(ebpf: &mut Ebpf, btf: &Btf) -> usize {
+    let mut attached = 0;
+    for prog in REQUEST_PROGRAMS {
+        match attach(ebpf, btf, prog) {
+            Ok(()) => attached += 1,
+            Err(error) => tracing::warn!(
+                program = prog.name,
+                function = prog.function,
+                %error,
+                "request hook not attached; kernel-function events lack the requests it would add"
+            ),
+        }
+    }
+    attached
+}
+
 /// Loads and attaches every kernel-function program; returns how many are attached. An
 /// optional one that fails is logged and skipped (its causes degrade, nothing is misnamed).
 pub fn attach_all(ebpf: &mut Ebpf, btf: &Btf) -> Result<usize, CaptureError> {

@@ -23,7 +23,7 @@ use crate::kernel::{
 pub use kfunc::KERNEL_PROGRAMS;
 pub use select::CapturePath;
 
-pub use programs::{Hook, PROGRAMS};
+pub use programs::{Hook, EXEC_PROGRAMS, PROGRAMS};
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/routeguard"));
@@ -78,8 +78,8 @@ pub struct Options {
     pub pin_dir: Option<std::path::PathBuf>,
     /// Which path runs (see [`select`]).
     pub path: CapturePath,
-    /// With the kernel-function path: also run the syscall programs, whose requests enrich
-    /// its events.
+    /// With the kernel-function path: also run its request hooks (`rtnetlink_rcv_msg`,
+    /// `sock_ioctl`) and the exec tracepoint, whose records enrich its events.
     pub syscall_programs: bool,
     /// `--capture auto`: when the kernel-function programs fail to load or attach (a verifier
     /// or BTF surprise on some kernel), start the syscall path instead, saying why.
@@ -198,7 +198,7 @@ impl Capture {
             if !kernel_function {
                 return Err(CaptureError::Offsets(fatal.join("; ")));
             }
-            tracing::warn!(missing = %fatal.join("; "), "the syscall programs cannot run here; kernel-function events carry no request details");
+            tracing::warn!(missing = %fatal.join("; "), "the request hooks cannot read requests here; kernel-function events carry only the kernel's copy of each request header");
             syscall = false;
         }
         for m in &resolved.missing {
@@ -208,9 +208,7 @@ impl Capture {
             offsets: resolved.offsets,
             syscalls: syscall_numbers(),
             wakeup_bytes: options.wakeup_bytes,
-            // Beside the kernel functions, the syscall programs leave single removal requests
-            // to them (`send::enter` in the programs).
-            kernel_function: u32::from(kernel_function && syscall),
+            _pad: 0,
         };
         let mut kconfig = KernelFunctionConfig::DEFAULT;
         if kernel_function {
@@ -248,20 +246,30 @@ impl Capture {
         let mut programs = 0;
         if let Some(btf) = &aya_btf {
             programs += kfunc::attach_all(&mut ebpf, btf)?;
+            if syscall {
+                programs += kfunc::attach_requests(&mut ebpf, btf);
+            }
         }
         if syscall {
-            match programs::attach_all(&mut ebpf, pin_to.is_some()) {
+            // The kernel-function path hears requests in the kernel (above): of the syscall
+            // path's programs it needs only the exec tracepoint, not the hooks on every syscall.
+            let list = if kernel_function {
+                EXEC_PROGRAMS
+            } else {
+                PROGRAMS
+            };
+            match programs::attach_all(&mut ebpf, list, pin_to.is_some()) {
                 Ok(links) => {
-                    programs += PROGRAMS.len();
+                    programs += list.len();
                     if let Some(set) = pin_to {
                         pin::pin(&ebpf, links, set)?;
                         tracing::info!(pins = %set.display(), "capture pinned: it keeps recording while no daemon runs");
                     }
                 }
-                // Alongside the kernel-function path they only enrich: run without them.
+                // Alongside the kernel-function path it only enriches: run without it.
                 Err(err) if kernel_function => tracing::warn!(
                     %err,
-                    "the syscall programs did not load; kernel-function events carry only the kernel's copy of each request"
+                    "the exec tracepoint did not load; actors' command lines come from /proc only"
                 ),
                 Err(err) => return Err(err),
             }

@@ -27,14 +27,21 @@ pub const PROGRAMS: &[(&str, Hook)] = &[
     ("sys_enter", Hook::Raw("sys_enter")),
 ];
 
-/// Loads and attaches every program. With `take_links`, the links are handed back (to be
+/// What the kernel-function path takes of them: who exec'd what.
+pub const EXEC_PROGRAMS: &[(&str, Hook)] = &[(
+    "sched_process_exec",
+    Hook::TracePoint("sched", "sched_process_exec"),
+)];
+
+/// Loads and attaches the programs of `list`. With `take_links`, the links are handed back (to be
 /// pinned) instead of staying with the programs, which would detach them when dropped.
 pub fn attach_all(
     ebpf: &mut Ebpf,
+    list: &[(&'static str, Hook)],
     take_links: bool,
 ) -> Result<Vec<(&'static str, FdLink)>, CaptureError> {
     let mut links = Vec::new();
-    for &(name, hook) in PROGRAMS {
+    for &(name, hook) in list {
         let err = |source: ProgramError| CaptureError::Program {
             name,
             hook,

@@ -7,8 +7,9 @@
 //!   route mirror infers what a link-down or address removal flushed. Needs only raw_tp.
 //!
 //! `auto` takes kernel-function where it loads and the kernel has every hooked function, else
-//! syscall. When both load, the syscall programs run alongside the kernel-function ones and
-//! only enrich their events (portid, sequence number, the request as sent).
+//! syscall. The kernel-function path hears requests with hooks of its own (`rtnetlink_rcv_msg`,
+//! `sock_ioctl`, in the sender's context), never with programs on every syscall: they enrich
+//! its events (the request as the kernel received it, the syscall, its result).
 
 use std::{fmt, path::Path};
 
@@ -87,7 +88,8 @@ pub enum Unavailable {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     pub path: CapturePath,
-    /// The syscall programs run alongside the kernel-function ones, to enrich their events.
+    /// The kernel-function path's request hooks and the exec tracepoint run, to enrich its
+    /// events.
     pub enrich: bool,
     /// Asked for `auto`: a kernel-function start-up failure falls back to syscall.
     pub fallback: bool,

@@ -1,12 +1,13 @@
-//! Kernel-function records → events, enriched by the syscall path's requests.
+//! Kernel-function records → events, enriched by the requests the request hooks hear.
 //!
 //! The kernel's own deletion function is the source of truth: one event per object removed,
-//! as the kernel held it. When the syscall programs run too, the request that caused the
-//! removal (same thread; same sequence number when the kernel had the netlink header) gives the
-//! event its `request` — and is then *superseded*: it is not shown again as an event of its
-//! own when its ack arrives. A request the kernel never acted on (refused before reaching the
-//! deletion function, or a replace) still comes out of the syscall path, so nothing is lost and
-//! nothing is shown twice.
+//! as the kernel held it. The request hooks (`rtnetlink_rcv_msg`, `sock_ioctl`) report the
+//! requests that may remove something in the sender's context, in the same request-and-result
+//! records as the syscall path. The request that caused a removal (same thread; same sequence
+//! number when the kernel had the netlink header) gives the event its `request` — and is then
+//! *superseded*: it is not shown again as an event of its own when its result arrives. A request
+//! the kernel never acted on (refused before reaching the deletion function, or a replace) still
+//! becomes an event of its own, so nothing is lost and nothing is shown twice.
 
 use routeguard_common::{context, hook, mark, KernelRecord};
 
@@ -106,13 +107,9 @@ impl Correlator {
             }
         }
         if ev.request.is_none() && has_nlh {
-            // The kernel's view of the request. The syscall programs leave a send of one
-            // removal to the kernel functions and only say which syscall carried it; without
-            // them it is unknown.
-            let syscall = match rec.syscall {
-                0 => "netlink",
-                id => super::syscall_name(id),
-            };
+            // The kernel's view of the request, with the syscall that carried it (noted by the
+            // request hooks).
+            let syscall = super::syscall_name(rec.syscall);
             ev.request = Some(Request {
                 syscall: syscall.into(),
                 op: decode::kernel::message_name(rec.msg_type)
@@ -123,8 +120,8 @@ impl Correlator {
                 ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,
             });
         }
-        // A delete the syscall programs left to the kernel functions has only the kernel's
-        // copy of the request: `ip route flush` is told by its sender, as on the syscall path.
+        // A delete the request hooks left to the kernel functions has only the kernel's copy
+        // of the request: `ip route flush` is told by its sender, as on the syscall path.
         super::flush::reclassify(&mut ev);
         if ev.outcome == Outcome::Failed && ev.route.is_some() {
             // fib_table_delete refused it: the route named is what was asked for.

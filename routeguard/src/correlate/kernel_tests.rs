@@ -1,9 +1,9 @@
-//! Kernel-function records, alone and with the syscall path's requests: one event per removal,
+//! Kernel-function records, alone and with the requests heard beside them: one event per removal,
 //! enriched, never duplicated, and never blaming a process for what the kernel did itself.
 
 use routeguard_common::{context, hook, kind, mark, KernelRecord, RecordHeader, WIRE_VERSION};
 
-use super::tests::{ack, bytes_of, delrule, request, task};
+use super::tests::{ack, bytes_of, delrule, request, request_as, task};
 use super::*;
 use crate::event::Cause;
 
@@ -74,7 +74,7 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     assert_eq!(ev.actor.as_ref().unwrap().comm, "ip");
 }
 
-/// The syscall programs leave a send of one removal request to the kernel functions: no
+/// The request hooks leave a message of one removal request to the kernel functions: no
 /// request record comes, and the kernel's record names the syscall that carried it.
 #[test]
 fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
@@ -110,14 +110,25 @@ fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
 }
 
 #[test]
-fn a_request_the_kernel_never_acted_on_still_comes_from_the_syscall_path() {
+fn a_request_the_kernel_never_acted_on_is_heard_by_the_request_hooks() {
     let mut c = Correlator::kernel_function(Clock::new(), None);
-    c.record(&request(1, &delrule(43, 0x5)));
+    // Sent some other way than the syscalls the hooks name (io_uring): syscall 0.
+    c.record(&request_as(
+        1,
+        &delrule(43, 0x5),
+        0,
+        request_flags::IN_KERNEL,
+    ));
     c.record(&ack(43, -2));
     let events = c.take_ready();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].capture, Capture::Syscall);
+    assert_eq!(events[0].capture, Capture::KernelFunction);
     assert_eq!(events[0].outcome, Outcome::Failed);
+    let request = events[0].request.as_ref().unwrap();
+    assert_eq!(
+        (request.syscall.as_str(), request.op.as_str()),
+        ("netlink", "RTM_DELRULE")
+    );
 }
 
 #[test]

@@ -11,7 +11,9 @@ mod unasked;
 
 use std::collections::{hash_map::Entry, HashMap, VecDeque};
 
-use routeguard_common::{syscall, AckRecord, IoctlPayload, IoctlResultRecord, RequestHead};
+use routeguard_common::{
+    request_flags, syscall, AckRecord, IoctlPayload, IoctlResultRecord, RequestHead,
+};
 
 pub use clock::Clock;
 
@@ -500,7 +502,11 @@ impl Correlator {
             removal.family,
             removal.cause,
             Outcome::Unknown,
-            Capture::Syscall,
+            if head.flags & request_flags::IN_KERNEL != 0 {
+                Capture::KernelFunction
+            } else {
+                Capture::Syscall
+            },
             self.netns.lookup(head.netns_ino),
         );
         ev.actor = Some(self.processes.actor(&head.task));
@@ -567,6 +573,9 @@ fn with_result(mut ev: Event, ret: i32) -> Event {
 
 fn syscall_name(id: u16) -> &'static str {
     match id {
+        // Heard by the kernel-function path in rtnetlink, sent some other way (io_uring, a
+        // compat syscall).
+        0 => "netlink",
         syscall::SENDMSG => "sendmsg",
         syscall::SENDTO => "sendto",
         syscall::SENDMMSG => "sendmmsg",

@@ -40,6 +40,11 @@ pub(super) fn task() -> TaskInfo {
 }
 
 pub(super) fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
+    request_as(ts_ns, payload, syscall::SENDMSG, 0)
+}
+
+/// A request record with its syscall and flags.
+pub(super) fn request_as(ts_ns: u64, payload: &[u8], via: u16, flags: u16) -> Vec<u8> {
     let head = RequestHead {
         header: RecordHeader {
             kind: kind::REQUEST,
@@ -50,10 +55,10 @@ pub(super) fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
         sock: SOCK,
         task: task(),
         netns_ino: 1,
-        syscall: syscall::SENDMSG,
+        syscall: via,
         sock_family: 16,
         sock_protocol: 0,
-        flags: 0,
+        flags,
         payload_len: payload.len() as u32,
     };
     let mut bytes = bytes_of(&head);

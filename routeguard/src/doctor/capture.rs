@@ -78,7 +78,9 @@ impl Check for Path {
                         detail.push_str("; kernel-function would load (not chosen)");
                     }
                     (CapturePath::KernelFunction, _) if selection.enrich => {
-                        detail.push_str("; the syscall programs run alongside to add the requests");
+                        detail.push_str(
+                            "; requests heard in rtnetlink_rcv_msg and sock_ioctl (no program runs on every syscall)",
+                        );
                     }
                     (CapturePath::KernelFunction, _) => {
                         detail

@@ -77,7 +77,7 @@ const KERNEL_FUNCTION: &[Coverage] = &[
     row(
         "replace",
         Seen::Yes,
-        "by the syscall programs alongside (when raw_tp loads); actor: the sender",
+        "by the request hook on rtnetlink_rcv_msg; actor: the sender",
     ),
     row(
         "link-down",

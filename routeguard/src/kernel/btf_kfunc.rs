@@ -86,6 +86,8 @@ const WANTS: &[Want] = &[
     want!(nh_net: ("nexthop", ["net"]) = PTR),
     want!(skb_sk: ("sk_buff", ["sk"]) = PTR),
     want!(sock_net: ("sock", ["__sk_common", "skc_net"]) = PTR),
+    want!(skb_cb: ("sk_buff", ["cb"]) = 48),
+    want!(nlcb_sk: ("netlink_skb_parms", ["sk"]) = PTR),
 ];
 
 /// Fields without which no removal can be described: the path does not start without them.

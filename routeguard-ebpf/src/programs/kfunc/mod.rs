@@ -9,6 +9,7 @@
 mod marks;
 mod nexthop;
 mod record;
+pub mod requests;
 mod route4;
 mod route6;
 mod rule;

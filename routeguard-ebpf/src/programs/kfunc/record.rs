@@ -5,10 +5,10 @@ use routeguard_common::{
     context, counter, kind, mark, KernelFunctionConfig, KernelRecord, RecordHeader, WIRE_VERSION,
 };
 
-use super::{kconfig_field, marks};
+use super::{kconfig_field, marks, requests};
 use crate::programs::{
     kern::{bound, read},
-    maps::{count, DEFERRED, KERNEL_SCRATCH},
+    maps::{count, KERNEL_SCRATCH},
     send::{self, wake_flags},
     task,
 };
@@ -102,8 +102,8 @@ pub fn send(rec: &mut KernelRecord) {
     }
 }
 
-/// A request this thread's send left to the kernel functions (`send::enter`): this record
-/// reports it, so the send's exit need not copy it, and the record takes its syscall.
+/// A request of this thread left to the kernel functions (`requests`): this record reports it,
+/// so the request's exit need not copy it, and the record takes its syscall.
 #[inline(always)]
 fn claim_deferred(rec: &mut KernelRecord) {
     if !matches!(
@@ -112,11 +112,8 @@ fn claim_deferred(rec: &mut KernelRecord) {
     ) {
         return;
     }
-    if let Some(noted) = DEFERRED.get_ptr_mut(rec.task.tid) {
-        // SAFETY: a live map value of this thread, which is inside that send.
-        let noted = unsafe { &mut *noted };
-        noted.reported += 1;
-        rec.syscall = noted.via;
+    if let Some(via) = requests::claim(rec.task.tid) {
+        rec.syscall = via;
     }
 }
 
