@@ -4,7 +4,9 @@
 //! `sys_exit(struct pt_regs *regs, long ret)` (since 4.17; checked on 6.1, 6.12, 6.18), which
 //! fire for every syscall and dispatch on its number. Per-syscall tracepoints would be simpler
 //! but each goes through perf's trace buffers: measured here, one of them alone added ~2 µs to
-//! every call, while both raw tracepoints together cost nothing measurable on `ip -batch`.
+//! every call. The raw ones still cost every syscall of the machine ~300–500 ns on 6.18
+//! (`cargo xtask bench syscalls`), which is why the kernel-function path does not attach them
+//! and hears requests in rtnetlink instead (`kfunc/requests.rs`).
 //! Syscall arguments are read from `pt_regs` (offsets from BTF); at sys_exit they are still the
 //! caller's, so receives need no enter/exit bookkeeping.
 

@@ -8,6 +8,7 @@ mod overhead;
 mod procfs;
 mod report;
 mod restore;
+mod syscalls;
 mod tracer;
 
 use std::{
@@ -52,6 +53,9 @@ pub enum Bench {
     /// How long a protected rule or route stays missing: N removals each, p50/p99/max of the
     /// gap until routeguard re-added it, against kube-router's 60 s sync.
     Restore(restore::Args),
+    /// What tracing adds to unrelated syscalls (`getppid`, 1-byte `read`/`write`): ns per call
+    /// untraced vs traced.
+    Syscalls(syscalls::Args),
 }
 
 /// The benches, for `cargo xtask bench` without a name.
@@ -90,6 +94,12 @@ const LIST: &[(&str, &str)] = &[
          removals stored (events/s, 0 lost); `cargo xtask bench daemon [--removals 100000] \
          [--idle 60] [--bin PATH]`",
     ),
+    (
+        "syscalls",
+        "what tracing adds to every other syscall: ns per `getppid`, 1-byte `read` and `write`, \
+         untraced vs under `routeguard trace`; `cargo xtask bench syscalls [--capture \
+         auto|kernel-function|syscall] [--calls 1000000] [--pairs 3] [--vm 6.1|6.12] [--bin PATH]`",
+    ),
 ];
 
 pub fn run(bench: Option<Bench>) -> Result<()> {
@@ -100,6 +110,7 @@ pub fn run(bench: Option<Bench>) -> Result<()> {
         Some(Bench::Mirror(args)) => mirror::run(&args),
         Some(Bench::Restore(args)) => restore::run(&args),
         Some(Bench::Daemon(args)) => daemon::run(&args),
+        Some(Bench::Syscalls(args)) => syscalls::run(&args),
         None => {
             println!("available benches (run as root: `cargo xtask bench <name>`):");
             for (name, about) in LIST {

@@ -73,9 +73,18 @@ pub fn run(args: &Args) -> Result<()> {
         cmd::is_root(),
         "the overhead bench creates a network namespace and loads eBPF programs: run it as root"
     );
-    if let Some(series) = vm_series(args, bin.as_deref())? {
+    let series = match &bin {
+        Some(bin) => vm_series(args.vm.as_deref(), &args.capture, bin)?,
+        None => None,
+    };
+    if let Some(series) = series {
         let bin = bin.context("a VM run benches routeguard: drop --untraced-only")?;
-        return in_vm(args, series, &bin);
+        let argv = vec![
+            format!("--routes={}", args.routes),
+            format!("--pairs={}", args.pairs),
+            format!("--capture={}", args.capture),
+        ];
+        return in_vm("overhead", &argv, series, &bin);
     }
 
     let dir = super::bench_dir()?;
@@ -145,19 +154,19 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The kernel to run the bench in: `--vm`, or 6.12 when the kernel-function path is asked for
-/// and this kernel cannot run it (as `routeguard doctor` finds); None to run here.
-fn vm_series(args: &Args, bin: Option<&Path>) -> Result<Option<Series>> {
+/// The kernel to run a bench in: `vm` (`--vm`), or 6.12 when the kernel-function path is asked
+/// for and this kernel cannot run it (as `routeguard doctor` finds); None to run here.
+pub(super) fn vm_series(vm: Option<&str>, capture: &str, bin: &Path) -> Result<Option<Series>> {
     if vm::in_guest() {
         return Ok(None);
     }
-    if let Some(kernel) = &args.vm {
-        let series = Series::ALL.into_iter().find(|s| s.to_string() == *kernel);
+    if let Some(kernel) = vm {
+        let series = Series::ALL.into_iter().find(|s| s.to_string() == kernel);
         return series.map(Some).context("--vm takes 6.1 or 6.12");
     }
-    let (Some(bin), "kernel-function") = (bin, args.capture.as_str()) else {
+    if capture != "kernel-function" {
         return Ok(None);
-    };
+    }
     let doctor = Command::new(bin)
         .args(["doctor", "--json", "--capture", "kernel-function"])
         .output()
@@ -168,15 +177,15 @@ fn vm_series(args: &Args, bin: Option<&Path>) -> Result<Option<Series>> {
         return Ok(None);
     }
     println!(
-        "bench overhead: this kernel cannot run the kernel-function path (see `routeguard doctor \
+        "bench: this kernel cannot run the kernel-function path (see `routeguard doctor \
          --capture kernel-function`); running the bench in Debian's 6.12 kernel under QEMU"
     );
     Ok(Some(Series::V6_12))
 }
 
-/// Runs this bench, with the same arguments, inside `series`'s kernel. The guest reads the
-/// host's files as they are, so it runs copies that a rebuild meanwhile cannot change.
-fn in_vm(args: &Args, series: Series, bin: &Path) -> Result<()> {
+/// Runs `cargo xtask bench <bench> <args>` inside `series`'s kernel. The guest reads the host's
+/// files as they are, so it runs copies that a rebuild meanwhile cannot change.
+pub(super) fn in_vm(bench: &str, args: &[String], series: Series, bin: &Path) -> Result<()> {
     let dir = super::bench_dir()?.join("vm");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let copy = |from: &Path, name: &str| -> Result<PathBuf> {
@@ -190,18 +199,15 @@ fn in_vm(args: &Args, series: Series, bin: &Path) -> Result<()> {
         &std::env::current_exe().context("finding the xtask binary")?,
         "xtask",
     )?;
-    let argv: Vec<String> = [
+    let mut argv: Vec<String> = vec![
         "env".to_owned(),
         format!("CARGO_TARGET_DIR={GUEST_TARGET}"),
         xtask.to_string_lossy().into_owned(),
         "bench".to_owned(),
-        "overhead".to_owned(),
-        format!("--routes={}", args.routes),
-        format!("--pairs={}", args.pairs),
-        format!("--capture={}", args.capture),
-        format!("--bin={}", bin.display()),
-    ]
-    .into();
+        bench.to_owned(),
+    ];
+    argv.extend(args.iter().cloned());
+    argv.push(format!("--bin={}", bin.display()));
     match vm::run_command(series, &argv, VM_TIMEOUT)? {
         Some(0) => Ok(()),
         Some(code) => bail!("the bench failed in the {series} guest (exit status {code})"),
