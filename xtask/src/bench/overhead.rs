@@ -37,19 +37,26 @@ pub struct Args {
     /// Number of (untraced, traced) pairs.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pairs: u32,
-    /// Bench this routeguard binary instead of building target/release/routeguard.
-    #[arg(long, value_name = "PATH")]
-    bin: Option<PathBuf>,
-    /// Capture path of the traced runs (`routeguard trace --capture VALUE`).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kernel-function", "syscall"])]
-    capture: String,
-    /// Run the bench in this stock Debian kernel under QEMU (TCG). Chosen as 6.12 for
-    /// `--capture kernel-function` when this kernel cannot load fentry/fexit programs.
-    #[arg(long, value_name = "KERNEL", value_parser = ["6.1", "6.12"])]
-    vm: Option<String>,
+    #[command(flatten)]
+    traced: TraceTarget,
     /// Only the untraced runs (no routeguard needed): checks the harness itself.
     #[arg(long, hide = true)]
     untraced_only: bool,
+}
+
+/// What the traced runs of the overhead and syscalls benches run, and where.
+#[derive(clap::Args)]
+pub(super) struct TraceTarget {
+    /// Bench this routeguard binary instead of building target/release/routeguard.
+    #[arg(long, value_name = "PATH")]
+    pub(super) bin: Option<PathBuf>,
+    /// Capture path of the traced runs (`routeguard trace --capture VALUE`).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kernel-function", "syscall"])]
+    pub(super) capture: String,
+    /// Run the bench in this stock Debian kernel under QEMU (TCG). Chosen as 6.12 for
+    /// `--capture kernel-function` when this kernel cannot load fentry/fexit programs.
+    #[arg(long, value_name = "KERNEL", value_parser = ["6.1", "6.12"])]
+    pub(super) vm: Option<String>,
 }
 
 /// Scratch target directory of the bench in the guest (on its tmpfs /tmp).
@@ -65,7 +72,7 @@ pub fn run(args: &Args) -> Result<()> {
     if !vm::in_guest() {
         setup::run(setup::Options::default())?;
     }
-    let bin = match (&args.bin, args.untraced_only) {
+    let bin = match (&args.traced.bin, args.untraced_only) {
         (_, true) => None,
         (bin, false) => Some(super::routeguard_bin(bin.as_deref())?),
     };
@@ -74,7 +81,7 @@ pub fn run(args: &Args) -> Result<()> {
         "the overhead bench creates a network namespace and loads eBPF programs: run it as root"
     );
     let series = match &bin {
-        Some(bin) => vm_series(args.vm.as_deref(), &args.capture, bin)?,
+        Some(bin) => vm_series(args.traced.vm.as_deref(), &args.traced.capture, bin)?,
         None => None,
     };
     if let Some(series) = series {
@@ -82,7 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
         let argv = vec![
             format!("--routes={}", args.routes),
             format!("--pairs={}", args.pairs),
-            format!("--capture={}", args.capture),
+            format!("--capture={}", args.traced.capture),
         ];
         return in_vm("overhead", &argv, series, &bin);
     }
@@ -130,7 +137,7 @@ pub fn run(args: &Args) -> Result<()> {
                 interrupt::check()?;
                 ns.ip(&["-batch", path_str(&add_file)?])?;
                 // Started after the (untimed) additions, ready before the clock starts.
-                let extra = ["--json", "--capture", args.capture.as_str()];
+                let extra = ["--json", "--capture", args.traced.capture.as_str()];
                 let since = SystemTime::now();
                 let tracer = Tracer::start_with(bin, ns.name(), &trace_file, &extra)?;
                 let before = bpf_stats::by_program(since);
@@ -150,7 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
         print_pair(pair, untraced, traced.as_ref(), args.routes);
         pairs.push((untraced, traced));
     }
-    summarise(&pairs, args.routes, &args.capture);
+    summarise(&pairs, args.routes, &args.traced.capture);
     Ok(())
 }
 

@@ -11,13 +11,15 @@
 use std::{
     fs::File,
     io::{Read as _, Write as _},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{ensure, Context as _, Result};
 
-use super::{overhead, tracer::Tracer};
+use super::{
+    overhead::{self, TraceTarget},
+    tracer::Tracer,
+};
 use crate::{cmd, interrupt, netns::Netns, setup, vm};
 
 #[derive(clap::Args)]
@@ -28,16 +30,8 @@ pub struct Args {
     /// Number of (untraced, traced) pairs.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pairs: u32,
-    /// Bench this routeguard binary instead of building target/release/routeguard.
-    #[arg(long, value_name = "PATH")]
-    bin: Option<PathBuf>,
-    /// Capture path of the traced runs (`routeguard trace --capture VALUE`).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kernel-function", "syscall"])]
-    capture: String,
-    /// Run the bench in this stock Debian kernel under QEMU (TCG). Chosen as 6.12 for
-    /// `--capture kernel-function` when this kernel cannot load fentry/fexit programs.
-    #[arg(long, value_name = "KERNEL", value_parser = ["6.1", "6.12"])]
-    vm: Option<String>,
+    #[command(flatten)]
+    traced: TraceTarget,
 }
 
 /// The loops, in the order they are printed.
@@ -48,16 +42,18 @@ pub fn run(args: &Args) -> Result<()> {
     if !vm::in_guest() {
         setup::run(setup::Options::default())?;
     }
-    let bin = super::routeguard_bin(args.bin.as_deref())?;
+    let bin = super::routeguard_bin(args.traced.bin.as_deref())?;
     ensure!(
         cmd::is_root(),
         "the syscalls bench loads eBPF programs: run it as root"
     );
-    if let Some(series) = overhead::vm_series(args.vm.as_deref(), &args.capture, &bin)? {
+    if let Some(series) =
+        overhead::vm_series(args.traced.vm.as_deref(), &args.traced.capture, &bin)?
+    {
         let argv = vec![
             format!("--calls={}", args.calls),
             format!("--pairs={}", args.pairs),
-            format!("--capture={}", args.capture),
+            format!("--capture={}", args.traced.capture),
         ];
         return overhead::in_vm("syscalls", &argv, series, &bin);
     }
@@ -71,7 +67,7 @@ pub fn run(args: &Args) -> Result<()> {
         args.calls,
         LOOPS.join(", "),
         args.pairs,
-        args.capture
+        args.traced.capture
     );
     let mut files = Files::open()?;
     files.time(args.calls.min(10_000))?; // warm-up
@@ -79,7 +75,7 @@ pub fn run(args: &Args) -> Result<()> {
     for pair in 1..=args.pairs {
         interrupt::check()?;
         let untraced = files.time(args.calls)?;
-        let extra = ["--json", "--capture", args.capture.as_str()];
+        let extra = ["--json", "--capture", args.traced.capture.as_str()];
         let tracer = Tracer::start_with(&bin, ns.name(), &trace_file, &extra)?;
         let traced = files.time(args.calls)?;
         tracer.stop()?;
@@ -110,7 +106,7 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "median per call, untraced → traced (B/A): {}   (capture {})",
         medians.join(", "),
-        args.capture
+        args.traced.capture
     );
     Ok(())
 }
