@@ -122,6 +122,8 @@ offsets! {
     skb_cb,
     /// `netlink_skb_parms.sk`: the socket a netlink request was sent from
     nlcb_sk,
+    /// `netlink_skb_parms.portid`: the sender's netlink port
+    nlcb_portid,
 }
 
 /// Settings handed to the kernel-function programs as the `KCONFIG` global.

@@ -109,6 +109,14 @@ fn capture(task_ptr: u64, sock: &Sock, cmd: u32, arg: u64, flags: u16) -> Option
         .ok()
 }
 
+/// Whether this thread is inside a captured ioctl (a route delete or a link taken down).
+#[inline(always)]
+pub fn in_flight() -> bool {
+    IOCTL_IN_FLIGHT
+        .get_ptr(bpf_get_current_pid_tgid())
+        .is_some()
+}
+
 #[inline(always)]
 pub fn exit(ret: i64) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();

@@ -112,7 +112,8 @@ pub const KERNEL_PROGRAMS: &[KernelProgram] = &[
 ];
 
 /// The request hooks: every rtnetlink message and socket ioctl in its sender's context (see
-/// `kfunc/requests.rs` in the programs). Exits first, so no entry runs without its exit.
+/// `kfunc/requests.rs` in the programs). Exits first, so no entry runs without its exit. They
+/// are attached before the deletion functions' programs, which ask them what a thread is in.
 pub const REQUEST_PROGRAMS: &[KernelProgram] = &[
     p(
         "rtnetlink_rcv_msg_exit",
@@ -148,11 +149,20 @@ pub fn attach_requests(ebpf: &mut Ebpf, btf: &Btf) -> usize {
     attached
 }
 
-/// Loads and attaches every kernel-function program; returns how many are attached. An
-/// optional one that fails is logged and skipped (its causes degrade, nothing is misnamed).
-pub fn attach_all(ebpf: &mut Ebpf, btf: &Btf) -> Result<usize, CaptureError> {
+/// `fib_table_delete`'s pair: which IPv4 delete a process asked for, and a refused one. The
+/// request hooks tell both (the request, and its result at `rtnetlink_rcv_msg`'s or
+/// `sock_ioctl`'s exit), so these run only without them.
+const FIB_TABLE_DELETE_PAIR: [&str; 2] = ["fib_table_delete_entry", "fib_table_delete_exit"];
+
+/// Loads and attaches every kernel-function program (but `fib_table_delete`'s pair when
+/// `requests_heard`); returns how many are attached. An optional one that fails is logged and
+/// skipped (its causes degrade, nothing is misnamed).
+pub fn attach_all(ebpf: &mut Ebpf, btf: &Btf, requests_heard: bool) -> Result<usize, CaptureError> {
     let mut attached = 0;
     for prog in KERNEL_PROGRAMS {
+        if requests_heard && FIB_TABLE_DELETE_PAIR.contains(&prog.name) {
+            continue;
+        }
         match attach(ebpf, btf, prog) {
             Ok(()) => attached += 1,
             Err(source) if !prog.required => {

@@ -88,6 +88,7 @@ const WANTS: &[Want] = &[
     want!(sock_net: ("sock", ["__sk_common", "skc_net"]) = PTR),
     want!(skb_cb: ("sk_buff", ["cb"]) = 48),
     want!(nlcb_sk: ("netlink_skb_parms", ["sk"]) = PTR),
+    want!(nlcb_portid: ("netlink_skb_parms", ["portid"]) = 4),
 ];
 
 /// Fields without which no removal can be described: the path does not start without them.

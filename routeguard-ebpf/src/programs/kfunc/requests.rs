@@ -40,6 +40,10 @@ pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(4096, 0)
 pub struct Inflight {
     /// The sender's `struct sock *` (pairs the request with its result in userspace).
     pub sock: u64,
+    /// The message (`struct nlmsghdr *`, in the kernel's copy).
+    pub nlh: u64,
+    /// The sender's netlink port.
+    pub portid: u32,
     pub netns_ino: u32,
     /// `routeguard_common::syscall`: how it was sent (0: not by one of those syscalls).
     pub via: u16,
@@ -47,7 +51,6 @@ pub struct Inflight {
     pub deferred: u16,
     /// Kernel-function records of this request so far.
     pub reported: u32,
-    pub _pad: u32,
 }
 
 // static int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh,
@@ -76,11 +79,12 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
     }
     let noted = Inflight {
         sock: sock.sk,
+        nlh,
+        portid: portid(skb),
         netns_ino: sock.netns_ino,
         via,
         deferred: u16::from(deferred),
         reported: 0,
-        _pad: 0,
     };
     INFLIGHT
         .insert(&(bpf_get_current_pid_tgid() as u32), &noted, 0)
@@ -124,6 +128,15 @@ fn try_exit(ctx: &FExitContext) -> Option<()> {
         type_flags as u16,
     );
     Some(())
+}
+
+/// The removal request this thread is inside (left to the deletion functions), if any.
+#[inline(always)]
+pub fn deferred(tid: u32) -> Option<Inflight> {
+    // SAFETY: a lookup only; the value is copied out.
+    unsafe { INFLIGHT.get(&tid) }
+        .copied()
+        .filter(|noted| noted.deferred != 0)
 }
 
 /// A record of this thread's request (same netlink message type) is being sent: the exit need
@@ -174,6 +187,17 @@ fn sender(skb: u64) -> Option<Sock> {
         protocol: sock::NETLINK_ROUTE,
         netns_ino: netns_ino(net),
     })
+}
+
+/// `NETLINK_CB(skb).portid`: the sender's port (0 when the offset is unknown).
+#[inline(always)]
+fn portid(skb: u64) -> u32 {
+    let cb = kconfig_field!(offsets.skb_cb);
+    let portid = kconfig_field!(offsets.nlcb_portid);
+    if cb == routeguard_common::OFFSET_MISSING || portid == routeguard_common::OFFSET_MISSING {
+        return 0;
+    }
+    read::<u32>(skb, cb + portid).unwrap_or(0)
 }
 
 /// Which syscall the current task is in, from its saved user registers.

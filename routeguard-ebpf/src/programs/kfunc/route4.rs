@@ -9,9 +9,10 @@ use routeguard_common::{context, hook, mark};
 use super::{
     kconfig_field,
     marks::{self, owner},
-    record::{begin, netns_ino, nh_common, nl_info, send},
+    record::{begin, header_from, netns_ino, nh_common, nl_info, send},
+    requests,
 };
-use crate::programs::kern::read;
+use crate::programs::{ioctl, kern::read};
 
 const AF_INET: u8 = 2;
 
@@ -93,14 +94,26 @@ fn try_alias(ctx: &FEntryContext) -> Option<()> {
     rec.netns_ino = netns_ino(net);
     // The trie key is the destination in host byte order.
     rec.dst[..4].copy_from_slice(&(key as u32).to_be_bytes());
-    if let Some(m) = marks::get() {
-        if m.owner == owner::FIB_TABLE_DELETE {
+    match marks::get() {
+        // fib_table_delete's own hooks (attached when the request hooks are not).
+        Some(m) if m.owner == owner::FIB_TABLE_DELETE => {
             let nlinfo = kconfig_field!(offsets.fc_nlinfo);
             if nlinfo != routeguard_common::OFFSET_MISSING {
                 nl_info(rec, m.arg + u64::from(nlinfo));
             }
-            rec.netns_ino = netns_ino(net);
         }
+        // No notifier explains it: a route delete this process asked for, if the request
+        // hooks have it inside one (netlink: with its header; or a route ioctl).
+        None if rec.context & (context::GC | context::KTHREAD) == 0 => {
+            if let Some(req) = requests::deferred(rec.task.tid) {
+                header_from(rec, req.nlh);
+                rec.portid = req.portid;
+                rec.mark = mark::REQUEST;
+            } else if ioctl::in_flight() {
+                rec.mark = mark::REQUEST;
+            }
+        }
+        _ => {}
     }
     if let Some(slen) = read::<u8>(fa, kconfig_field!(offsets.fa_slen)) {
         rec.dst_len = 32u8.saturating_sub(slen);
