@@ -47,8 +47,11 @@ pub struct Inflight {
     pub netns_ino: u32,
     /// `routeguard_common::syscall`: how it was sent (0: not by one of those syscalls).
     pub via: u16,
+    /// The netlink message type.
+    pub msg_type: u16,
     /// Non-zero for a removal left to the deletion functions (not copied at entry).
     pub deferred: u16,
+    pub _pad: u16,
     /// Kernel-function records of this request so far.
     pub reported: u32,
 }
@@ -83,7 +86,9 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
         portid: portid(skb),
         netns_ino: sock.netns_ino,
         via,
+        msg_type,
         deferred: u16::from(deferred),
+        _pad: 0,
         reported: 0,
     };
     INFLIGHT

@@ -12,7 +12,7 @@ use super::{
     record::{begin, header_from, netns_ino, nh_common, nl_info, send},
     requests,
 };
-use crate::programs::{ioctl, kern::read};
+use crate::programs::{ioctl, kern::read, send::RTM_DELROUTE};
 
 const AF_INET: u8 = 2;
 
@@ -103,9 +103,11 @@ fn try_alias(ctx: &FEntryContext) -> Option<()> {
             }
         }
         // No notifier explains it: a route delete this process asked for, if the request
-        // hooks have it inside one (netlink: with its header; or a route ioctl).
+        // hooks have it inside one (netlink: with its header; or a route ioctl). Routes a
+        // nexthop delete takes with it are not that request's object.
         None if rec.context & (context::GC | context::KTHREAD) == 0 => {
-            if let Some(req) = requests::deferred(rec.task.tid) {
+            let asked = requests::deferred(rec.task.tid).filter(|r| r.msg_type == RTM_DELROUTE);
+            if let Some(req) = asked {
                 header_from(rec, req.nlh);
                 rec.portid = req.portid;
                 rec.mark = mark::REQUEST;
