@@ -54,6 +54,8 @@ pub struct Inflight {
     pub _pad: u16,
     /// Kernel-function records of this request so far.
     pub reported: u32,
+    /// Every byte of a map value is written (no implicit padding).
+    pub _pad1: u32,
 }
 
 // static int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh,
@@ -90,6 +92,7 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
         deferred: u16::from(deferred),
         _pad: 0,
         reported: 0,
+        _pad1: 0,
     };
     INFLIGHT
         .insert(&(bpf_get_current_pid_tgid() as u32), &noted, 0)
