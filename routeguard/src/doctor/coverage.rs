@@ -72,7 +72,7 @@ const KERNEL_FUNCTION: &[Coverage] = &[
     row(
         "request",
         Seen::Yes,
-        "fib_table_delete/fib6_del/fib_nl_delrule/remove_nexthop; actor: the calling process",
+        "fib_notify_alias_delete/fib6_del/fib_nl_delrule/remove_nexthop, the request from rtnetlink_rcv_msg/sock_ioctl; actor: the calling process",
     ),
     row(
         "replace",
