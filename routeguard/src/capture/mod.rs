@@ -13,7 +13,9 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
-use routeguard_common::{counter, CaptureConfig, KernelFunctionConfig, SyscallNumbers};
+use routeguard_common::{
+    counter, CaptureConfig, KernelFunctionConfig, SyscallNumbers, OFFSET_MISSING,
+};
 
 use crate::kernel::{
     btf::{self, BtfError, VMLINUX_BTF},
@@ -245,7 +247,11 @@ impl Capture {
             })?;
         let mut programs = 0;
         if let Some(btf) = &aya_btf {
-            let requests = if syscall {
+            // The hooks name a request by its sender's socket: without those offsets (logged
+            // above) they would see nothing, so they are not attached at all.
+            let sender_known = kconfig.offsets.skb_cb != OFFSET_MISSING
+                && kconfig.offsets.nlcb_sk != OFFSET_MISSING;
+            let requests = if syscall && sender_known {
                 kfunc::attach_requests(&mut ebpf, btf)
             } else {
                 0
