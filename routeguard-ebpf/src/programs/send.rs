@@ -160,7 +160,9 @@ pub fn emit(
         count(counter::RINGBUF_FULL);
         return None;
     }
-    if sock.family == sock::AF_NETLINK {
+    // The syscall path's recvmsg programs look for the reply of a process that sent a request;
+    // requests heard in the kernel get their result from the request hook's exit instead.
+    if sock.family == sock::AF_NETLINK && rec.head.flags & request_flags::IN_KERNEL == 0 {
         // SAFETY: helper without preconditions.
         let now = unsafe { bpf_ktime_get_ns() };
         match AWAITING_REPLY.get_ptr_mut(rec.head.task.pid) {
