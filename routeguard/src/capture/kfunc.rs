@@ -135,8 +135,22 @@ pub const REQUEST_PROGRAMS: &[KernelProgram] = &[
 /// kernel's records (the request, the syscall, a refused delete): one that fails is logged.
 pub fn attach_requests(ebpf: &mut Ebpf, btf: &Btf) -> usize {
     let mut attached = 0;
+    // An entry notes the request until its exit removes the note: never one without the other.
+    let mut exits_missing: Vec<&str> = Vec::new();
     for prog in REQUEST_PROGRAMS {
-        match attach(ebpf, btf, prog) {
+        if prog.kind == Kind::Entry && exits_missing.contains(&prog.function) {
+            tracing::warn!(
+                program = prog.name,
+                function = prog.function,
+                "request hook not attached: its exit is not; kernel-function events lack the requests it would add"
+            );
+            continue;
+        }
+        let result = attach(ebpf, btf, prog);
+        if result.is_err() && prog.kind == Kind::Exit {
+            exits_missing.push(prog.function);
+        }
+        match result {
             Ok(()) => attached += 1,
             Err(error) => tracing::warn!(
                 program = prog.name,
