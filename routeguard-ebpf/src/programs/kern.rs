@@ -32,6 +32,23 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok() }
 }
 
+/// Loads a `T` at `base + offset` straight from kernel memory: one instruction, no helper call.
+///
+/// Only for a `base` whose BTF type the verifier knows (an fentry/fexit argument, or a pointer
+/// loaded this way from one), and an `offset` from the frozen `.rodata` config (so the verifier
+/// sees a constant) that userspace checked is a whole member of exactly `size_of::<T>()` bytes,
+/// not a bitfield. The verifier checks the access against BTF and makes the load fault-safe (a
+/// bad pointer reads 0); anything else is refused at load time, never misread.
+#[inline(always)]
+pub fn load<T>(base: u64, offset: u32) -> Option<T> {
+    if offset == OFFSET_MISSING || base == 0 {
+        return None;
+    }
+    // SAFETY: see above: the verifier proves the access against the kernel's BTF and turns it
+    // into an exception-handled load; volatile keeps it exactly this size.
+    Some(unsafe { core::ptr::read_volatile((base + u64::from(offset)) as *const T) })
+}
+
 /// Reads a `T` from the current process's memory.
 #[inline(always)]
 pub fn read_user<T>(addr: u64) -> Option<T> {

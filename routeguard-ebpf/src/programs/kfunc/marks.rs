@@ -85,12 +85,6 @@ pub fn exit(by: u16) {
     }
 }
 
-/// This thread's mark.
-#[inline(always)]
-pub fn current() -> u16 {
-    get().map_or(mark::NONE, |m| m.mark)
-}
-
 /// This thread's mark, with its owner and argument.
 #[inline(always)]
 pub fn get() -> Option<Mark> {

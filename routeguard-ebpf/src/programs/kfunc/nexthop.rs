@@ -22,7 +22,7 @@ fn try_remove_nexthop(ctx: &FEntryContext) -> Option<()> {
     let net: u64 = ctx.arg(0);
     let nh: u64 = ctx.arg(1);
     let info: u64 = ctx.arg(2);
-    let rec = begin(hook::NEXTHOP)?;
+    let (rec, _) = begin(hook::NEXTHOP)?;
     rec.netns_ino = netns_ino(net);
     nl_info(rec, info);
     rec.nh_id = read::<u32>(nh, kconfig_field!(offsets.nh_id)).unwrap_or(0);

@@ -1,13 +1,19 @@
 //! Building and sending a [`KernelRecord`].
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel_buf};
+use aya_ebpf::helpers::{
+    bpf_get_current_task, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+};
 use routeguard_common::{
     context, counter, kind, mark, KernelFunctionConfig, KernelRecord, RecordHeader, WIRE_VERSION,
 };
 
-use super::{kconfig_field, marks, requests};
+use super::{
+    kconfig_field,
+    marks::{self, Mark},
+    requests,
+};
 use crate::programs::{
-    kern::{bound, read},
+    kern::{bound, load, read},
     maps::{count, KERNEL_SCRATCH},
     send::{self, wake_flags},
     task,
@@ -26,9 +32,10 @@ pub fn kconfig() -> &'static KernelFunctionConfig {
 const PF_KTHREAD: u32 = 0x0020_0000;
 
 /// A scratch record for `hook`, with the context (who, why) filled in and everything else
-/// zeroed. The actor's details are announced first when it is a process.
+/// zeroed, and this thread's mark (looked up once, here). The actor's details are announced
+/// first when it is a process.
 #[inline(always)]
-pub fn begin(hook: u16) -> Option<&'static mut KernelRecord> {
+pub fn begin(hook: u16) -> Option<(&'static mut KernelRecord, Option<Mark>)> {
     let rec = KERNEL_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch owned by this program invocation.
     let rec: &mut KernelRecord = unsafe { &mut *rec };
@@ -66,28 +73,46 @@ pub fn begin(hook: u16) -> Option<&'static mut KernelRecord> {
     rec.dev = [0; 16];
     rec.msg_len = 0;
     rec._pad2 = 0;
-    let task_ptr = task::current_info(&mut rec.task);
-    let flags = read::<u32>(task_ptr, kconfig_field!(offsets.task_flags)).unwrap_or(0);
+    task::current_info(&mut rec.task);
     rec.context = 0;
     rec.mark = mark::NONE;
     if marks::in_gc() {
         rec.context |= context::GC;
-    } else {
-        rec.mark = marks::current();
-        if flags & PF_KTHREAD != 0 {
-            rec.context |= context::KTHREAD;
-        }
+        return Some((rec, None));
     }
-    Some(rec)
+    // SAFETY: helper without preconditions; the task is typed, so its flags are a plain load.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    if load::<u32>(task, kconfig_field!(offsets.task_flags)).unwrap_or(0) & PF_KTHREAD != 0 {
+        rec.context |= context::KTHREAD;
+    }
+    let held = marks::get();
+    if let Some(m) = held {
+        rec.mark = m.mark;
+    }
+    Some((rec, held))
 }
 
-/// Sends the record; the actor's details go first when it is a process that may be shown.
+/// Sends the record, first claiming the request it reports if the request hooks left that to
+/// it (see [`emit`]).
 #[inline(always)]
 pub fn send(rec: &mut KernelRecord) {
-    if rec.context & (context::GC | context::KTHREAD) == 0 && rec.mark != mark::NETNS_EXIT {
-        if rec.context & context::HAS_NLH != 0 {
-            claim_deferred(rec);
-        }
+    if shows_actor(rec) && rec.context & context::HAS_NLH != 0 {
+        claim_deferred(rec);
+    }
+    emit(rec);
+}
+
+/// A process that may be shown: not a timer or kernel thread, nor a namespace's dismantling.
+#[inline(always)]
+fn shows_actor(rec: &KernelRecord) -> bool {
+    rec.context & (context::GC | context::KTHREAD) == 0 && rec.mark != mark::NETNS_EXIT
+}
+
+/// Sends the record as it is; the actor's details go first when it is a process that may be
+/// shown.
+#[inline(always)]
+pub fn emit(rec: &mut KernelRecord) {
+    if shows_actor(rec) {
         // SAFETY: helper without preconditions.
         let task_ptr = unsafe { bpf_get_current_task() };
         task::announce(task_ptr, &rec.task);
@@ -117,10 +142,16 @@ fn claim_deferred(rec: &mut KernelRecord) {
     }
 }
 
-/// `net.ns.inum` of a `struct net *`.
+/// `net.ns.inum` of a `struct net *` held as a plain number (read with a helper).
 #[inline(always)]
 pub fn netns_ino(net: u64) -> u32 {
     read::<u32>(net, kconfig_field!(offsets.net_ns_inum)).unwrap_or(0)
+}
+
+/// `net.ns.inum` of a typed `struct net *` (a hook's argument): a plain load.
+#[inline(always)]
+pub fn netns_ino_typed(net: u64) -> u32 {
+    load::<u32>(net, kconfig_field!(offsets.net_ns_inum)).unwrap_or(0)
 }
 
 /// The request's netlink header (`struct nlmsghdr`, UAPI: len, type, flags, seq, pid).
@@ -151,22 +182,24 @@ pub fn nl_info(rec: &mut KernelRecord, info: u64) {
     }
 }
 
-/// The first nexthop's device, interface index and gateway (`struct fib_nh_common`).
+/// The first nexthop's device, interface index and gateway (`struct fib_nh_common`), from a
+/// typed pointer (inside a hook argument): plain loads, except the arrays, which BTF only
+/// lets a program load byte by byte.
 #[inline(always)]
 pub fn nh_common(rec: &mut KernelRecord, nhc: u64) {
-    if let Some(oif) = read::<u32>(nhc, kconfig_field!(offsets.nhc_oif)) {
+    if let Some(oif) = load::<u32>(nhc, kconfig_field!(offsets.nhc_oif)) {
         rec.oif = oif;
     }
-    if let Some(dev) = read::<u64>(nhc, kconfig_field!(offsets.nhc_dev)) {
+    if let Some(dev) = load::<u64>(nhc, kconfig_field!(offsets.nhc_dev)) {
         if rec.oif == 0 {
-            rec.oif = read::<u32>(dev, kconfig_field!(offsets.dev_ifindex)).unwrap_or(0);
+            rec.oif = load::<u32>(dev, kconfig_field!(offsets.dev_ifindex)).unwrap_or(0);
         }
         let name = kconfig_field!(offsets.dev_name);
         if let Some(n) = read::<[u8; 16]>(dev, name) {
             rec.dev = n;
         }
     }
-    rec.gw_family = read::<u8>(nhc, kconfig_field!(offsets.nhc_gw_family)).unwrap_or(0);
+    rec.gw_family = load::<u8>(nhc, kconfig_field!(offsets.nhc_gw_family)).unwrap_or(0);
     if rec.gw_family != 0 {
         if let Some(gw) = read::<[u8; 16]>(nhc, kconfig_field!(offsets.nhc_gw)) {
             rec.gateway = gw;

@@ -17,12 +17,14 @@ use aya_ebpf::{
     maps::HashMap,
     programs::{FEntryContext, FExitContext},
 };
-use routeguard_common::{counter, request_flags, syscall, RequestRecord, PAYLOAD_HALF};
+use routeguard_common::{
+    context, counter, request_flags, syscall, KernelRecord, RequestRecord, PAYLOAD_HALF,
+};
 
 use super::{kconfig_field, record::netns_ino};
 use crate::programs::{
     ioctl,
-    kern::{bound, config_field, read},
+    kern::{bound, config_field, load, read},
     maps::{count, REQUEST_SCRATCH},
     recv,
     send::{self, RTM_DELNEXTHOP, RTM_DELROUTE, RTM_DELRULE},
@@ -51,11 +53,19 @@ pub struct Inflight {
     pub msg_type: u16,
     /// Non-zero for a removal left to the deletion functions (not copied at entry).
     pub deferred: u16,
-    pub _pad: u16,
+    /// The header's flags and sequence number, for the record that claims the request.
+    pub nlmsg_flags: u16,
     /// Kernel-function records of this request so far.
     pub reported: u32,
-    /// Every byte of a map value is written (no implicit padding).
-    pub _pad1: u32,
+    pub seq: u32,
+}
+
+/// `struct nlmsghdr` (UAPI): len, type, flags, seq, pid.
+mod nlh {
+    pub const LEN: u32 = 0;
+    pub const TYPE: u32 = 4;
+    pub const FLAGS: u32 = 6;
+    pub const SEQ: u32 = 8;
 }
 
 // static int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh,
@@ -68,32 +78,36 @@ pub fn rtnetlink_rcv_msg_entry(ctx: FEntryContext) -> u32 {
 
 #[inline(always)]
 fn try_entry(ctx: &FEntryContext) -> Option<()> {
+    // Typed arguments: the header's fields are plain loads.
     let skb: u64 = ctx.arg(0);
     let nlh: u64 = ctx.arg(1);
-    // struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid } (UAPI)
-    let [len, type_flags] = read::<[u32; 2]>(nlh, 0)?;
-    let msg_type = type_flags as u16;
+    let msg_type = load::<u16>(nlh, nlh::TYPE)?;
+    let flags = load::<u16>(nlh, nlh::FLAGS)?;
     let deferred = matches!(msg_type, RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP);
-    if !deferred && !send::is_removal(nlh, 0, msg_type, (type_flags >> 16) as u16) {
+    if !deferred && !send::is_removal(nlh, 0, msg_type, flags) {
         return None;
     }
-    let sock = sender(skb)?;
-    let via = via();
-    if !deferred {
-        copy(nlh, len, &sock, via)?;
-    }
-    let noted = Inflight {
-        sock: sock.sk,
+    let mut noted = Inflight {
+        sock: 0,
         nlh,
         portid: portid(skb),
-        netns_ino: sock.netns_ino,
-        via,
+        netns_ino: 0,
+        via: 0,
         msg_type,
         deferred: u16::from(deferred),
-        _pad: 0,
+        nlmsg_flags: flags,
         reported: 0,
-        _pad1: 0,
+        seq: load::<u32>(nlh, nlh::SEQ)?,
     };
+    // A deferred removal is usually reported by its deletion function, which finds the
+    // syscall itself; the sender's socket is needed only if none does (the exit finds it).
+    if !deferred {
+        let sock = sender(skb)?;
+        noted.sock = sock.sk;
+        noted.netns_ino = sock.netns_ino;
+        noted.via = via();
+        copy(nlh, load::<u32>(nlh, nlh::LEN)?, &sock, noted.via)?;
+    }
     INFLIGHT
         .insert(&(bpf_get_current_pid_tgid() as u32), &noted, 0)
         .ok()
@@ -116,35 +130,25 @@ fn try_exit(ctx: &FExitContext) -> Option<()> {
     if noted.deferred != 0 && noted.reported != 0 {
         return Some(());
     }
+    let skb: u64 = ctx.arg(0);
     let nlh: u64 = ctx.arg(1);
     let ret: i64 = ctx.arg(3);
-    let [len, type_flags, seq] = read::<[u32; 3]>(nlh, 0)?;
-    let sock = Sock {
-        sk: noted.sock,
-        family: sock::AF_NETLINK,
-        protocol: sock::NETLINK_ROUTE,
-        netns_ino: noted.netns_ino,
+    let sock = if noted.deferred != 0 {
+        // None of the deletion functions reported it: the request as sent, with its result.
+        let sock = sender(skb)?;
+        copy(nlh, load::<u32>(nlh, nlh::LEN)?, &sock, via())?;
+        sock.sk
+    } else {
+        noted.sock
     };
-    if noted.deferred != 0 {
-        copy(nlh, len, &sock, noted.via)?;
-    }
     recv::report(
-        noted.sock,
+        sock,
         bpf_get_current_pid_tgid(),
-        seq,
+        noted.seq,
         ret as i32,
-        type_flags as u16,
+        noted.msg_type,
     );
     Some(())
-}
-
-/// The removal request this thread is inside (left to the deletion functions), if any.
-#[inline(always)]
-pub fn deferred(tid: u32) -> Option<Inflight> {
-    // SAFETY: a lookup only; the value is copied out.
-    unsafe { INFLIGHT.get(&tid) }
-        .copied()
-        .filter(|noted| noted.deferred != 0)
 }
 
 /// A record of this thread's request (same netlink message type) is being sent: the exit need
@@ -158,7 +162,30 @@ pub fn claim(tid: u32) -> Option<u16> {
         return None;
     }
     noted.reported += 1;
-    Some(noted.via)
+    Some(via())
+}
+
+/// An IPv4 route removed while this thread is inside a route delete it sent is that request's
+/// object: the record takes the request's header, port and syscall, and claims it (one map
+/// lookup). Routes a nexthop delete takes with it are not: false, nothing taken.
+#[inline(always)]
+pub fn claim_route_delete(rec: &mut KernelRecord) -> bool {
+    let Some(noted) = INFLIGHT.get_ptr_mut(&rec.task.tid) else {
+        return false;
+    };
+    // SAFETY: a live map value of this thread, which is inside that request.
+    let noted = unsafe { &mut *noted };
+    if noted.deferred == 0 || noted.msg_type != RTM_DELROUTE {
+        return false;
+    }
+    noted.reported += 1;
+    rec.msg_type = noted.msg_type;
+    rec.nlmsg_flags = noted.nlmsg_flags;
+    rec.seq = noted.seq;
+    rec.portid = noted.portid;
+    rec.context |= context::HAS_NLH;
+    rec.syscall = via();
+    true
 }
 
 // static long sock_ioctl(struct file *file, unsigned cmd, unsigned long arg) — every socket

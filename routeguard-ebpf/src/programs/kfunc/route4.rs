@@ -4,15 +4,18 @@ use aya_ebpf::{
     macros::{fentry, fexit},
     programs::{FEntryContext, FExitContext},
 };
-use routeguard_common::{context, hook, mark};
+use routeguard_common::{context, hook, mark, KernelRecord};
 
 use super::{
     kconfig_field,
     marks::{self, owner},
-    record::{begin, header_from, netns_ino, nh_common, nl_info, send},
+    record::{begin, emit, netns_ino, netns_ino_typed, nh_common, nl_info, send},
     requests,
 };
-use crate::programs::{ioctl, kern::read, send::RTM_DELROUTE};
+use crate::programs::{
+    ioctl,
+    kern::{load, read},
+};
 
 const AF_INET: u8 = 2;
 
@@ -44,7 +47,7 @@ fn try_fib_table_delete_exit(ctx: &FExitContext) -> Option<()> {
     }
     let net: u64 = ctx.arg(0);
     let cfg: u64 = ctx.arg(2);
-    let rec = begin(hook::ROUTE4_FAILED)?;
+    let (rec, _) = begin(hook::ROUTE4_FAILED)?;
     rec.context |= context::HAS_RET;
     rec.ret = ret;
     rec.family = AF_INET;
@@ -86,61 +89,73 @@ pub fn fib_notify_alias_delete(ctx: FEntryContext) -> u32 {
 
 #[inline(always)]
 fn try_alias(ctx: &FEntryContext) -> Option<()> {
+    // All three are typed arguments: their fields are plain loads (`kern::load`).
     let net: u64 = ctx.arg(0);
     let key: u64 = ctx.arg(1);
     let fa: u64 = ctx.arg(3);
-    let rec = begin(hook::ROUTE4)?;
+    let (rec, held) = begin(hook::ROUTE4)?;
     rec.family = AF_INET;
-    rec.netns_ino = netns_ino(net);
+    rec.netns_ino = netns_ino_typed(net);
     // The trie key is the destination in host byte order.
     rec.dst[..4].copy_from_slice(&(key as u32).to_be_bytes());
-    match marks::get() {
+    alias(rec, fa);
+    match held {
         // fib_table_delete's own hooks (attached when the request hooks are not).
         Some(m) if m.owner == owner::FIB_TABLE_DELETE => {
             let nlinfo = kconfig_field!(offsets.fc_nlinfo);
             if nlinfo != routeguard_common::OFFSET_MISSING {
                 nl_info(rec, m.arg + u64::from(nlinfo));
             }
+            send(rec);
         }
         // No notifier explains it: a route delete this process asked for, if the request
-        // hooks have it inside one (netlink: with its header; or a route ioctl). Routes a
-        // nexthop delete takes with it are not that request's object.
+        // hooks have it inside one (netlink: with its header, claimed here; or a route ioctl).
+        // Routes a nexthop delete takes with it are not that request's object.
         None if rec.context & (context::GC | context::KTHREAD) == 0 => {
-            let asked = requests::deferred(rec.task.tid).filter(|r| r.msg_type == RTM_DELROUTE);
-            if let Some(req) = asked {
-                header_from(rec, req.nlh);
-                rec.portid = req.portid;
+            if requests::claim_route_delete(rec) {
                 rec.mark = mark::REQUEST;
             } else if ioctl::in_flight() {
                 rec.mark = mark::REQUEST;
             }
+            emit(rec);
         }
-        _ => {}
+        _ => send(rec),
     }
-    if let Some(slen) = read::<u8>(fa, kconfig_field!(offsets.fa_slen)) {
+    Some(())
+}
+
+/// The removed alias: prefix length, TOS, type, table, and its `fib_info` (protocol, scope,
+/// metric, preferred source, nexthop object or first nexthop).
+#[inline(always)]
+fn alias(rec: &mut KernelRecord, fa: u64) {
+    if let Some(slen) = load::<u8>(fa, kconfig_field!(offsets.fa_slen)) {
         rec.dst_len = 32u8.saturating_sub(slen);
     }
-    rec.tos = read::<u8>(fa, kconfig_field!(offsets.fa_dscp)).unwrap_or(0);
-    rec.route_type = read::<u8>(fa, kconfig_field!(offsets.fa_type)).unwrap_or(0);
-    rec.table = read::<u32>(fa, kconfig_field!(offsets.fa_tb_id)).unwrap_or(0);
-    let fi = read::<u64>(fa, kconfig_field!(offsets.fa_info)).unwrap_or(0);
-    rec.protocol = read::<u8>(fi, kconfig_field!(offsets.fi_protocol)).unwrap_or(0);
-    rec.scope = read::<u8>(fi, kconfig_field!(offsets.fi_scope)).unwrap_or(0);
-    rec.priority = read::<u32>(fi, kconfig_field!(offsets.fi_priority)).unwrap_or(0);
-    if let Some(src) = read::<[u8; 4]>(fi, kconfig_field!(offsets.fi_prefsrc)) {
-        rec.prefsrc[..4].copy_from_slice(&src);
+    rec.tos = load::<u8>(fa, kconfig_field!(offsets.fa_dscp)).unwrap_or(0);
+    rec.route_type = load::<u8>(fa, kconfig_field!(offsets.fa_type)).unwrap_or(0);
+    rec.table = load::<u32>(fa, kconfig_field!(offsets.fa_tb_id)).unwrap_or(0);
+    let Some(fi) = load::<u64>(fa, kconfig_field!(offsets.fa_info)).filter(|&fi| fi != 0) else {
+        return;
+    };
+    rec.protocol = load::<u8>(fi, kconfig_field!(offsets.fi_protocol)).unwrap_or(0);
+    rec.scope = load::<u8>(fi, kconfig_field!(offsets.fi_scope)).unwrap_or(0);
+    rec.priority = load::<u32>(fi, kconfig_field!(offsets.fi_priority)).unwrap_or(0);
+    if let Some(src) = load::<u32>(fi, kconfig_field!(offsets.fi_prefsrc)) {
+        // Network byte order in memory, as loaded: keep the bytes as they are.
+        rec.prefsrc[..4].copy_from_slice(&src.to_ne_bytes());
     }
-    let nh = read::<u64>(fi, kconfig_field!(offsets.fi_nh)).unwrap_or(0);
-    if nh != 0 {
-        rec.nh_id = read::<u32>(nh, kconfig_field!(offsets.nh_id)).unwrap_or(0);
-    } else if fi != 0 {
-        let first = kconfig_field!(offsets.fi_fib_nh);
-        let common = kconfig_field!(offsets.fib_nh_common);
-        if first != routeguard_common::OFFSET_MISSING && common != routeguard_common::OFFSET_MISSING
-        {
-            nh_common(rec, fi + u64::from(first) + u64::from(common));
+    match load::<u64>(fi, kconfig_field!(offsets.fi_nh)) {
+        Some(nh) if nh != 0 => {
+            rec.nh_id = load::<u32>(nh, kconfig_field!(offsets.nh_id)).unwrap_or(0);
+        }
+        _ => {
+            let first = kconfig_field!(offsets.fi_fib_nh);
+            let common = kconfig_field!(offsets.fib_nh_common);
+            if first != routeguard_common::OFFSET_MISSING
+                && common != routeguard_common::OFFSET_MISSING
+            {
+                nh_common(rec, fi + u64::from(first) + u64::from(common));
+            }
         }
     }
-    send(rec);
-    Some(())
 }

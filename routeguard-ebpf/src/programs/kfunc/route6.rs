@@ -10,7 +10,7 @@ use super::{
     kconfig_field, marks,
     record::{begin, nh_common, nl_info, send},
 };
-use crate::programs::kern::read;
+use crate::programs::kern::{load, read};
 
 const AF_INET6: u8 = 10;
 
@@ -31,25 +31,27 @@ fn try_fib6_del(ctx: &FExitContext) -> Option<()> {
     }
     let rt: u64 = ctx.arg(0);
     let info: u64 = ctx.arg(1);
-    let rec = begin(hook::ROUTE6)?;
+    let (rec, _) = begin(hook::ROUTE6)?;
     rec.family = AF_INET6;
     nl_info(rec, info);
     if let Some(dst) = read::<[u8; 16]>(rt, kconfig_field!(offsets.f6_dst)) {
         rec.dst = dst;
     }
-    rec.dst_len = read::<u32>(rt, kconfig_field!(offsets.f6_dst_len)).unwrap_or(0) as u8;
+    // `rt` is a typed argument: its scalar and pointer fields are plain loads; the addresses
+    // (arrays in BTF) are read with the helper.
+    rec.dst_len = load::<u32>(rt, kconfig_field!(offsets.f6_dst_len)).unwrap_or(0) as u8;
     if let Some(src) = read::<[u8; 16]>(rt, kconfig_field!(offsets.f6_prefsrc)) {
         rec.prefsrc = src;
     }
-    rec.priority = read::<u32>(rt, kconfig_field!(offsets.f6_metric)).unwrap_or(0);
-    rec.protocol = read::<u8>(rt, kconfig_field!(offsets.f6_protocol)).unwrap_or(0);
-    rec.route_type = read::<u8>(rt, kconfig_field!(offsets.f6_type)).unwrap_or(0);
-    if let Some(table) = read::<u64>(rt, kconfig_field!(offsets.f6_table)) {
-        rec.table = read::<u32>(table, kconfig_field!(offsets.tb6_id)).unwrap_or(0);
+    rec.priority = load::<u32>(rt, kconfig_field!(offsets.f6_metric)).unwrap_or(0);
+    rec.protocol = load::<u8>(rt, kconfig_field!(offsets.f6_protocol)).unwrap_or(0);
+    rec.route_type = load::<u8>(rt, kconfig_field!(offsets.f6_type)).unwrap_or(0);
+    if let Some(table) = load::<u64>(rt, kconfig_field!(offsets.f6_table)) {
+        rec.table = load::<u32>(table, kconfig_field!(offsets.tb6_id)).unwrap_or(0);
     }
-    let nh = read::<u64>(rt, kconfig_field!(offsets.f6_nh)).unwrap_or(0);
+    let nh = load::<u64>(rt, kconfig_field!(offsets.f6_nh)).unwrap_or(0);
     if nh != 0 {
-        rec.nh_id = read::<u32>(nh, kconfig_field!(offsets.nh_id)).unwrap_or(0);
+        rec.nh_id = load::<u32>(nh, kconfig_field!(offsets.nh_id)).unwrap_or(0);
     } else {
         let first = kconfig_field!(offsets.f6_fib6_nh);
         let common = kconfig_field!(offsets.fib6_nh_common);

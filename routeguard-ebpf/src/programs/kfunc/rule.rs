@@ -22,7 +22,7 @@ fn try_fib_nl_delrule(ctx: &FExitContext) -> Option<()> {
     let skb: u64 = ctx.arg(0);
     let nlh: u64 = ctx.arg(1);
     let ret: i64 = ctx.arg(3);
-    let rec = begin(hook::RULE)?;
+    let (rec, _) = begin(hook::RULE)?;
     rec.context |= context::HAS_RET;
     rec.ret = ret as i32;
     header_from(rec, nlh);
