@@ -3,9 +3,9 @@
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_buf, generated,
     },
 };
 use routeguard_common::{
@@ -31,7 +31,14 @@ pub fn current_info(info: &mut TaskInfo) -> u64 {
     info.gid = (uid_gid >> 32) as u32;
     info.cgroup_id = cgroup_id;
     info.start_time = read::<u64>(task, config_field!(offsets.task_start_time)).unwrap_or(0);
-    info.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // Straight into the record: the wrapper returning an array costs ~100 byte copies here.
+    // SAFETY: the buffer is COMM_LEN bytes; the helper zeroes it if it fails.
+    unsafe {
+        generated::bpf_get_current_comm(
+            info.comm.as_mut_ptr().cast::<core::ffi::c_void>(),
+            COMM_LEN as u32,
+        )
+    };
     task
 }
 

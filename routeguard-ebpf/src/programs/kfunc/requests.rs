@@ -14,7 +14,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel_buf, bpf_task_pt_regs,
     },
     macros::{fentry, fexit, map},
-    maps::HashMap,
+    maps::LruHashMap,
     programs::{FEntryContext, FExitContext},
 };
 use routeguard_common::{
@@ -32,10 +32,14 @@ use crate::programs::{
     Regs,
 };
 
-/// tid → the rtnetlink request that thread is inside, from `rtnetlink_rcv_msg`'s entry to its
-/// exit (rtnetlink does not nest on a thread).
+/// tid → the rtnetlink request that thread is inside (`active`), from `rtnetlink_rcv_msg`'s
+/// entry to its exit (rtnetlink does not nest on a thread). A thread's entry stays and is
+/// rewritten in place: inserting and deleting one per message cost more than the programs'
+/// own work (measured in the 6.12 VM: `htab_map_update_elem` + `htab_map_delete_elem` 1.3 %
+/// of `ip`'s samples against 0.85 % for the alias program). LRU, so threads that are gone
+/// make room.
 #[map]
-pub static INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(4096, 0);
+pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(8192, 0);
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -58,6 +62,10 @@ pub struct Inflight {
     /// Kernel-function records of this request so far.
     pub reported: u32,
     pub seq: u32,
+    /// Non-zero from the entry to the exit.
+    pub active: u32,
+    /// Every byte of a map value is written (no implicit padding).
+    pub _pad: u32,
 }
 
 /// `struct nlmsghdr` (UAPI): len, type, flags, seq, pid.
@@ -98,6 +106,8 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
         nlmsg_flags: flags,
         reported: 0,
         seq: load::<u32>(nlh, nlh::SEQ)?,
+        active: 1,
+        _pad: 0,
     };
     // A deferred removal is usually reported by its deletion function, which finds the
     // syscall itself; the sender's socket is needed only if none does (the exit finds it).
@@ -108,9 +118,13 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
         noted.via = via();
         copy(nlh, load::<u32>(nlh, nlh::LEN)?, &sock, noted.via)?;
     }
-    INFLIGHT
-        .insert(&(bpf_get_current_pid_tgid() as u32), &noted, 0)
-        .ok()
+    let tid = bpf_get_current_pid_tgid() as u32;
+    match INFLIGHT.get_ptr_mut(&tid) {
+        // SAFETY: this thread's own entry; no other thread writes it.
+        Some(slot) => unsafe { *slot = noted },
+        None => INFLIGHT.insert(&tid, &noted, 0).ok()?,
+    }
+    Some(())
 }
 
 // Exit: the request's result, as its ack will say (and the request itself, if it was left to
@@ -124,9 +138,14 @@ pub fn rtnetlink_rcv_msg_exit(ctx: FExitContext) -> u32 {
 #[inline(always)]
 fn try_exit(ctx: &FExitContext) -> Option<()> {
     let tid = bpf_get_current_pid_tgid() as u32;
-    // SAFETY: the value is copied out before the entry is removed.
-    let noted = unsafe { INFLIGHT.get(&tid) }.copied()?;
-    let _ = INFLIGHT.remove(&tid);
+    let slot = INFLIGHT.get_ptr_mut(&tid)?;
+    // SAFETY: this thread's own entry; it is copied out, then marked finished.
+    let noted = unsafe { *slot };
+    if noted.active == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { (*slot).active = 0 };
     if noted.deferred != 0 && noted.reported != 0 {
         return Some(());
     }
@@ -158,7 +177,7 @@ pub fn claim(tid: u32) -> Option<u16> {
     let noted = INFLIGHT.get_ptr_mut(&tid)?;
     // SAFETY: a live map value of this thread, which is inside that request.
     let noted = unsafe { &mut *noted };
-    if noted.deferred == 0 {
+    if noted.active == 0 || noted.deferred == 0 {
         return None;
     }
     noted.reported += 1;
@@ -175,7 +194,7 @@ pub fn claim_route_delete(rec: &mut KernelRecord) -> bool {
     };
     // SAFETY: a live map value of this thread, which is inside that request.
     let noted = unsafe { &mut *noted };
-    if noted.deferred == 0 || noted.msg_type != RTM_DELROUTE {
+    if noted.active == 0 || noted.deferred == 0 || noted.msg_type != RTM_DELROUTE {
         return false;
     }
     noted.reported += 1;
