@@ -44,28 +44,24 @@ pub static INFLIGHT: LruHashMap<u32, Inflight> = LruHashMap::with_max_entries(81
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Inflight {
-    /// The sender's `struct sock *` (pairs the request with its result in userspace).
+    /// The sender's `struct sock *`, for a request copied at the entry (its exit pairs the
+    /// result with it in userspace); 0 for one left to the deletion functions.
     pub sock: u64,
-    /// The message (`struct nlmsghdr *`, in the kernel's copy).
-    pub nlh: u64,
     /// The sender's netlink port.
     pub portid: u32,
-    pub netns_ino: u32,
-    /// `routeguard_common::syscall`: how it was sent (0: not by one of those syscalls).
-    pub via: u16,
     /// The netlink message type.
     pub msg_type: u16,
     /// Non-zero for a removal left to the deletion functions (not copied at entry).
     pub deferred: u16,
     /// The header's flags and sequence number, for the record that claims the request.
     pub nlmsg_flags: u16,
+    /// Every byte of a map value is written (no implicit padding).
+    pub _pad: u16,
     /// Kernel-function records of this request so far.
     pub reported: u32,
     pub seq: u32,
     /// Non-zero from the entry to the exit.
     pub active: u32,
-    /// Every byte of a map value is written (no implicit padding).
-    pub _pad: u32,
 }
 
 /// `struct nlmsghdr` (UAPI): len, type, flags, seq, pid.
@@ -97,26 +93,21 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
     }
     let mut noted = Inflight {
         sock: 0,
-        nlh,
         portid: portid(skb),
-        netns_ino: 0,
-        via: 0,
         msg_type,
         deferred: u16::from(deferred),
         nlmsg_flags: flags,
+        _pad: 0,
         reported: 0,
         seq: load::<u32>(nlh, nlh::SEQ)?,
         active: 1,
-        _pad: 0,
     };
     // A deferred removal is usually reported by its deletion function, which finds the
     // syscall itself; the sender's socket is needed only if none does (the exit finds it).
     if !deferred {
         let sock = sender(skb)?;
         noted.sock = sock.sk;
-        noted.netns_ino = sock.netns_ino;
-        noted.via = via();
-        copy(nlh, load::<u32>(nlh, nlh::LEN)?, &sock, noted.via)?;
+        copy(nlh, load::<u32>(nlh, nlh::LEN)?, &sock, via())?;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
     match INFLIGHT.get_ptr_mut(&tid) {
