@@ -20,7 +20,7 @@ use super::{
 
 /// Fills the identity every request carries.
 #[inline(always)]
-pub fn current_info(info: &mut TaskInfo) -> u64 {
+pub fn current_info(info: &mut TaskInfo) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     // SAFETY: helpers without preconditions.
@@ -39,7 +39,6 @@ pub fn current_info(info: &mut TaskInfo) -> u64 {
             COMM_LEN as u32,
         )
     };
-    task
 }
 
 /// Sends the task's full details unless userspace already has them for this process image.

@@ -135,7 +135,8 @@ pub const REQUEST_PROGRAMS: &[KernelProgram] = &[
 /// kernel's records (the request, the syscall, a refused delete): one that fails is logged.
 pub fn attach_requests(ebpf: &mut Ebpf, btf: &Btf) -> usize {
     let mut attached = 0;
-    // An entry notes the request until its exit removes the note: never one without the other.
+    // An entry notes the request as active until its exit marks it finished: never one
+    // without the other.
     let mut exits_missing: Vec<&str> = Vec::new();
     for prog in REQUEST_PROGRAMS {
         if prog.kind == Kind::Entry && exits_missing.contains(&prog.function) {

@@ -161,18 +161,25 @@ fn try_exit(ctx: &FExitContext) -> Option<()> {
     Some(())
 }
 
+/// This thread's request left to the deletion functions, if it is inside one that `fits`:
+/// counted as reported by the record being built, so the exit need not copy it.
+#[inline(always)]
+fn claim_note(tid: u32, fits: impl Fn(&Inflight) -> bool) -> Option<&'static mut Inflight> {
+    let noted = INFLIGHT.get_ptr_mut(&tid)?;
+    // SAFETY: a live map value of this thread, which is inside that request.
+    let noted = unsafe { &mut *noted };
+    if noted.active == 0 || noted.deferred == 0 || !fits(noted) {
+        return None;
+    }
+    noted.reported += 1;
+    Some(noted)
+}
+
 /// A record of this thread's request (same netlink message type) is being sent: the exit need
 /// not copy it, and the record takes the request's syscall. Returns that syscall.
 #[inline(always)]
 pub fn claim(tid: u32) -> Option<u16> {
-    let noted = INFLIGHT.get_ptr_mut(&tid)?;
-    // SAFETY: a live map value of this thread, which is inside that request.
-    let noted = unsafe { &mut *noted };
-    if noted.active == 0 || noted.deferred == 0 {
-        return None;
-    }
-    noted.reported += 1;
-    Some(via())
+    claim_note(tid, |_| true).map(|_| via())
 }
 
 /// An IPv4 route removed while this thread is inside a route delete it sent is that request's
@@ -180,15 +187,9 @@ pub fn claim(tid: u32) -> Option<u16> {
 /// lookup). Routes a nexthop delete takes with it are not: false, nothing taken.
 #[inline(always)]
 pub fn claim_route_delete(rec: &mut KernelRecord) -> bool {
-    let Some(noted) = INFLIGHT.get_ptr_mut(&rec.task.tid) else {
+    let Some(noted) = claim_note(rec.task.tid, |n| n.msg_type == RTM_DELROUTE) else {
         return false;
     };
-    // SAFETY: a live map value of this thread, which is inside that request.
-    let noted = unsafe { &mut *noted };
-    if noted.active == 0 || noted.deferred == 0 || noted.msg_type != RTM_DELROUTE {
-        return false;
-    }
-    noted.reported += 1;
     rec.msg_type = noted.msg_type;
     rec.nlmsg_flags = noted.nlmsg_flags;
     rec.seq = noted.seq;
