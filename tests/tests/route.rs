@@ -135,6 +135,51 @@ fn ip_route_replace_removes_the_old_route() {
     tracer.stop();
 }
 
+/// Routes removed and added again under the same key (another gateway), then replaced: each
+/// replace names the route that was there, never the one removed before it. The
+/// kernel-function path's mirror hears no deletions and may still hold a removed route when the
+/// replace comes, so this is what its records and its choice of route must get right.
+#[test]
+fn a_replace_after_a_removal_and_readdition_names_the_route_that_was_there() {
+    const N: usize = 8;
+    let ns = Netns::new();
+    ns.add_test_link("d0");
+    let dst = |i: usize| format!("10.78.{i}.0/24");
+    let with = |verb: &str, gw: &str| -> Vec<String> {
+        (0..N)
+            .map(|i| format!("route {verb} {} via {gw} table 77", dst(i)))
+            .collect()
+    };
+    ns.ip_batch(&with("add", "10.99.0.2"));
+    let tracer = Tracer::start(&ns, &[]);
+    let readd: Vec<String> = (0..N)
+        .flat_map(|i| {
+            [
+                format!("route del {} table 77", dst(i)),
+                format!("route add {} via 10.99.0.4 table 77", dst(i)),
+            ]
+        })
+        .collect();
+    ns.ip_batch(&readd);
+    let pid = ns.ip_batch(&with("replace", "10.99.0.3"));
+    let mut events = tracer.wait_for_n("the replaces", N, EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && at(e, "/cause") == "replace"
+    });
+    events.sort_by_key(|e| at(e, "/route/dst").to_string());
+    for (i, ev) in events.iter().enumerate() {
+        assert_fields(
+            ev,
+            &[
+                ("/outcome", json!("removed")),
+                ("/route/dst", json!(dst(i))),
+                ("/route/gateway", json!("10.99.0.4")),
+                ("/replacement/gateway", json!("10.99.0.3")),
+            ],
+        );
+    }
+    tracer.stop();
+}
+
 /// `ip route flush` dumps the table and sends one RTM_DELROUTE per route in batches, without
 /// NLM_F_ACK: no reply comes on success, but the kernel's notification of each removal echoes the
 /// request's sequence number, so each is reported `removed`, with the gateway it had, and with

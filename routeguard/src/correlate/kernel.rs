@@ -82,6 +82,12 @@ impl Correlator {
         if let Some(ret) = outcome_ret {
             ev = with_result(ev, ret);
         }
+        if let (Some(mirror), Some(route), Outcome::Removed) =
+            (&mut self.mirror, &ev.route, ev.outcome)
+        {
+            // Its mirror does not hear route deletions (see `Mirror::for_kernel_records`).
+            mirror.forget(rec.netns_ino, family, route, rec.ts_ns);
+        }
         if process {
             let seq = has_nlh.then_some(rec.seq);
             if cause == Cause::Request {

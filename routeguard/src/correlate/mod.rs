@@ -98,8 +98,9 @@ impl Correlator {
 
     /// A correlator for the kernel-function path: kernel records are the events; captured
     /// requests enrich them (and are shown on their own only when the kernel never acted on
-    /// them). The mirror only adds the kernel's netlink description of what a request removed
-    /// (a rule's table and selectors); it never expands flushes, which the kernel reports itself.
+    /// them). The mirror ([`Mirror::for_kernel_records`]) only adds the kernel's netlink
+    /// description of a removed rule (its table and selectors) and of the route a replace
+    /// took away; it never expands flushes, which the kernel reports itself.
     pub fn kernel_function(clock: Clock, mirror: Option<Mirror>) -> Self {
         Self {
             kernel_function: true,
@@ -405,10 +406,13 @@ impl Correlator {
     }
 
     /// A delete the kernel announces when it succeeds (a netlink route or rule request, or a
-    /// route replace), with a mirror to hear it.
+    /// route replace), with a mirror to hear it. The kernel-function path's mirror does not
+    /// hear route deletions: its records carry the route removed, as the kernel held it.
     fn viewable(&self, ev: &Event) -> bool {
         let announced = match ev.cause {
-            Cause::Request | Cause::Flush => ev.route.is_some() || ev.rule.is_some(),
+            Cause::Request | Cause::Flush => {
+                ev.rule.is_some() || ev.route.is_some() && !self.kernel_function
+            }
             Cause::Replace => ev.route.is_some(),
             _ => false,
         };

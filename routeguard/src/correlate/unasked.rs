@@ -19,6 +19,7 @@ impl Correlator {
         let expired = mirror.take_expired();
         if self.kernel_function {
             // The kernel's own deletion functions report these, once each, already.
+            mirror.reconcile();
             return;
         }
         for Expired {

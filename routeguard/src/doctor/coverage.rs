@@ -77,7 +77,7 @@ const KERNEL_FUNCTION: &[Coverage] = &[
     row(
         "replace",
         Seen::Yes,
-        "by the request hook on rtnetlink_rcv_msg; actor: the sender",
+        "by the request hook on rtnetlink_rcv_msg, the old route from the mirror; actor: the sender",
     ),
     row(
         "link-down",

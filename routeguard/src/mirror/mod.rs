@@ -38,6 +38,10 @@ const RESYNC_ATTEMPTS: u32 = 10;
 /// How often /run/netns is looked at for namespaces to add or let go.
 const RESCAN: Duration = Duration::from_secs(1);
 
+/// How soon a namespace whose table has doubtful removals is dumped again to settle them (see
+/// [`Mirror::reconcile`]).
+const RECONCILE: Duration = Duration::from_secs(5);
+
 /// One route as the kernel described it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MirroredRoute {
@@ -61,17 +65,7 @@ impl MirroredRoute {
     /// The identity [`MirroredRoute::key`] spells out, without formatting it: the mirror looks
     /// one up for every route notification.
     fn id(&self) -> RouteId {
-        let r = &self.route;
-        RouteId {
-            family: self.family,
-            table: r.table,
-            dst: r.dst.clone(),
-            tos: r.tos,
-            priority: r.priority,
-            gateway: r.gateway.clone(),
-            oif: r.oif,
-            route_type: r.route_type.clone(),
-        }
+        RouteId::of(self.family, &self.route)
     }
 
     /// The FIB's own key: one route per (family, table, prefix, tos, metric); a replace swaps
@@ -97,6 +91,23 @@ struct RouteId {
     gateway: Option<String>,
     oif: Option<u32>,
     route_type: Option<String>,
+}
+
+impl RouteId {
+    /// An IPv4 notification leaves out a metric of 0 (`RTA_PRIORITY`), which the
+    /// kernel-function records state: both mean 0.
+    fn of(family: Option<Family>, r: &Route) -> Self {
+        Self {
+            family,
+            table: r.table,
+            dst: r.dst.clone(),
+            tos: r.tos,
+            priority: Some(r.priority.unwrap_or(0)),
+            gateway: r.gateway.clone(),
+            oif: r.oif,
+            route_type: r.route_type.clone(),
+        }
+    }
 }
 
 /// An object as the kernel described it when it removed it.
@@ -140,6 +151,8 @@ struct Namespace {
     /// Where it came from, to notice when it is gone.
     path: PathBuf,
     listener: socket::Stopper,
+    /// When its routes were last dumped.
+    dumped: Instant,
 }
 
 impl Namespace {
@@ -159,16 +172,33 @@ pub struct Mirror {
     heard: Arc<tokio::sync::Notify>,
     /// Namespaces that went away since the last [`Mirror::take_exited`].
     exited: Vec<Exited>,
+    /// The kernel-function path's records report route deletions: the listeners do not hear
+    /// them (the kernel drops RTM_DELROUTE before it reaches their sockets, so a burst of
+    /// deletions wakes no mirror thread), and [`Mirror::forget`] lets go of each route.
+    deletions_from_records: bool,
 }
 
 impl Mirror {
+    /// The syscall path's mirror: it hears every route and rule change.
     pub fn new() -> Self {
+        Self::start(false)
+    }
+
+    /// The kernel-function path's mirror: the kernel's records report route deletions (see
+    /// [`Mirror::forget`]); the mirror keeps the routes there are, for a replace to name the
+    /// route it replaced, and the rules' notifications.
+    pub fn for_kernel_records() -> Self {
+        Self::start(true)
+    }
+
+    fn start(deletions_from_records: bool) -> Self {
         let mut mirror = Self {
             namespaces: HashMap::new(),
             last_scan: None,
             resyncs: Arc::default(),
             heard: Arc::default(),
             exited: Vec::new(),
+            deletions_from_records,
         };
         mirror.rescan();
         mirror
@@ -223,8 +253,8 @@ impl Mirror {
             let mut routes: Vec<MirroredRoute> = table
                 .routes
                 .values()
-                .filter(|r| !made_by_kernel(&r.route.protocol))
-                .cloned()
+                .filter(|h| !made_by_kernel(&h.route.route.protocol))
+                .map(|h| h.route.clone())
                 .collect();
             routes.sort_by_key(MirroredRoute::key);
             let mut rules: Vec<(Option<Family>, Rule)> = table
@@ -280,11 +310,14 @@ impl Mirror {
     }
 
     fn watch(&self, path: &std::path::Path) -> Result<Namespace, MirrorError> {
-        let (listener, dumper) = socket::open_in(path)?;
+        let (listener, dumper) = socket::open_in(path, self.deletions_from_records)?;
+        let now = Clock::monotonic_ns();
         let routes = dumper.dump_routes()?;
         let rules = dumper.dump_rules()?;
         tracing::debug!(netns = %path.display(), routes = routes.len(), rules = rules.len(), "mirroring");
-        let table = Arc::new(Mutex::new(Table::new(routes, rules)));
+        let mut table = Table::new(routes, rules, now);
+        table.deletions_from_records = self.deletions_from_records;
+        let table = Arc::new(Mutex::new(table));
         let stopper = listener.stopper();
         let thread_table = Arc::clone(&table);
         let resyncs = Arc::clone(&self.resyncs);
@@ -298,7 +331,47 @@ impl Mirror {
             dumper,
             path: path.to_path_buf(),
             listener: stopper,
+            dumped: Instant::now(),
         })
+    }
+
+    /// The kernel-function path's record of route `gone` removed from namespace `netns_ino` at
+    /// `at_ns` (monotonic): the mirror lets go of it (see [`Table::forget`]).
+    pub fn forget(&mut self, netns_ino: u32, family: Option<Family>, gone: &Route, at_ns: u64) {
+        if let Some(ns) = self.namespaces.get(&u64::from(netns_ino)) {
+            ns.table().forget(&RouteId::of(family, gone), at_ns);
+        }
+    }
+
+    /// Dumps again the routes of each namespace with removals [`Mirror::forget`] could not
+    /// settle, at most every [`RECONCILE`]: a route the mirror learnt only after its removal
+    /// was reported (so it looked added again), or never held as the record names it, would
+    /// otherwise stay, and a later replace could name it as the route it replaced.
+    pub fn reconcile(&mut self) {
+        for (ino, ns) in &mut self.namespaces {
+            if ns.table().doubtful == 0 || ns.dumped.elapsed() < RECONCILE {
+                continue;
+            }
+            ns.dumped = Instant::now();
+            let started = Clock::monotonic_ns();
+            let doubts = ns.table().doubtful;
+            match ns.dumper.dump_routes() {
+                Ok(fresh) => {
+                    let mut table = ns.table();
+                    table.settle(fresh, started);
+                    table.doubtful -= doubts;
+                    tracing::debug!(
+                        netns_ino = ino,
+                        doubts,
+                        routes = table.routes.len(),
+                        "route mirror settled by a dump"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(%err, netns_ino = ino, "cannot re-dump routes to settle removals")
+                }
+            }
+        }
     }
 
     /// Routes of namespace `netns_ino` removed since `since_ns` (monotonic) without a request of
@@ -310,6 +383,7 @@ impl Mirror {
             tracing::debug!(netns_ino, "no route mirror for this namespace");
             return Vec::new();
         };
+        let dumped_at = Clock::monotonic_ns();
         let fresh = match ns.dumper.dump_routes() {
             Ok(routes) => routes,
             Err(err) => {
@@ -331,12 +405,12 @@ impl Mirror {
             .routes
             .iter()
             .filter(|(k, _)| !fresh.contains_key(*k))
-            .map(|(_, r)| (r.key(), r.clone()))
+            .map(|(_, h)| (h.route.key(), h.route.clone()))
             .collect();
         for route in table.claim_announced(since_ns) {
             gone.entry(route.key()).or_insert(route);
         }
-        table.routes = fresh;
+        table.routes = table::held(fresh.into_values().collect(), dumped_at);
         let mut gone: Vec<(String, MirroredRoute)> = gone.into_iter().collect();
         gone.sort_by(|a, b| a.0.cmp(&b.0));
         gone.into_iter().map(|(_, r)| r).collect()
@@ -453,5 +527,29 @@ fn listen(
             }
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv4_notification_without_a_metric_is_the_record_with_metric_0() {
+        let route = |priority| Route {
+            table: Some(77),
+            dst: Some("10.1.0.0/24".into()),
+            priority,
+            ..Route::default()
+        };
+        let family = Some(Family::Inet);
+        assert_eq!(
+            RouteId::of(family, &route(None)),
+            RouteId::of(family, &route(Some(0)))
+        );
+        assert_ne!(
+            RouteId::of(family, &route(None)),
+            RouteId::of(family, &route(Some(100)))
+        );
     }
 }

@@ -115,8 +115,12 @@ impl Stopper {
     }
 }
 
-/// Opens (listener, dumper) inside the namespace of the nsfs file `path`.
-pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
+/// Opens (listener, dumper) inside the namespace of the nsfs file `path`. With
+/// `no_route_deletions`, the listener never receives RTM_DELROUTE (see [`drop_route_deletions`]).
+pub fn open_in(
+    path: &Path,
+    no_route_deletions: bool,
+) -> Result<(RouteSocket, RouteSocket), MirrorError> {
     let path = path.to_path_buf();
     std::thread::spawn(move || -> Result<_, MirrorError> {
         let file = File::open(&path).map_err(|source| MirrorError::Open {
@@ -142,6 +146,9 @@ pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
             .add_membership(RTNLGRP_IPV6_RULE)
             .map_err(MirrorError::Socket)?;
         set_timeout(listener.as_raw_fd(), POLL).map_err(MirrorError::Socket)?;
+        if no_route_deletions {
+            drop_route_deletions(listener.as_raw_fd()).map_err(MirrorError::Socket)?;
+        }
         let mut dumper = Socket::new(NETLINK_ROUTE).map_err(MirrorError::Socket)?;
         dumper.bind_auto().map_err(MirrorError::Socket)?;
         dumper.set_rx_buf_sz(RCVBUF).map_err(MirrorError::Socket)?;
@@ -149,6 +156,43 @@ pub fn open_in(path: &Path) -> Result<(RouteSocket, RouteSocket), MirrorError> {
     })
     .join()
     .map_err(|_| MirrorError::Thread(io::Error::other("the namespace thread panicked")))?
+}
+
+/// Attaches a classic BPF socket filter that drops every RTM_DELROUTE notification in the
+/// kernel, in the deleting process's context: nothing is queued and nobody is woken (each
+/// delivered notification wakes the listener thread). A notification is one message, so its
+/// type is the 16 bits at offset 4; the filter's load reads them big-endian.
+fn drop_route_deletions(fd: RawFd) -> io::Result<()> {
+    const LD_H_ABS: u16 = 0x28;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let deletion = u32::from(u16::from_be_bytes(RTM_DELROUTE.to_ne_bytes()));
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut program = [
+        op(LD_H_ABS, 0, 0, 4),
+        // Equal: the next instruction (drop); else the one after (keep all of it).
+        op(JEQ_K, 0, 1, deletion),
+        op(RET_K, 0, 0, 0),
+        op(RET_K, 0, 0, u32::MAX),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn listener_rcvbuf() -> usize {

@@ -27,9 +27,30 @@ pub(super) struct Announced {
     pub expired: bool,
 }
 
+/// A route the table holds, with when it was learnt (monotonic ns): a removal the
+/// kernel-function path reports lets go only of what was learnt before it.
+pub(super) struct Held {
+    pub route: MirroredRoute,
+    pub learnt_ns: u64,
+}
+
+/// `routes` as a table holds them, each learnt at `now`.
+pub(super) fn held(routes: Vec<MirroredRoute>, now: u64) -> HashMap<RouteId, Held> {
+    routes
+        .into_iter()
+        .map(|route| {
+            let held = Held {
+                route,
+                learnt_ns: now,
+            };
+            (held.route.id(), held)
+        })
+        .collect()
+}
+
 #[derive(Default)]
 pub(super) struct Table {
-    pub routes: HashMap<RouteId, MirroredRoute>,
+    pub routes: HashMap<RouteId, Held>,
     pub rules: HashMap<String, (Option<Family>, Rule)>,
     /// Newest last.
     pub announced: Vec<Announced>,
@@ -42,6 +63,13 @@ pub(super) struct Table {
     pub resynced: HashMap<String, Vec<(u64, MirroredRoute)>>,
     /// When old entries were last dropped (ns).
     pruned_at: u64,
+    /// The kernel-function path's records report route deletions, and the listener does not
+    /// hear them (`socket::open_in`): the table only keeps what is there (for replaces), and
+    /// nothing for a request or a trigger to claim.
+    pub deletions_from_records: bool,
+    /// Removals a record reported that the table could not settle for sure (see
+    /// [`Table::forget`]); a fresh dump settles them.
+    pub doubtful: usize,
 }
 
 /// Takes the first entry under `key` learnt at or after `since_ns` that `fits` (dropping the
@@ -78,14 +106,15 @@ fn lapsed(route: &MirroredRoute, now: u64) -> bool {
 }
 
 impl Table {
-    pub fn new(routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>) -> Self {
+    /// The table of a dump made at `now` (ns).
+    pub fn new(routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>, now: u64) -> Self {
         let mut table = Self::default();
-        table.set(routes, rules);
+        table.set(routes, rules, now);
         table
     }
 
-    fn set(&mut self, routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>) {
-        self.routes = routes.into_iter().map(|r| (r.id(), r)).collect();
+    fn set(&mut self, routes: Vec<MirroredRoute>, rules: Vec<(Option<Family>, Rule)>, now: u64) {
+        self.routes = held(routes, now);
         self.rules = rules
             .into_iter()
             .map(|(family, rule)| (rule_key(family, &rule), (family, rule)))
@@ -120,14 +149,18 @@ impl Table {
                 seq,
             } => {
                 if replaced {
-                    let old: Vec<RouteId> = self
+                    // Newest first, so that is what the request claims: on the
+                    // kernel-function path a route removed and added again under the key may
+                    // still be held (its record not read yet) beside the one replaced.
+                    let mut old: Vec<(u64, RouteId)> = self
                         .routes
                         .iter()
-                        .filter(|(_, r)| r.same_fib_key(&route))
-                        .map(|(k, _)| k.clone())
+                        .filter(|(_, held)| held.route.same_fib_key(&route))
+                        .map(|(k, held)| (held.learnt_ns, k.clone()))
                         .collect();
-                    for key in old {
-                        if let Some(old) = self.routes.remove(&key) {
+                    old.sort_by_key(|(learnt, _)| std::cmp::Reverse(*learnt));
+                    for (_, key) in old {
+                        if let Some(Held { route: old, .. }) = self.routes.remove(&key) {
                             let removed = Removed::Replaced {
                                 old: Box::new(old),
                                 new: Box::new(route.clone()),
@@ -136,7 +169,11 @@ impl Table {
                         }
                     }
                 }
-                self.routes.insert(route.id(), route);
+                let held = Held {
+                    route,
+                    learnt_ns: now,
+                };
+                self.routes.insert(held.route.id(), held);
             }
             Update::Deleted {
                 route,
@@ -145,16 +182,17 @@ impl Table {
                 past_expiry,
             } => {
                 let had = self.routes.remove(&route.id());
-                if by_kernel {
+                if by_kernel && !self.deletions_from_records {
                     // Only a route the mirror still held can have expired now: one a trigger's
                     // re-dump already took was that trigger's.
-                    let expired = past_expiry || had.as_ref().is_some_and(|r| lapsed(r, now));
+                    let expired =
+                        past_expiry || had.as_ref().is_some_and(|h| lapsed(&h.route, now));
                     self.announced.push(Announced {
                         at: now,
                         route,
                         expired,
                     });
-                } else {
+                } else if !self.deletions_from_records {
                     self.request_removed(seq, now, Removed::Route(route));
                 }
             }
@@ -167,6 +205,43 @@ impl Table {
                 self.request_removed(seq, now, removed);
             }
         }
+    }
+
+    /// A route the kernel-function path's record reports removed at `at_ns` (the listener does
+    /// not hear deletions then) is let go. What the table holds under its identity is let go
+    /// only if it was learnt before the removal; learnt after, it may have been added again
+    /// since, or learnt late, and a fresh dump must tell: so must a route the table does not
+    /// hold (its addition not learnt yet, or held under another identity). A multipath route is
+    /// held without gateway or device; the record names its first hop, so that is tried too.
+    pub fn forget(&mut self, gone: &RouteId, at_ns: u64) {
+        let hopless = RouteId {
+            gateway: None,
+            oif: None,
+            ..gone.clone()
+        };
+        for id in [gone, &hopless] {
+            match self.routes.get(id) {
+                Some(held) if held.learnt_ns <= at_ns => {
+                    self.routes.remove(id);
+                    return;
+                }
+                Some(_) => break,
+                None => {}
+            }
+        }
+        self.doubtful += 1;
+    }
+
+    /// A dump begun at `started_ns` replaces the routes held: except what was learnt since it
+    /// began, which it may have passed by (additions; the listener hears no deletions).
+    pub fn settle(&mut self, fresh: Vec<MirroredRoute>, started_ns: u64) {
+        let mut routes = held(fresh, started_ns);
+        for (id, held) in self.routes.drain() {
+            if held.learnt_ns >= started_ns {
+                routes.insert(id, held);
+            }
+        }
+        self.routes = routes;
     }
 
     /// Keeps what request `seq` removed for the request to claim. Almost every request removes
@@ -191,10 +266,14 @@ impl Table {
         now: u64,
     ) -> usize {
         let mut old = std::mem::take(&mut self.routes);
-        self.set(routes, rules);
+        self.set(routes, rules, now);
         old.retain(|key, _| !self.routes.contains_key(key));
         let gone = old.len();
-        let mut gone_routes: Vec<MirroredRoute> = old.into_values().collect();
+        if self.deletions_from_records {
+            // Their records reported them.
+            return gone;
+        }
+        let mut gone_routes: Vec<MirroredRoute> = old.into_values().map(|h| h.route).collect();
         gone_routes.sort_by_key(MirroredRoute::key);
         for route in gone_routes {
             let expired = lapsed(&route, now);
@@ -289,7 +368,7 @@ mod tests {
     fn replace_keeps_the_old_route_for_the_request() {
         let old = route("2001:db8:1::/64", "2001:db8::2", None);
         let new = route("2001:db8:1::/64", "2001:db8::3", None);
-        let mut t = Table::new(vec![old.clone()], Vec::new());
+        let mut t = Table::new(vec![old.clone()], Vec::new(), 0);
         t.apply(
             Update::Added {
                 route: new.clone(),
@@ -310,6 +389,91 @@ mod tests {
     }
 
     #[test]
+    fn a_replace_names_the_newest_route_under_its_key() {
+        let stale = route("2001:db8:1::/64", "2001:db8::2", None);
+        let live = route("2001:db8:1::/64", "2001:db8::4", None);
+        let new = route("2001:db8:1::/64", "2001:db8::3", None);
+        let mut t = Table::new(vec![stale], Vec::new(), 0);
+        t.deletions_from_records = true;
+        let added = |route: &MirroredRoute, replaced, seq| Update::Added {
+            route: route.clone(),
+            replaced,
+            seq,
+        };
+        t.apply(added(&live, false, 1), 10);
+        t.apply(added(&new, true, 2), 20);
+        let claimed = t.claim_requested(2, 0, |_| true);
+        let Some(Removed::Replaced { old, .. }) = claimed else {
+            panic!("no replace: {claimed:?}");
+        };
+        assert_eq!(*old, live);
+    }
+
+    #[test]
+    fn a_record_lets_go_of_a_route_learnt_before_its_removal() {
+        let a = route("2001:db8:1::/64", "2001:db8::2", None);
+        let mut t = Table::new(vec![a.clone()], Vec::new(), 10);
+        t.deletions_from_records = true;
+        t.forget(&a.id(), 20);
+        assert!(t.routes.is_empty());
+        assert_eq!(t.doubtful, 0);
+    }
+
+    #[test]
+    fn a_route_learnt_after_its_reported_removal_waits_for_a_dump() {
+        let a = route("2001:db8:1::/64", "2001:db8::2", None);
+        let b = route("2001:db8:2::/64", "2001:db8::2", None);
+        let mut t = Table::new(Vec::new(), Vec::new(), 0);
+        t.deletions_from_records = true;
+        let added = |route: &MirroredRoute| Update::Added {
+            route: route.clone(),
+            replaced: false,
+            seq: 1,
+        };
+        // Added again after its removal, or learnt late: only the kernel can tell.
+        t.apply(added(&a), 30);
+        t.forget(&a.id(), 20);
+        assert!(t.routes.contains_key(&a.id()));
+        // Not held at all (its addition not learnt yet).
+        t.forget(&b.id(), 20);
+        assert_eq!(t.doubtful, 2);
+        // A dump begun at 40 does not have `a`; `b` was learnt while it ran.
+        t.apply(added(&b), 45);
+        t.settle(Vec::new(), 40);
+        assert!(!t.routes.contains_key(&a.id()));
+        assert!(t.routes.contains_key(&b.id()));
+    }
+
+    #[test]
+    fn a_multipath_route_is_let_go_by_the_record_of_its_first_hop() {
+        let mut held = route("2001:db8:1::/64", "2001:db8::2", None);
+        held.route.gateway = None;
+        let first_hop = route("2001:db8:1::/64", "2001:db8::2", None);
+        let mut t = Table::new(vec![held], Vec::new(), 10);
+        t.forget(&first_hop.id(), 20);
+        assert!(t.routes.is_empty());
+        assert_eq!(t.doubtful, 0);
+    }
+
+    #[test]
+    fn with_records_reporting_deletions_nothing_is_kept_to_claim() {
+        let a = route("2001:db8:1::/64", "2001:db8::2", None);
+        let b = route("2001:db8:2::/64", "2001:db8::2", None);
+        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new(), 0);
+        t.deletions_from_records = true;
+        let update = Update::Deleted {
+            route: a,
+            by_kernel: false,
+            seq: 9,
+            past_expiry: false,
+        };
+        t.apply(update, 10);
+        assert!(t.requested.is_empty());
+        assert_eq!(t.resync(Vec::new(), Vec::new(), 20), 1);
+        assert!(t.announced.is_empty() && t.resynced.is_empty());
+    }
+
+    #[test]
     fn kernel_deletion_of_a_lapsed_route_is_an_expiry() {
         let now = 10_000_000_000;
         let lapsing = route("2001:db8:1::/64", "2001:db8::2", Some(now - 1));
@@ -318,7 +482,7 @@ mod tests {
             "2001:db8::2",
             Some(now + 3_600_000_000_000),
         );
-        let mut t = Table::new(vec![lapsing.clone(), lasting.clone()], Vec::new());
+        let mut t = Table::new(vec![lapsing.clone(), lasting.clone()], Vec::new(), 0);
         for r in [&lapsing, &lasting] {
             let update = Update::Deleted {
                 route: r.clone(),
@@ -337,7 +501,7 @@ mod tests {
     fn a_requested_deletion_waits_for_a_request_read_a_minute_late() {
         const S: u64 = 1_000_000_000;
         let a = route("2001:db8:1::/64", "2001:db8::2", None);
-        let mut t = Table::new(vec![a.clone()], Vec::new());
+        let mut t = Table::new(vec![a.clone()], Vec::new(), 0);
         let update = Update::Deleted {
             route: a,
             by_kernel: false,
@@ -358,7 +522,7 @@ mod tests {
     fn resync_keeps_what_vanished_while_notifications_were_lost() {
         let a = route("2001:db8:1::/64", "2001:db8::2", None);
         let b = route("2001:db8:2::/64", "2001:db8::2", None);
-        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new());
+        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new(), 0);
         assert_eq!(t.resync(vec![a], Vec::new(), 5), 1);
         assert_eq!(t.claim_announced(5), vec![b]);
     }
@@ -367,7 +531,7 @@ mod tests {
     fn a_request_whose_notification_was_lost_finds_its_route_in_the_resync() {
         let a = route("2001:db8:1::/64", "2001:db8::2", None);
         let b = route("2001:db8:2::/64", "2001:db8::2", None);
-        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new());
+        let mut t = Table::new(vec![a.clone(), b.clone()], Vec::new(), 0);
         t.resync(Vec::new(), Vec::new(), 50);
         let dst = Some("2001:db8:2::/64");
         assert_eq!(

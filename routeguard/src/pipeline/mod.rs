@@ -99,7 +99,7 @@ impl Pipeline {
         let correlator = match options.path {
             CapturePath::Syscall => Correlator::with_mirror(Clock::new(), Mirror::new()),
             CapturePath::KernelFunction => {
-                Correlator::kernel_function(Clock::new(), Some(Mirror::new()))
+                Correlator::kernel_function(Clock::new(), Some(Mirror::for_kernel_records()))
             }
         };
         Ok(Self {
