@@ -339,7 +339,7 @@ impl Mirror {
     /// `at_ns` (monotonic): the mirror lets go of it (see [`Table::forget`]).
     pub fn forget(&mut self, netns_ino: u32, family: Option<Family>, gone: &Route, at_ns: u64) {
         if let Some(ns) = self.namespaces.get(&u64::from(netns_ino)) {
-            ns.table().forget(&RouteId::of(family, gone), at_ns);
+            ns.table().forget(RouteId::of(family, gone), at_ns);
         }
     }
 

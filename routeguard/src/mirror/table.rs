@@ -213,23 +213,21 @@ impl Table {
     /// since, or learnt late, and a fresh dump must tell: so must a route the table does not
     /// hold (its addition not learnt yet, or held under another identity). A multipath route is
     /// held without gateway or device; the record names its first hop, so that is tried too.
-    pub fn forget(&mut self, gone: &RouteId, at_ns: u64) {
-        let hopless = RouteId {
-            gateway: None,
-            oif: None,
-            ..gone.clone()
+    pub fn forget(&mut self, gone: RouteId, at_ns: u64) {
+        let id = match self.routes.get(&gone) {
+            Some(_) => gone,
+            None => RouteId {
+                gateway: None,
+                oif: None,
+                ..gone
+            },
         };
-        for id in [gone, &hopless] {
-            match self.routes.get(id) {
-                Some(held) if held.learnt_ns <= at_ns => {
-                    self.routes.remove(id);
-                    return;
-                }
-                Some(_) => break,
-                None => {}
+        match self.routes.get(&id) {
+            Some(held) if held.learnt_ns <= at_ns => {
+                self.routes.remove(&id);
             }
+            _ => self.doubtful += 1,
         }
-        self.doubtful += 1;
     }
 
     /// A dump begun at `started_ns` replaces the routes held: except what was learnt since it
@@ -414,7 +412,7 @@ mod tests {
         let a = route("2001:db8:1::/64", "2001:db8::2", None);
         let mut t = Table::new(vec![a.clone()], Vec::new(), 10);
         t.deletions_from_records = true;
-        t.forget(&a.id(), 20);
+        t.forget(a.id(), 20);
         assert!(t.routes.is_empty());
         assert_eq!(t.doubtful, 0);
     }
@@ -432,10 +430,10 @@ mod tests {
         };
         // Added again after its removal, or learnt late: only the kernel can tell.
         t.apply(added(&a), 30);
-        t.forget(&a.id(), 20);
+        t.forget(a.id(), 20);
         assert!(t.routes.contains_key(&a.id()));
         // Not held at all (its addition not learnt yet).
-        t.forget(&b.id(), 20);
+        t.forget(b.id(), 20);
         assert_eq!(t.doubtful, 2);
         // A dump begun at 40 does not have `a`; `b` was learnt while it ran.
         t.apply(added(&b), 45);
@@ -450,7 +448,7 @@ mod tests {
         held.route.gateway = None;
         let first_hop = route("2001:db8:1::/64", "2001:db8::2", None);
         let mut t = Table::new(vec![held], Vec::new(), 10);
-        t.forget(&first_hop.id(), 20);
+        t.forget(first_hop.id(), 20);
         assert!(t.routes.is_empty());
         assert_eq!(t.doubtful, 0);
     }
