@@ -112,21 +112,18 @@ impl CgroupPaths {
 
     /// The path of cgroup `id`, or `None` when no live cgroup has it (it was removed, or the
     /// id is 0 because the kernel had no cgroup v2 id to give).
-    pub fn path(&mut self, id: u64) -> Option<String> {
+    pub fn path(&mut self, id: u64) -> Option<&str> {
         if id == 0 {
             return None;
         }
-        if let Some(path) = self.by_id.get(&id) {
-            return Some(path.clone());
-        }
-        if self
-            .last_scan
-            .is_some_and(|t| t.elapsed() < RESCAN_INTERVAL)
+        if !self.by_id.contains_key(&id)
+            && self
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL)
         {
-            return None;
+            self.rescan();
         }
-        self.rescan();
-        self.by_id.get(&id).cloned()
+        self.by_id.get(&id).map(String::as_str)
     }
 
     fn rescan(&mut self) {
@@ -345,29 +342,23 @@ mod tests {
 
         let mut paths = CgroupPaths::with_mount(dir.path().to_path_buf(), "/");
         assert_eq!(
-            paths.path(ino("system.slice/demo.service")).as_deref(),
+            paths.path(ino("system.slice/demo.service")),
             Some("/system.slice/demo.service")
         );
-        assert_eq!(
-            paths.path(ino("user.slice")).as_deref(),
-            Some("/user.slice")
-        );
-        assert_eq!(paths.path(ino("")).as_deref(), Some("/"));
+        assert_eq!(paths.path(ino("user.slice")), Some("/user.slice"));
+        assert_eq!(paths.path(ino("")), Some("/"));
         assert_eq!(paths.path(0), None);
 
         // A cgroup created after the walk is found by the next walk, no sooner than the interval.
         fs::create_dir(dir.path().join("late.scope")).unwrap();
         std::thread::sleep(RESCAN_INTERVAL);
-        assert_eq!(
-            paths.path(ino("late.scope")).as_deref(),
-            Some("/late.scope")
-        );
+        assert_eq!(paths.path(ino("late.scope")), Some("/late.scope"));
 
         let mut nested = CgroupPaths::with_mount(dir.path().to_path_buf(), "/kubepods.slice/");
         assert_eq!(
-            nested.path(ino("user.slice")).as_deref(),
+            nested.path(ino("user.slice")),
             Some("/kubepods.slice/user.slice")
         );
-        assert_eq!(nested.path(ino("")).as_deref(), Some("/kubepods.slice"));
+        assert_eq!(nested.path(ino("")), Some("/kubepods.slice"));
     }
 }

@@ -17,6 +17,7 @@ pub use netns::NetnsNames;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use routeguard_common::{TaskInfo, TaskRecord, ANCESTRY_MAX, ARGS_MAX, EXE_PATH_MAX};
 
@@ -45,6 +46,17 @@ struct Task {
     /// cgroup path read from /proc (fallback entries only).
     cgroup_path: Option<String>,
     last_used: u64,
+    /// The actor last built for one of its threads, and what it was built from.
+    built: Option<Built>,
+}
+
+/// An [`Actor`] as built for thread `tid` with this identity and name.
+#[derive(Clone, Debug)]
+struct Built {
+    tid: u32,
+    uid: u32,
+    comm: [u8; routeguard_common::COMM_LEN],
+    actor: Arc<Actor>,
 }
 
 /// Caches process details and builds [`Actor`]s.
@@ -103,12 +115,13 @@ impl ProcessTable {
             cgroup_leaf: cstr_opt(&rec.cgroup_name),
             cgroup_path: None,
             last_used: 0,
+            built: None,
         };
         self.remember((info.pid, info.start_time), task);
     }
 
     /// The actor for a request made by `info`.
-    pub fn actor(&mut self, info: &TaskInfo) -> Actor {
+    pub fn actor(&mut self, info: &TaskInfo) -> Arc<Actor> {
         let key = (info.pid, info.start_time);
         if !self.tasks.contains_key(&key) {
             let task = self.read_proc(info);
@@ -123,11 +136,19 @@ impl ProcessTable {
         // A live cgroup's full path; else what /proc said; else the leaf name the kernel sent,
         // without a leading `/` to show it is not a full path (the cgroup is gone).
         let cgroup = cgroup_id_path
-            .or_else(|| task.cgroup_path.clone())
-            .or_else(|| task.cgroup_leaf.clone());
-        let unit = cgroup.as_deref().and_then(unit_of).map(str::to_string);
-        let container = cgroup.as_deref().and_then(container_of).map(str::to_string);
-        Actor {
+            .or(task.cgroup_path.as_deref())
+            .or(task.cgroup_leaf.as_deref());
+        // A burst of removals by one thread names the same actor each time: built once.
+        if let Some(built) = &task.built {
+            if built.tid == info.tid
+                && built.uid == info.uid
+                && built.comm == info.comm
+                && built.actor.cgroup.as_deref() == cgroup
+            {
+                return Arc::clone(&built.actor);
+            }
+        }
+        let actor = Arc::new(Actor {
             pid: info.pid,
             tid: info.tid,
             comm: cstr_lossy(&info.comm),
@@ -137,10 +158,17 @@ impl ProcessTable {
             uid: info.uid,
             ppid: task.ppid,
             ancestry: task.ancestry.clone(),
-            cgroup,
-            unit,
-            container,
-        }
+            cgroup: cgroup.map(str::to_string),
+            unit: cgroup.and_then(unit_of).map(str::to_string),
+            container: cgroup.and_then(container_of).map(str::to_string),
+        });
+        task.built = Some(Built {
+            tid: info.tid,
+            uid: info.uid,
+            comm: info.comm,
+            actor: Arc::clone(&actor),
+        });
+        actor
     }
 
     /// What /proc says of `info`'s process, if /proc still shows that image; else nothing
@@ -156,6 +184,7 @@ impl ProcessTable {
             cgroup_leaf: None,
             cgroup_path: None,
             last_used: 0,
+            built: None,
         };
         let pid = info.pid;
         let Some(stat) = self.proc.same_image(pid, info.start_time) else {

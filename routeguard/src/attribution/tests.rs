@@ -112,6 +112,31 @@ impl Fixture {
     }
 }
 
+/// A burst of removals by one thread shares one actor; another thread, a new name (`prctl`)
+/// or a move to another cgroup builds a new one.
+#[test]
+fn one_thread_s_removals_share_its_actor_until_it_changes() {
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let cg = fx.cgroup_id("system.slice/demo.service");
+    let task = info(12345, 5 * TICK_NS, b"ip", cg);
+    table.insert(&record(task, b"ip\0route\0flush\0", b"/usr/sbin/ip", &[]));
+    let first = table.actor(&task);
+    assert!(Arc::ptr_eq(&first, &table.actor(&task)));
+
+    let other_thread = TaskInfo {
+        tid: task.tid + 1,
+        ..task
+    };
+    assert_eq!(table.actor(&other_thread).tid, task.tid + 1);
+    let renamed = info(12345, 5 * TICK_NS, b"worker", cg);
+    assert_eq!(table.actor(&renamed).comm, "worker");
+    let moved = info(12345, 5 * TICK_NS, b"ip", fx.cgroup_id("system.slice"));
+    assert_eq!(table.actor(&moved).cgroup.as_deref(), Some("/system.slice"));
+    assert_eq!(table.actor(&moved).unit, None);
+    assert_eq!(*table.actor(&task), *first, "the same as first built");
+}
+
 #[test]
 fn actor_from_record_is_complete_without_proc() {
     let fx = Fixture::new();
@@ -220,7 +245,7 @@ fn falls_back_to_proc_for_the_same_image_only() {
     let actor = table.actor(&other);
     assert_eq!(actor.comm, "ip");
     assert!(actor.argv.is_empty() && actor.cmdline.is_empty());
-    assert_eq!((actor.exe, actor.ppid, actor.cgroup), (None, 0, None));
+    assert_eq!((&actor.exe, actor.ppid, &actor.cgroup), (&None, 0, &None));
     assert!(actor.ancestry.is_empty());
 }
 

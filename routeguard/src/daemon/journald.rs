@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn hostile_strings_cannot_forge_fields() {
         let mut ev = rule_event();
-        let actor = ev.actor.as_mut().unwrap();
+        let actor = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
         actor.comm = "x\nPRIORITY=0".into();
         actor.cmdline = "evil\nROUTEGUARD_KIND=nothing".into();
         ev.outcome = Outcome::Failed;

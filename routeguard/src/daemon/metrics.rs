@@ -399,10 +399,10 @@ mod tests {
         let m = Metrics::new();
         let mut ev = route_event();
         for i in 0..MAX_COMMS + 10 {
-            ev.actor.as_mut().unwrap().comm = format!("c{i}");
+            std::sync::Arc::make_mut(ev.actor.as_mut().unwrap()).comm = format!("c{i}");
             m.record(std::slice::from_ref(&ev));
         }
-        ev.actor.as_mut().unwrap().comm = "bad\"\n\u{1b}".into();
+        std::sync::Arc::make_mut(ev.actor.as_mut().unwrap()).comm = "bad\"\n\u{1b}".into();
         m.record(std::slice::from_ref(&ev));
         let text = m.encode();
         assert!(text.contains(r#"comm="other"} 11"#), "{text}");

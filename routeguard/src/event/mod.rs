@@ -13,6 +13,8 @@ mod time;
 pub use object::{Address, KernelBody, Link, Nexthop, Route, Rule};
 pub use time::Timestamp;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON event schema.
@@ -35,7 +37,7 @@ pub struct Event {
     pub capture: Capture,
     pub netns: Netns,
     /// `None` only for removals no process asked for (expiry, netns teardown).
-    pub actor: Option<Actor>,
+    pub actor: Option<Arc<Actor>>,
     /// How the removal was asked for.
     pub request: Option<Request>,
     pub route: Option<Route>,
@@ -288,7 +290,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_route_event() -> Event {
         // The sinks' acked `ip route del`, by another run of `ip`, of a route of its own.
         let mut ev = crate::sink::fixtures::route_event();
-        let actor = ev.actor.as_mut().expect("the fixture has its actor");
+        let actor = std::sync::Arc::make_mut(ev.actor.as_mut().expect("the fixture has its actor"));
         (actor.pid, actor.tid, actor.ppid) = (4242, 4242, 4200);
         actor.ancestry[0].pid = 4200;
         actor.cmdline = "ip route del 10.77.1.0/24 table 77".into();

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::collect::{actor_hash, Collector, Facts, RestoreFields};
 use super::memo::{ActorEntry, Line, Memo, ObjectEntry, Wanted, NO_ACTOR};
@@ -170,7 +171,7 @@ impl Tally {
         };
         facts.check()?;
         // A line read as a row reads as an event (row.rs), so the full actor is always there.
-        let full_actor = || event(line).map(|ev| ev.actor);
+        let full_actor = || event(line).map(|ev| ev.actor.map(Arc::unwrap_or_clone));
         let actor = if w.actor == NO_ACTOR {
             match self.kernel {
                 Some(i) => i,

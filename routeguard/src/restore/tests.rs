@@ -52,7 +52,7 @@ fn allow_by_comm_exe_unit_or_container_prefix() {
     assert!(p.allow.permits(actor), "sample actor runs in demo.service");
     let p = parse_spec("kind=rule allow-comm=kube-router").unwrap();
     assert!(!p.allow.permits(actor));
-    let mut contained = actor.clone();
+    let mut contained = (**actor).clone();
     contained.container = Some("3f2a9c0e1d7b4a5c6e8f".into());
     let p = parse_spec("kind=rule allow-container=3f2a9c0e1d7b").unwrap();
     assert!(p.allow.permits(&contained));
@@ -95,16 +95,16 @@ fn unrestorable_without_the_kernels_view() {
 fn flap_key_ignores_pid_but_not_program() {
     let a = rule_event(100, 77);
     let mut b = a.clone();
-    b.actor.as_mut().unwrap().pid = 9999;
+    std::sync::Arc::make_mut(b.actor.as_mut().unwrap()).pid = 9999;
     assert_eq!(flap_key(&a), flap_key(&b));
-    b.actor.as_mut().unwrap().comm = "other".into();
+    std::sync::Arc::make_mut(b.actor.as_mut().unwrap()).comm = "other".into();
     assert_ne!(flap_key(&a), flap_key(&b));
 }
 
 #[test]
 fn suspension_names_the_culprit_and_the_networkd_hint() {
     let mut ev = rule_event(32764, 77);
-    let actor = ev.actor.as_mut().unwrap();
+    let actor = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
     actor.comm = "systemd-network".into();
     actor.unit = Some("systemd-networkd.service".into());
     let e = suspended(&ev, "kube-router rules", 5, &GuardConfig::default());

@@ -1,5 +1,7 @@
 //! Events built by hand, for the sinks' tests.
 
+use std::sync::Arc;
+
 use crate::event::{
     Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
     Netns, Nexthop, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Timestamp, Trigger,
@@ -61,7 +63,7 @@ pub fn route_event() -> Event {
             name: Some("blue".into()),
         },
     );
-    ev.actor = Some(actor());
+    ev.actor = Some(Arc::new(actor()));
     ev.request = Some(Request {
         syscall: "sendmsg".into(),
         op: "RTM_DELROUTE".into(),
@@ -101,7 +103,7 @@ pub fn rule_event() -> Event {
             inode: 4026531840,
             name: Some("host".into()),
         },
-        actor: Some(actor),
+        actor: Some(Arc::new(actor)),
         request: Some(Request {
             syscall: "sendmsg".into(),
             op: "RTM_DELRULE".into(),
@@ -127,7 +129,7 @@ pub fn full_event() -> Event {
     Event {
         errno: Some(2),
         error: Some("ENOENT".into()),
-        actor: Some(actor),
+        actor: Some(Arc::new(actor)),
         route: Some(Route {
             table: Some(254),
             dst: Some("2001:db8::/64".into()),

@@ -4,7 +4,7 @@
 //! so the formatter here additionally writes DEL, C1 controls and invisible/bidi characters as
 //! `\uXXXX` (still valid JSON, same decoded string): a raw U+009B is a CSI to some terminals.
 
-use std::io;
+use std::{io, sync::Arc};
 
 use serde::Serialize as _;
 use serde_json::ser::{CompactFormatter, Formatter};
@@ -44,7 +44,7 @@ pub fn write_line(ev: &Event, out: &mut Vec<u8>) {
 /// ancestry), and comparing it costs far less than escaping it again.
 #[derive(Default)]
 pub struct Lines {
-    actor: Option<(Actor, Vec<u8>)>,
+    actor: Option<(Arc<Actor>, Vec<u8>)>,
     /// The event without its actor, reused.
     rest: Vec<u8>,
 }
@@ -72,14 +72,14 @@ impl Lines {
         if self
             .actor
             .as_ref()
-            .is_none_or(|(cached, _)| cached != actor)
+            .is_none_or(|(cached, _)| !Arc::ptr_eq(cached, actor) && **cached != **actor)
         {
             let mut json = Vec::with_capacity(512);
             let mut ser = serde_json::Serializer::with_formatter(&mut json, SafeFormatter);
             if actor.serialize(&mut ser).is_err() {
                 return write_line(ev, out);
             }
-            self.actor = Some((actor.clone(), json));
+            self.actor = Some((Arc::clone(actor), json));
         }
         if let Some((_, json)) = &self.actor {
             // `,"actor":` stays; its `null` becomes the actor.
@@ -281,13 +281,13 @@ mod tests {
     #[test]
     fn lines_match_to_line() {
         let mut hostile = route_event();
-        let actor = hostile.actor.as_mut().unwrap();
+        let actor = std::sync::Arc::make_mut(hostile.actor.as_mut().unwrap());
         actor.comm = "\x1b[31mip\n\u{9b}\u{202e}\\\"é,\"actor\":null,".into();
         actor.argv.push("\u{7f}x".into());
         let mut no_actor = rule_event();
         no_actor.actor = None;
         let mut other_pid = route_event();
-        other_pid.actor.as_mut().unwrap().pid += 1;
+        std::sync::Arc::make_mut(other_pid.actor.as_mut().unwrap()).pid += 1;
         let events = [
             route_event(),
             route_event(),
@@ -317,7 +317,7 @@ mod tests {
     fn terminal_controls_are_escaped_and_round_trip() {
         let mut ev = route_event();
         let hostile = "\x1b[31mip\n\r\x7f\u{9b}2J\u{202e}\\\"é";
-        ev.actor.as_mut().unwrap().comm = hostile.into();
+        std::sync::Arc::make_mut(ev.actor.as_mut().unwrap()).comm = hostile.into();
         let line = to_line(&ev);
         assert!(!line.chars().any(is_unsafe), "{line:?}");
         assert!(

@@ -32,7 +32,7 @@ pub fn format_line(ev: &Event) -> String {
         "{} {:<nw$} {:<aw$}  {:<vw$} {}  -> {}",
         ev.ts.time_of_day(),
         netns(&ev.netns),
-        actor(ev.actor.as_ref()),
+        actor(ev.actor.as_deref()),
         match ev.event {
             EventType::Removal => verb(ev.cause),
             EventType::Restore => "RESTORE",

@@ -67,7 +67,7 @@ impl<'e> Facts<'e> {
             error: ev.error.as_deref(),
             event: label(&ev.event),
             restore: ev.restore.as_ref().map(json),
-            actor: ev.actor.as_ref(),
+            actor: ev.actor.as_deref(),
         }
     }
 }

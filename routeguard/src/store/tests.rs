@@ -303,7 +303,7 @@ fn facts_go_with_their_events_and_unnamed_actors_and_objects_are_swept() {
     let mut store = keeping_a_minute(&path);
     let (old, recent) = (i128::from(now) - 61_000_000_000, i128::from(now) - 1);
     let mut other = at(route_event(), old);
-    other.actor.as_mut().unwrap().pid = 999;
+    std::sync::Arc::make_mut(other.actor.as_mut().unwrap()).pid = 999;
     // The same actor and route twice, another actor once, and a rule: each stored once.
     store
         .insert(&[

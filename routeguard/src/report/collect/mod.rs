@@ -168,7 +168,7 @@ fn fields_of(ev: &Event) -> Fields<'_> {
         error: ev.error.as_deref(),
         netns_inode: ev.netns.inode,
         netns_name: ev.netns.name.as_deref(),
-        actor: ev.actor.as_ref().map(ActorKey::of),
+        actor: ev.actor.as_deref().map(ActorKey::of),
         event: ev.event,
         restore: ev.restore.as_ref().map(|r| RestoreFields {
             policy: &r.policy,
@@ -219,7 +219,7 @@ impl Collector {
     pub fn push(&mut self, ev: Event) {
         let fields = fields_of(&ev);
         let derived = Derived::new(&fields, describe::object(&ev), &self.hasher);
-        let pushed = self.push_compact(&fields, derived, || Ok(ev.actor.clone()));
+        let pushed = self.push_compact(&fields, derived, || Ok(ev.actor.as_deref().cloned()));
         debug_assert!(pushed.is_ok(), "the actor is at hand");
     }
 

@@ -24,7 +24,7 @@ fn networkd_burst(t0: i128, n: u32) -> Vec<Event> {
                 table: Some(77),
                 ..Rule::default()
             });
-            let a = ev.actor.as_mut().unwrap();
+            let a = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
             a.pid = 812;
             a.tid = 812;
             a.comm = "systemd-network".into();
@@ -137,7 +137,7 @@ fn out_of_order_events_are_sorted_and_kernel_removals_have_no_actor() {
 /// A process that names itself to break out of every format.
 fn hostile_report() -> Report {
     let mut ev = fixtures::route_event();
-    let a = ev.actor.as_mut().unwrap();
+    let a = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
     a.comm = "<script>|`x`".into();
     a.cmdline = "evil </svg><script>alert(1)</script> | *b* _i_ [l](u) \x1b]0;pwned\x07".into();
     a.exe = Some("/tmp/<img src=x>".into());

@@ -39,7 +39,7 @@ fn columns_line_up() {
 #[test]
 fn hostile_strings_stay_on_one_escaped_line() {
     let mut ev = route_event();
-    let actor = ev.actor.as_mut().unwrap();
+    let actor = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
     actor.comm = "\x1b[31mip\n".into();
     actor.unit = Some("x\r\u{9b}2J.service".into());
     ev.netns.name = Some("blue\x07".into());
@@ -59,7 +59,7 @@ fn hostile_strings_stay_on_one_escaped_line() {
 #[test]
 fn container_short_id_preferred_over_unit() {
     let mut ev = route_event();
-    let actor = ev.actor.as_mut().unwrap();
+    let actor = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
     actor.container =
         Some("3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".into());
     actor.unit = Some("docker-3f4e.scope".into());
