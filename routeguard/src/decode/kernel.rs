@@ -50,11 +50,7 @@ fn addr(bytes: &[u8; 16], fam: Option<Family>) -> Option<IpAddr> {
 }
 
 fn route(rec: &KernelRecord, fam: Option<Family>) -> Route {
-    let dst = if rec.dst_len == 0 {
-        "default".to_owned()
-    } else {
-        addr(&rec.dst, fam).map_or_else(String::new, |a| format!("{a}/{}", rec.dst_len))
-    };
+    let dst = super::route::prefix(addr(&rec.dst, fam), rec.dst_len, fam).unwrap_or_default();
     let gw_family = family(rec.gw_family);
     let dev = {
         let end = rec

@@ -112,7 +112,7 @@ pub(super) fn nexthop(body: &[u8]) -> Result<Removal, String> {
 
 /// `a.b.c.d/len`, `2001:db8::/64` or `default`. Without RTA_DST the kernel uses the all-zero
 /// address of `dst_len` bits, so a delete without it and with `dst_len` 0 is the default route.
-fn prefix(dst: Option<IpAddr>, len: u8, family: Option<Family>) -> Option<String> {
+pub(super) fn prefix(dst: Option<IpAddr>, len: u8, family: Option<Family>) -> Option<String> {
     if len == 0 {
         return Some("default".to_owned());
     }
