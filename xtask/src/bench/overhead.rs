@@ -2,7 +2,10 @@
 //! alternating untraced (A) and traced (B) runs, and compare the deletion times.
 //!
 //! Only the deletion is timed; the routes are added (untimed) before each run, and for B the
-//! tracer is started and ready before the clock starts.
+//! tracer is started and ready before the clock starts. Every run's clock starts the same
+//! settle time after its additions (the tracer's start-up, measured once, and a second), so the
+//! untraced run does not pay for work the additions deferred while the traced one waited for
+//! its tracer.
 //!
 //! `--capture kernel-function` on a kernel that refuses fentry (ours) runs the whole bench in a
 //! stock Debian kernel under QEMU (`--vm`, as `cargo xtask vm-test`): the xtask binary runs
@@ -126,10 +129,32 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(Err(why)) = &stats {
         println!("bench overhead: no in-kernel figures ({why})");
     }
+    let extra = ["--json", "--capture", args.traced.capture.as_str()];
+    // A traced run's clock starts once its tracer is ready, seconds after its routes were
+    // added, while the kernel finishes the work their addition deferred; an untraced run timed
+    // at once would pay for that and flatter B/A. So every run starts the same time after its
+    // additions: the tracer's start-up (measured once here, untimed) and a margin.
+    let settle = match &bin {
+        None => SETTLE_MARGIN,
+        Some(bin) => {
+            let started = Instant::now();
+            let tracer = Tracer::start_with(bin, ns.name(), &trace_file, &extra)?;
+            let startup = started.elapsed();
+            tracer.finish(0)?;
+            startup + SETTLE_MARGIN
+        }
+    };
+    println!(
+        "bench overhead: each run's clock starts {:.1} s after its routes were added (the \
+         tracer's start-up and {} s)",
+        settle.as_secs_f64(),
+        SETTLE_MARGIN.as_secs()
+    );
     let mut pairs = Vec::new();
     for pair in 1..=args.pairs {
         interrupt::check()?;
         ns.ip(&["-batch", path_str(&add_file)?])?;
+        settle_after(Instant::now(), settle);
         let untraced = time_deletion(&ns, &del_file)?;
         let traced = match &bin {
             None => None,
@@ -137,9 +162,17 @@ pub fn run(args: &Args) -> Result<()> {
                 interrupt::check()?;
                 ns.ip(&["-batch", path_str(&add_file)?])?;
                 // Started after the (untimed) additions, ready before the clock starts.
-                let extra = ["--json", "--capture", args.traced.capture.as_str()];
+                let added = Instant::now();
                 let since = SystemTime::now();
                 let tracer = Tracer::start_with(bin, ns.name(), &trace_file, &extra)?;
+                if added.elapsed() > settle {
+                    println!(
+                        "bench overhead: pair {pair}: the tracer took {:.1} s to start, longer \
+                         than the settle time",
+                        added.elapsed().as_secs_f64()
+                    );
+                }
+                settle_after(added, settle);
                 let before = bpf_stats::by_program(since);
                 let elapsed = time_deletion(&ns, &del_file)?;
                 let during = bpf_stats::delta(&before, bpf_stats::by_program(since));
@@ -238,6 +271,16 @@ pub(super) fn add_link(ns: &Netns) -> Result<()> {
 }
 
 /// Times `ip -n <ns> -batch <del_file>`, and nothing else.
+/// Added to the tracer's start-up to make the settle time before each timed run.
+const SETTLE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Sleeps until `settle` has passed since `since`.
+fn settle_after(since: Instant, settle: Duration) {
+    if let Some(left) = settle.checked_sub(since.elapsed()) {
+        std::thread::sleep(left);
+    }
+}
+
 fn time_deletion(ns: &Netns, del_file: &Path) -> Result<Duration> {
     let mut delete = Command::new("ip");
     delete.args(["-n", ns.name(), "-batch", path_str(del_file)?]);
