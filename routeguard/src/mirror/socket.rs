@@ -179,20 +179,8 @@ fn drop_route_deletions(fd: RawFd) -> io::Result<()> {
         len: program.len() as u16,
         filter: program.as_mut_ptr(),
     };
-    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel copies it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // `fprog` points at `program`, which outlives the call; the kernel copies both.
+    set_socket_option(fd, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 fn listener_rcvbuf() -> usize {
@@ -208,14 +196,19 @@ pub(crate) fn set_timeout(fd: RawFd, timeout: Duration) -> io::Result<()> {
         tv_sec: timeout.as_secs() as _,
         tv_usec: timeout.subsec_micros() as _,
     };
-    // SAFETY: a valid socket fd and a timeval of the size passed.
+    set_socket_option(fd, libc::SO_RCVTIMEO, &tv)
+}
+
+/// `setsockopt(fd, SOL_SOCKET, name, value)`.
+fn set_socket_option<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live `T` of the size passed; the kernel copies it and checks `fd`.
     let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
