@@ -349,12 +349,12 @@ impl Mirror {
     /// otherwise stay, and a later replace could name it as the route it replaced.
     pub fn reconcile(&mut self) {
         for (ino, ns) in &mut self.namespaces {
-            if ns.table().doubtful == 0 || ns.dumped.elapsed() < RECONCILE {
+            let doubts = ns.table().doubtful;
+            if doubts == 0 || ns.dumped.elapsed() < RECONCILE {
                 continue;
             }
             ns.dumped = Instant::now();
             let started = Clock::monotonic_ns();
-            let doubts = ns.table().doubtful;
             match ns.dumper.dump_routes() {
                 Ok(fresh) => {
                     let mut table = ns.table();
@@ -410,7 +410,17 @@ impl Mirror {
         for route in table.claim_announced(since_ns) {
             gone.entry(route.key()).or_insert(route);
         }
-        table.routes = table::held(fresh.into_values().collect(), dumped_at);
+        // Keyed already: each identity is not worked out a second time.
+        table.routes = fresh
+            .into_iter()
+            .map(|(id, route)| {
+                let held = table::Held {
+                    route,
+                    learnt_ns: dumped_at,
+                };
+                (id, held)
+            })
+            .collect();
         let mut gone: Vec<(String, MirroredRoute)> = gone.into_iter().collect();
         gone.sort_by(|a, b| a.0.cmp(&b.0));
         gone.into_iter().map(|(_, r)| r).collect()

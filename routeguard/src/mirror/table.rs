@@ -182,7 +182,9 @@ impl Table {
                 past_expiry,
             } => {
                 let had = self.routes.remove(&route.id());
-                if by_kernel && !self.deletions_from_records {
+                if self.deletions_from_records {
+                    // Nothing to claim: the records report deletions.
+                } else if by_kernel {
                     // Only a route the mirror still held can have expired now: one a trigger's
                     // re-dump already took was that trigger's.
                     let expired =
@@ -192,7 +194,7 @@ impl Table {
                         route,
                         expired,
                     });
-                } else if !self.deletions_from_records {
+                } else {
                     self.request_removed(seq, now, Removed::Route(route));
                 }
             }
