@@ -65,6 +65,15 @@ pub struct KernelOffsets {
     pub sock_protocol: u32,
     /// `net.ns.inum`
     pub net_ns_inum: u32,
+    /// `task_struct.pid` (the thread id)
+    pub task_pid: u32,
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `nsproxy.net_ns`
+    pub nsproxy_net_ns: u32,
+    /// `netlink_sock.portid`: the port id the kernel names a netlink sender by (`nlmsg_pid` of
+    /// the notifications a request causes)
+    pub netlink_sock_portid: u32,
     /// `pt_regs.di`: first syscall argument (x86_64).
     pub regs_arg0: u32,
     /// `pt_regs.si`: second syscall argument.
@@ -109,6 +118,10 @@ impl KernelOffsets {
         sock_net: OFFSET_MISSING,
         sock_protocol: OFFSET_MISSING,
         net_ns_inum: OFFSET_MISSING,
+        task_pid: OFFSET_MISSING,
+        task_nsproxy: OFFSET_MISSING,
+        nsproxy_net_ns: OFFSET_MISSING,
+        netlink_sock_portid: OFFSET_MISSING,
         regs_arg0: OFFSET_MISSING,
         regs_arg1: OFFSET_MISSING,
         regs_arg2: OFFSET_MISSING,
@@ -159,7 +172,9 @@ pub struct CaptureConfig {
     pub syscalls: SyscallNumbers,
     /// Wake userspace once this many bytes wait in the ring; below that the loader polls.
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+    /// Non-zero: every program returns at once, doing nothing (`cargo xtask bench overhead`'s
+    /// floor arm: what the hooks cost by themselves). Never set outside benches.
+    pub floor: u32,
 }
 
 impl CaptureConfig {
@@ -167,14 +182,14 @@ impl CaptureConfig {
         offsets: KernelOffsets::MISSING,
         syscalls: SyscallNumbers::NONE,
         wakeup_bytes: 256 * 1024,
-        _pad: 0,
+        floor: 0,
     };
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 36 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 32 * 4 + 10 * 4 + 4 + 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 36 * 4 + 10 * 4 + 4 + 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -4,7 +4,7 @@
 //! before it reads the body. Record kind ids are fixed forever; a retired id leaves a gap.
 
 /// Version of the record layouts below. Bump it when any of them changes shape.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// Record kind ids (the `kind` of a [`RecordHeader`]).
 pub mod kind {
@@ -18,6 +18,9 @@ pub mod kind {
     pub const IOCTL_RESULT: u16 = 4;
     /// [`super::KernelRecord`]: a removal seen in the kernel's own deletion function.
     pub const KERNEL: u16 = 5;
+    /// [`super::NotifyRecord`]: the kernel's notification of a deletion a request made, caught
+    /// on its way to routeguard's own listener (the syscall path's socket filter).
+    pub const NOTIFY: u16 = 6;
 }
 
 /// The kernel function a [`KernelRecord`] comes from (`KernelRecord::hook`). Fixed forever.
@@ -115,6 +118,9 @@ pub const PAYLOAD_MAX: usize = 16384;
 pub const PAYLOAD_HALF: usize = PAYLOAD_MAX / 2;
 /// Bytes of a request message copied from kernel memory by a kernel-function program.
 pub const KERNEL_MSG_MAX: usize = 256;
+/// Bytes of a deletion notification copied by the socket filter (its `nlmsghdr` included). A
+/// route's is about 100 bytes; a multipath route's more. Longer ones keep their head.
+pub const NOTIFY_MSG_MAX: usize = 1024;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +196,11 @@ pub struct RequestHead {
     pub sock_protocol: u16,
     pub flags: u16,
     pub payload_len: u32,
+    /// The socket's netlink port id (`netlink_sock.portid`): what the kernel's notifications of
+    /// this request carry in `nlmsg_pid`. 0 when the socket was not bound yet (the kernel binds
+    /// it during this send) or not a netlink socket.
+    pub portid: u32,
+    pub _pad: u32,
 }
 
 /// A removal request. The record is `PAYLOAD_OFFSET + payload_len` bytes long.
@@ -304,7 +315,7 @@ const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
 const _: () = assert!(core::mem::size_of::<Ancestor>() == 20);
 const _: () =
     assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512);
-const _: () = assert!(PAYLOAD_OFFSET == 88);
+const _: () = assert!(PAYLOAD_OFFSET == 96);
 const _: () = assert!(core::mem::size_of::<RequestHead>() == PAYLOAD_OFFSET);
 const _: () = assert!(core::mem::size_of::<RequestRecord>() == PAYLOAD_OFFSET + PAYLOAD_MAX);
 const _: () = assert!(core::mem::size_of::<IoctlPayload>() == 152);
@@ -316,6 +327,36 @@ const _: () = assert!(core::mem::offset_of!(KernelRecord, dst) == 120);
 const _: () = assert!(core::mem::offset_of!(KernelRecord, msg) == 192);
 const _: () = assert!(core::mem::size_of::<KernelRecord>() == 192 + KERNEL_MSG_MAX);
 const _: () = assert!(KERNEL_MSG_MAX.is_power_of_two());
+const _: () = assert!(NOTIFY_MSG_OFFSET == 40);
+const _: () = assert!(core::mem::size_of::<NotifyRecord>() == 40 + NOTIFY_MSG_MAX);
+const _: () = assert!(NOTIFY_MSG_MAX.is_power_of_two());
+
+/// The kernel's notification (RTM_DELROUTE, RTM_DELRULE) of a deletion a request asked for,
+/// copied by the socket filter on routeguard's own listener before the socket's receive buffer
+/// could drop it. It is made in the requesting thread (rtnetlink handles a request inside the
+/// sender's `sendmsg`), so `pid`/`tid` name that thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifyRecord {
+    pub header: RecordHeader,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Network namespace of the requesting thread; the request's socket may be in another (the
+    /// request record names that one).
+    pub netns_ino: u32,
+    /// Valid bytes of `msg`.
+    pub msg_len: u32,
+    /// Length of the whole message (more than `msg_len` when it was cut).
+    pub full_len: u32,
+    pub _pad: u32,
+    /// The notification: `nlmsghdr` (`nlmsg_pid` is the requester's port id, `nlmsg_seq` its
+    /// request's sequence number) and body.
+    pub msg: [u8; NOTIFY_MSG_MAX],
+}
+
+/// Offset of `NotifyRecord::msg`.
+pub const NOTIFY_MSG_OFFSET: usize = core::mem::offset_of!(NotifyRecord, msg);
 
 /// Kind ids as a checked enum for userspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,6 +366,7 @@ pub enum RecordKind {
     Ack,
     IoctlResult,
     Kernel,
+    Notify,
 }
 
 /// An id the programs never send.
@@ -341,6 +383,7 @@ impl TryFrom<u16> for RecordKind {
             kind::ACK => Ok(Self::Ack),
             kind::IOCTL_RESULT => Ok(Self::IoctlResult),
             kind::KERNEL => Ok(Self::Kernel),
+            kind::NOTIFY => Ok(Self::Notify),
             other => Err(UnknownKind(other)),
         }
     }
@@ -355,6 +398,8 @@ impl RecordKind {
             Self::Ack => core::mem::size_of::<AckRecord>(),
             Self::IoctlResult => core::mem::size_of::<IoctlResultRecord>(),
             Self::Kernel => core::mem::size_of::<KernelRecord>(),
+            // A notification's header at least.
+            Self::Notify => NOTIFY_MSG_OFFSET + 16,
         }
     }
 }

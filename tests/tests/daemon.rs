@@ -384,7 +384,8 @@ fn removals_are_stored_and_counted() {
     for series in [
         r#"routeguard_removals_total{kind="rule",cause="request",outcome="removed",comm="ip"} "#,
         r#"routeguard_removals_total{kind="route",cause="request",outcome="removed",comm="ip"} "#,
-        "routeguard_events_lost_total 0",
+        r#"routeguard_events_lost_total{cause="ring-full"} 0"#,
+        r#"routeguard_events_lost_total{cause="queue-full"} 0"#,
         "routeguard_build_info{version=",
     ] {
         assert!(metrics.contains(series), "no `{series}` in:\n{metrics}");

@@ -16,6 +16,12 @@ macro_rules! config_field {
 }
 pub(crate) use config_field;
 
+/// The bench's floor arm: every entry point returns at once (see `CaptureConfig::floor`).
+#[inline(always)]
+pub fn floor() -> bool {
+    config_field!(floor) != 0
+}
+
 #[inline(always)]
 pub fn config() -> &'static CaptureConfig {
     &CONFIG

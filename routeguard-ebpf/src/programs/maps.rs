@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
-use routeguard_common::{counter, KernelRecord, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX};
+use routeguard_common::{
+    counter, KernelRecord, NotifyRecord, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX,
+};
 
 /// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
 #[map]
@@ -27,6 +29,10 @@ pub static REQUEST_SCRATCH: PerCpuArray<RequestRecord> = PerCpuArray::with_max_e
 /// Scratch space to assemble a kernel-function record.
 #[map]
 pub static KERNEL_SCRATCH: PerCpuArray<KernelRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space to assemble a notification record.
+#[map]
+pub static NOTIFY_SCRATCH: PerCpuArray<NotifyRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Scratch space to assemble a task record.
 #[map]

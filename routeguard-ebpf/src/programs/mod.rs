@@ -14,6 +14,7 @@ mod ioctl;
 mod kern;
 mod kfunc;
 mod maps;
+mod notify;
 mod recv;
 mod send;
 mod sock;
@@ -79,6 +80,12 @@ impl Regs {
 // raw_tp sys_enter(struct pt_regs *regs, long id)
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_sys_enter(&ctx);
     0
 }
@@ -121,6 +128,12 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
 // raw_tp sys_exit(struct pt_regs *regs, long ret)
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_sys_exit(&ctx);
     0
 }
@@ -155,6 +168,12 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
 // details userspace had for the old image.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_sched_process_exec(&ctx);
     0
 }

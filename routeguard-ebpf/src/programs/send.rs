@@ -147,6 +147,13 @@ pub fn emit(
     rec.head.sock_family = sock.family;
     rec.head.sock_protocol = sock.protocol;
     rec.head.payload_len = total as u32;
+    // `struct netlink_sock` starts with its `struct sock`: the port id is at an offset from it.
+    rec.head.portid = if sock.family == sock::AF_NETLINK {
+        read::<u32>(sock.sk, config_field!(offsets.netlink_sock_portid)).unwrap_or(0)
+    } else {
+        0
+    };
+    rec.head._pad = 0;
     if SELF_TGID.get(0).is_some_and(|me| *me == rec.head.task.pid) {
         rec.head.flags |= request_flags::SELF;
     }

@@ -210,7 +210,7 @@ impl Capture {
             offsets: resolved.offsets,
             syscalls: syscall_numbers(),
             wakeup_bytes: options.wakeup_bytes,
-            _pad: 0,
+            floor: u32::from(floor_requested()),
         };
         let mut kconfig = KernelFunctionConfig::DEFAULT;
         if kernel_function {
@@ -347,6 +347,18 @@ fn kernel_function_offsets(
         tracing::warn!(field = m.field, reason = %m.reason, "kernel-function offset unavailable; that field is left out of events");
     }
     Ok(resolved.offsets)
+}
+
+/// Set for `cargo xtask bench overhead`'s floor arm: every program attaches where it always
+/// does and returns at once, so the bench can tell the hooks' own cost from routeguard's.
+pub const BENCH_FLOOR_ENV: &str = "ROUTEGUARD_BENCH_FLOOR";
+
+fn floor_requested() -> bool {
+    let on = std::env::var_os(BENCH_FLOOR_ENV).is_some_and(|v| v == "1");
+    if on {
+        tracing::warn!("{BENCH_FLOOR_ENV}=1: every program returns at once; nothing is recorded");
+    }
+    on
 }
 
 /// This architecture's syscall numbers, from libc.

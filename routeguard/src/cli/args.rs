@@ -49,6 +49,11 @@ pub struct TraceArgs {
     /// Kernel ring buffer size, e.g. 16M (a power of two, at least 64K).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u32,
+    /// Bound of the queue between the thread that empties the ring and the one that decodes
+    /// and correlates, e.g. 256M (at least 1M). Records are held there only while decoding
+    /// lags behind a burst; what does not fit is counted and reported as lost.
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_queue_size)]
+    pub queue_size: u32,
     /// Wake routeguard once this many bytes wait in the ring (0: on every event). Batching keeps
     /// the cost per removal low; routeguard also drains every 10 ms (every 100 ms after a quiet
     /// second).
@@ -220,6 +225,16 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
 
 fn parse_protect(s: &str) -> Result<Protect, String> {
     restore::parse_spec(s)
+}
+
+fn parse_queue_size(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if n < 1 << 20 {
+        return Err(format!(
+            "`{s}`: the queue size must be at least 1M, e.g. 256M"
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {

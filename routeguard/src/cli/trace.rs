@@ -7,16 +7,15 @@ use std::{
 
 use tokio::{
     signal::unix::{signal, SignalKind},
-    time::{sleep_until, Instant},
+    time::{sleep, sleep_until, Instant},
 };
 
 use super::TraceArgs;
 use crate::{
-    capture::{self, select::Selection, CaptureError, Losses},
-    correlate::Problems,
+    capture::{self, select::Selection, CaptureError},
     daemon::{Config, ConfigError},
     event::{filter::Filter, Event},
-    pipeline::Pipeline,
+    pipeline::{drain::IDLE_TICK, Batch, Pacing, Pipeline, Settings, Totals},
     restore::{GuardConfig, Protect, Restorer},
     sink,
 };
@@ -91,10 +90,12 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
     };
-    let mut pipeline = Pipeline::start(&options)?;
-    if protecting {
-        pipeline.release_on_announcement();
-    }
+    let settings = Settings {
+        queue_bytes: args.queue_size as usize,
+        pacing: Pacing::Interactive,
+        eager: protecting,
+    };
+    let mut pipeline = Pipeline::start(&options, &settings)?;
     let entries = policy.protect.len();
     let dry_run = policy.guard.dry_run;
     let mut restorer = Restorer::new(policy.protect, policy.guard, pipeline.clock());
@@ -108,32 +109,37 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         (n, true) => format!("; protecting {n} selection(s), dry run"),
     };
     eprintln!(
-        "routeguard: tracing started (capture={}, {} programs, ring {} KiB{protection}); Ctrl-C to stop",
+        "routeguard: tracing started (capture={}, {} programs, ring {} KiB, queue {} KiB{protection}); Ctrl-C to stop",
         pipeline.path,
         pipeline.programs,
-        args.ring_size >> 10
+        args.ring_size >> 10,
+        pipeline.queue_bytes() >> 10,
     );
+    let mut restores_waiting = false;
+    let mut loss = LossReport::new(args.ring_size);
     loop {
         let batch = tokio::select! {
             batch = pipeline.next() => batch?,
+            // Restores waiting for a retry or back-off.
+            _ = sleep(IDLE_TICK), if restores_waiting => Batch::default(),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         };
         if batch.newly_lost > 0 {
-            report_loss(pipeline.losses().ring_full, args.ring_size);
+            loss.report(&batch.totals, false);
         }
         let mut events = batch.events;
         if let Some(r) = restorer.as_mut() {
-            pipeline.stay_awake(r.answer(&mut events));
+            restores_waiting = r.answer(&mut events);
         }
         if output.emit(events)? {
             break;
         }
     }
-    let mut last = pipeline.finish();
+    let mut last = pipeline.finish().await;
     if last.newly_lost > 0 {
-        report_loss(pipeline.losses().ring_full, args.ring_size);
+        loss.report(&last.totals, true);
     }
     if let Some(r) = restorer.as_mut() {
         r.answer(&mut last.events);
@@ -142,24 +148,45 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
         eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
     }
-    summary(
-        output.shown,
-        &pipeline.losses(),
-        pipeline.problems(),
-        pipeline.resyncs(),
-    );
+    summary(output.shown, &pipeline.totals());
     Ok(())
 }
 
-/// Says so the moment the kernel drops a record: loss is never silent.
-fn report_loss(total: u64, ring_size: u32) {
-    eprintln!(
-        "routeguard: {total} events lost so far: the ring buffer ({} KiB) was full; raise --ring-size",
-        ring_size >> 10
-    );
+/// Says so when records are lost: never silent, at most once a second.
+struct LossReport {
+    ring_size: u32,
+    last: Option<std::time::Instant>,
 }
 
-fn summary(shown: u64, losses: &Losses, problems: Problems, resyncs: u64) {
+impl LossReport {
+    fn new(ring_size: u32) -> Self {
+        Self {
+            ring_size,
+            last: None,
+        }
+    }
+
+    fn report(&mut self, totals: &Totals, always: bool) {
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if !(due || always) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        eprintln!(
+            "routeguard: {} events lost so far ({} ring full: raise --ring-size from {} KiB; {} \
+             queue full: raise --queue-size)",
+            totals.lost(),
+            totals.kernel.ring_full,
+            self.ring_size >> 10,
+            totals.queue.events
+        );
+    }
+}
+
+fn summary(shown: u64, totals: &Totals) {
+    let (losses, problems, resyncs) = (&totals.kernel, totals.problems, totals.resyncs);
     let mut notes = Vec::new();
     for (n, what) in [
         (
@@ -173,6 +200,14 @@ fn summary(shown: u64, losses: &Losses, problems: Problems, resyncs: u64) {
         (
             losses.task_lost,
             "process-detail records lost (those actors came from /proc)",
+        ),
+        (
+            totals.queue.tasks,
+            "process-detail records dropped at the queue bound (those actors came from /proc)",
+        ),
+        (
+            totals.queue.replies,
+            "replies dropped at the queue bound (those outcomes may be unknown)",
         ),
         (problems.bad_records, "malformed records"),
         (problems.undecodable, "undecodable messages"),
@@ -188,7 +223,7 @@ fn summary(shown: u64, losses: &Losses, problems: Problems, resyncs: u64) {
     if !notes.is_empty() {
         eprintln!("routeguard: also: {}", notes.join("; "));
     }
-    eprintln!("routeguard: {shown} events, {} lost", losses.ring_full);
+    eprintln!("routeguard: {shown} events, {} lost", totals.lost());
 }
 
 /// Output buffer: a burst of events goes out in few large writes (each event's JSON line is

@@ -136,9 +136,11 @@ impl Correlator {
         self.clock
     }
 
-    /// Notified when the mirror hears a deletion (see [`Mirror::heard`]).
-    pub fn heard(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        self.mirror.as_ref().map(Mirror::heard)
+    /// `wake` is called whenever the mirror hears a deletion (see [`Mirror::wake_on_deletion`]).
+    pub fn wake_on_deletion(&self, wake: impl Fn() + Send + Sync + 'static) {
+        if let Some(mirror) = &self.mirror {
+            mirror.wake_on_deletion(wake);
+        }
     }
 
     /// Feeds one ring-buffer record.
@@ -149,6 +151,8 @@ impl Correlator {
             Ok(Record::Ack(ack)) => self.ack(&ack),
             Ok(Record::IoctlResult(res)) => self.ioctl_result(&res),
             Ok(Record::Kernel(rec)) => self.kernel(&rec),
+            // The socket filter that makes them is not attached yet.
+            Ok(Record::Notify(_)) => {}
             Err(err) => {
                 self.problems.bad_records += 1;
                 tracing::warn!(%err, "dropping a malformed record from the kernel");

@@ -39,6 +39,9 @@ pub(super) fn task() -> TaskInfo {
     }
 }
 
+/// The port id of the test sender's socket.
+pub(super) const PORTID: u32 = 4242;
+
 pub(super) fn request(ts_ns: u64, payload: &[u8]) -> Vec<u8> {
     request_as(ts_ns, payload, syscall::SENDMSG, 0)
 }
@@ -60,6 +63,8 @@ pub(super) fn request_as(ts_ns: u64, payload: &[u8], via: u16, flags: u16) -> Ve
         sock_protocol: 0,
         flags,
         payload_len: payload.len() as u32,
+        portid: PORTID,
+        _pad: 0,
     };
     let mut bytes = bytes_of(&head);
     bytes.extend_from_slice(payload);

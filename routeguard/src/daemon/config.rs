@@ -134,6 +134,10 @@ pub struct CaptureConfig {
     /// Ring buffer size: a power of two, at least 64K.
     #[serde(deserialize_with = "ring_size")]
     pub ring_size: u32,
+    /// Bound of the queue after the thread that empties the ring (at least 1M): records wait
+    /// there only while decoding lags behind a burst; what does not fit is counted as lost.
+    #[serde(deserialize_with = "queue_size")]
+    pub queue_size: u32,
     /// Wake the daemon once this many bytes wait (it also drains on a tick: every 10 ms while
     /// records flow, down to once a second when idle).
     #[serde(deserialize_with = "size32")]
@@ -160,11 +164,16 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/routeguard";
 /// nothing lost (`cargo xtask bench daemon`).
 pub const DEFAULT_RING_SIZE: u32 = 8 << 20;
 
+/// Default `[capture] queue_size`. A 100,000-removal `ip -batch` burst is about 20 MiB of
+/// records; the queue holds only what decoding has not caught up with, so it is mostly empty.
+pub const DEFAULT_QUEUE_SIZE: u32 = 64 << 20;
+
 impl Default for CaptureConfig {
     fn default() -> Self {
         let d = crate::capture::Options::default();
         Self {
             ring_size: DEFAULT_RING_SIZE,
+            queue_size: DEFAULT_QUEUE_SIZE,
             wakeup: d.wakeup_bytes,
             pin_dir: DEFAULT_PIN_DIR.to_owned(),
             path: crate::capture::select::Mode::Auto,
@@ -260,6 +269,16 @@ fn ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     if n < 64 << 10 || !n.is_power_of_two() {
         return Err(de::Error::custom(format!(
             "ring_size {n} is not a power of two of at least 64K; use e.g. \"16M\""
+        )));
+    }
+    Ok(n)
+}
+
+fn queue_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = size32(d)?;
+    if n < 1 << 20 {
+        return Err(de::Error::custom(format!(
+            "queue_size {n} is below 1M; use e.g. \"64M\""
         )));
     }
     Ok(n)

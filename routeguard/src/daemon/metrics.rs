@@ -5,7 +5,8 @@
 //! - `removals_total{kind,cause,outcome,comm}`: events by what went, why, the kernel's answer and
 //!   the actor's comm (after 256 distinct comms, further ones count as `comm="other"`: an
 //!   unprivileged user in its own netns must not be able to grow the label set without bound);
-//! - `events_lost_total`: records the kernel dropped because the ring buffer was full;
+//! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
+//!   the ring buffer was full) or `queue-full` (the queue after the ring drain was at its bound);
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
 //!   details (the events still came);
@@ -40,8 +41,8 @@ use tokio::{
 };
 
 use crate::{
-    capture::Losses,
     event::{Event, EventType},
+    pipeline::Totals,
     restore::Missing,
     sink::escape::escape,
     store::label,
@@ -77,6 +78,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
     sink: &'static str,
 }
@@ -86,14 +92,14 @@ pub struct Metrics {
     removals: Family<RemovalLabels, Counter>,
     restores: Family<RestoreLabels, Counter>,
     missing: Family<MissingLabels, Gauge>,
-    lost: Counter,
+    lost: Family<CauseLabels, Counter>,
     resyncs: Counter,
     /// Resyncs already counted in `resyncs`.
     resyncs_seen: AtomicU64,
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
     comms: Mutex<HashSet<String>>,
-    losses: Mutex<Losses>,
+    losses: Mutex<Totals>,
     started: Instant,
     /// Milliseconds since `started` at the main loop's last turn.
     last_turn_ms: AtomicU64,
@@ -111,7 +117,7 @@ impl Metrics {
         let removals = Family::<RemovalLabels, Counter>::default();
         let restores = Family::<RestoreLabels, Counter>::default();
         let missing = Family::<MissingLabels, Gauge>::default();
-        let lost = Counter::default();
+        let lost = Family::<CauseLabels, Counter>::default();
         let resyncs = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
@@ -132,7 +138,7 @@ impl Metrics {
         );
         registry.register(
             "events_lost",
-            "Records dropped in the kernel because the ring buffer was full",
+            "Removals never seen, by cause: the ring buffer was full (ring-full) or the queue after it (queue-full)",
             lost.clone(),
         );
         registry.register(
@@ -222,15 +228,26 @@ impl Metrics {
         }
     }
 
-    /// Takes the capture's running totals and counts what grew.
-    pub fn losses(&self, now: Losses) {
+    /// Takes the pipeline's running totals and counts what grew.
+    pub fn losses(&self, now: Totals) {
         let mut seen = self.losses.lock().unwrap_or_else(PoisonError::into_inner);
-        self.lost
-            .inc_by(now.ring_full.saturating_sub(seen.ring_full));
+        for (cause, was, is) in [
+            ("ring-full", seen.kernel.ring_full, now.kernel.ring_full),
+            ("queue-full", seen.queue.events, now.queue.events),
+        ] {
+            // Both causes are always shown, 0 included: a scrape tells "none lost" from "not
+            // counted".
+            self.lost
+                .get_or_create(&CauseLabels { cause })
+                .inc_by(is.saturating_sub(was));
+        }
+        let (k, was) = (now.kernel, seen.kernel);
         for (reason, was, is) in [
-            ("truncated", seen.truncated, now.truncated),
-            ("read-failed", seen.read_failed, now.read_failed),
-            ("task-lost", seen.task_lost, now.task_lost),
+            ("truncated", was.truncated, k.truncated),
+            ("read-failed", was.read_failed, k.read_failed),
+            ("task-lost", was.task_lost, k.task_lost),
+            ("task-dropped", seen.queue.tasks, now.queue.tasks),
+            ("reply-dropped", seen.queue.replies, now.queue.replies),
         ] {
             if is > was {
                 self.incomplete
@@ -354,22 +371,30 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures::{route_event, rule_event};
+    use crate::{
+        capture::Losses,
+        pipeline::QueueDrops,
+        sink::fixtures::{route_event, rule_event},
+    };
 
     #[test]
     fn counts_removals_and_losses() {
         let m = Metrics::new();
         m.record(&[route_event(), route_event(), rule_event()]);
-        m.losses(Losses {
-            ring_full: 3,
-            truncated: 1,
-            ..Losses::default()
-        });
-        m.losses(Losses {
-            ring_full: 5,
-            truncated: 1,
-            ..Losses::default()
-        });
+        let totals = |ring_full, queued| Totals {
+            kernel: Losses {
+                ring_full,
+                truncated: 1,
+                ..Losses::default()
+            },
+            queue: QueueDrops {
+                events: queued,
+                ..QueueDrops::default()
+            },
+            ..Totals::default()
+        };
+        m.losses(totals(3, 0));
+        m.losses(totals(5, 2));
         m.sink_error("journald", 2);
         m.resyncs(2);
         m.resyncs(3);
@@ -380,7 +405,14 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("routeguard_events_lost_total 5"), "{text}");
+        assert!(
+            text.contains(r#"routeguard_events_lost_total{cause="ring-full"} 5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"routeguard_events_lost_total{cause="queue-full"} 2"#),
+            "{text}"
+        );
         assert!(text.contains("routeguard_mirror_resyncs_total 3"), "{text}");
         assert!(
             text.contains(r#"routeguard_capture_incomplete_total{reason="truncated"} 1"#),

@@ -28,10 +28,12 @@ pub use sinks::{SinkError, Sinks};
 
 use crate::{
     capture::{self, CaptureError},
-    pipeline::{Batch, Pipeline},
+    pipeline::{Batch, Pacing, Pipeline, Settings},
     restore::Restorer,
 };
 
+/// How often restores waiting for a retry or back-off are looked at.
+const RETRY_TICK: Duration = crate::pipeline::drain::IDLE_TICK;
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -91,17 +93,19 @@ pub async fn run(
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
     };
-    let mut pipeline = Pipeline::start(&options)?;
-    pipeline.idle_deeply();
-    if !config.protect.is_empty() {
-        pipeline.release_on_announcement();
-    }
+    let settings = Settings {
+        queue_bytes: config.capture.queue_size as usize,
+        pacing: Pacing::Deep,
+        eager: !config.protect.is_empty(),
+    };
+    let mut pipeline = Pipeline::start(&options, &settings)?;
     let mut restorer = new_restorer(&config, &pipeline);
     eprintln!(
-        "routeguard: daemon started (capture={}, {} programs, ring {} KiB{}; {}; metrics {})",
+        "routeguard: daemon started (capture={}, {} programs, ring {} KiB, queue {} KiB{}; {}; metrics {})",
         pipeline.path,
         pipeline.programs,
         options.ring_bytes >> 10,
+        pipeline.queue_bytes() >> 10,
         match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
             (Some(dir), true, true) => format!(
                 ", adopted from {} with what it recorded while no daemon ran",
@@ -121,14 +125,18 @@ pub async fn run(
     memory::give_back();
     notify::send("READY=1");
 
+    // Restores waiting for a retry or back-off are run at least this often.
+    let mut retries = interval(RETRY_TICK);
+    retries.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut restores_waiting = false;
     loop {
         tokio::select! {
             batch = pipeline.next() => {
                 let mut batch = batch?;
                 if let Some(r) = restorer.as_mut() {
-                    pipeline.stay_awake(r.answer(&mut batch.events));
+                    restores_waiting = r.answer(&mut batch.events);
                 }
-                deliver(&mut sinks, &metrics, &pipeline, batch, options.ring_bytes);
+                deliver(&mut sinks, &metrics, batch, options.ring_bytes);
                 metrics.protected_missing(restorer.as_ref().map(Restorer::missing).unwrap_or_default());
                 metrics.turned();
             }
@@ -140,6 +148,16 @@ pub async fn run(
                 }
                 notify::send("READY=1");
             }
+            _ = retries.tick(), if restores_waiting => {
+                if let Some(r) = restorer.as_mut() {
+                    let mut answers = Vec::new();
+                    restores_waiting = r.answer(&mut answers);
+                    if !answers.is_empty() {
+                        metrics.record(&answers);
+                        sinks.write(answers, &metrics);
+                    }
+                }
+            }
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
@@ -150,17 +168,22 @@ pub async fn run(
     }
 
     notify::send("STOPPING=1");
-    let mut last = pipeline.finish();
+    let mut last = pipeline.finish().await;
     if let Some(r) = restorer.as_mut() {
         r.answer(&mut last.events);
     }
-    deliver(&mut sinks, &metrics, &pipeline, last, options.ring_bytes);
+    deliver(&mut sinks, &metrics, last, options.ring_bytes);
     sinks.close();
-    let losses = pipeline.losses();
+    let totals = pipeline.totals();
     eprintln!(
-        "routeguard: daemon stopped; {} events lost since start; {} route-mirror resyncs",
-        losses.ring_full,
-        pipeline.resyncs()
+        "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}, \
+         task records {}, acks {}); {} route-mirror resyncs",
+        totals.lost(),
+        totals.kernel.ring_full,
+        totals.queue.events,
+        totals.kernel.task_lost + totals.queue.tasks,
+        totals.queue.replies,
+        totals.resyncs
     );
     Ok(())
 }
@@ -176,16 +199,20 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
     )
 }
 
-fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Batch, ring: u32) {
+fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
+    let totals = batch.totals;
     if batch.newly_lost > 0 {
         tracing::warn!(
-            "{} events lost so far: the ring buffer ({} KiB) was full; raise `capture.ring_size`",
-            pipeline.losses().ring_full,
-            ring >> 10
+            "{} events lost so far ({} ring full: raise `capture.ring_size` from {} KiB; {} queue \
+             full: raise `capture.queue_size`)",
+            totals.lost(),
+            totals.kernel.ring_full,
+            ring >> 10,
+            totals.queue.events,
         );
     }
-    metrics.losses(pipeline.losses());
-    metrics.resyncs(pipeline.resyncs());
+    metrics.losses(totals);
+    metrics.resyncs(totals.resyncs);
     if batch.events.is_empty() {
         return;
     }

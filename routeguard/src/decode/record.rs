@@ -5,8 +5,8 @@
 //! the body before a byte of it is read.
 
 use routeguard_common::{
-    AckRecord, IoctlResultRecord, KernelRecord, RecordHeader, RecordKind, RequestHead, TaskRecord,
-    UnknownKind, PAYLOAD_OFFSET, WIRE_VERSION,
+    AckRecord, IoctlResultRecord, KernelRecord, NotifyRecord, RecordHeader, RecordKind,
+    RequestHead, TaskRecord, UnknownKind, NOTIFY_MSG_OFFSET, PAYLOAD_OFFSET, WIRE_VERSION,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,6 +39,22 @@ pub enum Record<'a> {
     Ack(AckRecord),
     IoctlResult(IoctlResultRecord),
     Kernel(Box<KernelRecord>),
+    Notify(Notify<'a>),
+}
+
+/// A deletion notification caught by the socket filter (`NotifyRecord`), its message borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notify<'a> {
+    pub ts_ns: u64,
+    /// The requesting thread (see `NotifyRecord`).
+    pub pid: u32,
+    pub tid: u32,
+    /// The requesting thread's network namespace.
+    pub netns_ino: u32,
+    /// Length of the whole message; more than `msg.len()` when it was cut.
+    pub full_len: u32,
+    /// The netlink message, header included.
+    pub msg: &'a [u8],
 }
 
 /// Reads a `T` from the start of `bytes`, which the caller checked is long enough.
@@ -83,6 +99,19 @@ pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
         RecordKind::Ack => Record::Ack(read(bytes)),
         RecordKind::IoctlResult => Record::IoctlResult(read(bytes)),
         RecordKind::Kernel => Record::Kernel(Box::new(read(bytes))),
+        RecordKind::Notify => {
+            let field = |offset: usize| read::<u32>(&bytes[offset..]);
+            let msg = &bytes[NOTIFY_MSG_OFFSET..];
+            let msg_len = field(std::mem::offset_of!(NotifyRecord, msg_len)) as usize;
+            Record::Notify(Notify {
+                ts_ns: read(&bytes[std::mem::offset_of!(NotifyRecord, ts_ns)..]),
+                pid: field(std::mem::offset_of!(NotifyRecord, pid)),
+                tid: field(std::mem::offset_of!(NotifyRecord, tid)),
+                netns_ino: field(std::mem::offset_of!(NotifyRecord, netns_ino)),
+                full_len: field(std::mem::offset_of!(NotifyRecord, full_len)),
+                msg: &msg[..msg_len.min(msg.len())],
+            })
+        }
     })
 }
 
@@ -128,13 +157,35 @@ mod tests {
     fn reads_a_request_and_bounds_its_payload() {
         let mut bytes = header(kind::REQUEST, WIRE_VERSION, (PAYLOAD_OFFSET + 4) as u32);
         bytes.resize(PAYLOAD_OFFSET, 0);
-        // payload_len sits right before the payload; claim more than was sent.
-        bytes[PAYLOAD_OFFSET - 4..].copy_from_slice(&1000u32.to_ne_bytes());
+        // Claim more than was sent.
+        let at = std::mem::offset_of!(RequestHead, payload_len);
+        bytes[at..at + 4].copy_from_slice(&1000u32.to_ne_bytes());
         bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
         let Record::Request { head, payload } = parse(&bytes).unwrap() else {
             panic!("not a request")
         };
         assert_eq!(head.payload_len, 1000);
         assert_eq!(payload, &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn reads_a_notification_and_bounds_its_message() {
+        let mut bytes = header(kind::NOTIFY, WIRE_VERSION, (NOTIFY_MSG_OFFSET + 20) as u32);
+        bytes.resize(NOTIFY_MSG_OFFSET, 0);
+        let put = |bytes: &mut Vec<u8>, at: usize, v: u32| {
+            bytes[at..at + 4].copy_from_slice(&v.to_ne_bytes())
+        };
+        put(&mut bytes, std::mem::offset_of!(NotifyRecord, tid), 4243);
+        put(&mut bytes, std::mem::offset_of!(NotifyRecord, msg_len), 500);
+        put(&mut bytes, std::mem::offset_of!(NotifyRecord, full_len), 20);
+        bytes.extend_from_slice(&[7; 24]);
+        let Record::Notify(n) = parse(&bytes).unwrap() else {
+            panic!("not a notification")
+        };
+        assert_eq!((n.tid, n.full_len, n.msg.len()), (4243, 20, 20));
+        // Shorter than a netlink header: refused before anything is read.
+        let mut short = header(kind::NOTIFY, WIRE_VERSION, (NOTIFY_MSG_OFFSET + 8) as u32);
+        short.resize(NOTIFY_MSG_OFFSET + 8, 0);
+        assert!(matches!(parse(&short), Err(RecordError::Length { .. })));
     }
 }

@@ -102,6 +102,10 @@ const WANTS: &[Want] = &[
     want!(sock_net: "sock".["__sk_common", "skc_net"] = PTR),
     want!(sock_protocol: "sock".["sk_protocol"] = 2),
     want!(net_ns_inum: "net".["ns", "inum"] = 4),
+    want!(task_pid: "task_struct".["pid"] = 4),
+    want!(task_nsproxy: "task_struct".["nsproxy"] = PTR),
+    want!(nsproxy_net_ns: "nsproxy".["net_ns"] = PTR),
+    want!(netlink_sock_portid: "netlink_sock".["portid"] = 4),
     // x86_64's saved user registers; other architectures name them differently, so there these
     // are missing and the syscall path says it cannot run.
     want!(regs_arg0: "pt_regs".["di"] = 8),

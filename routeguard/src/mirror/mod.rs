@@ -169,7 +169,7 @@ pub struct Mirror {
     resyncs: Arc<AtomicU64>,
     /// Woken when a listener hears a deletion, so a removal waiting for the kernel's view of it
     /// is released at once rather than at the next tick (restores depend on it).
-    heard: Arc<tokio::sync::Notify>,
+    heard: Arc<Waker>,
     /// Namespaces that went away since the last [`Mirror::take_exited`].
     exited: Vec<Exited>,
     /// The kernel-function path's records report route deletions: the listeners do not hear
@@ -205,8 +205,8 @@ impl Mirror {
     }
 
     /// Notified whenever a listener has recorded a deletion.
-    pub fn heard(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.heard)
+    pub fn wake_on_deletion(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let _ = self.heard.set(Box::new(wake));
     }
 
     pub fn resyncs(&self) -> u64 {
@@ -474,13 +474,22 @@ impl Drop for Mirror {
     }
 }
 
+/// What a listener calls when it has recorded a deletion (set once, by whoever waits for them).
+type Waker = std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>;
+
+fn wake(heard: &Waker) {
+    if let Some(wake) = heard.get() {
+        wake();
+    }
+}
+
 /// Applies notifications to `table` until the socket is shut down. When the socket overflowed
 /// (ENOBUFS: notifications were lost), re-dumps and diffs, so no removal goes unseen.
 fn listen(
     socket: socket::RouteSocket,
     table: Arc<Mutex<Table>>,
     resyncs: Arc<AtomicU64>,
-    heard: &tokio::sync::Notify,
+    heard: &Waker,
 ) {
     let lock = || table.lock().unwrap_or_else(|p| p.into_inner());
     let mut buf = Vec::with_capacity(socket::RECV_BUF);
@@ -501,7 +510,7 @@ fn listen(
                 }
                 drop(t);
                 if deletions {
-                    heard.notify_one();
+                    wake(heard);
                 }
             }
             Err(MirrorError::Overflow) => {
@@ -517,7 +526,7 @@ fn listen(
                         Ok((routes, rules)) => {
                             let gone = lock().resync(routes, rules, now);
                             tracing::debug!(gone, attempt, "route mirror resynced after ENOBUFS");
-                            heard.notify_one();
+                            wake(heard);
                         }
                         Err(err) => {
                             tracing::warn!(%err, "route mirror resync failed");

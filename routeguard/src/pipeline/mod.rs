@@ -1,14 +1,31 @@
 //! The running capture: ring buffer → correlation → events, with loss accounting. `trace` and the
 //! daemon drive it the same way; each decides what to do with the events and when to stop.
+//!
+//! # Threads
+//! Each thread has one job and says what it may block on. They talk through channels; every
+//! bound that can be reached counts what it dropped.
+//!
+//! | thread | job | may block on |
+//! |---|---|---|
+//! | `routeguard-drain` ([`drain`]) | moves records out of the ring into the queue | `poll(2)` on the ring, nothing else |
+//! | `routeguard-correlate` | decodes records, joins requests with the kernel's answers, attributes them, releases events | the queue (waiting for work), `/proc` reads, the event channel to the caller when the caller lags (the queue then fills and counts what it drops) |
+//! | `routeguard-mirror` (one per namespace) | applies the kernel's route/rule notifications to the mirror | its netlink socket |
+//! | the caller's (`trace`'s or the daemon's runtime) | sinks, restores, metrics, signals | writes to its sinks |
+//!
+//! The queue between the drain and the correlating thread is bounded in bytes
+//! ([`Settings::queue_bytes`]); what does not fit is counted ([`QueueDrops`]) and reported with
+//! the ring's own losses.
 
-use std::{io, sync::Arc, time::Duration};
+pub mod drain;
 
-use aya::maps::{MapData, RingBuf};
-use tokio::{
-    io::{unix::AsyncFd, Interest},
-    sync::Notify,
-    time::{interval, Interval, MissedTickBehavior},
+use std::{
+    io,
+    sync::{mpsc, Arc},
+    thread,
+    time::{Duration, Instant},
 };
+
+use tokio::sync::mpsc as async_mpsc;
 
 use crate::{
     capture::{self, Capture, CaptureError, CapturePath, Counters, Losses},
@@ -17,31 +34,73 @@ use crate::{
     mirror::Mirror,
 };
 
-/// How often the ring is drained when the kernel batches wake-ups, and waits are expired.
-pub const TICK: Duration = Duration::from_millis(10);
-/// The tick once nothing has arrived for [`IDLE_AFTER`] ticks (a quiet second).
-pub const IDLE_TICK: Duration = Duration::from_millis(100);
-const IDLE_AFTER: u32 = 100;
-/// With [`Pipeline::idle_deeply`] (the daemon), the tick once quiet for [`DEEP_AFTER`] ticks
-/// (five more seconds) with nothing waiting: an idle daemon wakes once a second. A burst still
-/// wakes it at once (the ring's wake-up threshold), so does every record with a protect policy;
-/// a lone removal after a quiet spell is stored within this long.
-pub const DEEP_IDLE_TICK: Duration = Duration::from_secs(1);
-const DEEP_AFTER: u32 = IDLE_AFTER + 50;
+use drain::{Drain, Input, Queue};
+pub use drain::{Pacing, QueueDrops};
+
+/// Default bound of the queue between the ring drain and the correlating thread: a 100,000-route
+/// burst is about 20 MiB of records.
+pub const QUEUE_BYTES: usize = 64 << 20;
+/// How often waiting requests are expired and loss counters read while anything waits.
+const TICK: Duration = drain::TICK;
+/// The correlating thread's wait when nothing waits in it: namespaces are rescanned this often.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Batches in flight to the caller; beyond that the correlating thread waits for it.
+const BATCHES: usize = 64;
 
 /// What one turn of the pipeline produced.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Events whose outcome is known (or given up on), oldest first.
     pub events: Vec<Event>,
-    /// Records the kernel dropped since the previous batch (ring buffer full).
+    /// Records lost (ring full or queue bound) since the previous batch.
     pub newly_lost: u64,
+    /// Totals since start, as of this batch.
+    pub totals: Totals,
 }
 
-fn ticker(period: Duration) -> Interval {
-    let mut tick = interval(period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick
+/// Everything counted since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Losses and truncations in the kernel.
+    pub kernel: Losses,
+    /// Records dropped at the queue's bound.
+    pub queue: QueueDrops,
+    pub problems: Problems,
+    /// Times the route mirror re-dumped after its notification socket overflowed.
+    pub resyncs: u64,
+}
+
+impl Totals {
+    /// Records of removals never seen: the ring was full, or the queue at its bound.
+    pub fn lost(&self) -> u64 {
+        self.kernel.ring_full + self.queue.events
+    }
+
+    /// Every record lost, whatever it carried.
+    pub fn records_lost(&self) -> u64 {
+        self.kernel.ring_full + self.queue.total()
+    }
+}
+
+/// How the pipeline runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Bound of the queue after the ring drain, in bytes.
+    pub queue_bytes: usize,
+    pub pacing: Pacing,
+    /// Release deletes as soon as the kernel announces them (for the restore engine), instead
+    /// of when their sender reads its ack.
+    pub eager: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            queue_bytes: QUEUE_BYTES,
+            pacing: Pacing::Interactive,
+            eager: false,
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -49,36 +108,20 @@ pub struct Pipeline {
     pub programs: usize,
     /// The path that runs (the syscall path when kernel-function fell back).
     pub path: CapturePath,
-    ring: AsyncFd<RingBuf<MapData>>,
-    counters: Counters,
-    correlator: Correlator,
-    tick: Interval,
-    /// Ticks in a row that found no record.
-    quiet_ticks: u32,
-    /// Something outside the pipeline (a restore waiting to retry) needs ticks at least every
-    /// [`IDLE_TICK`].
-    awake: bool,
-    /// Slow to [`DEEP_IDLE_TICK`] when idle (the daemon; `trace` shows events within 100 ms).
-    deep_idle: bool,
-    losses: Losses,
-    /// Woken when the mirror hears the kernel announce a deletion (when releasing on the
-    /// announcement).
-    heard: Option<Arc<Notify>>,
+    clock: Clock,
+    queue: Arc<Queue>,
+    drain: Drain,
+    correlate: Option<thread::JoinHandle<()>>,
+    batches: async_mpsc::Receiver<Batch>,
+    totals: Totals,
     adopted: bool,
     pinned: bool,
 }
 
-/// Waits for the mirror's signal, or forever without a mirror.
-async fn heard(notify: Option<&Notify>) {
-    match notify {
-        Some(n) => n.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Pipeline {
-    /// Loads and attaches the capture programs; nothing is attached if this fails.
-    pub fn start(options: &capture::Options) -> Result<Self, CaptureError> {
+    /// Loads and attaches the capture programs and starts the threads; nothing is attached if
+    /// this fails.
+    pub fn start(options: &capture::Options, settings: &Settings) -> Result<Self, CaptureError> {
         let mut options = options.clone();
         let capture = match Capture::start(&options) {
             Err(err) if options.fallback && err.is_kernel_function() => {
@@ -91,29 +134,45 @@ impl Pipeline {
         let (adopted, pinned) = (capture.adopted, capture.pinned);
         let programs = capture.programs;
         let (ring, counters) = capture.split();
-        // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd, so the fd stays open
-        // and is registered nowhere else for as long as the AsyncFd lives.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| CaptureError::Poll(io::Error::other(e.to_string())))?;
-        let tick = ticker(TICK);
-        let correlator = match options.path {
-            CapturePath::Syscall => Correlator::with_mirror(Clock::new(), Mirror::new()),
+        let clock = Clock::new();
+        let mut correlator = match options.path {
+            CapturePath::Syscall => Correlator::with_mirror(clock, Mirror::new()),
             CapturePath::KernelFunction => {
-                Correlator::kernel_function(Clock::new(), Some(Mirror::for_kernel_records()))
+                Correlator::kernel_function(clock, Some(Mirror::for_kernel_records()))
             }
         };
+        let (input, inputs) = mpsc::channel();
+        if settings.eager {
+            correlator.set_eager(true);
+            let heard = input.clone();
+            correlator.wake_on_deletion(move || {
+                let _ = heard.send(Input::Heard);
+            });
+        }
+        let queue = Queue::new(settings.queue_bytes);
+        let (batch_out, batches) = async_mpsc::channel(BATCHES);
+        let worker = Worker {
+            correlator,
+            counters,
+            queue: Arc::clone(&queue),
+            out: batch_out,
+            totals: Totals::default(),
+        };
+        let correlate = thread::Builder::new()
+            .name("routeguard-correlate".into())
+            .spawn(move || worker.run(&inputs))
+            .map_err(|e| CaptureError::Poll(io::Error::other(e)))?;
+        let drain = Drain::start(ring, Arc::clone(&queue), input, settings.pacing)
+            .map_err(CaptureError::Poll)?;
         Ok(Self {
             path: options.path,
             programs,
-            ring,
-            counters,
-            heard: None,
-            correlator,
-            tick,
-            quiet_ticks: 0,
-            awake: false,
-            deep_idle: false,
-            losses: Losses::default(),
+            clock,
+            queue,
+            drain,
+            correlate: Some(correlate),
+            batches,
+            totals: Totals::default(),
             adopted,
             pinned,
         })
@@ -129,134 +188,118 @@ impl Pipeline {
         self.pinned
     }
 
-    /// Waits for data (or the next tick) and returns what completed. Cancel-safe: dropping the
-    /// future loses nothing, the records stay in the ring until the next call.
+    /// The bound of the queue after the ring drain, in bytes.
+    pub fn queue_bytes(&self) -> usize {
+        self.queue.bound()
+    }
+
+    /// The next batch of events. Cancel-safe: a batch not taken stays for the next call.
     pub async fn next(&mut self) -> io::Result<Batch> {
-        let mut heard_deletion = false;
-        let ticked = tokio::select! {
-            guard = self.ring.readable_mut() => {
-                guard?.clear_ready();
-                false
+        match self.batches.recv().await {
+            Some(batch) => {
+                self.totals = batch.totals;
+                Ok(batch)
             }
-            _ = heard(self.heard.as_deref()) => {
-                heard_deletion = true;
-                false
-            }
-            _ = self.tick.tick() => true,
-        };
-        // A deletion the kernel announced is activity even without a record (an IPv6 expiry,
-        // a namespace's teardown): the fast ticks that follow report it promptly.
-        let records = self.drain() + usize::from(heard_deletion);
-        self.pace(ticked, records);
-        if heard_deletion {
-            // The kernel's view of a removal may be what a finished request was waiting for.
-            self.correlator.release_viewed();
+            None => Err(io::Error::other("the correlating thread stopped")),
         }
-        let mut newly_lost = 0;
-        if ticked {
-            self.correlator.expire(Clock::monotonic_ns());
-            let now = self.counters.read();
-            newly_lost = now.ring_full - self.losses.ring_full;
-            self.losses = now;
-        }
-        Ok(Batch {
-            events: self.correlator.take_ready(),
-            newly_lost,
-        })
     }
 
     /// Drains what is left and releases every waiting request (at exit).
-    pub fn finish(&mut self) -> Batch {
-        self.drain();
-        self.correlator.flush();
-        let now = self.counters.read();
-        let newly_lost = now.ring_full - self.losses.ring_full;
-        self.losses = now;
-        Batch {
-            events: self.correlator.take_ready(),
-            newly_lost,
+    pub async fn finish(&mut self) -> Batch {
+        self.drain.stop();
+        let mut last = Batch {
+            totals: self.totals,
+            ..Batch::default()
+        };
+        while let Some(batch) = self.batches.recv().await {
+            last.events.extend(batch.events);
+            last.newly_lost += batch.newly_lost;
+            last.totals = batch.totals;
         }
-    }
-
-    /// Release deletes as soon as the kernel announces them (for the restore engine), instead
-    /// of when their sender reads its ack.
-    ///
-    /// Only then does the mirror's signal wake the pipeline on each deletion it hears: in a
-    /// burst that is a wake-up, a batch of one and a write per removal (measured: a third of
-    /// the tracer's CPU). Otherwise the kernel's view of a removal is joined at the next tick.
-    pub fn release_on_announcement(&mut self) {
-        self.correlator.set_eager(true);
-        self.heard = self.correlator.heard();
+        if let Some(thread) = self.correlate.take() {
+            let _ = thread.join();
+        }
+        self.totals = last.totals;
+        last
     }
 
     /// The clock that turns the kernel's timestamps into the events' wall-clock times.
     pub fn clock(&self) -> Clock {
-        self.correlator.clock()
+        self.clock
     }
 
-    /// Lets the tick slow to once a second after a quiet spell with nothing waiting.
-    pub fn idle_deeply(&mut self) {
-        self.deep_idle = true;
+    /// Totals as of the last batch taken.
+    pub fn totals(&self) -> Totals {
+        self.totals
     }
+}
 
-    /// Keeps the tick at [`IDLE_TICK`] or faster while `awake` (the restore engine has a retry
-    /// due), instead of slowing to [`DEEP_IDLE_TICK`].
-    pub fn stay_awake(&mut self, awake: bool) {
-        self.awake = awake;
-        if awake && self.tick.period() > IDLE_TICK {
-            self.tick = ticker(IDLE_TICK);
-        }
-    }
+/// The correlating thread's state.
+struct Worker {
+    correlator: Correlator,
+    counters: Counters,
+    queue: Arc<Queue>,
+    out: async_mpsc::Sender<Batch>,
+    totals: Totals,
+}
 
-    /// Totals since start.
-    pub fn losses(&self) -> Losses {
-        self.losses
-    }
-
-    pub fn problems(&self) -> Problems {
-        self.correlator.problems()
-    }
-
-    /// Times the route mirror re-dumped after its notification socket overflowed.
-    pub fn resyncs(&self) -> u64 {
-        self.correlator.resyncs()
-    }
-
-    /// Reads every record waiting in the ring; returns how many there were.
-    fn drain(&mut self) -> usize {
-        let ring = self.ring.get_mut();
-        let mut records = 0;
-        while let Some(item) = ring.next() {
-            self.correlator.record(&item);
-            records += 1;
-        }
-        records
-    }
-
-    /// Fast ticks while records flow, slower ones after a quiet second, and (when idling
-    /// deeply) one a second once quiet for longer with nothing waiting. The kernel still wakes
-    /// us when the ring fills past the wake-up threshold, so a burst is never left waiting.
-    fn pace(&mut self, ticked: bool, records: usize) {
-        let period = self.tick.period();
-        if records > 0 {
-            self.quiet_ticks = 0;
-            if period != TICK {
-                self.tick = ticker(TICK);
-            }
-        } else if ticked {
-            self.quiet_ticks = self.quiet_ticks.saturating_add(1);
-            let deep = self.deep_idle
-                && self.quiet_ticks >= DEEP_AFTER
-                && !self.awake
-                && self.correlator.is_empty();
-            let want = match self.quiet_ticks {
-                _ if deep => DEEP_IDLE_TICK,
-                q if q >= IDLE_AFTER => IDLE_TICK,
-                _ => TICK,
+impl Worker {
+    fn run(mut self, inputs: &mpsc::Receiver<Input>) {
+        let mut last_tick = Instant::now();
+        loop {
+            let wait = if self.correlator.is_empty() {
+                IDLE_WAIT
+            } else {
+                TICK
             };
-            if want > period {
-                self.tick = ticker(want);
+            let mut stop = false;
+            match inputs.recv_timeout(wait) {
+                Ok(Input::Records(chunk)) => {
+                    for record in chunk.records() {
+                        self.correlator.record(record);
+                    }
+                }
+                Ok(Input::Heard) => self.correlator.release_viewed(),
+                Ok(Input::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let ticked = stop || last_tick.elapsed() >= TICK;
+            if stop {
+                self.correlator.flush();
+            } else if ticked {
+                last_tick = Instant::now();
+                self.correlator.expire(Clock::monotonic_ns());
+            }
+            if !self.send(ticked, stop) || stop {
+                return;
             }
         }
+    }
+
+    /// Sends what is ready (and any new loss; the kernel's counters are read when `ticked`);
+    /// false once the caller is gone.
+    fn send(&mut self, ticked: bool, last: bool) -> bool {
+        let before = self.totals;
+        self.totals = Totals {
+            kernel: if ticked {
+                self.counters.read()
+            } else {
+                before.kernel
+            },
+            queue: self.queue.drops(),
+            problems: self.correlator.problems(),
+            resyncs: self.correlator.resyncs(),
+        };
+        let newly_lost = self.totals.records_lost() - before.records_lost();
+        let events = self.correlator.take_ready();
+        if events.is_empty() && newly_lost == 0 && self.totals == before && !last {
+            return true;
+        }
+        let batch = Batch {
+            events,
+            newly_lost,
+            totals: self.totals,
+        };
+        self.out.blocking_send(batch).is_ok()
     }
 }

@@ -126,12 +126,18 @@ fn netdev_mark(event: u64) -> u16 {
 // — IPv4's netdev notifier (fib_disable_ip → fib_sync_down_dev + fib_flush); 6.1 … 6.18.
 #[fentry(function = "fib_netdev_event")]
 pub fn fib_netdev_event_entry(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     enter(netdev_mark(ctx.arg(1)), owner::FIB_NETDEV_EVENT, 0);
     0
 }
 
 #[fexit(function = "fib_netdev_event")]
 pub fn fib_netdev_event_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     exit(owner::FIB_NETDEV_EVENT);
     0
 }
@@ -140,6 +146,9 @@ pub fn fib_netdev_event_exit(_ctx: FExitContext) -> u32 {
 // — NETDEV_DOWN here means an IPv4 address was removed (fib_del_ifaddr); 6.1 … 6.18.
 #[fentry(function = "fib_inetaddr_event")]
 pub fn fib_inetaddr_event_entry(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let event: u64 = ctx.arg(1);
     if event == NETDEV_DOWN {
         enter(mark::ADDRESS_REMOVED, owner::FIB_INETADDR_EVENT, 0);
@@ -149,6 +158,9 @@ pub fn fib_inetaddr_event_entry(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "fib_inetaddr_event")]
 pub fn fib_inetaddr_event_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     exit(owner::FIB_INETADDR_EVENT);
     0
 }
@@ -157,12 +169,18 @@ pub fn fib_inetaddr_event_exit(_ctx: FExitContext) -> u32 {
 // — IPv6's netdev notifier (addrconf_ifdown → rt6_disable_ip); 6.1 … 6.18.
 #[fentry(function = "addrconf_notify")]
 pub fn addrconf_notify_entry(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     enter(netdev_mark(ctx.arg(1)), owner::ADDRCONF_NOTIFY, 0);
     0
 }
 
 #[fexit(function = "addrconf_notify")]
 pub fn addrconf_notify_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     exit(owner::ADDRCONF_NOTIFY);
     0
 }
@@ -171,12 +189,18 @@ pub fn addrconf_notify_exit(_ctx: FExitContext) -> u32 {
 // prefix route; 6.1 … 6.18 (attached only where BTF has it).
 #[fentry(function = "ipv6_del_addr")]
 pub fn ipv6_del_addr_entry(_ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     enter(mark::ADDRESS_REMOVED, owner::IPV6_DEL_ADDR, 0);
     0
 }
 
 #[fexit(function = "ipv6_del_addr")]
 pub fn ipv6_del_addr_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     exit(owner::IPV6_DEL_ADDR);
     0
 }
@@ -185,12 +209,18 @@ pub fn ipv6_del_addr_exit(_ctx: FExitContext) -> u32 {
 // namespaces; 6.1 … 6.18.
 #[fentry(function = "cleanup_net")]
 pub fn cleanup_net_entry(_ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     enter(mark::NETNS_EXIT, owner::CLEANUP_NET, 0);
     0
 }
 
 #[fexit(function = "cleanup_net")]
 pub fn cleanup_net_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     exit(owner::CLEANUP_NET);
     0
 }
@@ -201,12 +231,18 @@ pub fn cleanup_net_exit(_ctx: FExitContext) -> u32 {
 // Checked on 6.1, 6.12, 6.18.
 #[fentry(function = "unregister_netdevice_many_notify")]
 pub fn unregister_netdevice_entry(_ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     enter(mark::LINK_REMOVED, owner::UNREGISTER_NETDEVICE, 0);
     0
 }
 
 #[fexit(function = "unregister_netdevice_many_notify")]
 pub fn unregister_netdevice_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     exit(owner::UNREGISTER_NETDEVICE);
     0
 }

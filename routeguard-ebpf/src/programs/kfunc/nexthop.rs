@@ -13,6 +13,9 @@ use crate::programs::kern::read;
 // — checked on 6.1, 6.12, 6.18; `nlinfo` is null for flushes.
 #[fentry(function = "remove_nexthop")]
 pub fn remove_nexthop(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_remove_nexthop(&ctx);
     0
 }

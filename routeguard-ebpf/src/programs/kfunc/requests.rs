@@ -76,6 +76,9 @@ mod nlh {
 //                              struct netlink_ext_ack *extack) — 6.1 … 6.18.
 #[fentry(function = "rtnetlink_rcv_msg")]
 pub fn rtnetlink_rcv_msg_entry(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_entry(&ctx);
     0
 }
@@ -122,6 +125,9 @@ fn try_entry(ctx: &FEntryContext) -> Option<()> {
 // the deletion functions and none of them reported it).
 #[fexit(function = "rtnetlink_rcv_msg")]
 pub fn rtnetlink_rcv_msg_exit(ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_exit(&ctx);
     0
 }
@@ -203,6 +209,9 @@ pub fn claim_route_delete(rec: &mut KernelRecord) -> bool {
 // ioctl; 6.1 … 6.18.
 #[fentry(function = "sock_ioctl")]
 pub fn sock_ioctl_entry(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let file: u64 = ctx.arg(0);
     let cmd: u64 = ctx.arg(1);
     let arg: u64 = ctx.arg(2);
@@ -212,6 +221,9 @@ pub fn sock_ioctl_entry(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "sock_ioctl")]
 pub fn sock_ioctl_exit(ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let ret: i64 = ctx.arg(3);
     let _ = ioctl::exit(ret);
     0

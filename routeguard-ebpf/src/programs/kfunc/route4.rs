@@ -25,6 +25,9 @@ const AF_INET: u8 = 2;
 // e.g. fib_del_ifaddr's fib_magic, already marked it), and keeps `cfg` for its header.
 #[fentry(function = "fib_table_delete")]
 pub fn fib_table_delete_entry(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     marks::enter(mark::REQUEST, owner::FIB_TABLE_DELETE, ctx.arg::<u64>(2));
     0
 }
@@ -32,6 +35,9 @@ pub fn fib_table_delete_entry(ctx: FEntryContext) -> u32 {
 // Exit: a refused request (the route was not there) is reported from what it asked for.
 #[fexit(function = "fib_table_delete")]
 pub fn fib_table_delete_exit(ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_fib_table_delete_exit(&ctx);
     marks::exit(owner::FIB_TABLE_DELETE);
     0
@@ -83,6 +89,9 @@ fn try_fib_table_delete_exit(ctx: &FExitContext) -> Option<()> {
 // link-down or address flush gives one record per route.
 #[fentry(function = "fib_notify_alias_delete")]
 pub fn fib_notify_alias_delete(ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_alias(&ctx);
     0
 }

@@ -19,6 +19,9 @@ const AF_INET6: u8 = 10;
 // reference, or its memory is freed only after an RCU grace period).
 #[fexit(function = "fib6_del")]
 pub fn fib6_del(ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_fib6_del(&ctx);
     0
 }
@@ -69,12 +72,18 @@ fn try_fib6_del(ctx: &FExitContext) -> Option<()> {
 // spin_lock_bh(fib6_gc_lock), so a per-CPU mark is exact.
 #[fentry(function = "fib6_run_gc")]
 pub fn fib6_run_gc_entry(_ctx: FEntryContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     marks::set_gc(true);
     0
 }
 
 #[fexit(function = "fib6_run_gc")]
 pub fn fib6_run_gc_exit(_ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     marks::set_gc(false);
     0
 }

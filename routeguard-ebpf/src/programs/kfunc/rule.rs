@@ -13,6 +13,9 @@ use crate::programs::kern::read;
 // — checked on 6.1, 6.12, 6.18. Runs in the sender's context (rtnetlink_rcv_msg).
 #[fexit(function = "fib_nl_delrule")]
 pub fn fib_nl_delrule(ctx: FExitContext) -> u32 {
+    if crate::programs::kern::floor() {
+        return 0;
+    }
     let _ = try_fib_nl_delrule(&ctx);
     0
 }
