@@ -18,8 +18,8 @@ use std::{
 use anyhow::{bail, ensure, Context as _, Result};
 
 use super::{
-    overhead::{add_link, path_str, write_batches, TABLE},
     procfs::{self, load_average},
+    routes::{add_link, path_str, write_batches, TABLE},
 };
 use crate::{cmd, interrupt, netns::Netns};
 
@@ -252,15 +252,7 @@ impl Daemon {
 
     /// (VmRSS, VmHWM) in KiB.
     fn memory(&self) -> Result<(u64, u64)> {
-        let path = format!("/proc/{}/status", self.pid());
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .with_context(|| format!("no {name} in {path}"))
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        procfs::memory(self.pid())
     }
 
     /// SIGTERM and wait; returns the daemon's remaining stderr lines.

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{bail, ensure, Context as _, Result};
 
 use super::{
-    overhead::{add_link, path_str, write_batches, TABLE},
+    routes::{add_link, path_str, write_batches, TABLE},
     tracer::{LineCounter, Tracer, TracerReport},
 };
 use crate::{cmd, interrupt, netns::Netns};

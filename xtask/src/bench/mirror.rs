@@ -3,16 +3,16 @@
 //! the settled resident sizes, divided by N, is the cost of one mirrored route. (The mirror
 //! also holds the host's routes in both runs; the difference cancels them.)
 use std::{
-    fs,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{ensure, Context as _, Result};
+use anyhow::{ensure, Result};
 
 use super::{
-    overhead::{add_link, path_str, write_batches},
+    procfs,
+    routes::{add_link, path_str, write_batches},
     tracer::Tracer,
 };
 use crate::{cmd, interrupt, netns::Netns};
@@ -96,12 +96,12 @@ fn measure(bin: &Path, dir: &Path, add_file: Option<&Path>) -> Result<Memory> {
     }
     let out = dir.join(format!("mirror-{label}-trace.txt"));
     let tracer = Tracer::start_with(bin, ns.name(), &out, &[])?;
-    let status = PathBuf::from(format!("/proc/{}/status", tracer.pid()));
+    let pid = tracer.pid();
     let start = Instant::now();
     let (mut high, mut last_high) = (0, Instant::now());
     loop {
         interrupt::check()?;
-        let (rss, _) = read_status(&status)?;
+        let (rss, _) = procfs::memory(pid)?;
         if rss > high {
             high = rss;
             last_high = Instant::now();
@@ -112,23 +112,11 @@ fn measure(bin: &Path, dir: &Path, add_file: Option<&Path>) -> Result<Memory> {
         thread::sleep(SAMPLE_EVERY);
     }
     let settled = last_high - start;
-    let (rss_kib, hwm_kib) = read_status(&status)?;
+    let (rss_kib, hwm_kib) = procfs::memory(pid)?;
     tracer.stop()?;
     Ok(Memory {
         rss_kib,
         hwm_kib,
         settled,
     })
-}
-
-/// (VmRSS, VmHWM) in KiB from /proc/PID/status.
-fn read_status(path: &Path) -> Result<(u64, u64)> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {name} in {}", path.display()))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }

@@ -8,8 +8,10 @@ mod overhead;
 mod procfs;
 mod report;
 mod restore;
+mod routes;
 mod syscalls;
 mod tracer;
+mod vm_run;
 
 use std::{
     fs,

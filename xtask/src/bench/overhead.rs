@@ -13,24 +13,18 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant, SystemTime},
 };
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 
 use super::{
     bpf_stats,
+    routes::{add_link, path_str, time_deletion, write_batches},
     tracer::{Tracer, TracerReport},
+    vm_run::{in_vm, vm_series, TraceTarget},
 };
-use crate::{
-    cmd, interrupt,
-    netns::Netns,
-    setup,
-    vm::{self, Series},
-};
+use crate::{cmd, interrupt, netns::Netns, setup, vm};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,29 +40,6 @@ pub struct Args {
     #[arg(long, hide = true)]
     untraced_only: bool,
 }
-
-/// What the traced runs of the overhead and syscalls benches run, and where.
-#[derive(clap::Args)]
-pub(super) struct TraceTarget {
-    /// Bench this routeguard binary instead of building target/release/routeguard.
-    #[arg(long, value_name = "PATH")]
-    pub(super) bin: Option<PathBuf>,
-    /// Capture path of the traced runs (`routeguard trace --capture VALUE`).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kernel-function", "syscall"])]
-    pub(super) capture: String,
-    /// Run the bench in this stock Debian kernel under QEMU (TCG). Chosen as 6.12 for
-    /// `--capture kernel-function` when this kernel cannot load fentry/fexit programs.
-    #[arg(long, value_name = "KERNEL", value_parser = ["6.1", "6.12"])]
-    pub(super) vm: Option<String>,
-}
-
-/// Scratch target directory of the bench in the guest (on its tmpfs /tmp).
-const GUEST_TARGET: &str = "/tmp/routeguard-bench";
-/// A VM bench still running after this long is killed.
-const VM_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
-
-/// Routing table the bench fills; inside the bench's own namespace, so nothing else uses it.
-pub(super) const TABLE: &str = "100";
 
 pub fn run(args: &Args) -> Result<()> {
     interrupt::install();
@@ -194,83 +165,6 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The kernel to run a bench in: `vm` (`--vm`), or 6.12 when the kernel-function path is asked
-/// for and this kernel cannot run it (as `routeguard doctor` finds); None to run here.
-pub(super) fn vm_series(vm: Option<&str>, capture: &str, bin: &Path) -> Result<Option<Series>> {
-    if vm::in_guest() {
-        return Ok(None);
-    }
-    if let Some(kernel) = vm {
-        let series = Series::ALL.into_iter().find(|s| s.to_string() == kernel);
-        return series.map(Some).context("--vm takes 6.1 or 6.12");
-    }
-    if capture != "kernel-function" {
-        return Ok(None);
-    }
-    let doctor = Command::new(bin)
-        .args(["doctor", "--json", "--capture", "kernel-function"])
-        .output()
-        .with_context(|| format!("could not run {} doctor", bin.display()))?;
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout)
-        .with_context(|| format!("{} doctor --json printed no JSON", bin.display()))?;
-    if report["capture"] == "kernel-function" {
-        return Ok(None);
-    }
-    println!(
-        "bench: this kernel cannot run the kernel-function path (see `routeguard doctor \
-         --capture kernel-function`); running the bench in Debian's 6.12 kernel under QEMU"
-    );
-    Ok(Some(Series::V6_12))
-}
-
-/// Runs `cargo xtask bench <bench> <args>` inside `series`'s kernel. The guest reads the host's
-/// files as they are, so it runs copies that a rebuild meanwhile cannot change.
-pub(super) fn in_vm(bench: &str, args: &[String], series: Series, bin: &Path) -> Result<()> {
-    let dir = super::bench_dir()?.join("vm");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let copy = |from: &Path, name: &str| -> Result<PathBuf> {
-        let to = dir.join(name);
-        fs::copy(from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        Ok(to)
-    };
-    let bin = copy(bin, "routeguard")?;
-    let xtask = copy(
-        &std::env::current_exe().context("finding the xtask binary")?,
-        "xtask",
-    )?;
-    let mut argv: Vec<String> = vec![
-        "env".to_owned(),
-        format!("CARGO_TARGET_DIR={GUEST_TARGET}"),
-        xtask.to_string_lossy().into_owned(),
-        "bench".to_owned(),
-        bench.to_owned(),
-    ];
-    argv.extend(args.iter().cloned());
-    argv.push(format!("--bin={}", bin.display()));
-    match vm::run_command(series, &argv, VM_TIMEOUT)? {
-        Some(0) => Ok(()),
-        Some(code) => bail!("the bench failed in the {series} guest (exit status {code})"),
-        None => bail!("the {series} guest stopped before the bench finished"),
-    }
-}
-
-/// Creates the up link `d0` the routes point at: a dummy, or where the kernel has no dummy
-/// driver (CONFIG_DUMMY is off on our Firecracker guests) one end of a veth pair whose peer
-/// `d1` stays in the same namespace.
-pub(super) fn add_link(ns: &Netns) -> Result<()> {
-    if ns
-        .ip_quiet(&["link", "add", "d0", "type", "dummy"])
-        .is_err()
-    {
-        println!("bench: no dummy link driver here; using a veth pair d0/d1");
-        ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"])?;
-        ns.ip(&["link", "set", "d1", "up"])?;
-    }
-    ns.ip(&["link", "set", "d0", "up"])
-}
-
-/// Times `ip -n <ns> -batch <del_file>`, and nothing else.
 /// Added to the tracer's start-up to make the settle time before each timed run.
 const SETTLE_MARGIN: Duration = Duration::from_secs(1);
 
@@ -279,39 +173,6 @@ fn settle_after(since: Instant, settle: Duration) {
     if let Some(left) = settle.checked_sub(since.elapsed()) {
         std::thread::sleep(left);
     }
-}
-
-fn time_deletion(ns: &Netns, del_file: &Path) -> Result<Duration> {
-    let mut delete = Command::new("ip");
-    delete.args(["-n", ns.name(), "-batch", path_str(del_file)?]);
-    let start = Instant::now();
-    let status = delete.status().context("could not start `ip -batch`")?;
-    let elapsed = start.elapsed();
-    interrupt::check()?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", cmd::display(&delete));
-    }
-    Ok(elapsed)
-}
-
-/// Writes `route add|del 10.a.b.c/32 dev d0 table 100` lines: distinct /32s from 10.0.0.1 up,
-/// inside the bench's private namespace.
-pub(super) fn write_batches(routes: u32, add_file: &Path, del_file: &Path) -> Result<()> {
-    let mut add = String::with_capacity(routes as usize * 48);
-    let mut del = String::with_capacity(routes as usize * 48);
-    for i in 1..=routes {
-        let [_, b, c, d] = (0x0a00_0000u32 + i).to_be_bytes();
-        // write! into a String cannot fail.
-        let _ = writeln!(add, "route add 10.{b}.{c}.{d}/32 dev d0 table {TABLE}");
-        let _ = writeln!(del, "route del 10.{b}.{c}.{d}/32 dev d0 table {TABLE}");
-    }
-    fs::write(add_file, add).with_context(|| format!("writing {}", add_file.display()))?;
-    fs::write(del_file, del).with_context(|| format!("writing {}", del_file.display()))
-}
-
-pub(super) fn path_str(path: &Path) -> Result<&str> {
-    path.to_str()
-        .with_context(|| format!("path is not UTF-8: {}", path.display()))
 }
 
 /// The programs' own cost in the last traced run, costliest first.

@@ -24,6 +24,24 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_secs_f64((at(14)? + at(15)?) as f64 / hz))
 }
 
+/// (VmRSS, VmHWM) of process `pid` in KiB, from /proc/PID/status.
+pub fn memory(pid: u32) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok((
+        status_kib(&text, "VmRSS:").with_context(|| format!("no VmRSS in {path}"))?,
+        status_kib(&text, "VmHWM:").with_context(|| format!("no VmHWM in {path}"))?,
+    ))
+}
+
+/// `VmRSS:   1234 kB` → 1234.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// `/proc/loadavg`'s first three fields.
 pub fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
