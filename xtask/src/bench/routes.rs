@@ -1,5 +1,5 @@
 //! The load the route benches generate: a link in the bench's own namespace, batch files of
-//! `/32` routes to add and delete, and the timed deletion.
+//! `/32` routes to add and delete, and the timed deletion, with the rate `ip` reached.
 use std::{fmt::Write as _, fs, path::Path, process::Command, time::Duration, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -56,4 +56,9 @@ pub fn time_deletion(ns: &Netns, del_file: &Path) -> Result<Duration> {
         bail!("`{}` failed ({status})", cmd::display(&delete));
     }
     Ok(elapsed)
+}
+
+/// Deletions per second: `n` in `took`.
+pub fn rate(n: u64, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64().max(1e-9)
 }

@@ -60,11 +60,22 @@ enum StartError {
 }
 
 impl Tracer {
-    /// Starts `<bin> trace <extra> --netns <netns>` (`extra` e.g. `--json --ring-size 256M`;
+    /// Starts `<bin> trace <extra> --netns <netns>` (`extra` e.g. `--json --capture syscall`;
     /// without the filter if routeguard rejects `--netns`) and waits until it reports
     /// `tracing started`.
     pub fn start_with(bin: &Path, netns: &str, out_path: &Path, extra: &[&str]) -> Result<Self> {
-        match Self::spawn(bin, Some(netns), out_path, extra) {
+        Self::start_env(bin, netns, out_path, extra, &[])
+    }
+
+    /// [`Tracer::start_with`] with `env` added to routeguard's environment.
+    pub fn start_env(
+        bin: &Path,
+        netns: &str,
+        out_path: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        match Self::spawn(bin, Some(netns), out_path, extra, env) {
             Ok(tracer) => Ok(tracer),
             Err(StartError::Exited(stderr)) if stderr.iter().any(|l| l.contains("netns")) => {
                 eprintln!(
@@ -72,7 +83,7 @@ impl Tracer {
                      filter, so deletions elsewhere on the host count too",
                     stderr.last().map_or("", String::as_str)
                 );
-                Self::spawn(bin, None, out_path, extra).map_err(|err| err.into_anyhow(bin))
+                Self::spawn(bin, None, out_path, extra, env).map_err(|err| err.into_anyhow(bin))
             }
             Err(err) => Err(err.into_anyhow(bin)),
         }
@@ -83,12 +94,13 @@ impl Tracer {
         netns: Option<&str>,
         out_path: &Path,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Self, StartError> {
         let out = File::create(out_path)
             .with_context(|| format!("creating {}", out_path.display()))
             .map_err(StartError::Other)?;
         let mut command = Command::new(bin);
-        command.arg("trace").args(extra);
+        command.arg("trace").args(extra).envs(env.iter().copied());
         if let Some(netns) = netns {
             command.args(["--netns", netns]);
         }
