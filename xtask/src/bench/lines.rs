@@ -1,7 +1,86 @@
-//! What the benches read of routeguard's stderr: the daemon's start and stop lines (and the
-//! trace's start line). Each parser tolerates words around what it
+//! What the benches read of routeguard's stderr: the trace's closing summary and its outcome
+//! evidence, and the daemon's start and stop lines. Each parser tolerates words around what it
 //! looks for (a log prefix, a clause a later binary adds) and returns None when the line is not
 //! the one it parses, so a bench can run today's binary and tomorrow's side by side.
+use std::fmt;
+
+/// `routeguard: 100000 events, 0 lost` → (100000, 0).
+pub fn trace_summary(line: &str) -> Option<(u64, u64)> {
+    let rest = after(line, "routeguard:")?;
+    let words: Vec<&str> = rest
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let before = |label: &str| {
+        words
+            .windows(2)
+            .find(|pair| pair[1].starts_with(label))
+            .and_then(|pair| pair[0].parse().ok())
+    };
+    Some((before("event")?, before("lost")?))
+}
+
+/// The trace's `routeguard: outcomes: removed N (ack A, notification B, …), failed G, unknown U`:
+/// how many removals ended each way, and what evidence each `removed` rests on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcomes {
+    pub removed: u64,
+    /// (kind of evidence, removals resting on it), in the order routeguard printed them.
+    pub evidence: Vec<(String, u64)>,
+    pub failed: u64,
+    pub unknown: u64,
+}
+
+impl Outcomes {
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = after(line, "routeguard: outcomes:")?.trim();
+        let rest = rest.strip_prefix("removed")?.trim_start();
+        let (removed, rest) = leading_number(rest)?;
+        let rest = rest.trim_start();
+        let (evidence, rest) = match rest.strip_prefix('(') {
+            Some(inner) => {
+                let (list, rest) = inner.split_once(')')?;
+                let evidence = list
+                    .split(',')
+                    .map(|item| {
+                        let (label, n) = item.trim().rsplit_once(' ')?;
+                        Some((label.trim().to_owned(), n.parse().ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                (evidence, rest)
+            }
+            None => (Vec::new(), rest),
+        };
+        let labelled = |label: &str| {
+            rest.split(',').find_map(|item| {
+                let n = item.trim().strip_prefix(label)?.trim();
+                leading_number(n).map(|(n, _)| n)
+            })
+        };
+        Some(Outcomes {
+            removed,
+            evidence,
+            failed: labelled("failed")?,
+            unknown: labelled("unknown")?,
+        })
+    }
+}
+
+impl fmt::Display for Outcomes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "removed {}", self.removed)?;
+        if !self.evidence.is_empty() {
+            let list: Vec<String> = self
+                .evidence
+                .iter()
+                .map(|(label, n)| format!("{label} {n}"))
+                .collect();
+            write!(f, " ({})", list.join(", "))?;
+        }
+        write!(f, ", failed {}, unknown {}", self.failed, self.unknown)
+    }
+}
+
 /// The daemon's `routeguard: daemon started (capture=syscall, 5 programs, ring 8192 KiB,
 /// queue 32768 KiB; store …; metrics off)`, or the trace's `routeguard: tracing started
 /// (capture=…, ring 16384 KiB)`: the capture path, ring size and queue bounds.
@@ -94,7 +173,50 @@ fn leading_number(s: &str) -> Option<(u64, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Started, Stopped};
+    use super::{trace_summary, Outcomes, Started, Stopped};
+
+    #[test]
+    fn parses_the_trace_summary() {
+        assert_eq!(
+            trace_summary("routeguard: 100000 events, 0 lost"),
+            Some((100000, 0))
+        );
+        assert_eq!(
+            trace_summary("2026-01-01T00:00:00Z INFO routeguard: 5 events, 2 lost (ring full)"),
+            Some((5, 2))
+        );
+        assert_eq!(trace_summary("routeguard: tracing started"), None);
+        assert_eq!(trace_summary("5 events, 0 lost"), None);
+    }
+
+    #[test]
+    fn parses_the_outcomes_line() {
+        let line = "routeguard: outcomes: removed 999990 (ack 5, notification 999000, \
+                    kernel-function 0, ioctl 0, re-dump 980, none 5), failed 3, unknown 7";
+        let outcomes = Outcomes::parse(line).unwrap();
+        assert_eq!(outcomes.removed, 999990);
+        assert_eq!(outcomes.evidence.len(), 6);
+        assert_eq!(outcomes.evidence[1], ("notification".to_owned(), 999000));
+        assert_eq!(outcomes.evidence[2], ("kernel-function".to_owned(), 0));
+        assert_eq!(outcomes.evidence[4], ("re-dump".to_owned(), 980));
+        assert_eq!((outcomes.failed, outcomes.unknown), (3, 7));
+        // Printed back as routeguard wrote it.
+        assert_eq!(
+            format!("routeguard: outcomes: {outcomes}"),
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        assert_eq!(
+            Outcomes::parse("routeguard: outcomes: removed 4, failed 0, unknown 1"),
+            Some(Outcomes {
+                removed: 4,
+                evidence: Vec::new(),
+                failed: 0,
+                unknown: 1
+            })
+        );
+        assert_eq!(Outcomes::parse("routeguard: 5 events, 0 lost"), None);
+        assert_eq!(Outcomes::parse("routeguard: outcomes: removed 4"), None);
+    }
 
     #[test]
     fn parses_the_daemon_start_line() {
