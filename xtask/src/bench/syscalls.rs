@@ -103,9 +103,10 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .collect();
     println!(
-        "median per call, untraced → traced (B/A): {}   (capture {})",
+        "median per call, untraced → traced (B/A): {}   (capture {}; load average {})",
         medians.join(", "),
-        args.traced.capture
+        args.traced.capture,
+        super::procfs::load_average()
     );
     Ok(())
 }
