@@ -140,7 +140,8 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "daemon bench: {all} of {} runs stored all {removals} with 0 lost; {} of {} counted (`ip` \
          ≥ {:.0} % of its untraced {untraced:.0} deletions/s), of which {} stored all with 0 \
-         lost (target: 3 of 3); load average {}",
+         lost (target: 3 of 3 runs counted, each storing all with 0 lost); load \
+         average {}",
         args.runs,
         counted.len(),
         args.runs,
