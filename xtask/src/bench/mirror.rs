@@ -3,16 +3,16 @@
 //! the settled resident sizes, divided by N, is the cost of one mirrored route. (The mirror
 //! also holds the host's routes in both runs; the difference cancels them.)
 use std::{
-    fs,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{ensure, Context as _, Result};
+use anyhow::{ensure, Result};
 
 use super::{
-    overhead::{add_link, path_str, write_batches},
+    procfs,
+    routes::{add_link, path_str, rate, write_batches},
     tracer::Tracer,
 };
 use crate::{cmd, interrupt, netns::Netns};
@@ -50,13 +50,14 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let empty = measure(&bin, &dir, None)?;
     empty.print("empty netns");
-    let full = measure(&bin, &dir, Some(&add_file))?;
+    let full = measure(&bin, &dir, Some((&add_file, args.routes)))?;
     full.print(&format!("{} routes", args.routes));
     let n = f64::from(args.routes);
     println!(
-        "bytes per route: {:.0} (settled RSS), {:.0} (peak RSS)",
+        "bytes per route: {:.0} (settled RSS), {:.0} (peak RSS); load average {}",
         (full.rss_kib as f64 - empty.rss_kib as f64) * 1024.0 / n,
-        (full.hwm_kib as f64 - empty.hwm_kib as f64) * 1024.0 / n
+        (full.hwm_kib as f64 - empty.hwm_kib as f64) * 1024.0 / n,
+        procfs::load_average()
     );
     Ok(())
 }
@@ -78,30 +79,33 @@ impl Memory {
     }
 }
 
-/// One run in a fresh namespace (filled from `add_file` if given): start the tracer, wait until
-/// its RSS stops reaching new highs, read VmRSS and VmHWM, stop it.
-fn measure(bin: &Path, dir: &Path, add_file: Option<&Path>) -> Result<Memory> {
+/// One run in a fresh namespace (filled with the given number of routes from the batch file, if
+/// given): start the tracer, wait until its RSS stops reaching new highs, read VmRSS and VmHWM,
+/// stop it.
+fn measure(bin: &Path, dir: &Path, add_file: Option<(&Path, u32)>) -> Result<Memory> {
     let label = if add_file.is_some() { "full" } else { "empty" };
     let ns = Netns::create(&format!("rg-mirror-{label}-{}", std::process::id()))?;
     add_link(&ns)?;
     ns.ip(&["addr", "add", "10.255.0.1/16", "dev", "d0"])?;
-    if let Some(add_file) = add_file {
+    if let Some((add_file, routes)) = add_file {
         let start = Instant::now();
         ns.ip(&["-batch", path_str(add_file)?])?;
+        let took = start.elapsed();
         println!(
-            "  {} filled in {:.1} s",
+            "  {} filled in {:.1} s ({:.0} additions/s by `ip -batch`)",
             ns.name(),
-            start.elapsed().as_secs_f64()
+            took.as_secs_f64(),
+            rate(u64::from(routes), took)
         );
     }
     let out = dir.join(format!("mirror-{label}-trace.txt"));
     let tracer = Tracer::start_with(bin, ns.name(), &out, &[])?;
-    let status = PathBuf::from(format!("/proc/{}/status", tracer.pid()));
+    let pid = tracer.pid();
     let start = Instant::now();
     let (mut high, mut last_high) = (0, Instant::now());
     loop {
         interrupt::check()?;
-        let (rss, _) = read_status(&status)?;
+        let (rss, _) = procfs::memory(pid)?;
         if rss > high {
             high = rss;
             last_high = Instant::now();
@@ -112,23 +116,11 @@ fn measure(bin: &Path, dir: &Path, add_file: Option<&Path>) -> Result<Memory> {
         thread::sleep(SAMPLE_EVERY);
     }
     let settled = last_high - start;
-    let (rss_kib, hwm_kib) = read_status(&status)?;
+    let (rss_kib, hwm_kib) = procfs::memory(pid)?;
     tracer.stop()?;
     Ok(Memory {
         rss_kib,
         hwm_kib,
         settled,
     })
-}
-
-/// (VmRSS, VmHWM) in KiB from /proc/PID/status.
-fn read_status(path: &Path) -> Result<(u64, u64)> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {name} in {}", path.display()))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }

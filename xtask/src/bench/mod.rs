@@ -2,14 +2,18 @@
 //! measurements side by side (untraced vs traced, alternated in one run) and the target.
 mod bpf_stats;
 mod daemon;
+mod daemon_run;
+mod lines;
 mod loss;
 mod mirror;
 mod overhead;
 mod procfs;
 mod report;
 mod restore;
+mod routes;
 mod syscalls;
 mod tracer;
+mod vm_run;
 
 use std::{
     fs,
@@ -38,17 +42,20 @@ fn bench_dir() -> Result<PathBuf> {
 
 #[derive(Subcommand)]
 pub enum Bench {
-    /// Cost of tracing on route deletions: `ip -batch` deleting N routes, untraced vs traced.
+    /// Cost of tracing on route deletions: `ip -batch` deleting N routes, untraced vs the floor
+    /// (routeguard's hooks returning at once) vs traced.
     Overhead(overhead::Args),
     /// `routeguard report --format html` on N synthetic events, from JSON lines and from the
     /// store: time and peak memory side by side.
     Report(report::Args),
     /// Route removals in bursts (flush of N routes, `ip -batch` delete of M): removals seen by
-    /// routeguard and by `ip monitor route`, side by side.
+    /// routeguard and by `ip monitor route`, side by side, with their outcomes; then the flush
+    /// into the daemon.
     Loss(loss::Args),
     /// Memory of routeguard's netlink mirror per route: RSS with N routes vs an empty netns.
     Mirror(mirror::Args),
-    /// `routeguard daemon`: idle RSS and CPU over a minute, and N removals stored (events/s).
+    /// `routeguard daemon`: idle RSS and CPU over a minute, then N removals stored, lost and the
+    /// peak RSS during the burst, in --runs runs, each held to `ip`'s untraced rate.
     Daemon(daemon::Args),
     /// How long a protected rule or route stays missing: N removals each, p50/p99/max of the
     /// gap until routeguard re-added it, against kube-router's 60 s sync.
@@ -62,8 +69,10 @@ pub enum Bench {
 const LIST: &[(&str, &str)] = &[
     (
         "overhead",
-        "time to delete N routes with `ip -batch`, untraced vs under `routeguard trace` \
-         (target ≤ 1.15, 0 lost); `cargo xtask bench overhead [--routes 100000] [--pairs 5]`",
+        "time to delete N routes with `ip -batch`: untraced (A), under `routeguard trace` with \
+         every program returning at once (F, the floor) and traced (B), alternated (targets B/F \
+         ≤ 1.10, B/A ≤ 1.15, 0 lost); `cargo xtask bench overhead [--routes 100000] [--pairs 5] \
+         [--capture auto|kernel-function|syscall] [--vm 6.1|6.12] [--bin PATH]`",
     ),
     (
         "report",
@@ -73,8 +82,10 @@ const LIST: &[(&str, &str)] = &[
     ),
     (
         "loss",
-        "flush a table of N routes, then delete M with `ip -batch`: removals seen by routeguard \
-         and by `ip monitor route` (target: routeguard sees all); \
+        "flush a table of N routes, then delete M with `ip -batch`: removals seen by `routeguard \
+         trace` (default ring) and by `ip monitor route`, their outcomes and the evidence behind \
+         them (target: routeguard sees all, every one `removed`); then the same flush into \
+         `routeguard daemon` (default config): stored, lost, peak RSS; \
          `cargo xtask bench loss [--routes 1000000] [--deletes 100000] [--runs 1] [--bin PATH]`",
     ),
     (
@@ -90,9 +101,12 @@ const LIST: &[(&str, &str)] = &[
     ),
     (
         "daemon",
-        "`routeguard daemon`: idle RSS and CPU over 60 s (targets < 30 MB, < 0.1 %), then N route \
-         removals stored (events/s, 0 lost); `cargo xtask bench daemon [--removals 100000] \
-         [--idle 60] [--bin PATH]`",
+        "`routeguard daemon` with its default config: idle RSS and CPU over 60 s (targets < 64 \
+         MiB, < 0.1 %), then, --runs times with a fresh daemon, N route removals by `ip -batch` \
+         stored (0 lost; peak RSS during the burst ≤ 128 MiB); a run counts when `ip` reached ≥ \
+         85 % of its untraced rate (target: all of 3 runs); `cargo xtask bench daemon \
+         [--removals 100000] [--runs 1] [--idle 60] [--capture auto|kernel-function|syscall] \
+         [--vm 6.1|6.12] [--bin PATH]`",
     ),
     (
         "syscalls",

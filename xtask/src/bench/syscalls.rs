@@ -17,8 +17,8 @@ use std::{
 use anyhow::{ensure, Context as _, Result};
 
 use super::{
-    overhead::{self, TraceTarget},
     tracer::Tracer,
+    vm_run::{self, TraceTarget},
 };
 use crate::{cmd, interrupt, netns::Netns, setup, vm};
 
@@ -47,15 +47,14 @@ pub fn run(args: &Args) -> Result<()> {
         cmd::is_root(),
         "the syscalls bench loads eBPF programs: run it as root"
     );
-    if let Some(series) =
-        overhead::vm_series(args.traced.vm.as_deref(), &args.traced.capture, &bin)?
+    if let Some(series) = vm_run::vm_series(args.traced.vm.as_deref(), &args.traced.capture, &bin)?
     {
         let argv = vec![
             format!("--calls={}", args.calls),
             format!("--pairs={}", args.pairs),
             format!("--capture={}", args.traced.capture),
         ];
-        return overhead::in_vm("syscalls", &argv, series, &bin);
+        return vm_run::in_vm("syscalls", &argv, series, &bin);
     }
     let dir = super::bench_dir()?;
     let trace_file = dir.join("syscalls-trace.jsonl");
@@ -104,9 +103,10 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .collect();
     println!(
-        "median per call, untraced → traced (B/A): {}   (capture {})",
+        "median per call, untraced → traced (B/A): {}   (capture {}; load average {})",
         medians.join(", "),
-        args.traced.capture
+        args.traced.capture,
+        super::procfs::load_average()
     );
     Ok(())
 }

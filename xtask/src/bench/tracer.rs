@@ -12,7 +12,10 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
-use super::procfs;
+use super::{
+    lines::{self, Outcomes, Started},
+    procfs,
+};
 use crate::interrupt;
 
 const READY_MARKER: &str = "tracing started";
@@ -35,6 +38,11 @@ pub struct TracerReport {
     pub filtered: bool,
     /// CPU time routeguard used from ready to stop (its userspace and the syscalls it made).
     pub cpu: Option<Duration>,
+    /// Its `routeguard: outcomes: …` line: how the removals ended and on what evidence (None
+    /// from a binary that does not print it).
+    pub outcomes: Option<Outcomes>,
+    /// The ring size its start line named.
+    pub ring_kib: Option<u64>,
 }
 
 impl TracerReport {
@@ -60,11 +68,22 @@ enum StartError {
 }
 
 impl Tracer {
-    /// Starts `<bin> trace <extra> --netns <netns>` (`extra` e.g. `--json --ring-size 256M`;
+    /// Starts `<bin> trace <extra> --netns <netns>` (`extra` e.g. `--json --capture syscall`;
     /// without the filter if routeguard rejects `--netns`) and waits until it reports
     /// `tracing started`.
     pub fn start_with(bin: &Path, netns: &str, out_path: &Path, extra: &[&str]) -> Result<Self> {
-        match Self::spawn(bin, Some(netns), out_path, extra) {
+        Self::start_env(bin, netns, out_path, extra, &[])
+    }
+
+    /// [`Tracer::start_with`] with `env` added to routeguard's environment.
+    pub fn start_env(
+        bin: &Path,
+        netns: &str,
+        out_path: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        match Self::spawn(bin, Some(netns), out_path, extra, env) {
             Ok(tracer) => Ok(tracer),
             Err(StartError::Exited(stderr)) if stderr.iter().any(|l| l.contains("netns")) => {
                 eprintln!(
@@ -72,7 +91,7 @@ impl Tracer {
                      filter, so deletions elsewhere on the host count too",
                     stderr.last().map_or("", String::as_str)
                 );
-                Self::spawn(bin, None, out_path, extra).map_err(|err| err.into_anyhow(bin))
+                Self::spawn(bin, None, out_path, extra, env).map_err(|err| err.into_anyhow(bin))
             }
             Err(err) => Err(err.into_anyhow(bin)),
         }
@@ -83,12 +102,13 @@ impl Tracer {
         netns: Option<&str>,
         out_path: &Path,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Self, StartError> {
         let out = File::create(out_path)
             .with_context(|| format!("creating {}", out_path.display()))
             .map_err(StartError::Other)?;
         let mut command = Command::new(bin);
-        command.arg("trace").args(extra);
+        command.arg("trace").args(extra).envs(env.iter().copied());
         if let Some(netns) = netns {
             command.args(["--netns", netns]);
         }
@@ -218,7 +238,11 @@ impl Tracer {
         }
         let events = LineCounter::open(&self.out_path)?.update()?;
         let removed = count_removed(&self.out_path)?;
-        let summary = self.stderr_log.iter().rev().find_map(|l| parse_summary(l));
+        let summary = self
+            .stderr_log
+            .iter()
+            .rev()
+            .find_map(|l| lines::trace_summary(l));
         let lost = summary.map(|(_, lost)| lost);
         if lost.is_none() {
             eprintln!(
@@ -232,6 +256,12 @@ impl Tracer {
             summary_events: summary.map(|(events, _)| events),
             filtered: self.filtered,
             cpu,
+            outcomes: self.stderr_log.iter().find_map(|l| Outcomes::parse(l)),
+            ring_kib: self
+                .stderr_log
+                .iter()
+                .find_map(|l| Started::parse(l))
+                .and_then(|s| s.ring_kib),
         })
     }
 
@@ -302,39 +332,4 @@ fn count_removed(path: &Path) -> Result<u64> {
         }
     }
     Ok(removed)
-}
-
-/// `routeguard: 100000 events, 0 lost` → (100000, 0); tolerant of extra words around it.
-fn parse_summary(line: &str) -> Option<(u64, u64)> {
-    let rest = &line[line.find("routeguard:")? + "routeguard:".len()..];
-    let words: Vec<&str> = rest
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let before = |label: &str| {
-        words
-            .windows(2)
-            .find(|pair| pair[1].starts_with(label))
-            .and_then(|pair| pair[0].parse().ok())
-    };
-    Some((before("event")?, before("lost")?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_summary;
-
-    #[test]
-    fn parses_the_summary_line() {
-        assert_eq!(
-            parse_summary("routeguard: 100000 events, 0 lost"),
-            Some((100000, 0))
-        );
-        assert_eq!(
-            parse_summary("2026-01-01T00:00:00Z INFO routeguard: 5 events, 2 lost (ring full)"),
-            Some((5, 2))
-        );
-        assert_eq!(parse_summary("routeguard: tracing started"), None);
-        assert_eq!(parse_summary("5 events, 0 lost"), None);
-    }
 }
