@@ -175,6 +175,11 @@ pub struct CaptureConfig {
     /// Non-zero: every program returns at once, doing nothing (`cargo xtask bench overhead`'s
     /// floor arm: what the hooks cost by themselves). Never set outside benches.
     pub floor: u32,
+    /// Non-zero (the syscall path): the notification filter copies the route deletions a
+    /// request made into the ring. Zero (the kernel-function path, whose records report every
+    /// route removal): it drops every route deletion unread, and copies only rule deletions.
+    pub notify_routes: u32,
+    pub _pad: u32,
 }
 
 impl CaptureConfig {
@@ -183,13 +188,15 @@ impl CaptureConfig {
         syscalls: SyscallNumbers::NONE,
         wakeup_bytes: 256 * 1024,
         floor: 0,
+        notify_routes: 1,
+        _pad: 0,
     };
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 36 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 36 * 4 + 10 * 4 + 4 + 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 36 * 4 + 10 * 4 + 4 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -9,10 +9,12 @@
 //! that thread, and the record names it for userspace to join with the request it captured.
 //!
 //! Route deletions a request made are copied and dropped (the mirror is told about them by
-//! userspace, in order with the requests): a burst of them never wakes the listener. Rule
-//! deletions are copied and kept (the mirror keeps its rules from them). Everything else —
-//! additions, replaces, and what the kernel removes on its own (`nlmsg_pid` 0: IPv6 expiry,
-//! link-down) — passes untouched.
+//! userspace, in order with the requests): a burst of them never wakes the listener. On the
+//! kernel-function path (`notify_routes` 0), whose records report every route removal, every
+//! route deletion is dropped uncopied. Rule deletions a request made are copied and kept (the
+//! mirror keeps its rules from them). Everything else — additions, replaces, and on the syscall
+//! path what the kernel removes on its own (`nlmsg_pid` 0: IPv6 expiry, link-down) — passes
+//! untouched.
 
 use aya_ebpf::{
     cty::c_void,
@@ -51,13 +53,19 @@ fn try_notify(ctx: &SkBuffContext) -> Option<i64> {
     // per notification skb (rtnl_notify).
     let hdr: [u32; 4] = ctx.load(0).ok()?;
     let msg_type = hdr[1] as u16;
-    let requester = hdr[3];
-    let deletion = msg_type == RTM_DELROUTE || msg_type == RTM_DELRULE;
-    if !deletion || requester == 0 {
-        return Some(KEEP);
+    let requested = hdr[3] != 0;
+    match msg_type {
+        RTM_DELROUTE if config_field!(notify_routes) == 0 => Some(DROP),
+        RTM_DELROUTE if requested => {
+            copy(ctx, hdr[0]);
+            Some(DROP)
+        }
+        RTM_DELRULE if requested => {
+            copy(ctx, hdr[0]);
+            Some(KEEP)
+        }
+        _ => Some(KEEP),
     }
-    copy(ctx, hdr[0]);
-    Some(if msg_type == RTM_DELROUTE { DROP } else { KEEP })
 }
 
 /// Writes the notification to the ring, with the requesting thread.

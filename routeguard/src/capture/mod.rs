@@ -11,6 +11,7 @@ use std::path::Path;
 
 use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::ProgramFd,
     Ebpf, EbpfLoader,
 };
 use routeguard_common::{
@@ -61,6 +62,11 @@ pub enum CaptureError {
     },
     #[error("cannot read the kernel's BTF for fentry/fexit: {0}")]
     AyaBtf(String),
+    #[error("socket filter `{name}`: {source}")]
+    Filter {
+        name: &'static str,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("program `{name}` ({hook:?}): {source}")]
     Program {
         name: &'static str,
@@ -127,6 +133,9 @@ pub struct Capture {
     pub adopted: bool,
     /// The capture is pinned (adopted or pinned now): it outlives this process.
     pub pinned: bool,
+    /// The syscall path's socket filter for routeguard's own route listeners (see
+    /// [`Capture::notify_filter`]).
+    notify: Option<ProgramFd>,
 }
 
 impl CaptureError {
@@ -174,6 +183,7 @@ impl Capture {
                 counters: adopted.counters,
                 adopted: true,
                 pinned: true,
+                notify: Some(adopted.notify),
             });
         }
         Self::load(options, Some(&set))
@@ -211,6 +221,8 @@ impl Capture {
             syscalls: syscall_numbers(),
             wakeup_bytes: options.wakeup_bytes,
             floor: u32::from(floor_requested()),
+            notify_routes: u32::from(!kernel_function),
+            _pad: 0,
         };
         let mut kconfig = KernelFunctionConfig::DEFAULT;
         if kernel_function {
@@ -262,6 +274,7 @@ impl Capture {
             let requests_heard = requests == kfunc::REQUEST_PROGRAMS.len();
             programs += kfunc::attach_all(&mut ebpf, btf, requests_heard)?;
         }
+        let notify = Some(programs::load_notify_filter(&mut ebpf)?);
         if syscall {
             // The kernel-function path hears requests in the kernel (above): of the syscall
             // path's programs it needs only the exec tracepoint, not the hooks on every syscall.
@@ -274,7 +287,7 @@ impl Capture {
                 Ok(links) => {
                     programs += list.len();
                     if let Some(set) = pin_to {
-                        pin::pin(&ebpf, links, set)?;
+                        pin::pin(&mut ebpf, links, set)?;
                         tracing::info!(pins = %set.display(), "capture pinned: it keeps recording while no daemon runs");
                     }
                 }
@@ -295,17 +308,27 @@ impl Capture {
             counters,
             adopted: false,
             pinned: pin_to.is_some(),
+            notify,
         })
     }
 
-    /// The ring buffer (to poll and read) and the loss counters, which keep the programs loaded.
-    pub fn split(self) -> (RingBuf<MapData>, Counters) {
+    /// The socket filter the route mirror attaches to its listeners: it copies the kernel's
+    /// deletion notifications into the ring before a socket could drop them (`notify` in the
+    /// eBPF programs; on the kernel-function path rule deletions only).
+    pub fn notify_filter(&self) -> Option<&ProgramFd> {
+        self.notify.as_ref()
+    }
+
+    /// The ring buffer (to poll and read), the loss counters (which keep the programs loaded)
+    /// and the notification filter.
+    pub fn split(self) -> (RingBuf<MapData>, Counters, Option<ProgramFd>) {
         (
             self.ring,
             Counters {
                 map: self.counters,
                 _ebpf: self._ebpf,
             },
+            self.notify,
         )
     }
 }

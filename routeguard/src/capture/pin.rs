@@ -21,11 +21,11 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{links::FdLink, links::PinnedLink},
+    programs::{links::FdLink, links::PinnedLink, ProgramError, ProgramFd, SocketFilter},
     Ebpf,
 };
 
-use super::{CaptureError, PROGRAMS};
+use super::{programs::NOTIFY_FILTER, CaptureError, PROGRAMS};
 
 /// Maps pinned beside the links: what a successor reads or writes.
 const MAPS: &[&str] = &["EVENTS", "COUNTERS", "SELF_TGID", "TASK_SEEN"];
@@ -56,7 +56,13 @@ pub enum PinError {
 pub struct Adopted {
     pub ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The notification filter, for the new daemon's route listeners.
+    pub notify: ProgramFd,
 }
+
+/// The notification filter's pin (a program, not a link: it is attached to sockets, which die
+/// with the daemon that opened them).
+const NOTIFY_PIN: &str = "prog_notify";
 
 /// `<pin_dir>/<tag>`: where this build's capture is pinned.
 pub fn dir(pin_dir: &Path, object: &[u8]) -> PathBuf {
@@ -176,7 +182,8 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
     let complete = PROGRAMS
         .iter()
         .all(|(name, _)| PinnedLink::from_pin(set.join(format!("link_{name}"))).is_ok())
-        && MAPS.iter().all(|m| set.join(m).exists());
+        && MAPS.iter().all(|m| set.join(m).exists())
+        && set.join(NOTIFY_PIN).exists();
     if !complete {
         tracing::warn!(pins = %set.display(), "incomplete pinned capture; loading afresh");
         remove_set(set)?;
@@ -210,13 +217,32 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
         // Gone already (LRU eviction, exit) is fine.
         let _ = seen.remove(&tgid);
     }
-    Ok(Some(Adopted { ring, counters }))
+    let path = set.join(NOTIFY_PIN);
+    let notify = SocketFilter::from_pin(&path)
+        .and_then(|p| {
+            p.fd()
+                .and_then(|fd| fd.try_clone().map_err(ProgramError::IOError))
+        })
+        .map_err(|e| PinError::Open {
+            what: "notification filter",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Some(Adopted {
+        ring,
+        counters,
+        notify,
+    }))
 }
 
 /// Pins the maps a successor needs and `links` (program name, link) into `set`. bpffs cannot
 /// rename, so a set is written in place; a daemon that dies half-way leaves a set that
 /// [`adopt`] finds incomplete and removes.
-pub fn pin(ebpf: &Ebpf, links: Vec<(&'static str, FdLink)>, set: &Path) -> Result<(), PinError> {
+pub fn pin(
+    ebpf: &mut Ebpf,
+    links: Vec<(&'static str, FdLink)>,
+    set: &Path,
+) -> Result<(), PinError> {
     if set.exists() {
         remove_set(set)?;
     }
@@ -237,6 +263,20 @@ pub fn pin(ebpf: &Ebpf, links: Vec<(&'static str, FdLink)>, set: &Path) -> Resul
             source,
         })?;
     }
+    let path = set.join(NOTIFY_PIN);
+    let notify: &mut SocketFilter = ebpf
+        .program_mut(NOTIFY_FILTER)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| PinError::Open {
+            what: "program",
+            path: path.clone(),
+            reason: format!("the eBPF object has no socket filter {NOTIFY_FILTER}"),
+        })?;
+    notify.pin(&path).map_err(|source| PinError::Pin {
+        what: "the notification filter",
+        path: path.clone(),
+        source,
+    })?;
     for (name, link) in links {
         let path = set.join(format!("link_{name}"));
         // The pin keeps the link (and so the program) alive once this fd is closed.

@@ -1,7 +1,7 @@
 //! The programs of the syscall capture path and where they attach.
 
 use aya::{
-    programs::{links::FdLink, ProgramError, RawTracePoint, TracePoint},
+    programs::{links::FdLink, ProgramError, ProgramFd, RawTracePoint, SocketFilter, TracePoint},
     Ebpf,
 };
 
@@ -32,6 +32,29 @@ pub const EXEC_PROGRAMS: &[(&str, Hook)] = &[(
     "sched_process_exec",
     Hook::TracePoint("sched", "sched_process_exec"),
 )];
+
+/// The socket filter routeguard's route listeners carry (program `notify`); loaded, not
+/// attached: the mirror attaches it to each listener it opens.
+pub const NOTIFY_FILTER: &str = "notify";
+
+/// Loads the notification filter; returns its fd for the mirror.
+pub fn load_notify_filter(ebpf: &mut Ebpf) -> Result<ProgramFd, CaptureError> {
+    let err = |source: ProgramError| CaptureError::Filter {
+        name: NOTIFY_FILTER,
+        source: Box::new(source),
+    };
+    let program: &mut SocketFilter = ebpf
+        .program_mut(NOTIFY_FILTER)
+        .ok_or_else(|| err(ProgramError::UnexpectedProgramType))?
+        .try_into()
+        .map_err(err)?;
+    program.load().map_err(err)?;
+    program
+        .fd()
+        .map_err(err)?
+        .try_clone()
+        .map_err(|e| err(ProgramError::IOError(e)))
+}
 
 /// Loads and attaches the programs of `list`. With `take_links`, the links are handed back (to be
 /// pinned) instead of staying with the programs, which would detach them when dropped.

@@ -133,7 +133,7 @@ impl Pipeline {
         };
         let (adopted, pinned) = (capture.adopted, capture.pinned);
         let programs = capture.programs;
-        let (ring, counters) = capture.split();
+        let (ring, counters, _notify) = capture.split();
         let clock = Clock::new();
         let mut correlator = match options.path {
             CapturePath::Syscall => Correlator::with_mirror(clock, Mirror::new()),
