@@ -129,7 +129,7 @@ fn field(out: &mut Vec<u8>, name: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures::{route_event, rule_event};
+    use crate::event::fixtures::{route_event, rule_event};
     use std::collections::HashMap;
 
     /// Parses a native-protocol datagram back into fields, as journald does.

@@ -354,7 +354,7 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures::{route_event, rule_event};
+    use crate::event::fixtures::{route_event, rule_event};
 
     #[test]
     fn counts_removals_and_losses() {

@@ -56,7 +56,7 @@ fn table_of(ev: &Event) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{tests::sample_route_event, Kind};
+    use crate::event::fixtures::sample_route_event;
 
     #[test]
     fn empty_filter_matches_everything() {

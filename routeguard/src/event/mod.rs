@@ -7,6 +7,8 @@
 pub mod describe;
 pub mod errno;
 pub mod filter;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod object;
 mod time;
 
@@ -280,33 +282,4 @@ pub struct Request {
     /// True when the sender asked the kernel for an ack (NLM_F_ACK) or used an ioctl.
     #[serde(default)]
     pub ack_requested: bool,
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A complete route event, for tests of everything downstream of the event model.
-    pub(crate) fn sample_route_event() -> Event {
-        // The sinks' acked `ip route del`, by another run of `ip`, of a route of its own.
-        let mut ev = crate::sink::fixtures::route_event();
-        let actor = std::sync::Arc::make_mut(ev.actor.as_mut().expect("the fixture has its actor"));
-        (actor.pid, actor.tid, actor.ppid) = (4242, 4242, 4200);
-        actor.ancestry[0].pid = 4200;
-        actor.cmdline = "ip route del 10.77.1.0/24 table 77".into();
-        actor.argv = ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
-            .map(String::from)
-            .to_vec();
-        ev.request
-            .as_mut()
-            .expect("the fixture has its request")
-            .seq = Some(1_795_792_661);
-        ev.route = Some(Route {
-            table: Some(77),
-            dst: Some("10.77.1.0/24".into()),
-            priority: Some(100),
-            ..Default::default()
-        });
-        ev
-    }
 }

@@ -126,7 +126,7 @@ pub fn micros(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures;
+    use crate::event::fixtures;
 
     #[test]
     fn objects_in_iproute2_words() {

@@ -2,7 +2,7 @@
 //! (tests/tests/restore.rs).
 
 use super::*;
-use crate::event::{tests::sample_route_event, Outcome, Rule};
+use crate::event::{fixtures::sample_route_event, Outcome, Rule};
 
 fn rule_event(priority: u32, table: u32) -> Event {
     let mut ev = sample_route_event();

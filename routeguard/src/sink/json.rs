@@ -130,8 +130,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::event::fixtures::{full_event, route_event, rule_event};
     use crate::event::{Capture, Cause, Family, Kind, Outcome};
-    use crate::sink::fixtures::{full_event, route_event, rule_event};
 
     const DOC: &str = include_str!("../../../docs/events.md");
 

@@ -2,8 +2,8 @@
 
 use super::render::{self, Format};
 use super::*;
+use crate::event::fixtures;
 use crate::event::{Cause, Event, Outcome, Rule, Timestamp};
-use crate::sink::fixtures;
 
 mod restores;
 mod stored;

@@ -1,6 +1,6 @@
 use super::*;
+use crate::event::fixtures::{route_event, rule_event};
 use crate::event::{Address, Kind, Link, Nexthop, Route, Rule};
-use crate::sink::fixtures::{route_event, rule_event};
 
 /// The line with runs of spaces collapsed: the words, not the alignment.
 fn words(line: &str) -> String {

@@ -1,8 +1,8 @@
-//! Events built by hand, for the sinks' tests.
+//! Events built by hand, for the tests of every room downstream of the event model.
 
 use std::sync::Arc;
 
-use crate::event::{
+use super::{
     Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
     Netns, Nexthop, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Timestamp, Trigger,
 };
@@ -204,4 +204,28 @@ pub fn full_event() -> Event {
         }),
         ..route_event()
     }
+}
+
+/// [`route_event`] by another run of `ip`, of a route of its own: pid 4242, route 10.77.1.0/24
+/// table 77 metric 100.
+pub fn sample_route_event() -> Event {
+    let mut ev = route_event();
+    let actor = Arc::make_mut(ev.actor.as_mut().expect("the fixture has its actor"));
+    (actor.pid, actor.tid, actor.ppid) = (4242, 4242, 4200);
+    actor.ancestry[0].pid = 4200;
+    actor.cmdline = "ip route del 10.77.1.0/24 table 77".into();
+    actor.argv = ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
+        .map(String::from)
+        .to_vec();
+    ev.request
+        .as_mut()
+        .expect("the fixture has its request")
+        .seq = Some(1_795_792_661);
+    ev.route = Some(Route {
+        table: Some(77),
+        dst: Some("10.77.1.0/24".into()),
+        priority: Some(100),
+        ..Default::default()
+    });
+    ev
 }
