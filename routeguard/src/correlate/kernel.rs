@@ -14,7 +14,7 @@ use routeguard_common::{context, hook, mark, KernelRecord};
 use super::{with_result, Correlator};
 use crate::{
     decode::{self, kernel::kernel_object, Object},
-    event::{Capture, Cause, Event, Kind, Outcome, Request, Trigger},
+    event::{Capture, Cause, Event, Kind, Op, Outcome, Request, Trigger},
 };
 
 const NLM_F_ACK: u16 = 0x4;
@@ -101,11 +101,11 @@ impl Correlator {
             } else if let Some(claimed) = self.claim(tid, None, None) {
                 ev.trigger = Some(Trigger {
                     kind: claimed.kind,
+                    // A claimed request always has its request.
                     op: claimed
                         .request
                         .as_ref()
-                        .map(|r| r.op.clone())
-                        .unwrap_or_default(),
+                        .map_or_else(|| Op::Other(String::new()), |r| r.op.clone()),
                     link: claimed.link,
                     address: claimed.address,
                 });
@@ -115,12 +115,9 @@ impl Correlator {
         if ev.request.is_none() && has_nlh {
             // The kernel's view of the request, with the syscall that carried it (noted by the
             // request hooks).
-            let syscall = super::syscall_name(rec.syscall);
             ev.request = Some(Request {
-                syscall: syscall.into(),
-                op: decode::kernel::message_name(rec.msg_type)
-                    .unwrap_or("unknown")
-                    .into(),
+                syscall: super::syscall_of(rec.syscall),
+                op: Op::named(decode::kernel::message_name(rec.msg_type).unwrap_or("unknown")),
                 seq: Some(rec.seq),
                 nlmsg_flags: Some(rec.nlmsg_flags),
                 ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,

@@ -68,8 +68,8 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     assert_eq!(ev.rule.as_ref().unwrap().priority, Some(100));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
-        (req.syscall.as_str(), req.op.as_str(), req.seq),
-        ("sendmsg", "RTM_DELRULE", Some(42))
+        (&req.syscall, &req.op, req.seq),
+        (&Syscall::Sendmsg, &Op::RtmDelRule, Some(42))
     );
     assert_eq!(ev.actor.as_ref().unwrap().comm, "ip");
 }
@@ -102,8 +102,8 @@ fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
         .as_ref()
         .expect("the kernel's copy of the request");
     assert_eq!(
-        (request.syscall.as_str(), request.op.as_str(), request.seq),
-        ("sendmsg", "RTM_DELROUTE", Some(7))
+        (&request.syscall, &request.op, request.seq),
+        (&Syscall::Sendmsg, &Op::RtmDelRoute, Some(7))
     );
     assert!(request.ack_requested);
     assert_eq!(ev.actor.as_ref().unwrap().pid, task().pid);
@@ -126,8 +126,8 @@ fn a_request_the_kernel_never_acted_on_is_heard_by_the_request_hooks() {
     assert_eq!(events[0].outcome, Outcome::Failed);
     let request = events[0].request.as_ref().unwrap();
     assert_eq!(
-        (request.syscall.as_str(), request.op.as_str()),
-        ("netlink", "RTM_DELRULE")
+        (&request.syscall, &request.op),
+        (&Syscall::Netlink, &Op::RtmDelRule)
     );
 }
 

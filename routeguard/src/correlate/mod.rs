@@ -20,7 +20,7 @@ pub use clock::Clock;
 use crate::{
     attribution::{NetnsNames, ProcessTable},
     decode::{self, record::Record, Decoded, Object},
-    event::{self, Capture, Cause, Event, Kind, Outcome, Request, Trigger},
+    event::{self, Capture, Cause, Event, Kind, Op, Outcome, Request, Syscall, Trigger},
     mirror::{Mirror, Removed},
 };
 
@@ -304,11 +304,11 @@ impl Correlator {
                         address: None,
                         trigger: Some(Trigger {
                             kind: trigger.kind,
+                            // A trigger is always a captured request.
                             op: trigger
                                 .request
                                 .as_ref()
-                                .map(|r| r.op.clone())
-                                .unwrap_or_default(),
+                                .map_or_else(|| Op::Other(String::new()), |r| r.op.clone()),
                             link: trigger.link.clone(),
                             address: trigger.address.clone(),
                         }),
@@ -441,8 +441,8 @@ impl Correlator {
             return;
         };
         let request = Request {
-            syscall: syscall_name(head.syscall).to_string(),
-            op: d.op.to_string(),
+            syscall: syscall_of(head.syscall),
+            op: Op::named(d.op),
             seq: Some(hdr.seq),
             nlmsg_flags: Some(hdr.flags),
             ack_requested: hdr.flags & NLM_F_ACK != 0,
@@ -478,8 +478,8 @@ impl Correlator {
                 ..
             }) => {
                 let request = Request {
-                    syscall: "ioctl".into(),
-                    op: op.to_string(),
+                    syscall: Syscall::Ioctl,
+                    op: Op::named(op),
                     seq: None,
                     nlmsg_flags: None,
                     ack_requested: true,
@@ -575,17 +575,17 @@ fn with_result(mut ev: Event, ret: i32) -> Event {
     ev
 }
 
-fn syscall_name(id: u16) -> &'static str {
+fn syscall_of(id: u16) -> Syscall {
     match id {
         // Heard by the kernel-function path in rtnetlink, sent some other way (io_uring, a
         // compat syscall).
-        0 => "netlink",
-        syscall::SENDMSG => "sendmsg",
-        syscall::SENDTO => "sendto",
-        syscall::SENDMMSG => "sendmmsg",
-        syscall::WRITE => "write",
-        syscall::IOCTL => "ioctl",
-        _ => "unknown",
+        0 => Syscall::Netlink,
+        syscall::SENDMSG => Syscall::Sendmsg,
+        syscall::SENDTO => Syscall::Sendto,
+        syscall::SENDMMSG => Syscall::Sendmmsg,
+        syscall::WRITE => Syscall::Write,
+        syscall::IOCTL => Syscall::Ioctl,
+        _ => Syscall::Unknown,
     }
 }
 

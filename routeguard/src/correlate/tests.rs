@@ -104,13 +104,8 @@ fn a_request_waits_for_its_ack_and_takes_its_outcome() {
     assert_eq!(ev.actor.as_ref().map(|a| a.comm.as_str()), Some("ip"));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
-        (
-            req.syscall.as_str(),
-            req.op.as_str(),
-            req.seq,
-            req.ack_requested
-        ),
-        ("sendmsg", "RTM_DELRULE", Some(7), true)
+        (&req.syscall, &req.op, req.seq, req.ack_requested),
+        (&Syscall::Sendmsg, &Op::RtmDelRule, Some(7), true)
     );
     assert_eq!(c.problems().unmatched_replies, 1);
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::{
     Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
-    Netns, Nexthop, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Timestamp, Trigger,
+    Netns, Nexthop, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall, Timestamp,
+    Trigger,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -65,8 +66,8 @@ pub fn route_event() -> Event {
     );
     ev.actor = Some(Arc::new(actor()));
     ev.request = Some(Request {
-        syscall: "sendmsg".into(),
-        op: "RTM_DELROUTE".into(),
+        syscall: Syscall::Sendmsg,
+        op: Op::RtmDelRoute,
         seq: Some(1764256661),
         nlmsg_flags: Some(0x0005),
         ack_requested: true,
@@ -105,8 +106,8 @@ pub fn rule_event() -> Event {
         },
         actor: Some(Arc::new(actor)),
         request: Some(Request {
-            syscall: "sendmsg".into(),
-            op: "RTM_DELRULE".into(),
+            syscall: Syscall::Sendmsg,
+            op: Op::RtmDelRule,
             seq: Some(1764256662),
             nlmsg_flags: Some(0x0005),
             ack_requested: true,
@@ -170,7 +171,7 @@ pub fn full_event() -> Event {
         }),
         trigger: Some(Trigger {
             kind: Kind::Link,
-            op: "RTM_NEWLINK".into(),
+            op: Op::RtmNewLink,
             link: Some(Link {
                 ifindex: Some(2),
                 name: Some("eth0".into()),

@@ -10,9 +10,11 @@ pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod object;
+mod request;
 mod time;
 
 pub use object::{Address, KernelBody, Link, Nexthop, Route, Rule};
+pub use request::{Op, Request, Syscall};
 pub use time::Timestamp;
 
 use std::sync::Arc;
@@ -161,7 +163,7 @@ pub struct Trigger {
     /// `link` or `address`.
     pub kind: Kind,
     /// `RTM_NEWLINK`, `RTM_DELLINK`, `RTM_DELADDR`, `SIOCSIFFLAGS`.
-    pub op: String,
+    pub op: Op,
     pub link: Option<Link>,
     pub address: Option<Address>,
 }
@@ -266,20 +268,4 @@ pub struct Actor {
     pub unit: Option<String>,
     /// Container id when the cgroup path names one (docker, containerd, cri-o, podman).
     pub container: Option<String>,
-}
-
-/// How the removal reached the kernel.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Request {
-    /// `sendmsg`, `sendto`, `sendmmsg`, `write` or `ioctl`.
-    pub syscall: String,
-    /// Netlink message type (`RTM_DELROUTE`, …) or ioctl name (`SIOCDELRT`, …).
-    pub op: String,
-    /// `nlmsg_seq` (netlink only).
-    pub seq: Option<u32>,
-    /// `nlmsg_flags` (netlink only).
-    pub nlmsg_flags: Option<u16>,
-    /// True when the sender asked the kernel for an ack (NLM_F_ACK) or used an ioctl.
-    #[serde(default)]
-    pub ack_requested: bool,
 }

@@ -131,7 +131,7 @@ mod tests {
 
     use super::*;
     use crate::event::fixtures::{full_event, route_event, rule_event};
-    use crate::event::{Capture, Cause, Family, Kind, Outcome};
+    use crate::event::{Capture, Cause, Family, Kind, Op, Outcome, Syscall};
 
     const DOC: &str = include_str!("../../../docs/events.md");
 
@@ -236,6 +236,12 @@ mod tests {
         }
         for c in [Capture::Syscall, Capture::KernelFunction, Capture::Netlink] {
             values.push(serde_json::to_value(c).unwrap());
+        }
+        for op in Op::KNOWN {
+            values.push(serde_json::to_value(op).unwrap());
+        }
+        for syscall in Syscall::KNOWN {
+            values.push(serde_json::to_value(syscall).unwrap());
         }
         for v in values {
             let s = v.as_str().unwrap();
