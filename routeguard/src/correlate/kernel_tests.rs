@@ -65,7 +65,7 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     assert_eq!(ev.capture, Capture::KernelFunction);
     assert_eq!(ev.cause, Cause::Request);
     assert_eq!(ev.outcome, Outcome::Removed);
-    assert_eq!(ev.rule.as_ref().unwrap().priority, Some(100));
+    assert_eq!(ev.object.rule().unwrap().priority, Some(100));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
         (&req.syscall, &req.op, req.seq),
@@ -143,7 +143,7 @@ fn link_down_routes_are_the_kernels_with_the_trigger() {
     assert_eq!(ev.cause, Cause::LinkDown);
     assert_eq!(ev.capture, Capture::KernelFunction);
     assert_eq!(ev.actor.as_ref().unwrap().pid, task().pid);
-    let r = ev.route.as_ref().unwrap();
+    let r = ev.object.route().unwrap();
     assert_eq!(r.dst.as_deref(), Some("10.77.1.0/24"));
     assert_eq!(r.gateway.as_deref(), Some("10.99.0.2"));
     assert_eq!((r.table, r.priority, r.oif), (Some(77), Some(7), Some(3)));

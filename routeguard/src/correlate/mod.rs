@@ -19,8 +19,8 @@ pub use clock::Clock;
 
 use crate::{
     attribution::{NetnsNames, ProcessTable},
-    decode::{self, record::Record, Decoded, Object},
-    event::{self, Capture, Cause, Event, Kind, Op, Outcome, Request, Syscall, Trigger},
+    decode::{self, record::Record, Decoded},
+    event::{self, Capture, Cause, Event, Kind, Object, Op, Outcome, Request, Syscall, Trigger},
     mirror::{Mirror, Removed},
 };
 
@@ -294,23 +294,20 @@ impl Correlator {
             if let Some(mirror) = &mut self.mirror {
                 for gone in mirror.vanished(trigger.netns.inode, waiting.since_ns) {
                     self.ready.push(Event {
-                        kind: Kind::Route,
+                        object: Object::Route(gone.route),
                         family: gone.family,
                         outcome: Outcome::Removed,
                         errno: None,
                         error: None,
-                        route: Some(gone.route),
-                        link: None,
-                        address: None,
                         trigger: Some(Trigger {
-                            kind: trigger.kind,
+                            kind: trigger.kind(),
                             // A trigger is always a captured request.
                             op: trigger
                                 .request
                                 .as_ref()
                                 .map_or_else(|| Op::Other(String::new()), |r| r.op.clone()),
-                            link: trigger.link.clone(),
-                            address: trigger.address.clone(),
+                            link: trigger.object.link().cloned(),
+                            address: trigger.object.address().cloned(),
                         }),
                         ..trigger.clone()
                     });
@@ -356,7 +353,7 @@ impl Correlator {
         let Some(seq) = ev.request.as_ref().and_then(|r| r.seq) else {
             return false;
         };
-        let (route, rule) = (ev.route.clone(), ev.rule.clone());
+        let (route, rule) = (ev.object.route().cloned(), ev.object.rule().cloned());
         let replace = ev.cause == Cause::Replace;
         let claimed = mirror.claim(
             ev.netns.inode,
@@ -395,11 +392,15 @@ impl Correlator {
         });
         match claimed {
             Some(Removed::Replaced { old, new }) if ev.cause == Cause::Replace => {
-                ev.route = Some(old.route);
+                ev.object = Object::Route(old.route);
                 ev.replacement = Some(new.route);
             }
-            Some(Removed::Route(r)) if ev.route.is_some() => ev.route = Some(r.route),
-            Some(Removed::Rule { rule, .. }) if ev.rule.is_some() => ev.rule = Some(rule),
+            Some(Removed::Route(r)) if ev.kind() == Kind::Route => {
+                ev.object = Object::Route(r.route)
+            }
+            Some(Removed::Rule { rule, .. }) if ev.kind() == Kind::Rule => {
+                ev.object = Object::Rule(rule)
+            }
             _ => return false,
         }
         true
@@ -409,11 +410,10 @@ impl Correlator {
     /// route replace), with a mirror to hear it. The kernel-function path's mirror does not
     /// hear route deletions: its records carry the route removed, as the kernel held it.
     fn viewable(&self, ev: &Event) -> bool {
-        let announced = match ev.cause {
-            Cause::Request | Cause::Flush => {
-                ev.rule.is_some() || ev.route.is_some() && !self.kernel_function
-            }
-            Cause::Replace => ev.route.is_some(),
+        let announced = match (ev.cause, ev.kind()) {
+            (Cause::Request | Cause::Flush, Kind::Rule) => true,
+            (Cause::Request | Cause::Flush, Kind::Route) => !self.kernel_function,
+            (Cause::Replace, Kind::Route) => true,
             _ => false,
         };
         self.mirror.is_some() && announced && ev.request.as_ref().is_some_and(|r| r.seq.is_some())
@@ -502,7 +502,7 @@ impl Correlator {
     fn event(&mut self, head: &RequestHead, removal: decode::Removal, request: Request) -> Event {
         let mut ev = Event::removal(
             self.clock.wall(head.ts_ns),
-            removal.kind,
+            removal.object,
             removal.family,
             removal.cause,
             Outcome::Unknown,
@@ -516,13 +516,6 @@ impl Correlator {
         ev.actor = Some(self.processes.actor(&head.task));
         ev.request = Some(request);
         flush::reclassify(&mut ev);
-        match removal.object {
-            Object::Route(r) => ev.route = Some(r),
-            Object::Rule(r) => ev.rule = Some(r),
-            Object::Nexthop(n) => ev.nexthop = Some(n),
-            Object::Link(l) => ev.link = Some(l),
-            Object::Address(a) => ev.address = Some(a),
-        }
         ev
     }
 

@@ -96,11 +96,11 @@ fn a_request_waits_for_its_ack_and_takes_its_outcome() {
     assert_eq!(events.len(), 1);
     let ev = &events[0];
     assert_eq!(
-        (ev.kind, ev.cause, ev.outcome),
+        (ev.kind(), ev.cause, ev.outcome),
         (Kind::Rule, Cause::Request, Outcome::Failed)
     );
     assert_eq!((ev.errno, ev.error.as_deref()), (Some(2), Some("ENOENT")));
-    assert_eq!(ev.rule.as_ref().and_then(|r| r.priority), Some(100));
+    assert_eq!(ev.object.rule().and_then(|r| r.priority), Some(100));
     assert_eq!(ev.actor.as_ref().map(|a| a.comm.as_str()), Some("ip"));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(

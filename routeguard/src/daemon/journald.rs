@@ -64,7 +64,7 @@ pub fn entry(ev: &Event) -> Vec<u8> {
     field(&mut out, "MESSAGE", &sink::terminal::format_line(ev));
     field(&mut out, "PRIORITY", priority);
     field(&mut out, "SYSLOG_IDENTIFIER", "routeguard");
-    field(&mut out, "ROUTEGUARD_KIND", &label(&ev.kind));
+    field(&mut out, "ROUTEGUARD_KIND", &label(&ev.kind()));
     field(&mut out, "ROUTEGUARD_CAUSE", &label(&ev.cause));
     field(&mut out, "ROUTEGUARD_OUTCOME", &label(&ev.outcome));
     field(&mut out, "ROUTEGUARD_EVENT_TYPE", &label(&ev.event));
@@ -97,12 +97,7 @@ pub fn entry(ev: &Event) -> Vec<u8> {
             field(&mut out, "ROUTEGUARD_ACTOR_CONTAINER", container);
         }
     }
-    let table = ev
-        .route
-        .as_ref()
-        .and_then(|r| r.table)
-        .or_else(|| ev.rule.as_ref().and_then(|r| r.table));
-    if let Some(table) = table {
+    if let Some(table) = ev.object.table() {
         field(&mut out, "ROUTEGUARD_TABLE", &table.to_string());
     }
     field(&mut out, "ROUTEGUARD_EVENT", &json);

@@ -199,7 +199,7 @@ impl Metrics {
             };
             self.removals
                 .get_or_create(&RemovalLabels {
-                    kind: label(&ev.kind),
+                    kind: label(&ev.kind()),
                     cause: label(&ev.cause),
                     outcome: label(&ev.outcome),
                     comm,

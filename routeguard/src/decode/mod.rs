@@ -60,7 +60,8 @@ pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {
     }
 }
 
-use crate::event::{Address, Cause, Family, KernelBody, Kind, Link, Nexthop, Route, Rule};
+pub use crate::event::Object;
+use crate::event::{Cause, Family, KernelBody, Route, Rule};
 
 /// Why some bytes could not be decoded. Each variant carries the values that were wrong and,
 /// for netlink, where in the payload they were.
@@ -123,20 +124,9 @@ pub struct MessageHeader {
     pub port: u32,
 }
 
-/// What a removal removes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Object {
-    Route(Route),
-    Rule(Rule),
-    Nexthop(Nexthop),
-    Link(Link),
-    Address(Address),
-}
-
 /// A request that removes something (or makes the kernel remove things).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Removal {
-    pub kind: Kind,
     /// `None` for links and for families other than AF_INET / AF_INET6.
     pub family: Option<Family>,
     pub cause: Cause,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{
     Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
-    Netns, Nexthop, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall, Timestamp,
-    Trigger,
+    Netns, Nexthop, Object, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall,
+    Timestamp, Trigger,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -54,7 +54,13 @@ pub fn actor() -> Actor {
 pub fn route_event() -> Event {
     let mut ev = Event::removal(
         Timestamp(TS),
-        Kind::Route,
+        Object::Route(Route {
+            table: Some(77),
+            dst: Some("10.1.0.0/24".into()),
+            gateway: Some("10.0.0.1".into()),
+            priority: Some(100),
+            ..Route::default()
+        }),
         Some(Family::Inet),
         Cause::Request,
         Outcome::Removed,
@@ -71,13 +77,6 @@ pub fn route_event() -> Event {
         seq: Some(1764256661),
         nlmsg_flags: Some(0x0005),
         ack_requested: true,
-    });
-    ev.route = Some(Route {
-        table: Some(77),
-        dst: Some("10.1.0.0/24".into()),
-        gateway: Some("10.0.0.1".into()),
-        priority: Some(100),
-        ..Route::default()
     });
     ev
 }
@@ -96,7 +95,6 @@ pub fn rule_event() -> Event {
     actor.unit = Some("session-1.scope".into());
     Event {
         ts: Timestamp(1_795_792_662_000_001_000),
-        kind: Kind::Rule,
         outcome: Outcome::Failed,
         errno: Some(2),
         error: Some("ENOENT".into()),
@@ -112,8 +110,7 @@ pub fn rule_event() -> Event {
             nlmsg_flags: Some(0x0005),
             ack_requested: true,
         }),
-        route: None,
-        rule: Some(Rule {
+        object: Object::Rule(Rule {
             priority: Some(100),
             table: Some(77),
             ..Rule::default()
@@ -122,53 +119,16 @@ pub fn rule_event() -> Event {
     }
 }
 
-/// Every optional field filled in, nested objects included.
+/// Every optional field filled in, nested objects included: a route, [`full_object`].
 pub fn full_event() -> Event {
     let mut actor = actor();
     actor.container =
         Some("3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".into());
     Event {
+        object: full_object(Kind::Route),
         errno: Some(2),
         error: Some("ENOENT".into()),
         actor: Some(Arc::new(actor)),
-        route: Some(Route {
-            table: Some(254),
-            dst: Some("2001:db8::/64".into()),
-            gateway: Some("fe80::1".into()),
-            dev: Some("eth0".into()),
-            oif: Some(2),
-            protocol: Some("boot".into()),
-            scope: Some("universe".into()),
-            route_type: Some("unicast".into()),
-            priority: Some(1024),
-            src: Some("2001:db8::2".into()),
-            tos: Some(0),
-            nhid: Some(7),
-            kernel: KernelBody::default(),
-        }),
-        rule: Some(Rule {
-            priority: Some(100),
-            table: Some(77),
-            from: Some("10.0.0.0/8".into()),
-            to: Some("10.1.0.0/16".into()),
-            iif: Some("eth0".into()),
-            oif: Some("eth1".into()),
-            fwmark: Some("0x64/0xff".into()),
-            action: Some("lookup".into()),
-            protocol: Some("static".into()),
-            invert: true,
-            kernel: KernelBody::default(),
-        }),
-        nexthop: Some(Nexthop { id: Some(7) }),
-        link: Some(Link {
-            ifindex: Some(2),
-            name: Some("eth0".into()),
-        }),
-        address: Some(Address {
-            ifindex: Some(2),
-            dev: Some("eth0".into()),
-            address: Some("10.0.0.2/24".into()),
-        }),
         trigger: Some(Trigger {
             kind: Kind::Link,
             op: Op::RtmNewLink,
@@ -207,6 +167,50 @@ pub fn full_event() -> Event {
     }
 }
 
+/// An object of `kind` with every field filled in.
+pub fn full_object(kind: Kind) -> Object {
+    match kind {
+        Kind::Route => Object::Route(Route {
+            table: Some(254),
+            dst: Some("2001:db8::/64".into()),
+            gateway: Some("fe80::1".into()),
+            dev: Some("eth0".into()),
+            oif: Some(2),
+            protocol: Some("boot".into()),
+            scope: Some("universe".into()),
+            route_type: Some("unicast".into()),
+            priority: Some(1024),
+            src: Some("2001:db8::2".into()),
+            tos: Some(0),
+            nhid: Some(7),
+            kernel: KernelBody::default(),
+        }),
+        Kind::Rule => Object::Rule(Rule {
+            priority: Some(100),
+            table: Some(77),
+            from: Some("10.0.0.0/8".into()),
+            to: Some("10.1.0.0/16".into()),
+            iif: Some("eth0".into()),
+            oif: Some("eth1".into()),
+            fwmark: Some("0x64/0xff".into()),
+            action: Some("lookup".into()),
+            protocol: Some("static".into()),
+            invert: true,
+            kernel: KernelBody::default(),
+        }),
+        Kind::Nexthop => Object::Nexthop(Nexthop { id: Some(7) }),
+        Kind::Link => Object::Link(Link {
+            ifindex: Some(2),
+            name: Some("eth0".into()),
+        }),
+        Kind::Address => Object::Address(Address {
+            ifindex: Some(2),
+            dev: Some("eth0".into()),
+            address: Some("10.0.0.2/24".into()),
+        }),
+    }
+}
+
 /// [`route_event`] by another run of `ip`, of a route of its own: pid 4242, route 10.77.1.0/24
 /// table 77 metric 100.
 pub fn sample_route_event() -> Event {
@@ -222,7 +226,7 @@ pub fn sample_route_event() -> Event {
         .as_mut()
         .expect("the fixture has its request")
         .seq = Some(1_795_792_661);
-    ev.route = Some(Route {
+    ev.object = Object::Route(Route {
         table: Some(77),
         dst: Some("10.77.1.0/24".into()),
         priority: Some(100),

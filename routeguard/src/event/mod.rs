@@ -12,8 +12,9 @@ pub(crate) mod fixtures;
 mod object;
 mod request;
 mod time;
+mod wire;
 
-pub use object::{Address, KernelBody, Link, Nexthop, Route, Rule};
+pub use object::{Address, KernelBody, Link, Nexthop, Object, Route, Rule};
 pub use request::{Op, Request, Syscall};
 pub use time::Timestamp;
 
@@ -25,11 +26,14 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One removal (or a request that makes the kernel remove things, such as a link going down).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+///
+/// Serialised as `docs/events.md` spells it ([`wire`]): the object's kind as `kind`, and the
+/// object under its kind's key (`route`, `rule`, `nexthop`, `link`, `address`), the other four
+/// `null`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub schema_version: u32,
     pub ts: Timestamp,
-    pub kind: Kind,
     /// `None` for kinds without an address family (links).
     pub family: Option<Family>,
     pub cause: Cause,
@@ -44,26 +48,19 @@ pub struct Event {
     pub actor: Option<Arc<Actor>>,
     /// How the removal was asked for.
     pub request: Option<Request>,
-    pub route: Option<Route>,
-    pub rule: Option<Rule>,
-    pub nexthop: Option<Nexthop>,
-    pub link: Option<Link>,
-    pub address: Option<Address>,
+    /// What was removed; its variant is the event's kind.
+    pub object: Object,
     /// What made the kernel remove this object without a request of its own (set on the routes
     /// a link-down, address removal or link removal flushed). Absent in older captures.
-    #[serde(default)]
     pub trigger: Option<Trigger>,
     /// What happened: the removal itself, or routeguard's answer to it. Absent in older
     /// captures, which hold removals only.
-    #[serde(default)]
     pub event: EventType,
     /// Set on `restore` and `restore-suspended` events: what routeguard did about the removal the
     /// rest of the event describes.
-    #[serde(default)]
     pub restore: Option<Restore>,
-    /// For a `replace`: the route that took the removed one's place (`route` is the one the
+    /// For a `replace`: the route that took the removed one's place (`object` is the route the
     /// replace removed, from the mirror's state). Absent in older captures.
-    #[serde(default)]
     pub replacement: Option<Route>,
 }
 
@@ -119,11 +116,11 @@ pub enum RestoreOutcome {
 }
 
 impl Event {
-    /// A removal of `kind` with no actor, request, object or restore yet: the correlator fills
-    /// in what its source knows.
+    /// A removal of `object` with no actor, request or restore yet: the correlator fills in
+    /// what its source knows.
     pub fn removal(
         ts: Timestamp,
-        kind: Kind,
+        object: Object,
         family: Option<Family>,
         cause: Cause,
         outcome: Outcome,
@@ -133,7 +130,6 @@ impl Event {
         Self {
             schema_version: SCHEMA_VERSION,
             ts,
-            kind,
             family,
             cause,
             outcome,
@@ -143,16 +139,17 @@ impl Event {
             netns,
             actor: None,
             request: None,
-            route: None,
-            rule: None,
-            nexthop: None,
-            link: None,
-            address: None,
+            object,
             trigger: None,
             event: EventType::Removal,
             restore: None,
             replacement: None,
         }
+    }
+
+    /// What was removed: a route, a rule, …
+    pub fn kind(&self) -> Kind {
+        self.object.kind()
     }
 }
 

@@ -21,7 +21,7 @@ use super::input::{event, Query};
 use super::row::{ActorRow, NetnsRow, RequestRow, RestoreRow, Row, Str};
 use super::skim::{self, Key};
 use crate::event::{
-    Address, Capture, Cause, EventType, Family, Kind, Link, Nexthop, Outcome, Route, Rule,
+    Address, Capture, Cause, EventType, Family, Kind, Link, Nexthop, Object, Outcome, Route, Rule,
     Timestamp, Trigger,
 };
 
@@ -467,17 +467,17 @@ impl Memo {
         if let Some(&local) = self.object_texts.get(&(kind, netns, text)) {
             return local;
         }
-        let get = |id: u32| (id != NULL).then_some(id as usize);
-        let description = describe::object_of(
-            kind,
-            &describe::Objects {
-                route: get(texts[0]).map(|i| &self.routes.values[i]),
-                rule: get(texts[1]).map(|i| &self.rules.values[i]),
-                nexthop: get(texts[2]).map(|i| &self.nexthops.values[i]),
-                link: get(texts[3]).map(|i| &self.links.values[i]),
-                address: get(texts[4]).map(|i| &self.addresses.values[i]),
-            },
-        );
+        let object = (text != NULL).then(|| {
+            let i = text as usize;
+            match kind {
+                Kind::Route => Object::Route(self.routes.values[i].clone()),
+                Kind::Rule => Object::Rule(self.rules.values[i].clone()),
+                Kind::Nexthop => Object::Nexthop(self.nexthops.values[i].clone()),
+                Kind::Link => Object::Link(self.links.values[i].clone()),
+                Kind::Address => Object::Address(self.addresses.values[i].clone()),
+            }
+        });
+        let description = describe::object(&object.unwrap_or_else(|| Object::unnamed(kind)));
         let (inode, name) = &self.netns.values[netns as usize];
         let (inode, name) = (*inode, name.clone());
         let local = self.object(kind, (inode, name.as_deref()), description);
@@ -488,16 +488,7 @@ impl Memo {
     /// A line parsed in full as a [`Row`].
     pub fn row<'a>(&mut self, row: Row<'a>, line: &[u8], q: &Query) -> Line<'a> {
         let wanted = q.wants(row.ts, || event(line)).then(|| {
-            let description = describe::object_of(
-                row.kind,
-                &describe::Objects {
-                    route: row.route.as_ref(),
-                    rule: row.rule.as_ref(),
-                    nexthop: row.nexthop.as_ref(),
-                    link: row.link.as_ref(),
-                    address: row.address.as_ref(),
-                },
-            );
+            let description = describe::object(&row.object());
             let netns = (row.netns.inode, row.netns.name.as_ref().map(Str::as_str));
             let object = self.object(row.kind, netns, description);
             let actor = row

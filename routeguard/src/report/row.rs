@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
 use crate::event::{
-    Address, Capture, Cause, Event, EventType, Family, Kind, Link, Nexthop, Outcome,
+    Address, Capture, Cause, Event, EventType, Family, Kind, Link, Nexthop, Object, Outcome,
     RestoreOutcome, Route, Rule, Timestamp, Trigger,
 };
 
@@ -55,6 +55,20 @@ pub struct Row<'a> {
     pub event: EventType,
     #[serde(borrow, default)]
     pub restore: Option<RestoreRow<'a>>,
+}
+
+impl Row<'_> {
+    /// The object the line names, as [`Event`] reads it.
+    pub fn object(&self) -> Object {
+        Object::from_members(
+            self.kind,
+            self.route.clone(),
+            self.rule.clone(),
+            self.nexthop.clone(),
+            self.link.clone(),
+            self.address.clone(),
+        )
+    }
 }
 
 /// [`crate::event::Restore`]: all of it is kept (restore events are few).

@@ -20,7 +20,7 @@ use std::{
 
 use crate::{
     correlate::Clock,
-    event::{describe, errno, Cause, Event, EventType, Kind, Restore, RestoreOutcome},
+    event::{describe, errno, Cause, Event, EventType, Kind, Object, Restore, RestoreOutcome},
     hints,
 };
 
@@ -99,7 +99,7 @@ impl Restorer {
                 }
             }
             if !matches!(ev.cause, Cause::NetnsExit | Cause::Expired) {
-                let object = describe::object(ev);
+                let object = describe::object(&ev.object);
                 let netns = ev
                     .netns
                     .name
@@ -282,7 +282,8 @@ impl Restorer {
                 r.outcome,
                 RestoreOutcome::Restored | RestoreOutcome::AlreadyPresent
             ) {
-                self.missing.remove(&(ev.netns.inode, describe::object(ev)));
+                self.missing
+                    .remove(&(ev.netns.inode, describe::object(&ev.object)));
             }
         }
         reply.ts = self.clock.wall(Clock::monotonic_ns());
@@ -291,16 +292,16 @@ impl Restorer {
 
     /// Sends the kernel's description back to the kernel.
     fn readd(&mut self, ev: &Event) -> Result<Result<(), i32>, String> {
-        let (msg_type, body) = match ev.kind {
+        let (msg_type, body) = match ev.kind() {
             Kind::Route => {
-                let kernel = ev.route.as_ref().and_then(|r| r.kernel.bytes());
+                let kernel = ev.object.route().and_then(|r| r.kernel.bytes());
                 (
                     RTM_NEWROUTE,
                     netlink::route_body(kernel.unwrap_or_default())?,
                 )
             }
             _ => {
-                let kernel = ev.rule.as_ref().and_then(|r| r.kernel.bytes());
+                let kernel = ev.object.rule().and_then(|r| r.kernel.bytes());
                 (RTM_NEWRULE, netlink::rule_body(kernel.unwrap_or_default())?)
             }
         };
@@ -333,12 +334,10 @@ fn unrestorable(ev: &Event) -> Option<String> {
         }
         _ => {}
     }
-    let known = match ev.kind {
-        Kind::Route => ev
-            .route
-            .as_ref()
-            .is_some_and(|r| r.kernel.bytes().is_some()),
-        _ => ev.rule.as_ref().is_some_and(|r| r.kernel.bytes().is_some()),
+    let known = match &ev.object {
+        Object::Route(r) => r.kernel.bytes().is_some(),
+        Object::Rule(r) => r.kernel.bytes().is_some(),
+        _ => false,
     };
     (!known).then(|| {
         "the kernel's own description of the removed object was not heard (only the request's), \
@@ -362,7 +361,11 @@ fn flap_key(ev: &Event) -> String {
             )
         },
     );
-    format!("{}|{}|{actor}", ev.netns.inode, describe::object(ev))
+    format!(
+        "{}|{}|{actor}",
+        ev.netns.inode,
+        describe::object(&ev.object)
+    )
 }
 
 /// A `restore` event answering the removal `ev`.

@@ -6,9 +6,7 @@ use crate::event::{fixtures::sample_route_event, Outcome, Rule};
 
 fn rule_event(priority: u32, table: u32) -> Event {
     let mut ev = sample_route_event();
-    ev.kind = Kind::Rule;
-    ev.route = None;
-    ev.rule = Some(Rule {
+    ev.object = Object::Rule(Rule {
         priority: Some(priority),
         table: Some(table),
         protocol: Some("static".into()),
@@ -85,7 +83,7 @@ fn unrestorable_without_the_kernels_view() {
         .unwrap()
         .contains("kernel's own description"));
     let mut ev = rule_event(100, 77);
-    ev.rule.as_mut().unwrap().kernel = crate::event::KernelBody::new(&[0; 12]);
+    ev.object.rule_mut().unwrap().kernel = crate::event::KernelBody::new(&[0; 12]);
     assert_eq!(unrestorable(&ev), None);
     ev.cause = Cause::NetnsExit;
     assert!(unrestorable(&ev).unwrap().contains("namespace is gone"));

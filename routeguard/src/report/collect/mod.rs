@@ -161,7 +161,7 @@ impl Facts<'_> {
 fn fields_of(ev: &Event) -> Fields<'_> {
     Fields {
         ts: ev.ts,
-        kind: ev.kind,
+        kind: ev.kind(),
         cause: ev.cause,
         outcome: ev.outcome,
         errno: ev.errno,
@@ -218,7 +218,7 @@ impl Collector {
 
     pub fn push(&mut self, ev: Event) {
         let fields = fields_of(&ev);
-        let derived = Derived::new(&fields, describe::object(&ev), &self.hasher);
+        let derived = Derived::new(&fields, describe::object(&ev.object), &self.hasher);
         let pushed = self.push_compact(&fields, derived, || Ok(ev.actor.as_deref().cloned()));
         debug_assert!(pushed.is_ok(), "the actor is at hand");
     }

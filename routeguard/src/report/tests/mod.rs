@@ -3,7 +3,7 @@
 use super::render::{self, Format};
 use super::*;
 use crate::event::fixtures;
-use crate::event::{Cause, Event, Outcome, Rule, Timestamp};
+use crate::event::{Cause, Event, Object, Outcome, Rule, Timestamp};
 
 mod restores;
 mod stored;
@@ -19,7 +19,7 @@ fn networkd_burst(t0: i128, n: u32) -> Vec<Event> {
             ev.outcome = Outcome::Removed;
             ev.errno = None;
             ev.error = None;
-            ev.rule = Some(Rule {
+            ev.object = Object::Rule(Rule {
                 priority: Some(100 + i),
                 table: Some(77),
                 ..Rule::default()
@@ -142,7 +142,7 @@ fn hostile_report() -> Report {
     a.cmdline = "evil </svg><script>alert(1)</script> | *b* _i_ [l](u) \x1b]0;pwned\x07".into();
     a.exe = Some("/tmp/<img src=x>".into());
     a.unit = Some("a|b.service".into());
-    ev.route.as_mut().unwrap().dev = Some("eth0</td>".into());
+    ev.object.route_mut().unwrap().dev = Some("eth0</td>".into());
     report_of(vec![ev], 5)
 }
 
