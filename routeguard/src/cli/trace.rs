@@ -15,7 +15,7 @@ use crate::{
     capture::{self, select::Selection, CaptureError, Losses},
     correlate::Problems,
     daemon::{Config, ConfigError},
-    event::{filter::Filter, Event},
+    event::{filter::Filter, Event, Observed},
     pipeline::Pipeline,
     restore::{GuardConfig, Protect, Restorer},
     sink,
@@ -123,22 +123,27 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         if batch.newly_lost > 0 {
             report_loss(pipeline.losses().ring_full, args.ring_size);
         }
-        let mut events = batch.events;
+        let mut answers = Vec::new();
         if let Some(r) = restorer.as_mut() {
-            pipeline.stay_awake(r.answer(&mut events));
+            pipeline.stay_awake(r.answer(&batch.events, &mut answers));
         }
+        let mut events = Observed::events(batch.events);
+        events.extend(answers);
         if output.emit(events)? {
             break;
         }
     }
-    let mut last = pipeline.finish();
+    let last = pipeline.finish();
     if last.newly_lost > 0 {
         report_loss(pipeline.losses().ring_full, args.ring_size);
     }
+    let mut answers = Vec::new();
     if let Some(r) = restorer.as_mut() {
-        r.answer(&mut last.events);
+        r.answer(&last.events, &mut answers);
     }
-    output.emit(last.events)?;
+    let mut events = Observed::events(last.events);
+    events.extend(answers);
+    output.emit(events)?;
     if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
         eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
     }

@@ -136,6 +136,7 @@ impl Correlator {
         };
         self.complete(super::Waiting {
             event: ev,
+            kernel: None,
             since_ns,
             superseded: false,
         });

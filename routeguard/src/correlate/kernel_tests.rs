@@ -55,7 +55,7 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     c.record(&bytes_of(&rec));
     c.record(&ack(42, 0));
     c.flush();
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(
         events.len(),
         1,
@@ -90,7 +90,7 @@ fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
     rec.syscall = routeguard_common::syscall::SENDMSG;
     c.record(&bytes_of(&rec));
     c.flush();
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 1, "{events:#?}");
     let ev = &events[0];
     assert_eq!(
@@ -120,7 +120,7 @@ fn a_request_the_kernel_never_acted_on_is_heard_by_the_request_hooks() {
         request_flags::IN_KERNEL,
     ));
     c.record(&ack(43, -2));
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].capture, Capture::KernelFunction);
     assert_eq!(events[0].outcome, Outcome::Failed);
@@ -137,7 +137,7 @@ fn link_down_routes_are_the_kernels_with_the_trigger() {
     for dst in [[10, 77, 1, 0], [10, 77, 2, 0]] {
         c.record(&route4(dst, 24, 77, mark::LINK_DOWN, 0));
     }
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 2);
     let ev = &events[0];
     assert_eq!(ev.cause, Cause::LinkDown);
@@ -173,7 +173,7 @@ fn kernel_context_removals_have_no_actor() {
     v6.family = 10;
     v6.dst_len = 64;
     c.record(&bytes_of(&v6));
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     let causes: Vec<_> = events.iter().map(|e| e.cause).collect();
     assert_eq!(
         causes,

@@ -20,7 +20,10 @@ pub use clock::Clock;
 use crate::{
     attribution::{NetnsNames, ProcessTable},
     decode::{self, record::Record, Decoded},
-    event::{self, Capture, Cause, Event, Kind, Object, Op, Outcome, Request, Syscall, Trigger},
+    event::{
+        self, Capture, Cause, Event, KernelBody, Kind, Object, Observed, Op, Outcome, Request,
+        Syscall, Trigger,
+    },
     mirror::{Mirror, Removed},
 };
 
@@ -37,6 +40,8 @@ const NLM_F_ACK: u16 = 0x4;
 
 struct Waiting {
     event: Event,
+    /// The kernel's description of the object, once its view was joined.
+    kernel: Option<KernelBody>,
     since_ns: u64,
     /// A kernel-function event already stands for this request: it is not shown itself.
     superseded: bool,
@@ -64,7 +69,7 @@ pub struct Correlator {
     arrivals: VecDeque<(u64, (u64, u32))>,
     /// thread id → ioctl awaiting its return.
     ioctl: HashMap<u32, Vec<Waiting>>,
-    ready: Vec<Event>,
+    ready: Vec<Observed>,
     problems: Problems,
     /// Route state of every namespace, to find what a link-down or address removal flushed.
     mirror: Option<Mirror>,
@@ -284,6 +289,7 @@ impl Correlator {
     /// The event goes out, followed by the routes its trigger flushed, if it was one.
     fn release(&mut self, waiting: Waiting) {
         let trigger = waiting.event;
+        let kernel = waiting.kernel;
         let flushes = !self.kernel_function
             && matches!(
                 trigger.cause,
@@ -293,7 +299,7 @@ impl Correlator {
         if flushes {
             if let Some(mirror) = &mut self.mirror {
                 for gone in mirror.vanished(trigger.netns.inode, waiting.since_ns) {
-                    self.ready.push(Event {
+                    let event = Event {
                         object: Object::Route(gone.route),
                         family: gone.family,
                         outcome: Outcome::Removed,
@@ -310,11 +316,18 @@ impl Correlator {
                             address: trigger.object.address().cloned(),
                         }),
                         ..trigger.clone()
+                    };
+                    self.ready.push(Observed {
+                        event,
+                        kernel: Some(gone.kernel),
                     });
                 }
             }
         }
-        self.ready.push(trigger);
+        self.ready.push(Observed {
+            event: trigger,
+            kernel,
+        });
     }
 
     /// Nothing is waiting for a reply, an ack, the kernel's view or a tick.
@@ -331,13 +344,14 @@ impl Correlator {
         self.expire(u64::MAX);
     }
 
-    /// Events whose outcome is known (or given up on), in the order they completed.
-    pub fn take_ready(&mut self) -> Vec<Event> {
+    /// Events whose outcome is known (or given up on), each with the kernel's description of its
+    /// object when that was heard, in the order they completed.
+    pub fn take_ready(&mut self) -> Vec<Observed> {
         // The next batch is likely as large as this one: room for it up front spares the
         // doublings that would each move every (large) event again. Nothing when idle.
         let room = Vec::with_capacity(self.ready.len());
         let mut ready = std::mem::replace(&mut self.ready, room);
-        ready.sort_by_key(|e| e.ts);
+        ready.sort_by_key(|o| o.event.ts);
         ready
     }
 
@@ -390,19 +404,23 @@ impl Correlator {
                 )
                 .map(Removed::Route)
         });
-        match claimed {
+        let kernel = match claimed {
             Some(Removed::Replaced { old, new }) if ev.cause == Cause::Replace => {
                 ev.object = Object::Route(old.route);
                 ev.replacement = Some(new.route);
+                old.kernel
             }
             Some(Removed::Route(r)) if ev.kind() == Kind::Route => {
-                ev.object = Object::Route(r.route)
+                ev.object = Object::Route(r.route);
+                r.kernel
             }
-            Some(Removed::Rule { rule, .. }) if ev.kind() == Kind::Rule => {
-                ev.object = Object::Rule(rule)
+            Some(Removed::Rule { rule, kernel, .. }) if ev.kind() == Kind::Rule => {
+                ev.object = Object::Rule(rule);
+                kernel
             }
             _ => return false,
-        }
+        };
+        waiting.kernel = Some(kernel);
         true
     }
 
@@ -451,6 +469,7 @@ impl Correlator {
         let key = (head.sock, hdr.seq);
         self.netlink.entry(key).or_default().push_back(Waiting {
             event,
+            kernel: None,
             since_ns: head.ts_ns,
             superseded: false,
         });
@@ -487,6 +506,7 @@ impl Correlator {
                 let event = self.event(head, removal, request);
                 self.ioctl.entry(head.task.tid).or_default().push(Waiting {
                     event,
+                    kernel: None,
                     since_ns: head.ts_ns,
                     superseded: false,
                 });

@@ -3,7 +3,7 @@
 
 use super::{Clock, Correlator};
 use crate::{
-    event::{Capture, Cause, Event, Family, Netns, Object, Outcome},
+    event::{Capture, Cause, Event, Family, Netns, Object, Observed, Outcome},
     mirror::{Exited, Expired},
 };
 
@@ -31,7 +31,7 @@ impl Correlator {
             // Namespace inodes fit in 32 bits (`proc_inum` allocates them from an `unsigned int`).
             let netns = self.netns.lookup(netns_ino as u32);
             let object = Object::Route(route.route);
-            let ev = unasked(
+            let event = unasked(
                 self.clock,
                 at_ns,
                 Cause::Expired,
@@ -39,7 +39,10 @@ impl Correlator {
                 route.family,
                 object,
             );
-            self.ready.push(ev);
+            self.ready.push(Observed {
+                event,
+                kernel: Some(route.kernel),
+            });
         }
         let now = Clock::monotonic_ns();
         for Exited {
@@ -54,7 +57,7 @@ impl Correlator {
                 name,
             };
             for route in routes {
-                let ev = unasked(
+                let event = unasked(
                     self.clock,
                     now,
                     Cause::NetnsExit,
@@ -62,7 +65,10 @@ impl Correlator {
                     route.family,
                     Object::Route(route.route),
                 );
-                self.ready.push(ev);
+                self.ready.push(Observed {
+                    event,
+                    kernel: Some(route.kernel),
+                });
             }
             for (family, rule) in rules {
                 let object = Object::Rule(rule);
@@ -74,7 +80,7 @@ impl Correlator {
                     family,
                     object,
                 );
-                self.ready.push(ev);
+                self.ready.push(Observed::alone(ev));
             }
         }
     }

@@ -28,6 +28,7 @@ pub use sinks::{SinkError, Sinks};
 
 use crate::{
     capture::{self, CaptureError},
+    event::{Event, Observed},
     pipeline::{Batch, Pipeline},
     restore::Restorer,
 };
@@ -124,11 +125,12 @@ pub async fn run(
     loop {
         tokio::select! {
             batch = pipeline.next() => {
-                let mut batch = batch?;
+                let batch = batch?;
+                let mut answers = Vec::new();
                 if let Some(r) = restorer.as_mut() {
-                    pipeline.stay_awake(r.answer(&mut batch.events));
+                    pipeline.stay_awake(r.answer(&batch.events, &mut answers));
                 }
-                deliver(&mut sinks, &metrics, &pipeline, batch, options.ring_bytes);
+                deliver(&mut sinks, &metrics, &pipeline, batch, answers, options.ring_bytes);
                 metrics.protected_missing(restorer.as_ref().map(Restorer::missing).unwrap_or_default());
                 metrics.turned();
             }
@@ -150,11 +152,19 @@ pub async fn run(
     }
 
     notify::send("STOPPING=1");
-    let mut last = pipeline.finish();
+    let last = pipeline.finish();
+    let mut answers = Vec::new();
     if let Some(r) = restorer.as_mut() {
-        r.answer(&mut last.events);
+        r.answer(&last.events, &mut answers);
     }
-    deliver(&mut sinks, &metrics, &pipeline, last, options.ring_bytes);
+    deliver(
+        &mut sinks,
+        &metrics,
+        &pipeline,
+        last,
+        answers,
+        options.ring_bytes,
+    );
     sinks.close();
     let losses = pipeline.losses();
     eprintln!(
@@ -176,7 +186,15 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
     )
 }
 
-fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Batch, ring: u32) {
+/// The batch's events and the restore engine's `answers` to them go to the sinks.
+fn deliver(
+    sinks: &mut Sinks,
+    metrics: &Metrics,
+    pipeline: &Pipeline,
+    batch: Batch,
+    answers: Vec<Event>,
+    ring: u32,
+) {
     if batch.newly_lost > 0 {
         tracing::warn!(
             "{} events lost so far: the ring buffer ({} KiB) was full; raise `capture.ring_size`",
@@ -186,11 +204,13 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, pipeline: &Pipeline, batch: Bat
     }
     metrics.losses(pipeline.losses());
     metrics.resyncs(pipeline.resyncs());
-    if batch.events.is_empty() {
+    if batch.events.is_empty() && answers.is_empty() {
         return;
     }
-    metrics.record(&batch.events);
-    sinks.write(batch.events, metrics);
+    let mut events = Observed::events(batch.events);
+    events.extend(answers);
+    metrics.record(&events);
+    sinks.write(events, metrics);
 }
 
 async fn serve(

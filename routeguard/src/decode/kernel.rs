@@ -85,7 +85,5 @@ fn route(rec: &KernelRecord, fam: Option<Family>) -> Route {
         src,
         tos: (rec.family == 2 && rec.tos != 0).then_some(rec.tos),
         nhid: (rec.nh_id != 0).then_some(rec.nh_id),
-        // The kernel-function records carry the fields, not the kernel's netlink description.
-        kernel: Default::default(),
     }
 }

@@ -28,13 +28,7 @@ pub use netlink::{decode_netlink, MAX_MESSAGES};
 pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), String> {
     let removal = rule::rule(body, Cause::Request)?;
     match removal.object {
-        Object::Rule(r) => Ok((
-            removal.family,
-            Rule {
-                kernel: KernelBody::new(body),
-                ..r
-            },
-        )),
+        Object::Rule(r) => Ok((removal.family, r)),
         _ => Err("not a rule".to_string()),
     }
 }
@@ -49,19 +43,13 @@ pub fn protocol_name(raw: u8) -> String {
 pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {
     let removal = route::route(body, Cause::Request)?;
     match removal.object {
-        Object::Route(r) => Ok((
-            removal.family,
-            Route {
-                kernel: KernelBody::new(body),
-                ..r
-            },
-        )),
+        Object::Route(r) => Ok((removal.family, r)),
         _ => Err("not a route".to_string()),
     }
 }
 
 pub use crate::event::Object;
-use crate::event::{Cause, Family, KernelBody, Route, Rule};
+use crate::event::{Cause, Family, Route, Rule};
 
 /// Why some bytes could not be decoded. Each variant carries the values that were wrong and,
 /// for netlink, where in the payload they were.

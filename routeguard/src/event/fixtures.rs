@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{
-    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
-    Netns, Nexthop, Object, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall,
-    Timestamp, Trigger,
+    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, Kind, Link, Netns, Nexthop,
+    Object, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall, Timestamp,
+    Trigger,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -183,7 +183,6 @@ pub fn full_object(kind: Kind) -> Object {
             src: Some("2001:db8::2".into()),
             tos: Some(0),
             nhid: Some(7),
-            kernel: KernelBody::default(),
         }),
         Kind::Rule => Object::Rule(Rule {
             priority: Some(100),
@@ -196,7 +195,6 @@ pub fn full_object(kind: Kind) -> Object {
             action: Some("lookup".into()),
             protocol: Some("static".into()),
             invert: true,
-            kernel: KernelBody::default(),
         }),
         Kind::Nexthop => Object::Nexthop(Nexthop { id: Some(7) }),
         Kind::Link => Object::Link(Link {

@@ -10,11 +10,13 @@ pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod object;
+mod observed;
 mod request;
 mod time;
 mod wire;
 
-pub use object::{Address, KernelBody, Link, Nexthop, Object, Route, Rule};
+pub use object::{Address, Link, Nexthop, Object, Route, Rule};
+pub use observed::{KernelBody, Observed};
 pub use request::{Op, Request, Syscall};
 pub use time::Timestamp;
 

@@ -1,8 +1,6 @@
 //! The objects a removal removes, decoded from the request (or, later, the kernel's own view).
 //! A field the request did not name is `None` (JSON `null`): the kernel matched it by wildcard.
 
-use std::{fmt, sync::Arc};
-
 use serde::{Deserialize, Serialize};
 
 use super::Kind;
@@ -119,41 +117,6 @@ impl Object {
     }
 }
 
-/// The kernel's own netlink description of an object (the body after the `nlmsghdr` of the
-/// notification or dump reply it came from), kept so a protected object can be re-added with
-/// every attribute the kernel had — including those routeguard does not decode. Never
-/// serialized; equality ignores it (it rides along with the decoded fields, it is not part of
-/// what the object is).
-#[derive(Clone, Default)]
-pub struct KernelBody(pub Option<Arc<[u8]>>);
-
-impl KernelBody {
-    pub fn new(body: &[u8]) -> Self {
-        Self(Some(body.into()))
-    }
-
-    pub fn bytes(&self) -> Option<&[u8]> {
-        self.0.as_deref()
-    }
-}
-
-impl PartialEq for KernelBody {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for KernelBody {}
-
-impl fmt::Debug for KernelBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(b) => write!(f, "KernelBody({} bytes)", b.len()),
-            None => f.write_str("KernelBody(none)"),
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct Route {
@@ -179,9 +142,6 @@ pub struct Route {
     pub tos: Option<u8>,
     /// Nexthop object id (`RTA_NH_ID`).
     pub nhid: Option<u32>,
-    /// The kernel's description, when this is the kernel's view (a notification or dump).
-    #[serde(skip)]
-    pub kernel: KernelBody,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -200,9 +160,6 @@ pub struct Rule {
     pub protocol: Option<String>,
     /// The rule is negated (`not`).
     pub invert: bool,
-    /// The kernel's description, when this is the kernel's view (a notification).
-    #[serde(skip)]
-    pub kernel: KernelBody,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

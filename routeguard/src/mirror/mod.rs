@@ -26,7 +26,7 @@ use std::{
 
 use crate::{
     correlate::Clock,
-    event::{Family, Route, Rule},
+    event::{Family, KernelBody, Route, Rule},
 };
 
 pub use socket::{MirrorError, RCVBUF_ENV};
@@ -47,6 +47,8 @@ const RECONCILE: Duration = Duration::from_secs(5);
 pub struct MirroredRoute {
     pub family: Option<Family>,
     pub route: Route,
+    /// The kernel's own description of it, for a restore to re-add it whole.
+    pub kernel: KernelBody,
     /// When its lifetime runs out (monotonic ns), for routes added with one (IPv6 `expires`).
     pub expires_at: Option<u64>,
 }
@@ -117,6 +119,7 @@ pub enum Removed {
     Rule {
         family: Option<Family>,
         rule: Rule,
+        kernel: KernelBody,
     },
     /// A replace: the route that was under the FIB key, and the one that took its place.
     Replaced {

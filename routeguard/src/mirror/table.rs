@@ -201,9 +201,18 @@ impl Table {
             Update::RuleAdded { family, rule } => {
                 self.rules.insert(rule_key(family, &rule), (family, rule));
             }
-            Update::RuleDeleted { family, rule, seq } => {
+            Update::RuleDeleted {
+                family,
+                rule,
+                kernel,
+                seq,
+            } => {
                 self.rules.remove(&rule_key(family, &rule));
-                let removed = Removed::Rule { family, rule };
+                let removed = Removed::Rule {
+                    family,
+                    rule,
+                    kernel,
+                };
                 self.request_removed(seq, now, removed);
             }
         }
@@ -348,7 +357,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Route;
+    use crate::event::{KernelBody, Route};
 
     fn route(dst: &str, gateway: &str, expires_at: Option<u64>) -> MirroredRoute {
         MirroredRoute {
@@ -360,6 +369,7 @@ mod tests {
                 priority: Some(1024),
                 ..Route::default()
             },
+            kernel: KernelBody::new(dst.as_bytes()),
             expires_at,
         }
     }

@@ -13,7 +13,7 @@ use tokio::{
 use crate::{
     capture::{self, Capture, CaptureError, CapturePath, Counters, Losses},
     correlate::{Clock, Correlator, Problems},
-    event::Event,
+    event::Observed,
     mirror::Mirror,
 };
 
@@ -32,8 +32,9 @@ const DEEP_AFTER: u32 = IDLE_AFTER + 50;
 /// What one turn of the pipeline produced.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Events whose outcome is known (or given up on), oldest first.
-    pub events: Vec<Event>,
+    /// Events whose outcome is known (or given up on), oldest first, each with the kernel's
+    /// description of its object when it was heard (for the restore engine).
+    pub events: Vec<Observed>,
     /// Records the kernel dropped since the previous batch (ring buffer full).
     pub newly_lost: u64,
 }

@@ -3,8 +3,9 @@
 //!
 //! It consumes events (nothing upstream knows it exists) and answers with `restore` and
 //! `restore-suspended` events that go to the same sinks. The object re-added is the kernel's own
-//! description of what it removed ([`netlink`]); an event that only carries what a request
-//! named is never "restored", since that could create a different object. A re-add the kernel
+//! description of what it removed, which travels beside the event ([`Observed`], [`netlink`]);
+//! an event that only carries what a request named is never "restored", since that could create
+//! a different object. A re-add the kernel
 //! refuses for a reason that may pass (the link is still down) is retried until `retry_for`.
 //! routeguard's own re-adds are RTM_NEW* requests from its own pid, which the capture ignores,
 //! so a restore never triggers anything.
@@ -20,7 +21,10 @@ use std::{
 
 use crate::{
     correlate::Clock,
-    event::{describe, errno, Cause, Event, EventType, Kind, Object, Restore, RestoreOutcome},
+    event::{
+        describe, errno, Cause, Event, EventType, KernelBody, Kind, Observed, Restore,
+        RestoreOutcome,
+    },
     hints,
 };
 
@@ -40,6 +44,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 struct Pending {
     due: Instant,
     removal: Event,
+    /// The kernel's description of the removed object.
+    kernel: Option<KernelBody>,
     policy: String,
     attempt: u32,
     /// Set after a first refusal: retry until then, and report only the final result.
@@ -85,9 +91,9 @@ impl Restorer {
 
     /// Looks at each event; restores what is due now, schedules the rest. Appends the restore
     /// events to `out`.
-    pub fn observe(&mut self, events: &[Event], out: &mut Vec<Event>) {
+    pub fn observe(&mut self, observed: &[Observed], out: &mut Vec<Event>) {
         let now = Instant::now();
-        for ev in events {
+        for Observed { event: ev, kernel } in observed {
             let Some(entry) = self.protect.iter().find(|p| p.selects(ev)) else {
                 continue;
             };
@@ -114,7 +120,7 @@ impl Restorer {
                     },
                 );
             }
-            if let Some(detail) = unrestorable(ev) {
+            if let Some(detail) = unrestorable(ev, kernel.as_ref()) {
                 out.push(answer(
                     ev,
                     &policy,
@@ -129,6 +135,7 @@ impl Restorer {
                     let pending = Pending {
                         due: now + delay,
                         removal: ev.clone(),
+                        kernel: kernel.clone(),
                         policy,
                         attempt,
                         retry_until: None,
@@ -148,13 +155,11 @@ impl Restorer {
         }
     }
 
-    /// Appends to `events` the engine's answers to them and the restores now due; returns
+    /// Appends to `out` the engine's answers to `observed` and the restores now due; returns
     /// whether restores are still waiting (the caller keeps its ticks coming for them).
-    pub fn answer(&mut self, events: &mut Vec<Event>) -> bool {
-        let mut answers = Vec::new();
-        self.observe(events, &mut answers);
-        self.tick(&mut answers);
-        events.extend(answers);
+    pub fn answer(&mut self, observed: &[Observed], out: &mut Vec<Event>) -> bool {
+        self.observe(observed, out);
+        self.tick(out);
         !self.pending.is_empty()
     }
 
@@ -200,7 +205,7 @@ impl Restorer {
             ));
             return;
         }
-        let result = self.readd(ev);
+        let result = self.readd(ev, pending.kernel.as_ref());
         let latency_us = {
             let now = self.clock.wall(Clock::monotonic_ns());
             u64::try_from((now.0 - ev.ts.0) / 1000).ok()
@@ -291,19 +296,15 @@ impl Restorer {
     }
 
     /// Sends the kernel's description back to the kernel.
-    fn readd(&mut self, ev: &Event) -> Result<Result<(), i32>, String> {
+    fn readd(
+        &mut self,
+        ev: &Event,
+        kernel: Option<&KernelBody>,
+    ) -> Result<Result<(), i32>, String> {
+        let kernel = kernel.map(KernelBody::bytes).unwrap_or_default();
         let (msg_type, body) = match ev.kind() {
-            Kind::Route => {
-                let kernel = ev.object.route().and_then(|r| r.kernel.bytes());
-                (
-                    RTM_NEWROUTE,
-                    netlink::route_body(kernel.unwrap_or_default())?,
-                )
-            }
-            _ => {
-                let kernel = ev.object.rule().and_then(|r| r.kernel.bytes());
-                (RTM_NEWRULE, netlink::rule_body(kernel.unwrap_or_default())?)
-            }
+            Kind::Route => (RTM_NEWROUTE, netlink::route_body(kernel)?),
+            _ => (RTM_NEWRULE, netlink::rule_body(kernel)?),
         };
         let inode = ev.netns.inode;
         let socket = match self.sockets.entry(inode) {
@@ -318,8 +319,9 @@ impl Restorer {
     }
 }
 
-/// Why an event's object cannot be put back, if it cannot.
-fn unrestorable(ev: &Event) -> Option<String> {
+/// Why an event's object cannot be put back, if it cannot. `kernel` is the kernel's description
+/// of it, if it was heard.
+fn unrestorable(ev: &Event, kernel: Option<&KernelBody>) -> Option<String> {
     match ev.cause {
         Cause::NetnsExit => return Some("its network namespace is gone".into()),
         Cause::Expired => {
@@ -334,11 +336,7 @@ fn unrestorable(ev: &Event) -> Option<String> {
         }
         _ => {}
     }
-    let known = match &ev.object {
-        Object::Route(r) => r.kernel.bytes().is_some(),
-        Object::Rule(r) => r.kernel.bytes().is_some(),
-        _ => false,
-    };
+    let known = kernel.is_some() && matches!(ev.kind(), Kind::Route | Kind::Rule);
     (!known).then(|| {
         "the kernel's own description of the removed object was not heard (only the request's), \
          and re-adding what the request named could create a different object"

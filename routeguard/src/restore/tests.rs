@@ -2,7 +2,7 @@
 //! (tests/tests/restore.rs).
 
 use super::*;
-use crate::event::{fixtures::sample_route_event, Outcome, Rule};
+use crate::event::{fixtures::sample_route_event, Object, Outcome, Rule};
 
 fn rule_event(priority: u32, table: u32) -> Event {
     let mut ev = sample_route_event();
@@ -78,15 +78,16 @@ fn bad_specs_say_which_value_and_what_to_write() {
 
 #[test]
 fn unrestorable_without_the_kernels_view() {
-    let ev = rule_event(100, 77);
-    assert!(unrestorable(&ev)
+    let mut ev = rule_event(100, 77);
+    assert!(unrestorable(&ev, None)
         .unwrap()
         .contains("kernel's own description"));
-    let mut ev = rule_event(100, 77);
-    ev.object.rule_mut().unwrap().kernel = crate::event::KernelBody::new(&[0; 12]);
-    assert_eq!(unrestorable(&ev), None);
+    let kernel = KernelBody::new(&[0; 12]);
+    assert_eq!(unrestorable(&ev, Some(&kernel)), None);
     ev.cause = Cause::NetnsExit;
-    assert!(unrestorable(&ev).unwrap().contains("namespace is gone"));
+    assert!(unrestorable(&ev, Some(&kernel))
+        .unwrap()
+        .contains("namespace is gone"));
 }
 
 #[test]
