@@ -1,6 +1,7 @@
 //! Objects in iproute2's words (`route table 77 10.1.0.0/24 via 10.0.0.1`, `rule prio 100 lookup
 //! 77`), unescaped: the terminal sink and each report format escape the result for themselves,
-//! so a `trace` session and a report read alike. A field nobody named is left out.
+//! so a `trace` session and a report read alike. A field nobody named is left out. For
+//! humans only: an object's identity is its [`ObjectKey`](super::ObjectKey), not these words.
 
 use std::fmt::Write as _;
 

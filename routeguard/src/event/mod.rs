@@ -9,12 +9,14 @@ pub mod errno;
 pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod key;
 mod object;
 mod observed;
 mod request;
 mod time;
 mod wire;
 
+pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKey};
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
 pub use observed::{KernelBody, Observed};
 pub use request::{Op, Request, Syscall};
@@ -153,6 +155,11 @@ impl Event {
     pub fn kind(&self) -> Kind {
         self.object.kind()
     }
+
+    /// The identity of what was removed.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::of(self.family, &self.object)
+    }
 }
 
 /// The request whose side effect a removal was: the link it took down or removed, or the
@@ -177,7 +184,7 @@ pub enum Kind {
     Address,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     Inet,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::de::{value::StrDeserializer, DeserializeOwned};
 
-use super::collect::{actor_hash, object_hash, ActorKey, Collector, Facts};
+use super::collect::{actor_hash, object_hash, object_key, ActorKey, Collector, Facts};
 use super::describe;
 use super::input::{restore_fields, InputError, Query, Tally};
 use super::model::Source;
@@ -210,10 +210,16 @@ impl Fold<'_> {
         .map_err(bad)?
         .unwrap_or_else(|| Object::unnamed(kind));
         let description = describe::object(&object);
-        let hash = object_hash(&self.tally.hasher, netns.inode, &description);
-        let i =
-            self.into
-                .intern_object(hash, kind, netns.inode, netns.name.as_deref(), description);
+        let key = object_key(&object);
+        let hash = object_hash(&self.tally.hasher, netns.inode, &key);
+        let i = self.into.intern_object(
+            hash,
+            kind,
+            netns.inode,
+            netns.name.as_deref(),
+            key,
+            description,
+        );
         *slot = Slot::Interned(i);
         Ok(i)
     }

@@ -22,7 +22,7 @@ use std::{
 use crate::{
     correlate::Clock,
     event::{
-        describe, errno, Cause, Event, EventType, KernelBody, Kind, Observed, Restore,
+        describe, errno, Cause, Event, EventType, KernelBody, Kind, ObjectKey, Observed, Restore,
         RestoreOutcome,
     },
     hints,
@@ -66,9 +66,9 @@ pub struct Missing {
 
 pub struct Restorer {
     protect: Vec<Protect>,
-    /// Removed protected objects not (yet) restored, by namespace inode and description.
-    missing: HashMap<(u32, String), Missing>,
-    guard: FlapGuard,
+    /// Removed protected objects not (yet) restored, by namespace inode and identity.
+    missing: HashMap<(u32, ObjectKey), Missing>,
+    guard: FlapGuard<FlapKey>,
     clock: Clock,
     sockets: HashMap<u32, NetnsSocket>,
     pending: Vec<Pending>,
@@ -112,7 +112,7 @@ impl Restorer {
                     .clone()
                     .unwrap_or_else(|| ev.netns.inode.to_string());
                 self.missing.insert(
-                    (ev.netns.inode, object.clone()),
+                    (ev.netns.inode, ev.key()),
                     Missing {
                         policy: policy.clone(),
                         netns,
@@ -130,7 +130,7 @@ impl Restorer {
                 ));
                 continue;
             }
-            match self.guard.admit(&flap_key(ev), now) {
+            match self.guard.admit(flap_key(ev), now) {
                 Verdict::Restore { delay, attempt } => {
                     let pending = Pending {
                         due: now + delay,
@@ -287,8 +287,7 @@ impl Restorer {
                 r.outcome,
                 RestoreOutcome::Restored | RestoreOutcome::AlreadyPresent
             ) {
-                self.missing
-                    .remove(&(ev.netns.inode, describe::object(&ev.object)));
+                self.missing.remove(&(ev.netns.inode, ev.key()));
             }
         }
         reply.ts = self.clock.wall(Clock::monotonic_ns());
@@ -344,26 +343,25 @@ fn unrestorable(ev: &Event, kernel: Option<&KernelBody>) -> Option<String> {
     })
 }
 
-/// The flap guard's identity of "this object, removed by this actor": the namespace, the
-/// object as described, and the actor's program (not its pid: a restarted daemon is the same
-/// culprit).
-fn flap_key(ev: &Event) -> String {
-    let actor = ev.actor.as_ref().map_or_else(
-        || "kernel".to_string(),
-        |a| {
-            format!(
-                "{}|{}|{}",
-                a.comm,
-                a.exe.as_deref().unwrap_or(""),
-                a.unit.as_deref().unwrap_or("")
-            )
-        },
-    );
-    format!(
-        "{}|{}|{actor}",
-        ev.netns.inode,
-        describe::object(&ev.object)
-    )
+/// The flap guard's identity of "this object, removed by this actor".
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FlapKey {
+    netns_inode: u32,
+    object: ObjectKey,
+    /// The actor's program (not its pid: a restarted daemon is the same culprit): comm, exe and
+    /// unit; `None` for the kernel.
+    actor: Option<(String, Option<String>, Option<String>)>,
+}
+
+fn flap_key(ev: &Event) -> FlapKey {
+    FlapKey {
+        netns_inode: ev.netns.inode,
+        object: ev.key(),
+        actor: ev
+            .actor
+            .as_ref()
+            .map(|a| (a.comm.clone(), a.exe.clone(), a.unit.clone())),
+    }
 }
 
 /// A `restore` event answering the removal `ev`.

@@ -13,7 +13,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use crate::{
     decode,
-    event::{Actor, Event, EventType, Family, Kind, Object, Outcome},
+    event::{parse_fwmark, Actor, Event, EventType, Family, Kind, Object, Outcome},
 };
 
 /// One `[[protect]]` entry. Every selector left out matches anything.
@@ -296,18 +296,6 @@ fn fwmark<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(u32, u32)>, D::Erro
             "fwmark `{s}` is not a mark; use e.g. \"0x10\" or \"0x10/0xff\""
         ))
     })
-}
-
-/// `0x10`, `16` or `0x10/0xff` → (mark, mask); a mark without a mask matches all 32 bits.
-fn parse_fwmark(s: &str) -> Option<(u32, u32)> {
-    let num = |t: &str| match t.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => t.parse().ok(),
-    };
-    match s.split_once('/') {
-        Some((mark, mask)) => Some((num(mark)?, num(mask)?)),
-        None => Some((num(s)?, u32::MAX)),
-    }
 }
 
 /// A value written as a TOML string or integer.
