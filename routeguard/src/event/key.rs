@@ -16,7 +16,9 @@ use super::{Address, Family, Link, Nexthop, Object, Route, Rule};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKey {
     Route(RouteKey),
-    Rule(RuleKey),
+    /// Boxed: a rule's key is thrice a route's, and routes are the many (a report keeps one key
+    /// per object it names).
+    Rule(Box<RuleKey>),
     Nexthop {
         id: Option<u32>,
     },
@@ -39,7 +41,7 @@ impl ObjectKey {
     pub fn of(family: Option<Family>, object: &Object) -> Self {
         match object {
             Object::Route(r) => ObjectKey::Route(RouteKey::of(family, r)),
-            Object::Rule(r) => ObjectKey::Rule(RuleKey::of(family, r)),
+            Object::Rule(r) => ObjectKey::Rule(Box::new(RuleKey::of(family, r))),
             Object::Nexthop(Nexthop { id }) => ObjectKey::Nexthop { id: *id },
             Object::Link(Link { ifindex, name }) => ObjectKey::Link {
                 ifindex: *ifindex,

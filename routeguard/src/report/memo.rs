@@ -489,10 +489,11 @@ impl Memo {
     }
 
     /// A line parsed in full as a [`Row`].
-    pub fn row<'a>(&mut self, row: Row<'a>, line: &[u8], q: &Query) -> Line<'a> {
+    pub fn row<'a>(&mut self, mut row: Row<'a>, line: &[u8], q: &Query) -> Line<'a> {
         let wanted = q.wants(row.ts, || event(line)).then(|| {
+            let removed = row.take_object();
             let netns = (row.netns.inode, row.netns.name.as_ref().map(Str::as_str));
-            let object = self.object(netns, &row.object());
+            let object = self.object(netns, &removed);
             let actor = row
                 .actor
                 .as_ref()

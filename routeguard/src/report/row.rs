@@ -58,15 +58,15 @@ pub struct Row<'a> {
 }
 
 impl Row<'_> {
-    /// The object the line names, as [`Event`] reads it.
-    pub fn object(&self) -> Object {
+    /// The object the line names, as [`Event`] reads it, taken out of the row.
+    pub fn take_object(&mut self) -> Object {
         Object::from_members(
             self.kind,
-            self.route.clone(),
-            self.rule.clone(),
-            self.nexthop.clone(),
-            self.link.clone(),
-            self.address.clone(),
+            self.route.take(),
+            self.rule.take(),
+            self.nexthop.take(),
+            self.link.take(),
+            self.address.take(),
         )
     }
 }
