@@ -3,6 +3,15 @@
 //! This is the user-facing schema (`docs/events.md` documents it field by field). Field names are
 //! a contract with users' scripts: add fields freely, but rename or remove one only with a
 //! `SCHEMA_VERSION` bump and a line in the compat table of `docs/events.md`.
+//!
+//! The room depends on no other part of routeguard; every other part speaks it:
+//! - [`Event`] and its [`Object`] (`wire.rs`: its JSON), [`Request`] with its [`Op`] and
+//!   [`Syscall`];
+//! - [`ObjectKey`]: an object's identity, the same whichever capture path described it;
+//! - [`Observed`]: an event with the kernel's own description of its object beside it
+//!   ([`KernelBody`]), which only the restore engine reads;
+//! - [`describe`] (objects in iproute2's words, for humans), [`filter`], [`errno`] names,
+//!   [`Timestamp`]s, and the fixtures every room's tests build events from.
 
 pub mod describe;
 pub mod errno;
@@ -31,7 +40,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// One removal (or a request that makes the kernel remove things, such as a link going down).
 ///
-/// Serialised as `docs/events.md` spells it ([`wire`]): the object's kind as `kind`, and the
+/// Serialised as `docs/events.md` spells it (`wire.rs`): the object's kind as `kind`, and the
 /// object under its kind's key (`route`, `rule`, `nexthop`, `link`, `address`), the other four
 /// `null`.
 #[derive(Clone, Debug, PartialEq)]
