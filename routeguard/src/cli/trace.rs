@@ -14,7 +14,7 @@ use super::TraceArgs;
 use crate::{
     capture::{self, select::Selection, CaptureError},
     daemon::{Config, ConfigError},
-    event::{filter::Filter, Event},
+    event::{filter::Filter, Event, Observed},
     pipeline::{drain::IDLE_TICK, Batch, Pacing, Pipeline, Settings, Totals},
     restore::{GuardConfig, Protect, Restorer},
     sink,
@@ -129,22 +129,27 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         if batch.newly_lost > 0 {
             loss.report(&batch.totals, false);
         }
-        let mut events = batch.events;
+        let mut answers = Vec::new();
         if let Some(r) = restorer.as_mut() {
-            restores_waiting = r.answer(&mut events);
+            restores_waiting = r.answer(&batch.events, &mut answers);
         }
+        let mut events = Observed::events(batch.events);
+        events.extend(answers);
         if output.emit(events)? {
             break;
         }
     }
-    let mut last = pipeline.finish().await;
+    let last = pipeline.finish().await;
     if last.newly_lost > 0 {
         loss.report(&last.totals, true);
     }
+    let mut answers = Vec::new();
     if let Some(r) = restorer.as_mut() {
-        r.answer(&mut last.events);
+        r.answer(&last.events, &mut answers);
     }
-    output.emit(last.events)?;
+    let mut events = Observed::events(last.events);
+    events.extend(answers);
+    output.emit(events)?;
     if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
         eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
     }

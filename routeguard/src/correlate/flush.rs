@@ -6,7 +6,7 @@
 //! of a flush (that command sends no other deletes). The same deletes from `ip -batch`, or from
 //! any other program, stay `request`.
 
-use crate::event::{Cause, Event};
+use crate::event::{Cause, Event, Op};
 
 /// `ip` options (as iproute2 matches them: any prefix of the full name) that take a value.
 const OPTIONS_WITH_VALUE: &[&str] = &["-netns", "-family", "-batch", "-rcvbuf", "-loops"];
@@ -50,7 +50,7 @@ pub(super) fn is_ip_route_flush(argv: &[String]) -> bool {
 /// A route delete request `ev` made by `ip route flush` is a flush: its cause says so.
 pub(super) fn reclassify(ev: &mut Event) {
     if ev.cause == Cause::Request
-        && ev.request.as_ref().is_some_and(|r| r.op == "RTM_DELROUTE")
+        && ev.request.as_ref().is_some_and(|r| r.op == Op::RtmDelRoute)
         && ev
             .actor
             .as_ref()

@@ -13,8 +13,8 @@ use routeguard_common::{context, hook, mark, KernelRecord};
 
 use super::{with_result, Correlator};
 use crate::{
-    decode::{self, kernel::kernel_object, Object},
-    event::{Capture, Cause, Event, Kind, Outcome, Request, Trigger},
+    decode::{self, kernel::kernel_object},
+    event::{Capture, Cause, Event, Kind, Op, Outcome, Request, Trigger},
 };
 
 const NLM_F_ACK: u16 = 0x4;
@@ -30,7 +30,7 @@ pub(super) const PER_THREAD: usize = 64;
 
 impl Correlator {
     pub(super) fn kernel(&mut self, rec: &KernelRecord) {
-        let (kind, family, object) = match kernel_object(rec) {
+        let (family, object) = match kernel_object(rec) {
             Ok(x) => x,
             Err(err) => {
                 self.problems.undecodable += 1;
@@ -38,6 +38,7 @@ impl Correlator {
                 return;
             }
         };
+        let kind = object.kind();
         let has_nlh = rec.context & context::HAS_NLH != 0;
         let asked = has_nlh && matches!(rec.msg_type, RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP);
         let kthread = rec.context & context::KTHREAD != 0;
@@ -64,7 +65,7 @@ impl Correlator {
         let outcome_ret = (rec.context & context::HAS_RET != 0).then_some(rec.ret);
         let mut ev = Event::removal(
             self.clock.wall(rec.ts_ns),
-            kind,
+            object,
             family,
             cause,
             Outcome::Removed,
@@ -72,18 +73,11 @@ impl Correlator {
             self.netns.lookup(rec.netns_ino),
         );
         ev.actor = process.then(|| self.processes.actor(&rec.task));
-        match object {
-            Object::Route(r) => ev.route = Some(r),
-            Object::Rule(r) => ev.rule = Some(r),
-            Object::Nexthop(n) => ev.nexthop = Some(n),
-            Object::Link(l) => ev.link = Some(l),
-            Object::Address(a) => ev.address = Some(a),
-        }
         if let Some(ret) = outcome_ret {
             ev = with_result(ev, ret);
         }
         if let (Some(mirror), Some(route), Outcome::Removed) =
-            (&mut self.mirror, &ev.route, ev.outcome)
+            (&mut self.mirror, ev.object.route(), ev.outcome)
         {
             // Its mirror does not hear route deletions (see `Mirror::for_kernel_records`).
             mirror.forget(rec.netns_ino, family, route, rec.ts_ns);
@@ -100,14 +94,14 @@ impl Correlator {
                 }
             } else if let Some(claimed) = self.claim(tid, None, None) {
                 ev.trigger = Some(Trigger {
-                    kind: claimed.kind,
+                    kind: claimed.kind(),
+                    // A claimed request always has its request.
                     op: claimed
                         .request
                         .as_ref()
-                        .map(|r| r.op.clone())
-                        .unwrap_or_default(),
-                    link: claimed.link,
-                    address: claimed.address,
+                        .map_or_else(|| Op::Other(String::new()), |r| r.op.clone()),
+                    link: claimed.object.link().cloned(),
+                    address: claimed.object.address().cloned(),
                 });
                 ev.request = claimed.request;
             }
@@ -115,12 +109,9 @@ impl Correlator {
         if ev.request.is_none() && has_nlh {
             // The kernel's view of the request, with the syscall that carried it (noted by the
             // request hooks).
-            let syscall = super::syscall_name(rec.syscall);
             ev.request = Some(Request {
-                syscall: syscall.into(),
-                op: decode::kernel::message_name(rec.msg_type)
-                    .unwrap_or("unknown")
-                    .into(),
+                syscall: super::syscall_of(rec.syscall),
+                op: Op::named(decode::kernel::message_name(rec.msg_type).unwrap_or("unknown")),
                 seq: Some(rec.seq),
                 nlmsg_flags: Some(rec.nlmsg_flags),
                 ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,
@@ -129,7 +120,7 @@ impl Correlator {
         // A delete the request hooks left to the kernel functions has only the kernel's copy
         // of the request: `ip route flush` is told by its sender, as on the syscall path.
         super::flush::reclassify(&mut ev);
-        if ev.outcome == Outcome::Failed && ev.route.is_some() {
+        if ev.outcome == Outcome::Failed && kind == Kind::Route {
             // fib_table_delete refused it: the route named is what was asked for.
             ev.cause = Cause::Request;
         }
@@ -145,6 +136,7 @@ impl Correlator {
         };
         self.complete(super::Waiting {
             event: ev,
+            kernel: None,
             since_ns,
             superseded: false,
         });
@@ -167,7 +159,7 @@ impl Correlator {
                 && seq.is_none_or(|s| w.event.request.as_ref().and_then(|r| r.seq) == Some(s))
         };
         let mark = |w: &mut super::Waiting| {
-            if supersede == Some(w.event.kind)
+            if supersede == Some(w.event.kind())
                 && matches!(w.event.cause, Cause::Request | Cause::Flush)
             {
                 w.superseded = true;

@@ -55,7 +55,7 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     c.record(&bytes_of(&rec));
     c.record(&ack(42, 0));
     c.flush();
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(
         events.len(),
         1,
@@ -65,11 +65,11 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
     assert_eq!(ev.capture, Capture::KernelFunction);
     assert_eq!(ev.cause, Cause::Request);
     assert_eq!(ev.outcome, Outcome::Removed);
-    assert_eq!(ev.rule.as_ref().unwrap().priority, Some(100));
+    assert_eq!(ev.object.rule().unwrap().priority, Some(100));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
-        (req.syscall.as_str(), req.op.as_str(), req.seq),
-        ("sendmsg", "RTM_DELRULE", Some(42))
+        (&req.syscall, &req.op, req.seq),
+        (&Syscall::Sendmsg, &Op::RtmDelRule, Some(42))
     );
     assert_eq!(ev.actor.as_ref().unwrap().comm, "ip");
 }
@@ -90,7 +90,7 @@ fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
     rec.syscall = routeguard_common::syscall::SENDMSG;
     c.record(&bytes_of(&rec));
     c.flush();
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 1, "{events:#?}");
     let ev = &events[0];
     assert_eq!(
@@ -102,8 +102,8 @@ fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
         .as_ref()
         .expect("the kernel's copy of the request");
     assert_eq!(
-        (request.syscall.as_str(), request.op.as_str(), request.seq),
-        ("sendmsg", "RTM_DELROUTE", Some(7))
+        (&request.syscall, &request.op, request.seq),
+        (&Syscall::Sendmsg, &Op::RtmDelRoute, Some(7))
     );
     assert!(request.ack_requested);
     assert_eq!(ev.actor.as_ref().unwrap().pid, task().pid);
@@ -120,14 +120,14 @@ fn a_request_the_kernel_never_acted_on_is_heard_by_the_request_hooks() {
         request_flags::IN_KERNEL,
     ));
     c.record(&ack(43, -2));
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].capture, Capture::KernelFunction);
     assert_eq!(events[0].outcome, Outcome::Failed);
     let request = events[0].request.as_ref().unwrap();
     assert_eq!(
-        (request.syscall.as_str(), request.op.as_str()),
-        ("netlink", "RTM_DELRULE")
+        (&request.syscall, &request.op),
+        (&Syscall::Netlink, &Op::RtmDelRule)
     );
 }
 
@@ -137,13 +137,13 @@ fn link_down_routes_are_the_kernels_with_the_trigger() {
     for dst in [[10, 77, 1, 0], [10, 77, 2, 0]] {
         c.record(&route4(dst, 24, 77, mark::LINK_DOWN, 0));
     }
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 2);
     let ev = &events[0];
     assert_eq!(ev.cause, Cause::LinkDown);
     assert_eq!(ev.capture, Capture::KernelFunction);
     assert_eq!(ev.actor.as_ref().unwrap().pid, task().pid);
-    let r = ev.route.as_ref().unwrap();
+    let r = ev.object.route().unwrap();
     assert_eq!(r.dst.as_deref(), Some("10.77.1.0/24"));
     assert_eq!(r.gateway.as_deref(), Some("10.99.0.2"));
     assert_eq!((r.table, r.priority, r.oif), (Some(77), Some(7), Some(3)));
@@ -173,7 +173,7 @@ fn kernel_context_removals_have_no_actor() {
     v6.family = 10;
     v6.dst_len = 64;
     c.record(&bytes_of(&v6));
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     let causes: Vec<_> = events.iter().map(|e| e.cause).collect();
     assert_eq!(
         causes,

@@ -19,8 +19,11 @@ pub use clock::Clock;
 
 use crate::{
     attribution::{NetnsNames, ProcessTable},
-    decode::{self, record::Record, Decoded, Object},
-    event::{self, Capture, Cause, Event, Kind, Outcome, Request, Trigger},
+    decode::{self, record::Record, Decoded},
+    event::{
+        self, Capture, Cause, Event, KernelBody, Kind, Object, Observed, Op, Outcome, Request,
+        Syscall, Trigger,
+    },
     mirror::{Mirror, Removed},
 };
 
@@ -37,6 +40,8 @@ const NLM_F_ACK: u16 = 0x4;
 
 struct Waiting {
     event: Event,
+    /// The kernel's description of the object, once its view was joined.
+    kernel: Option<KernelBody>,
     since_ns: u64,
     /// A kernel-function event already stands for this request: it is not shown itself.
     superseded: bool,
@@ -64,7 +69,7 @@ pub struct Correlator {
     arrivals: VecDeque<(u64, (u64, u32))>,
     /// thread id → ioctl awaiting its return.
     ioctl: HashMap<u32, Vec<Waiting>>,
-    ready: Vec<Event>,
+    ready: Vec<Observed>,
     problems: Problems,
     /// Route state of every namespace, to find what a link-down or address removal flushed.
     mirror: Option<Mirror>,
@@ -288,6 +293,7 @@ impl Correlator {
     /// The event goes out, followed by the routes its trigger flushed, if it was one.
     fn release(&mut self, waiting: Waiting) {
         let trigger = waiting.event;
+        let kernel = waiting.kernel;
         let flushes = !self.kernel_function
             && matches!(
                 trigger.cause,
@@ -297,31 +303,35 @@ impl Correlator {
         if flushes {
             if let Some(mirror) = &mut self.mirror {
                 for gone in mirror.vanished(trigger.netns.inode, waiting.since_ns) {
-                    self.ready.push(Event {
-                        kind: Kind::Route,
+                    let event = Event {
+                        object: Object::Route(gone.route),
                         family: gone.family,
                         outcome: Outcome::Removed,
                         errno: None,
                         error: None,
-                        route: Some(gone.route),
-                        link: None,
-                        address: None,
                         trigger: Some(Trigger {
-                            kind: trigger.kind,
+                            kind: trigger.kind(),
+                            // A trigger is always a captured request.
                             op: trigger
                                 .request
                                 .as_ref()
-                                .map(|r| r.op.clone())
-                                .unwrap_or_default(),
-                            link: trigger.link.clone(),
-                            address: trigger.address.clone(),
+                                .map_or_else(|| Op::Other(String::new()), |r| r.op.clone()),
+                            link: trigger.object.link().cloned(),
+                            address: trigger.object.address().cloned(),
                         }),
                         ..trigger.clone()
+                    };
+                    self.ready.push(Observed {
+                        event,
+                        kernel: Some(gone.kernel),
                     });
                 }
             }
         }
-        self.ready.push(trigger);
+        self.ready.push(Observed {
+            event: trigger,
+            kernel,
+        });
     }
 
     /// Nothing is waiting for a reply, an ack, the kernel's view or a tick.
@@ -338,13 +348,14 @@ impl Correlator {
         self.expire(u64::MAX);
     }
 
-    /// Events whose outcome is known (or given up on), in the order they completed.
-    pub fn take_ready(&mut self) -> Vec<Event> {
+    /// Events whose outcome is known (or given up on), each with the kernel's description of its
+    /// object when that was heard, in the order they completed.
+    pub fn take_ready(&mut self) -> Vec<Observed> {
         // The next batch is likely as large as this one: room for it up front spares the
         // doublings that would each move every (large) event again. Nothing when idle.
         let room = Vec::with_capacity(self.ready.len());
         let mut ready = std::mem::replace(&mut self.ready, room);
-        ready.sort_by_key(|e| e.ts);
+        ready.sort_by_key(|o| o.event.ts);
         ready
     }
 
@@ -360,7 +371,7 @@ impl Correlator {
         let Some(seq) = ev.request.as_ref().and_then(|r| r.seq) else {
             return false;
         };
-        let (route, rule) = (ev.route.clone(), ev.rule.clone());
+        let (route, rule) = (ev.object.route().cloned(), ev.object.rule().cloned());
         let replace = ev.cause == Cause::Replace;
         let claimed = mirror.claim(
             ev.netns.inode,
@@ -397,15 +408,23 @@ impl Correlator {
                 )
                 .map(Removed::Route)
         });
-        match claimed {
+        let kernel = match claimed {
             Some(Removed::Replaced { old, new }) if ev.cause == Cause::Replace => {
-                ev.route = Some(old.route);
+                ev.object = Object::Route(old.route);
                 ev.replacement = Some(new.route);
+                old.kernel
             }
-            Some(Removed::Route(r)) if ev.route.is_some() => ev.route = Some(r.route),
-            Some(Removed::Rule { rule, .. }) if ev.rule.is_some() => ev.rule = Some(rule),
+            Some(Removed::Route(r)) if ev.kind() == Kind::Route => {
+                ev.object = Object::Route(r.route);
+                r.kernel
+            }
+            Some(Removed::Rule { rule, kernel, .. }) if ev.kind() == Kind::Rule => {
+                ev.object = Object::Rule(rule);
+                kernel
+            }
             _ => return false,
-        }
+        };
+        waiting.kernel = Some(kernel);
         true
     }
 
@@ -413,11 +432,10 @@ impl Correlator {
     /// route replace), with a mirror to hear it. The kernel-function path's mirror does not
     /// hear route deletions: its records carry the route removed, as the kernel held it.
     fn viewable(&self, ev: &Event) -> bool {
-        let announced = match ev.cause {
-            Cause::Request | Cause::Flush => {
-                ev.rule.is_some() || ev.route.is_some() && !self.kernel_function
-            }
-            Cause::Replace => ev.route.is_some(),
+        let announced = match (ev.cause, ev.kind()) {
+            (Cause::Request | Cause::Flush, Kind::Rule) => true,
+            (Cause::Request | Cause::Flush, Kind::Route) => !self.kernel_function,
+            (Cause::Replace, Kind::Route) => true,
             _ => false,
         };
         self.mirror.is_some() && announced && ev.request.as_ref().is_some_and(|r| r.seq.is_some())
@@ -445,8 +463,8 @@ impl Correlator {
             return;
         };
         let request = Request {
-            syscall: syscall_name(head.syscall).to_string(),
-            op: d.op.to_string(),
+            syscall: syscall_of(head.syscall),
+            op: Op::named(d.op),
             seq: Some(hdr.seq),
             nlmsg_flags: Some(hdr.flags),
             ack_requested: hdr.flags & NLM_F_ACK != 0,
@@ -455,6 +473,7 @@ impl Correlator {
         let key = (head.sock, hdr.seq);
         self.netlink.entry(key).or_default().push_back(Waiting {
             event,
+            kernel: None,
             since_ns: head.ts_ns,
             superseded: false,
         });
@@ -482,8 +501,8 @@ impl Correlator {
                 ..
             }) => {
                 let request = Request {
-                    syscall: "ioctl".into(),
-                    op: op.to_string(),
+                    syscall: Syscall::Ioctl,
+                    op: Op::named(op),
                     seq: None,
                     nlmsg_flags: None,
                     ack_requested: true,
@@ -491,6 +510,7 @@ impl Correlator {
                 let event = self.event(head, removal, request);
                 self.ioctl.entry(head.task.tid).or_default().push(Waiting {
                     event,
+                    kernel: None,
                     since_ns: head.ts_ns,
                     superseded: false,
                 });
@@ -506,7 +526,7 @@ impl Correlator {
     fn event(&mut self, head: &RequestHead, removal: decode::Removal, request: Request) -> Event {
         let mut ev = Event::removal(
             self.clock.wall(head.ts_ns),
-            removal.kind,
+            removal.object,
             removal.family,
             removal.cause,
             Outcome::Unknown,
@@ -520,13 +540,6 @@ impl Correlator {
         ev.actor = Some(self.processes.actor(&head.task));
         ev.request = Some(request);
         flush::reclassify(&mut ev);
-        match removal.object {
-            Object::Route(r) => ev.route = Some(r),
-            Object::Rule(r) => ev.rule = Some(r),
-            Object::Nexthop(n) => ev.nexthop = Some(n),
-            Object::Link(l) => ev.link = Some(l),
-            Object::Address(a) => ev.address = Some(a),
-        }
         ev
     }
 
@@ -579,17 +592,17 @@ fn with_result(mut ev: Event, ret: i32) -> Event {
     ev
 }
 
-fn syscall_name(id: u16) -> &'static str {
+fn syscall_of(id: u16) -> Syscall {
     match id {
         // Heard by the kernel-function path in rtnetlink, sent some other way (io_uring, a
         // compat syscall).
-        0 => "netlink",
-        syscall::SENDMSG => "sendmsg",
-        syscall::SENDTO => "sendto",
-        syscall::SENDMMSG => "sendmmsg",
-        syscall::WRITE => "write",
-        syscall::IOCTL => "ioctl",
-        _ => "unknown",
+        0 => Syscall::Netlink,
+        syscall::SENDMSG => Syscall::Sendmsg,
+        syscall::SENDTO => Syscall::Sendto,
+        syscall::SENDMMSG => Syscall::Sendmmsg,
+        syscall::WRITE => Syscall::Write,
+        syscall::IOCTL => Syscall::Ioctl,
+        _ => Syscall::Unknown,
     }
 }
 

@@ -93,29 +93,30 @@ pub(super) fn ack(seq: u32, error: i32) -> Vec<u8> {
 fn a_request_waits_for_its_ack_and_takes_its_outcome() {
     let mut c = Correlator::new(Clock::with_offset(0));
     c.record(&request(1_000, &delrule(7, 0x5)));
-    assert!(c.take_ready().is_empty(), "no outcome yet");
+    assert!(
+        Observed::events(c.take_ready()).is_empty(),
+        "no outcome yet"
+    );
     c.record(&ack(8, 0));
-    assert!(c.take_ready().is_empty(), "another sequence number");
+    assert!(
+        Observed::events(c.take_ready()).is_empty(),
+        "another sequence number"
+    );
     c.record(&ack(7, -2));
-    let events = c.take_ready();
+    let events = Observed::events(c.take_ready());
     assert_eq!(events.len(), 1);
     let ev = &events[0];
     assert_eq!(
-        (ev.kind, ev.cause, ev.outcome),
+        (ev.kind(), ev.cause, ev.outcome),
         (Kind::Rule, Cause::Request, Outcome::Failed)
     );
     assert_eq!((ev.errno, ev.error.as_deref()), (Some(2), Some("ENOENT")));
-    assert_eq!(ev.rule.as_ref().and_then(|r| r.priority), Some(100));
+    assert_eq!(ev.object.rule().and_then(|r| r.priority), Some(100));
     assert_eq!(ev.actor.as_ref().map(|a| a.comm.as_str()), Some("ip"));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
-        (
-            req.syscall.as_str(),
-            req.op.as_str(),
-            req.seq,
-            req.ack_requested
-        ),
-        ("sendmsg", "RTM_DELRULE", Some(7), true)
+        (&req.syscall, &req.op, req.seq, req.ack_requested),
+        (&Syscall::Sendmsg, &Op::RtmDelRule, Some(7), true)
     );
     assert_eq!(c.problems().unmatched_replies, 1);
 }
@@ -127,13 +128,13 @@ fn a_batch_yields_one_event_per_message_and_unanswered_ones_expire_as_unknown() 
     batch.extend(delrule(2, 0x1));
     c.record(&request(1_000, &batch));
     c.record(&ack(2, 0));
-    let first = c.take_ready();
+    let first = Observed::events(c.take_ready());
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].outcome, Outcome::Removed);
     c.expire(1_000 + REPLY_WAIT_NS - 1);
-    assert!(c.take_ready().is_empty());
+    assert!(Observed::events(c.take_ready()).is_empty());
     c.expire(1_000 + REPLY_WAIT_NS);
-    let rest = c.take_ready();
+    let rest = Observed::events(c.take_ready());
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].outcome, Outcome::Unknown);
     assert!(!rest[0].request.as_ref().unwrap().ack_requested);
@@ -146,5 +147,5 @@ fn malformed_records_are_counted_not_fatal() {
     c.record(&request(5, &[1, 2, 3]));
     assert_eq!(c.problems().bad_records, 1);
     assert_eq!(c.problems().undecodable, 1);
-    assert!(c.take_ready().is_empty());
+    assert!(Observed::events(c.take_ready()).is_empty());
 }

@@ -3,7 +3,7 @@
 
 use super::{Clock, Correlator};
 use crate::{
-    event::{Capture, Cause, Event, Family, Kind, Netns, Outcome},
+    event::{Capture, Cause, Event, Family, Netns, Object, Observed, Outcome},
     mirror::{Exited, Expired},
 };
 
@@ -30,11 +30,18 @@ impl Correlator {
         {
             // Namespace inodes fit in 32 bits (`proc_inum` allocates them from an `unsigned int`).
             let netns = self.netns.lookup(netns_ino as u32);
-            let ev = unasked(self.clock, at_ns, Cause::Expired, netns, route.family);
-            self.ready.push(Event {
-                kind: Kind::Route,
-                route: Some(route.route),
-                ..ev
+            let object = Object::Route(route.route);
+            let event = unasked(
+                self.clock,
+                at_ns,
+                Cause::Expired,
+                netns,
+                route.family,
+                object,
+            );
+            self.ready.push(Observed {
+                event,
+                kernel: Some(route.kernel),
             });
         }
         let now = Clock::monotonic_ns();
@@ -50,36 +57,47 @@ impl Correlator {
                 name,
             };
             for route in routes {
-                let ev = unasked(
+                let event = unasked(
                     self.clock,
                     now,
                     Cause::NetnsExit,
                     netns.clone(),
                     route.family,
+                    Object::Route(route.route),
                 );
-                self.ready.push(Event {
-                    kind: Kind::Route,
-                    route: Some(route.route),
-                    ..ev
+                self.ready.push(Observed {
+                    event,
+                    kernel: Some(route.kernel),
                 });
             }
             for (family, rule) in rules {
-                let ev = unasked(self.clock, now, Cause::NetnsExit, netns.clone(), family);
-                self.ready.push(Event {
-                    kind: Kind::Rule,
-                    rule: Some(rule),
-                    ..ev
-                });
+                let object = Object::Rule(rule);
+                let ev = unasked(
+                    self.clock,
+                    now,
+                    Cause::NetnsExit,
+                    netns.clone(),
+                    family,
+                    object,
+                );
+                self.ready.push(Observed::alone(ev));
             }
         }
     }
 }
 
-/// An event with no actor and no request; the caller sets the kind and the object.
-fn unasked(clock: Clock, at_ns: u64, cause: Cause, netns: Netns, family: Option<Family>) -> Event {
+/// An event with no actor and no request.
+fn unasked(
+    clock: Clock,
+    at_ns: u64,
+    cause: Cause,
+    netns: Netns,
+    family: Option<Family>,
+    object: Object,
+) -> Event {
     Event::removal(
         clock.wall(at_ns),
-        Kind::Route,
+        object,
         family,
         cause,
         Outcome::Removed,

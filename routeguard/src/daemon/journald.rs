@@ -64,7 +64,7 @@ pub fn entry(ev: &Event) -> Vec<u8> {
     field(&mut out, "MESSAGE", &sink::terminal::format_line(ev));
     field(&mut out, "PRIORITY", priority);
     field(&mut out, "SYSLOG_IDENTIFIER", "routeguard");
-    field(&mut out, "ROUTEGUARD_KIND", &label(&ev.kind));
+    field(&mut out, "ROUTEGUARD_KIND", &label(&ev.kind()));
     field(&mut out, "ROUTEGUARD_CAUSE", &label(&ev.cause));
     field(&mut out, "ROUTEGUARD_OUTCOME", &label(&ev.outcome));
     field(&mut out, "ROUTEGUARD_EVENT_TYPE", &label(&ev.event));
@@ -97,12 +97,7 @@ pub fn entry(ev: &Event) -> Vec<u8> {
             field(&mut out, "ROUTEGUARD_ACTOR_CONTAINER", container);
         }
     }
-    let table = ev
-        .route
-        .as_ref()
-        .and_then(|r| r.table)
-        .or_else(|| ev.rule.as_ref().and_then(|r| r.table));
-    if let Some(table) = table {
+    if let Some(table) = ev.object.table() {
         field(&mut out, "ROUTEGUARD_TABLE", &table.to_string());
     }
     field(&mut out, "ROUTEGUARD_EVENT", &json);
@@ -129,7 +124,7 @@ fn field(out: &mut Vec<u8>, name: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures::{route_event, rule_event};
+    use crate::event::fixtures::{route_event, rule_event};
     use std::collections::HashMap;
 
     /// Parses a native-protocol datagram back into fields, as journald does.

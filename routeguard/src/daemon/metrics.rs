@@ -205,7 +205,7 @@ impl Metrics {
             };
             self.removals
                 .get_or_create(&RemovalLabels {
-                    kind: label(&ev.kind),
+                    kind: label(&ev.kind()),
                     cause: label(&ev.cause),
                     outcome: label(&ev.outcome),
                     comm,
@@ -373,8 +373,8 @@ mod tests {
     use super::*;
     use crate::{
         capture::Losses,
+        event::fixtures::{route_event, rule_event},
         pipeline::QueueDrops,
-        sink::fixtures::{route_event, rule_event},
     };
 
     #[test]

@@ -28,6 +28,7 @@ pub use sinks::{SinkError, Sinks};
 
 use crate::{
     capture::{self, CaptureError},
+    event::{Event, Observed},
     pipeline::{Batch, Pacing, Pipeline, Settings},
     restore::Restorer,
 };
@@ -132,11 +133,12 @@ pub async fn run(
     loop {
         tokio::select! {
             batch = pipeline.next() => {
-                let mut batch = batch?;
+                let batch = batch?;
+                let mut answers = Vec::new();
                 if let Some(r) = restorer.as_mut() {
-                    restores_waiting = r.answer(&mut batch.events);
+                    restores_waiting = r.answer(&batch.events, &mut answers);
                 }
-                deliver(&mut sinks, &metrics, batch, options.ring_bytes);
+                deliver(&mut sinks, &metrics, batch, answers, options.ring_bytes);
                 metrics.protected_missing(restorer.as_ref().map(Restorer::missing).unwrap_or_default());
                 metrics.turned();
             }
@@ -151,7 +153,7 @@ pub async fn run(
             _ = retries.tick(), if restores_waiting => {
                 if let Some(r) = restorer.as_mut() {
                     let mut answers = Vec::new();
-                    restores_waiting = r.answer(&mut answers);
+                    restores_waiting = r.answer(&[], &mut answers);
                     if !answers.is_empty() {
                         metrics.record(&answers);
                         sinks.write(answers, &metrics);
@@ -168,11 +170,12 @@ pub async fn run(
     }
 
     notify::send("STOPPING=1");
-    let mut last = pipeline.finish().await;
+    let last = pipeline.finish().await;
+    let mut answers = Vec::new();
     if let Some(r) = restorer.as_mut() {
-        r.answer(&mut last.events);
+        r.answer(&last.events, &mut answers);
     }
-    deliver(&mut sinks, &metrics, last, options.ring_bytes);
+    deliver(&mut sinks, &metrics, last, answers, options.ring_bytes);
     sinks.close();
     let totals = pipeline.totals();
     eprintln!(
@@ -199,7 +202,8 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
     )
 }
 
-fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
+/// The batch's events and the restore engine's `answers` to them go to the sinks.
+fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, answers: Vec<Event>, ring: u32) {
     let totals = batch.totals;
     if batch.newly_lost > 0 {
         tracing::warn!(
@@ -213,11 +217,13 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
     }
     metrics.losses(totals);
     metrics.resyncs(totals.resyncs);
-    if batch.events.is_empty() {
+    if batch.events.is_empty() && answers.is_empty() {
         return;
     }
-    metrics.record(&batch.events);
-    sinks.write(batch.events, metrics);
+    let mut events = Observed::events(batch.events);
+    events.extend(answers);
+    metrics.record(&events);
+    sinks.write(events, metrics);
 }
 
 async fn serve(

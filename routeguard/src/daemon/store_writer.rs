@@ -140,7 +140,7 @@ impl StoreWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures::{route_event, TS};
+    use crate::event::fixtures::{route_event, TS};
 
     #[test]
     fn batches_are_written_in_order_and_closing_writes_what_waits() {

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use routeguard_common::{ioctl, IoctlPayload};
 
 use super::{names, DecodeError, Decoded, Object, Removal};
-use crate::event::{Cause, Family, Kind, Link, Route};
+use crate::event::{Cause, Family, Link, Route};
 
 /// `struct rtentry` (include/uapi/linux/route.h) on LP64: `unsigned long rt_pad1` @0, `struct
 /// sockaddr rt_dst` @8, `rt_gateway` @24, `rt_genmask` @40, `unsigned short rt_flags` @56,
@@ -161,7 +161,6 @@ fn link_down(arg: &[u8; 128]) -> Option<Removal> {
         return None;
     }
     Some(Removal {
-        kind: Kind::Link,
         family: None,
         cause: Cause::LinkDown,
         object: Object::Link(Link {
@@ -173,7 +172,6 @@ fn link_down(arg: &[u8; 128]) -> Option<Removal> {
 
 fn removal(family: Family, route: Route) -> Removal {
     Removal {
-        kind: Kind::Route,
         family: Some(family),
         cause: Cause::Request,
         object: Object::Route(route),

@@ -5,22 +5,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use routeguard_common::{hook, KernelRecord};
 
 use super::{family, names, netlink::decode_netlink, Object};
-use crate::event::{Family, Kind, Nexthop, Route};
+use crate::event::{Family, Nexthop, Route};
 
 /// `RTM_DELROUTE`, … for a netlink message type the kernel handled.
 pub fn message_name(msg_type: u16) -> Option<&'static str> {
     names::message_type(msg_type)
 }
 
-/// The kind, family and object of a kernel-function record.
-pub fn kernel_object(rec: &KernelRecord) -> Result<(Kind, Option<Family>, Object), String> {
+/// The family and object of a kernel-function record.
+pub fn kernel_object(rec: &KernelRecord) -> Result<(Option<Family>, Object), String> {
     let fam = family(rec.family);
     match rec.hook {
         hook::ROUTE4 | hook::ROUTE4_FAILED | hook::ROUTE6 => {
-            Ok((Kind::Route, fam, Object::Route(route(rec, fam))))
+            Ok((fam, Object::Route(route(rec, fam))))
         }
         hook::NEXTHOP => Ok((
-            Kind::Nexthop,
             None,
             Object::Nexthop(Nexthop {
                 id: Some(rec.nh_id),
@@ -34,7 +33,7 @@ pub fn kernel_object(rec: &KernelRecord) -> Result<(Kind, Option<Family>, Object
                 .ok_or("no rule message")?
                 .map_err(|e| e.to_string())?;
             let removal = decoded.removal.ok_or("not a rule removal")?;
-            Ok((removal.kind, removal.family, removal.object))
+            Ok((removal.family, removal.object))
         }
         other => Err(format!("unknown kernel-function hook {other}")),
     }
@@ -86,7 +85,5 @@ fn route(rec: &KernelRecord, fam: Option<Family>) -> Route {
         src,
         tos: (rec.family == 2 && rec.tos != 0).then_some(rec.tos),
         nhid: (rec.nh_id != 0).then_some(rec.nh_id),
-        // The kernel-function records carry the fields, not the kernel's netlink description.
-        kernel: Default::default(),
     }
 }

@@ -9,7 +9,7 @@ use netlink_packet_route::{
 };
 
 use super::{attrs, family, names, Object, Removal};
-use crate::event::{Address, Cause, Kind, Link};
+use crate::event::{Address, Cause, Link};
 
 /// The link an `ifinfomsg` body names, removed (`Cause::LinkRemoved`) or taken down
 /// (`Cause::LinkDown`).
@@ -31,7 +31,6 @@ fn link(header: &LinkHeader, body: &[u8], cause: Cause) -> Result<Removal, Strin
         },
     )?;
     Ok(Removal {
-        kind: Kind::Link,
         family: None,
         cause,
         object: Object::Link(link),
@@ -98,7 +97,6 @@ pub(super) fn address(body: &[u8]) -> Result<Removal, String> {
         .or(peer)
         .map(|ip: IpAddr| format!("{ip}/{}", header.prefix_len));
     Ok(Removal {
-        kind: Kind::Address,
         family: family(u8::from(header.family)),
         cause: Cause::AddressRemoved,
         object: Object::Address(Address {

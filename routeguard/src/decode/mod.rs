@@ -28,13 +28,7 @@ pub use netlink::{decode_netlink, MAX_MESSAGES};
 pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), String> {
     let removal = rule::rule(body, Cause::Request)?;
     match removal.object {
-        Object::Rule(r) => Ok((
-            removal.family,
-            Rule {
-                kernel: KernelBody::new(body),
-                ..r
-            },
-        )),
+        Object::Rule(r) => Ok((removal.family, r)),
         _ => Err("not a rule".to_string()),
     }
 }
@@ -49,18 +43,13 @@ pub fn protocol_name(raw: u8) -> String {
 pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {
     let removal = route::route(body, Cause::Request)?;
     match removal.object {
-        Object::Route(r) => Ok((
-            removal.family,
-            Route {
-                kernel: KernelBody::new(body),
-                ..r
-            },
-        )),
+        Object::Route(r) => Ok((removal.family, r)),
         _ => Err("not a route".to_string()),
     }
 }
 
-use crate::event::{Address, Cause, Family, KernelBody, Kind, Link, Nexthop, Route, Rule};
+pub use crate::event::Object;
+use crate::event::{Cause, Family, Route, Rule};
 
 /// Why some bytes could not be decoded. Each variant carries the values that were wrong and,
 /// for netlink, where in the payload they were.
@@ -123,20 +112,9 @@ pub struct MessageHeader {
     pub port: u32,
 }
 
-/// What a removal removes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Object {
-    Route(Route),
-    Rule(Rule),
-    Nexthop(Nexthop),
-    Link(Link),
-    Address(Address),
-}
-
 /// A request that removes something (or makes the kernel remove things).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Removal {
-    pub kind: Kind,
     /// `None` for links and for families other than AF_INET / AF_INET6.
     pub family: Option<Family>,
     pub cause: Cause,

@@ -181,24 +181,11 @@ pub(super) fn scope(raw: u8) -> String {
     name.to_owned()
 }
 
-/// `rtm_type` (`RTN_*`).
+/// `rtm_type` (`RTN_*`), as the event model names it (its [`RouteKey`] reads the name back).
+///
+/// [`RouteKey`]: crate::event::RouteKey
 pub(super) fn route_type(raw: u8) -> String {
-    let name = match raw {
-        0 => "unspec",
-        1 => "unicast",
-        2 => "local",
-        3 => "broadcast",
-        4 => "anycast",
-        5 => "multicast",
-        6 => "blackhole",
-        7 => "unreachable",
-        8 => "prohibit",
-        9 => "throw",
-        10 => "nat",
-        11 => "xresolve",
-        other => return other.to_string(),
-    };
-    name.to_owned()
+    crate::event::route_type_name(raw)
 }
 
 /// `fib_rule_hdr.action` (`FR_ACT_*`), as `ip rule` prints it.

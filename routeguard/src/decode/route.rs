@@ -8,7 +8,7 @@ use netlink_packet_route::route::{
 };
 
 use super::{attrs, family, names, Object, Removal};
-use crate::event::{Cause, Family, Kind, Nexthop, Route};
+use crate::event::{Cause, Family, Nexthop, Route};
 
 const READ: &[u16] = &[
     names::RTA_DST,
@@ -79,7 +79,6 @@ pub(super) fn route(body: &[u8], cause: Cause) -> Result<Removal, String> {
     route.scope = (!delete || !scope_is_wildcard).then(|| names::scope(scope));
 
     Ok(Removal {
-        kind: Kind::Route,
         family,
         cause,
         object: Object::Route(route),
@@ -103,7 +102,6 @@ pub(super) fn nexthop(body: &[u8]) -> Result<Removal, String> {
         |id| nexthop.id = Some(id),
     )?;
     Ok(Removal {
-        kind: Kind::Nexthop,
         family: family(raw_family),
         cause: Cause::Request,
         object: Object::Nexthop(nexthop),

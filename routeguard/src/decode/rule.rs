@@ -4,7 +4,7 @@ use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::rule::{RuleAttribute, RuleFlags, RuleHeader};
 
 use super::{attrs, family, names, Object, Removal};
-use crate::event::{Cause, Kind, Rule};
+use crate::event::{Cause, Rule};
 
 const READ: &[u16] = &[
     names::FRA_DST,
@@ -67,7 +67,6 @@ pub(super) fn rule(body: &[u8], cause: Cause) -> Result<Removal, String> {
     rule.invert = header.flags.contains(RuleFlags::Invert);
 
     Ok(Removal {
-        kind: Kind::Rule,
         family: family(u8::from(header.family)),
         cause,
         object: Object::Rule(rule),

@@ -4,6 +4,7 @@
 use routeguard_common::{ioctl, IoctlPayload};
 
 use super::*;
+use crate::event::{Address, Kind, Link, Nexthop};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -82,7 +83,7 @@ fn route_del_v4_with_table_metric_via_dev() {
     );
     let removal = removal(&decoded);
     assert_eq!(
-        (removal.kind, removal.family, removal.cause),
+        (removal.object.kind(), removal.family, removal.cause),
         (Kind::Route, Some(Family::Inet), Cause::Request)
     );
     assert_eq!(
@@ -186,7 +187,7 @@ fn rule_del_by_priority() {
     assert_eq!(decoded.op, "RTM_DELRULE");
     let removal = removal(&decoded);
     assert_eq!(
-        (removal.kind, removal.family),
+        (removal.object.kind(), removal.family),
         (Kind::Rule, Some(Family::Inet))
     );
     assert_eq!(
@@ -224,7 +225,10 @@ fn nexthop_del() {
     let decoded = one(&fixture!("nexthop_del"));
     assert_eq!(decoded.op, "RTM_DELNEXTHOP");
     let removal = removal(&decoded);
-    assert_eq!((removal.kind, removal.family), (Kind::Nexthop, None));
+    assert_eq!(
+        (removal.object.kind(), removal.family),
+        (Kind::Nexthop, None)
+    );
     assert_eq!(removal.object, Object::Nexthop(Nexthop { id: Some(5) }));
 }
 
@@ -257,7 +261,7 @@ fn link_del() {
     assert_eq!(decoded.op, "RTM_DELLINK");
     let removal = removal(&decoded);
     assert_eq!(
-        (removal.kind, removal.family, removal.cause),
+        (removal.object.kind(), removal.family, removal.cause),
         (Kind::Link, None, Cause::LinkRemoved)
     );
     assert_eq!(link(&decoded).ifindex, Some(5));
@@ -269,7 +273,7 @@ fn addr_del() {
     assert_eq!(decoded.op, "RTM_DELADDR");
     let removal = removal(&decoded);
     assert_eq!(
-        (removal.kind, removal.cause),
+        (removal.object.kind(), removal.cause),
         (Kind::Address, Cause::AddressRemoved)
     );
     assert_eq!(

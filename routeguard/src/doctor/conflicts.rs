@@ -12,10 +12,7 @@ use std::{
 use super::{Check, Facts, Finding};
 use crate::{
     decode,
-    event::{
-        describe::{self, Objects},
-        Kind, Route, Rule,
-    },
+    event::{describe, Object},
     restore::netlink::{NetnsSocket, RTM_GETROUTE, RTM_GETRULE},
 };
 
@@ -254,7 +251,7 @@ fn foreign_objects() -> (Vec<String>, Vec<String>) {
         .iter()
         .filter_map(|b| decode::rule_body(b).ok())
         .filter(|(_, r)| r.protocol.as_deref() != Some(SPARED_PROTOCOL))
-        .map(|(_, rule)| describe(Kind::Rule, None, Some(&rule)))
+        .map(|(_, rule)| describe::object(&Object::Rule(rule)))
         .collect();
     let routes = socket
         .dump(RTM_GETROUTE)
@@ -269,7 +266,7 @@ fn foreign_objects() -> (Vec<String>, Vec<String>) {
         .filter(|(_, r)| {
             r.route_type.as_deref() != Some("local") && r.route_type.as_deref() != Some("broadcast")
         })
-        .map(|(_, route)| describe(Kind::Route, Some(&route), None))
+        .map(|(_, route)| describe::route(&route))
         .collect();
     (rules, routes)
 }
@@ -294,20 +291,6 @@ fn netplan(root: &Path) -> Finding {
         format!("configured ({} in {})", files.join(", "), dir.display()),
         "`netplan apply` restarts the backend's configuration of every link, removing foreign \
          rules and routes with it; prefer `netplan try`, and set the networkd settings above",
-    )
-}
-
-/// A rule or route in iproute2's words, as events show them.
-fn describe(kind: Kind, route: Option<&Route>, rule: Option<&Rule>) -> String {
-    describe::object_of(
-        kind,
-        &Objects {
-            route,
-            rule,
-            nexthop: None,
-            link: None,
-            address: None,
-        },
     )
 }
 

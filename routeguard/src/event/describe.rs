@@ -1,99 +1,86 @@
 //! Objects in iproute2's words (`route table 77 10.1.0.0/24 via 10.0.0.1`, `rule prio 100 lookup
 //! 77`), unescaped: the terminal sink and each report format escape the result for themselves,
-//! so a `trace` session and a report read alike. A field nobody named is left out.
+//! so a `trace` session and a report read alike. A field nobody named is left out. For
+//! humans only: an object's identity is its [`ObjectKey`](super::ObjectKey), not these words.
 
 use std::fmt::Write as _;
 
-use super::{Address, Event, Kind, Link, Nexthop, Route, Rule};
+use super::{Address, Link, Nexthop, Object, Route, Rule};
 
-/// The removed object in iproute2's words, as the request named it.
-pub fn object(ev: &Event) -> String {
-    object_of(
-        ev.kind,
-        &Objects {
-            route: ev.route.as_ref(),
-            rule: ev.rule.as_ref(),
-            nexthop: ev.nexthop.as_ref(),
-            link: ev.link.as_ref(),
-            address: ev.address.as_ref(),
-        },
-    )
-}
-
-/// The object fields of an event, wherever they were read from.
-pub struct Objects<'e> {
-    pub route: Option<&'e Route>,
-    pub rule: Option<&'e Rule>,
-    pub nexthop: Option<&'e Nexthop>,
-    pub link: Option<&'e Link>,
-    pub address: Option<&'e Address>,
-}
-
-/// [`object`] from the object fields alone.
-pub fn object_of(kind: Kind, ev: &Objects) -> String {
+/// The removed object in iproute2's words.
+pub fn object(object: &Object) -> String {
     let mut w = Words::default();
-    match kind {
-        Kind::Route => {
-            w.word("route");
-            if let Some(r) = ev.route {
-                w.key("table", r.table.map(table_name));
-                w.opt(r.dst.as_deref());
-                w.key("nhid", r.nhid);
-                w.key("via", r.gateway.as_deref());
-                match &r.dev {
-                    Some(dev) => w.key("dev", Some(dev)),
-                    None => w.key("oif", r.oif),
-                }
-                w.key("proto", r.protocol.as_deref());
-                w.key("scope", r.scope.as_deref());
-                w.key("src", r.src.as_deref());
-                w.key("metric", r.priority);
-                w.key("tos", r.tos.map(|t| format!("0x{t:02x}")));
-                w.key("type", r.route_type.as_deref());
-            }
-        }
-        Kind::Rule => {
-            w.word("rule");
-            if let Some(r) = ev.rule {
-                w.key("prio", r.priority);
-                if r.invert {
-                    w.word("not");
-                }
-                w.key("from", r.from.as_deref());
-                w.key("to", r.to.as_deref());
-                w.key("iif", r.iif.as_deref());
-                w.key("oif", r.oif.as_deref());
-                w.key("fwmark", r.fwmark.as_deref());
-                match r.action.as_deref() {
-                    None | Some("lookup") => w.key("lookup", r.table.map(table_name)),
-                    Some(action) => w.word(action),
-                }
-                w.key("proto", r.protocol.as_deref());
-            }
-        }
-        Kind::Nexthop => {
-            w.word("nexthop");
-            w.key("id", ev.nexthop.and_then(|n| n.id));
-        }
-        Kind::Link => {
-            w.word("link");
-            if let Some(l) = ev.link {
-                w.key("dev", l.name.as_deref());
-                w.key("ifindex", l.ifindex);
-            }
-        }
-        Kind::Address => {
-            w.word("addr");
-            if let Some(a) = ev.address {
-                w.opt(a.address.as_deref());
-                match &a.dev {
-                    Some(dev) => w.key("dev", Some(dev)),
-                    None => w.key("ifindex", a.ifindex),
-                }
-            }
-        }
+    match object {
+        Object::Route(r) => route_words(&mut w, r),
+        Object::Rule(r) => rule_words(&mut w, r),
+        Object::Nexthop(n) => nexthop_words(&mut w, n),
+        Object::Link(l) => link_words(&mut w, l),
+        Object::Address(a) => address_words(&mut w, a),
     }
     w.0
+}
+
+/// A route in iproute2's words: `route table 77 10.1.0.0/24 via 10.0.0.1`.
+pub fn route(r: &Route) -> String {
+    let mut w = Words::default();
+    route_words(&mut w, r);
+    w.0
+}
+
+fn route_words(w: &mut Words, r: &Route) {
+    w.word("route");
+    w.key("table", r.table.map(table_name));
+    w.opt(r.dst.as_deref());
+    w.key("nhid", r.nhid);
+    w.key("via", r.gateway.as_deref());
+    match &r.dev {
+        Some(dev) => w.key("dev", Some(dev)),
+        None => w.key("oif", r.oif),
+    }
+    w.key("proto", r.protocol.as_deref());
+    w.key("scope", r.scope.as_deref());
+    w.key("src", r.src.as_deref());
+    w.key("metric", r.priority);
+    w.key("tos", r.tos.map(|t| format!("0x{t:02x}")));
+    w.key("type", r.route_type.as_deref());
+}
+
+fn rule_words(w: &mut Words, r: &Rule) {
+    w.word("rule");
+    w.key("prio", r.priority);
+    if r.invert {
+        w.word("not");
+    }
+    w.key("from", r.from.as_deref());
+    w.key("to", r.to.as_deref());
+    w.key("iif", r.iif.as_deref());
+    w.key("oif", r.oif.as_deref());
+    w.key("fwmark", r.fwmark.as_deref());
+    match r.action.as_deref() {
+        None | Some("lookup") => w.key("lookup", r.table.map(table_name)),
+        Some(action) => w.word(action),
+    }
+    w.key("proto", r.protocol.as_deref());
+}
+
+fn nexthop_words(w: &mut Words, n: &Nexthop) {
+    w.word("nexthop");
+    w.key("id", n.id);
+}
+
+fn link_words(w: &mut Words, l: &Link) {
+    w.word("link");
+    w.key("dev", l.name.as_deref());
+    w.key("ifindex", l.ifindex);
+}
+
+fn address_words(w: &mut Words, a: &Address) {
+    w.word("addr");
+    w.opt(a.address.as_deref());
+    match &a.dev {
+        Some(dev) => w.key("dev", Some(dev)),
+        None => w.key("ifindex", a.ifindex),
+    }
 }
 
 /// iproute2's names for the reserved tables.

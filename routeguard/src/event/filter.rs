@@ -33,11 +33,11 @@ impl Filter {
         ) && any(
             self.netns.is_empty(),
             self.netns.iter().any(|n| netns_matches(n, ev)),
-        ) && any(self.kinds.is_empty(), self.kinds.contains(&ev.kind))
+        ) && any(self.kinds.is_empty(), self.kinds.contains(&ev.kind()))
             && self.family.is_none_or(|f| ev.family == Some(f))
             && any(
                 self.tables.is_empty(),
-                table_of(ev).is_some_and(|t| self.tables.contains(&t)),
+                ev.object.table().is_some_and(|t| self.tables.contains(&t)),
             )
     }
 }
@@ -46,17 +46,10 @@ fn netns_matches(wanted: &str, ev: &Event) -> bool {
     ev.netns.name.as_deref() == Some(wanted) || wanted.parse::<u32>().ok() == Some(ev.netns.inode)
 }
 
-fn table_of(ev: &Event) -> Option<u32> {
-    ev.route
-        .as_ref()
-        .and_then(|r| r.table)
-        .or_else(|| ev.rule.as_ref().and_then(|r| r.table))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{tests::sample_route_event, Kind};
+    use crate::event::fixtures::sample_route_event;
 
     #[test]
     fn empty_filter_matches_everything() {

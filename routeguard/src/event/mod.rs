@@ -3,14 +3,32 @@
 //! This is the user-facing schema (`docs/events.md` documents it field by field). Field names are
 //! a contract with users' scripts: add fields freely, but rename or remove one only with a
 //! `SCHEMA_VERSION` bump and a line in the compat table of `docs/events.md`.
+//!
+//! The room depends on no other part of routeguard; every other part speaks it:
+//! - [`Event`] and its [`Object`] (`wire.rs`: its JSON), [`Request`] with its [`Op`] and
+//!   [`Syscall`];
+//! - [`ObjectKey`]: an object's identity, the same whichever capture path described it;
+//! - [`Observed`]: an event with the kernel's own description of its object beside it
+//!   ([`KernelBody`]), which only the restore engine reads;
+//! - [`describe`] (objects in iproute2's words, for humans), [`filter`], [`errno`] names,
+//!   [`Timestamp`]s, and the fixtures every room's tests build events from.
 
 pub mod describe;
 pub mod errno;
 pub mod filter;
+#[cfg(test)]
+pub(crate) mod fixtures;
+mod key;
 mod object;
+mod observed;
+mod request;
 mod time;
+mod wire;
 
-pub use object::{Address, KernelBody, Link, Nexthop, Route, Rule};
+pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKey};
+pub use object::{Address, Link, Nexthop, Object, Route, Rule};
+pub use observed::{KernelBody, Observed};
+pub use request::{Op, Request, Syscall};
 pub use time::Timestamp;
 
 use std::sync::Arc;
@@ -21,11 +39,14 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One removal (or a request that makes the kernel remove things, such as a link going down).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+///
+/// Serialised as `docs/events.md` spells it (`wire.rs`): the object's kind as `kind`, and the
+/// object under its kind's key (`route`, `rule`, `nexthop`, `link`, `address`), the other four
+/// `null`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub schema_version: u32,
     pub ts: Timestamp,
-    pub kind: Kind,
     /// `None` for kinds without an address family (links).
     pub family: Option<Family>,
     pub cause: Cause,
@@ -40,26 +61,19 @@ pub struct Event {
     pub actor: Option<Arc<Actor>>,
     /// How the removal was asked for.
     pub request: Option<Request>,
-    pub route: Option<Route>,
-    pub rule: Option<Rule>,
-    pub nexthop: Option<Nexthop>,
-    pub link: Option<Link>,
-    pub address: Option<Address>,
+    /// What was removed; its variant is the event's kind.
+    pub object: Object,
     /// What made the kernel remove this object without a request of its own (set on the routes
     /// a link-down, address removal or link removal flushed). Absent in older captures.
-    #[serde(default)]
     pub trigger: Option<Trigger>,
     /// What happened: the removal itself, or routeguard's answer to it. Absent in older
     /// captures, which hold removals only.
-    #[serde(default)]
     pub event: EventType,
     /// Set on `restore` and `restore-suspended` events: what routeguard did about the removal the
     /// rest of the event describes.
-    #[serde(default)]
     pub restore: Option<Restore>,
-    /// For a `replace`: the route that took the removed one's place (`route` is the one the
+    /// For a `replace`: the route that took the removed one's place (`object` is the route the
     /// replace removed, from the mirror's state). Absent in older captures.
-    #[serde(default)]
     pub replacement: Option<Route>,
 }
 
@@ -115,11 +129,11 @@ pub enum RestoreOutcome {
 }
 
 impl Event {
-    /// A removal of `kind` with no actor, request, object or restore yet: the correlator fills
-    /// in what its source knows.
+    /// A removal of `object` with no actor, request or restore yet: the correlator fills in
+    /// what its source knows.
     pub fn removal(
         ts: Timestamp,
-        kind: Kind,
+        object: Object,
         family: Option<Family>,
         cause: Cause,
         outcome: Outcome,
@@ -129,7 +143,6 @@ impl Event {
         Self {
             schema_version: SCHEMA_VERSION,
             ts,
-            kind,
             family,
             cause,
             outcome,
@@ -139,16 +152,22 @@ impl Event {
             netns,
             actor: None,
             request: None,
-            route: None,
-            rule: None,
-            nexthop: None,
-            link: None,
-            address: None,
+            object,
             trigger: None,
             event: EventType::Removal,
             restore: None,
             replacement: None,
         }
+    }
+
+    /// What was removed: a route, a rule, …
+    pub fn kind(&self) -> Kind {
+        self.object.kind()
+    }
+
+    /// The identity of what was removed.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::of(self.family, &self.object)
     }
 }
 
@@ -159,7 +178,7 @@ pub struct Trigger {
     /// `link` or `address`.
     pub kind: Kind,
     /// `RTM_NEWLINK`, `RTM_DELLINK`, `RTM_DELADDR`, `SIOCSIFFLAGS`.
-    pub op: String,
+    pub op: Op,
     pub link: Option<Link>,
     pub address: Option<Address>,
 }
@@ -174,7 +193,7 @@ pub enum Kind {
     Address,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     Inet,
@@ -264,49 +283,4 @@ pub struct Actor {
     pub unit: Option<String>,
     /// Container id when the cgroup path names one (docker, containerd, cri-o, podman).
     pub container: Option<String>,
-}
-
-/// How the removal reached the kernel.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Request {
-    /// `sendmsg`, `sendto`, `sendmmsg`, `write` or `ioctl`.
-    pub syscall: String,
-    /// Netlink message type (`RTM_DELROUTE`, …) or ioctl name (`SIOCDELRT`, …).
-    pub op: String,
-    /// `nlmsg_seq` (netlink only).
-    pub seq: Option<u32>,
-    /// `nlmsg_flags` (netlink only).
-    pub nlmsg_flags: Option<u16>,
-    /// True when the sender asked the kernel for an ack (NLM_F_ACK) or used an ioctl.
-    #[serde(default)]
-    pub ack_requested: bool,
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A complete route event, for tests of everything downstream of the event model.
-    pub(crate) fn sample_route_event() -> Event {
-        // The sinks' acked `ip route del`, by another run of `ip`, of a route of its own.
-        let mut ev = crate::sink::fixtures::route_event();
-        let actor = std::sync::Arc::make_mut(ev.actor.as_mut().expect("the fixture has its actor"));
-        (actor.pid, actor.tid, actor.ppid) = (4242, 4242, 4200);
-        actor.ancestry[0].pid = 4200;
-        actor.cmdline = "ip route del 10.77.1.0/24 table 77".into();
-        actor.argv = ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
-            .map(String::from)
-            .to_vec();
-        ev.request
-            .as_mut()
-            .expect("the fixture has its request")
-            .seq = Some(1_795_792_661);
-        ev.route = Some(Route {
-            table: Some(77),
-            dst: Some("10.77.1.0/24".into()),
-            priority: Some(100),
-            ..Default::default()
-        });
-        ev
-    }
 }

@@ -1,41 +1,118 @@
 //! The objects a removal removes, decoded from the request (or, later, the kernel's own view).
 //! A field the request did not name is `None` (JSON `null`): the kernel matched it by wildcard.
 
-use std::{fmt, sync::Arc};
-
 use serde::{Deserialize, Serialize};
 
-/// The kernel's own netlink description of an object (the body after the `nlmsghdr` of the
-/// notification or dump reply it came from), kept so a protected object can be re-added with
-/// every attribute the kernel had — including those routeguard does not decode. Never
-/// serialized; equality ignores it (it rides along with the decoded fields, it is not part of
-/// what the object is).
-#[derive(Clone, Default)]
-pub struct KernelBody(pub Option<Arc<[u8]>>);
+use super::Kind;
 
-impl KernelBody {
-    pub fn new(body: &[u8]) -> Self {
-        Self(Some(body.into()))
-    }
-
-    pub fn bytes(&self) -> Option<&[u8]> {
-        self.0.as_deref()
-    }
+/// What a removal removes: one object, whose variant is the event's kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    Route(Route),
+    Rule(Rule),
+    Nexthop(Nexthop),
+    Link(Link),
+    Address(Address),
 }
 
-impl PartialEq for KernelBody {
-    fn eq(&self, _: &Self) -> bool {
-        true
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Route(_) => Kind::Route,
+            Object::Rule(_) => Kind::Rule,
+            Object::Nexthop(_) => Kind::Nexthop,
+            Object::Link(_) => Kind::Link,
+            Object::Address(_) => Kind::Address,
+        }
     }
-}
 
-impl Eq for KernelBody {}
+    /// An object of `kind` that names nothing: what an event of that kind whose object is
+    /// `null` reads as (routeguard never writes one; it describes the object as `null` does).
+    pub fn unnamed(kind: Kind) -> Self {
+        match kind {
+            Kind::Route => Object::Route(Route::default()),
+            Kind::Rule => Object::Rule(Rule::default()),
+            Kind::Nexthop => Object::Nexthop(Nexthop::default()),
+            Kind::Link => Object::Link(Link::default()),
+            Kind::Address => Object::Address(Address::default()),
+        }
+    }
 
-impl fmt::Debug for KernelBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(b) => write!(f, "KernelBody({} bytes)", b.len()),
-            None => f.write_str("KernelBody(none)"),
+    /// The object an event's JSON names: the member of its kind; when that is `null` (routeguard
+    /// never writes it so), [`Object::unnamed`]. The other members say nothing of it.
+    pub fn from_members(
+        kind: Kind,
+        route: Option<Route>,
+        rule: Option<Rule>,
+        nexthop: Option<Nexthop>,
+        link: Option<Link>,
+        address: Option<Address>,
+    ) -> Self {
+        match kind {
+            Kind::Route => route.map(Object::Route),
+            Kind::Rule => rule.map(Object::Rule),
+            Kind::Nexthop => nexthop.map(Object::Nexthop),
+            Kind::Link => link.map(Object::Link),
+            Kind::Address => address.map(Object::Address),
+        }
+        .unwrap_or_else(|| Object::unnamed(kind))
+    }
+
+    pub fn route(&self) -> Option<&Route> {
+        match self {
+            Object::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn route_mut(&mut self) -> Option<&mut Route> {
+        match self {
+            Object::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn rule(&self) -> Option<&Rule> {
+        match self {
+            Object::Rule(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn rule_mut(&mut self) -> Option<&mut Rule> {
+        match self {
+            Object::Rule(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn nexthop(&self) -> Option<&Nexthop> {
+        match self {
+            Object::Nexthop(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn link(&self) -> Option<&Link> {
+        match self {
+            Object::Link(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn address(&self) -> Option<&Address> {
+        match self {
+            Object::Address(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The routing table a route is in or a rule points at.
+    pub fn table(&self) -> Option<u32> {
+        match self {
+            Object::Route(r) => r.table,
+            Object::Rule(r) => r.table,
+            _ => None,
         }
     }
 }
@@ -65,9 +142,6 @@ pub struct Route {
     pub tos: Option<u8>,
     /// Nexthop object id (`RTA_NH_ID`).
     pub nhid: Option<u32>,
-    /// The kernel's description, when this is the kernel's view (a notification or dump).
-    #[serde(skip)]
-    pub kernel: KernelBody,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,9 +160,6 @@ pub struct Rule {
     pub protocol: Option<String>,
     /// The rule is negated (`not`).
     pub invert: bool,
-    /// The kernel's description, when this is the kernel's view (a notification).
-    #[serde(skip)]
-    pub kernel: KernelBody,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

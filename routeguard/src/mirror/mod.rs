@@ -26,7 +26,7 @@ use std::{
 
 use crate::{
     correlate::Clock,
-    event::{Family, Route, Rule},
+    event::{Family, KernelBody, Route, RouteKey, Rule, RuleKey},
 };
 
 pub use socket::{MirrorError, RCVBUF_ENV};
@@ -47,25 +47,17 @@ const RECONCILE: Duration = Duration::from_secs(5);
 pub struct MirroredRoute {
     pub family: Option<Family>,
     pub route: Route,
+    /// The kernel's own description of it, for a restore to re-add it whole.
+    pub kernel: KernelBody,
     /// When its lifetime runs out (monotonic ns), for routes added with one (IPv6 `expires`).
     pub expires_at: Option<u64>,
 }
 
 impl MirroredRoute {
-    /// Identity of a route in its namespace, as text: its FIB key and what it leads to. Sorting
-    /// by it orders reported routes; [`MirroredRoute::id`] is the same identity as a map key.
-    fn key(&self) -> String {
-        let r = &self.route;
-        format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.family, r.table, r.dst, r.tos, r.priority, r.gateway, r.oif, r.route_type
-        )
-    }
-
-    /// The identity [`MirroredRoute::key`] spells out, without formatting it: the mirror looks
-    /// one up for every route notification.
-    fn id(&self) -> RouteId {
-        RouteId::of(self.family, &self.route)
+    /// Identity of a route in its namespace: its FIB key and what it leads to. The map key
+    /// of the routes a table holds; sorting by it orders reported routes.
+    fn key(&self) -> RouteKey {
+        RouteKey::of(self.family, &self.route)
     }
 
     /// The FIB's own key: one route per (family, table, prefix, tos, metric); a replace swaps
@@ -80,36 +72,6 @@ impl MirroredRoute {
     }
 }
 
-/// A route's identity in its namespace (see [`MirroredRoute::id`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct RouteId {
-    family: Option<Family>,
-    table: Option<u32>,
-    dst: Option<String>,
-    tos: Option<u8>,
-    priority: Option<u32>,
-    gateway: Option<String>,
-    oif: Option<u32>,
-    route_type: Option<String>,
-}
-
-impl RouteId {
-    /// An IPv4 notification leaves out a metric of 0 (`RTA_PRIORITY`), which the
-    /// kernel-function records state: both mean 0.
-    fn of(family: Option<Family>, r: &Route) -> Self {
-        Self {
-            family,
-            table: r.table,
-            dst: r.dst.clone(),
-            tos: r.tos,
-            priority: Some(r.priority.unwrap_or(0)),
-            gateway: r.gateway.clone(),
-            oif: r.oif,
-            route_type: r.route_type.clone(),
-        }
-    }
-}
-
 /// An object as the kernel described it when it removed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removed {
@@ -117,6 +79,7 @@ pub enum Removed {
     Rule {
         family: Option<Family>,
         rule: Rule,
+        kernel: KernelBody,
     },
     /// A replace: the route that was under the FIB key, and the one that took its place.
     Replaced {
@@ -263,7 +226,7 @@ impl Mirror {
                 .filter(|(_, r)| !made_by_kernel(&r.protocol))
                 .cloned()
                 .collect();
-            rules.sort_by_key(|(family, rule)| table::rule_key(*family, rule));
+            rules.sort_by_cached_key(|(family, rule)| RuleKey::of(*family, rule));
             self.exited.push(Exited {
                 netns_ino: ino,
                 name: ns
@@ -339,7 +302,7 @@ impl Mirror {
     /// `at_ns` (monotonic): the mirror lets go of it (see [`Table::forget`]).
     pub fn forget(&mut self, netns_ino: u32, family: Option<Family>, gone: &Route, at_ns: u64) {
         if let Some(ns) = self.namespaces.get(&u64::from(netns_ino)) {
-            ns.table().forget(RouteId::of(family, gone), at_ns);
+            ns.table().forget(RouteKey::of(family, gone), at_ns);
         }
     }
 
@@ -391,8 +354,8 @@ impl Mirror {
                 return Vec::new();
             }
         };
-        let fresh: HashMap<RouteId, MirroredRoute> =
-            fresh.into_iter().map(|r| (r.id(), r)).collect();
+        let fresh: HashMap<RouteKey, MirroredRoute> =
+            fresh.into_iter().map(|r| (r.key(), r)).collect();
         let mut table = ns.table();
         tracing::debug!(
             netns_ino,
@@ -401,11 +364,11 @@ impl Mirror {
             "re-dumped routes"
         );
         // By key: a link-down can take thousands of routes, and they are compared both ways.
-        let mut gone: HashMap<String, MirroredRoute> = table
+        let mut gone: HashMap<RouteKey, MirroredRoute> = table
             .routes
             .iter()
             .filter(|(k, _)| !fresh.contains_key(*k))
-            .map(|(_, h)| (h.route.key(), h.route.clone()))
+            .map(|(k, h)| (*k, h.route.clone()))
             .collect();
         for route in table.claim_announced(since_ns) {
             gone.entry(route.key()).or_insert(route);
@@ -421,8 +384,8 @@ impl Mirror {
                 (id, held)
             })
             .collect();
-        let mut gone: Vec<(String, MirroredRoute)> = gone.into_iter().collect();
-        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut gone: Vec<(RouteKey, MirroredRoute)> = gone.into_iter().collect();
+        gone.sort_by_key(|(key, _)| *key);
         gone.into_iter().map(|(_, r)| r).collect()
     }
 
@@ -546,29 +509,5 @@ fn listen(
             }
             Err(_) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_ipv4_notification_without_a_metric_is_the_record_with_metric_0() {
-        let route = |priority| Route {
-            table: Some(77),
-            dst: Some("10.1.0.0/24".into()),
-            priority,
-            ..Route::default()
-        };
-        let family = Some(Family::Inet);
-        assert_eq!(
-            RouteId::of(family, &route(None)),
-            RouteId::of(family, &route(Some(0)))
-        );
-        assert_ne!(
-            RouteId::of(family, &route(None)),
-            RouteId::of(family, &route(Some(100)))
-        );
     }
 }

@@ -17,7 +17,7 @@ use std::{
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::MirroredRoute;
-use crate::{correlate::Clock, decode};
+use crate::{correlate::Clock, decode, event::KernelBody};
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -88,10 +88,12 @@ pub enum Update {
         family: Option<crate::event::Family>,
         rule: crate::event::Rule,
     },
-    /// A rule removed by the request with sequence number `seq`.
+    /// A rule removed by the request with sequence number `seq`, and the kernel's description
+    /// of it.
     RuleDeleted {
         family: Option<crate::event::Family>,
         rule: crate::event::Rule,
+        kernel: KernelBody,
         seq: u32,
     },
 }
@@ -350,6 +352,7 @@ impl RouteSocket {
                         Ok((family, rule)) => updates.push(Update::RuleDeleted {
                             family,
                             rule,
+                            kernel: KernelBody::new(body),
                             seq: hdr.seq,
                         }),
                         Err(reason) => tracing::debug!(%reason, "skipping an undecodable rule"),
@@ -415,6 +418,7 @@ fn route(body: &[u8]) -> Option<(MirroredRoute, Option<i32>)> {
                 MirroredRoute {
                     family,
                     route,
+                    kernel: KernelBody::new(body),
                     expires_at,
                 },
                 expires,

@@ -2,8 +2,8 @@
 
 use std::{collections::HashMap, hash::Hash};
 
-use super::{socket::Update, MirroredRoute, Removed, RouteId};
-use crate::event::{Family, Rule};
+use super::{socket::Update, MirroredRoute, Removed};
+use crate::event::{Family, Prefix, RouteKey, Rule, RuleKey};
 
 /// Kernel-announced deletions are kept this long (ns) for a trigger to claim them.
 const KEEP_NS: u64 = 5_000_000_000;
@@ -35,7 +35,7 @@ pub(super) struct Held {
 }
 
 /// `routes` as a table holds them, each learnt at `now`.
-pub(super) fn held(routes: Vec<MirroredRoute>, now: u64) -> HashMap<RouteId, Held> {
+pub(super) fn held(routes: Vec<MirroredRoute>, now: u64) -> HashMap<RouteKey, Held> {
     routes
         .into_iter()
         .map(|route| {
@@ -43,15 +43,15 @@ pub(super) fn held(routes: Vec<MirroredRoute>, now: u64) -> HashMap<RouteId, Hel
                 route,
                 learnt_ns: now,
             };
-            (held.route.id(), held)
+            (held.route.key(), held)
         })
         .collect()
 }
 
 #[derive(Default)]
 pub(super) struct Table {
-    pub routes: HashMap<RouteId, Held>,
-    pub rules: HashMap<String, (Option<Family>, Rule)>,
+    pub routes: HashMap<RouteKey, Held>,
+    pub rules: HashMap<RuleKey, (Option<Family>, Rule)>,
     /// Newest last.
     pub announced: Vec<Announced>,
     /// Deletions (and replaces) a request asked for, as the kernel described them, by request
@@ -60,7 +60,7 @@ pub(super) struct Table {
     pub requested: HashMap<u32, Vec<(u64, Removed)>>,
     /// Routes found gone by a resync (their notifications were lost), by [`route_identity`],
     /// with when (ns): a request of a burst that overflowed the socket finds its route here.
-    pub resynced: HashMap<String, Vec<(u64, MirroredRoute)>>,
+    pub resynced: HashMap<Destination, Vec<(u64, MirroredRoute)>>,
     /// When old entries were last dropped (ns).
     pruned_at: u64,
     /// The kernel-function path's records report route deletions, and the listener does not
@@ -89,13 +89,11 @@ fn take<K: Hash + Eq, T>(
     Some(value)
 }
 
-/// What a delete request names of a route: its destination and table.
-pub(super) fn route_identity(dst: Option<&str>, table: Option<u32>) -> String {
-    format!("{dst:?}|{table:?}")
-}
+/// What a delete request names of a route: its table and destination.
+type Destination = (Option<u32>, Option<Prefix>);
 
-pub(super) fn rule_key(family: Option<Family>, rule: &Rule) -> String {
-    format!("{family:?}|{rule:?}")
+pub(super) fn route_identity(dst: Option<&str>, table: Option<u32>) -> Destination {
+    (table, dst.and_then(Prefix::parse))
 }
 
 /// The route's lifetime had run out at `now` (ns).
@@ -117,7 +115,7 @@ impl Table {
         self.routes = held(routes, now);
         self.rules = rules
             .into_iter()
-            .map(|(family, rule)| (rule_key(family, &rule), (family, rule)))
+            .map(|(family, rule)| (RuleKey::of(family, &rule), (family, rule)))
             .collect();
     }
 
@@ -152,11 +150,11 @@ impl Table {
                     // Newest first, so that is what the request claims: on the
                     // kernel-function path a route removed and added again under the key may
                     // still be held (its record not read yet) beside the one replaced.
-                    let mut old: Vec<(u64, RouteId)> = self
+                    let mut old: Vec<(u64, RouteKey)> = self
                         .routes
                         .iter()
                         .filter(|(_, held)| held.route.same_fib_key(&route))
-                        .map(|(k, held)| (held.learnt_ns, k.clone()))
+                        .map(|(k, held)| (held.learnt_ns, *k))
                         .collect();
                     old.sort_by_key(|(learnt, _)| std::cmp::Reverse(*learnt));
                     for (_, key) in old {
@@ -173,7 +171,7 @@ impl Table {
                     route,
                     learnt_ns: now,
                 };
-                self.routes.insert(held.route.id(), held);
+                self.routes.insert(held.route.key(), held);
             }
             Update::Deleted {
                 route,
@@ -181,7 +179,7 @@ impl Table {
                 seq,
                 past_expiry,
             } => {
-                let had = self.routes.remove(&route.id());
+                let had = self.routes.remove(&route.key());
                 if self.deletions_from_records {
                     // Nothing to claim: the records report deletions.
                 } else if by_kernel {
@@ -199,11 +197,21 @@ impl Table {
                 }
             }
             Update::RuleAdded { family, rule } => {
-                self.rules.insert(rule_key(family, &rule), (family, rule));
+                self.rules
+                    .insert(RuleKey::of(family, &rule), (family, rule));
             }
-            Update::RuleDeleted { family, rule, seq } => {
-                self.rules.remove(&rule_key(family, &rule));
-                let removed = Removed::Rule { family, rule };
+            Update::RuleDeleted {
+                family,
+                rule,
+                kernel,
+                seq,
+            } => {
+                self.rules.remove(&RuleKey::of(family, &rule));
+                let removed = Removed::Rule {
+                    family,
+                    rule,
+                    kernel,
+                };
                 self.request_removed(seq, now, removed);
             }
         }
@@ -215,12 +223,12 @@ impl Table {
     /// since, or learnt late, and a fresh dump must tell: so must a route the table does not
     /// hold (its addition not learnt yet, or held under another identity). A multipath route is
     /// held without gateway or device; the record names its first hop, so that is tried too.
-    pub fn forget(&mut self, gone: RouteId, at_ns: u64) {
+    pub fn forget(&mut self, gone: RouteKey, at_ns: u64) {
         let id = match self.routes.get(&gone) {
             Some(_) => gone,
-            None => RouteId {
+            None => RouteKey {
                 gateway: None,
-                oif: None,
+                ifindex: None,
                 ..gone
             },
         };
@@ -348,7 +356,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Route;
+    use crate::event::{KernelBody, Route};
 
     fn route(dst: &str, gateway: &str, expires_at: Option<u64>) -> MirroredRoute {
         MirroredRoute {
@@ -360,6 +368,7 @@ mod tests {
                 priority: Some(1024),
                 ..Route::default()
             },
+            kernel: KernelBody::new(dst.as_bytes()),
             expires_at,
         }
     }
@@ -378,7 +387,7 @@ mod tests {
             100,
         );
         assert_eq!(t.routes.len(), 1);
-        assert!(t.routes.contains_key(&new.id()));
+        assert!(t.routes.contains_key(&new.key()));
         let claimed = &t.requested[&7];
         assert_eq!(claimed.len(), 1);
         let want = Removed::Replaced {
@@ -414,7 +423,7 @@ mod tests {
         let a = route("2001:db8:1::/64", "2001:db8::2", None);
         let mut t = Table::new(vec![a.clone()], Vec::new(), 10);
         t.deletions_from_records = true;
-        t.forget(a.id(), 20);
+        t.forget(a.key(), 20);
         assert!(t.routes.is_empty());
         assert_eq!(t.doubtful, 0);
     }
@@ -432,16 +441,16 @@ mod tests {
         };
         // Added again after its removal, or learnt late: only the kernel can tell.
         t.apply(added(&a), 30);
-        t.forget(a.id(), 20);
-        assert!(t.routes.contains_key(&a.id()));
+        t.forget(a.key(), 20);
+        assert!(t.routes.contains_key(&a.key()));
         // Not held at all (its addition not learnt yet).
-        t.forget(b.id(), 20);
+        t.forget(b.key(), 20);
         assert_eq!(t.doubtful, 2);
         // A dump begun at 40 does not have `a`; `b` was learnt while it ran.
         t.apply(added(&b), 45);
         t.settle(Vec::new(), 40);
-        assert!(!t.routes.contains_key(&a.id()));
-        assert!(t.routes.contains_key(&b.id()));
+        assert!(!t.routes.contains_key(&a.key()));
+        assert!(t.routes.contains_key(&b.key()));
     }
 
     #[test]
@@ -450,7 +459,7 @@ mod tests {
         held.route.gateway = None;
         let first_hop = route("2001:db8:1::/64", "2001:db8::2", None);
         let mut t = Table::new(vec![held], Vec::new(), 10);
-        t.forget(first_hop.id(), 20);
+        t.forget(first_hop.key(), 20);
         assert!(t.routes.is_empty());
         assert_eq!(t.doubtful, 0);
     }

@@ -30,7 +30,7 @@ use tokio::sync::mpsc as async_mpsc;
 use crate::{
     capture::{self, Capture, CaptureError, CapturePath, Counters, Losses},
     correlate::{Clock, Correlator, Problems},
-    event::Event,
+    event::Observed,
     mirror::Mirror,
 };
 
@@ -50,8 +50,9 @@ const BATCHES: usize = 64;
 /// What one turn of the pipeline produced.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Events whose outcome is known (or given up on), oldest first.
-    pub events: Vec<Event>,
+    /// Events whose outcome is known (or given up on), oldest first, each with the kernel's
+    /// description of its object when it was heard (for the restore engine).
+    pub events: Vec<Observed>,
     /// Records lost (ring full or queue bound) since the previous batch.
     pub newly_lost: u64,
     /// Totals since start, as of this batch.

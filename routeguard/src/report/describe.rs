@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::event::{Actor, Cause, Kind, Outcome};
 
-pub use crate::event::describe::{object, object_of, table_name, Objects};
+pub use crate::event::describe::{object, route, table_name};
 
 /// `comm[pid]`.
 pub fn comm_pid(comm: &str, pid: u32) -> String {
@@ -126,15 +126,18 @@ pub fn micros(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::fixtures;
+    use crate::event::fixtures;
 
     #[test]
     fn objects_in_iproute2_words() {
         assert_eq!(
-            object(&fixtures::route_event()),
+            object(&fixtures::route_event().object),
             "route table 77 10.1.0.0/24 via 10.0.0.1 metric 100"
         );
-        assert_eq!(object(&fixtures::rule_event()), "rule prio 100 lookup 77");
+        assert_eq!(
+            object(&fixtures::rule_event().object),
+            "rule prio 100 lookup 77"
+        );
     }
 
     #[test]

@@ -194,6 +194,7 @@ impl Tally {
                 o.kind,
                 o.netns_inode,
                 o.netns_name.as_deref(),
+                o.key.clone(),
                 o.description.as_str(),
             );
         }

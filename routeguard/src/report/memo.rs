@@ -15,14 +15,14 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::collect::{actor_hash, object_hash, ActorKey};
+use super::collect::{actor_hash, object_hash, object_key, ActorKey};
 use super::describe;
 use super::input::{event, Query};
 use super::row::{ActorRow, NetnsRow, RequestRow, RestoreRow, Row, Str};
 use super::skim::{self, Key};
 use crate::event::{
-    Address, Capture, Cause, EventType, Family, Kind, Link, Nexthop, Outcome, Route, Rule,
-    Timestamp, Trigger,
+    Address, Capture, Cause, EventType, Family, Kind, Link, Nexthop, Object, ObjectKey, Outcome,
+    Route, Rule, Timestamp, Trigger,
 };
 
 /// An actor or object number local to one parser thread's [`Memo`].
@@ -89,12 +89,13 @@ impl ActorEntry {
     }
 }
 
-/// An object's identity (namespace and description) and what its first event said of it.
+/// An object's identity (namespace and key) and what its first event said of it.
 #[derive(Clone)]
 pub struct ObjectEntry {
     pub kind: Kind,
     pub netns_inode: u32,
     pub netns_name: Option<String>,
+    pub key: ObjectKey,
     pub description: String,
     /// [`object_hash`] of it.
     pub hash: u64,
@@ -335,22 +336,24 @@ impl Memo {
         i
     }
 
-    fn object(&mut self, kind: Kind, netns: (u32, Option<&str>), description: String) -> Local {
-        let hash = object_hash(&self.hasher, netns.0, &description);
+    fn object(&mut self, netns: (u32, Option<&str>), object: &Object) -> Local {
+        let key = object_key(object);
+        let hash = object_hash(&self.hasher, netns.0, &key);
         let candidates = self.object_ix.entry(hash).or_default();
         if let Some(&i) = candidates.iter().find(|&&i| {
             let o = &self.objects[i as usize];
-            o.netns_inode == netns.0 && o.description == description
+            o.netns_inode == netns.0 && o.key == key
         }) {
             return i;
         }
         let i = self.objects.len() as Local;
         candidates.push(i);
         self.objects.push(ObjectEntry {
-            kind,
+            kind: object.kind(),
             netns_inode: netns.0,
             netns_name: netns.1.map(str::to_owned),
-            description,
+            key,
+            description: describe::object(object),
             hash,
         });
         i
@@ -467,39 +470,30 @@ impl Memo {
         if let Some(&local) = self.object_texts.get(&(kind, netns, text)) {
             return local;
         }
-        let get = |id: u32| (id != NULL).then_some(id as usize);
-        let description = describe::object_of(
-            kind,
-            &describe::Objects {
-                route: get(texts[0]).map(|i| &self.routes.values[i]),
-                rule: get(texts[1]).map(|i| &self.rules.values[i]),
-                nexthop: get(texts[2]).map(|i| &self.nexthops.values[i]),
-                link: get(texts[3]).map(|i| &self.links.values[i]),
-                address: get(texts[4]).map(|i| &self.addresses.values[i]),
-            },
-        );
+        let object = (text != NULL).then(|| {
+            let i = text as usize;
+            match kind {
+                Kind::Route => Object::Route(self.routes.values[i].clone()),
+                Kind::Rule => Object::Rule(self.rules.values[i].clone()),
+                Kind::Nexthop => Object::Nexthop(self.nexthops.values[i].clone()),
+                Kind::Link => Object::Link(self.links.values[i].clone()),
+                Kind::Address => Object::Address(self.addresses.values[i].clone()),
+            }
+        });
+        let object = object.unwrap_or_else(|| Object::unnamed(kind));
         let (inode, name) = &self.netns.values[netns as usize];
         let (inode, name) = (*inode, name.clone());
-        let local = self.object(kind, (inode, name.as_deref()), description);
+        let local = self.object((inode, name.as_deref()), &object);
         self.object_texts.insert((kind, netns, text), local);
         local
     }
 
     /// A line parsed in full as a [`Row`].
-    pub fn row<'a>(&mut self, row: Row<'a>, line: &[u8], q: &Query) -> Line<'a> {
+    pub fn row<'a>(&mut self, mut row: Row<'a>, line: &[u8], q: &Query) -> Line<'a> {
         let wanted = q.wants(row.ts, || event(line)).then(|| {
-            let description = describe::object_of(
-                row.kind,
-                &describe::Objects {
-                    route: row.route.as_ref(),
-                    rule: row.rule.as_ref(),
-                    nexthop: row.nexthop.as_ref(),
-                    link: row.link.as_ref(),
-                    address: row.address.as_ref(),
-                },
-            );
+            let removed = row.take_object();
             let netns = (row.netns.inode, row.netns.name.as_ref().map(Str::as_str));
-            let object = self.object(row.kind, netns, description);
+            let object = self.object(netns, &removed);
             let actor = row
                 .actor
                 .as_ref()

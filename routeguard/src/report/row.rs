@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 
 use crate::event::{
-    Address, Capture, Cause, Event, EventType, Family, Kind, Link, Nexthop, Outcome,
+    Address, Capture, Cause, Event, EventType, Family, Kind, Link, Nexthop, Object, Outcome,
     RestoreOutcome, Route, Rule, Timestamp, Trigger,
 };
 
@@ -55,6 +55,20 @@ pub struct Row<'a> {
     pub event: EventType,
     #[serde(borrow, default)]
     pub restore: Option<RestoreRow<'a>>,
+}
+
+impl Row<'_> {
+    /// The object the line names, as [`Event`] reads it, taken out of the row.
+    pub fn take_object(&mut self) -> Object {
+        Object::from_members(
+            self.kind,
+            self.route.take(),
+            self.rule.take(),
+            self.nexthop.take(),
+            self.link.take(),
+            self.address.take(),
+        )
+    }
 }
 
 /// [`crate::event::Restore`]: all of it is kept (restore events are few).

@@ -11,12 +11,15 @@ use std::path::Path;
 
 use serde::de::{value::StrDeserializer, DeserializeOwned};
 
-use super::collect::{actor_hash, object_hash, ActorKey, Collector, Facts};
+use super::collect::{actor_hash, object_hash, object_key, ActorKey, Collector, Facts};
 use super::describe;
 use super::input::{restore_fields, InputError, Query, Tally};
 use super::model::Source;
 use super::row::RestoreRow;
-use crate::event::{Actor, Cause, EventType, Kind, Netns, Outcome, Timestamp};
+use crate::event::{
+    Actor, Address, Cause, EventType, Kind, Link, Netns, Nexthop, Object, Outcome, Route, Rule,
+    Timestamp,
+};
 use crate::store::{FactRow, Reader};
 
 /// An actor or object row: its text until an event names it, then the collector's number.
@@ -190,41 +193,36 @@ impl Fold<'_> {
         let bad = |e: serde_json::Error| format!("object {id}: {e}");
         let kind: Kind = label(kind)?;
         let netns: Netns = serde_json::from_str(netns).map_err(bad)?;
-        let mut o = Members::default();
-        match kind {
-            Kind::Route => o.route = serde_json::from_str(json).map_err(bad)?,
-            Kind::Rule => o.rule = serde_json::from_str(json).map_err(bad)?,
-            Kind::Nexthop => o.nexthop = serde_json::from_str(json).map_err(bad)?,
-            Kind::Link => o.link = serde_json::from_str(json).map_err(bad)?,
-            Kind::Address => o.address = serde_json::from_str(json).map_err(bad)?,
+        // The member of the object's kind, as the event's JSON holds it (`null` included).
+        let object = match kind {
+            Kind::Route => {
+                serde_json::from_str::<Option<Route>>(json).map(|o| o.map(Object::Route))
+            }
+            Kind::Rule => serde_json::from_str::<Option<Rule>>(json).map(|o| o.map(Object::Rule)),
+            Kind::Nexthop => {
+                serde_json::from_str::<Option<Nexthop>>(json).map(|o| o.map(Object::Nexthop))
+            }
+            Kind::Link => serde_json::from_str::<Option<Link>>(json).map(|o| o.map(Object::Link)),
+            Kind::Address => {
+                serde_json::from_str::<Option<Address>>(json).map(|o| o.map(Object::Address))
+            }
         }
-        let description = describe::object_of(
+        .map_err(bad)?
+        .unwrap_or_else(|| Object::unnamed(kind));
+        let description = describe::object(&object);
+        let key = object_key(&object);
+        let hash = object_hash(&self.tally.hasher, netns.inode, &key);
+        let i = self.into.intern_object(
+            hash,
             kind,
-            &describe::Objects {
-                route: o.route.as_ref(),
-                rule: o.rule.as_ref(),
-                nexthop: o.nexthop.as_ref(),
-                link: o.link.as_ref(),
-                address: o.address.as_ref(),
-            },
+            netns.inode,
+            netns.name.as_deref(),
+            key,
+            description,
         );
-        let hash = object_hash(&self.tally.hasher, netns.inode, &description);
-        let i =
-            self.into
-                .intern_object(hash, kind, netns.inode, netns.name.as_deref(), description);
         *slot = Slot::Interned(i);
         Ok(i)
     }
-}
-
-/// The member of an object's kind, the others `None`.
-#[derive(Default)]
-struct Members {
-    route: Option<crate::event::Route>,
-    rule: Option<crate::event::Rule>,
-    nexthop: Option<crate::event::Nexthop>,
-    link: Option<crate::event::Link>,
-    address: Option<crate::event::Address>,
 }
 
 /// A kind, cause, outcome or event type as the JSON spells it.

@@ -5,6 +5,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    hash::Hash,
     time::{Duration, Instant},
 };
 
@@ -70,13 +71,13 @@ struct Track {
     suspended_until: Option<Instant>,
 }
 
-/// Restore history per (namespace, object, actor).
-pub struct FlapGuard {
+/// Restore history per key: (namespace, object, actor).
+pub struct FlapGuard<K> {
     config: GuardConfig,
-    tracks: HashMap<String, Track>,
+    tracks: HashMap<K, Track>,
 }
 
-impl FlapGuard {
+impl<K: Eq + Hash> FlapGuard<K> {
     pub fn new(config: GuardConfig) -> Self {
         Self {
             config,
@@ -89,9 +90,9 @@ impl FlapGuard {
     }
 
     /// The verdict on a removal of the object `key` by its actor, at `now`.
-    pub fn admit(&mut self, key: &str, now: Instant) -> Verdict {
+    pub fn admit(&mut self, key: K, now: Instant) -> Verdict {
         let c = &self.config;
-        let track = self.tracks.entry(key.to_string()).or_default();
+        let track = self.tracks.entry(key).or_default();
         if let Some(until) = track.suspended_until {
             if now < until {
                 return Verdict::Suspended;
@@ -142,7 +143,7 @@ impl FlapGuard {
 mod tests {
     use super::*;
 
-    fn guard(max: u32) -> FlapGuard {
+    fn guard(max: u32) -> FlapGuard<&'static str> {
         FlapGuard::new(GuardConfig {
             max_attempts: max,
             window: Duration::from_secs(60),

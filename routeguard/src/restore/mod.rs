@@ -3,8 +3,9 @@
 //!
 //! It consumes events (nothing upstream knows it exists) and answers with `restore` and
 //! `restore-suspended` events that go to the same sinks. The object re-added is the kernel's own
-//! description of what it removed ([`netlink`]); an event that only carries what a request
-//! named is never "restored", since that could create a different object. A re-add the kernel
+//! description of what it removed, which travels beside the event ([`Observed`], [`netlink`]);
+//! an event that only carries what a request named is never "restored", since that could create
+//! a different object. A re-add the kernel
 //! refuses for a reason that may pass (the link is still down) is retried until `retry_for`.
 //! routeguard's own re-adds are RTM_NEW* requests from its own pid, which the capture ignores,
 //! so a restore never triggers anything.
@@ -20,7 +21,10 @@ use std::{
 
 use crate::{
     correlate::Clock,
-    event::{describe, errno, Cause, Event, EventType, Kind, Restore, RestoreOutcome},
+    event::{
+        describe, errno, Cause, Event, EventType, KernelBody, Kind, ObjectKey, Observed, Restore,
+        RestoreOutcome,
+    },
     hints,
 };
 
@@ -40,6 +44,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 struct Pending {
     due: Instant,
     removal: Event,
+    /// The kernel's description of the removed object.
+    kernel: Option<KernelBody>,
     policy: String,
     attempt: u32,
     /// Set after a first refusal: retry until then, and report only the final result.
@@ -60,9 +66,9 @@ pub struct Missing {
 
 pub struct Restorer {
     protect: Vec<Protect>,
-    /// Removed protected objects not (yet) restored, by namespace inode and description.
-    missing: HashMap<(u32, String), Missing>,
-    guard: FlapGuard,
+    /// Removed protected objects not (yet) restored, by namespace inode and identity.
+    missing: HashMap<(u32, ObjectKey), Missing>,
+    guard: FlapGuard<FlapKey>,
     clock: Clock,
     sockets: HashMap<u32, NetnsSocket>,
     pending: Vec<Pending>,
@@ -85,9 +91,9 @@ impl Restorer {
 
     /// Looks at each event; restores what is due now, schedules the rest. Appends the restore
     /// events to `out`.
-    pub fn observe(&mut self, events: &[Event], out: &mut Vec<Event>) {
+    pub fn observe(&mut self, observed: &[Observed], out: &mut Vec<Event>) {
         let now = Instant::now();
-        for ev in events {
+        for Observed { event: ev, kernel } in observed {
             let Some(entry) = self.protect.iter().find(|p| p.selects(ev)) else {
                 continue;
             };
@@ -99,14 +105,14 @@ impl Restorer {
                 }
             }
             if !matches!(ev.cause, Cause::NetnsExit | Cause::Expired) {
-                let object = describe::object(ev);
+                let object = describe::object(&ev.object);
                 let netns = ev
                     .netns
                     .name
                     .clone()
                     .unwrap_or_else(|| ev.netns.inode.to_string());
                 self.missing.insert(
-                    (ev.netns.inode, object.clone()),
+                    (ev.netns.inode, ev.key()),
                     Missing {
                         policy: policy.clone(),
                         netns,
@@ -114,7 +120,7 @@ impl Restorer {
                     },
                 );
             }
-            if let Some(detail) = unrestorable(ev) {
+            if let Some(detail) = unrestorable(ev, kernel.as_ref()) {
                 out.push(answer(
                     ev,
                     &policy,
@@ -124,11 +130,12 @@ impl Restorer {
                 ));
                 continue;
             }
-            match self.guard.admit(&flap_key(ev), now) {
+            match self.guard.admit(flap_key(ev), now) {
                 Verdict::Restore { delay, attempt } => {
                     let pending = Pending {
                         due: now + delay,
                         removal: ev.clone(),
+                        kernel: kernel.clone(),
                         policy,
                         attempt,
                         retry_until: None,
@@ -148,13 +155,11 @@ impl Restorer {
         }
     }
 
-    /// Appends to `events` the engine's answers to them and the restores now due; returns
+    /// Appends to `out` the engine's answers to `observed` and the restores now due; returns
     /// whether restores are still waiting (the caller keeps its ticks coming for them).
-    pub fn answer(&mut self, events: &mut Vec<Event>) -> bool {
-        let mut answers = Vec::new();
-        self.observe(events, &mut answers);
-        self.tick(&mut answers);
-        events.extend(answers);
+    pub fn answer(&mut self, observed: &[Observed], out: &mut Vec<Event>) -> bool {
+        self.observe(observed, out);
+        self.tick(out);
         !self.pending.is_empty()
     }
 
@@ -200,7 +205,7 @@ impl Restorer {
             ));
             return;
         }
-        let result = self.readd(ev);
+        let result = self.readd(ev, pending.kernel.as_ref());
         let latency_us = {
             let now = self.clock.wall(Clock::monotonic_ns());
             u64::try_from((now.0 - ev.ts.0) / 1000).ok()
@@ -282,7 +287,7 @@ impl Restorer {
                 r.outcome,
                 RestoreOutcome::Restored | RestoreOutcome::AlreadyPresent
             ) {
-                self.missing.remove(&(ev.netns.inode, describe::object(ev)));
+                self.missing.remove(&(ev.netns.inode, ev.key()));
             }
         }
         reply.ts = self.clock.wall(Clock::monotonic_ns());
@@ -290,19 +295,15 @@ impl Restorer {
     }
 
     /// Sends the kernel's description back to the kernel.
-    fn readd(&mut self, ev: &Event) -> Result<Result<(), i32>, String> {
-        let (msg_type, body) = match ev.kind {
-            Kind::Route => {
-                let kernel = ev.route.as_ref().and_then(|r| r.kernel.bytes());
-                (
-                    RTM_NEWROUTE,
-                    netlink::route_body(kernel.unwrap_or_default())?,
-                )
-            }
-            _ => {
-                let kernel = ev.rule.as_ref().and_then(|r| r.kernel.bytes());
-                (RTM_NEWRULE, netlink::rule_body(kernel.unwrap_or_default())?)
-            }
+    fn readd(
+        &mut self,
+        ev: &Event,
+        kernel: Option<&KernelBody>,
+    ) -> Result<Result<(), i32>, String> {
+        let kernel = kernel.map(KernelBody::bytes).unwrap_or_default();
+        let (msg_type, body) = match ev.kind() {
+            Kind::Route => (RTM_NEWROUTE, netlink::route_body(kernel)?),
+            _ => (RTM_NEWRULE, netlink::rule_body(kernel)?),
         };
         let inode = ev.netns.inode;
         let socket = match self.sockets.entry(inode) {
@@ -317,8 +318,9 @@ impl Restorer {
     }
 }
 
-/// Why an event's object cannot be put back, if it cannot.
-fn unrestorable(ev: &Event) -> Option<String> {
+/// Why an event's object cannot be put back, if it cannot. `kernel` is the kernel's description
+/// of it, if it was heard.
+fn unrestorable(ev: &Event, kernel: Option<&KernelBody>) -> Option<String> {
     match ev.cause {
         Cause::NetnsExit => return Some("its network namespace is gone".into()),
         Cause::Expired => {
@@ -333,13 +335,7 @@ fn unrestorable(ev: &Event) -> Option<String> {
         }
         _ => {}
     }
-    let known = match ev.kind {
-        Kind::Route => ev
-            .route
-            .as_ref()
-            .is_some_and(|r| r.kernel.bytes().is_some()),
-        _ => ev.rule.as_ref().is_some_and(|r| r.kernel.bytes().is_some()),
-    };
+    let known = kernel.is_some() && matches!(ev.kind(), Kind::Route | Kind::Rule);
     (!known).then(|| {
         "the kernel's own description of the removed object was not heard (only the request's), \
          and re-adding what the request named could create a different object"
@@ -347,22 +343,25 @@ fn unrestorable(ev: &Event) -> Option<String> {
     })
 }
 
-/// The flap guard's identity of "this object, removed by this actor": the namespace, the
-/// object as described, and the actor's program (not its pid: a restarted daemon is the same
-/// culprit).
-fn flap_key(ev: &Event) -> String {
-    let actor = ev.actor.as_ref().map_or_else(
-        || "kernel".to_string(),
-        |a| {
-            format!(
-                "{}|{}|{}",
-                a.comm,
-                a.exe.as_deref().unwrap_or(""),
-                a.unit.as_deref().unwrap_or("")
-            )
-        },
-    );
-    format!("{}|{}|{actor}", ev.netns.inode, describe::object(ev))
+/// The flap guard's identity of "this object, removed by this actor".
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FlapKey {
+    netns_inode: u32,
+    object: ObjectKey,
+    /// The actor's program (not its pid: a restarted daemon is the same culprit): comm, exe and
+    /// unit; `None` for the kernel.
+    actor: Option<(String, Option<String>, Option<String>)>,
+}
+
+fn flap_key(ev: &Event) -> FlapKey {
+    FlapKey {
+        netns_inode: ev.netns.inode,
+        object: ev.key(),
+        actor: ev
+            .actor
+            .as_ref()
+            .map(|a| (a.comm.clone(), a.exe.clone(), a.unit.clone())),
+    }
 }
 
 /// A `restore` event answering the removal `ev`.

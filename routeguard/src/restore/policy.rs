@@ -13,7 +13,7 @@ use serde::{de, Deserialize, Deserializer};
 
 use crate::{
     decode,
-    event::{Actor, Event, EventType, Family, Kind, Outcome},
+    event::{parse_fwmark, Actor, Event, EventType, Family, Kind, Object, Outcome},
 };
 
 /// One `[[protect]]` entry. Every selector left out matches anything.
@@ -118,7 +118,9 @@ impl Protect {
 
     /// Whether `ev` is a successful removal of an object this entry protects.
     pub fn selects(&self, ev: &Event) -> bool {
-        if ev.event != EventType::Removal || ev.outcome != Outcome::Removed || ev.kind != self.kind
+        if ev.event != EventType::Removal
+            || ev.outcome != Outcome::Removed
+            || ev.kind() != self.kind
         {
             return false;
         }
@@ -131,12 +133,12 @@ impl Protect {
                 return false;
             }
         }
-        match self.kind {
-            Kind::Route => ev.route.as_ref().is_some_and(|r| {
+        match &ev.object {
+            Object::Route(r) => {
                 self.common(r.table, r.priority, r.protocol.as_deref())
                     && self.dst.is_none_or(|net| within(r.dst.as_deref(), &net))
-            }),
-            _ => ev.rule.as_ref().is_some_and(|r| {
+            }
+            Object::Rule(r) => {
                 self.common(r.table, r.priority, r.protocol.as_deref())
                     && self.from.is_none_or(|net| within(r.from.as_deref(), &net))
                     && self.to.is_none_or(|net| within(r.to.as_deref(), &net))
@@ -145,7 +147,9 @@ impl Protect {
                     && self
                         .fwmark
                         .is_none_or(|m| r.fwmark.as_deref().and_then(parse_fwmark) == Some(m))
-            }),
+            }
+            // Only routes and rules are protected.
+            _ => false,
         }
     }
 
@@ -292,18 +296,6 @@ fn fwmark<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(u32, u32)>, D::Erro
             "fwmark `{s}` is not a mark; use e.g. \"0x10\" or \"0x10/0xff\""
         ))
     })
-}
-
-/// `0x10`, `16` or `0x10/0xff` → (mark, mask); a mark without a mask matches all 32 bits.
-fn parse_fwmark(s: &str) -> Option<(u32, u32)> {
-    let num = |t: &str| match t.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => t.parse().ok(),
-    };
-    match s.split_once('/') {
-        Some((mark, mask)) => Some((num(mark)?, num(mask)?)),
-        None => Some((num(s)?, u32::MAX)),
-    }
 }
 
 /// A value written as a TOML string or integer.

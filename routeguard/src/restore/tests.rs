@@ -2,13 +2,11 @@
 //! (tests/tests/restore.rs).
 
 use super::*;
-use crate::event::{tests::sample_route_event, Outcome, Rule};
+use crate::event::{fixtures::sample_route_event, Object, Outcome, Route, Rule};
 
 fn rule_event(priority: u32, table: u32) -> Event {
     let mut ev = sample_route_event();
-    ev.kind = Kind::Rule;
-    ev.route = None;
-    ev.rule = Some(Rule {
+    ev.object = Object::Rule(Rule {
         priority: Some(priority),
         table: Some(table),
         protocol: Some("static".into()),
@@ -80,15 +78,16 @@ fn bad_specs_say_which_value_and_what_to_write() {
 
 #[test]
 fn unrestorable_without_the_kernels_view() {
-    let ev = rule_event(100, 77);
-    assert!(unrestorable(&ev)
+    let mut ev = rule_event(100, 77);
+    assert!(unrestorable(&ev, None)
         .unwrap()
         .contains("kernel's own description"));
-    let mut ev = rule_event(100, 77);
-    ev.rule.as_mut().unwrap().kernel = crate::event::KernelBody::new(&[0; 12]);
-    assert_eq!(unrestorable(&ev), None);
+    let kernel = KernelBody::new(&[0; 12]);
+    assert_eq!(unrestorable(&ev, Some(&kernel)), None);
     ev.cause = Cause::NetnsExit;
-    assert!(unrestorable(&ev).unwrap().contains("namespace is gone"));
+    assert!(unrestorable(&ev, Some(&kernel))
+        .unwrap()
+        .contains("namespace is gone"));
 }
 
 #[test]
@@ -99,6 +98,44 @@ fn flap_key_ignores_pid_but_not_program() {
     assert_eq!(flap_key(&a), flap_key(&b));
     std::sync::Arc::make_mut(b.actor.as_mut().unwrap()).comm = "other".into();
     assert_ne!(flap_key(&a), flap_key(&b));
+}
+
+/// A route as the kernel-function path names it (its device, metric 0) and as the syscall path's
+/// notification does (its index, no metric): one object to the flap guard and to what is missing.
+#[test]
+fn a_route_is_one_object_whichever_path_described_it() {
+    let route = sample_route_event().object.route().unwrap().clone();
+    let mut by_device = sample_route_event();
+    by_device.object = Object::Route(Route {
+        dev: Some("rg0".into()),
+        oif: Some(3),
+        priority: Some(0),
+        ..route.clone()
+    });
+    let mut by_index = sample_route_event();
+    by_index.object = Object::Route(Route {
+        oif: Some(3),
+        priority: None,
+        ..route
+    });
+    assert_ne!(
+        describe::object(&by_index.object),
+        describe::object(&by_device.object)
+    );
+    assert_eq!(flap_key(&by_index), flap_key(&by_device));
+    let protect = vec![parse_spec("kind=route table=77").unwrap()];
+    let mut r = Restorer::new(protect, GuardConfig::default(), Clock::new()).unwrap();
+    let mut answers = Vec::new();
+    r.observe(
+        &[Observed::alone(by_device), Observed::alone(by_index)],
+        &mut answers,
+    );
+    assert_eq!(
+        answers.len(),
+        2,
+        "neither is restorable without the kernel's view"
+    );
+    assert_eq!(r.missing().len(), 1, "{:?}", r.missing());
 }
 
 #[test]

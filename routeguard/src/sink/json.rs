@@ -130,8 +130,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::event::{Capture, Cause, Family, Kind, Outcome};
-    use crate::sink::fixtures::{full_event, route_event, rule_event};
+    use crate::event::fixtures::{full_event, full_object, route_event, rule_event};
+    use crate::event::{Capture, Cause, Family, Kind, Op, Outcome, Syscall};
 
     const DOC: &str = include_str!("../../../docs/events.md");
 
@@ -165,13 +165,35 @@ mod tests {
 
     #[test]
     fn doc_lists_exactly_the_serialised_fields() {
-        let v: Value = serde_json::from_str(&to_line(&full_event())).unwrap();
+        // An event carries one object: the full event, and the same with each kind's object.
+        const OBJECTS: [(&str, Kind); 5] = [
+            ("Route", Kind::Route),
+            ("Rule", Kind::Rule),
+            ("Nexthop", Kind::Nexthop),
+            ("Link", Kind::Link),
+            ("Address", Kind::Address),
+        ];
+        let json = |ev: &Event| -> Value { serde_json::from_str(&to_line(ev)).unwrap() };
+        let v = json(&full_event());
+        let with_object: Vec<(&str, Value)> = OBJECTS
+            .iter()
+            .map(|&(name, kind)| {
+                let ev = Event {
+                    object: full_object(kind),
+                    ..full_event()
+                };
+                (name, json(&ev))
+            })
+            .collect();
         let sections = documented_fields();
         let object = |name: &str| -> &Value {
             match name {
                 "Event" => &v,
                 "Ancestor" => &v["actor"]["ancestry"][0],
-                other => &v[other.to_lowercase()],
+                other => match with_object.iter().find(|(n, _)| *n == other) {
+                    Some((_, ev)) => &ev[other.to_lowercase()],
+                    None => &v[other.to_lowercase()],
+                },
             }
         };
         let names: BTreeSet<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
@@ -193,13 +215,25 @@ mod tests {
                 "fields of {name}: docs/events.md vs serde output"
             );
         }
-        // Every optional field was filled in: a null here means the fixture missed one.
+        // Every optional field was filled in: a null here means the fixture missed one. The
+        // members of the kinds the event's object is not are null by design.
+        let other_kinds = ["rule", "nexthop", "link", "address"];
         for (name, _) in &sections {
             for (field, value) in object(name).as_object().unwrap() {
                 assert!(
-                    !value.is_null(),
+                    !value.is_null() || name == "Event" && other_kinds.contains(&field.as_str()),
                     "{name}.{field} is null in the full fixture"
                 );
+            }
+        }
+        // Each object is under its kind's key, the other four null.
+        for (name, ev) in &with_object {
+            let key = name.to_lowercase();
+            assert_eq!(ev["kind"], Value::String(key.clone()));
+            for (_, other) in OBJECTS {
+                let other = serde_json::to_value(other).unwrap();
+                let other = other.as_str().unwrap();
+                assert_eq!(ev[other].is_null(), other != key, "{other} in {ev}");
             }
         }
     }
@@ -236,6 +270,12 @@ mod tests {
         }
         for c in [Capture::Syscall, Capture::KernelFunction, Capture::Netlink] {
             values.push(serde_json::to_value(c).unwrap());
+        }
+        for op in Op::KNOWN {
+            values.push(serde_json::to_value(op).unwrap());
+        }
+        for syscall in Syscall::KNOWN {
+            values.push(serde_json::to_value(syscall).unwrap());
         }
         for v in values {
             let s = v.as_str().unwrap();

@@ -7,6 +7,3 @@
 pub mod escape;
 pub mod json;
 pub mod terminal;
-
-#[cfg(test)]
-pub(crate) mod fixtures;

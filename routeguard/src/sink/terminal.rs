@@ -88,17 +88,10 @@ pub fn verb(cause: Cause) -> &'static str {
 /// The object in iproute2's words; its process-derived parts (device names) escaped. A replace
 /// shows the route that took the removed one's place after `=>`.
 fn object(ev: &Event) -> String {
-    use crate::event::describe::{object, object_of, Objects};
-    let mut text = object(ev);
+    use crate::event::describe;
+    let mut text = describe::object(&ev.object);
     if let Some(new) = &ev.replacement {
-        let objects = Objects {
-            route: Some(new),
-            rule: None,
-            nexthop: None,
-            link: None,
-            address: None,
-        };
-        let new = object_of(crate::event::Kind::Route, &objects);
+        let new = describe::route(new);
         text.push_str(" => ");
         text.push_str(new.strip_prefix("route ").unwrap_or(&new));
     }

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use super::{clamp_ns, label, StoreError};
-use crate::event::{Actor, Event, Kind};
+use crate::event::{Actor, Event, Object};
 
 /// Distinct actors and objects whose row ids the writer remembers (16 bytes each); past this it
 /// forgets them all and starts again (a host whose every removal is a new `ip` process, or a
@@ -46,14 +46,14 @@ struct ObjectKey {
 
 impl<'e> Facts<'e> {
     pub(super) fn of(ev: &'e Event) -> Self {
-        let member = match ev.kind {
-            Kind::Route => json(&ev.route),
-            Kind::Rule => json(&ev.rule),
-            Kind::Nexthop => json(&ev.nexthop),
-            Kind::Link => json(&ev.link),
-            Kind::Address => json(&ev.address),
+        let member = match &ev.object {
+            Object::Route(r) => json(r),
+            Object::Rule(r) => json(r),
+            Object::Nexthop(n) => json(n),
+            Object::Link(l) => json(l),
+            Object::Address(a) => json(a),
         };
-        let kind = label(&ev.kind);
+        let kind = label(&ev.kind());
         Facts {
             object: ObjectKey {
                 kind: kind.clone(),

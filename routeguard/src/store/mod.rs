@@ -421,12 +421,7 @@ impl<'e> Row<'e> {
             actor_unit: actor.and_then(|a| a.unit.clone()),
             actor_container: actor.and_then(|a| a.container.clone()),
             // The table a route lives in, or the one a rule points at: "what touched table 77".
-            route_table: ev
-                .route
-                .as_ref()
-                .and_then(|r| r.table)
-                .or_else(|| ev.rule.as_ref().and_then(|r| r.table))
-                .map(i64::from),
+            route_table: ev.object.table().map(i64::from),
             json: sink::json::to_line(ev),
         }
     }

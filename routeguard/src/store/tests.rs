@@ -8,8 +8,8 @@ use std::{
 
 use super::*;
 use crate::{
+    event::fixtures::{route_event, rule_event, TS},
     event::{Timestamp, SCHEMA_VERSION as EVENT_SCHEMA_VERSION},
-    sink::fixtures::{route_event, rule_event, TS},
 };
 
 /// A directory of its own under the temp dir, removed on drop.

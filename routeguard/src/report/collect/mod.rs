@@ -12,7 +12,7 @@ mod timeline;
 use super::describe;
 use super::hints;
 use super::model::*;
-use crate::event::{Actor, Cause, Event, EventType, Kind, Outcome, Timestamp};
+use crate::event::{Actor, Cause, Event, EventType, Kind, Object, ObjectKey, Outcome, Timestamp};
 pub use restores::{outcome_name as restore_outcome_name, RestoreFields};
 
 /// How events are grouped and how much of them is kept in full.
@@ -59,6 +59,8 @@ const _: () = assert!(std::mem::size_of::<Rec>() == 24);
 struct ObjectInfo {
     kind: Kind,
     netns: NetnsRef,
+    key: ObjectKey,
+    /// In the words of the first event that named it.
     description: String,
 }
 
@@ -101,24 +103,34 @@ impl<'a> ActorKey<'a> {
     }
 }
 
-/// What folding an event derives from its [`Fields`]: the object in words and the hashes
-/// interning looks up. It is the costly part of folding, so it can be done on other threads
-/// with the collector's hasher ([`Collector::hasher`]).
+/// What folding an event derives from its [`Fields`]: the object's identity and words, and the
+/// hashes interning looks up. It is the costly part of folding, so it can be done on other
+/// threads with the collector's hasher ([`Collector::hasher`]).
 pub struct Derived {
-    object: String,
+    key: ObjectKey,
+    description: String,
     object_hash: u64,
     actor_hash: u64,
 }
 
 impl Derived {
-    /// `object` is the object in words ([`describe::object`]).
-    pub fn new(f: &Fields, object: String, hasher: &RandomState) -> Self {
+    pub fn new(f: &Fields, object: &Object, hasher: &RandomState) -> Self {
+        let key = object_key(object);
         Derived {
-            object_hash: object_hash(hasher, f.netns_inode, &object),
-            object,
+            object_hash: object_hash(hasher, f.netns_inode, &key),
+            key,
+            description: describe::object(object),
             actor_hash: actor_hash(hasher, f.actor.as_ref()),
         }
     }
+}
+
+/// The identity the report groups an object's events by: its [`ObjectKey`], whichever capture
+/// path described it. Without the family: the store's object rows do not record it, and a report
+/// from a store must be the one its events' JSON gives (addresses and prefixes tell the families
+/// apart but for a default route, or a rule without `from` and `to`, of both).
+pub fn object_key(object: &Object) -> ObjectKey {
+    ObjectKey::of(None, object)
 }
 
 /// The hash actors are interned by, with the collector's hasher ([`Collector::hasher`]).
@@ -129,9 +141,9 @@ pub fn actor_hash(hasher: &RandomState, key: Option<&ActorKey>) -> u64 {
     }
 }
 
-/// The hash objects are interned by: their namespace and description.
-pub fn object_hash(hasher: &RandomState, netns_inode: u32, description: &str) -> u64 {
-    hasher.hash_one((netns_inode, description))
+/// The hash objects are interned by: their namespace and identity ([`object_key`]).
+pub fn object_hash(hasher: &RandomState, netns_inode: u32, key: &ObjectKey) -> u64 {
+    hasher.hash_one((netns_inode, key))
 }
 
 /// What is kept of an event whose actor and object are interned already
@@ -161,7 +173,7 @@ impl Facts<'_> {
 fn fields_of(ev: &Event) -> Fields<'_> {
     Fields {
         ts: ev.ts,
-        kind: ev.kind,
+        kind: ev.kind(),
         cause: ev.cause,
         outcome: ev.outcome,
         errno: ev.errno,
@@ -218,7 +230,7 @@ impl Collector {
 
     pub fn push(&mut self, ev: Event) {
         let fields = fields_of(&ev);
-        let derived = Derived::new(&fields, describe::object(&ev), &self.hasher);
+        let derived = Derived::new(&fields, &ev.object, &self.hasher);
         let pushed = self.push_compact(&fields, derived, || Ok(ev.actor.as_deref().cloned()));
         debug_assert!(pushed.is_ok(), "the actor is at hand");
     }
@@ -249,7 +261,8 @@ impl Collector {
             ev.kind,
             ev.netns_inode,
             ev.netns_name,
-            derived.object,
+            derived.key,
+            derived.description,
         );
         self.push_interned(&facts, actor, object);
         Ok(())
@@ -304,20 +317,21 @@ impl Collector {
         Ok(i)
     }
 
-    /// An object is its namespace and its description; the first event naming it gives its kind
-    /// and namespace name. `hash` is [`object_hash`].
+    /// An object is its namespace and its identity; the first event naming it gives its kind,
+    /// namespace name and description. `hash` is [`object_hash`].
     pub fn intern_object(
         &mut self,
         hash: u64,
         kind: Kind,
         netns_inode: u32,
         netns_name: Option<&str>,
-        description: impl AsRef<str> + Into<String>,
+        key: ObjectKey,
+        description: impl Into<String>,
     ) -> u32 {
         let candidates = self.object_ix.entry(hash).or_default();
         for &i in candidates.iter() {
             let o = &self.objects[i as usize];
-            if o.netns.inode == netns_inode && o.description == description.as_ref() {
+            if o.netns.inode == netns_inode && o.key == key {
                 return i;
             }
         }
@@ -329,6 +343,7 @@ impl Collector {
                 inode: netns_inode,
                 name: netns_name.map(str::to_owned),
             },
+            key,
             description: description.into(),
         });
         i

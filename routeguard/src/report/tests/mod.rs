@@ -2,8 +2,8 @@
 
 use super::render::{self, Format};
 use super::*;
-use crate::event::{Cause, Event, Outcome, Rule, Timestamp};
-use crate::sink::fixtures;
+use crate::event::fixtures;
+use crate::event::{Cause, Event, Object, Outcome, Route, Rule, Timestamp};
 
 mod restores;
 mod stored;
@@ -19,7 +19,7 @@ fn networkd_burst(t0: i128, n: u32) -> Vec<Event> {
             ev.outcome = Outcome::Removed;
             ev.errno = None;
             ev.error = None;
-            ev.rule = Some(Rule {
+            ev.object = Object::Rule(Rule {
                 priority: Some(100 + i),
                 table: Some(77),
                 ..Rule::default()
@@ -117,6 +117,41 @@ fn gap_is_configurable() {
     assert_eq!(report_of(events, 1).incidents.len(), 2);
 }
 
+/// One route removed twice, described once as the kernel-function path does (its device, metric
+/// 0) and once as the syscall path's notification does (its index, no metric): one object,
+/// named as its first event named it, whether the events were pushed or read from JSON lines.
+#[test]
+fn a_route_is_one_object_whichever_path_described_it() {
+    let mut by_device = fixtures::route_event();
+    let route = by_device.object.route().unwrap().clone();
+    by_device.object = Object::Route(Route {
+        dev: Some("rg0".into()),
+        oif: Some(3),
+        priority: Some(0),
+        ..route.clone()
+    });
+    let mut by_index = fixtures::route_event();
+    by_index.ts = Timestamp(fixtures::TS + S);
+    by_index.object = Object::Route(Route {
+        oif: Some(3),
+        priority: None,
+        ..route
+    });
+    let events = vec![by_device, by_index];
+    for r in [
+        report_of(events.clone(), 5),
+        restores::from_jsonl(&events, "one-route"),
+    ] {
+        assert_eq!(r.headline.objects, 1);
+        assert_eq!(r.objects.len(), 1);
+        assert_eq!(
+            r.objects[0].object,
+            "route table 77 10.1.0.0/24 via 10.0.0.1 dev rg0 metric 0"
+        );
+        assert_eq!(r.objects[0].outcomes.removed, 2);
+    }
+}
+
 #[test]
 fn out_of_order_events_are_sorted_and_kernel_removals_have_no_actor() {
     let mut a = fixtures::route_event();
@@ -142,7 +177,7 @@ fn hostile_report() -> Report {
     a.cmdline = "evil </svg><script>alert(1)</script> | *b* _i_ [l](u) \x1b]0;pwned\x07".into();
     a.exe = Some("/tmp/<img src=x>".into());
     a.unit = Some("a|b.service".into());
-    ev.route.as_mut().unwrap().dev = Some("eth0</td>".into());
+    ev.object.route_mut().unwrap().dev = Some("eth0</td>".into());
     report_of(vec![ev], 5)
 }
 

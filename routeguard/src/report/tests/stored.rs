@@ -41,7 +41,7 @@ fn every_kind() -> Vec<Event> {
     .enumerate()
     {
         let mut ev = fixtures::full_event();
-        ev.kind = kind;
+        ev.object = fixtures::full_object(kind);
         // Removals; the full event is a suspension.
         ev.event = EventType::Removal;
         ev.restore = None;

@@ -1,6 +1,6 @@
 use super::*;
-use crate::event::{Address, Kind, Link, Nexthop, Route, Rule};
-use crate::sink::fixtures::{route_event, rule_event};
+use crate::event::fixtures::{route_event, rule_event};
+use crate::event::{Address, Link, Nexthop, Object, Route, Rule};
 
 /// The line with runs of spaces collapsed: the words, not the alignment.
 fn words(line: &str) -> String {
@@ -43,7 +43,7 @@ fn hostile_strings_stay_on_one_escaped_line() {
     actor.comm = "\x1b[31mip\n".into();
     actor.unit = Some("x\r\u{9b}2J.service".into());
     ev.netns.name = Some("blue\x07".into());
-    ev.route.as_mut().unwrap().dev = Some("eth0\n12:00:00 fake".into());
+    ev.object.route_mut().unwrap().dev = Some("eth0\n12:00:00 fake".into());
     let line = format_line(&ev);
     assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\x1b'));
     assert!(
@@ -72,18 +72,15 @@ fn container_short_id_preferred_over_unit() {
 fn verbs_by_cause_and_other_objects() {
     let mut ev = route_event();
     ev.cause = Cause::LinkDown;
-    ev.kind = Kind::Link;
     ev.family = None;
-    ev.route = None;
-    ev.link = Some(Link {
+    ev.object = Object::Link(Link {
         ifindex: Some(3),
         name: Some("eth1".into()),
     });
     assert!(words(&format_line(&ev)).contains(" LINK-DOWN link dev eth1 ifindex 3 -> removed"));
 
     ev.cause = Cause::AddressRemoved;
-    ev.kind = Kind::Address;
-    ev.address = Some(Address {
+    ev.object = Object::Address(Address {
         ifindex: Some(3),
         dev: None,
         address: Some("10.0.0.2/24".into()),
@@ -91,8 +88,7 @@ fn verbs_by_cause_and_other_objects() {
     assert!(words(&format_line(&ev)).contains(" ADDR-DEL addr 10.0.0.2/24 ifindex 3 -> removed"));
 
     ev.cause = Cause::Request;
-    ev.kind = Kind::Nexthop;
-    ev.nexthop = Some(Nexthop { id: Some(42) });
+    ev.object = Object::Nexthop(Nexthop { id: Some(42) });
     ev.outcome = Outcome::Unknown;
     assert!(words(&format_line(&ev)).contains(" DEL nexthop id 42 -> unknown"));
 
@@ -126,7 +122,7 @@ fn verbs_by_cause_and_other_objects() {
 fn route_variants() {
     let mut ev = route_event();
     ev.netns.name = None;
-    ev.route = Some(Route {
+    ev.object = Object::Route(Route {
         table: Some(254),
         dst: Some("default".into()),
         oif: Some(4),
@@ -149,7 +145,7 @@ fn route_variants() {
 #[test]
 fn rule_variants() {
     let mut ev = rule_event();
-    ev.rule = Some(Rule {
+    ev.object = Object::Rule(Rule {
         priority: Some(32766),
         invert: true,
         from: Some("10.0.0.0/8".into()),
@@ -169,7 +165,7 @@ fn rule_variants() {
         ),
         "{line}"
     );
-    ev.rule = Some(Rule {
+    ev.object = Object::Rule(Rule {
         priority: Some(5),
         action: Some("blackhole".into()),
         ..Rule::default()

@@ -1,10 +1,11 @@
-//! Events built by hand, for the sinks' tests.
+//! Events built by hand, for the tests of every room downstream of the event model.
 
 use std::sync::Arc;
 
-use crate::event::{
-    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, KernelBody, Kind, Link,
-    Netns, Nexthop, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Timestamp, Trigger,
+use super::{
+    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, Kind, Link, Netns, Nexthop,
+    Object, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall, Timestamp,
+    Trigger,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -53,7 +54,13 @@ pub fn actor() -> Actor {
 pub fn route_event() -> Event {
     let mut ev = Event::removal(
         Timestamp(TS),
-        Kind::Route,
+        Object::Route(Route {
+            table: Some(77),
+            dst: Some("10.1.0.0/24".into()),
+            gateway: Some("10.0.0.1".into()),
+            priority: Some(100),
+            ..Route::default()
+        }),
         Some(Family::Inet),
         Cause::Request,
         Outcome::Removed,
@@ -65,18 +72,11 @@ pub fn route_event() -> Event {
     );
     ev.actor = Some(Arc::new(actor()));
     ev.request = Some(Request {
-        syscall: "sendmsg".into(),
-        op: "RTM_DELROUTE".into(),
+        syscall: Syscall::Sendmsg,
+        op: Op::RtmDelRoute,
         seq: Some(1764256661),
         nlmsg_flags: Some(0x0005),
         ack_requested: true,
-    });
-    ev.route = Some(Route {
-        table: Some(77),
-        dst: Some("10.1.0.0/24".into()),
-        gateway: Some("10.0.0.1".into()),
-        priority: Some(100),
-        ..Route::default()
     });
     ev
 }
@@ -95,7 +95,6 @@ pub fn rule_event() -> Event {
     actor.unit = Some("session-1.scope".into());
     Event {
         ts: Timestamp(1_795_792_662_000_001_000),
-        kind: Kind::Rule,
         outcome: Outcome::Failed,
         errno: Some(2),
         error: Some("ENOENT".into()),
@@ -105,14 +104,13 @@ pub fn rule_event() -> Event {
         },
         actor: Some(Arc::new(actor)),
         request: Some(Request {
-            syscall: "sendmsg".into(),
-            op: "RTM_DELRULE".into(),
+            syscall: Syscall::Sendmsg,
+            op: Op::RtmDelRule,
             seq: Some(1764256662),
             nlmsg_flags: Some(0x0005),
             ack_requested: true,
         }),
-        route: None,
-        rule: Some(Rule {
+        object: Object::Rule(Rule {
             priority: Some(100),
             table: Some(77),
             ..Rule::default()
@@ -121,56 +119,19 @@ pub fn rule_event() -> Event {
     }
 }
 
-/// Every optional field filled in, nested objects included.
+/// Every optional field filled in, nested objects included: a route, [`full_object`].
 pub fn full_event() -> Event {
     let mut actor = actor();
     actor.container =
         Some("3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".into());
     Event {
+        object: full_object(Kind::Route),
         errno: Some(2),
         error: Some("ENOENT".into()),
         actor: Some(Arc::new(actor)),
-        route: Some(Route {
-            table: Some(254),
-            dst: Some("2001:db8::/64".into()),
-            gateway: Some("fe80::1".into()),
-            dev: Some("eth0".into()),
-            oif: Some(2),
-            protocol: Some("boot".into()),
-            scope: Some("universe".into()),
-            route_type: Some("unicast".into()),
-            priority: Some(1024),
-            src: Some("2001:db8::2".into()),
-            tos: Some(0),
-            nhid: Some(7),
-            kernel: KernelBody::default(),
-        }),
-        rule: Some(Rule {
-            priority: Some(100),
-            table: Some(77),
-            from: Some("10.0.0.0/8".into()),
-            to: Some("10.1.0.0/16".into()),
-            iif: Some("eth0".into()),
-            oif: Some("eth1".into()),
-            fwmark: Some("0x64/0xff".into()),
-            action: Some("lookup".into()),
-            protocol: Some("static".into()),
-            invert: true,
-            kernel: KernelBody::default(),
-        }),
-        nexthop: Some(Nexthop { id: Some(7) }),
-        link: Some(Link {
-            ifindex: Some(2),
-            name: Some("eth0".into()),
-        }),
-        address: Some(Address {
-            ifindex: Some(2),
-            dev: Some("eth0".into()),
-            address: Some("10.0.0.2/24".into()),
-        }),
         trigger: Some(Trigger {
             kind: Kind::Link,
-            op: "RTM_NEWLINK".into(),
+            op: Op::RtmNewLink,
             link: Some(Link {
                 ifindex: Some(2),
                 name: Some("eth0".into()),
@@ -204,4 +165,70 @@ pub fn full_event() -> Event {
         }),
         ..route_event()
     }
+}
+
+/// An object of `kind` with every field filled in.
+pub fn full_object(kind: Kind) -> Object {
+    match kind {
+        Kind::Route => Object::Route(Route {
+            table: Some(254),
+            dst: Some("2001:db8::/64".into()),
+            gateway: Some("fe80::1".into()),
+            dev: Some("eth0".into()),
+            oif: Some(2),
+            protocol: Some("boot".into()),
+            scope: Some("universe".into()),
+            route_type: Some("unicast".into()),
+            priority: Some(1024),
+            src: Some("2001:db8::2".into()),
+            tos: Some(0),
+            nhid: Some(7),
+        }),
+        Kind::Rule => Object::Rule(Rule {
+            priority: Some(100),
+            table: Some(77),
+            from: Some("10.0.0.0/8".into()),
+            to: Some("10.1.0.0/16".into()),
+            iif: Some("eth0".into()),
+            oif: Some("eth1".into()),
+            fwmark: Some("0x64/0xff".into()),
+            action: Some("lookup".into()),
+            protocol: Some("static".into()),
+            invert: true,
+        }),
+        Kind::Nexthop => Object::Nexthop(Nexthop { id: Some(7) }),
+        Kind::Link => Object::Link(Link {
+            ifindex: Some(2),
+            name: Some("eth0".into()),
+        }),
+        Kind::Address => Object::Address(Address {
+            ifindex: Some(2),
+            dev: Some("eth0".into()),
+            address: Some("10.0.0.2/24".into()),
+        }),
+    }
+}
+
+/// [`route_event`] by another run of `ip`, of a route of its own: pid 4242, route 10.77.1.0/24
+/// table 77 metric 100.
+pub fn sample_route_event() -> Event {
+    let mut ev = route_event();
+    let actor = Arc::make_mut(ev.actor.as_mut().expect("the fixture has its actor"));
+    (actor.pid, actor.tid, actor.ppid) = (4242, 4242, 4200);
+    actor.ancestry[0].pid = 4200;
+    actor.cmdline = "ip route del 10.77.1.0/24 table 77".into();
+    actor.argv = ["ip", "route", "del", "10.77.1.0/24", "table", "77"]
+        .map(String::from)
+        .to_vec();
+    ev.request
+        .as_mut()
+        .expect("the fixture has its request")
+        .seq = Some(1_795_792_661);
+    ev.object = Object::Route(Route {
+        table: Some(77),
+        dst: Some("10.77.1.0/24".into()),
+        priority: Some(100),
+        ..Default::default()
+    });
+    ev
 }
