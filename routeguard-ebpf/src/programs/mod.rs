@@ -83,9 +83,6 @@ pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
     if crate::programs::kern::floor() {
         return 0;
     }
-    if crate::programs::kern::floor() {
-        return 0;
-    }
     let _ = try_sys_enter(&ctx);
     0
 }
@@ -131,9 +128,6 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
     if crate::programs::kern::floor() {
         return 0;
     }
-    if crate::programs::kern::floor() {
-        return 0;
-    }
     let _ = try_sys_exit(&ctx);
     0
 }
@@ -168,9 +162,6 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
 // details userspace had for the old image.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    if crate::programs::kern::floor() {
-        return 0;
-    }
     if crate::programs::kern::floor() {
         return 0;
     }

@@ -22,7 +22,6 @@ use crate::kernel::{
     btf_kfunc,
 };
 
-pub use kfunc::KERNEL_PROGRAMS;
 pub use select::CapturePath;
 
 pub use programs::{Hook, EXEC_PROGRAMS, PROGRAMS};
