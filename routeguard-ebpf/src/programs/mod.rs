@@ -15,6 +15,7 @@ mod kern;
 mod kfunc;
 mod maps;
 mod notify;
+mod rare;
 mod recv;
 mod send;
 mod sock;
