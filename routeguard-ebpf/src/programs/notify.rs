@@ -30,6 +30,7 @@ use routeguard_common::{
 use super::{
     kern::{bound, config_field, floor, read},
     maps::{count, EVENTS, NOTIFY_SCRATCH},
+    rare::{rare, site, EVERY_NS},
     send::{wake_flags, RTM_DELROUTE, RTM_DELRULE},
 };
 
@@ -99,6 +100,17 @@ fn copy(ctx: &SkBuffContext, msg_len: u32) {
     };
     if loaded != 0 {
         count(counter::READ_FAILED);
+        // Should not happen: `n` is within the skb's length. Should it, it would happen for
+        // every notification: rate-limited.
+        rare!(
+            Warn,
+            site::NOTIFY_UNREADABLE,
+            EVERY_NS,
+            "loading {} of the {} bytes of a deletion notification from its skb failed ({}); it is not recorded",
+            n,
+            full,
+            loaded
+        );
         return;
     }
     // SAFETY: helper without preconditions (a socket filter may call it with CAP_PERFMON).

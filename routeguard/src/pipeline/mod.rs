@@ -10,6 +10,7 @@
 //! | `routeguard-drain` ([`drain`]) | moves records out of the ring into the queue | `poll(2)` on the ring, nothing else |
 //! | `routeguard-correlate` | decodes records, joins requests with the kernel's answers, attributes them, releases events | the queue (waiting for work), `/proc` reads, the event channel to the caller when the caller lags (the queue then fills and counts what it drops) |
 //! | `routeguard-mirror` (one per namespace) | applies the kernel's route/rule notifications to the mirror | its netlink socket |
+//! | `routeguard-ebpf-log` ([`capture::ebpf_log`]; only with `-v`/`-vv`) | forwards the programs' own log lines into `tracing` | `poll(2)` on the programs' log ring; stderr, as `tracing` writes to it |
 //! | the caller's (`trace`'s or the daemon's runtime) | sinks, restores, metrics, signals | writes to its sinks |
 //!
 //! The queue between the drain and the correlating thread is bounded in bytes
@@ -117,6 +118,8 @@ pub struct Pipeline {
     totals: Totals,
     adopted: bool,
     pinned: bool,
+    /// Forwards the programs' log lines while it lives.
+    logs: Option<capture::ebpf_log::Reader>,
 }
 
 impl Pipeline {
@@ -124,7 +127,7 @@ impl Pipeline {
     /// this fails.
     pub fn start(options: &capture::Options, settings: &Settings) -> Result<Self, CaptureError> {
         let mut options = options.clone();
-        let capture = match Capture::start(&options) {
+        let mut capture = match Capture::start(&options) {
             Err(err) if options.fallback && err.is_kernel_function() => {
                 tracing::warn!(%err, "the kernel-function path did not start; using the syscall path");
                 options.path = CapturePath::Syscall;
@@ -134,6 +137,14 @@ impl Pipeline {
         };
         let (adopted, pinned) = (capture.adopted, capture.pinned);
         let programs = capture.programs;
+        // Lines the programs log are rare and may wait on a slow stderr: a thread of their own.
+        let logs = match capture.take_logs().map(capture::ebpf_log::Reader::start) {
+            Some(Err(err)) => {
+                tracing::warn!(%err, "cannot start the thread that reads the programs' log lines; they are lost");
+                None
+            }
+            started => started.and_then(Result::ok),
+        };
         let (ring, counters, _notify) = capture.split();
         let clock = Clock::new();
         let mut correlator = match options.path {
@@ -176,6 +187,7 @@ impl Pipeline {
             totals: Totals::default(),
             adopted,
             pinned,
+            logs,
         })
     }
 
@@ -220,6 +232,9 @@ impl Pipeline {
         if let Some(thread) = self.correlate.take() {
             let _ = thread.join();
         }
+        // After the programs are gone (with the correlating thread's counters): their last
+        // lines are forwarded before it stops.
+        self.logs = None;
         self.totals = last.totals;
         last
     }
