@@ -671,3 +671,44 @@ fn a_bad_config_starts_nothing() {
     );
     assert!(!store.exists(), "nothing was started");
 }
+
+/// A value out of range: exit 2, one line naming the file, the line, the key, the value and the
+/// range; nothing is started. (`window = "0"` used to turn the flap guard off, silently.)
+#[test]
+fn a_value_out_of_range_starts_nothing() {
+    require_root();
+    let dir = Dir::new("range");
+    let config = dir.0.join("routeguard.toml");
+    let store = dir.0.join("events.db");
+    fs::write(
+        &config,
+        config_text(&store, free_port(), &dir.1, false) + "\n[restore]\nwindow = \"0\"\n",
+    )
+    .unwrap();
+    let child = Command::new(routeguard_bin())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ran = finish(child, "routeguard daemon", Duration::from_secs(30));
+    assert_eq!(ran.status.code(), Some(2), "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", ran.stderr);
+    assert!(
+        lines[0].contains(&format!(
+            "{} line 15 (`window = \\\"0\\\"`)",
+            config.display()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        lines[0].ends_with("`restore.window` = 0 is out of range; accepted: 1s to 1d"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!store.exists(), "nothing was started");
+}

@@ -17,15 +17,17 @@ Every removal goes to the sinks the config turns on: the SQLite store
 (/var/lib/routeguard/events.db, read by `routeguard report`), JSON lines (file, stdout),
 journald, and Prometheus metrics on http://127.0.0.1:9477/metrics (and /healthz).
 SIGHUP reloads the config (a bad one is refused and the running one kept); SIGTERM drains the
-ring buffer and flushes the store before exit. Every config key is in the README.
+ring buffer and flushes the store before exit. Every config key and its accepted range is in
+docs/daemon.md; a value out of range is refused at start, naming the key, the value and the range.
 
 The capture stays pinned in bpffs ([capture] pin_dir, default /sys/fs/bpf/routeguard) when the
 daemon stops, SIGTERM included, so a restart drains what happened in between.
 `routeguard daemon --unpin` removes the pins (the programs detach) and exits; run it when
 uninstalling, or set pin_dir to '' to never pin.
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config, missing privilege or
-kernel feature, or a sink that cannot be opened (nothing is started then).";
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config (a value out of
+range included), missing privilege or kernel feature, or a sink that cannot be opened (nothing is
+started then).";
 
 #[derive(Args, Debug, Clone)]
 pub struct DaemonArgs {

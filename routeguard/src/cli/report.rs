@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, ValueEnum};
 
-use super::args::{parse_duration, FilterArgs};
+use super::args::{parse_duration, parse_run_time, FilterArgs};
 use super::EXIT_USAGE;
 use crate::event::{filter::Filter, Timestamp};
 use crate::report::{self, render, Input, Options, Query};
@@ -45,8 +45,8 @@ pub struct ReportArgs {
     /// Only events at or before this: a duration back from now or RFC 3339.
     #[arg(long, value_name = "2h|RFC3339", value_parser = parse_time)]
     pub until: Option<TimeArg>,
-    /// Removals further apart than this start a new incident.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Removals further apart than this start a new incident (1ms to 8760h).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_run_time)]
     pub gap: Duration,
     /// Output format (default: from --out's extension, else md).
     #[arg(long, value_enum)]
