@@ -1,12 +1,15 @@
 //! JSON lines to a file, rotated by size (`events.jsonl` → `events.jsonl.1` → … → `.keep`), and
 //! to stdout. Lines are [`sink::json::to_line`](crate::sink::json::to_line): one event each.
+//!
+//! The file is private ([`files`]): mode 0600 on the open file, never through a symlink.
 
 use std::{
-    fs::{self, DirBuilder, File, OpenOptions},
+    fs::{self, File},
     io::{self, BufWriter, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
+
+use crate::files;
 
 /// An append-only file that starts over once it would exceed `max_bytes`.
 pub struct RotatingFile {
@@ -18,10 +21,11 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
-    /// Opens `path` for appending (mode 0600: lines hold command lines), creating its directory.
+    /// Opens `path` for appending (mode 0600: lines hold command lines), creating its directory
+    /// (mode 0700).
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            files::create_private_dir(dir)?;
         }
         let file = open_append(path)?;
         let size = file.metadata()?.len();
@@ -81,11 +85,7 @@ impl RotatingFile {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
+    files::open_private(path, files::Write::Append)
 }
 
 #[cfg(test)]
@@ -121,6 +121,35 @@ mod tests {
         );
         assert!(!dir.join("events.jsonl.3").exists());
         use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_is_refused_and_a_loose_file_tightened() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = temp_dir("private");
+        let path = dir.join("events.jsonl");
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("elsewhere");
+        symlink(&target, &path).unwrap();
+        let err = RotatingFile::open(&path, 100, 1).err().unwrap().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(!target.exists(), "nothing created through the link");
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, "old\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = RotatingFile::open(&path, 100, 1).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The file a rotation starts is private too.
+        f.write_line(&"x".repeat(120)).unwrap();
+        f.flush().unwrap();
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600

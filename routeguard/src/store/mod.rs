@@ -3,7 +3,9 @@
 //! One row per event. The `json` column is the event exactly as the JSON sink writes it
 //! ([`sink::json::to_line`], schema in `docs/events.md`); the other columns copy the fields that
 //! queries filter on, so they can be indexed. The file holds command lines and parent chains, so
-//! it is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same mode).
+//! it is private ([`crate::files`]): mode 0600 set on the open file, never opened through a
+//! symlink; SQLite gives its `-wal` and `-shm` files the database's mode, and existing ones are
+//! set to 0600 too.
 //!
 //! Schema changes bump [`SCHEMA_VERSION`] (kept in `PRAGMA user_version`) and add a migration
 //! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at.
@@ -14,10 +16,8 @@ mod schema;
 mod tests;
 
 use std::{
-    fs::{self, DirBuilder, OpenOptions},
     io,
     ops::ControlFlow,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -25,7 +25,7 @@ use std::{
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::{event::Event, sink};
+use crate::{event::Event, files, sink};
 
 pub use facts::{FactRow, Reader};
 pub use schema::SCHEMA_VERSION;
@@ -98,7 +98,8 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating it, mode 0600, with its directory, mode 0700) and migrates the store.
-    /// An existing file readable by others is tightened to 0600, with a warning.
+    /// An existing file, `-wal` or `-shm` with another mode is set to 0600; a symlink at any of
+    /// them is refused.
     pub fn open(path: &Path, retention: Retention) -> Result<Self, StoreError> {
         create_private(path)?;
         let open_err = |source| StoreError::Open {
@@ -107,7 +108,9 @@ impl Store {
         };
         let mut conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
@@ -460,7 +463,8 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Creates the file (and directory) private to its owner, or tightens an existing file.
+/// Creates the file (and directory) private to its owner, or sets an existing file, `-wal` and
+/// `-shm` to 0600 ([`files`]).
 fn create_private(path: &Path) -> Result<(), StoreError> {
     let create_err = |source| StoreError::Create {
         path: path.to_owned(),
@@ -468,24 +472,14 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(create_err)?;
+            files::create_private_dir(dir).map_err(create_err)?;
         }
     }
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(create_err)?;
-    let mode = fs::metadata(path).map_err(create_err)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the event store was readable by others; setting mode 0600");
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(create_err)?;
+    files::open_private(path, files::Write::Keep).map_err(create_err)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        files::tighten_existing(Path::new(&p)).map_err(create_err)?;
     }
     Ok(())
 }

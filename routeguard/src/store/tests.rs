@@ -361,3 +361,48 @@ fn an_upgrade_fills_in_the_facts_of_stored_events() {
         ]
     );
 }
+
+#[test]
+fn a_symlink_at_the_store_or_its_log_is_refused() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new();
+    let target = dir.join("elsewhere.db");
+    let path = dir.join("events.db");
+    symlink(&target, &path).unwrap();
+    let err = Store::open(&path, Retention::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Create { .. }), "{err}");
+    assert!(err.to_string().contains("is a symbolic link"), "{err}");
+    assert!(!target.exists(), "nothing created through the link");
+    fs::remove_file(&path).unwrap();
+    Store::open(&path, Retention::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let wal = dir.join("events.db-wal");
+    let _ = fs::remove_file(&wal);
+    symlink(&target, &wal).unwrap();
+    let err = Store::open(&path, Retention::default()).err().unwrap();
+    assert!(
+        err.to_string().contains("events.db-wal is a symbolic link"),
+        "{err}"
+    );
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_looser_log_and_shared_memory_file_are_set_to_0600() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let store = Store::open(&path, Retention::default()).unwrap();
+    drop(store);
+    for suffix in ["-wal", "-shm"] {
+        let p = dir.join(&format!("events.db{suffix}"));
+        fs::write(&p, b"").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    store.insert(&[route_event()]).unwrap();
+    for name in ["events.db", "events.db-wal", "events.db-shm"] {
+        assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+    }
+}
