@@ -41,7 +41,8 @@ pub fn open_private(path: &Path, how: Write) -> io::Result<File> {
         // until a reader comes; it changes nothing for a regular file.
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
     match how {
-        Write::Append => options.append(true),
+        // Readable too: the JSON lines file's last byte is looked at (a line cut short).
+        Write::Append => options.read(true).append(true),
         Write::Truncate => options.write(true).truncate(true),
         Write::Keep => options.write(true),
     };

@@ -6,6 +6,7 @@
 use std::{
     fs::{self, File},
     io::{self, BufWriter, Write},
+    os::unix::fs::{FileExt, MetadataExt},
     path::{Path, PathBuf},
 };
 
@@ -18,6 +19,8 @@ pub struct RotatingFile {
     keep: u32,
     out: BufWriter<File>,
     size: u64,
+    /// Device and inode of the file open, to tell when the path names another one.
+    identity: (u64, u64),
 }
 
 impl RotatingFile {
@@ -25,21 +28,45 @@ impl RotatingFile {
     /// (mode 0700).
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            files::create_private_dir(dir)?;
+            files::create_private_dir(dir).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create its directory {}: {e}", dir.display()),
+                )
+            })?;
         }
-        let file = open_append(path)?;
-        let size = file.metadata()?.len();
+        let mut file = open_append(path)?;
+        let meta = file.metadata()?;
+        let mut size = meta.len();
+        if size > 0 && !ends_with_newline(&file, size)? {
+            // A line cut short by a failed write (a full disk): the next line starts on its own.
+            file.write_all(b"\n")?;
+            size += 1;
+        }
         Ok(Self {
             path: path.to_owned(),
             max_bytes,
             keep,
             out: BufWriter::new(file),
             size,
+            identity: (meta.dev(), meta.ino()),
         })
+    }
+
+    /// Closes the file without writing what the buffer holds (after a failed write: written
+    /// later, it would land in pieces).
+    pub fn abandon(self) {
+        let (_file, _unwritten) = self.out.into_parts();
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the path no longer names the file open (removed with its directory, renamed by
+    /// logrotate, replaced): lines written now would reach nobody.
+    pub fn is_replaced(&self) -> bool {
+        fs::symlink_metadata(&self.path).map_or(true, |m| (m.dev(), m.ino()) != self.identity)
     }
 
     /// Appends one line (a newline is added). A line longer than `max_bytes` still goes in
@@ -75,13 +102,22 @@ impl RotatingFile {
                 }
             }
             fs::rename(&self.path, numbered(1))?;
-            self.out = BufWriter::new(open_append(&self.path)?);
+            let file = open_append(&self.path)?;
+            let meta = file.metadata()?;
+            self.identity = (meta.dev(), meta.ino());
+            self.out = BufWriter::new(file);
         } else {
             self.out.get_ref().set_len(0)?;
         }
         self.size = 0;
         Ok(())
     }
+}
+
+fn ends_with_newline(file: &File, size: u64) -> io::Result<bool> {
+    let mut last = [0u8];
+    file.read_exact_at(&mut last, size - 1)?;
+    Ok(last[0] == b'\n')
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -129,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn a_symlink_is_refused_and_a_loose_file_tightened() {
+    fn a_symlink_is_refused_a_loose_file_tightened_and_a_removed_one_noticed() {
         use std::os::unix::fs::{symlink, PermissionsExt};
         let dir = temp_dir("private");
         let path = dir.join("events.jsonl");
@@ -147,12 +183,27 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        // The file a rotation starts is private too.
+        assert!(!f.is_replaced());
+        // Rotation keeps tracking the file at the path.
         f.write_line(&"x".repeat(120)).unwrap();
         f.flush().unwrap();
+        assert!(!f.is_replaced());
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(f.is_replaced());
+    }
+
+    #[test]
+    fn a_line_cut_short_is_ended_before_the_next() {
+        let dir = temp_dir("cut");
+        let path = dir.join("e.jsonl");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(&path, "{\"n\":1}\n{\"n\":").unwrap();
+        let mut f = RotatingFile::open(&path, 1000, 1).unwrap();
+        f.write_line("{\"n\":3}").unwrap();
+        f.flush().unwrap();
         assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
+            fs::read_to_string(&path).unwrap(),
+            "{\"n\":1}\n{\"n\":\n{\"n\":3}\n"
         );
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -10,7 +10,10 @@
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
 //!   details (the events still came);
-//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald);
+//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald),
+//!   those it did not try while down included;
+//! - `sink_up{sink}`: 1 while a sink the config turns on writes, 0 while it is down (failed, and
+//!   retried with the next events after a back-off);
 //! - `restores_total{outcome}`: restore events by outcome (`restored`, `already-present`,
 //!   `failed`, `dry-run`, `skipped`, `suspended`);
 //! - `protected_missing{policy,netns,object}`: 1 for each protected object that was removed and
@@ -98,6 +101,7 @@ pub struct Metrics {
     resyncs_seen: AtomicU64,
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
+    sink_up: Family<SinkLabels, Gauge>,
     comms: Mutex<HashSet<String>>,
     losses: Mutex<Totals>,
     started: Instant,
@@ -121,6 +125,7 @@ impl Metrics {
         let resyncs = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
+        let sink_up = Family::<SinkLabels, Gauge>::default();
         registry.register(
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
@@ -153,8 +158,13 @@ impl Metrics {
         );
         registry.register(
             "sink_errors",
-            "Events a sink failed to write",
+            "Events a sink failed to write (or did not try to, while down)",
             sink_errors.clone(),
+        );
+        registry.register(
+            "sink_up",
+            "1 while a sink writes, 0 while it is down (retried with the next events)",
+            sink_up.clone(),
         );
         registry.register(
             "build",
@@ -171,6 +181,7 @@ impl Metrics {
             resyncs_seen: AtomicU64::new(0),
             incomplete,
             sink_errors,
+            sink_up,
             comms: Mutex::default(),
             losses: Mutex::default(),
             started: Instant::now(),
@@ -264,10 +275,23 @@ impl Metrics {
         self.resyncs.inc_by(total.saturating_sub(seen));
     }
 
-    pub fn sink_error(&self, sink: &'static str, events: usize) {
+    pub fn sink_error(&self, sink: &'static str, events: u64) {
         self.sink_errors
             .get_or_create(&SinkLabels { sink })
-            .inc_by(events as u64);
+            .inc_by(events);
+    }
+
+    /// Whether `sink` writes; `None`: the config turns it off (no series).
+    pub fn sink_up(&self, sink: &'static str, up: Option<bool>) {
+        let labels = SinkLabels { sink };
+        match up {
+            Some(up) => {
+                self.sink_up.get_or_create(&labels).set(i64::from(up));
+            }
+            None => {
+                self.sink_up.remove(&labels);
+            }
+        }
     }
 
     /// The main loop is alive.
@@ -396,6 +420,10 @@ mod tests {
         m.losses(totals(3, 0));
         m.losses(totals(5, 2));
         m.sink_error("journald", 2);
+        m.sink_up("store", Some(true));
+        m.sink_up("jsonl", Some(false));
+        m.sink_up("stdout", Some(true));
+        m.sink_up("stdout", None);
         m.resyncs(2);
         m.resyncs(3);
         let text = m.encode();
@@ -420,6 +448,12 @@ mod tests {
         );
         assert!(
             text.contains(r#"routeguard_sink_errors_total{sink="journald"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"routeguard_sink_up{sink="store"} 1"#)
+                && text.contains(r#"routeguard_sink_up{sink="jsonl"} 0"#)
+                && !text.contains(r#"routeguard_sink_up{sink="stdout"}"#),
             "{text}"
         );
         assert!(text.contains("routeguard_build_info{version="), "{text}");

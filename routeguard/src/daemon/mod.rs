@@ -73,7 +73,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     metrics.turned();
-    let mut sinks = Sinks::open(&config)?;
+    let mut sinks = Sinks::open(&config, &metrics)?;
     let mut server = serve(&config, &metrics).await?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -268,7 +268,7 @@ async fn reload(
     } else {
         None
     };
-    if let Err(e) = sinks.reconfigure(&new) {
+    if let Err(e) = sinks.reconfigure(&new, metrics) {
         tracing::error!("reload refused, the running config is kept: {e}");
         return false;
     }

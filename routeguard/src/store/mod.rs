@@ -8,16 +8,19 @@
 //! set to 0600 too.
 //!
 //! Schema changes bump [`SCHEMA_VERSION`] (kept in `PRAGMA user_version`) and add a migration
-//! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at.
+//! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at — the
+//! daemon moves such a store aside ([`aside`]) and starts a new one.
 
+mod aside;
 mod facts;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    io,
+    fs, io,
     ops::ControlFlow,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -27,6 +30,7 @@ use serde::Serialize;
 
 use crate::{event::Event, files, sink};
 
+pub use aside::{set_aside, SetAside};
 pub use facts::{FactRow, Reader};
 pub use schema::SCHEMA_VERSION;
 
@@ -75,6 +79,8 @@ pub enum StoreError {
     },
     #[error("row {id} of the event store {path} holds JSON spanning several lines, which routeguard never writes; the file was changed outside routeguard")]
     Multiline { path: PathBuf, id: i64 },
+    #[error("cannot move the unusable event store {path} aside: {source}; move it away by hand or set `store.path` elsewhere")]
+    SetAside { path: PathBuf, source: io::Error },
 }
 
 /// How much the store keeps. `None` means no limit of that kind.
@@ -94,6 +100,8 @@ pub struct Store {
     interner: facts::Interner,
     /// When actors and objects were last swept ([`SWEEP_EVERY`]).
     swept: Option<Instant>,
+    /// Device and inode of the file opened, to tell when the path names another one.
+    identity: (u64, u64),
 }
 
 impl Store {
@@ -101,7 +109,7 @@ impl Store {
     /// An existing file, `-wal` or `-shm` with another mode is set to 0600; a symlink at any of
     /// them is refused.
     pub fn open(path: &Path, retention: Retention) -> Result<Self, StoreError> {
-        create_private(path)?;
+        let identity = create_private(path)?;
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -131,11 +139,18 @@ impl Store {
             retention,
             interner: facts::Interner::default(),
             swept: None,
+            identity,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the path no longer names the file this store writes (it was removed, renamed or
+    /// replaced): SQLite would go on writing to a file nobody can open.
+    pub fn is_replaced(&self) -> bool {
+        fs::symlink_metadata(&self.path).map_or(true, |m| (m.dev(), m.ino()) != self.identity)
     }
 
     /// Changes what [`prune`](Self::prune) keeps (on a config reload).
@@ -464,8 +479,8 @@ fn now_ns() -> i64 {
 }
 
 /// Creates the file (and directory) private to its owner, or sets an existing file, `-wal` and
-/// `-shm` to 0600 ([`files`]).
-fn create_private(path: &Path) -> Result<(), StoreError> {
+/// `-shm` to 0600 ([`files`]); the file's device and inode.
+fn create_private(path: &Path) -> Result<(u64, u64), StoreError> {
     let create_err = |source| StoreError::Create {
         path: path.to_owned(),
         source,
@@ -475,11 +490,14 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
             files::create_private_dir(dir).map_err(create_err)?;
         }
     }
-    files::open_private(path, files::Write::Keep).map_err(create_err)?;
-    for suffix in ["-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        files::tighten_existing(Path::new(&p)).map_err(create_err)?;
+    if fs::symlink_metadata(path).is_err() {
+        // A new database: a log left from a removed one must not be replayed into it.
+        aside::set_aside_orphans(path).map_err(create_err)?;
     }
-    Ok(())
+    let file = files::open_private(path, files::Write::Keep).map_err(create_err)?;
+    for suffix in ["-wal", "-shm"] {
+        files::tighten_existing(&aside::sidecar(path, suffix)).map_err(create_err)?;
+    }
+    let meta = file.metadata().map_err(create_err)?;
+    Ok((meta.dev(), meta.ino()))
 }
