@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use routeguard::store::read_events;
+use routeguard::{event::Timestamp, store::read_events};
 use routeguard_tests::*;
 
 /// A temp directory for one daemon's config and store, and its bpffs pin directory; both
@@ -206,7 +206,12 @@ impl Daemon {
         let store = dir.0.join("state/events.db");
         let config = dir.0.join("routeguard.toml");
         let port = free_port();
-        let text = config_text(&store, port, &dir.1, journald) + extra;
+        let mut text = config_text(&store, port, &dir.1, journald);
+        if extra.starts_with("ring_size") {
+            // `extra` sets its own ring (the last section is `[capture]`).
+            text = text.replace("ring_size = \"4M\"\n", "");
+        }
+        text += extra;
         fs::write(&config, text).unwrap();
         // nsenter and `sh -c 'exec …'` exec routeguard: the child's pid is the daemon's.
         let mut command = match prefix.split_first() {
@@ -1207,4 +1212,78 @@ fn files_are_private_and_never_written_through_a_symlink() {
     assert_eq!(fs::read_to_string(&target).unwrap(), "theirs\n");
     let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "the link's target is left alone");
+}
+
+/// A burst that overflows a small ring: the loss is warned about at once, then at most once a
+/// second (it was once per batch with new loss: every 10 ms in a burst), and counted exactly in
+/// the metrics.
+#[test]
+fn losses_are_warned_at_most_once_a_second() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("loss");
+    let routes: Vec<String> = (0..10_000)
+        .map(|i| {
+            format!(
+                "10.{}.{}.0/24 via 10.99.0.2 table 4077",
+                100 + i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    let with = |verb: &str| -> Vec<String> {
+        routes.iter().map(|r| format!("route {verb} {r}")).collect()
+    };
+    ns.ip_batch(&with("add"));
+    let daemon = Daemon::start_with(&dir, "ring_size = \"64K\"\nwakeup = \"32K\"\n");
+    ns.ip_batch(&with("del"));
+    std::thread::sleep(Duration::from_secs(2));
+    let lost = daemon
+        .metric(r#"routeguard_events_lost_total{cause="ring-full"}"#)
+        .unwrap_or(0.0);
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    if lost == 0.0 {
+        eprintln!(
+            "skipping: a 64K ring lost nothing of 10,000 removals here; no loss to warn about"
+        );
+        return;
+    }
+    // The log's own timestamps (the first word of a line, once its colours are taken out).
+    let times: Vec<Timestamp> = stderr
+        .lines()
+        .filter(|l| l.contains("events lost so far"))
+        .map(|l| {
+            let plain = strip_ansi(l);
+            let word = plain.split_whitespace().next().unwrap_or_default();
+            word.parse()
+                .unwrap_or_else(|e| panic!("no timestamp in {plain:?}: {e}"))
+        })
+        .collect();
+    assert!(!times.is_empty(), "{lost} lost and no warning: {stderr}");
+    for pair in times.windows(2) {
+        let apart_ms = (pair[1].0 - pair[0].0) / 1_000_000;
+        assert!(
+            apart_ms >= 990,
+            "loss warnings {apart_ms} ms apart ({} in all, {lost} lost):\n{stderr}",
+            times.len()
+        );
+    }
+}
+
+/// `line` without its ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

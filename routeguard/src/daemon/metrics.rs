@@ -54,6 +54,8 @@ use crate::{
 const MAX_COMMS: usize = 256;
 /// The main loop turns every 10 ms; silence for this long means it is stuck.
 const STALL: Duration = Duration::from_secs(10);
+/// At most one loss warning in the log this often.
+pub const LOSS_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RemovalLabels {
@@ -107,6 +109,8 @@ pub struct Metrics {
     started: Instant,
     /// Milliseconds since `started` at the main loop's last turn.
     last_turn_ms: AtomicU64,
+    /// When the loss warning was last logged.
+    loss_warned: Mutex<Option<Instant>>,
 }
 
 impl Default for Metrics {
@@ -186,6 +190,7 @@ impl Metrics {
             losses: Mutex::default(),
             started: Instant::now(),
             last_turn_ms: AtomicU64::new(0),
+            loss_warned: Mutex::default(),
         }
     }
 
@@ -267,6 +272,22 @@ impl Metrics {
             }
         }
         *seen = now;
+    }
+
+    /// Whether a loss may be logged now: at most once per [`LOSS_WARNING_EVERY`]. In a flood
+    /// every batch loses some; the totals a warning gives are cumulative, so one skipped is in
+    /// the next, and the counters here are exact.
+    pub fn loss_warning_due(&self) -> bool {
+        let mut last = self
+            .loss_warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < LOSS_WARNING_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Takes the mirror's running total of resyncs and counts what grew.
@@ -458,6 +479,20 @@ mod tests {
         );
         assert!(text.contains("routeguard_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn loss_warnings_are_at_most_one_a_second() {
+        let m = Metrics::new();
+        let due: Vec<bool> = (0..1000).map(|_| m.loss_warning_due()).collect();
+        assert_eq!(
+            due.iter().filter(|d| **d).count(),
+            1,
+            "one warning for a burst"
+        );
+        assert!(due[0], "the first loss is told at once");
+        *m.loss_warned.lock().unwrap() = Some(Instant::now() - LOSS_WARNING_EVERY);
+        assert!(m.loss_warning_due(), "and the next a second later");
     }
 
     #[test]

@@ -205,7 +205,7 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
 /// The batch's events and the restore engine's `answers` to them go to the sinks.
 fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, answers: Vec<Event>, ring: u32) {
     let totals = batch.totals;
-    if batch.newly_lost > 0 {
+    if batch.newly_lost > 0 && metrics.loss_warning_due() {
         tracing::warn!(
             "{} events lost so far ({} ring full: raise `capture.ring_size` from {} KiB; {} queue \
              full: raise `capture.queue_size`)",
