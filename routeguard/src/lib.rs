@@ -4,7 +4,8 @@
 //! and netlink/ioctl payloads) → [`attribution`] (process, cgroup, netns) → [`correlate`]
 //! (requests joined with the kernel's replies) → [`event`] → [`sink`] (terminal, JSON).
 //! [`pipeline`] runs capture and correlation for the commands in [`cli`]. Apart from that flow,
-//! [`restore`] consumes events and puts protected objects back; [`hints`] names known culprits.
+//! [`restore`] consumes events and puts protected objects back; [`hints`] names known culprits;
+//! [`files`] opens what routeguard writes (private, never through a symlink).
 
 pub mod attribution;
 pub mod capture;
@@ -14,6 +15,7 @@ pub mod daemon;
 pub mod decode;
 pub mod doctor;
 pub mod event;
+pub mod files;
 pub mod hints;
 pub mod kernel;
 pub mod mirror;

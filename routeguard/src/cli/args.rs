@@ -40,24 +40,25 @@ pub struct TraceArgs {
     pub json: bool,
     #[command(flatten)]
     pub filters: FilterArgs,
-    /// Stop after this long, e.g. 30s, 10m, 1h.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Stop after this long, e.g. 30s, 10m, 1h (1ms to 8760h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_run_time)]
     pub duration: Option<Duration>,
-    /// Stop after this many events.
-    #[arg(long, value_name = "N")]
+    /// Stop after this many events (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
-    /// Kernel ring buffer size, e.g. 16M (a power of two, at least 64K).
+    /// Kernel ring buffer size, e.g. 16M (a power of two, 64K to 1G).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u32,
     /// Bound of the queue between the thread that empties the ring and the one that decodes
-    /// and correlates, e.g. 256M (at least 1M). Records are held there only while decoding
-    /// lags behind a burst; what does not fit is counted and reported as lost.
+    /// and correlates, e.g. 256M (1M to 2G). Records are held there only while decoding lags
+    /// behind a burst; what does not fit is counted and reported as lost.
     #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_queue_size)]
     pub queue_size: u32,
-    /// Wake routeguard once this many bytes wait in the ring (0: on every event). Batching keeps
+    /// Wake routeguard once this many bytes wait in the ring (0: on every event; at most 512M,
+    /// and a value at or above --ring-size only wakes it on its drain ticks). Batching keeps
     /// the cost per removal low; routeguard also drains every 10 ms (every 100 ms after a quiet
     /// second).
-    #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_wakeup)]
     pub wakeup: u32,
     /// Put back rules or routes this selects when a process not allowed to removes them
     /// (repeatable). Keys as in a `[[protect]]` entry, `allow.X` as `allow-X`, e.g.
@@ -210,6 +211,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A duration a run is bounded by (`trace --duration`, `report --gap`): 1ms to 8760h (a year).
+/// Beyond that a deadline is no deadline, and `Instant + Duration` panics near 2^63 seconds.
+pub fn parse_run_time(s: &str) -> Result<Duration, String> {
+    const MAX: Duration = Duration::from_secs(8760 * 3600);
+    let d = parse_duration(s)?;
+    if d > MAX {
+        return Err(format!("`{s}` is out of range; accepted: 1ms to 8760h"));
+    }
+    Ok(d)
+}
+
 /// `4096`, `64K`, `16M`, `1G`.
 pub fn parse_size(s: &str) -> Result<u32, String> {
     let bad = || format!("`{s}` is not a size; use bytes or a K/M/G suffix, e.g. 16M");
@@ -220,7 +232,19 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         _ => (s, 1),
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
-    u32::try_from(n * mult).map_err(|_| format!("`{s}` is too large; at most 2G"))
+    // Checked: `17179869184G` is 2^64 bytes, which wrapped to 0 in a release build.
+    n.checked_mul(mult)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("`{s}` is too large; at most 2G"))
+}
+
+/// A size within `min..=max`, or the range in the error.
+fn size_in(s: &str, min: u32, max: u32, accepted: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !(min..=max).contains(&n) {
+        return Err(format!("`{s}` is out of range; accepted: {accepted}"));
+    }
+    Ok(n)
 }
 
 fn parse_protect(s: &str) -> Result<Protect, String> {
@@ -228,23 +252,20 @@ fn parse_protect(s: &str) -> Result<Protect, String> {
 }
 
 fn parse_queue_size(s: &str) -> Result<u32, String> {
-    let n = parse_size(s)?;
-    if n < 1 << 20 {
-        return Err(format!(
-            "`{s}`: the queue size must be at least 1M, e.g. 256M"
-        ));
+    size_in(s, 1 << 20, 2 << 30, "1M to 2G, e.g. 256M")
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    const ACCEPTED: &str = "a power of two from 64K to 1G, e.g. 16M";
+    let n = size_in(s, 64 << 10, 1 << 30, ACCEPTED)?;
+    if !n.is_power_of_two() {
+        return Err(format!("`{s}` is out of range; accepted: {ACCEPTED}"));
     }
     Ok(n)
 }
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let n = parse_size(s)?;
-    if n < 64 << 10 || !n.is_power_of_two() {
-        return Err(format!(
-            "`{s}`: the ring size must be a power of two of at least 64K, e.g. 16M"
-        ));
-    }
-    Ok(n)
+fn parse_wakeup(s: &str) -> Result<u32, String> {
+    size_in(s, 0, 512 << 20, "0 to 512M")
 }
 
 #[cfg(test)]
@@ -273,6 +294,44 @@ mod tests {
             .unwrap_err()
             .contains("power of two"));
         assert!(parse_size("4G").unwrap_err().contains("too large"));
+    }
+
+    /// Every size and duration flag of `trace` has a range, and its error says it.
+    #[test]
+    fn trace_flags_are_range_checked() {
+        // 2^64 bytes: the multiplication wrapped to 0 (a wake-up on every event) in release.
+        assert!(parse_size("17179869184G")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_wakeup("17179869184G").is_err());
+        assert_eq!(parse_wakeup("0"), Ok(0));
+        assert_eq!(
+            parse_wakeup("1G").unwrap_err(),
+            "`1G` is out of range; accepted: 0 to 512M"
+        );
+        assert_eq!(parse_ring_size("1G"), Ok(1 << 30));
+        assert_eq!(
+            parse_ring_size("2G").unwrap_err(),
+            "`2G` is out of range; accepted: a power of two from 64K to 1G, e.g. 16M"
+        );
+        assert!(parse_ring_size("32K").unwrap_err().contains("out of range"));
+        assert_eq!(parse_queue_size("2G"), Ok(2 << 30));
+        assert_eq!(
+            parse_queue_size("512K").unwrap_err(),
+            "`512K` is out of range; accepted: 1M to 2G, e.g. 256M"
+        );
+        // A huge --duration panicked at `Instant::now() + d`.
+        assert_eq!(
+            parse_run_time("18446744073709551615").unwrap_err(),
+            "`18446744073709551615` is out of range; accepted: 1ms to 8760h"
+        );
+        assert_eq!(
+            parse_run_time("8760h"),
+            Ok(Duration::from_secs(8760 * 3600))
+        );
+        assert!(parse_run_time("0")
+            .unwrap_err()
+            .contains("greater than zero"));
     }
 
     #[test]

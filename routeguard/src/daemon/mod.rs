@@ -73,7 +73,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     metrics.turned();
-    let mut sinks = Sinks::open(&config)?;
+    let mut sinks = Sinks::open(&config, &metrics)?;
     let mut server = serve(&config, &metrics).await?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -205,7 +205,7 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
 /// The batch's events and the restore engine's `answers` to them go to the sinks.
 fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, answers: Vec<Event>, ring: u32) {
     let totals = batch.totals;
-    if batch.newly_lost > 0 {
+    if batch.newly_lost > 0 && metrics.loss_warning_due() {
         tracing::warn!(
             "{} events lost so far ({} ring full: raise `capture.ring_size` from {} KiB; {} queue \
              full: raise `capture.queue_size`)",
@@ -268,7 +268,7 @@ async fn reload(
     } else {
         None
     };
-    if let Err(e) = sinks.reconfigure(&new) {
+    if let Err(e) = sinks.reconfigure(&new, metrics) {
         tracing::error!("reload refused, the running config is kept: {e}");
         return false;
     }

@@ -5,6 +5,11 @@
 //! enough for the kernel to drop records. The daemon hands each batch over and goes back to the
 //! ring; the thread writes them in order. Events waiting are bounded ([`MAX_QUEUED`]): past that
 //! a batch is refused and counted as a store error, never dropped silently.
+//!
+//! The thread also (re)opens the store when the daemon asks ([`StoreWriter::reopen`], a retry
+//! after a failure), moving an unusable file aside, so that neither a migration nor a slow disk
+//! holds up the ring; and it notices when the file was removed or replaced under it (checked
+//! before each batch) and starts a new one at the path.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,7 +22,7 @@ use std::{
 
 use crate::{
     event::Event,
-    store::{Retention, Store, StoreError},
+    store::{self, Retention, SetAside, Store, StoreError},
 };
 
 /// Events handed over but not yet written, at most (about 1 KiB of memory each).
@@ -27,13 +32,27 @@ enum Job {
     Insert(Vec<Event>),
     Prune,
     Retention(Retention),
+    /// Close the store (if open) and open it again, moving an unusable file aside.
+    Reopen,
 }
 
-/// What the thread did, for the daemon's log and metrics.
+/// What the thread did, for the daemon's log, metrics and the sink's health.
 pub enum Done {
     /// A batch of this many events, written or not.
     Inserted(Result<(), String>, usize),
     Pruned(Result<usize, String>),
+    /// A reopen: the store moved aside, if it was unusable.
+    Opened(Result<Option<SetAside>, String>),
+}
+
+/// Why a batch was not queued.
+#[derive(Debug)]
+pub enum Refused {
+    /// Too many events wait already: a burst the store has not caught up with. The batch is
+    /// counted; the store is not failing.
+    Full(String),
+    /// The thread is gone.
+    Stopped(String),
 }
 
 pub struct StoreWriter {
@@ -44,10 +63,94 @@ pub struct StoreWriter {
     thread: Option<JoinHandle<Result<(), StoreError>>>,
 }
 
+/// The thread's side: the store, when it is open, and what it needs to open it again.
+struct Worker {
+    path: PathBuf,
+    retention: Retention,
+    store: Option<Store>,
+    /// Why the store is not open, or why it must be moved aside at the next reopen.
+    broken: Option<StoreError>,
+}
+
+impl Worker {
+    fn insert(&mut self, events: &[Event]) -> Result<(), String> {
+        if self.store.as_ref().is_some_and(Store::is_replaced) {
+            // Removed or renamed under us: what SQLite writes now, nobody can read. A new file at
+            // the path takes the next events (the next reopen moves nothing).
+            tracing::warn!(
+                "the event store {} was removed or replaced while open; starting a new one there",
+                self.path.display()
+            );
+            self.reopen()?;
+        }
+        let Some(store) = &mut self.store else {
+            return Err(self.not_open());
+        };
+        store.insert(events).map(drop).map_err(|e| {
+            let text = e.to_string();
+            if e.is_unusable() {
+                // Closed now; moved aside at the next reopen, which the daemon asks for.
+                self.close();
+                self.broken = Some(e);
+            }
+            text
+        })
+    }
+
+    fn prune(&mut self) -> Result<usize, String> {
+        match &mut self.store {
+            Some(store) => store.prune().map_err(|e| e.to_string()),
+            None => Err(self.not_open()),
+        }
+    }
+
+    fn not_open(&self) -> String {
+        match &self.broken {
+            Some(e) => format!("the event store is not open: {e}"),
+            None => "the event store is not open".into(),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(store) = self.store.take() {
+            if let Err(e) = store.close() {
+                tracing::debug!("closing the event store to reopen it: {e}");
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> Result<Option<SetAside>, String> {
+        self.close();
+        let opened = match self.broken.take() {
+            // Failed while open with a corrupt file: moved aside without trying it again.
+            Some(e) if e.is_unusable() => store::set_aside(&self.path, &e)
+                .and_then(|aside| Ok((Store::open(&self.path, self.retention)?, Some(aside)))),
+            _ => Store::open_or_set_aside(&self.path, self.retention),
+        };
+        match opened {
+            Ok((store, aside)) => {
+                self.store = Some(store);
+                Ok(aside)
+            }
+            Err(e) => {
+                let text = e.to_string();
+                self.broken = Some(e);
+                Err(text)
+            }
+        }
+    }
+}
+
 impl StoreWriter {
-    /// Hands `store` to a new thread.
-    pub fn start(mut store: Store) -> std::io::Result<Self> {
-        let path = store.path().to_owned();
+    /// Starts the thread with `store`, or with none open (it could not be), to be opened by
+    /// [`reopen`](Self::reopen).
+    pub fn start(path: &Path, retention: Retention, store: Option<Store>) -> std::io::Result<Self> {
+        let mut worker = Worker {
+            path: path.to_owned(),
+            retention,
+            store,
+            broken: None,
+        };
         let (jobs, rx) = mpsc::channel::<Job>();
         let (done_tx, done) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -58,23 +161,27 @@ impl StoreWriter {
                 for job in rx {
                     let done = match job {
                         Job::Insert(events) => {
-                            let r = store.insert(&events).map(drop).map_err(|e| e.to_string());
+                            let r = worker.insert(&events);
                             waiting.fetch_sub(events.len(), Ordering::Relaxed);
                             Done::Inserted(r, events.len())
                         }
-                        Job::Prune => Done::Pruned(store.prune().map_err(|e| e.to_string())),
+                        Job::Prune => Done::Pruned(worker.prune()),
                         Job::Retention(r) => {
-                            store.set_retention(r);
+                            worker.retention = r;
+                            if let Some(store) = &mut worker.store {
+                                store.set_retention(r);
+                            }
                             continue;
                         }
+                        Job::Reopen => Done::Opened(worker.reopen()),
                     };
                     // The daemon reads these as it goes; gone only once it is closing.
                     let _ = done_tx.send(done);
                 }
-                store.close()
+                worker.store.map_or(Ok(()), Store::close)
             })?;
         Ok(StoreWriter {
-            path,
+            path: path.to_owned(),
             jobs: Some(jobs),
             done,
             queued,
@@ -86,6 +193,11 @@ impl StoreWriter {
         &self.path
     }
 
+    /// Whether the thread still takes jobs (it ends only if it panicked).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     fn send(&self, job: Job) -> Result<(), String> {
         self.jobs
             .as_ref()
@@ -94,18 +206,19 @@ impl StoreWriter {
     }
 
     /// Queues `events` for writing; refused (and so to be counted) when too many wait already.
-    pub fn insert(&self, events: Vec<Event>) -> Result<(), String> {
+    pub fn insert(&self, events: Vec<Event>) -> Result<(), Refused> {
         let waiting = self.queued.load(Ordering::Relaxed);
         if waiting + events.len() > MAX_QUEUED {
-            return Err(format!(
+            return Err(Refused::Full(format!(
                 "{waiting} events are still waiting to be written (at most {MAX_QUEUED}); the \
                  store is slower than the removals (check the disk)"
-            ));
+            )));
         }
         self.queued.fetch_add(events.len(), Ordering::Relaxed);
         let n = events.len();
-        self.send(Job::Insert(events)).inspect_err(|_| {
+        self.send(Job::Insert(events)).map_err(|e| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
+            Refused::Stopped(e)
         })
     }
 
@@ -115,6 +228,12 @@ impl StoreWriter {
 
     pub fn set_retention(&self, retention: Retention) -> Result<(), String> {
         self.send(Job::Retention(retention))
+    }
+
+    /// Asks the thread to close the store and open it again (moving an unusable one aside);
+    /// the outcome comes back as [`Done::Opened`].
+    pub fn reopen(&self) -> Result<(), String> {
+        self.send(Job::Reopen)
     }
 
     /// What the thread has done since the last call.
@@ -147,7 +266,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rg-store-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.db");
-        let writer = StoreWriter::start(Store::open(&path, Retention::default()).unwrap()).unwrap();
+        let writer = StoreWriter::start(
+            &path,
+            Retention::default(),
+            Some(Store::open(&path, Retention::default()).unwrap()),
+        )
+        .unwrap();
         for batch in 0..3 {
             let events = (0..100)
                 .map(|i| {
@@ -175,6 +299,51 @@ mod tests {
         assert_eq!(
             stored[299]["ts"],
             crate::event::Timestamp(TS + 299).rfc3339()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn wait_done(writer: &StoreWriter) -> Done {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(d) = writer.done().next() {
+                return d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no answer from the store thread"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Started without a store (it could not be opened), the thread opens it when asked,
+    /// moving an unusable file aside; and a file removed under it is started again.
+    #[test]
+    fn reopens_when_asked_and_starts_again_when_the_file_goes() {
+        let dir = std::env::temp_dir().join(format!("rg-store-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let writer = StoreWriter::start(&path, Retention::default(), None).unwrap();
+        writer.insert(vec![route_event()]).unwrap();
+        assert!(matches!(wait_done(&writer), Done::Inserted(Err(e), 1) if e.contains("not open")));
+        writer.reopen().unwrap();
+        let Done::Opened(Ok(Some(aside))) = wait_done(&writer) else {
+            panic!("the garbage file is moved aside");
+        };
+        assert!(aside.to.to_str().unwrap().contains(".corrupt-"));
+        writer.insert(vec![route_event()]).unwrap();
+        assert!(matches!(wait_done(&writer), Done::Inserted(Ok(()), 1)));
+        std::fs::remove_file(&path).unwrap();
+        writer.insert(vec![route_event(), route_event()]).unwrap();
+        assert!(matches!(wait_done(&writer), Done::Inserted(Ok(()), 2)));
+        let (closed, _) = writer.close();
+        closed.unwrap();
+        assert_eq!(
+            crate::store::read_events(&path, None, None).unwrap().len(),
+            2
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
