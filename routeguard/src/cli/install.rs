@@ -196,6 +196,8 @@ mod tests {
         assert_eq!(one("ProtectSystem"), "strict");
         assert_eq!(one("StateDirectory"), "routeguard");
         assert_eq!(one("NoNewPrivileges"), "yes");
+        // The mirror and restores setns(CLONE_NEWNET); `yes` forbade it (vm-unit shows it).
+        assert_eq!(one("RestrictNamespaces"), "net");
         let caps: Vec<&str> = one("CapabilityBoundingSet").split(' ').collect();
         for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
             assert!(caps.contains(&cap), "{cap} missing");
