@@ -35,6 +35,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("systemd-networkd", "systemd"),
     // Headless browser for the report test (renders the HTML report, takes a screenshot).
     ("/usr/bin/chromium", "chromium"),
+    // Builds the Debian root that `cargo xtask vm-unit` boots with systemd as PID 1.
+    ("debootstrap", "debootstrap"),
 ];
 
 /// Finds pyroute2 without importing it (a full import takes most of a second).
@@ -229,7 +231,9 @@ impl Setup {
             .map(|(_, package)| *package)
             .collect();
         if missing.is_empty() {
-            self.present("system packages (iproute2, net-tools, python3, systemd, chromium)");
+            self.present(
+                "system packages (iproute2, net-tools, python3, systemd, chromium, debootstrap)",
+            );
             return Ok(());
         }
         if !self.opts.dry_run {
