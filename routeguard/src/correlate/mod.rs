@@ -4,7 +4,6 @@
 //! number) or its return value (ioctl, keyed by thread) arrives, then released with its outcome.
 //! A request whose reply never shows up is released as `unknown` after [`REPLY_WAIT_NS`].
 
-mod clock;
 mod flush;
 mod kernel;
 mod unasked;
@@ -15,7 +14,7 @@ use routeguard_common::{
     request_flags, syscall, AckRecord, IoctlPayload, IoctlResultRecord, RequestHead,
 };
 
-pub use clock::Clock;
+use crate::clock::Clock;
 
 use crate::{
     attribution::{NetnsNames, ProcessTable},

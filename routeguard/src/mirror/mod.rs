@@ -25,7 +25,7 @@ use std::{
 };
 
 use crate::{
-    correlate::Clock,
+    clock::Clock,
     event::{Family, KernelBody, Route, RouteKey, Rule, RuleKey},
 };
 

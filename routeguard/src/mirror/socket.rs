@@ -17,7 +17,7 @@ use std::{
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::MirroredRoute;
-use crate::{correlate::Clock, decode, event::KernelBody};
+use crate::{clock::Clock, decode, event::KernelBody};
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;

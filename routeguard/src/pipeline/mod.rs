@@ -29,7 +29,8 @@ use tokio::sync::mpsc as async_mpsc;
 
 use crate::{
     capture::{self, Capture, CaptureError, CapturePath, Counters, Losses},
-    correlate::{Clock, Correlator, Problems},
+    clock::Clock,
+    correlate::{Correlator, Problems},
     event::Observed,
     mirror::Mirror,
 };

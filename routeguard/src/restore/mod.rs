@@ -20,7 +20,7 @@ use std::{
 };
 
 use crate::{
-    correlate::Clock,
+    clock::Clock,
     event::{
         describe, errno, Cause, Event, EventType, KernelBody, Kind, ObjectKey, Observed, Restore,
         RestoreOutcome,
