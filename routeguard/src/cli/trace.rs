@@ -7,7 +7,7 @@ use std::{
 
 use tokio::{
     signal::unix::{signal, SignalKind},
-    time::{sleep, sleep_until, Instant},
+    time::{sleep_until, Instant},
 };
 
 use super::TraceArgs;
@@ -15,8 +15,8 @@ use crate::{
     capture::{self, select::Selection, CaptureError},
     daemon::{Config, ConfigError},
     event::{filter::Filter, Event, Observed},
-    pipeline::{drain::IDLE_TICK, Batch, Pacing, Pipeline, Settings, Totals},
-    restore::{GuardConfig, Protect, Restorer},
+    pipeline::{Pacing, Pipeline, Settings, Totals},
+    restore::{GuardConfig, Protect, Restorer, Restores},
     sink,
 };
 
@@ -98,7 +98,10 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     let mut pipeline = Pipeline::start(&options, &settings)?;
     let entries = policy.protect.len();
     let dry_run = policy.guard.dry_run;
-    let mut restorer = Restorer::new(policy.protect, policy.guard, pipeline.clock());
+    let mut restores = match Restorer::new(policy.protect, policy.guard, pipeline.clock()) {
+        Some(restorer) => Some(Restores::start(restorer)?),
+        None => None,
+    };
     let mut output = Output::new(args.json, args.filter(), args.count);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -115,27 +118,25 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         args.ring_size >> 10,
         pipeline.queue_bytes() >> 10,
     );
-    let mut restores_waiting = false;
     let mut loss = LossReport::new(args.ring_size);
     loop {
-        let batch = tokio::select! {
-            batch = pipeline.next() => batch?,
-            // Restores waiting for a retry or back-off.
-            _ = sleep(IDLE_TICK), if restores_waiting => Batch::default(),
+        let done = tokio::select! {
+            batch = pipeline.next() => {
+                let batch = batch?;
+                if batch.newly_lost > 0 {
+                    loss.report(&batch.totals, false);
+                }
+                if let Some(r) = &restores {
+                    r.observe(&batch.events);
+                }
+                output.emit(Observed::events(batch.events))?
+            }
+            answers = answers(&mut restores) => output.emit(answers)?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         };
-        if batch.newly_lost > 0 {
-            loss.report(&batch.totals, false);
-        }
-        let mut answers = Vec::new();
-        if let Some(r) = restorer.as_mut() {
-            restores_waiting = r.answer(&batch.events, &mut answers);
-        }
-        let mut events = Observed::events(batch.events);
-        events.extend(answers);
-        if output.emit(events)? {
+        if done {
             break;
         }
     }
@@ -143,18 +144,29 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     if last.newly_lost > 0 {
         loss.report(&last.totals, true);
     }
-    let mut answers = Vec::new();
-    if let Some(r) = restorer.as_mut() {
-        r.answer(&last.events, &mut answers);
+    if let Some(r) = &restores {
+        r.observe(&last.events);
     }
-    let mut events = Observed::events(last.events);
-    events.extend(answers);
-    output.emit(events)?;
-    if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
-        eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
+    output.emit(Observed::events(last.events))?;
+    if let Some(r) = restores.take() {
+        let (answers, waiting) = r.finish().await;
+        output.emit(answers)?;
+        if waiting > 0 {
+            eprintln!(
+                "routeguard: {waiting} restores were still waiting (back-off or retry) at exit"
+            );
+        }
     }
     summary(output.shown, &pipeline.totals());
     Ok(())
+}
+
+/// The restore engine's next answers; never, without one.
+async fn answers(restores: &mut Option<Restores>) -> Vec<Event> {
+    match restores {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Says so when records are lost: never silent, at most once a second.
