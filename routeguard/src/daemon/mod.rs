@@ -94,7 +94,6 @@ pub async fn run(
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
         pacing: Pacing::Deep,
-        eager: !config.protect.is_empty(),
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
     let mut restores = new_restores(&config, &pipeline)?;
@@ -182,6 +181,7 @@ pub async fn run(
         totals.queue.replies,
         totals.resyncs
     );
+    eprintln!("routeguard: outcomes: {}", totals.outcomes);
     Ok(())
 }
 

@@ -95,7 +95,10 @@ impl Restorer {
     /// events to `out`.
     pub fn observe(&mut self, observed: &[Observed], out: &mut Vec<Event>) {
         let now = Instant::now();
-        for Observed { event: ev, kernel } in observed {
+        for Observed {
+            event: ev, kernel, ..
+        } in observed
+        {
             let Some(entry) = self.protect.iter().find(|p| p.selects(ev)) else {
                 continue;
             };
