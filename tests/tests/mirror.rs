@@ -279,10 +279,7 @@ fn a_flush_that_would_overflow_the_mirror_is_removed_route_by_route() {
         outcomes.ends_with("unknown 0"),
         "nothing is unknown: {outcomes}"
     );
-    // The filter drops requested route deletions before they reach the listener: the flush
-    // neither wakes nor overflows it, so there is nothing to re-dump.
-    assert!(
-        !stderr.contains("route-mirror resyncs"),
-        "the flush overflowed the mirror's socket; stderr:\n{stderr}"
-    );
+    // Whether the listener re-dumped is not asserted: the count covers every namespace the
+    // tracer mirrors, and other tests on the host may overflow theirs (the tiny buffer is every
+    // listener's).
 }
