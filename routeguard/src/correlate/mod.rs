@@ -15,6 +15,7 @@
 //! queue, the counts — is in `Core` and `requests.rs`. Neither reaches into the mirror: each
 //! asks it ([`Ask`]) and hears its [`News`].
 
+mod asked;
 mod flush;
 mod kernel;
 mod notify;

@@ -4,8 +4,10 @@
 
 use std::collections::{hash_map::Entry, HashMap, VecDeque};
 
-use super::{Waiting, REPLY_WAIT_NS};
-use crate::event::{Cause, Kind};
+use routeguard_common::{AckRecord, IoctlResultRecord};
+
+use super::{with_result, Problems, Waiting, REPLY_WAIT_NS};
+use crate::event::{Cause, Evidence, Kind};
 
 /// (socket, sequence number): what an ack names.
 pub(super) type Key = (u64, u32);
@@ -86,7 +88,7 @@ impl Requests {
 
     /// Whether the ack of `key` answers a request that went out already, on the kernel's
     /// notification: then it says nothing new, and is consumed.
-    pub fn answered_before(&mut self, key: Key) -> bool {
+    fn answered_before(&mut self, key: Key) -> bool {
         let Entry::Occupied(mut slot) = self.answered.entry(key) else {
             return false;
         };
@@ -99,8 +101,39 @@ impl Requests {
 
     /// The oldest request waiting under the ack's key (`None`: a peeked reply read again, or a
     /// reply to a request captured before routeguard started).
-    pub fn ack(&mut self, key: Key) -> Option<Waiting> {
+    fn ack(&mut self, key: Key) -> Option<Waiting> {
         self.take_at(key, 0)
+    }
+
+    /// The request `ack` answers, with its outcome; `None` when there is none to answer (or it
+    /// went out already on the kernel's notification).
+    pub fn acked(&mut self, ack: &AckRecord, problems: &mut Problems) -> Option<Waiting> {
+        let key = (ack.sock, ack.seq);
+        if self.answered_before(key) {
+            return None;
+        }
+        let Some(mut w) = self.ack(key) else {
+            problems.unmatched_replies += 1;
+            return None;
+        };
+        with_result(&mut w.event, ack.error);
+        w.evidence = Evidence::Ack;
+        Some(w)
+    }
+
+    /// The ioctl `res` answers, with its outcome.
+    pub fn returned(
+        &mut self,
+        res: &IoctlResultRecord,
+        problems: &mut Problems,
+    ) -> Option<Waiting> {
+        let Some(mut w) = self.ioctl_result(res.tid) else {
+            problems.unmatched_replies += 1;
+            return None;
+        };
+        with_result(&mut w.event, i32::try_from(res.ret).unwrap_or(i32::MIN));
+        w.evidence = Evidence::Ioctl;
+        Some(w)
     }
 
     /// The request released now at `now_ns` without its ack, which will still come.
@@ -110,7 +143,7 @@ impl Requests {
     }
 
     /// The oldest ioctl of thread `tid` still waiting for its return.
-    pub fn ioctl_result(&mut self, tid: u32) -> Option<Waiting> {
+    fn ioctl_result(&mut self, tid: u32) -> Option<Waiting> {
         let Entry::Occupied(mut slot) = self.ioctl.entry(tid) else {
             return None;
         };

@@ -12,19 +12,19 @@
 //!   (`vanished.rs`).
 //! - Expiries and namespace exits from the mirror's news alone (`unasked.rs`).
 
-use routeguard_common::{syscall, AckRecord, IoctlPayload, IoctlResultRecord, RequestHead};
+use routeguard_common::{syscall as id, AckRecord, IoctlResultRecord, RequestHead};
 
 use super::{
     notify::Notified,
     replace::{self, Replaces},
     requests::{is_route_replace, Requests},
     vanished::{self, Triggers},
-    waiting, with_result, Core, Correlate, Problems, Waiting, NLM_F_ACK,
+    Core, Correlate, Problems, Waiting,
 };
 use crate::{
     clock::Clock,
-    decode::{self, record::Notify, record::Record, Decoded},
-    event::{Capture, Evidence, Observed, Op, Outcomes, Request, Syscall},
+    decode::{self, record::Notify, record::Record},
+    event::{Capture, Evidence, Observed, Outcomes},
     mirror::{Ask, Asker, News},
 };
 
@@ -48,100 +48,36 @@ impl SyscallCorrelator {
     }
 
     fn request(&mut self, head: &RequestHead, payload: &[u8]) {
-        self.core.saw(head.ts_ns);
-        if head.syscall == syscall::IOCTL {
-            self.ioctl_request(head, payload);
-            return;
-        }
-        for item in decode::decode_netlink(payload) {
-            match item {
-                Ok(d) => self.netlink_request(head, d),
-                Err(err) => {
-                    self.core.problems.undecodable += 1;
-                    tracing::debug!(%err, pid = head.task.pid, "undecodable netlink message");
+        for w in self.core.asked(head, payload) {
+            if head.syscall == id::IOCTL {
+                self.requests.add_ioctl(head.task.tid, w);
+                continue;
+            }
+            let w = if is_route_replace(&w) {
+                let (core, requests) = (&mut self.core, &mut self.requests);
+                match replace::arrived(core, requests, &mut self.replaces, head.sock, w) {
+                    Some(w) => w,
+                    None => continue,
                 }
-            }
-        }
-    }
-
-    fn netlink_request(&mut self, head: &RequestHead, d: Decoded) {
-        let (Some(removal), Some(hdr)) = (d.removal, d.header) else {
-            return;
-        };
-        let request = Request {
-            syscall: super::syscall_of(head.syscall),
-            op: Op::named(d.op),
-            seq: Some(hdr.seq),
-            nlmsg_flags: Some(hdr.flags),
-            ack_requested: hdr.flags & NLM_F_ACK != 0,
-        };
-        let event = self.core.event(head, removal, request);
-        let mut w = waiting(event, head);
-        if is_route_replace(&w) {
-            let (core, requests) = (&mut self.core, &mut self.requests);
-            match replace::arrived(core, requests, &mut self.replaces, head.sock, w) {
-                Some(back) => w = back,
-                None => return,
-            }
-        }
-        self.requests.add_netlink(head.sock, w);
-    }
-
-    fn ioctl_request(&mut self, head: &RequestHead, payload: &[u8]) {
-        if payload.len() < size_of::<IoctlPayload>() {
-            self.core.problems.undecodable += 1;
-            return;
-        }
-        // SAFETY: length checked above; IoctlPayload is a repr(C) wire type valid for any bits.
-        let p: IoctlPayload = unsafe { std::ptr::read_unaligned(payload.as_ptr().cast()) };
-        match decode::decode_ioctl(head.sock_family, &p) {
-            Ok(Decoded {
-                removal: Some(removal),
-                op,
-                ..
-            }) => {
-                let request = Request {
-                    syscall: Syscall::Ioctl,
-                    op: Op::named(op),
-                    seq: None,
-                    nlmsg_flags: None,
-                    ack_requested: true,
-                };
-                let event = self.core.event(head, removal, request);
-                self.requests.add_ioctl(head.task.tid, waiting(event, head));
-            }
-            Ok(_) => {}
-            Err(err) => {
-                self.core.problems.undecodable += 1;
-                tracing::debug!(%err, pid = head.task.pid, "undecodable ioctl");
-            }
+            } else {
+                w
+            };
+            self.requests.add_netlink(head.sock, w);
         }
     }
 
     fn ack(&mut self, ack: &AckRecord) {
         self.core.saw(ack.ts_ns);
-        let key = (ack.sock, ack.seq);
-        if self.requests.answered_before(key) {
-            return;
+        if let Some(w) = self.requests.acked(ack, &mut self.core.problems) {
+            self.complete(w);
         }
-        let Some(mut w) = self.requests.ack(key) else {
-            self.core.problems.unmatched_replies += 1;
-            return;
-        };
-        with_result(&mut w.event, ack.error);
-        w.evidence = Evidence::Ack;
-        self.complete(w);
     }
 
     fn ioctl_result(&mut self, res: &IoctlResultRecord) {
         self.core.saw(res.ts_ns);
-        let Some(mut w) = self.requests.ioctl_result(res.tid) else {
-            self.core.problems.unmatched_replies += 1;
-            return;
-        };
-        with_result(&mut w.event, i32::try_from(res.ret).unwrap_or(i32::MIN));
-        w.evidence = Evidence::Ioctl;
-        self.complete(w);
+        if let Some(w) = self.requests.returned(res, &mut self.core.problems) {
+            self.complete(w);
+        }
     }
 
     /// The kernel announced a deletion a request made: the request it answers takes the
