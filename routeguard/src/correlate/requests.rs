@@ -163,39 +163,29 @@ impl Requests {
         port: u32,
         fits: impl Fn(&Waiting) -> bool,
     ) -> Option<(Key, Waiting)> {
-        let socks = self.by_thread.get(&(tid, seq))?.clone();
-        for sock in socks {
-            let Some(list) = self.netlink.get(&(sock, seq)) else {
-                continue;
-            };
+        let (sock, pos) = self.by_thread.get(&(tid, seq))?.iter().find_map(|&sock| {
+            let list = self.netlink.get(&(sock, seq))?;
             let pos = list.iter().position(|w| {
                 w.tid() == Some(tid) && (w.portid == 0 || w.portid == port) && fits(w)
-            });
-            if let Some(pos) = pos {
-                return self.take_at((sock, seq), pos).map(|w| ((sock, seq), w));
-            }
-        }
-        None
+            })?;
+            Some((sock, pos))
+        })?;
+        self.take_at((sock, seq), pos).map(|w| ((sock, seq), w))
     }
 
     /// The oldest route replace of namespace `netns` with sequence number `seq` (and port id
     /// `port`, when the request knew its own).
     pub fn claim_replace(&mut self, netns: u32, seq: u32, port: u32) -> Option<(Key, Waiting)> {
-        let socks = self.replaces.get(&(netns, seq))?.clone();
-        for sock in socks {
-            let Some(list) = self.netlink.get(&(sock, seq)) else {
-                continue;
-            };
+        let (sock, pos) = self.replaces.get(&(netns, seq))?.iter().find_map(|&sock| {
+            let list = self.netlink.get(&(sock, seq))?;
             let pos = list.iter().position(|w| {
                 is_route_replace(w)
                     && w.event.netns.inode == netns
                     && (w.portid == 0 || w.portid == port)
-            });
-            if let Some(pos) = pos {
-                return self.take_at((sock, seq), pos).map(|w| ((sock, seq), w));
-            }
-        }
-        None
+            })?;
+            Some((sock, pos))
+        })?;
+        self.take_at((sock, seq), pos).map(|w| ((sock, seq), w))
     }
 
     /// Requests that waited [`REPLY_WAIT_NS`] or longer by `now_ns` (ring time), oldest first.
