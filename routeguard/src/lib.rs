@@ -10,6 +10,7 @@
 pub mod attribution;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod correlate;
 pub mod daemon;
 pub mod decode;

@@ -62,6 +62,9 @@ struct Built {
 /// Caches process details and builds [`Actor`]s.
 pub struct ProcessTable {
     tasks: HashMap<(u32, u64), Task>,
+    /// The newest process image seen of each pid, as its task record or a request named it: a
+    /// notification names only the pid and thread.
+    latest: HashMap<u32, TaskInfo>,
     clock: u64,
     proc: Procfs,
     cgroups: CgroupPaths,
@@ -76,6 +79,7 @@ impl ProcessTable {
     pub fn with_parts(proc_root: PathBuf, cgroups: CgroupPaths) -> Self {
         Self {
             tasks: HashMap::new(),
+            latest: HashMap::new(),
             clock: 0,
             proc: Procfs::new(proc_root),
             cgroups,
@@ -118,11 +122,42 @@ impl ProcessTable {
             built: None,
         };
         self.remember((info.pid, info.start_time), task);
+        self.latest.insert(info.pid, *info);
+    }
+
+    /// The actor for thread `tid` of process `pid`, when nothing else is known of it (a
+    /// notification of the kernel names only those): the newest image of that pid a task record
+    /// or request showed, else what /proc shows now.
+    pub fn actor_of(&mut self, pid: u32, tid: u32) -> Arc<Actor> {
+        let info = match self.latest.get(&pid) {
+            Some(info) => TaskInfo { tid, ..*info },
+            None => {
+                let stat = self.proc.stat(pid);
+                let comm = stat.as_ref().map(|s| s.comm.as_bytes()).unwrap_or_default();
+                let mut name = [0; routeguard_common::COMM_LEN];
+                let n = comm.len().min(name.len() - 1);
+                name[..n].copy_from_slice(&comm[..n]);
+                TaskInfo {
+                    pid,
+                    tid,
+                    uid: self.proc.uid(pid).unwrap_or(0),
+                    gid: 0,
+                    start_time: stat.map_or(0, |s| s.start_ticks * self.proc.ns_per_tick()),
+                    cgroup_id: 0,
+                    comm: name,
+                }
+            }
+        };
+        self.actor(&info)
     }
 
     /// The actor for a request made by `info`.
     pub fn actor(&mut self, info: &TaskInfo) -> Arc<Actor> {
         let key = (info.pid, info.start_time);
+        if self.latest.len() >= CAPACITY && !self.latest.contains_key(&info.pid) {
+            self.latest.clear();
+        }
+        self.latest.insert(info.pid, *info);
         if !self.tasks.contains_key(&key) {
             let task = self.read_proc(info);
             self.remember(key, task);

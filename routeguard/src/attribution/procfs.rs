@@ -61,9 +61,16 @@ impl Procfs {
         Self { root, ns_per_tick }
     }
 
-    #[cfg(test)]
     pub fn ns_per_tick(&self) -> u64 {
         self.ns_per_tick
+    }
+
+    /// The owner of `/proc/PID`: the process's effective uid.
+    pub fn uid(&self, pid: u32) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(self.root.join(pid.to_string()))
+            .ok()
+            .map(|m| m.uid())
     }
 
     fn read(&self, pid: u32, file: &str) -> Option<Vec<u8>> {

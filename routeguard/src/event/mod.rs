@@ -9,7 +9,8 @@
 //!   [`Syscall`];
 //! - [`ObjectKey`]: an object's identity, the same whichever capture path described it;
 //! - [`Observed`]: an event with the kernel's own description of its object beside it
-//!   ([`KernelBody`]), which only the restore engine reads;
+//!   ([`KernelBody`]), which only the restore engine reads, and the [`Evidence`] its outcome
+//!   rests on ([`Outcomes`] tallies them);
 //! - [`describe`] (objects in iproute2's words, for humans), [`filter`], [`errno`] names,
 //!   [`Timestamp`]s, and the fixtures every room's tests build events from.
 
@@ -27,7 +28,7 @@ mod wire;
 
 pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKey};
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
-pub use observed::{KernelBody, Observed};
+pub use observed::{Evidence, KernelBody, Observed, Outcomes};
 pub use request::{Op, Request, Syscall};
 pub use time::Timestamp;
 

@@ -1,6 +1,7 @@
 //! NETLINK_ROUTE sockets opened inside a namespace: one listening to the route groups, one for
 //! dumps. A socket stays in the namespace it was created in, so they are made on a short-lived
-//! thread that has entered the namespace (`setns` affects only the calling thread).
+//! thread that has entered the namespace (`setns` affects only the calling thread). Every receive
+//! has a timeout (`SO_RCVTIMEO`), so no dump waits forever on a kernel that stopped answering.
 
 use std::{
     fs::File,
@@ -11,13 +12,12 @@ use std::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use super::MirroredRoute;
-use crate::{correlate::Clock, decode, event::KernelBody};
+use crate::{clock::Clock, decode, event::RouteKey};
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -45,6 +45,10 @@ const RTNLGRP_IPV6_RULE: u32 = 19;
 const RTM_DELRULE: u16 = 33;
 /// A listener wakes this often to see whether it should stop.
 const POLL: Duration = Duration::from_millis(250);
+/// A dump socket's receive timeout; a dump gives up once the kernel has sent nothing for
+/// [`DUMP_QUIET`].
+const DUMP_POLL: Duration = Duration::from_secs(1);
+const DUMP_QUIET: Duration = Duration::from_secs(5);
 const RCVBUF: usize = 8 << 20;
 /// Overrides the listener's receive buffer size (bytes). Only for tests that must make the
 /// notification socket overflow; the kernel doubles it and enforces a minimum of about 2 KiB.
@@ -62,25 +66,67 @@ pub enum MirrorError {
     Refused(i32),
     #[error("the notification socket overflowed (ENOBUFS); a re-dump is needed")]
     Overflow,
+    #[error("the kernel sent no part of the dump for {DUMP_QUIET:?}; gave up on it")]
+    Timeout,
     #[error("cannot start the mirror thread: {0}")]
     Thread(#[source] io::Error),
+    #[error("cannot attach the notification filter to the listener: {0}")]
+    Filter(#[source] io::Error),
+}
+
+/// A route as a notification or dump reply gave it: its identity and the kernel's bytes.
+pub struct Learnt {
+    pub key: RouteKey,
+    /// The message body after the `nlmsghdr`.
+    pub body: Box<[u8]>,
+    /// Monotonic ns its lifetime runs out (IPv6 `expires`); 0 when it has none.
+    pub expires_at: u64,
+}
+
+impl Learnt {
+    /// The route `body` describes (`None` when it does not decode).
+    pub fn from_body(body: &[u8]) -> Option<Self> {
+        Self::with_expiry(body).map(|(route, _)| route)
+    }
+
+    /// The route, and its remaining lifetime in clock ticks when it has one.
+    fn with_expiry(body: &[u8]) -> Option<(Self, Option<i32>)> {
+        let (family, route) = match decode::route_body(body) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                tracing::debug!(%reason, "skipping an undecodable route");
+                return None;
+            }
+        };
+        let expires = expires_ticks(body);
+        // A positive lifetime becomes a deadline on the monotonic clock.
+        let expires_at = expires
+            .and_then(|ticks| u64::try_from(ticks).ok())
+            .map_or(0, |ticks| Clock::monotonic_ns() + ticks * NS_PER_CLOCK_TICK);
+        let learnt = Learnt {
+            key: RouteKey::of(family, &route),
+            body: body.into(),
+            expires_at,
+        };
+        Some((learnt, expires))
+    }
 }
 
 pub enum Update {
     /// `replaced`: sent with NLM_F_REPLACE, so the route with the same FIB key is gone. `seq`
-    /// is the sequence number of the request that added it (the kernel echoes it).
+    /// and `port` are the sequence number and port id of the request that added it (the kernel
+    /// echoes them).
     Added {
-        route: MirroredRoute,
+        route: Learnt,
         replaced: bool,
         seq: u32,
+        port: u32,
     },
-    /// `by_kernel`: announced with portid 0, i.e. no request asked for it. `seq` is the
-    /// sequence number of the request that did (the kernel echoes it). `past_expiry`: the
+    /// `by_kernel`: announced with portid 0, i.e. no request asked for it. `past_expiry`: the
     /// notification says the route's lifetime had run out (negative `rta_expires`).
     Deleted {
-        route: MirroredRoute,
+        route: Learnt,
         by_kernel: bool,
-        seq: u32,
         past_expiry: bool,
     },
     /// A rule added (or replaced).
@@ -88,13 +134,10 @@ pub enum Update {
         family: Option<crate::event::Family>,
         rule: crate::event::Rule,
     },
-    /// A rule removed by the request with sequence number `seq`, and the kernel's description
-    /// of it.
+    /// A rule removed.
     RuleDeleted {
         family: Option<crate::event::Family>,
         rule: crate::event::Rule,
-        kernel: KernelBody,
-        seq: u32,
     },
 }
 
@@ -117,11 +160,13 @@ impl Stopper {
     }
 }
 
-/// Opens (listener, dumper) inside the namespace of the nsfs file `path`. With
-/// `no_route_deletions`, the listener never receives RTM_DELROUTE (see [`drop_route_deletions`]).
+/// Opens (listener, dumper) inside the namespace of the nsfs file `path`. `filter` (the `notify`
+/// eBPF socket filter) is attached to the listener: it copies the deletions a request made into
+/// the ring and drops those of routes, so a burst of them never reaches or wakes the listener.
+/// Without it the listener hears every deletion.
 pub fn open_in(
     path: &Path,
-    no_route_deletions: bool,
+    filter: Option<RawFd>,
 ) -> Result<(RouteSocket, RouteSocket), MirrorError> {
     let path = path.to_path_buf();
     std::thread::spawn(move || -> Result<_, MirrorError> {
@@ -148,41 +193,20 @@ pub fn open_in(
             .add_membership(RTNLGRP_IPV6_RULE)
             .map_err(MirrorError::Socket)?;
         set_timeout(listener.as_raw_fd(), POLL).map_err(MirrorError::Socket)?;
-        if no_route_deletions {
-            drop_route_deletions(listener.as_raw_fd()).map_err(MirrorError::Socket)?;
+        if let Some(program) = filter {
+            // SO_ATTACH_BPF takes the program's fd; the socket keeps its own reference.
+            let program: libc::c_int = program;
+            set_socket_option(listener.as_raw_fd(), libc::SO_ATTACH_BPF, &program)
+                .map_err(MirrorError::Filter)?;
         }
         let mut dumper = Socket::new(NETLINK_ROUTE).map_err(MirrorError::Socket)?;
         dumper.bind_auto().map_err(MirrorError::Socket)?;
         dumper.set_rx_buf_sz(RCVBUF).map_err(MirrorError::Socket)?;
+        set_timeout(dumper.as_raw_fd(), DUMP_POLL).map_err(MirrorError::Socket)?;
         Ok((RouteSocket::new(listener), RouteSocket::new(dumper)))
     })
     .join()
     .map_err(|_| MirrorError::Thread(io::Error::other("the namespace thread panicked")))?
-}
-
-/// Attaches a classic BPF socket filter that drops every RTM_DELROUTE notification in the
-/// kernel, in the deleting process's context: nothing is queued and nobody is woken (each
-/// delivered notification wakes the listener thread). A notification is one message, so its
-/// type is the 16 bits at offset 4; the filter's load reads them big-endian.
-fn drop_route_deletions(fd: RawFd) -> io::Result<()> {
-    const LD_H_ABS: u16 = 0x28;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    let deletion = u32::from(u16::from_be_bytes(RTM_DELROUTE.to_ne_bytes()));
-    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let mut program = [
-        op(LD_H_ABS, 0, 0, 4),
-        // Equal: the next instruction (drop); else the one after (keep all of it).
-        op(JEQ_K, 0, 1, deletion),
-        op(RET_K, 0, 0, 0),
-        op(RET_K, 0, 0, u32::MAX),
-    ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // `fprog` points at `program`, which outlives the call; the kernel copies both.
-    set_socket_option(fd, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 fn listener_rcvbuf() -> usize {
@@ -235,12 +259,12 @@ impl RouteSocket {
     }
 
     /// Every route of the namespace, all tables, both families.
-    pub fn dump_routes(&self) -> Result<Vec<MirroredRoute>, MirrorError> {
+    pub fn dump_routes(&self) -> Result<Vec<Learnt>, MirrorError> {
         let mut routes = Vec::new();
         // struct rtmsg, AF_UNSPEC: every family, every table.
         self.dump(RTM_GETROUTE, &[0u8; RTMSG_LEN], |msg_type, body| {
             if msg_type == RTM_NEWROUTE {
-                routes.extend(route(body).map(|(route, _)| route));
+                routes.extend(Learnt::from_body(body));
             }
         })?;
         Ok(routes)
@@ -282,6 +306,7 @@ impl RouteSocket {
         req.extend_from_slice(body);
         self.socket.send(&req, 0).map_err(MirrorError::Socket)?;
         let mut buf = Vec::with_capacity(RECV_BUF);
+        let mut heard = Instant::now();
         loop {
             let n = match self.recv(&mut buf) {
                 // Multicast notifications were dropped; the dump's own replies never are (the
@@ -290,8 +315,16 @@ impl RouteSocket {
                     self.lost_during_dump.store(true, Ordering::Relaxed);
                     continue;
                 }
+                // The receive timed out: the kernel is slow (or never answers), not gone.
+                Err(MirrorError::Socket(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if heard.elapsed() >= DUMP_QUIET {
+                        return Err(MirrorError::Timeout);
+                    }
+                    continue;
+                }
                 other => other?,
             };
+            heard = Instant::now();
             for (hdr, body) in messages(&buf[..n]) {
                 if hdr.seq != seq {
                     continue; // a notification that raced the dump: the dump covers it
@@ -331,17 +364,21 @@ impl RouteSocket {
             let mut updates = Vec::new();
             for (hdr, body) in messages(&buf[..n]) {
                 match hdr.msg_type {
-                    RTM_NEWROUTE => updates.extend(route(body).map(|(route, _)| Update::Added {
-                        route,
-                        replaced: hdr.flags & NLM_F_REPLACE != 0,
-                        seq: hdr.seq,
-                    })),
-                    RTM_DELROUTE => {
-                        updates.extend(route(body).map(|(route, expires)| Update::Deleted {
+                    RTM_NEWROUTE => {
+                        updates.extend(Learnt::from_body(body).map(|route| Update::Added {
                             route,
-                            by_kernel: hdr.port == 0,
+                            replaced: hdr.flags & NLM_F_REPLACE != 0,
                             seq: hdr.seq,
-                            past_expiry: expires.is_some_and(|ticks| ticks < 0),
+                            port: hdr.port,
+                        }))
+                    }
+                    RTM_DELROUTE => {
+                        updates.extend(Learnt::with_expiry(body).map(|(route, expires)| {
+                            Update::Deleted {
+                                route,
+                                by_kernel: hdr.port == 0,
+                                past_expiry: expires.is_some_and(|ticks| ticks < 0),
+                            }
                         }))
                     }
                     RTM_NEWRULE => match decode::rule_body(body) {
@@ -349,12 +386,7 @@ impl RouteSocket {
                         Err(reason) => tracing::debug!(%reason, "skipping an undecodable rule"),
                     },
                     RTM_DELRULE => match decode::rule_body(body) {
-                        Ok((family, rule)) => updates.push(Update::RuleDeleted {
-                            family,
-                            rule,
-                            kernel: KernelBody::new(body),
-                            seq: hdr.seq,
-                        }),
+                        Ok((family, rule)) => updates.push(Update::RuleDeleted { family, rule }),
                         Err(reason) => tracing::debug!(%reason, "skipping an undecodable rule"),
                     },
                     _ => {}
@@ -403,32 +435,6 @@ fn messages(mut buf: &[u8]) -> Vec<(Header, &[u8])> {
         buf = &buf[len.next_multiple_of(4).min(buf.len())..];
     }
     out
-}
-
-/// The route a message describes, and its remaining lifetime in clock ticks when it has one.
-fn route(body: &[u8]) -> Option<(MirroredRoute, Option<i32>)> {
-    match decode::route_body(body) {
-        Ok((family, route)) => {
-            let expires = expires_ticks(body);
-            // A positive lifetime becomes a deadline on the monotonic clock.
-            let expires_at = expires
-                .and_then(|ticks| u64::try_from(ticks).ok())
-                .map(|ticks| Clock::monotonic_ns() + ticks * NS_PER_CLOCK_TICK);
-            Some((
-                MirroredRoute {
-                    family,
-                    route,
-                    kernel: KernelBody::new(body),
-                    expires_at,
-                },
-                expires,
-            ))
-        }
-        Err(reason) => {
-            tracing::debug!(%reason, "skipping an undecodable route notification");
-            None
-        }
-    }
 }
 
 /// `rta_expires` of the `RTA_CACHEINFO` attribute, when the route has a lifetime (0 means none).

@@ -13,6 +13,7 @@
 pub mod guard;
 pub(crate) mod netlink;
 pub mod policy;
+mod thread;
 
 use std::{
     collections::{hash_map::Entry, HashMap},
@@ -20,7 +21,7 @@ use std::{
 };
 
 use crate::{
-    correlate::Clock,
+    clock::Clock,
     event::{
         describe, errno, Cause, Event, EventType, KernelBody, Kind, ObjectKey, Observed, Restore,
         RestoreOutcome,
@@ -30,6 +31,7 @@ use crate::{
 
 pub use guard::GuardConfig;
 pub use policy::{parse_spec, Allow, Protect};
+pub use thread::Restores;
 
 use guard::{FlapGuard, Verdict};
 use netlink::{NetnsSocket, RTM_NEWROUTE, RTM_NEWRULE};
@@ -93,7 +95,10 @@ impl Restorer {
     /// events to `out`.
     pub fn observe(&mut self, observed: &[Observed], out: &mut Vec<Event>) {
         let now = Instant::now();
-        for Observed { event: ev, kernel } in observed {
+        for Observed {
+            event: ev, kernel, ..
+        } in observed
+        {
             let Some(entry) = self.protect.iter().find(|p| p.selects(ev)) else {
                 continue;
             };
@@ -155,12 +160,9 @@ impl Restorer {
         }
     }
 
-    /// Appends to `out` the engine's answers to `observed` and the restores now due; returns
-    /// whether restores are still waiting (the caller keeps its ticks coming for them).
-    pub fn answer(&mut self, observed: &[Observed], out: &mut Vec<Event>) -> bool {
-        self.observe(observed, out);
-        self.tick(out);
-        !self.pending.is_empty()
+    /// When the next waiting restore is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.due).min()
     }
 
     /// Runs the restores whose time has come.
