@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A miss re-walks the tree at most this often (a burst of requests from a cgroup that has
 /// already been removed must not turn into a burst of tree walks).
-const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// cgroup trees are shallow; this only stops a pathological one.
 const MAX_DEPTH: usize = 32;
 
@@ -25,6 +25,26 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, String)> {
         // before ` - ` vary in number (optional fields), the filesystem type follows it.
         let (before, after) = line.split_once(" - ")?;
         if after.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let mut fields = before.split(' ');
+        let root = fields.nth(3)?;
+        let mount_point = fields.next()?;
+        Some((
+            PathBuf::from(unescape_mountinfo(mount_point)),
+            unescape_mountinfo(root),
+        ))
+    })
+}
+
+/// The cgroup v1 `name=systemd` hierarchy's mount point and root, from `/proc/self/mountinfo`:
+/// on hosts without cgroup2 (legacy) it is the only tree that holds every process by unit.
+pub fn systemd_v1_mount(mountinfo: &str) -> Option<(PathBuf, String)> {
+    mountinfo.lines().find_map(|line| {
+        // `40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd`
+        let (before, after) = line.split_once(" - ")?;
+        let mut fs = after.split(' ');
+        if fs.next()? != "cgroup" || !fs.nth(1)?.split(',').any(|o| o == "name=systemd") {
             return None;
         }
         let mut fields = before.split(' ');
@@ -69,30 +89,35 @@ pub struct CgroupPaths {
     prefix: String,
     by_id: HashMap<u64, String>,
     last_scan: Option<Instant>,
+    /// The v1 `name=systemd` hierarchy (mount point, root), read through /proc while a process
+    /// lives when its cgroup v2 path names nothing.
+    systemd_v1: Option<(PathBuf, String)>,
 }
 
 impl CgroupPaths {
-    /// Finds the cgroup2 mount in `/proc/self/mountinfo`.
+    /// Finds the cgroup2 and `name=systemd` mounts in `/proc/self/mountinfo`.
     pub fn new() -> Self {
-        match fs::read_to_string("/proc/self/mountinfo")
-            .ok()
-            .as_deref()
-            .and_then(cgroup2_mount)
-        {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let systemd_v1 = systemd_v1_mount(&mountinfo);
+        let mut paths = match cgroup2_mount(&mountinfo) {
             Some((mount, root)) => Self::with_mount(mount, &root),
             None => {
                 tracing::warn!(
-                    "no cgroup2 mount in /proc/self/mountinfo: events will carry no cgroup path, \
-                     systemd unit or container id (mount cgroup2, or boot with cgroup v2)"
+                    "no cgroup2 mount in /proc/self/mountinfo: events carry the cgroup v1 \
+                     name=systemd path of processes still alive when their request is seen, \
+                     and nothing for the others (mount cgroup2, or boot with cgroup v2)"
                 );
                 Self {
                     mount: None,
                     prefix: String::new(),
                     by_id: HashMap::new(),
                     last_scan: None,
+                    systemd_v1: None,
                 }
             }
-        }
+        };
+        paths.systemd_v1 = systemd_v1;
+        paths
     }
 
     /// Walks the cgroup2 hierarchy mounted at `mount`, whose root is `root` in the hierarchy.
@@ -107,7 +132,35 @@ impl CgroupPaths {
             prefix,
             by_id: HashMap::new(),
             last_scan: None,
+            systemd_v1: None,
         }
+    }
+
+    /// The same, also reading the v1 `name=systemd` hierarchy mounted at `mount` (root `/`).
+    #[cfg(test)]
+    pub fn with_systemd_v1(mut self, mount: PathBuf) -> Self {
+        self.systemd_v1 = Some((mount, "/".into()));
+        self
+    }
+
+    /// The cgroup2 mount point and its root in the hierarchy (`/` or a prefix).
+    pub fn mount(&self) -> Option<(&Path, &str)> {
+        let mount = self.mount.as_deref()?;
+        Some((
+            mount,
+            if self.prefix.is_empty() {
+                "/"
+            } else {
+                &self.prefix
+            },
+        ))
+    }
+
+    /// The v1 `name=systemd` mount point and its root in the hierarchy.
+    pub fn systemd_v1(&self) -> Option<(&Path, &str)> {
+        self.systemd_v1
+            .as_ref()
+            .map(|(m, r)| (m.as_path(), r.as_str()))
     }
 
     /// The path of cgroup `id`, or `None` when no live cgroup has it (it was removed, or the
@@ -211,11 +264,7 @@ pub fn container_of(path: &str) -> Option<&str> {
     })
 }
 
-fn is_container_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+use super::kubepods::is_container_id;
 
 #[cfg(test)]
 mod tests {
@@ -246,6 +295,13 @@ mod tests {
             cgroup2_mount("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
             None
         );
+        assert_eq!(
+            systemd_v1_mount(hybrid),
+            Some((PathBuf::from("/sys/fs/cgroup/systemd"), "/".to_string()))
+        );
+        assert_eq!(systemd_v1_mount(unified), None);
+        let cpu = "42 31 0:39 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(systemd_v1_mount(cpu), None);
     }
 
     #[test]
