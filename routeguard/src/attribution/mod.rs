@@ -117,6 +117,27 @@ impl ProcessTable {
         Some(self.identities.insert(id, mount, prefix, &path))
     }
 
+    /// The identity of `info`'s cgroup v2 id from the path /proc gives the process, when that
+    /// path is still the cgroup of that id: a cgroup created since the last walk of the tree
+    /// (walks are rate-limited) is resolved at once, before a short-lived container removes it.
+    fn identity_from_proc(&mut self, info: &TaskInfo) -> Option<Arc<CgroupIdentity>> {
+        use std::os::unix::fs::MetadataExt as _;
+        if info.cgroup_id == 0 {
+            return None;
+        }
+        self.proc.same_image(info.pid, info.start_time)?;
+        let path = self.proc.cgroup(info.pid)?;
+        let (mount, prefix) = self.cgroups.mount()?;
+        let below = path
+            .strip_prefix(prefix.trim_end_matches('/'))
+            .unwrap_or(&path);
+        let dir = mount.join(below.trim_start_matches('/'));
+        if std::fs::metadata(&dir).ok()?.ino() != info.cgroup_id {
+            return None;
+        }
+        Some(self.identities.insert(info.cgroup_id, mount, prefix, &path))
+    }
+
     /// What /proc says of `pid`'s cgroups: its v2 path's identity (`v2`, fallback entries), or,
     /// when that names nothing, its v1 `name=systemd` path's. The caller checks the image.
     fn proc_identity(&self, pid: u32, v2: Option<&str>) -> Option<Arc<CgroupIdentity>> {
@@ -163,7 +184,9 @@ impl ProcessTable {
                 .and_then(|_| self.proc.exe(info.pid))
         });
         // Resolved now, while the cgroup most likely still exists; remembered by id after.
-        let by_id = self.identity_of(info.cgroup_id);
+        let by_id = self
+            .identity_of(info.cgroup_id)
+            .or_else(|| self.identity_from_proc(info));
         let proc_identity = if by_id
             .as_deref()
             .is_some_and(CgroupIdentity::names_something)
