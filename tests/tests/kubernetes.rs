@@ -6,7 +6,9 @@
 //! `ctr image import`; no registry), and each container is placed where kubelet would place it:
 //! its cgroup path is kubelet's (`--cgroup`), and it carries the labels containerd's CRI plugin
 //! gives pod containers. It runs `ip rule del` inside a network namespace the test made (it
-//! joins it with `--with-ns`).
+//! joins it with `--with-ns`), and lives on a second after `ip` exits, as a pod's agent does.
+//! (A one-shot container whose cgroup is gone before routeguard reads its process's record
+//! names no pod: see docs/kubernetes.md.)
 //!
 //! On this kind of host cgroups are hybrid (v1 controllers and a `name=systemd` hierarchy, with
 //! cgroup2 at /sys/fs/cgroup/unified): runc places the container at the same path in every
@@ -144,18 +146,19 @@ impl Containerd {
         run(self.ctr().args(["image", "import"]).arg(&tar)).ok("ctr image import");
     }
 
-    /// Runs `argv` in a container `id` from the test image, in cgroup `cgroup` (absolute, in
-    /// every hierarchy), in network namespace `ns`, with CAP_NET_ADMIN (as CNI and routing
-    /// agents run) and `labels`; waits for it to exit and removes it. Returns the host pid its
-    /// process ran as.
-    fn run_container(
+    /// Runs a container `id` from the test image, in cgroup `cgroup` (absolute, in every
+    /// hierarchy), in network namespace `ns` and the host's pid namespace (as `hostNetwork` and
+    /// `hostPID` agents run), with CAP_NET_ADMIN and `labels`, whose shell runs `ip ARGS` and
+    /// stays a second more (a pod's agent outlives the `ip` it runs); waits for it to exit and
+    /// removes it. Returns the host pids of the shell and of `ip`.
+    fn run_ip(
         &self,
         id: &str,
         cgroup: &str,
         ns: &Netns,
         labels: &[(&str, &str)],
-        argv: &[&str],
-    ) -> u32 {
+        args: &str,
+    ) -> (u32, u32) {
         let d = &self.dir.0;
         let pid_file = d.join(format!("{id}.pid"));
         let mut cmd = self.ctr();
@@ -166,18 +169,35 @@ impl Containerd {
             .args(["--cgroup", cgroup, "--cap-add", "CAP_NET_ADMIN"])
             .arg("--with-ns")
             .arg(format!("network:/run/netns/{}", ns.name()))
+            // The test's own pid namespace (the host's; pid 1's may not be readable).
+            .arg("--with-ns")
+            .arg(format!("pid:/proc/{}/ns/pid", std::process::id()))
             .arg("--pid-file")
             .arg(&pid_file);
         for (k, v) in labels {
             cmd.args(["--label", &format!("{k}={v}")]);
         }
-        cmd.args([IMAGE, id]).args(argv);
-        run(&mut cmd).ok("ctr run");
-        fs::read_to_string(&pid_file)
+        let script = format!("ip {args} & echo $!; wait $!; sleep 1");
+        cmd.args([IMAGE, id, "/bin/sh", "-c", &script]);
+        let ran = run(&mut cmd);
+        assert!(
+            ran.status.success(),
+            "`ctr run` failed ({}): {}\ncontainerd's log:\n{}",
+            ran.status,
+            ran.stderr,
+            self.log()
+        );
+        let shell = fs::read_to_string(&pid_file)
             .unwrap_or_else(|e| panic!("pid file of container {id}: {e}"))
             .trim()
             .parse()
-            .expect("a pid in the pid file")
+            .expect("a pid in the pid file");
+        let ip = ran
+            .stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("ip's pid from the container: {e}: {:?}", ran.stdout));
+        (shell, ip)
     }
 }
 
@@ -429,7 +449,7 @@ fn pod_named_from_containerd_labels() {
     let tracer = tracer(&ns, &containerd.socket(), &empty_logs.0);
 
     let labels = cri_labels("kube-system", "calico-node-x7k2", &uid, "calico-node");
-    let pid = containerd.run_container(&id, &cgroup, &ns, &labels, &argv("ip rule del prio 100"));
+    let (shell, pid) = containerd.run_ip(&id, &cgroup, &ns, &labels, "rule del prio 100");
 
     let ev = tracer.wait_for("ip rule del in a pod", EVENT_TIMEOUT, |e| by_pid(e, pid));
     eprintln!("actor: {}\nhost: {}", at(&ev, "/actor"), at(&ev, "/host"));
@@ -442,6 +462,9 @@ fn pod_named_from_containerd_labels() {
             ("/netns/inode", json!(ns.inode())),
             ("/actor/pid", json!(pid)),
             ("/actor/comm", json!("ip")),
+            // busybox's shell runs its `ip` applet in the forked shell, without an exec: the
+            // argv the kernel has is the shell's.
+            ("/actor/ppid", json!(shell)),
             ("/actor/cgroup", json!(cgroup)),
             ("/actor/container", json!(id)),
             ("/actor/unit", json!(format!("cri-containerd-{id}.scope"))),
@@ -489,7 +512,7 @@ fn pod_named_from_kubelet_log_directories() {
     let no_socket = logs.0.join("no-containerd.sock");
     let tracer = tracer(&ns, &no_socket, &logs.0);
 
-    let pid = containerd.run_container(&id, &cgroup, &ns, &[], &argv("ip rule del prio 100"));
+    let (_, pid) = containerd.run_ip(&id, &cgroup, &ns, &[], "rule del prio 100");
 
     let ev = tracer.wait_for("ip rule del in a pod", EVENT_TIMEOUT, |e| by_pid(e, pid));
     eprintln!("actor: {}\nhost: {}", at(&ev, "/actor"), at(&ev, "/host"));
@@ -561,7 +584,7 @@ fn look_alike_pod_under_a_delegated_directory_is_not_trusted() {
     let tracer = tracer(&ns, &containerd.socket(), &logs.0);
 
     let labels = cri_labels("kube-system", "calico-node-x7k2", &uid, "calico-node");
-    let pid = containerd.run_container(&id, &cgroup, &ns, &labels, &argv("ip rule del prio 100"));
+    let (_, pid) = containerd.run_ip(&id, &cgroup, &ns, &labels, "rule del prio 100");
 
     let ev = tracer.wait_for("ip rule del in a look-alike pod", EVENT_TIMEOUT, |e| {
         by_pid(e, pid)

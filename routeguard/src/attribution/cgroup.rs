@@ -169,6 +169,22 @@ impl CgroupPaths {
         if id == 0 {
             return None;
         }
+        if !self.by_id.contains_key(&id) {
+            // One cgroup opened by its id, at once: a cgroup made since the last walk is found
+            // even while walks are rate-limited (a container's first process, a burst of others).
+            let found = self
+                .mount
+                .as_deref()
+                .and_then(|mount| path_by_handle(mount, id))
+                .map(|below| match (below.as_str(), self.prefix.is_empty()) {
+                    ("/", false) => self.prefix.clone(),
+                    (_, false) => format!("{}{below}", self.prefix),
+                    (_, true) => below,
+                });
+            if let Some(path) = found {
+                self.by_id.insert(id, path);
+            }
+        }
         if !self.by_id.contains_key(&id)
             && self
                 .last_scan
@@ -206,6 +222,55 @@ impl Default for CgroupPaths {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `FILEID_KERNFS` (`include/linux/exportfs.h`): a kernfs node by its 64-bit id, which for a
+/// cgroup is its cgroup id.
+const FILEID_KERNFS: libc::c_int = 0xfe;
+
+/// A `struct file_handle` holding a kernfs id.
+#[repr(C)]
+struct KernfsHandle {
+    handle_bytes: libc::c_uint,
+    handle_type: libc::c_int,
+    id: u64,
+}
+
+/// The path below `mount` (`/system.slice/x.service`) of the cgroup whose id is `id`, by opening
+/// it with `open_by_handle_at(2)` (kernfs exports cgroups by id since Linux 4.13,
+/// `kernfs_fh_to_dentry`) and reading back where the descriptor points. Needs
+/// CAP_DAC_READ_SEARCH; `None` without it, or when no live cgroup has that id.
+fn path_by_handle(mount: &Path, id: u64) -> Option<String> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let dir = fs::File::open(mount).ok()?;
+    let mut handle = KernfsHandle {
+        handle_bytes: 8,
+        handle_type: FILEID_KERNFS,
+        id,
+    };
+    // SAFETY: `handle` is a `struct file_handle` whose `f_handle` holds `handle_bytes` (8)
+    // bytes, the kernel reads no more; `dir` is an open descriptor for the call's duration.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            dir.as_raw_fd(),
+            std::ptr::addr_of_mut!(handle).cast::<libc::file_handle>(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just returned open by the kernel and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let target = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let below = target.strip_prefix(mount).ok()?;
+    // Removed between the open and the readlink: d_path marks it.
+    let below = below.to_str().filter(|b| !b.ends_with(" (deleted)"))?;
+    Some(if below.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{below}")
+    })
 }
 
 fn walk(dir: &Path, path: &str, depth: usize, by_id: &mut HashMap<u64, String>) {
@@ -387,6 +452,31 @@ mod tests {
         assert_eq!(container_of(&format!("/docker/{}x", &ID[..63])), None);
         assert_eq!(container_of("/system.slice/systemd-networkd.service"), None);
         assert_eq!(container_of(""), None);
+    }
+
+    /// Opens a cgroup by its id through the real cgroup2 mount (root only: it makes a cgroup).
+    #[test]
+    fn opens_a_live_cgroup_by_its_id() {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some((mount, _)) = cgroup2_mount(&info).filter(|(_, root)| root == "/") else {
+            eprintln!("SKIP: no cgroup2 mount at its root here");
+            return;
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: making a cgroup and open_by_handle_at need root");
+            return;
+        }
+        let name = format!("routeguard-unit-{}", std::process::id());
+        let dir = mount.join(&name);
+        fs::create_dir(&dir).unwrap();
+        let id = fs::metadata(&dir).unwrap().ino();
+        let found = path_by_handle(&mount, id);
+        let root = path_by_handle(&mount, fs::metadata(&mount).unwrap().ino());
+        fs::remove_dir(&dir).unwrap();
+        assert_eq!(found, Some(format!("/{name}")));
+        assert_eq!(root.as_deref(), Some("/"));
+        assert_eq!(path_by_handle(&mount, id), None, "removed");
     }
 
     #[test]
