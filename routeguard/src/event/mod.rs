@@ -19,6 +19,7 @@ pub mod errno;
 pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod host;
 mod key;
 mod object;
 mod observed;
@@ -26,6 +27,7 @@ mod request;
 mod time;
 mod wire;
 
+pub use host::{local_host, set_local_host, Host, Pod};
 pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKey};
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
 pub use observed::{Evidence, KernelBody, Observed, Outcomes};
@@ -76,6 +78,8 @@ pub struct Event {
     /// For a `replace`: the route that took the removed one's place (`object` is the route the
     /// replace removed, from the mirror's state). Absent in older captures.
     pub replacement: Option<Route>,
+    /// The machine the event happened on, read once at start. Absent in older captures.
+    pub host: Option<Arc<Host>>,
 }
 
 /// Whether an event reports a removal or routeguard's restore of a protected object.
@@ -158,6 +162,7 @@ impl Event {
             event: EventType::Removal,
             restore: None,
             replacement: None,
+            host: local_host(),
         }
     }
 
@@ -284,4 +289,7 @@ pub struct Actor {
     pub unit: Option<String>,
     /// Container id when the cgroup path names one (docker, containerd, cri-o, podman).
     pub container: Option<String>,
+    /// The Kubernetes pod, when the cgroup is one of kubelet's pods. Absent in older captures.
+    #[serde(default)]
+    pub pod: Option<Pod>,
 }

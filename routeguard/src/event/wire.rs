@@ -14,14 +14,14 @@ use std::sync::Arc;
 use serde::{ser::SerializeStruct, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    Actor, Address, Capture, Cause, Event, EventType, Family, Kind, Link, Netns, Nexthop, Object,
-    Outcome, Request, Restore, Route, Rule, Timestamp, Trigger,
+    Actor, Address, Capture, Cause, Event, EventType, Family, Host, Kind, Link, Netns, Nexthop,
+    Object, Outcome, Request, Restore, Route, Rule, Timestamp, Trigger,
 };
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let object = &self.object;
-        let mut e = s.serialize_struct("Event", 21)?;
+        let mut e = s.serialize_struct("Event", 22)?;
         e.serialize_field("schema_version", &self.schema_version)?;
         e.serialize_field("ts", &self.ts)?;
         e.serialize_field("kind", &object.kind())?;
@@ -43,6 +43,7 @@ impl Serialize for Event {
         e.serialize_field("event", &self.event)?;
         e.serialize_field("restore", &self.restore)?;
         e.serialize_field("replacement", &self.replacement)?;
+        e.serialize_field("host", &self.host)?;
         e.end()
     }
 }
@@ -82,6 +83,8 @@ mod schema {
         pub(super) restore: Option<Restore>,
         #[serde(default)]
         pub(super) replacement: Option<Route>,
+        #[serde(default)]
+        pub(super) host: Option<Arc<Host>>,
     }
 }
 
@@ -108,6 +111,7 @@ impl<'de> Deserialize<'de> for Event {
             event: w.event,
             restore: w.restore,
             replacement: w.replacement,
+            host: w.host,
         })
     }
 }
@@ -142,6 +146,7 @@ mod tests {
             event: ev.event,
             restore: ev.restore.clone(),
             replacement: ev.replacement.clone(),
+            host: ev.host.clone(),
         }
     }
 
