@@ -18,6 +18,8 @@ pub mod netns;
 mod socket;
 pub mod uapi;
 
+#[cfg(test)]
+pub(crate) use attr::encode as encode_attr;
 pub use attr::{attrs, Attr, AttrError, Attrs};
 pub use message::{messages, Header, Message, MessageError, Messages};
 pub use netns::NetnsError;
