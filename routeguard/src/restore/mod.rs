@@ -36,7 +36,7 @@ use crate::{
 
 pub use body::BodyError;
 pub use guard::GuardConfig;
-pub use policy::{parse_spec, Allow, Protect};
+pub use policy::{parse_spec, Allow, Protect, SpecError};
 pub use thread::Restores;
 
 use guard::{FlapGuard, Verdict};
