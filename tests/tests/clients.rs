@@ -223,3 +223,44 @@ fn a_refused_request_with_ips_seq_does_not_take_its_removal() {
 fn an_unread_request_with_ips_seq_does_not_take_its_removal() {
     seq_collision("unread");
 }
+
+/// A receiver that repoints its msghdr's iovec at a forged ack (error 0) while blocked in
+/// recvmsg(), then sends an RTM_DELRULE the kernel refuses (EPERM: unprivileged): routeguard
+/// records the kernel's answer (`failed`, EPERM), not what the receiver's memory says afterwards.
+#[test]
+fn a_forged_ack_in_the_receivers_memory_is_not_the_outcome() {
+    let python = python3();
+    let ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
+    let tracer = Tracer::start(&ns, &[]);
+    let ran = run(std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "setpriv"])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args([&python, &client_script("forged_ack.py"), "100"]))
+    .ok("forged_ack.py");
+    let words: Vec<&str> = ran.stdout.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "forged_ack.py said {:?}", ran.stdout);
+    let pid: u32 = words[0].parse().unwrap();
+    assert_eq!(
+        (words[2], words[3]),
+        (format!("-{}", libc::EPERM).as_str(), "0"),
+        "the kernel refused; the forged ack says done"
+    );
+    let ev = tracer.wait_for("the refused request", EVENT_TIMEOUT, |e| by_pid(e, pid));
+    assert_fields(
+        &ev,
+        &[
+            ("/actor/uid", json!(65534)),
+            ("/rule/priority", json!(100)),
+            ("/request/seq", json!(words[1].parse::<u64>().unwrap())),
+            ("/outcome", json!("failed")),
+            ("/errno", json!(libc::EPERM)),
+        ],
+    );
+    assert!(ns
+        .ip(&["rule", "show"])
+        .ok("ip rule")
+        .stdout
+        .contains("100:"));
+    tracer.stop();
+}
