@@ -9,13 +9,11 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::collect::{actor_hash, Collector, Facts, RestoreFields};
 use super::memo::{ActorEntry, Line, Memo, ObjectEntry, Wanted, NO_ACTOR};
 use super::model::{Skipped, Source};
-use super::row::{self, RestoreRow, Str};
-use crate::event::{filter::Filter, Event, Timestamp, SCHEMA_VERSION};
+use crate::event::{filter::Filter, Event, EventRef, Timestamp, SCHEMA_VERSION};
 use crate::store::{self, StoreError};
 
 /// Skipped lines kept with their reason.
@@ -39,16 +37,12 @@ pub struct Query {
 }
 
 impl Query {
-    /// Whether the event at `ts` is wanted; `event` parses it in full, which only a filter flag
+    /// Whether the event at `ts` is wanted; `event` gives it in full, which only a filter flag
     /// needs.
-    pub(super) fn wants(
-        &self,
-        ts: Timestamp,
-        event: impl FnOnce() -> Result<Event, String>,
-    ) -> bool {
+    pub(super) fn wants(&self, ts: Timestamp, event: impl FnOnce() -> Event) -> bool {
         self.since.is_none_or(|s| ts >= s)
             && self.until.is_none_or(|u| ts <= u)
-            && (!self.filters() || event().is_ok_and(|ev| self.filter.matches(&ev)))
+            && (!self.filters() || self.filter.matches(&event()))
     }
 
     /// Whether any filter flag was given.
@@ -131,20 +125,20 @@ impl Tally {
         }
     }
 
-    /// One parsed line: checks the schema version, then hands the event on if the query wants it.
-    fn event(&mut self, line: u64, p: Parsed, slot: &mut Slot, into: &mut Collector) {
-        if p.line.schema_version > SCHEMA_VERSION {
+    /// One line read: checks the schema version, then hands the event on if the query wants it.
+    fn event(&mut self, line: u64, read: Line, slot: &mut Slot, into: &mut Collector) {
+        if read.schema_version > SCHEMA_VERSION {
             self.skip(
                 line,
                 format!(
                     "schema_version {} is newer than this routeguard reads ({SCHEMA_VERSION})",
-                    p.line.schema_version
+                    read.schema_version
                 ),
             );
             return;
         }
-        if let Some(w) = p.line.wanted {
-            if let Err(e) = self.fold(w, p.bytes, slot, into) {
+        if let Some(w) = read.wanted {
+            if let Err(e) = self.fold(w, slot, into) {
                 self.skip(line, e);
                 return;
             }
@@ -152,38 +146,32 @@ impl Tally {
         self.events_read += 1;
     }
 
-    fn fold(
-        &mut self,
-        w: Wanted,
-        line: &[u8],
-        slot: &mut Slot,
-        into: &mut Collector,
-    ) -> Result<(), String> {
+    fn fold(&mut self, w: Wanted, slot: &mut Slot, into: &mut Collector) -> Result<(), String> {
         let facts = Facts {
             ts: w.ts,
             kind: w.kind,
             cause: w.cause,
             outcome: w.outcome,
             errno: w.errno,
-            error: w.error.as_ref().map(Str::as_str),
+            error: w.error.as_deref(),
             event: w.event,
-            restore: w.restore.as_ref().map(restore_fields),
+            restore: w.restore.as_deref().map(RestoreFields::of),
         };
         facts.check()?;
-        // A line read as a row reads as an event (row.rs), so the full actor is always there.
-        let full_actor = || event(line).map(|ev| ev.actor.map(Arc::unwrap_or_clone));
         let actor = if w.actor == NO_ACTOR {
             match self.kernel {
                 Some(i) => i,
                 None => {
-                    let i = into.intern_actor(actor_hash(&self.hasher, None), None, full_actor)?;
-                    *self.kernel.insert(i)
+                    let hash = actor_hash(&self.hasher, None);
+                    *self
+                        .kernel
+                        .insert(into.intern_actor(hash, None, || Ok(None))?)
                 }
             }
         } else {
             let (a, i) = &mut slot.actors[w.actor as usize];
             if *i == NOT_YET {
-                *i = into.intern_actor(a.hash, Some(&a.key()), full_actor)?;
+                *i = into.intern_actor(a.hash, Some(&a.key()), || Ok(Some(a.actor.clone())))?;
             }
             *i
         };
@@ -192,8 +180,8 @@ impl Tally {
             *object = into.intern_object(
                 o.hash,
                 o.kind,
-                o.netns_inode,
-                o.netns_name.as_deref(),
+                o.netns.inode,
+                o.netns.name.as_deref(),
                 o.key.clone(),
                 o.description.as_str(),
             );
@@ -306,7 +294,7 @@ fn load_lines(
             slot.objects.extend(new_objects);
             for (offset, result) in chunk.lines {
                 match result {
-                    Ok(p) => tally.event(line + offset, p, slot, into),
+                    Ok(read) => tally.event(line + offset, read, slot, into),
                     Err(e) => tally.skip(line + offset, e),
                 }
             }
@@ -345,35 +333,11 @@ fn read_lines(
     }
 }
 
-/// A line, read as far as the report needs it.
-struct Parsed<'a> {
-    line: Line<'a>,
-    /// The line, to read it again in full when needed.
-    bytes: &'a [u8],
-}
-
-pub(super) fn event(line: &[u8]) -> Result<Event, String> {
-    serde_json::from_slice(line).map_err(|e| e.to_string())
-}
-
-pub(super) fn restore_fields<'r>(r: &'r RestoreRow) -> RestoreFields<'r> {
-    RestoreFields {
-        policy: r.policy.as_str(),
-        outcome: r.outcome,
-        latency_us: r.latency_us,
-        attempt: r.attempt,
-        errno: r.errno,
-        error: r.error.as_ref().map(Str::as_str),
-        hint: r.hint.as_ref().map(Str::as_str),
-        detail: r.detail.as_ref().map(Str::as_str),
-    }
-}
-
 /// One chunk read by a parser thread.
-struct Chunk<'a> {
+struct Chunk {
     /// Each line with its 1-based number within the chunk, read as far as the report needs it,
     /// or why it is not an event.
-    lines: Vec<(u64, Result<Parsed<'a>, String>)>,
+    lines: Vec<(u64, Result<Line, String>)>,
     /// Lines in the chunk, blank ones included.
     count: u64,
     /// Actors and objects the parser met for the first time in this chunk.
@@ -381,7 +345,7 @@ struct Chunk<'a> {
     objects: Vec<ObjectEntry>,
 }
 
-fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, memo: &mut Memo) -> Chunk<'a> {
+fn parse_chunk(chunk: &[u8], q: &Query, memo: &mut Memo) -> Chunk {
     let mut count = 0;
     // One UTF-8 check for the whole chunk (the common case) instead of one per string.
     let split: Box<dyn Iterator<Item = (&[u8], Option<&str>)>> = match std::str::from_utf8(chunk) {
@@ -393,14 +357,12 @@ fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, memo: &mut Memo) -> Chunk<'a> {
         .enumerate()
         .filter(|(_, (l, _))| !l.iter().all(u8::is_ascii_whitespace))
         .map(|(i, (bytes, text))| {
-            let line = match text {
-                Some(text) => match memo.line(text, q) {
-                    Some(line) => Ok(line),
-                    None => row::parse_str(text).map(|r| memo.row(r, bytes, q)),
-                },
-                None => row::parse_line(bytes).map(|r| memo.row(r, bytes, q)),
+            let read = match text {
+                Some(text) => serde_json::from_str::<EventRef>(text),
+                None => serde_json::from_slice::<EventRef>(bytes),
             };
-            (i as u64 + 1, line.map(|line| Parsed { line, bytes }))
+            let line = read.map(|ev| memo.line(ev, q)).map_err(|e| e.to_string());
+            (i as u64 + 1, line)
         })
         .collect();
     let (actors, objects) = memo.take_new();

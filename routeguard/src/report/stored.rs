@@ -11,14 +11,15 @@ use std::path::Path;
 
 use serde::de::{value::StrDeserializer, DeserializeOwned};
 
-use super::collect::{actor_hash, object_hash, object_key, ActorKey, Collector, Facts};
+use super::collect::{
+    actor_hash, object_hash, object_key, ActorKey, Collector, Facts, RestoreFields,
+};
 use super::describe;
-use super::input::{restore_fields, InputError, Query, Tally};
+use super::input::{InputError, Query, Tally};
 use super::model::Source;
-use super::row::RestoreRow;
 use crate::event::{
-    Actor, Address, Cause, EventType, Kind, Link, Netns, Nexthop, Object, Outcome, Route, Rule,
-    Timestamp,
+    Actor, Address, Cause, EventType, Kind, Link, Netns, Nexthop, Object, Outcome, Restore, Route,
+    Rule, Timestamp,
 };
 use crate::store::{FactRow, Reader};
 
@@ -130,7 +131,7 @@ struct Fold<'c> {
 
 impl Fold<'_> {
     fn event(&mut self, f: &Fact) -> Result<(), String> {
-        let restore: Option<RestoreRow> = f
+        let restore: Option<Restore> = f
             .restore
             .as_deref()
             .map(|text| serde_json::from_str(text).map_err(|e| format!("restore: {e}")))
@@ -143,7 +144,7 @@ impl Fold<'_> {
             errno: f.errno,
             error: f.error.as_deref(),
             event: f.event,
-            restore: restore.as_ref().map(restore_fields),
+            restore: restore.as_ref().map(RestoreFields::of),
         };
         facts.check()?;
         let actor = self.actor(f.actor)?;

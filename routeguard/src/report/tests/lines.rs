@@ -1,0 +1,83 @@
+//! JSON lines of every shape read as the event room reads them: a line that reads as an
+//! [`Event`] is reported as that event pushed whole would be, and one that does not is skipped
+//! with the reason [`Event`] gives.
+
+use super::restores::jsonl_report;
+use super::*;
+
+/// Lines written as the sink writes them, and as others may: other whitespace and order,
+/// escapes, members left out or unknown, other values; then lines that are not events.
+fn variants() -> Vec<String> {
+    let line = crate::sink::json::to_line(&fixtures::route_event());
+    let mut other_actor = fixtures::route_event();
+    std::sync::Arc::make_mut(other_actor.actor.as_mut().unwrap()).cmdline = "ip r d".into();
+    let mut kernel = fixtures::route_event();
+    kernel.actor = None;
+    let mut lines = vec![
+        line.clone(),
+        crate::sink::json::to_line(&other_actor),
+        crate::sink::json::to_line(&kernel),
+        line.replace(",\"kind\":", " ,\t \"kind\" : ")
+            .replace("\"ip\"", "\"i\\u0070\""),
+        line.replace("\"family\":\"inet\",", "")
+            .replace(",\"event\":\"removal\"", ""),
+        line.replace("\"actor\":{", "\"actor\":null,\"x\":{"),
+        line.replace("/24", "/25")
+            .replace("\"name\":\"blue\"", "\"name\":null"),
+        line.replace("\"kind\":\"route\"", "\"kind\":\"rule\""),
+        line.replace("\"event\":\"removal\"", "\"event\":\"restore\"")
+            .replace("\"restore\":null", "\"restore\":{\"policy\":\"p\",\"outcome\":\"restored\",\"latency_us\":5,\"attempt\":1,\"errno\":null,\"error\":null,\"detail\":null,\"hint\":null}"),
+        line.replace("\"seq\":1764256661", "\"seq\":4294967295"),
+    ];
+    // Not events.
+    let seq = "\"seq\":1764256661";
+    lines.extend(
+        [
+            (seq, "\"seq\":01"),
+            (seq, "\"seq\":4294967296"),
+            (seq, "\"seq\":1.5"),
+            (seq, "\"seq\":1,\"seq\":2"),
+            ("\"kind\":\"route\"", "\"kind\":\"Route\""),
+            ("\"uid\":0", "\"uid\":\"0\""),
+            ("\"argv\":[\"ip\"", "\"argv\":[7"),
+            ("\"table\":77", "\"table\":77,"),
+            ("\"capture\":\"syscall\",", ""),
+            ("\"ts\":\"2026", "\"ts\":\"x2026"),
+            ("\"event\":\"removal\"", "\"event\":\"restore\""),
+        ]
+        .map(|(from, to)| line.replace(from, to)),
+    );
+    lines.push(format!("{line} x"));
+    lines
+}
+
+#[test]
+fn lines_of_every_shape_read_as_events_do() {
+    // Twice: the second time, every actor and object is one the parser has met.
+    let lines: Vec<String> = variants().into_iter().chain(variants()).collect();
+    let mut events = Vec::new();
+    let mut skipped = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Event>(line) {
+            Ok(ev) if ev.event != crate::event::EventType::Removal && ev.restore.is_none() => {
+                skipped.push((n as u64 + 1, "a restore event without its".to_string()))
+            }
+            Ok(ev) => events.push(ev),
+            Err(e) => skipped.push((n as u64 + 1, e.to_string())),
+        }
+    }
+    assert_eq!(events.len(), 2 * 10);
+    let read = jsonl_report(&(lines.join("\n") + "\n"), "shapes");
+    assert_eq!(read.source.events_read, events.len() as u64);
+    assert_eq!(read.source.skipped_lines, skipped.len() as u64);
+    for (example, (line, reason)) in read.source.skipped_examples.iter().zip(&skipped) {
+        assert_eq!(example.line, *line);
+        assert!(example.reason.starts_with(reason), "{example:?}: {reason}");
+    }
+    let content = |r: &Report| {
+        let mut v: serde_json::Value = serde_json::from_str(&render_str(r, Format::Json)).unwrap();
+        v["source"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(content(&read), content(&report_of(events, 5)));
+}
