@@ -247,47 +247,55 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
 /// Folds the lines of the chunks `next` gives (each whole lines; `None` at the end) into
 /// `into`.
 ///
-/// Parsing JSON is nearly all of a report's time, so chunks are parsed on every core while the
-/// next chunks are read; results are then folded in input order, so line numbers, skipped
+/// Reading JSON is nearly all of a report's time, so chunks are read on every core, each by a
+/// parser thread of its own, while a reader thread reads the next chunks and this thread folds
+/// the chunks already read. Chunk `k` goes to parser `k % workers`, whose memory carries over
+/// from chunk to chunk, and the chunks are folded in input order: line numbers, skipped
 /// examples and the collector see exactly what a sequential read would give.
-fn load_lines(
-    mut next: impl FnMut() -> Result<Option<Vec<u8>>, InputError>,
+pub(super) fn load_lines(
+    mut next: impl FnMut() -> Result<Option<Vec<u8>>, InputError> + Send,
     q: &Query,
     into: &mut Collector,
 ) -> Result<Tally, InputError> {
     let hasher = into.hasher();
     let mut tally = Tally::new(hasher.clone());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Chunk `i` of every round goes to parser `i`, whose memory carries over between rounds.
-    let mut memos: Vec<Memo> = (0..workers).map(|_| Memo::new(hasher.clone())).collect();
     let mut slots: Vec<Slot> = (0..workers).map(|_| Slot::default()).collect();
-    let mut read_round = || -> Result<Vec<Vec<u8>>, InputError> {
-        let mut chunks = Vec::with_capacity(workers);
-        while chunks.len() < workers {
-            match next()? {
-                Some(chunk) => chunks.push(chunk),
-                None => break,
+    std::thread::scope(|s| {
+        // Bounded: a chunk waiting and one being read per parser, a result waiting per parser.
+        let (to_parsers, from_parsers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| {
+                let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+                let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+                let mut memo = Memo::new(hasher.clone());
+                s.spawn(move || {
+                    for chunk in chunk_rx {
+                        // The fold gave up (a panic): stop.
+                        if done_tx.send(parse_chunk(&chunk, q, &mut memo)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                (chunk_tx, done_rx)
+            })
+            .unzip();
+        let reader = s.spawn(move || -> Result<(), InputError> {
+            for k in 0.. {
+                let Some(chunk) = next()? else { break };
+                // A parser only stops early when the fold did.
+                if to_parsers[k % workers].send(chunk).is_err() {
+                    break;
+                }
             }
-        }
-        Ok(chunks)
-    };
-    let mut line = 0u64;
-    let mut chunks = read_round()?;
-    while !chunks.is_empty() {
-        let (parsed, next) = std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .zip(memos.iter_mut())
-                .map(|(c, memo)| s.spawn(|| parse_chunk(c, q, memo)))
-                .collect();
-            let next = read_round();
-            let parsed: Vec<_> = handles
-                .into_iter()
-                .map(|h| h.join().expect("parser thread panicked"))
-                .collect();
-            (parsed, next)
+            Ok(())
         });
-        for (chunk, slot) in parsed.into_iter().zip(slots.iter_mut()) {
+        let mut line = 0u64;
+        for k in 0.. {
+            // Closed once the reader is done and the parser has handed over all it was given.
+            let Ok(chunk) = from_parsers[k % workers].recv() else {
+                break;
+            };
+            let slot = &mut slots[k % workers];
             let new_actors = chunk.actors.into_iter().map(|a| (a, NOT_YET));
             slot.actors.extend(new_actors);
             let new_objects = chunk.objects.into_iter().map(|o| (o, NOT_YET));
@@ -300,8 +308,8 @@ fn load_lines(
             }
             line += chunk.count;
         }
-        chunks = next?;
-    }
+        reader.join().expect("reader thread panicked")
+    })?;
     Ok(tally)
 }
 
@@ -409,16 +417,15 @@ fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
             };
             let _ = tx.send(last);
         });
-        let tally = load_lines(
-            || match rx.recv() {
+        // `rx` goes with the reader thread: when it gives up, the scan stops.
+        load_lines(
+            move || match rx.recv() {
                 Ok(chunk) => Ok(Some(chunk?)),
                 Err(_) => Ok(None),
             },
             q,
             into,
-        );
-        drop(rx);
-        tally
+        )
     })?;
     tally.check_not_all_bad(path)?;
     Ok(tally.source("store", path))

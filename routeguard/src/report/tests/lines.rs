@@ -81,3 +81,57 @@ fn lines_of_every_shape_read_as_events_do() {
     };
     assert_eq!(content(&read), content(&report_of(events, 5)));
 }
+
+/// Many small chunks, handed to the parser threads in turn, fold as one chunk does: the same
+/// report, the same skipped lines with the same numbers.
+#[test]
+fn chunks_fold_in_input_order() {
+    let lines: Vec<String> = (0..3).flat_map(|_| variants()).collect();
+    let text = lines.join("\n") + "\n";
+    let whole = jsonl_report(&text, "chunks");
+    // 1, 2 and 3 lines a chunk, in turn.
+    let mut chunks = Vec::new();
+    let mut rest = &lines[..];
+    for n in [1, 2, 3].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (chunk, after) = rest.split_at(n.min(rest.len()));
+        chunks.push((chunk.join("\n") + "\n").into_bytes());
+        rest = after;
+    }
+    let mut chunks = chunks.into_iter();
+    let mut c = Collector::new();
+    let tally = input::load_lines(|| Ok(chunks.next()), &Query::default(), &mut c).unwrap();
+    let path = std::path::Path::new("capture.jsonl");
+    let source = tally.source("jsonl", path);
+    assert_eq!(source.events_read, whole.source.events_read);
+    let read = assemble(
+        c,
+        source,
+        &Query::default(),
+        vec![],
+        &Options::default(),
+        Timestamp(0),
+    );
+    let json = |r: &Report| {
+        let mut v: serde_json::Value = serde_json::from_str(&render_str(r, Format::Json)).unwrap();
+        v["source"]["path"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(json(&read), json(&whole));
+
+    // A chunk that cannot be read ends the report with its error.
+    let mut chunks = vec![Ok(Some(text.clone().into_bytes()))]
+        .into_iter()
+        .chain([Err(InputError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other("gone"),
+        })]);
+    let failed = input::load_lines(
+        || chunks.next().unwrap(),
+        &Query::default(),
+        &mut Collector::new(),
+    );
+    assert!(matches!(failed, Err(InputError::Io { .. })));
+}
