@@ -64,7 +64,6 @@ impl ActorEntry {
 }
 
 /// An object's identity (namespace and key) and what its first event said of it.
-#[derive(Clone)]
 pub struct ObjectEntry {
     pub kind: Kind,
     pub netns: Netns,
@@ -84,15 +83,17 @@ pub struct Memo {
     hasher: RandomState,
     fast: Fast,
     actors: Vec<ActorEntry>,
-    /// Actors and objects by the [`Fast`] hash of their identity.
+    /// Actors by the [`Fast`] hash of their identity.
     actor_ix: HashMap<u64, Vec<Local>, Fast>,
     /// The actor of the last line: events come in bursts from one process.
     last_actor: Local,
-    objects: Vec<ObjectEntry>,
-    object_ix: HashMap<u64, Vec<Local>, Fast>,
-    /// Entries already handed to the fold ([`Memo::take_new`]).
+    /// Objects by their namespace and identity: the key is kept in the table itself, so that
+    /// finding an object touches no other memory (this lookup is a share of every line's time).
+    objects: HashMap<(u32, ObjectKey), Local, Fast>,
+    /// Objects numbered since the last [`Memo::take_new`].
+    new_objects: Vec<ObjectEntry>,
+    /// Actors already handed to the fold.
     actors_sent: usize,
-    objects_sent: usize,
 }
 
 impl Memo {
@@ -103,20 +104,17 @@ impl Memo {
             actors: Vec::new(),
             actor_ix: HashMap::default(),
             last_actor: NO_ACTOR,
-            objects: Vec::new(),
-            object_ix: HashMap::default(),
+            objects: HashMap::default(),
+            new_objects: Vec::new(),
             actors_sent: 0,
-            objects_sent: 0,
         }
     }
 
     /// Actors and objects numbered since the last call, in number order.
     pub fn take_new(&mut self) -> (Vec<ActorEntry>, Vec<ObjectEntry>) {
         let actors = self.actors[self.actors_sent..].to_vec();
-        let objects = self.objects[self.objects_sent..].to_vec();
         self.actors_sent = self.actors.len();
-        self.objects_sent = self.objects.len();
-        (actors, objects)
+        (actors, std::mem::take(&mut self.new_objects))
     }
 
     /// A line read, as the fold needs it.
@@ -170,26 +168,19 @@ impl Memo {
     }
 
     fn object(&mut self, netns: &Netns, object: &Object) -> Local {
-        let key = object_key(object);
-        let candidates = self
-            .object_ix
-            .entry(self.fast.hash_one((netns.inode, &key)))
-            .or_default();
-        if let Some(&i) = candidates.iter().find(|&&i| {
-            let o = &self.objects[i as usize];
-            o.netns.inode == netns.inode && o.key == key
-        }) {
+        let key = (netns.inode, object_key(object));
+        if let Some(&i) = self.objects.get(&key) {
             return i;
         }
         let i = self.objects.len() as Local;
-        candidates.push(i);
-        self.objects.push(ObjectEntry {
+        self.new_objects.push(ObjectEntry {
             kind: object.kind(),
             netns: netns.clone(),
+            hash: object_hash(&self.hasher, key.0, &key.1),
+            key: key.1.clone(),
             description: describe::object(object),
-            hash: object_hash(&self.hasher, netns.inode, &key),
-            key,
         });
+        self.objects.insert(key, i);
         i
     }
 }
