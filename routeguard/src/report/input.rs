@@ -11,9 +11,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::collect::{actor_hash, Collector, Facts, RestoreFields};
-use super::memo::{ActorEntry, Line, Memo, ObjectEntry, Wanted, NO_ACTOR};
+use super::memo::{ActorEntry, Memo, ObjectEntry, Wanted, NO_ACTOR};
 use super::model::{Skipped, Source};
-use crate::event::{filter::Filter, Event, EventRef, Timestamp, SCHEMA_VERSION};
+use crate::event::{filter::Filter, Event, EventRef, Timestamp};
 use crate::store::{self, StoreError};
 
 /// Skipped lines kept with their reason.
@@ -125,19 +125,9 @@ impl Tally {
         }
     }
 
-    /// One line read: checks the schema version, then hands the event on if the query wants it.
-    fn event(&mut self, line: u64, read: Line, slot: &mut Slot, into: &mut Collector) {
-        if read.schema_version > SCHEMA_VERSION {
-            self.skip(
-                line,
-                format!(
-                    "schema_version {} is newer than this routeguard reads ({SCHEMA_VERSION})",
-                    read.schema_version
-                ),
-            );
-            return;
-        }
-        if let Some(w) = read.wanted {
+    /// One event read ([`Memo::line`]): folded if the query wants it, and counted.
+    fn event(&mut self, line: u64, wanted: Option<Wanted>, slot: &mut Slot, into: &mut Collector) {
+        if let Some(w) = wanted {
             if let Err(e) = self.fold(w, slot, into) {
                 self.skip(line, e);
                 return;
@@ -157,7 +147,6 @@ impl Tally {
             event: w.event,
             restore: w.restore.as_deref().map(RestoreFields::of),
         };
-        facts.check()?;
         let actor = if w.actor == NO_ACTOR {
             match self.kernel {
                 Some(i) => i,
@@ -302,7 +291,7 @@ pub(super) fn load_lines(
             slot.objects.extend(new_objects);
             for (offset, result) in chunk.lines {
                 match result {
-                    Ok(read) => tally.event(line + offset, read, slot, into),
+                    Ok(wanted) => tally.event(line + offset, wanted, slot, into),
                     Err(e) => tally.skip(line + offset, e),
                 }
             }
@@ -345,7 +334,7 @@ fn read_lines(
 struct Chunk {
     /// Each line with its 1-based number within the chunk, read as far as the report needs it,
     /// or why it is not an event.
-    lines: Vec<(u64, Result<Line, String>)>,
+    lines: Vec<(u64, Result<Option<Wanted>, String>)>,
     /// Lines in the chunk, blank ones included.
     count: u64,
     /// Actors and objects the parser met for the first time in this chunk.
@@ -369,7 +358,9 @@ fn parse_chunk(chunk: &[u8], q: &Query, memo: &mut Memo) -> Chunk {
                 Some(text) => serde_json::from_str::<EventRef>(text),
                 None => serde_json::from_slice::<EventRef>(bytes),
             };
-            let line = read.map(|ev| memo.line(ev, q)).map_err(|e| e.to_string());
+            let line = read
+                .map_err(|e| e.to_string())
+                .and_then(|ev| memo.line(ev, q));
             (i as u64 + 1, line)
         })
         .collect();

@@ -14,12 +14,12 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 
-use super::collect::{actor_hash, object_hash, object_key, ActorKey};
+use super::collect::{actor_hash, object_hash, object_key, ActorKey, Facts, RestoreFields};
 use super::describe;
 use super::input::Query;
 use crate::event::{
     Actor, ActorRef, Cause, EventRef, EventType, Kind, Netns, Object, ObjectKey, Outcome, Restore,
-    Timestamp,
+    Timestamp, SCHEMA_VERSION,
 };
 
 /// An actor or object number local to one parser thread's [`Memo`].
@@ -28,14 +28,8 @@ pub type Local = u32;
 /// The actor of an event without one (the kernel).
 pub const NO_ACTOR: Local = u32::MAX;
 
-/// One line as the fold needs it.
-pub struct Line {
-    pub schema_version: u32,
-    /// `None` when the query does not want the event.
-    pub wanted: Option<Wanted>,
-}
-
-/// What the fold keeps of a wanted event: its facts, its actor and its object.
+/// What the fold keeps of a wanted event: its facts (which passed [`Facts::check`]), its actor
+/// and its object.
 pub struct Wanted {
     pub ts: Timestamp,
     pub kind: Kind,
@@ -117,29 +111,45 @@ impl Memo {
         (actors, std::mem::take(&mut self.new_objects))
     }
 
-    /// A line read, as the fold needs it.
-    pub fn line(&mut self, mut ev: EventRef, q: &Query) -> Line {
-        let wanted = q.wants(ev.ts, || ev.clone().into_owned()).then(|| {
-            let actor = ev.actor.as_ref().map_or(NO_ACTOR, |a| self.actor(a));
-            let removed = ev.take_object();
-            let object = self.object(&ev.netns, &removed);
-            Wanted {
-                ts: ev.ts,
-                kind: ev.kind,
-                cause: ev.cause,
-                outcome: ev.outcome,
-                errno: ev.errno,
-                error: ev.error.take(),
-                event: ev.event,
-                restore: ev.restore.take(),
-                actor,
-                object,
-            }
-        });
-        Line {
-            schema_version: ev.schema_version,
-            wanted,
+    /// A line read, as the fold needs it: `None` when the query does not want it, or why it
+    /// cannot be reported. Checked before its actor and object are remembered, so that what a
+    /// skipped line says of them is not what the report shows.
+    pub fn line(&mut self, mut ev: EventRef, q: &Query) -> Result<Option<Wanted>, String> {
+        if ev.schema_version > SCHEMA_VERSION {
+            return Err(format!(
+                "schema_version {} is newer than this routeguard reads ({SCHEMA_VERSION})",
+                ev.schema_version
+            ));
         }
+        if !q.wants(ev.ts, || ev.clone().into_owned()) {
+            return Ok(None);
+        }
+        let facts = Facts {
+            ts: ev.ts,
+            kind: ev.kind,
+            cause: ev.cause,
+            outcome: ev.outcome,
+            errno: ev.errno,
+            error: ev.error.as_deref(),
+            event: ev.event,
+            restore: ev.restore.as_deref().map(RestoreFields::of),
+        };
+        facts.check()?;
+        let actor = ev.actor.as_ref().map_or(NO_ACTOR, |a| self.actor(a));
+        let removed = ev.take_object();
+        let object = self.object(&ev.netns, &removed);
+        Ok(Some(Wanted {
+            ts: ev.ts,
+            kind: ev.kind,
+            cause: ev.cause,
+            outcome: ev.outcome,
+            errno: ev.errno,
+            error: ev.error.take(),
+            event: ev.event,
+            restore: ev.restore.take(),
+            actor,
+            object,
+        }))
     }
 
     fn actor(&mut self, a: &ActorRef) -> Local {

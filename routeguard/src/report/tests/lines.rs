@@ -135,3 +135,28 @@ fn chunks_fold_in_input_order() {
     );
     assert!(matches!(failed, Err(InputError::Io { .. })));
 }
+
+/// An actor and an object are shown as the first line the report keeps records them: not as a
+/// skipped line before it does (a newer schema, a restore event without its `restore`).
+#[test]
+fn a_skipped_line_does_not_record_the_actor_or_the_object() {
+    let line = |argv: &str, dev: Option<&str>| {
+        let mut ev = fixtures::route_event();
+        std::sync::Arc::make_mut(ev.actor.as_mut().unwrap()).argv = vec![argv.into()];
+        let route = ev.object.route_mut().unwrap();
+        (route.oif, route.dev) = (Some(3), dev.map(String::from));
+        crate::sink::json::to_line(&ev)
+    };
+    let newer = line("newer", Some("rg0")).replace("\"schema_version\":1", "\"schema_version\":99");
+    let broken =
+        line("broken", Some("rg0")).replace("\"event\":\"removal\"", "\"event\":\"restore\"");
+    let text = [newer, broken, line("kept", None)].join("\n") + "\n";
+    let r = jsonl_report(&text, "skipped-actor");
+    assert_eq!(r.source.skipped_lines, 2);
+    assert_eq!(r.actors.len(), 1);
+    assert_eq!(r.actors[0].actor.as_ref().unwrap().argv, ["kept"]);
+    assert_eq!(
+        r.objects[0].object,
+        "route table 77 10.1.0.0/24 via 10.0.0.1 oif 3 metric 100"
+    );
+}
