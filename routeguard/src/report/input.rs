@@ -126,17 +126,14 @@ impl Tally {
     }
 
     /// One event read ([`Memo::line`]): folded if the query wants it, and counted.
-    fn event(&mut self, line: u64, wanted: Option<Wanted>, slot: &mut Slot, into: &mut Collector) {
+    fn event(&mut self, wanted: Option<Wanted>, slot: &mut Slot, into: &mut Collector) {
         if let Some(w) = wanted {
-            if let Err(e) = self.fold(w, slot, into) {
-                self.skip(line, e);
-                return;
-            }
+            self.fold(w, slot, into);
         }
         self.events_read += 1;
     }
 
-    fn fold(&mut self, w: Wanted, slot: &mut Slot, into: &mut Collector) -> Result<(), String> {
+    fn fold(&mut self, w: Wanted, slot: &mut Slot, into: &mut Collector) {
         let facts = Facts {
             ts: w.ts,
             kind: w.kind,
@@ -152,15 +149,13 @@ impl Tally {
                 Some(i) => i,
                 None => {
                     let hash = actor_hash(&self.hasher, None);
-                    *self
-                        .kernel
-                        .insert(into.intern_actor(hash, None, || Ok(None))?)
+                    *self.kernel.insert(into.intern_actor(hash, None, || None))
                 }
             }
         } else {
             let (a, i) = &mut slot.actors[w.actor as usize];
             if *i == NOT_YET {
-                *i = into.intern_actor(a.hash, Some(&a.key()), || Ok(Some(a.actor.clone())))?;
+                *i = into.intern_actor(a.hash, Some(&a.key()), || Some(a.actor.clone()));
             }
             *i
         };
@@ -176,7 +171,6 @@ impl Tally {
             );
         }
         into.push_interned(&facts, actor, *object);
-        Ok(())
     }
 
     pub(super) fn source(self, kind: &'static str, path: &Path) -> Source {
@@ -291,7 +285,7 @@ pub(super) fn load_lines(
             slot.objects.extend(new_objects);
             for (offset, result) in chunk.lines {
                 match result {
-                    Ok(wanted) => tally.event(line + offset, wanted, slot, into),
+                    Ok(wanted) => tally.event(wanted, slot, into),
                     Err(e) => tally.skip(line + offset, e),
                 }
             }

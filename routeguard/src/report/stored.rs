@@ -159,7 +159,7 @@ impl Fold<'_> {
                 Some(i) => Ok(i),
                 None => {
                     let hash = actor_hash(&self.tally.hasher, None);
-                    let i = self.into.intern_actor(hash, None, || Ok(None))?;
+                    let i = self.into.intern_actor(hash, None, || None);
                     Ok(*self.tally.kernel.insert(i))
                 }
             };
@@ -175,9 +175,7 @@ impl Fold<'_> {
         let a: Actor = serde_json::from_str(json).map_err(|e| format!("actor {id}: {e}"))?;
         let key = ActorKey::of(&a);
         let hash = actor_hash(&self.tally.hasher, Some(&key));
-        let i = self
-            .into
-            .intern_actor(hash, Some(&key), || Ok(Some(a.clone())))?;
+        let i = self.into.intern_actor(hash, Some(&key), || Some(a.clone()));
         *slot = Slot::Interned(i);
         Ok(i)
     }

@@ -202,8 +202,7 @@ impl Collector {
         }
         let key = ev.actor.as_deref().map(ActorKey::of);
         let hash = actor_hash(&self.hasher, key.as_ref());
-        let actor = self.intern_actor(hash, key.as_ref(), || Ok(ev.actor.as_deref().cloned()));
-        let actor = actor.expect("the actor is at hand");
+        let actor = self.intern_actor(hash, key.as_ref(), || ev.actor.as_deref().cloned());
         let key = object_key(&ev.object);
         let object = self.intern_object(
             object_hash(&self.hasher, ev.netns.inode, &key),
@@ -244,25 +243,25 @@ impl Collector {
     }
 
     /// Identity of a process for the report: same pid, names, unit and container. The first
-    /// event of an identity gives its full actor. `hash` is [`actor_hash`] of `key`.
+    /// event of an identity gives its full actor (`actor` is called then only). `hash` is
+    /// [`actor_hash`] of `key`.
     pub fn intern_actor(
         &mut self,
         hash: u64,
         key: Option<&ActorKey>,
-        actor: impl FnOnce() -> Result<Option<Actor>, String>,
-    ) -> Result<u32, String> {
+        actor: impl FnOnce() -> Option<Actor>,
+    ) -> u32 {
         if let Some(candidates) = self.actor_ix.get(&hash) {
             for &i in candidates {
                 if same_actor(self.actors[i as usize].as_ref(), key) {
-                    return Ok(i);
+                    return i;
                 }
             }
         }
-        let actor = actor()?;
         let i = self.actors.len() as u32;
         self.actor_ix.entry(hash).or_default().push(i);
-        self.actors.push(actor);
-        Ok(i)
+        self.actors.push(actor());
+        i
     }
 
     /// An object is its namespace and its identity; the first event naming it gives its kind,
