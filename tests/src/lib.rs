@@ -541,6 +541,37 @@ impl Tracer {
         );
     }
 
+    /// Waits up to `timeout` for a stderr line matching `pred` and returns it; panics with the
+    /// whole stderr when none comes.
+    #[track_caller]
+    pub fn wait_stderr(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let timeout = expect_within(timeout);
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.shared;
+        let mut s = relock(lock);
+        loop {
+            if let Some(line) = s.stderr.lines().find(|line| pred(line)) {
+                return line.to_owned();
+            }
+            let now = Instant::now();
+            if now >= deadline || s.stderr_done {
+                panic!(
+                    "expected a stderr line for {what} within {timeout:?}; stderr:\n{}",
+                    s.stderr
+                );
+            }
+            s = cvar
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     /// Every event received so far.
     pub fn events(&self) -> Vec<Value> {
         relock(&self.shared.0).events.clone()

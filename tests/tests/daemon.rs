@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use routeguard::store::read_events;
+use routeguard::{event::Timestamp, store::read_events};
 use routeguard_tests::*;
 
 /// A temp directory for one daemon's config and store, and its bpffs pin directory; both
@@ -175,26 +175,49 @@ impl Daemon {
 
     /// Starts the daemon with `extra` appended to the test config (e.g. `[[protect]]` tables).
     fn start_with(dir: &Dir, extra: &str) -> Self {
-        Self::start_in(dir, extra, None)
+        Self::start_in(dir, extra, &[], false)
     }
 
     /// Starts the daemon with its journald sink on, in `journal`'s mount namespace.
     fn start_journaling(dir: &Dir, journal: &Journal) -> Self {
-        Self::start_in(dir, "", Some(journal))
+        let mut prefix = vec!["nsenter".to_owned()];
+        prefix.extend(journal.enter());
+        Self::start_in(dir, "", &prefix, true)
     }
 
-    fn start_in(dir: &Dir, extra: &str, journal: Option<&Journal>) -> Self {
+    /// Starts the daemon in a mount namespace of its own where `setup` (a shell command) ran
+    /// first, e.g. to mount a small tmpfs; the mounts go with the daemon.
+    fn start_private(dir: &Dir, extra: &str, setup: &str) -> Self {
+        let prefix = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &format!("{setup} && exec \"$0\" \"$@\""),
+        ];
+        Self::start_in(dir, extra, &prefix.map(str::to_owned), false)
+    }
+
+    /// `prefix` runs the daemon (it must exec it, so that the child's pid is the daemon's).
+    fn start_in(dir: &Dir, extra: &str, prefix: &[String], journald: bool) -> Self {
         require_root();
         let store = dir.0.join("state/events.db");
         let config = dir.0.join("routeguard.toml");
         let port = free_port();
-        let text = config_text(&store, port, &dir.1, journal.is_some()) + extra;
+        let mut text = config_text(&store, port, &dir.1, journald);
+        if extra.starts_with("ring_size") {
+            // `extra` sets its own ring (the last section is `[capture]`).
+            text = text.replace("ring_size = \"4M\"\n", "");
+        }
+        text += extra;
         fs::write(&config, text).unwrap();
-        // nsenter execs routeguard: the child's pid is the daemon's.
-        let mut command = match journal {
-            Some(j) => {
-                let mut c = Command::new("nsenter");
-                c.args(j.enter()).arg(routeguard_bin());
+        // nsenter and `sh -c 'exec …'` exec routeguard: the child's pid is the daemon's.
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(routeguard_bin());
                 c
             }
             None => Command::new(routeguard_bin()),
@@ -670,4 +693,597 @@ fn a_bad_config_starts_nothing() {
         ran.stderr
     );
     assert!(!store.exists(), "nothing was started");
+}
+
+// ---- Degrade, don't stop; files ------------------------------------------------------------
+//
+// What the config gets wrong starts nothing (exit 2, one line). What goes wrong with a sink, at
+// start or while running, is survived: the sink is down (`routeguard_sink_up` 0, its events
+// counted, an alert to the other sinks), the capture goes on, and the sink is retried with the
+// next events after a back-off (1 s, doubling). Full disks and read-only directories are made in
+// a mount namespace of the daemon's own (`unshare --mount`), which goes with it: nothing is left
+// mounted. Files are 0600 and never written through a symlink.
+
+/// A value out of range: exit 2, one line naming the file, the line, the key, the value and the
+/// range; nothing is started. (`window = "0"` used to turn the flap guard off, silently.)
+#[test]
+fn a_value_out_of_range_starts_nothing() {
+    require_root();
+    let dir = Dir::new("range");
+    let config = dir.0.join("routeguard.toml");
+    let store = dir.0.join("events.db");
+    fs::write(
+        &config,
+        config_text(&store, free_port(), &dir.1, false) + "\n[restore]\nwindow = \"0\"\n",
+    )
+    .unwrap();
+    let child = Command::new(routeguard_bin())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ran = finish(child, "routeguard daemon", Duration::from_secs(30));
+    assert_eq!(ran.status.code(), Some(2), "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", ran.stderr);
+    assert!(
+        lines[0].contains(&format!(
+            "{} line 15 (`window = \\\"0\\\"`)",
+            config.display()
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        lines[0].ends_with("`restore.window` = 0 is out of range; accepted: 1s to 1d"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!store.exists(), "nothing was started");
+}
+
+/// A namespace with a rule of its own for the sink tests to remove again and again
+/// ([`remove_rule`]): prio and table 4077, which no test protects (other tests' `--protect
+/// 'kind=rule table=77'` restores table-77 rules in every namespace, and they may run meanwhile).
+fn ns_with_own_rule() -> Netns {
+    let ns = Netns::new();
+    ns.add_test_link("d0");
+    ns.ip_ok(&["rule", "add", "prio", "4077", "lookup", "4077"]);
+    ns
+}
+
+/// Removes the rule of [`ns_with_own_rule`] and puts it back: one removal; its pid.
+fn remove_rule(ns: &Netns) -> u32 {
+    let pid = ns.ip_ok(&["rule", "del", "prio", "4077"]);
+    ns.ip_ok(&["rule", "add", "prio", "4077", "lookup", "4077"]);
+    pid
+}
+
+/// The JSON lines of `path` that parse (a line a full disk cut short does not).
+fn jsonl(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn alert<'a>(lines: &'a [Value], event: &str, sink: &str) -> Option<&'a Value> {
+    lines
+        .iter()
+        .find(|l| l["event"] == event && l["sink"] == sink)
+}
+
+impl Daemon {
+    /// The value of the series `series` (`name{labels}`) in /metrics.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Removes rule 100 in `ns` once a second until `done` gives a value; panics after 30 s.
+    #[track_caller]
+    fn churn_until<T>(&self, ns: &Netns, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + expect_within(Duration::from_secs(30));
+        loop {
+            if let Some(v) = done() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not after 30 s; daemon stderr:\n{}",
+                self.stderr()
+            );
+            remove_rule(ns);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// `path` as the daemon sees it (in its mount namespace).
+    fn inside(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.child.id()))
+            .join(path.strip_prefix("/").unwrap())
+    }
+
+    /// Runs `script` with `sh -c` in the daemon's mount namespace.
+    #[track_caller]
+    fn in_its_mounts(&self, script: &str) {
+        run(Command::new("nsenter")
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.child.id()))
+            .args(["--", "sh", "-c", script]))
+        .ok(script);
+    }
+}
+
+/// A store that is not a database: moved aside (kept as it was, named in the log), a new store
+/// started, removals stored. It used to stop the daemon at start, exit 2, and
+/// `Restart=on-failure` looped with no capture at all.
+#[test]
+fn a_corrupt_store_is_moved_aside_and_a_new_one_records() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("corrupt");
+    let state = dir.0.join("state");
+    fs::create_dir_all(&state).unwrap();
+    let garbage = vec![b'x'; 8192];
+    fs::write(state.join("events.db"), &garbage).unwrap();
+    let daemon = Daemon::start(&dir);
+    let stderr = daemon.stderr();
+    assert!(stderr.contains("cannot be used"), "{stderr}");
+    let aside: Vec<PathBuf> = fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("events.db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        stderr.contains(&format!("moved it aside to {}", aside[0].display())),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&aside[0]).unwrap(), garbage, "kept as it was");
+    let pid = remove_rule(&ns);
+    daemon.wait_row(pid);
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="store"}"#),
+        Some(1.0)
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A store written by a newer routeguard: moved aside, kept for it, a new one started.
+#[test]
+fn a_newer_store_is_moved_aside_and_kept() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("newer");
+    let path = dir.0.join("state/events.db");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    routeguard::store::Store::open(&path, Default::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    // `PRAGMA user_version` is the big-endian u32 at offset 60 of the database header.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[60..64].copy_from_slice(&(routeguard::store::SCHEMA_VERSION + 1).to_be_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let daemon = Daemon::start(&dir);
+    let stderr = daemon.stderr();
+    let aside = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("events.db.newer-"))
+        .unwrap_or_else(|| panic!("no events.db.newer-*: {stderr}"));
+    assert!(stderr.contains("has schema version"), "{stderr}");
+    assert_eq!(fs::read(&aside).unwrap(), bytes, "kept as it was");
+    let pid = remove_rule(&ns);
+    daemon.wait_row(pid);
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A JSON lines directory that cannot be made at start (a file is in the way — root's
+/// permissions cannot stop root): the daemon starts without the file, stores and counts on, and
+/// writes it once it can, beginning with what it missed.
+#[test]
+fn a_jsonl_directory_that_cannot_be_made_at_start_is_retried() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("jsonl-start");
+    let blocker = dir.0.join("logs");
+    fs::write(&blocker, "").unwrap();
+    let path = blocker.join("events.jsonl");
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!("\n[jsonl]\nenabled = true\npath = \"{}\"\n", path.display()),
+    );
+    let stderr = daemon.stderr();
+    assert!(stderr.contains("routeguard jsonl sink"), "{stderr}");
+    assert!(stderr.contains("cannot create its directory"), "{stderr}");
+    assert!(
+        stderr.contains("(down: "),
+        "the start-up line says so: {stderr}"
+    );
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="jsonl"}"#),
+        Some(0.0)
+    );
+    // The capture goes on.
+    let pid = remove_rule(&ns);
+    daemon.wait_row(pid);
+    assert!(daemon.metric(r#"routeguard_sink_errors_total{sink="jsonl"}"#) >= Some(1.0));
+    fs::remove_file(&blocker).unwrap();
+    let recovered = daemon.churn_until(&ns, "the JSON lines file written again", || {
+        alert(&jsonl(&path), "sink-recovered", "jsonl").cloned()
+    });
+    assert!(recovered["missed"].as_u64() >= Some(1), "{recovered}");
+    assert!(
+        recovered["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create its directory"),
+        "{recovered}"
+    );
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="jsonl"}"#),
+        Some(1.0)
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A read-only JSON lines directory at start (a read-only bind mount in the daemon's own mount
+/// namespace), made writable while it runs.
+#[test]
+fn a_read_only_jsonl_directory_at_start_is_retried() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("jsonl-ro");
+    let logs = dir.0.join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let path = logs.join("events.jsonl");
+    let daemon = Daemon::start_private(
+        &dir,
+        &format!("\n[jsonl]\nenabled = true\npath = \"{}\"\n", path.display()),
+        &format!("mount --bind -o ro {0} {0}", logs.display()),
+    );
+    assert!(
+        daemon.stderr().contains("Read-only file system"),
+        "{}",
+        daemon.stderr()
+    );
+    let pid = remove_rule(&ns);
+    daemon.wait_row(pid);
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="jsonl"}"#),
+        Some(0.0)
+    );
+    daemon.in_its_mounts(&format!("umount {}", logs.display()));
+    let recovered = daemon.churn_until(&ns, "the JSON lines file written again", || {
+        alert(&jsonl(&path), "sink-recovered", "jsonl").cloned()
+    });
+    assert!(recovered["missed"].as_u64() >= Some(1), "{recovered}");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// While running: the JSON lines directory removed (a new file is started, not lines written
+/// to an unlinked one), then replaced by a file (the sink goes down, the store records on), then
+/// made possible again (the sink writes again, saying how many events it missed).
+#[test]
+fn a_jsonl_directory_removed_or_replaced_while_running() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("jsonl-run");
+    let logs = dir.0.join("logs");
+    let path = logs.join("events.jsonl");
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!("\n[jsonl]\nenabled = true\npath = \"{}\"\n", path.display()),
+    );
+    let first = remove_rule(&ns);
+    daemon.wait_row(first);
+    assert!(jsonl(&path).iter().any(|e| by_pid(e, first)));
+
+    fs::remove_dir_all(&logs).unwrap();
+    let second = remove_rule(&ns);
+    daemon.wait_row(second);
+    daemon.churn_until(&ns, "a new file after the directory was removed", || {
+        jsonl(&path).iter().any(|e| by_pid(e, second)).then_some(())
+    });
+
+    fs::remove_dir_all(&logs).unwrap();
+    fs::write(&logs, "").unwrap();
+    let third = remove_rule(&ns);
+    daemon.wait_row(third);
+    daemon.churn_until(&ns, "the sink down", || {
+        (daemon.metric(r#"routeguard_sink_up{sink="jsonl"}"#) == Some(0.0)).then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert_eq!(
+        stderr.matches("routeguard jsonl sink").count(),
+        1,
+        "one error, not one per batch: {stderr}"
+    );
+    fs::remove_file(&logs).unwrap();
+    let recovered = daemon.churn_until(&ns, "the JSON lines file written again", || {
+        alert(&jsonl(&path), "sink-recovered", "jsonl").cloned()
+    });
+    assert!(recovered["missed"].as_u64() >= Some(1), "{recovered}");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Mounts a 1 MiB tmpfs on `small` (in the daemon's mount namespace).
+fn small_tmpfs(small: &Path) -> String {
+    format!(
+        "mkdir -p {0} && mount -t tmpfs -o size=1m,mode=0700 routeguard-test {0}",
+        small.display()
+    )
+}
+
+/// Fills the tmpfs on `small` from inside the daemon's mount namespace.
+fn fill(daemon: &Daemon, small: &Path) {
+    daemon.in_its_mounts(&format!(
+        "dd if=/dev/zero of={}/fill bs=4k 2>/dev/null; true",
+        small.display()
+    ));
+}
+
+/// The store on a full disk: down, counted, alerted in the JSON lines file, the capture and the
+/// file go on; space again, and the store writes again.
+#[test]
+fn a_full_disk_under_the_store_is_survived() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("full-store");
+    let small = dir.0.join("state");
+    let path = dir.0.join("events.jsonl");
+    let daemon = Daemon::start_private(
+        &dir,
+        &format!("\n[jsonl]\nenabled = true\npath = \"{}\"\n", path.display()),
+        &small_tmpfs(&small),
+    );
+    let first = remove_rule(&ns);
+    daemon.churn_until(&ns, "a removal in the JSON lines file", || {
+        jsonl(&path).iter().any(|e| by_pid(e, first)).then_some(())
+    });
+    fill(&daemon, &small);
+    let failed = daemon.churn_until(&ns, "the store failing on a full disk", || {
+        alert(&jsonl(&path), "sink-failed", "store").cloned()
+    });
+    assert!(
+        failed["error"].as_str().unwrap().contains("full"),
+        "{failed}"
+    );
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="store"}"#),
+        Some(0.0)
+    );
+    // The capture goes on: removals reach the JSON lines file.
+    let during = remove_rule(&ns);
+    daemon.churn_until(&ns, "a removal in the JSON lines file", || {
+        jsonl(&path).iter().any(|e| by_pid(e, during)).then_some(())
+    });
+    daemon.in_its_mounts(&format!("rm {}/fill", small.display()));
+    let recovered = daemon.churn_until(&ns, "the store writing again", || {
+        alert(&jsonl(&path), "sink-recovered", "store").cloned()
+    });
+    assert!(recovered["missed"].as_u64() >= Some(1), "{recovered}");
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="store"}"#),
+        Some(1.0)
+    );
+    let after = remove_rule(&ns);
+    // The store is in the daemon's mount namespace only (SQLite does not open it through
+    // /proc/PID/root): a copy is read.
+    let copy = dir.0.join("copy");
+    fs::create_dir_all(&copy).unwrap();
+    let stored = daemon.churn_until(&ns, "the removal after the recovery stored", || {
+        daemon.in_its_mounts(&format!(
+            "cp {}/events.db* {}/",
+            small.display(),
+            copy.display()
+        ));
+        let rows = read_events(&copy.join("events.db"), None, None).ok()?;
+        rows.iter().any(|e| by_pid(e, after)).then_some(rows)
+    });
+    assert!(
+        stored.iter().any(|e| by_pid(e, first)),
+        "stored before the disk filled"
+    );
+    assert!(
+        !stored.iter().any(|e| by_pid(e, during)),
+        "missed, and counted"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.matches("routeguard store sink").count() <= 3,
+        "rate-limited, not one per batch: {stderr}"
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// The JSON lines file on a full disk: down, the store records on; space again, and the file
+/// writes again, saying what it missed (a line cut short is ended first).
+#[test]
+fn a_full_disk_under_the_jsonl_file_is_survived() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("full-jsonl");
+    let small = dir.0.join("logs");
+    let path = small.join("events.jsonl");
+    let daemon = Daemon::start_private(
+        &dir,
+        &format!("\n[jsonl]\nenabled = true\npath = \"{}\"\n", path.display()),
+        &small_tmpfs(&small),
+    );
+    let first = remove_rule(&ns);
+    daemon.wait_row(first);
+    fill(&daemon, &small);
+    // The path is only in the daemon's mount namespace: read it there.
+    let inside = daemon.inside(&path);
+    daemon.churn_until(&ns, "the JSON lines sink down", || {
+        (daemon.metric(r#"routeguard_sink_up{sink="jsonl"}"#) == Some(0.0)).then_some(())
+    });
+    assert!(
+        daemon.stderr().contains("No space left on device"),
+        "{}",
+        daemon.stderr()
+    );
+    // The store records on.
+    let during = remove_rule(&ns);
+    daemon.wait_row(during);
+    daemon.in_its_mounts(&format!("rm {}/fill", small.display()));
+    let recovered = daemon.churn_until(&ns, "the JSON lines file written again", || {
+        alert(&jsonl(&inside), "sink-recovered", "jsonl").cloned()
+    });
+    assert!(recovered["missed"].as_u64() >= Some(1), "{recovered}");
+    let text = fs::read_to_string(&inside).unwrap();
+    let broken = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_err())
+        .count();
+    assert!(broken <= 1, "at most the line the disk cut short: {text}");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// The store, its log and the JSON lines file end up 0600 whatever mode they had; a symlink at
+/// the JSON lines path is refused (the sink is down) and its target left alone.
+#[test]
+fn files_are_private_and_never_written_through_a_symlink() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("files");
+    let state = dir.0.join("state");
+    fs::create_dir_all(&state).unwrap();
+    let store = state.join("events.db");
+    routeguard::store::Store::open(&store, Default::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    fs::write(state.join("events.db-wal"), "").unwrap();
+    let jsonl_path = dir.0.join("events.jsonl");
+    fs::write(&jsonl_path, "").unwrap();
+    for p in [&store, &state.join("events.db-wal"), &jsonl_path] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!(
+            "\n[jsonl]\nenabled = true\npath = \"{}\"\n",
+            jsonl_path.display()
+        ),
+    );
+    let pid = remove_rule(&ns);
+    daemon.wait_row(pid);
+    for name in ["events.db", "events.db-wal", "events.db-shm"] {
+        let mode = fs::metadata(state.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+    let mode = fs::metadata(&jsonl_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "events.jsonl");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let target = dir.0.join("not-yours");
+    fs::write(&target, "theirs\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::remove_file(&jsonl_path).unwrap();
+    std::os::unix::fs::symlink(&target, &jsonl_path).unwrap();
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!(
+            "\n[jsonl]\nenabled = true\npath = \"{}\"\n",
+            jsonl_path.display()
+        ),
+    );
+    assert!(
+        daemon.stderr().contains("is a symbolic link"),
+        "{}",
+        daemon.stderr()
+    );
+    let pid = remove_rule(&ns);
+    daemon.wait_row(pid);
+    assert_eq!(
+        daemon.metric(r#"routeguard_sink_up{sink="jsonl"}"#),
+        Some(0.0)
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), "theirs\n");
+    let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the link's target is left alone");
+}
+
+/// A burst that overflows a small ring: the loss is warned about at once, then at most once a
+/// second (it was once per batch with new loss: every 10 ms in a burst), and counted exactly in
+/// the metrics.
+#[test]
+fn losses_are_warned_at_most_once_a_second() {
+    let ns = ns_with_own_rule();
+    let dir = Dir::new("loss");
+    let routes: Vec<String> = (0..10_000)
+        .map(|i| {
+            format!(
+                "10.{}.{}.0/24 via 10.99.0.2 table 4077",
+                100 + i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    let with = |verb: &str| -> Vec<String> {
+        routes.iter().map(|r| format!("route {verb} {r}")).collect()
+    };
+    ns.ip_batch(&with("add"));
+    let daemon = Daemon::start_with(&dir, "ring_size = \"64K\"\nwakeup = \"32K\"\n");
+    ns.ip_batch(&with("del"));
+    std::thread::sleep(Duration::from_secs(2));
+    let lost = daemon
+        .metric(r#"routeguard_events_lost_total{cause="ring-full"}"#)
+        .unwrap_or(0.0);
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    if lost == 0.0 {
+        eprintln!(
+            "skipping: a 64K ring lost nothing of 10,000 removals here; no loss to warn about"
+        );
+        return;
+    }
+    // The log's own timestamps (the first word of a line, once its colours are taken out).
+    let times: Vec<Timestamp> = stderr
+        .lines()
+        .filter(|l| l.contains("events lost so far"))
+        .map(|l| {
+            let plain = strip_ansi(l);
+            let word = plain.split_whitespace().next().unwrap_or_default();
+            word.parse()
+                .unwrap_or_else(|e| panic!("no timestamp in {plain:?}: {e}"))
+        })
+        .collect();
+    assert!(!times.is_empty(), "{lost} lost and no warning: {stderr}");
+    for pair in times.windows(2) {
+        let apart_ms = (pair[1].0 - pair[0].0) / 1_000_000;
+        assert!(
+            apart_ms >= 990,
+            "loss warnings {apart_ms} ms apart ({} in all, {lost} lost):\n{stderr}",
+            times.len()
+        );
+    }
+}
+
+/// `line` without its ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | vm-test | bench`.
+//! Project tasks: `cargo xtask setup | build | run | test | vm-test | vm-unit | bench`.
 //!
 //! Everything a fresh machine needs is installed by `setup`, which the other tasks call first,
 //! so the README's commands work on a machine that has only rustup and stable Rust.
@@ -58,6 +58,10 @@ enum Task {
     /// (or `-- COMMAND`); exits with the guest command's status. Fetches QEMU and the kernels on
     /// first use (root).
     VmTest(vm::Args),
+    /// Run the systemd unit exactly as packaging/ ships it under systemd as PID 1 (a QEMU guest
+    /// with a minimal Debian, debootstrapped once into target/vm/rootfs/) and check that the
+    /// daemon records, mirrors and restores under it (root).
+    VmUnit(vm::systemd::Args),
     /// Benchmarks; without a name, lists them.
     Bench {
         #[command(subcommand)]
@@ -86,6 +90,7 @@ fn main() -> Result<ExitCode> {
         }
         Task::Test => return test::run(),
         Task::VmTest(args) => return vm::run(args),
+        Task::VmUnit(args) => return vm::systemd::run(args),
         Task::Bench { bench } => bench::run(bench)?,
     }
     Ok(ExitCode::SUCCESS)

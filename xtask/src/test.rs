@@ -1,7 +1,8 @@
 //! `cargo xtask test`: setup, build, then every check CI runs, in order, without stopping at the
 //! first failure so one run shows everything that is wrong. The integration tests run on the
 //! host, then in QEMU on stock Debian 6.1 and 6.12 kernels (`cargo xtask vm-test --kernel all`;
-//! $ROUTEGUARD_TEST_CAPTURE picks the capture path there).
+//! $ROUTEGUARD_TEST_CAPTURE picks the capture path there), and last the shipped systemd unit
+//! under systemd as PID 1 in a Debian guest on 6.12 (`cargo xtask vm-unit`).
 //!
 //! The last line is machine-readable: `xtask test: N passed, M failed`, where N and M sum the
 //! counts of cargo's "test result:" lines, and every stage that failed without a failing test
@@ -16,6 +17,9 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{build, cmd, paths, setup, vm};
+
+/// The stage that runs the shipped systemd unit under systemd (`cargo xtask vm-unit`).
+const UNIT_STAGE: &str = "systemd unit 6.12";
 
 struct Stage {
     name: &'static str,
@@ -169,13 +173,31 @@ pub fn run() -> Result<ExitCode> {
                 })),
                 Err(err) => stages.push(Stage::from_result("vm tests", Err(err))),
             }
+            // The shipped systemd unit under systemd as PID 1 (`cargo xtask vm-unit`).
+            stages.push(match vm::systemd::stage() {
+                Ok(run) => Stage {
+                    name: UNIT_STAGE,
+                    ok: run.exit_code == Some(0) && run.failed == 0,
+                    passed: run.passed,
+                    failed: run.failed,
+                    note: match run.exit_code {
+                        Some(_) => format!("{:.0} s on {}", run.elapsed.as_secs_f64(), run.package),
+                        None => format!("no exit code from the VM; see {}", run.log.display()),
+                    },
+                },
+                Err(err) => Stage::from_result(UNIT_STAGE, Err(err)),
+            });
         }
-        _ => stages.push(Stage::from_result(
-            "vm tests",
-            Err(anyhow::anyhow!(
-                "not run: needs the routeguard binary and root, as above"
-            )),
-        )),
+        _ => {
+            for name in ["vm tests", UNIT_STAGE] {
+                stages.push(Stage::from_result(
+                    name,
+                    Err(anyhow::anyhow!(
+                        "not run: needs the routeguard binary and root, as above"
+                    )),
+                ));
+            }
+        }
     }
 
     let mut passed = 0;

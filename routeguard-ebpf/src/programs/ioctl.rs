@@ -15,6 +15,7 @@ use routeguard_common::{
 use super::{
     kern::read_user,
     maps::{count, EVENTS, IOCTL_IN_FLIGHT, REQUEST_SCRATCH},
+    rare::{self, rare, site, EVERY_NS},
     send::{emit, wake_flags},
     sock::{self, Sock},
 };
@@ -86,6 +87,17 @@ fn capture(task_ptr: u64, sock: &Sock, cmd: u32, arg: u64, flags: u16) -> Option
     // SAFETY: arg_len ≤ 128 = payload.arg's size; faults are reported as Err.
     if unsafe { bpf_probe_read_user_buf(arg as *const u8, &mut payload.arg[..arg_len]) }.is_err() {
         count(counter::READ_FAILED);
+        // The kernel's own copy faults the page in and the ioctl goes ahead unseen. Any
+        // process can pass an untouched buffer: rate-limited, and counted in READ_FAILED.
+        rare!(
+            Debug,
+            site::IOCTL_UNREADABLE,
+            EVERY_NS,
+            "pid {}: the {} byte argument of its ioctl {:x} could not be read (page not present?); the request is not reported",
+            rare::pid(),
+            arg_len,
+            cmd
+        );
         return None;
     }
     if cmd == SIOCDELRT && sock.family == AF_INET {

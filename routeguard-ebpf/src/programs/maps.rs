@@ -89,3 +89,10 @@ pub fn count(index: u32) {
         unsafe { *slot += 1 };
     }
 }
+
+/// This CPU's count in a per-CPU counter.
+#[inline(always)]
+pub fn counted(index: u32) -> u64 {
+    // SAFETY: a per-CPU slot, only written by this CPU.
+    COUNTERS.get_ptr(index).map_or(0, |slot| unsafe { *slot })
+}

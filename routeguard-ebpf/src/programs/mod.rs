@@ -15,6 +15,7 @@ mod kern;
 mod kfunc;
 mod maps;
 mod notify;
+mod rare;
 mod recv;
 mod send;
 mod sock;
@@ -83,9 +84,6 @@ pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
     if crate::programs::kern::floor() {
         return 0;
     }
-    if crate::programs::kern::floor() {
-        return 0;
-    }
     let _ = try_sys_enter(&ctx);
     0
 }
@@ -131,9 +129,6 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
     if crate::programs::kern::floor() {
         return 0;
     }
-    if crate::programs::kern::floor() {
-        return 0;
-    }
     let _ = try_sys_exit(&ctx);
     0
 }
@@ -168,9 +163,6 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
 // details userspace had for the old image.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    if crate::programs::kern::floor() {
-        return 0;
-    }
     if crate::programs::kern::floor() {
         return 0;
     }

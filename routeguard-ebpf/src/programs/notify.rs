@@ -30,8 +30,12 @@ use routeguard_common::{
 use super::{
     kern::{bound, config_field, floor, read},
     maps::{count, EVENTS, NOTIFY_SCRATCH},
+    rare::{rare, site, EVERY_NS},
     send::{wake_flags, RTM_DELROUTE, RTM_DELRULE},
 };
+
+/// Bounds a record's length for the verifier (see `kern::bound`).
+const LEN_MASK: u64 = (core::mem::size_of::<NotifyRecord>().next_power_of_two() - 1) as u64;
 
 /// What a socket filter returns: how many bytes of the message the socket keeps.
 const KEEP: i64 = u32::MAX as i64;
@@ -99,6 +103,17 @@ fn copy(ctx: &SkBuffContext, msg_len: u32) {
     };
     if loaded != 0 {
         count(counter::READ_FAILED);
+        // Should not happen: `n` is within the skb's length. Should it, it would happen for
+        // every notification: rate-limited.
+        rare!(
+            Warn,
+            site::NOTIFY_UNREADABLE,
+            EVERY_NS,
+            "loading {} of the {} bytes of a deletion notification from its skb failed ({}); it is not recorded",
+            n,
+            full,
+            loaded
+        );
         return;
     }
     // SAFETY: helper without preconditions (a socket filter may call it with CAP_PERFMON).
@@ -119,7 +134,9 @@ fn copy(ctx: &SkBuffContext, msg_len: u32) {
     };
     // SAFETY: helper without preconditions.
     rec.ts_ns = unsafe { bpf_ktime_get_ns() };
-    let len = bound(len, (core::mem::size_of::<NotifyRecord>() * 2 - 1) as u64) as usize;
+    // A mask of all ones below a power of two keeps every length up to the record's size as it
+    // is (`size * 2 - 1` would not: 1064 * 2 - 1 clears bits of 100).
+    let len = bound(len, LEN_MASK) as usize;
     if len > core::mem::size_of::<NotifyRecord>() {
         return;
     }

@@ -5,6 +5,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated as gen},
 };
+use aya_log_ebpf::macro_support::Level;
 use routeguard_common::{
     counter, kind, request_flags, syscall, RecordHeader, RequestRecord, PAYLOAD_HALF,
     PAYLOAD_OFFSET, WIRE_VERSION,
@@ -12,7 +13,8 @@ use routeguard_common::{
 
 use super::{
     kern::{bound, config_field, read, read_user},
-    maps::{count, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH, SELF_TGID},
+    maps::{count, counted, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH, SELF_TGID},
+    rare::{self, rare, site, EVERY_NS},
     sock::{self, Sock},
     task,
 };
@@ -108,15 +110,53 @@ fn copy(task_ptr: u64, sock: &Sock, via: u16, source: Source) -> Option<()> {
     // SAFETY: per-CPU scratch owned by this program invocation.
     let rec: &mut RequestRecord = unsafe { &mut *rec };
     rec.head.flags = 0;
+    // Faults are told from this CPU's counter (the program does not nest on a CPU), read only
+    // when the line could be logged: a count kept in a register would multiply the verifier's
+    // states across the copy loops.
+    let faulted_before = if rare::on(Level::Debug) {
+        counted(counter::READ_FAILED)
+    } else {
+        0
+    };
     let total = match source {
         Source::Buf(buf, len) => copy_chunk(rec, 0, buf, len),
         Source::Msghdr(msg) => copy_msghdr(rec, 0, msg),
         Source::Mmsg(mmsg, vlen) => copy_mmsg(rec, mmsg, vlen),
     };
-    if !contains_removal(rec, total) {
-        return None;
-    }
-    emit(rec, task_ptr, sock, via, total)
+    let removal = contains_removal(rec, total);
+    let sent = if removal {
+        emit(rec, task_ptr, sock, via, total)
+    } else {
+        None
+    };
+    // Any sender can make a send longer than the copy limit, or hand over memory that reads as
+    // a fault (bpf_probe_read_user cannot fault pages in: a buffer not touched yet, or swapped
+    // out, fails here while the syscall itself succeeds), privileged or not. So: one line for
+    // both, rate-limited; TRUNCATED and READ_FAILED count every one whatever the level.
+    //
+    // The line comes last, once nothing the verifier must keep exact is live (`total` bounded
+    // the copies and the record; here it is only printed): the many paths through the copy
+    // loops reach it as a few states. Logged before `emit`, it was verified once per path:
+    // 350k instructions for sys_enter on 6.18 with logging on, over the 1M limit on 6.1. For
+    // the same reason the flags are numbers, not a choice between two strings.
+    let truncated = rec.head.flags & request_flags::TRUNCATED;
+    rare!(
+        Debug,
+        if truncated != 0 || counted(counter::READ_FAILED) != faulted_before,
+        site::SEND_INCOMPLETE,
+        EVERY_NS,
+        "pid {}: a send on a route netlink socket was not copied whole: {} bytes copied (sendto/write buffer: {} bytes); cut at the copy limit: {}; reads that faulted: {}; removal in what was copied: {} (0: the send is not reported)",
+        rare::pid(),
+        total,
+        match source {
+            Source::Buf(_, len) => len,
+            Source::Msghdr(_) | Source::Mmsg(..) => 0,
+        },
+        u32::from(truncated != 0),
+        counted(counter::READ_FAILED).wrapping_sub(faulted_before),
+        u32::from(removal)
+    );
+    sent
 }
 
 /// Writes the request (after the task's details when userspace lacks them).
@@ -149,7 +189,17 @@ pub fn emit(
     rec.head.payload_len = total as u32;
     // `struct netlink_sock` starts with its `struct sock`: the port id is at an offset from it.
     rec.head.portid = if sock.family == sock::AF_NETLINK {
-        read::<u32>(sock.sk, config_field!(offsets.netlink_sock_portid)).unwrap_or(0)
+        let offset = config_field!(offsets.netlink_sock_portid);
+        if rare::offset_known(
+            offset,
+            site::OFFSET_NETLINK_SOCK_PORTID,
+            "netlink_sock.portid",
+            "requests carry no port id, so deletion notifications cannot name their sender",
+        ) {
+            read::<u32>(sock.sk, offset).unwrap_or(0)
+        } else {
+            0
+        }
     } else {
         0
     };
@@ -240,13 +290,15 @@ fn copy_chunk(rec: &mut RequestRecord, off: usize, src: u64, len: u64) -> usize 
 fn copy_msghdr(rec: &mut RequestRecord, mut off: usize, msg: u64) -> usize {
     // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit); one read for both.
     let Some([iov, iovlen]) = read_user::<[u64; 2]>(msg + 16) else {
+        count(counter::READ_FAILED);
         return off;
     };
     let mut i = 0;
     while i < MAX_IOVECS && i < iovlen {
         // struct iovec { void *iov_base; size_t iov_len; }
-        if let Some([base, len]) = read_user::<[u64; 2]>(iov + i * 16) {
-            off = copy_chunk(rec, off, base, len);
+        match read_user::<[u64; 2]>(iov + i * 16) {
+            Some([base, len]) => off = copy_chunk(rec, off, base, len),
+            None => count(counter::READ_FAILED),
         }
         i += 1;
     }

@@ -61,9 +61,16 @@ impl Procfs {
         Self { root, ns_per_tick }
     }
 
-    #[cfg(test)]
     pub fn ns_per_tick(&self) -> u64 {
         self.ns_per_tick
+    }
+
+    /// The owner of `/proc/PID`: the process's effective uid.
+    pub fn uid(&self, pid: u32) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(self.root.join(pid.to_string()))
+            .ok()
+            .map(|m| m.uid())
     }
 
     fn read(&self, pid: u32, file: &str) -> Option<Vec<u8>> {
@@ -102,6 +109,19 @@ impl Procfs {
         let text = String::from_utf8_lossy(&self.read(pid, "cgroup")?).into_owned();
         text.lines()
             .find_map(|l| l.strip_prefix("0::"))
+            .filter(|p| p.starts_with('/'))
+            .map(str::to_string)
+    }
+
+    /// The cgroup v1 `name=systemd` path from `/proc/PID/cgroup` (`1:name=systemd:/…`).
+    pub fn cgroup_systemd_v1(&self, pid: u32) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.read(pid, "cgroup")?).into_owned();
+        text.lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once(':')?;
+                let (controllers, path) = rest.split_once(':')?;
+                (controllers == "name=systemd").then_some(path)
+            })
             .filter(|p| p.starts_with('/'))
             .map(str::to_string)
     }

@@ -1,6 +1,7 @@
 //! Kernel capture: loads the eBPF programs with offsets from the running kernel's BTF, attaches
-//! them, and hands out raw records and loss counters.
+//! them, and hands out raw records, loss counters and the programs' own log lines.
 
+pub mod ebpf_log;
 mod kfunc;
 pub mod pin;
 pub mod probe;
@@ -23,7 +24,6 @@ use crate::kernel::{
     btf_kfunc,
 };
 
-pub use kfunc::KERNEL_PROGRAMS;
 pub use select::CapturePath;
 
 pub use programs::{Hook, EXEC_PROGRAMS, PROGRAMS};
@@ -128,6 +128,8 @@ pub struct Capture {
     _ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// The programs' log ring, when they were loaded with logging on (see [`ebpf_log`]).
+    logs: Option<ebpf_log::Logs>,
     /// The capture was adopted from a predecessor's pins (its ring may hold what happened
     /// while no daemon ran).
     pub adopted: bool,
@@ -176,11 +178,15 @@ impl Capture {
         pin::remove_others(pin_dir, &set)?;
         if let Some(adopted) = pin::adopt(&set)? {
             tracing::info!(pins = %set.display(), "adopted the pinned capture");
+            // Their log ring is not pinned: the pinned programs log at the level of the
+            // routeguard that loaded them, which this one cannot change, so it does not read them.
+            tracing::debug!("the adopted programs' own log lines are not read (they keep the log level they were loaded with; `routeguard daemon --unpin` and a restart load them at this one's)");
             return Ok(Self {
                 programs: 0,
                 _ebpf: None,
                 ring: adopted.ring,
                 counters: adopted.counters,
+                logs: None,
                 adopted: true,
                 pinned: true,
                 notify: Some(adopted.notify),
@@ -234,6 +240,9 @@ impl Capture {
         } else {
             None
         };
+        // Set explicitly, off included: the programs' default is to log everything.
+        let log_level = ebpf_log::level();
+        let log_global = ebpf_log::global(log_level);
         let mut loader = EbpfLoader::new();
         if let Some(btf) = &aya_btf {
             loader.btf(Some(btf));
@@ -241,9 +250,14 @@ impl Capture {
         let mut ebpf = loader
             .override_global("CONFIG", &config, true)
             .override_global("KCONFIG", &kconfig, true)
+            .override_global(aya_log::LEVEL, &log_global, true)
             .map_max_entries("EVENTS", options.ring_bytes)
             .load(OBJECT)
             .map_err(|e| CaptureError::Load(Box::new(e)))?;
+        let logs = ebpf_log::Logs::take(&mut ebpf, log_level);
+        if let Some(level) = log_level {
+            tracing::debug!(?level, "the programs log rare conditions at this level");
+        }
         let mut me: Array<&mut MapData, u32> = ebpf
             .map_mut("SELF_TGID")
             .ok_or(CaptureError::NoMap("SELF_TGID"))?
@@ -306,6 +320,7 @@ impl Capture {
             _ebpf: Some(ebpf),
             ring,
             counters,
+            logs,
             adopted: false,
             pinned: pin_to.is_some(),
             notify,
@@ -317,6 +332,11 @@ impl Capture {
     /// eBPF programs; on the kernel-function path rule deletions only).
     pub fn notify_filter(&self) -> Option<&ProgramFd> {
         self.notify.as_ref()
+    }
+
+    /// The programs' log ring, for a [`ebpf_log::Reader`]; `None` when they do not log.
+    pub fn take_logs(&mut self) -> Option<ebpf_log::Logs> {
+        self.logs.take()
     }
 
     /// The ring buffer (to poll and read), the loss counters (which keep the programs loaded)

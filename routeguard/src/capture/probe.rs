@@ -65,14 +65,6 @@ impl Refusal {
             _ => None,
         }
     }
-
-    /// The errno the kernel answered with, if it was a failed syscall.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            Self::Errno { errno, .. } => Some(*errno),
-            _ => None,
-        }
-    }
 }
 
 fn describe(errno: i32, call: &str) -> String {

@@ -64,14 +64,9 @@ pub const KERNEL_FUNCTIONS: &[&str] = &[
     "remove_nexthop",
 ];
 
-/// Whether this build carries the kernel-function programs (they land after `doctor`).
-const KERNEL_FUNCTION_BUILT: bool = true;
-
 /// Why the kernel-function path cannot run here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
-    #[error("this build of routeguard has no kernel-function programs yet")]
-    NotBuilt,
     #[error("fentry/fexit programs do not load: {0}")]
     Fentry(Refusal),
     #[error(
@@ -112,9 +107,6 @@ pub fn missing_functions(btf_path: &Path) -> Result<Vec<&'static str>, Unavailab
 
 /// Whether the kernel-function path can run, from the probe and the kernel's BTF.
 pub fn kernel_function(support: &Support) -> Result<(), Unavailable> {
-    if !KERNEL_FUNCTION_BUILT {
-        return Err(Unavailable::NotBuilt);
-    }
     support.fentry.clone().map_err(Unavailable::Fentry)?;
     let missing = missing_functions(Path::new(VMLINUX_BTF))?;
     if missing.is_empty() {

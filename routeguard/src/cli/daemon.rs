@@ -17,15 +17,24 @@ Every removal goes to the sinks the config turns on: the SQLite store
 (/var/lib/routeguard/events.db, read by `routeguard report`), JSON lines (file, stdout),
 journald, and Prometheus metrics on http://127.0.0.1:9477/metrics (and /healthz).
 SIGHUP reloads the config (a bad one is refused and the running one kept); SIGTERM drains the
-ring buffer and flushes the store before exit. Every config key is in the README.
+ring buffer and flushes the store before exit. Every config key and its accepted range is in
+docs/daemon.md; a value out of range is refused at start, naming the key, the value and the range.
+
+A sink that cannot be opened or written (a full disk, an I/O error, a path that became
+unwritable) does not stop the daemon: it is marked down (routeguard_sink_up 0), its events are
+counted in routeguard_sink_errors_total, an alert (event sink-failed) goes to the other sinks,
+and it is tried again with the next events after 1 s, doubling to at most 60 s. A corrupt store,
+or one of a newer schema, is moved aside (events.db.corrupt-TIMESTAMP, kept) and a new one
+started. Files are written mode 0600 and never through a symlink.
 
 The capture stays pinned in bpffs ([capture] pin_dir, default /sys/fs/bpf/routeguard) when the
 daemon stops, SIGTERM included, so a restart drains what happened in between.
 `routeguard daemon --unpin` removes the pins (the programs detach) and exits; run it when
 uninstalling, or set pin_dir to '' to never pin.
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config, missing privilege or
-kernel feature, or a sink that cannot be opened (nothing is started then).";
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config (a value out of
+range included), missing privilege or kernel feature, or a metrics address that cannot be bound
+(nothing is started then).";
 
 #[derive(Args, Debug, Clone)]
 pub struct DaemonArgs {
@@ -39,6 +48,8 @@ pub struct DaemonArgs {
 }
 
 pub fn run(args: DaemonArgs) -> ExitCode {
+    // Every event names this machine: read once, now.
+    crate::event::set_local_host(crate::attribution::host::local());
     let source = ConfigSource {
         absent_ok: args.config.is_none(),
         path: args

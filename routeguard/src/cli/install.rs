@@ -50,6 +50,36 @@ pub fn run(args: InstallArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // current_exe is already resolved; a --bin symlink is judged by where it leads.
+    let real_bin = fs::canonicalize(&bin).unwrap_or_else(|_| bin.clone());
+    let hidden = [
+        (
+            &real_bin,
+            "binary",
+            format!(
+                "copy it out (`install -m 0755 {} /usr/local/bin/`) and run \
+                 `/usr/local/bin/routeguard install --systemd`, or pass --bin",
+                real_bin.display()
+            ),
+        ),
+        (
+            &args.config,
+            "config",
+            String::from("pass --config with a path outside it"),
+        ),
+    ];
+    for (path, what, fix) in hidden {
+        if let Some((dir, directive)) = hidden_by_unit(path) {
+            eprintln!(
+                "routeguard: the {what} {} is under {dir}, which the unit's {directive} hides \
+                 from the daemon, so the unit could not start: {fix}",
+                path.display()
+            );
+            if !args.dry_run {
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     let unit = unit_for(&bin, &args.config);
     let unit_path = args.unit_dir.join("routeguard.service");
     if args.dry_run {
@@ -73,6 +103,25 @@ pub fn run(args: InstallArgs) -> ExitCode {
     }
     eprintln!("routeguard: now run: systemctl daemon-reload && systemctl enable --now routeguard");
     ExitCode::SUCCESS
+}
+
+/// Directories the unit's sandbox hides from the daemon: `ProtectHome=yes` leaves /home, /root
+/// and /run/user empty, `PrivateTmp=yes` gives it /tmp and /var/tmp of its own. A binary or a
+/// config there makes a unit that fails at exec (203/EXEC) or at the config's open.
+const HIDDEN: &[(&str, &str)] = &[
+    ("/home", "ProtectHome=yes"),
+    ("/root", "ProtectHome=yes"),
+    ("/run/user", "ProtectHome=yes"),
+    ("/tmp", "PrivateTmp=yes"),
+    ("/var/tmp", "PrivateTmp=yes"),
+];
+
+/// The hidden directory `path` lies in, and the directive that hides it.
+fn hidden_by_unit(path: &Path) -> Option<(&'static str, &'static str)> {
+    HIDDEN
+        .iter()
+        .copied()
+        .find(|(dir, _)| path.starts_with(dir))
 }
 
 /// The shipped unit, running `bin` with `config`.
@@ -147,6 +196,8 @@ mod tests {
         assert_eq!(one("ProtectSystem"), "strict");
         assert_eq!(one("StateDirectory"), "routeguard");
         assert_eq!(one("NoNewPrivileges"), "yes");
+        // The mirror and restores setns(CLONE_NEWNET); `yes` forbade it (vm-unit shows it).
+        assert_eq!(one("RestrictNamespaces"), "net");
         let caps: Vec<&str> = one("CapabilityBoundingSet").split(' ').collect();
         for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
             assert!(caps.contains(&cap), "{cap} missing");
@@ -161,6 +212,29 @@ mod tests {
         assert!(defaults.jsonl.path.starts_with("/var/log/routeguard"));
         assert!(rw.contains(&"/var/log/routeguard"));
         assert_eq!(unit["Install"]["WantedBy"], ["multi-user.target"]);
+    }
+
+    #[test]
+    fn paths_the_sandbox_hides_are_refused() {
+        let svc = &parse_unit(UNIT)["Service"];
+        for (_, directive) in HIDDEN {
+            let (key, value) = directive.split_once('=').unwrap();
+            assert_eq!(
+                svc[key],
+                [value],
+                "the unit no longer sets {directive}: update HIDDEN"
+            );
+        }
+        assert_eq!(
+            hidden_by_unit(Path::new("/root/routeguard/target/release/routeguard")),
+            Some(("/root", "ProtectHome=yes"))
+        );
+        assert_eq!(
+            hidden_by_unit(Path::new("/tmp/routeguard.toml")),
+            Some(("/tmp", "PrivateTmp=yes"))
+        );
+        assert_eq!(hidden_by_unit(Path::new("/usr/local/bin/routeguard")), None);
+        assert_eq!(hidden_by_unit(Path::new("/rootfs/routeguard")), None);
     }
 
     #[test]

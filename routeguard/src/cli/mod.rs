@@ -27,7 +27,8 @@ pub const EXIT_USAGE: u8 = 2;
         was removed, and whether the kernel did it."
 )]
 pub struct Cli {
-    /// More diagnostics on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    /// More diagnostics on stderr (-v: debug, -vv: trace), the eBPF programs' own lines
+    /// included (rare conditions only the kernel sees). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -53,9 +54,12 @@ pub enum Command {
     Report(report::ReportArgs),
 }
 
+/// Diagnostics on stderr. The eBPF programs' own lines (`routeguard::ebpf`) are off unless
+/// `-v`/`-vv` (or RUST_LOG) asks for them: the level they log at is chosen from this filter
+/// when they are loaded (see `capture::ebpf_log`).
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "routeguard=info",
+        0 => "routeguard=info,routeguard::ebpf=off",
         1 => "routeguard=debug",
         _ => "routeguard=trace",
     };

@@ -1,6 +1,5 @@
 //! `routeguard report`: an incident attribution report from a JSONL capture or the store.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, ValueEnum};
 
-use super::args::{parse_duration, FilterArgs};
+use super::args::{parse_duration, parse_run_time, FilterArgs};
 use super::EXIT_USAGE;
-use crate::event::{filter::Filter, Timestamp};
+use crate::event::{filter::Filter, Timestamp, TimestampError};
+use crate::files;
 use crate::report::{self, render, Input, Options, Query};
 
 pub const REPORT_EXAMPLES: &str = "\
@@ -45,13 +45,14 @@ pub struct ReportArgs {
     /// Only events at or before this: a duration back from now or RFC 3339.
     #[arg(long, value_name = "2h|RFC3339", value_parser = parse_time)]
     pub until: Option<TimeArg>,
-    /// Removals further apart than this start a new incident.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Removals further apart than this start a new incident (1ms to 8760h).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_run_time)]
     pub gap: Duration,
     /// Output format (default: from --out's extension, else md).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// Write the report here instead of standard output.
+    /// Write the report here instead of standard output: created (or emptied) with mode 0600,
+    /// as it holds command lines; a symbolic link at FILE is refused.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Objects listed per incident.
@@ -84,14 +85,23 @@ impl TimeArg {
     }
 }
 
-fn parse_time(s: &str) -> Result<TimeArg, String> {
+/// A `--since`/`--until` value that is neither a duration nor a time.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+enum TimeArgError {
+    #[error(transparent)]
+    Time(#[from] TimestampError),
+    #[error("`{0}` is neither a duration (30m, 2h) nor an RFC 3339 time (2026-11-27T15:00:00Z)")]
+    Neither(String),
+}
+
+fn parse_time(s: &str) -> Result<TimeArg, TimeArgError> {
     // `YYYY-…` is a time; everything else a duration.
     if s.as_bytes().get(4) == Some(&b'-') {
-        return s.parse().map(TimeArg::At).map_err(|e| e.to_string());
+        return Ok(TimeArg::At(s.parse()?));
     }
-    parse_duration(s).map(TimeArg::Ago).map_err(|_| {
-        format!("`{s}` is neither a duration (30m, 2h) nor an RFC 3339 time (2026-11-27T15:00:00Z)")
-    })
+    parse_duration(s)
+        .map(TimeArg::Ago)
+        .map_err(|_| TimeArgError::Neither(s.to_owned()))
 }
 
 impl ReportArgs {
@@ -152,7 +162,8 @@ pub fn run(args: ReportArgs) -> ExitCode {
     };
     let format = args.format();
     let written = match &args.out {
-        Some(path) => File::create(path)
+        // Mode 0600, never through a symlink: a report holds command lines.
+        Some(path) => files::open_private(path, files::Write::Truncate)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))
             .and_then(|f| {
                 let mut w = BufWriter::new(f);
@@ -206,9 +217,11 @@ mod tests {
         );
         assert!(parse_time("yesterday")
             .unwrap_err()
+            .to_string()
             .contains("neither a duration"));
         assert!(parse_time("2026-11-27T25:00:00Z")
             .unwrap_err()
+            .to_string()
             .contains("not an RFC 3339 timestamp"));
         let now = Timestamp(10_000_000_000);
         assert_eq!(

@@ -7,20 +7,22 @@ use std::{
 
 use tokio::{
     signal::unix::{signal, SignalKind},
-    time::{sleep, sleep_until, Instant},
+    time::{sleep_until, Instant},
 };
 
 use super::TraceArgs;
 use crate::{
     capture::{self, select::Selection, CaptureError},
     daemon::{Config, ConfigError},
-    event::{filter::Filter, Event, Observed},
-    pipeline::{drain::IDLE_TICK, Batch, Pacing, Pipeline, Settings, Totals},
-    restore::{GuardConfig, Protect, Restorer},
+    event::{filter::Filter, Event, Observed, Outcomes},
+    pipeline::{Pacing, Pipeline, Settings, Totals},
+    restore::{GuardConfig, Protect, Restorer, Restores},
     sink,
 };
 
 pub fn run(args: TraceArgs) -> ExitCode {
+    // Every event names this machine: read once, now.
+    crate::event::set_local_host(crate::attribution::host::local());
     // The policy is checked before anything is loaded: a bad one starts nothing.
     let policy = match Policy::from_args(&args) {
         Ok(p) => p,
@@ -93,12 +95,14 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     let settings = Settings {
         queue_bytes: args.queue_size as usize,
         pacing: Pacing::Interactive,
-        eager: protecting,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
     let entries = policy.protect.len();
     let dry_run = policy.guard.dry_run;
-    let mut restorer = Restorer::new(policy.protect, policy.guard, pipeline.clock());
+    let mut restores = match Restorer::new(policy.protect, policy.guard, pipeline.clock()) {
+        Some(restorer) => Some(Restores::start(restorer)?),
+        None => None,
+    };
     let mut output = Output::new(args.json, args.filter(), args.count);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -115,27 +119,25 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         args.ring_size >> 10,
         pipeline.queue_bytes() >> 10,
     );
-    let mut restores_waiting = false;
     let mut loss = LossReport::new(args.ring_size);
     loop {
-        let batch = tokio::select! {
-            batch = pipeline.next() => batch?,
-            // Restores waiting for a retry or back-off.
-            _ = sleep(IDLE_TICK), if restores_waiting => Batch::default(),
+        let done = tokio::select! {
+            batch = pipeline.next() => {
+                let batch = batch?;
+                if batch.newly_lost > 0 {
+                    loss.report(&batch.totals, false);
+                }
+                if let Some(r) = &restores {
+                    r.observe(&batch.events);
+                }
+                output.emit(batch.events, Vec::new())?
+            }
+            answers = answers(&mut restores) => output.emit(Vec::new(), answers)?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
         };
-        if batch.newly_lost > 0 {
-            loss.report(&batch.totals, false);
-        }
-        let mut answers = Vec::new();
-        if let Some(r) = restorer.as_mut() {
-            restores_waiting = r.answer(&batch.events, &mut answers);
-        }
-        let mut events = Observed::events(batch.events);
-        events.extend(answers);
-        if output.emit(events)? {
+        if done {
             break;
         }
     }
@@ -143,18 +145,29 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     if last.newly_lost > 0 {
         loss.report(&last.totals, true);
     }
-    let mut answers = Vec::new();
-    if let Some(r) = restorer.as_mut() {
-        r.answer(&last.events, &mut answers);
+    if let Some(r) = &restores {
+        r.observe(&last.events);
     }
-    let mut events = Observed::events(last.events);
-    events.extend(answers);
-    output.emit(events)?;
-    if let Some(waiting) = restorer.as_ref().map(Restorer::waiting).filter(|n| *n > 0) {
-        eprintln!("routeguard: {waiting} restores were still waiting (back-off or retry) at exit");
+    output.emit(last.events, Vec::new())?;
+    if let Some(r) = restores.take() {
+        let (answers, waiting) = r.finish().await;
+        output.emit(Vec::new(), answers)?;
+        if waiting > 0 {
+            eprintln!(
+                "routeguard: {waiting} restores were still waiting (back-off or retry) at exit"
+            );
+        }
     }
-    summary(output.shown, &pipeline.totals());
+    summary(output.shown, &output.outcomes, &pipeline.totals());
     Ok(())
+}
+
+/// The restore engine's next answers; never, without one.
+async fn answers(restores: &mut Option<Restores>) -> Vec<Event> {
+    match restores {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Says so when records are lost: never silent, at most once a second.
@@ -190,7 +203,9 @@ impl LossReport {
     }
 }
 
-fn summary(shown: u64, totals: &Totals) {
+/// The closing lines: what went wrong along the way, if anything; how the removals shown ended
+/// and on what evidence (`routeguard: outcomes: …`, which the benches parse); and the count.
+fn summary(shown: u64, outcomes: &Outcomes, totals: &Totals) {
     let (losses, problems, resyncs) = (&totals.kernel, totals.problems, totals.resyncs);
     let mut notes = Vec::new();
     for (n, what) in [
@@ -217,6 +232,14 @@ fn summary(shown: u64, totals: &Totals) {
         (problems.bad_records, "malformed records"),
         (problems.undecodable, "undecodable messages"),
         (
+            problems.unclaimed_news,
+            "replaces the route mirror heard that no captured request claimed",
+        ),
+        (
+            problems.late_flushes,
+            "link-downs or address removals shown before the mirror said what they flushed",
+        ),
+        (
             resyncs,
             "route-mirror resyncs (its notification socket overflowed; re-dumped and diffed)",
         ),
@@ -228,6 +251,7 @@ fn summary(shown: u64, totals: &Totals) {
     if !notes.is_empty() {
         eprintln!("routeguard: also: {}", notes.join("; "));
     }
+    eprintln!("routeguard: outcomes: {outcomes}");
     eprintln!("routeguard: {shown} events, {} lost", totals.lost());
 }
 
@@ -245,6 +269,8 @@ struct Output {
     line: Vec<u8>,
     lines: sink::json::Lines,
     shown: u64,
+    /// How the removals shown ended.
+    outcomes: Outcomes,
     /// stdout went away (e.g. `| head`): stop quietly.
     closed: bool,
 }
@@ -259,23 +285,39 @@ impl Output {
             line: Vec::with_capacity(2048),
             lines: sink::json::Lines::default(),
             shown: 0,
+            outcomes: Outcomes::default(),
             closed: false,
         }
     }
 
-    /// Writes the events that pass the filter; true once the output is done (limit reached or
-    /// stdout closed).
-    fn emit(&mut self, mut events: Vec<Event>) -> io::Result<bool> {
-        for ev in events.iter_mut().filter(|e| self.filter.matches(e)) {
+    /// Writes the removals and restore answers that pass the filter, counting the removals'
+    /// outcomes; true once the output is done (limit reached or stdout closed).
+    fn emit(&mut self, observed: Vec<Observed>, answers: Vec<Event>) -> io::Result<bool> {
+        let mut events = Vec::with_capacity(observed.len() + answers.len());
+        for o in observed {
+            if self.filter.matches(&o.event) {
+                events.push((Some(o.evidence), o.event));
+            }
+        }
+        events.extend(
+            answers
+                .into_iter()
+                .filter(|e| self.filter.matches(e))
+                .map(|e| (None, e)),
+        );
+        for (evidence, mut ev) in events {
             if self.done() {
                 break;
             }
+            if let Some(evidence) = evidence {
+                self.outcomes.tally(&ev, evidence);
+            }
             self.line.clear();
             if self.json {
-                self.lines.write(ev, &mut self.line);
+                self.lines.write(&mut ev, &mut self.line);
             } else {
                 self.line
-                    .extend_from_slice(sink::terminal::format_line(ev).as_bytes());
+                    .extend_from_slice(sink::terminal::format_line(&ev).as_bytes());
             }
             self.line.push(b'\n');
             if let Err(err) = self.out.write_all(&self.line) {

@@ -3,9 +3,15 @@
 
 use routeguard_common::{context, hook, kind, mark, KernelRecord, RecordHeader, WIRE_VERSION};
 
-use super::tests::{ack, bytes_of, delrule, request, request_as, task};
+use super::tests::{
+    ack, bytes_of, delrule, notify, request, request_as, route_body, rule_notification, task,
+    PORTID,
+};
 use super::*;
-use crate::event::Cause;
+use crate::{
+    event::{Cause, Op},
+    mirror::{Ask, Asker, MirroredRoute},
+};
 
 fn kernel(hook_id: u16, mark_id: u16, ctx: u16) -> KernelRecord {
     // SAFETY: KernelRecord is a repr(C) wire type of integers and byte arrays: all-zero is valid.
@@ -42,7 +48,7 @@ fn route4(dst: [u8; 4], len: u8, table: u32, mark_id: u16, ctx: u16) -> Vec<u8> 
 
 #[test]
 fn a_rule_delete_is_one_kernel_event_with_the_request() {
-    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
     let msg = delrule(42, 0x5);
     c.record(&request(1, &msg));
     let mut rec = kernel(hook::RULE, mark::NONE, context::HAS_NLH | context::HAS_RET);
@@ -78,7 +84,7 @@ fn a_rule_delete_is_one_kernel_event_with_the_request() {
 /// request record comes, and the kernel's record names the syscall that carried it.
 #[test]
 fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
-    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
     let mut rec = kernel(hook::ROUTE4, mark::REQUEST, context::HAS_NLH);
     rec.family = 2;
     rec.dst[..4].copy_from_slice(&[10, 77, 1, 0]);
@@ -111,7 +117,7 @@ fn a_delete_left_to_the_kernel_functions_has_its_request_and_syscall() {
 
 #[test]
 fn a_request_the_kernel_never_acted_on_is_heard_by_the_request_hooks() {
-    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
     // Sent some other way than the syscalls the hooks name (io_uring): syscall 0.
     c.record(&request_as(
         1,
@@ -133,7 +139,7 @@ fn a_request_the_kernel_never_acted_on_is_heard_by_the_request_hooks() {
 
 #[test]
 fn link_down_routes_are_the_kernels_with_the_trigger() {
-    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
     for dst in [[10, 77, 1, 0], [10, 77, 2, 0]] {
         c.record(&route4(dst, 24, 77, mark::LINK_DOWN, 0));
     }
@@ -153,7 +159,7 @@ fn link_down_routes_are_the_kernels_with_the_trigger() {
 
 #[test]
 fn kernel_context_removals_have_no_actor() {
-    let mut c = Correlator::kernel_function(Clock::new(), None);
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
     c.record(&route4([10, 1, 0, 0], 16, 254, mark::NONE, context::GC));
     c.record(&route4(
         [10, 2, 0, 0],
@@ -185,4 +191,77 @@ fn kernel_context_removals_have_no_actor() {
         ]
     );
     assert!(events.iter().all(|e| e.actor.is_none()), "{events:#?}");
+}
+
+/// `ip rule del prio 100` names no table. The kernel's notification of the deletion, copied by
+/// the socket filter inside fib_nl_delrule before the rule's record is written at its exit,
+/// waits for that record, which takes the kernel's view (table 77, and its bytes for restores).
+#[test]
+fn a_rule_record_takes_the_kernels_view_from_its_notification() {
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
+    let msg = delrule(42, 0x5);
+    c.record(&request(1, &msg));
+    c.record(&notify(4, task().tid, &rule_notification(42, PORTID)));
+    assert!(c.take_ready().is_empty(), "waiting for the rule's record");
+    let mut rec = kernel(hook::RULE, mark::NONE, context::HAS_NLH | context::HAS_RET);
+    rec.family = 2;
+    rec.msg_type = 33;
+    rec.nlmsg_flags = 0x5;
+    rec.seq = 42;
+    rec.msg[..msg.len()].copy_from_slice(&msg);
+    rec.msg_len = msg.len() as u32;
+    c.record(&bytes_of(&rec));
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 1, "released with the record: {ready:#?}");
+    let ev = &ready[0].event;
+    let rule = ev.object.rule().unwrap();
+    assert_eq!((rule.priority, rule.table), (Some(100), Some(77)));
+    assert_eq!(ev.capture, Capture::KernelFunction);
+    assert!(ready[0].kernel.is_some());
+    assert_eq!(ready[0].evidence, Evidence::KernelFunction);
+    c.record(&ack(42, 0));
+    c.flush();
+    assert!(c.take_ready().is_empty(), "the request is not shown twice");
+    assert!(c.is_idle());
+}
+
+/// A rule's record lost (the ring was full): its notification still says what went, and who.
+#[test]
+fn a_rule_notification_whose_record_never_comes_is_an_event_of_its_own() {
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), None);
+    c.record(&notify(4, task().tid, &rule_notification(43, PORTID)));
+    c.flush();
+    let events = Observed::events(c.take_ready());
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor.as_ref().unwrap().pid, task().pid);
+    assert_eq!(events[0].object.rule().unwrap().table, Some(77));
+}
+
+/// The listener hears no route deletions on this path: each route record tells the mirror to
+/// let go of its route.
+#[test]
+fn route_records_tell_the_mirror_what_to_forget() {
+    let (asker, mirror) = Asker::scripted();
+    let mut c = KernelFunctionCorrelator::new(Clock::new(), Some(asker));
+    c.record(&route4(
+        [10, 77, 1, 0],
+        24,
+        77,
+        mark::NONE,
+        context::KTHREAD,
+    ));
+    let events = Observed::events(c.take_ready());
+    assert_eq!(events.len(), 1);
+    let asks = mirror.asks();
+    let [Ask::Forget(forgets)] = asks.as_slice() else {
+        panic!("{asks:?}");
+    };
+    let key = events[0].key();
+    assert_eq!(crate::event::ObjectKey::Route(forgets[0].key), key);
+    assert_eq!((forgets[0].netns, forgets[0].at_ns), (1, 5));
+    // The same route as a notification describes it is the same key.
+    let mut body = route_body(1);
+    body[5] = 4; // protocol static, as the record has it
+    let heard = MirroredRoute::decode(&body).unwrap();
+    assert_eq!(heard.route.dst.as_deref(), Some("10.77.1.0/24"));
 }

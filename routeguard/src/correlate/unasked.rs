@@ -1,94 +1,73 @@
 //! Removals no process asked for: routes the kernel expired, and what a destroyed network
 //! namespace held. They come from the mirror alone and carry no actor — never a wrong process.
 
-use super::{Clock, Correlator};
+use super::Core;
 use crate::{
-    event::{Capture, Cause, Event, Family, Netns, Object, Observed, Outcome},
-    mirror::{Exited, Expired},
+    clock::Clock,
+    event::{Capture, Cause, Event, Evidence, Family, Netns, Object, Observed, Outcome},
+    mirror::{Exited, MirroredRoute},
 };
 
-impl Correlator {
-    /// Lets the mirror notice namespaces coming and going, and turns what it found removed
-    /// without a request into events.
-    pub(super) fn unasked(&mut self) {
-        let Some(mirror) = &mut self.mirror else {
-            return;
-        };
-        mirror.rescan();
-        let exited = mirror.take_exited();
-        let expired = mirror.take_expired();
-        if self.kernel_function {
-            // The kernel's own deletion functions report these, once each, already.
-            mirror.reconcile();
-            return;
-        }
-        for Expired {
-            netns_ino,
+impl Core {
+    /// The kernel deleted `route` of namespace `netns` because its lifetime ran out; the mirror
+    /// heard the kernel say so at `at_ns`.
+    pub(super) fn expired(&mut self, netns: u32, at_ns: u64, route: MirroredRoute) {
+        let netns = self.netns.lookup(netns);
+        let event = unasked(
+            self,
             at_ns,
-            route,
-        } in expired
-        {
-            // Namespace inodes fit in 32 bits (`proc_inum` allocates them from an `unsigned int`).
-            let netns = self.netns.lookup(netns_ino as u32);
-            let object = Object::Route(route.route);
+            Cause::Expired,
+            netns,
+            route.family,
+            Object::Route(route.route),
+        );
+        self.release(Observed {
+            event,
+            kernel: Some(route.kernel),
+            evidence: Evidence::Notification,
+        });
+    }
+
+    /// A namespace was destroyed with what it held: nothing from the kernel names each removal,
+    /// so their evidence is none.
+    pub(super) fn exited(&mut self, exited: Exited) {
+        let now = Clock::monotonic_ns();
+        let netns = Netns {
+            inode: exited.netns,
+            name: exited.name,
+        };
+        for route in exited.routes {
             let event = unasked(
-                self.clock,
-                at_ns,
-                Cause::Expired,
-                netns,
+                self,
+                now,
+                Cause::NetnsExit,
+                netns.clone(),
                 route.family,
-                object,
+                Object::Route(route.route),
             );
-            self.ready.push(Observed {
+            self.release(Observed {
                 event,
                 kernel: Some(route.kernel),
+                evidence: Evidence::None,
             });
         }
-        let now = Clock::monotonic_ns();
-        for Exited {
-            netns_ino,
-            name,
-            routes,
-            rules,
-        } in exited
-        {
-            let netns = Netns {
-                inode: netns_ino as u32,
-                name,
-            };
-            for route in routes {
-                let event = unasked(
-                    self.clock,
-                    now,
-                    Cause::NetnsExit,
-                    netns.clone(),
-                    route.family,
-                    Object::Route(route.route),
-                );
-                self.ready.push(Observed {
-                    event,
-                    kernel: Some(route.kernel),
-                });
-            }
-            for (family, rule) in rules {
-                let object = Object::Rule(rule);
-                let ev = unasked(
-                    self.clock,
-                    now,
-                    Cause::NetnsExit,
-                    netns.clone(),
-                    family,
-                    object,
-                );
-                self.ready.push(Observed::alone(ev));
-            }
+        for (family, rule) in exited.rules {
+            let event = unasked(
+                self,
+                now,
+                Cause::NetnsExit,
+                netns.clone(),
+                family,
+                Object::Rule(rule),
+            );
+            self.release(Observed::alone(event));
         }
     }
 }
 
 /// An event with no actor and no request.
 fn unasked(
-    clock: Clock,
+    core: &Core,
     at_ns: u64,
     cause: Cause,
     netns: Netns,
@@ -96,7 +75,7 @@ fn unasked(
     object: Object,
 ) -> Event {
     Event::removal(
-        clock.wall(at_ns),
+        core.clock.wall(at_ns),
         object,
         family,
         cause,

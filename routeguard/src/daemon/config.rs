@@ -1,9 +1,12 @@
 //! The daemon's configuration file (TOML), its defaults and its validation.
 //!
 //! Every key is optional; an absent file means all defaults. Unknown keys are errors, so a typo
-//! never silently leaves a default in place. Values are checked while parsing, so an error
-//! points at the line of the bad key. The README's "Daemon" section documents every key; keep
-//! the two in step.
+//! never silently leaves a default in place. Values are parsed, then every duration, size, count
+//! and path is range-checked ([`limits`]); either error names the file, the line and the key,
+//! and a range error also the value and what is accepted. docs/daemon.md documents every key
+//! and its range; a test keeps the ranges in step.
+
+mod limits;
 
 use std::{
     fmt, fs, io,
@@ -131,12 +134,12 @@ impl Default for MetricsConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
-    /// Ring buffer size: a power of two, at least 64K.
-    #[serde(deserialize_with = "ring_size")]
+    /// Ring buffer size: a power of two, 64K to 1G.
+    #[serde(deserialize_with = "size32")]
     pub ring_size: u32,
     /// Bound of the queue after the thread that empties the ring (at least 1M): records wait
     /// there only while decoding lags behind a burst; what does not fit is counted as lost.
-    #[serde(deserialize_with = "queue_size")]
+    #[serde(deserialize_with = "size32")]
     pub queue_size: u32,
     /// Wake the daemon once this many bytes wait (it also drains on a tick: every 10 ms while
     /// records flow, down to once a second when idle).
@@ -195,6 +198,15 @@ pub enum ConfigError {
     },
 }
 
+/// A config value that is not a size or a duration (reported with its line by serde).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("`{0}` is not a size; use bytes or a K/M/G suffix, e.g. \"16M\"")]
+    Size(String),
+    #[error("`{0}` is not a duration; use e.g. \"90s\", \"10m\", \"12h\" or \"30d\"")]
+    Duration(String),
+}
+
 #[derive(Debug, Default)]
 pub struct Location(Option<(usize, String)>);
 
@@ -221,7 +233,7 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let config: Self = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|span| {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 let content = text.lines().nth(line - 1).unwrap_or("").trim();
@@ -233,8 +245,41 @@ impl Config {
                 // toml's message is one sentence, sometimes with a trailing newline.
                 message: e.message().trim().replace('\n', "; "),
             }
-        })
+        })?;
+        limits::check(&config).map_err(|v| ConfigError::Invalid {
+            path: path.to_owned(),
+            at: Location(locate(text, v.key)),
+            message: v.to_string(),
+        })?;
+        Ok(config)
     }
+}
+
+/// The line that sets `key` (`section.name`) in `text`, and its text: the last `name = …` under
+/// `[section]` (a key given as `section.name = …` or in an inline table is not found, and the
+/// error then names the key alone).
+fn locate(text: &str, key: &str) -> Option<(usize, String)> {
+    let (section, name) = key.split_once('.')?;
+    let mut current = "";
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+        } else if current == section
+            && line
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            found = Some((i + 1, line.escape_debug().to_string()));
+        }
+    }
+    found
 }
 
 fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -249,12 +294,9 @@ fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = SizeValue::deserialize(d)?;
-    let n = s.bytes().map_err(de::Error::custom)?;
-    if n == 0 {
-        return Err(de::Error::custom("the size must be greater than zero"));
-    }
-    Ok(n)
+    SizeValue::deserialize(d)?
+        .bytes()
+        .map_err(de::Error::custom)
 }
 
 fn size32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -262,26 +304,6 @@ fn size32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         .bytes()
         .map_err(de::Error::custom)?;
     u32::try_from(n).map_err(|_| de::Error::custom(format!("{n} is too large; at most 4G")))
-}
-
-fn ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = size32(d)?;
-    if n < 64 << 10 || !n.is_power_of_two() {
-        return Err(de::Error::custom(format!(
-            "ring_size {n} is not a power of two of at least 64K; use e.g. \"16M\""
-        )));
-    }
-    Ok(n)
-}
-
-fn queue_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = size32(d)?;
-    if n < 1 << 20 {
-        return Err(de::Error::custom(format!(
-            "queue_size {n} is below 1M; use e.g. \"64M\""
-        )));
-    }
-    Ok(n)
 }
 
 /// A size written as a number of bytes or a string with a K/M/G suffix.
@@ -293,7 +315,7 @@ enum SizeValue {
 }
 
 impl SizeValue {
-    fn bytes(self) -> Result<u64, String> {
+    fn bytes(self) -> Result<u64, ValueError> {
         match self {
             SizeValue::Bytes(n) => Ok(n),
             SizeValue::Text(s) => parse_size(&s),
@@ -302,8 +324,8 @@ impl SizeValue {
 }
 
 /// `4096`, `64K`, `16M`, `1G`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a size; use bytes or a K/M/G suffix, e.g. \"16M\"");
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
+    let bad = || ValueError::Size(s.to_owned());
     let (num, shift) = match s.as_bytes().last() {
         Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
         Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
@@ -315,8 +337,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `500ms`, `90s`, `10m`, `12h`, `30d`, or `0` (no limit).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration; use e.g. \"90s\", \"10m\", \"12h\" or \"30d\"");
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration(s.to_owned());
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
@@ -456,7 +478,7 @@ priority = 100
             ("[store]\nmax_age = \"3 weeks\"\n", 2, "3 weeks"),
             ("[metrics]\nlisten = \"localhost\"\n", 2, "listen"),
             ("[capture]\nring_size = \"100K\"\n", 2, "power of two"),
-            ("[jsonl]\nmax_bytes = 0\n", 2, "greater than zero"),
+            ("[jsonl]\nmax_bytes = 0\n", 2, "accepted: 64K to 1024G"),
             ("[store]\nenabled = true\npth = \"/x\"\n", 3, "pth"),
             (
                 "[[protect]]\nkind = \"rule\"\npriority = \"32765-32000\"\n",
@@ -486,6 +508,104 @@ priority = 100
             assert!(err.contains(needle), "{text:?}: {err}");
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    /// Every duration, size and count just outside its range is refused, on one line that names
+    /// the file, the line, the key, the value and the range.
+    #[test]
+    fn every_limit_is_enforced_with_key_value_and_range() {
+        for limit in limits::LIMITS {
+            let (section, name) = limit.key.split_once('.').unwrap();
+            let write = |n: u64| match limit.unit {
+                limits::Unit::Duration => format!("\"{n}ms\""),
+                limits::Unit::Bytes | limits::Unit::Count => n.to_string(),
+            };
+            let mut outside = vec![limit.max + 1];
+            if limit.min > 1 || (limit.min == 1 && limit.zero.is_none()) {
+                outside.push(limit.min - 1);
+            }
+            for n in outside {
+                let text = format!("# comment\n[{section}]\n{name} = {}\n", write(n));
+                let err = parse(&text).unwrap_err().to_string();
+                assert!(
+                    err.starts_with("bad config /etc/routeguard/routeguard.toml line 3 ("),
+                    "{text:?}: {err}"
+                );
+                assert!(err.contains(&format!("`{}` = ", limit.key)), "{err}");
+                assert!(
+                    err.ends_with(&format!("out of range; accepted: {}", limit.accepted())),
+                    "{err}"
+                );
+                assert!(!err.contains('\n'), "{err}");
+            }
+            // The bounds themselves are accepted (with the keys a bound depends on set to fit).
+            let fit = match limit.key {
+                "capture.ring_size" => "wakeup = 0\n",
+                "capture.wakeup" => "ring_size = \"1G\"\n",
+                "restore.backoff_max" => "backoff = \"0\"\n",
+                "restore.backoff" => "backoff_max = \"1h\"\n",
+                _ => "",
+            };
+            for n in [limit.min, limit.max] {
+                let text = format!("[{section}]\n{fit}{name} = {}\n", write(n));
+                parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn values_that_used_to_break_the_daemon_are_refused() {
+        let cases = [
+            // Turned the flap guard off: every removal was "outside the window".
+            ("[restore]\nwindow = \"0\"\n", "`restore.window` = 0 is out of range; accepted: 1s to 1d"),
+            // Panicked at the first suspension: `Instant + Duration` overflowed.
+            (
+                "[restore]\nsuspend = \"18446744073709551615s\"\n",
+                "`restore.suspend` = 18446744073709551615s is out of range; accepted: 1s to 30d",
+            ),
+            (
+                "[restore]\nretry_for = \"9999999999d\"\n",
+                "`restore.retry_for` = 9999999999d is out of range",
+            ),
+            // Suspended every object at its first removal.
+            ("[restore]\nmax_attempts = 0\n", "`restore.max_attempts` = 0 is out of range; accepted: 1 to 1000"),
+            (
+                "[restore]\nbackoff = \"2s\"\nbackoff_max = \"1s\"\n",
+                "`restore.backoff_max` = 1s is out of range; accepted: restore.backoff (2s) to 1h",
+            ),
+            (
+                "[capture]\nring_size = \"1M\"\nwakeup = \"1M\"\n",
+                "`capture.wakeup` = 1M is out of range; accepted: 0 to half of capture.ring_size (512K)",
+            ),
+            ("[capture]\nring_size = \"96K\"\n", "a power of two"),
+            (
+                "[store]\npath = \"events.db\"\n",
+                "`store.path` = \"events.db\" is out of range; accepted: an absolute path to a file",
+            ),
+            ("[jsonl]\npath = \"/var/log/routeguard/\"\n", "`jsonl.path` = \"/var/log/routeguard/\""),
+            ("[capture]\npin_dir = \"bpf\"\n", "`capture.pin_dir` = \"bpf\""),
+            (
+                "[store]\npath = \"/x/e\"\n[jsonl]\nenabled = true\npath = \"/x/e\"\n",
+                "accepted: a file other than store.path",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("bad config /etc/routeguard/routeguard.toml line "),
+                "{err}"
+            );
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        // The line is the key's, in its own section.
+        let err = parse("[store]\nmax_rows = 5\n[restore]\nmax_attempts = 3\nwindow = \"0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(" line 2 (`max_rows = 5`)"), "{err}");
+        let err = parse("[store]\nmax_rows = 5000\n[restore]\nwindow = \"0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(" line 4 (`window = \\\"0\\\"`)"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::sinks::{Alert, AlertType};
 use crate::{
     event::{Event, Outcome},
     sink,
@@ -46,9 +47,42 @@ impl Journald {
         }))
     }
 
-    pub fn send(&self, ev: &Event) -> io::Result<()> {
-        self.socket.send_to(&entry(ev), &self.path).map(|_| ())
+    /// Sends one datagram made by [`entry`] or [`alert_entry`].
+    pub fn send_bytes(&self, datagram: &[u8]) -> io::Result<()> {
+        self.socket.send_to(datagram, &self.path).map(|_| ())
     }
+}
+
+/// `LOG_ERR` for a sink that failed, `LOG_WARNING` for a store moved aside, `LOG_NOTICE` for a
+/// sink that writes again.
+fn alert_priority(event: AlertType) -> &'static str {
+    match event {
+        AlertType::SinkFailed => "3",
+        AlertType::StoreReplaced => "4",
+        AlertType::SinkRecovered => "5",
+    }
+}
+
+/// The datagram for one alert (`journalctl ROUTEGUARD_EVENT_TYPE=sink-failed`).
+pub fn alert_entry(alert: &Alert) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    field(&mut out, "MESSAGE", &alert.message());
+    field(&mut out, "PRIORITY", alert_priority(alert.event));
+    field(&mut out, "SYSLOG_IDENTIFIER", "routeguard");
+    field(&mut out, "ROUTEGUARD_EVENT_TYPE", &label(&alert.event));
+    field(&mut out, "ROUTEGUARD_SINK", alert.sink);
+    if let Some(path) = &alert.path {
+        field(&mut out, "ROUTEGUARD_PATH", path);
+    }
+    if let Some(error) = &alert.error {
+        field(&mut out, "ROUTEGUARD_ERROR", error);
+    }
+    field(&mut out, "ROUTEGUARD_MISSED", &alert.missed.to_string());
+    if let Some(to) = &alert.moved_to {
+        field(&mut out, "ROUTEGUARD_MOVED_TO", to);
+    }
+    field(&mut out, "ROUTEGUARD_EVENT", &alert.to_line());
+    out
 }
 
 /// The datagram for one event.
@@ -96,6 +130,21 @@ pub fn entry(ev: &Event) -> Vec<u8> {
         if let Some(container) = &a.container {
             field(&mut out, "ROUTEGUARD_ACTOR_CONTAINER", container);
         }
+        if let Some(pod) = &a.pod {
+            field(&mut out, "ROUTEGUARD_ACTOR_POD_UID", &pod.uid);
+            for (name, value) in [
+                ("ROUTEGUARD_ACTOR_POD_NAMESPACE", &pod.namespace),
+                ("ROUTEGUARD_ACTOR_POD", &pod.name),
+                ("ROUTEGUARD_ACTOR_POD_CONTAINER", &pod.container),
+            ] {
+                if let Some(value) = value {
+                    field(&mut out, name, value);
+                }
+            }
+        }
+    }
+    if let Some(node) = ev.host.as_ref().and_then(|h| h.node.as_ref()) {
+        field(&mut out, "ROUTEGUARD_NODE", node);
     }
     if let Some(table) = ev.object.table() {
         field(&mut out, "ROUTEGUARD_TABLE", &table.to_string());
@@ -169,8 +218,22 @@ mod tests {
         assert_eq!(f["MESSAGE"], sink::terminal::format_line(&ev));
         assert_eq!(f["ROUTEGUARD_EVENT"], sink::json::to_line(&ev));
         assert_eq!(f["ROUTEGUARD_EVENT_TYPE"], "removal");
+        assert_eq!(f["ROUTEGUARD_NODE"], "ip-10-0-3-7.ec2.internal");
+        assert!(!f.contains_key("ROUTEGUARD_ACTOR_POD"));
         assert!(!f.contains_key("ROUTEGUARD_RESTORE_OUTCOME"));
         assert!(!f.contains_key("ROUTEGUARD_ACTOR_CONTAINER"));
+    }
+
+    #[test]
+    fn pod_fields() {
+        let f = parse(&entry(&crate::event::fixtures::full_event()));
+        assert_eq!(f["ROUTEGUARD_ACTOR_POD_NAMESPACE"], "kube-system");
+        assert_eq!(f["ROUTEGUARD_ACTOR_POD"], "calico-node-x7k2");
+        assert_eq!(
+            f["ROUTEGUARD_ACTOR_POD_UID"],
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        );
+        assert_eq!(f["ROUTEGUARD_ACTOR_POD_CONTAINER"], "calico-node");
     }
 
     #[test]
@@ -185,6 +248,26 @@ mod tests {
         assert_eq!(f["PRIORITY"], "4");
         assert_eq!(f["ROUTEGUARD_KIND"], "rule");
         assert!(!f["MESSAGE"].contains('\n'));
+    }
+
+    #[test]
+    fn alert_fields() {
+        let alert = Alert::failed(
+            "store",
+            Some(Path::new("/var/lib/routeguard/events.db")),
+            "disk I/O error",
+            7,
+            std::time::Duration::from_secs(1),
+        );
+        let f = parse(&alert_entry(&alert));
+        assert_eq!(f["PRIORITY"], "3");
+        assert_eq!(f["ROUTEGUARD_EVENT_TYPE"], "sink-failed");
+        assert_eq!(f["ROUTEGUARD_SINK"], "store");
+        assert_eq!(f["ROUTEGUARD_PATH"], "/var/lib/routeguard/events.db");
+        assert_eq!(f["ROUTEGUARD_ERROR"], "disk I/O error");
+        assert_eq!(f["ROUTEGUARD_MISSED"], "7");
+        assert_eq!(f["ROUTEGUARD_EVENT"], alert.to_line());
+        assert_eq!(f["MESSAGE"], alert.message());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
 //!   details (the events still came);
-//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald);
+//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald),
+//!   those it did not try while down included;
+//! - `sink_up{sink}`: 1 while a sink the config turns on writes, 0 while it is down (failed, and
+//!   retried with the next events after a back-off);
 //! - `restores_total{outcome}`: restore events by outcome (`restored`, `already-present`,
 //!   `failed`, `dry-run`, `skipped`, `suspended`);
 //! - `protected_missing{policy,netns,object}`: 1 for each protected object that was removed and
@@ -51,6 +54,8 @@ use crate::{
 const MAX_COMMS: usize = 256;
 /// The main loop turns every 10 ms; silence for this long means it is stuck.
 const STALL: Duration = Duration::from_secs(10);
+/// At most one loss warning in the log this often.
+pub const LOSS_WARNING_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RemovalLabels {
@@ -98,11 +103,14 @@ pub struct Metrics {
     resyncs_seen: AtomicU64,
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
+    sink_up: Family<SinkLabels, Gauge>,
     comms: Mutex<HashSet<String>>,
     losses: Mutex<Totals>,
     started: Instant,
     /// Milliseconds since `started` at the main loop's last turn.
     last_turn_ms: AtomicU64,
+    /// When the loss warning was last logged.
+    loss_warned: Mutex<Option<Instant>>,
 }
 
 impl Default for Metrics {
@@ -121,6 +129,7 @@ impl Metrics {
         let resyncs = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
+        let sink_up = Family::<SinkLabels, Gauge>::default();
         registry.register(
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
@@ -153,8 +162,13 @@ impl Metrics {
         );
         registry.register(
             "sink_errors",
-            "Events a sink failed to write",
+            "Events a sink failed to write (or did not try to, while down)",
             sink_errors.clone(),
+        );
+        registry.register(
+            "sink_up",
+            "1 while a sink writes, 0 while it is down (retried with the next events)",
+            sink_up.clone(),
         );
         registry.register(
             "build",
@@ -171,10 +185,12 @@ impl Metrics {
             resyncs_seen: AtomicU64::new(0),
             incomplete,
             sink_errors,
+            sink_up,
             comms: Mutex::default(),
             losses: Mutex::default(),
             started: Instant::now(),
             last_turn_ms: AtomicU64::new(0),
+            loss_warned: Mutex::default(),
         }
     }
 
@@ -258,16 +274,45 @@ impl Metrics {
         *seen = now;
     }
 
+    /// Whether a loss may be logged now: at most once per [`LOSS_WARNING_EVERY`]. In a flood
+    /// every batch loses some; the totals a warning gives are cumulative, so one skipped is in
+    /// the next, and the counters here are exact.
+    pub fn loss_warning_due(&self) -> bool {
+        let mut last = self
+            .loss_warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < LOSS_WARNING_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
     /// Takes the mirror's running total of resyncs and counts what grew.
     pub fn resyncs(&self, total: u64) {
         let seen = self.resyncs_seen.swap(total, Ordering::Relaxed);
         self.resyncs.inc_by(total.saturating_sub(seen));
     }
 
-    pub fn sink_error(&self, sink: &'static str, events: usize) {
+    pub fn sink_error(&self, sink: &'static str, events: u64) {
         self.sink_errors
             .get_or_create(&SinkLabels { sink })
-            .inc_by(events as u64);
+            .inc_by(events);
+    }
+
+    /// Whether `sink` writes; `None`: the config turns it off (no series).
+    pub fn sink_up(&self, sink: &'static str, up: Option<bool>) {
+        let labels = SinkLabels { sink };
+        match up {
+            Some(up) => {
+                self.sink_up.get_or_create(&labels).set(i64::from(up));
+            }
+            None => {
+                self.sink_up.remove(&labels);
+            }
+        }
     }
 
     /// The main loop is alive.
@@ -396,6 +441,10 @@ mod tests {
         m.losses(totals(3, 0));
         m.losses(totals(5, 2));
         m.sink_error("journald", 2);
+        m.sink_up("store", Some(true));
+        m.sink_up("jsonl", Some(false));
+        m.sink_up("stdout", Some(true));
+        m.sink_up("stdout", None);
         m.resyncs(2);
         m.resyncs(3);
         let text = m.encode();
@@ -422,8 +471,28 @@ mod tests {
             text.contains(r#"routeguard_sink_errors_total{sink="journald"} 2"#),
             "{text}"
         );
+        assert!(
+            text.contains(r#"routeguard_sink_up{sink="store"} 1"#)
+                && text.contains(r#"routeguard_sink_up{sink="jsonl"} 0"#)
+                && !text.contains(r#"routeguard_sink_up{sink="stdout"}"#),
+            "{text}"
+        );
         assert!(text.contains("routeguard_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn loss_warnings_are_at_most_one_a_second() {
+        let m = Metrics::new();
+        let due: Vec<bool> = (0..1000).map(|_| m.loss_warning_due()).collect();
+        assert_eq!(
+            due.iter().filter(|d| **d).count(),
+            1,
+            "one warning for a burst"
+        );
+        assert!(due[0], "the first loss is told at once");
+        *m.loss_warned.lock().unwrap() = Some(Instant::now() - LOSS_WARNING_EVERY);
+        assert!(m.loss_warning_due(), "and the next a second later");
     }
 
     #[test]

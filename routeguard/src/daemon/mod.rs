@@ -30,11 +30,8 @@ use crate::{
     capture::{self, CaptureError},
     event::{Event, Observed},
     pipeline::{Batch, Pacing, Pipeline, Settings},
-    restore::Restorer,
+    restore::{Restorer, Restores},
 };
-
-/// How often restores waiting for a retry or back-off are looked at.
-const RETRY_TICK: Duration = crate::pipeline::drain::IDLE_TICK;
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -73,7 +70,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     metrics.turned();
-    let mut sinks = Sinks::open(&config)?;
+    let mut sinks = Sinks::open(&config, &metrics)?;
     let mut server = serve(&config, &metrics).await?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -97,10 +94,9 @@ pub async fn run(
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
         pacing: Pacing::Deep,
-        eager: !config.protect.is_empty(),
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
-    let mut restorer = new_restorer(&config, &pipeline);
+    let mut restores = new_restores(&config, &pipeline)?;
     eprintln!(
         "routeguard: daemon started (capture={}, {} programs, ring {} KiB, queue {} KiB{}; {}; metrics {})",
         pipeline.path,
@@ -126,39 +122,30 @@ pub async fn run(
     memory::give_back();
     notify::send("READY=1");
 
-    // Restores waiting for a retry or back-off are run at least this often.
-    let mut retries = interval(RETRY_TICK);
-    retries.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut restores_waiting = false;
     loop {
         tokio::select! {
             batch = pipeline.next() => {
                 let batch = batch?;
-                let mut answers = Vec::new();
-                if let Some(r) = restorer.as_mut() {
-                    restores_waiting = r.answer(&batch.events, &mut answers);
+                if let Some(r) = &restores {
+                    r.observe(&batch.events);
                 }
-                deliver(&mut sinks, &metrics, batch, answers, options.ring_bytes);
-                metrics.protected_missing(restorer.as_ref().map(Restorer::missing).unwrap_or_default());
+                deliver(&mut sinks, &metrics, batch, options.ring_bytes);
+                metrics.protected_missing(restores.as_ref().map(Restores::missing).unwrap_or_default());
                 metrics.turned();
+            }
+            answers = answers(&mut restores) => {
+                metrics.record(&answers);
+                sinks.write(answers, &metrics);
+                metrics.protected_missing(restores.as_ref().map(Restores::missing).unwrap_or_default());
             }
             _ = sighup.recv() => {
                 notify::send("RELOADING=1");
                 if reload(&source, &mut config, &mut sinks, &mut server, &metrics).await {
                     // A new policy, and a fresh flap guard: SIGHUP resumes suspended restores.
-                    restorer = new_restorer(&config, &pipeline);
+                    // The old engine's thread ends by itself once it has let go of its input.
+                    restores = new_restores(&config, &pipeline)?;
                 }
                 notify::send("READY=1");
-            }
-            _ = retries.tick(), if restores_waiting => {
-                if let Some(r) = restorer.as_mut() {
-                    let mut answers = Vec::new();
-                    restores_waiting = r.answer(&[], &mut answers);
-                    if !answers.is_empty() {
-                        metrics.record(&answers);
-                        sinks.write(answers, &metrics);
-                    }
-                }
             }
             _ = prune.tick() => {
                 sinks.prune(&metrics);
@@ -171,11 +158,17 @@ pub async fn run(
 
     notify::send("STOPPING=1");
     let last = pipeline.finish().await;
-    let mut answers = Vec::new();
-    if let Some(r) = restorer.as_mut() {
-        r.answer(&last.events, &mut answers);
+    if let Some(r) = &restores {
+        r.observe(&last.events);
     }
-    deliver(&mut sinks, &metrics, last, answers, options.ring_bytes);
+    deliver(&mut sinks, &metrics, last, options.ring_bytes);
+    if let Some(r) = restores.take() {
+        let (answers, _) = r.finish().await;
+        if !answers.is_empty() {
+            metrics.record(&answers);
+            sinks.write(answers, &metrics);
+        }
+    }
     sinks.close();
     let totals = pipeline.totals();
     eprintln!(
@@ -188,7 +181,24 @@ pub async fn run(
         totals.queue.replies,
         totals.resyncs
     );
+    eprintln!("routeguard: outcomes: {}", totals.outcomes);
     Ok(())
+}
+
+/// The restore engine's next answers; never, without one.
+async fn answers(restores: &mut Option<Restores>) -> Vec<Event> {
+    match restores {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The restore engine on its thread, when something is protected.
+fn new_restores(config: &Config, pipeline: &Pipeline) -> Result<Option<Restores>, DaemonError> {
+    match new_restorer(config, pipeline) {
+        Some(restorer) => Ok(Some(Restores::start(restorer)?)),
+        None => Ok(None),
+    }
 }
 
 fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
@@ -202,10 +212,10 @@ fn new_restorer(config: &Config, pipeline: &Pipeline) -> Option<Restorer> {
     )
 }
 
-/// The batch's events and the restore engine's `answers` to them go to the sinks.
-fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, answers: Vec<Event>, ring: u32) {
+/// The batch's events go to the sinks.
+fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
     let totals = batch.totals;
-    if batch.newly_lost > 0 {
+    if batch.newly_lost > 0 && metrics.loss_warning_due() {
         tracing::warn!(
             "{} events lost so far ({} ring full: raise `capture.ring_size` from {} KiB; {} queue \
              full: raise `capture.queue_size`)",
@@ -217,11 +227,10 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, answers: Vec<Even
     }
     metrics.losses(totals);
     metrics.resyncs(totals.resyncs);
-    if batch.events.is_empty() && answers.is_empty() {
+    if batch.events.is_empty() {
         return;
     }
-    let mut events = Observed::events(batch.events);
-    events.extend(answers);
+    let events = Observed::events(batch.events);
     metrics.record(&events);
     sinks.write(events, metrics);
 }
@@ -268,7 +277,7 @@ async fn reload(
     } else {
         None
     };
-    if let Err(e) = sinks.reconfigure(&new) {
+    if let Err(e) = sinks.reconfigure(&new, metrics) {
         tracing::error!("reload refused, the running config is kept: {e}");
         return false;
     }

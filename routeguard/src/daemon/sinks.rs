@@ -1,13 +1,32 @@
 //! The daemon's sinks, opened from the config and fed one pipeline batch at a time.
 //!
-//! A sink that fails to write logs it (once, until it recovers), counts the events in
-//! `routeguard_sink_errors_total{sink}`, and the daemon goes on: one full disk must not blind the
-//! journal and the metrics.
+//! Degrade, don't stop: a sink that cannot be opened at start, or fails to write later (a full
+//! disk, an I/O error, its directory removed, a corrupt store), goes down — its events are
+//! counted in `routeguard_sink_errors_total{sink}`, `routeguard_sink_up{sink}` reads 0, and an
+//! [`Alert`] goes to the sinks still up — while the capture and the other sinks go on. It is
+//! retried with the next events after a back-off ([`health`]). A store that cannot be used
+//! (corrupt, or of a newer schema) is moved aside and a new one started ([`crate::store::SetAside`]).
+//! Only a SIGHUP that names a new sink which cannot be opened is refused: the running sinks stay.
+
+mod alert;
+mod health;
+mod journal;
+mod lines;
+mod store;
+#[cfg(test)]
+mod tests;
 
 use std::{
-    io::{self, BufWriter, Stdout, Write},
+    io::{self, BufWriter},
     path::{Path, PathBuf},
+    time::Instant,
 };
+
+pub use alert::{Alert, AlertType};
+use health::Health;
+use journal::JournaldSink;
+use lines::{JsonlSink, StdoutSink};
+use store::{close_store, StoreSink};
 
 use super::{
     config::Config,
@@ -19,7 +38,7 @@ use super::{
 use crate::{
     event::Event,
     sink,
-    store::{Store, StoreError},
+    store::{Retention, Store, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -34,103 +53,234 @@ pub enum SinkError {
     StoreThread(io::Error),
 }
 
-#[derive(Default)]
-pub struct Sinks {
-    store: Option<StoreWriter>,
-    jsonl: Option<RotatingFile>,
-    stdout: Option<BufWriter<Stdout>>,
-    journald: Option<Journald>,
-    /// Sinks whose last write failed (logged once until they recover).
-    failing: Vec<&'static str>,
+/// What a new config does to one sink.
+enum Plan<T> {
+    Keep,
+    Off,
+    New(T),
 }
 
+impl<T> Plan<T> {
+    /// Puts the plan in place; what it replaced or turned off.
+    fn apply(self, slot: &mut Option<T>) -> Option<T> {
+        match self {
+            Plan::Keep => None,
+            Plan::Off => slot.take(),
+            Plan::New(new) => slot.replace(new),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Sinks {
+    store: Option<StoreSink>,
+    jsonl: Option<JsonlSink>,
+    stdout: Option<StdoutSink>,
+    journald: Option<JournaldSink>,
+}
+/// At most one log line per [`Throttle::EVERY`]: for what is not a failure but still loses
+/// events (a queue or socket buffer full in a burst), and happens with every batch meanwhile.
+#[derive(Default)]
+pub(super) struct Throttle(Option<Instant>);
+
+impl Throttle {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub(super) fn due(&mut self, now: Instant) -> bool {
+        if self.0.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
+            return false;
+        }
+        self.0 = Some(now);
+        true
+    }
+}
 impl Sinks {
-    pub fn open(config: &Config) -> Result<Self, SinkError> {
+    /// Opens the sinks the config turns on. One that cannot be opened starts down (alerted,
+    /// retried); only a thread that cannot be started is an error.
+    pub fn open(config: &Config, metrics: &Metrics) -> Result<Self, SinkError> {
         let mut sinks = Self::default();
-        sinks.reconfigure(config)?;
+        sinks.apply(config, metrics, false)?;
         Ok(sinks)
     }
 
-    /// Applies a (new) config. Everything new is opened first; on error nothing changes.
-    pub fn reconfigure(&mut self, config: &Config) -> Result<(), SinkError> {
-        let store = match (&self.store, config.store.enabled) {
-            (_, false) => None,
-            (Some(s), true) if s.path() == config.store.path => Some(None),
-            (_, true) => Some(Some(
-                StoreWriter::start(Store::open(&config.store.path, config.store.retention())?)
-                    .map_err(SinkError::StoreThread)?,
-            )),
-        };
-        let jsonl = if config.jsonl.enabled {
-            Some(
-                RotatingFile::open(
-                    &config.jsonl.path,
-                    config.jsonl.max_bytes,
-                    config.jsonl.keep,
-                )
-                .map_err(|source| SinkError::Jsonl {
-                    path: config.jsonl.path.clone(),
-                    source,
-                })?,
-            )
+    /// Applies a new config (SIGHUP). Sinks whose settings did not change are kept as they are
+    /// (up or down); new ones are opened first, and if one cannot be, nothing changes.
+    pub fn reconfigure(&mut self, config: &Config, metrics: &Metrics) -> Result<(), SinkError> {
+        self.apply(config, metrics, true)
+    }
+
+    fn apply(&mut self, config: &Config, metrics: &Metrics, strict: bool) -> Result<(), SinkError> {
+        let now = Instant::now();
+        let mut alerts = Vec::new();
+        // Everything that can fail first; the running sinks are changed only after.
+        let c = &config.store;
+        let store = if !c.enabled {
+            Plan::Off
+        } else if self
+            .store
+            .as_ref()
+            .is_some_and(|s| s.writer.path() == c.path)
+        {
+            Plan::Keep
         } else {
-            None
+            Plan::New(Self::open_store(
+                &c.path,
+                c.retention(),
+                strict,
+                now,
+                &mut alerts,
+            )?)
         };
-        let journald = if config.journald.enabled {
+        let c = &config.jsonl;
+        let jsonl = if !c.enabled {
+            Plan::Off
+        } else if self.jsonl.as_ref().is_some_and(|j| j.config == *c) {
+            Plan::Keep
+        } else {
+            let mut health = Health::new("jsonl", Some(&c.path));
+            let file = match RotatingFile::open(&c.path, c.max_bytes, c.keep) {
+                Ok(f) => Some(f),
+                Err(source) if strict => {
+                    return Err(SinkError::Jsonl {
+                        path: c.path.clone(),
+                        source,
+                    })
+                }
+                Err(e) => {
+                    alerts.extend(health.failed(&e.to_string(), 0, now));
+                    None
+                }
+            };
+            Plan::New(JsonlSink {
+                config: c.clone(),
+                file,
+                health,
+            })
+        };
+        let journald = if !config.journald.enabled {
+            Plan::Off
+        } else if self.journald.is_some() {
+            Plan::Keep
+        } else {
             let path = Path::new(journald::SOCKET);
-            let j = Journald::connect(path).map_err(|source| SinkError::Journald {
-                path: path.to_owned(),
-                source,
-            })?;
-            if j.is_none() {
-                tracing::info!(
-                    "journald sink skipped: no journal socket at {}",
-                    journald::SOCKET
-                );
-            }
-            j
-        } else {
-            None
-        };
-        // Commit.
-        match store {
-            None => self.close_store(),
-            Some(None) => {
-                if let Some(s) = &self.store {
-                    if let Err(e) = s.set_retention(config.store.retention()) {
-                        tracing::error!("event store: {e}");
-                    }
+            let mut health = Health::new("journald", Some(path));
+            match Journald::connect(path) {
+                Ok(Some(j)) => Plan::New(JournaldSink {
+                    journal: Some(j),
+                    health,
+                    full_logged: Throttle::default(),
+                }),
+                Ok(None) => {
+                    tracing::info!(
+                        "journald sink skipped: no journal socket at {}",
+                        journald::SOCKET
+                    );
+                    Plan::Off
+                }
+                Err(source) if strict => {
+                    return Err(SinkError::Journald {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+                Err(e) => {
+                    alerts.extend(health.failed(&e.to_string(), 0, now));
+                    Plan::New(JournaldSink {
+                        journal: None,
+                        health,
+                        full_logged: Throttle::default(),
+                    })
                 }
             }
-            Some(Some(new)) => {
-                self.close_store();
-                self.store = Some(new);
+        };
+        // Commit: what is replaced or turned off is flushed and closed.
+        let old_store = store.apply(&mut self.store);
+        if let Some(s) = &mut self.store {
+            s.retention = config.store.retention();
+            if let Err(e) = s.writer.set_retention(s.retention) {
+                tracing::error!("event store: {e}");
             }
         }
-        if let Some(old) = &mut self.jsonl {
-            let _ = old.flush();
+        if let Some(old) = old_store {
+            close_store(old);
         }
-        self.jsonl = jsonl;
-        self.stdout = config.jsonl.stdout.then(|| BufWriter::new(io::stdout()));
-        self.journald = journald;
-        self.failing.clear();
+        if let Some(mut old) = jsonl.apply(&mut self.jsonl) {
+            if let Some(f) = &mut old.file {
+                let _ = f.flush();
+            }
+        }
+        journald.apply(&mut self.journald);
+        if !config.jsonl.stdout {
+            self.stdout = None;
+        } else if self.stdout.is_none() {
+            self.stdout = Some(StdoutSink {
+                out: BufWriter::new(io::stdout()),
+                health: Health::new("stdout", None),
+            });
+        }
+        self.announce(alerts, metrics);
+        self.gauges(metrics);
         Ok(())
+    }
+
+    /// Opens the store (moving an unusable one aside) on a thread of its own; at start, one that
+    /// cannot be opened starts down.
+    fn open_store(
+        path: &Path,
+        retention: Retention,
+        strict: bool,
+        now: Instant,
+        alerts: &mut Vec<Alert>,
+    ) -> Result<StoreSink, SinkError> {
+        let mut health = Health::new("store", Some(path));
+        let store = match Store::open_or_set_aside(path, retention) {
+            Ok((store, aside)) => {
+                if let Some(a) = aside {
+                    alerts.push(Alert::store_replaced(&a.from, &a.reason, &a.to));
+                }
+                Some(store)
+            }
+            Err(e) if strict => return Err(e.into()),
+            Err(e) => {
+                alerts.extend(health.failed(&e.to_string(), 0, now));
+                None
+            }
+        };
+        let writer = StoreWriter::start(path, retention, store).map_err(SinkError::StoreThread)?;
+        Ok(StoreSink {
+            writer,
+            retention,
+            health,
+            full_logged: Throttle::default(),
+        })
     }
 
     /// What is on, for the start-up line.
     pub fn describe(&self) -> String {
         let mut on = Vec::new();
+        let state = |h: &Health| match h.error() {
+            Some(e) => format!(" (down: {e})"),
+            None => String::new(),
+        };
         if let Some(s) = &self.store {
-            on.push(format!("store {}", s.path().display()));
+            on.push(format!(
+                "store {}{}",
+                s.writer.path().display(),
+                state(&s.health)
+            ));
         }
         if let Some(j) = &self.jsonl {
-            on.push(format!("jsonl {}", j.path().display()));
+            on.push(format!(
+                "jsonl {}{}",
+                j.config.path.display(),
+                state(&j.health)
+            ));
         }
         if self.stdout.is_some() {
             on.push("stdout".into());
         }
-        if self.journald.is_some() {
-            on.push("journald".into());
+        if let Some(j) = &self.journald {
+            on.push(format!("journald{}", state(&j.health)));
         }
         if on.is_empty() {
             "no sinks".into()
@@ -140,139 +290,119 @@ impl Sinks {
     }
 
     pub fn write(&mut self, events: Vec<Event>, metrics: &Metrics) {
-        self.store_done(metrics);
-        if events.is_empty() {
-            return;
-        }
-        let lines: Vec<String> = if self.jsonl.is_some() || self.stdout.is_some() {
-            events.iter().map(sink::json::to_line).collect()
-        } else {
-            Vec::new()
-        };
-        if let Some(file) = &mut self.jsonl {
-            let r = lines
-                .iter()
-                .try_for_each(|l| file.write_line(l))
-                .and_then(|()| file.flush());
-            self.outcome("jsonl", r.map_err(|e| e.to_string()), events.len(), metrics);
-        }
-        if let Some(out) = &mut self.stdout {
-            let r = lines
-                .iter()
-                .try_for_each(|l| writeln!(out, "{l}"))
-                .and_then(|()| out.flush());
-            self.outcome(
-                "stdout",
-                r.map_err(|e| e.to_string()),
-                events.len(),
-                metrics,
-            );
-        }
-        if let Some(j) = &self.journald {
-            let failed = events.iter().filter(|ev| j.send(ev).is_err()).count();
-            let r = if failed == 0 {
-                Ok(())
+        let mut alerts = self.store_done(metrics);
+        if !events.is_empty() {
+            let now = Instant::now();
+            let n = events.len() as u64;
+            let lines: Vec<String> = if self.jsonl.is_some() || self.stdout.is_some() {
+                events.iter().map(sink::json::to_line).collect()
             } else {
-                Err(format!(
-                    "{failed} entries not accepted by {}",
-                    journald::SOCKET
-                ))
+                Vec::new()
             };
-            self.outcome("journald", r, failed, metrics);
-        }
-        // Last: the store's thread takes the events. Queued is not yet written: how the write
-        // went comes back from the thread ([`Sinks::store_done`]); only a refusal counts here.
-        if let Some(store) = &self.store {
-            let n = events.len();
-            if let Err(e) = store.insert(events) {
-                self.outcome("store", Err(e), n, metrics);
+            if let Some(j) = &mut self.jsonl {
+                alerts.extend(j.write(&lines, n, now, metrics));
+            }
+            if let Some(s) = &mut self.stdout {
+                alerts.extend(s.write(&lines, n, now, metrics));
+            }
+            if let Some(j) = &mut self.journald {
+                let entries: Vec<Vec<u8>> = events.iter().map(journald::entry).collect();
+                alerts.extend(j.write(&entries, n, now, metrics));
+            }
+            // Last: the store's thread takes the events. Queued is not yet written: how the
+            // write went comes back from the thread ([`Sinks::store_done`]).
+            if let Some(s) = &mut self.store {
+                alerts.extend(s.write(events, now, metrics));
             }
         }
+        self.announce(alerts, metrics);
+        self.gauges(metrics);
     }
 
-    /// Logs and counts what the store's thread has done since the last look.
-    fn store_done(&mut self, metrics: &Metrics) {
-        let done: Vec<Done> = match &self.store {
-            Some(s) => s.done().collect(),
-            None => return,
+    /// What the store's thread has done since the last look: alerts for what changed.
+    fn store_done(&mut self, metrics: &Metrics) -> Vec<Alert> {
+        let Some(s) = &mut self.store else {
+            return Vec::new();
         };
+        let done: Vec<Done> = s.writer.done().collect();
+        let now = Instant::now();
+        let mut alerts = Vec::new();
         for d in done {
-            self.store_outcome(d, Some(metrics));
+            alerts.extend(s.outcome(d, now, metrics));
         }
+        alerts
     }
 
-    fn store_outcome(&mut self, done: Done, metrics: Option<&Metrics>) {
-        let (r, events) = match done {
-            Done::Inserted(r, n) => (r, n),
-            Done::Pruned(Ok(0)) => return,
-            Done::Pruned(Ok(n)) => {
-                tracing::debug!(removed = n, "event store pruned");
-                return;
-            }
-            Done::Pruned(Err(e)) => (Err(e), 0),
-        };
-        match metrics {
-            Some(m) => self.outcome("store", r, events, m),
-            None => {
-                if let Err(e) = r {
-                    tracing::error!("store sink failed: {e}");
+    /// Applies the store's retention limits (while it is up), and looks at what it did.
+    pub fn prune(&mut self, metrics: &Metrics) {
+        let alerts = self.store_done(metrics);
+        if let Some(s) = &mut self.store {
+            if s.health.is_up() {
+                if let Err(e) = s.writer.prune() {
+                    tracing::error!("event store: {e}");
                 }
             }
         }
+        self.announce(alerts, metrics);
+        self.gauges(metrics);
     }
 
-    /// Applies the store's retention limits.
-    pub fn prune(&mut self, metrics: &Metrics) {
-        self.store_done(metrics);
-        if let Some(store) = &self.store {
-            if let Err(e) = store.prune() {
-                self.outcome("store", Err(e), 0, metrics);
+    /// Writes `alerts` to the sinks that are up, except the store (and any that fails doing so
+    /// alerts the others in turn).
+    fn announce(&mut self, mut alerts: Vec<Alert>, metrics: &Metrics) {
+        // Each round can only take sinks down, so this ends within a round per sink.
+        while !alerts.is_empty() {
+            let now = Instant::now();
+            let lines: Vec<String> = alerts.iter().map(Alert::to_line).collect();
+            let entries: Vec<Vec<u8>> = alerts.iter().map(journald::alert_entry).collect();
+            let mut more = Vec::new();
+            if let Some(j) = self.jsonl.as_mut().filter(|j| j.health.is_up()) {
+                more.extend(j.write(&lines, 0, now, metrics));
             }
+            if let Some(s) = self.stdout.as_mut().filter(|s| s.health.is_up()) {
+                more.extend(s.write(&lines, 0, now, metrics));
+            }
+            if let Some(j) = self.journald.as_mut().filter(|j| j.health.is_up()) {
+                more.extend(j.write(&entries, 0, now, metrics));
+            }
+            alerts = more;
+        }
+    }
+
+    /// `routeguard_sink_up{sink}` for every sink the config turns on.
+    fn gauges(&self, metrics: &Metrics) {
+        let mut up = [
+            ("store", None),
+            ("jsonl", None),
+            ("stdout", None),
+            ("journald", None),
+        ];
+        for h in [
+            self.store.as_ref().map(|s| &s.health),
+            self.jsonl.as_ref().map(|s| &s.health),
+            self.stdout.as_ref().map(|s| &s.health),
+            self.journald.as_ref().map(|s| &s.health),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(slot) = up.iter_mut().find(|(name, _)| *name == h.sink()) {
+                slot.1 = Some(h.is_up());
+            }
+        }
+        for (sink, state) in up {
+            metrics.sink_up(sink, state);
         }
     }
 
     /// Flushes and closes everything (at exit).
     pub fn close(mut self) {
-        self.close_store();
-        if let Some(file) = &mut self.jsonl {
+        if let Some(s) = self.store.take() {
+            close_store(s);
+        }
+        if let Some(file) = self.jsonl.as_mut().and_then(|j| j.file.as_mut()) {
             if let Err(e) = file.flush() {
                 tracing::error!("JSON lines file {}: {e}", file.path().display());
-            }
-        }
-    }
-
-    fn close_store(&mut self) {
-        if let Some(store) = self.store.take() {
-            let (closed, done) = store.close();
-            for d in done {
-                self.store_outcome(d, None);
-            }
-            if let Err(e) = closed {
-                tracing::error!("{e}");
-            }
-        }
-    }
-
-    fn outcome(
-        &mut self,
-        sink: &'static str,
-        result: Result<(), String>,
-        events: usize,
-        metrics: &Metrics,
-    ) {
-        let was_failing = self.failing.contains(&sink);
-        match result {
-            Ok(()) if was_failing => {
-                self.failing.retain(|s| *s != sink);
-                tracing::info!("{sink} sink writes again");
-            }
-            Ok(()) => {}
-            Err(e) => {
-                metrics.sink_error(sink, events);
-                if !was_failing {
-                    self.failing.push(sink);
-                    tracing::error!("{sink} sink failed: {e}; its events are counted in routeguard_sink_errors_total until it recovers");
-                }
             }
         }
     }

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-use super::{Actor, Ancestor, Event, Object};
+use super::{Actor, Ancestor, Event, Host, Object};
 
-pub use named::{Actor as ActorRef, Ancestor as AncestorRef, Event as EventRef};
+pub use named::{Actor as ActorRef, Ancestor as AncestorRef, Event as EventRef, Host as HostRef};
 
 /// The borrowed types under the names of the owned ones, which serde's messages give (`expected
 /// struct Event`, `struct Actor with 12 elements`): a line is refused in the words it was when
@@ -31,8 +31,8 @@ mod named {
     use serde::Serialize;
 
     use super::super::{
-        Address, Capture, Cause, EventType, Family, Kind, Link, Netns, Nexthop, Outcome, Request,
-        Restore, Route, Rule, Timestamp, Trigger,
+        Address, Capture, Cause, EventType, Family, Kind, Link, Netns, Nexthop, Outcome, Pod,
+        Request, Restore, Route, Rule, Timestamp, Trigger,
     };
     use super::{each, optional};
 
@@ -69,6 +69,10 @@ mod named {
         pub restore: Option<Box<Restore>>,
         #[serde(default)]
         pub replacement: Option<Box<Route>>,
+        // Every line a host's routeguard writes names it, the same each time: borrowed, so
+        // reading it copies nothing.
+        #[serde(borrow, default)]
+        pub host: Option<Host<'a>>,
     }
 
     /// [`Actor`](super::Actor), its strings borrowed.
@@ -95,6 +99,20 @@ mod named {
         pub unit: Option<Cow<'a, str>>,
         #[serde(borrow, default, deserialize_with = "optional")]
         pub container: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub pod: Option<Pod>,
+    }
+
+    /// [`Host`](super::Host), its names borrowed.
+    #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+    #[cfg_attr(test, derive(Serialize))]
+    pub struct Host<'a> {
+        #[serde(borrow)]
+        pub name: Cow<'a, str>,
+        #[serde(borrow, default, deserialize_with = "optional")]
+        pub machine_id: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "optional")]
+        pub node: Option<Cow<'a, str>>,
     }
 
     /// [`Ancestor`](super::Ancestor), its name borrowed.
@@ -140,6 +158,7 @@ impl EventRef<'_> {
             event: self.event,
             restore: self.restore.map(|r| *r),
             replacement: self.replacement.map(|r| *r),
+            host: self.host.map(|h| Arc::new(h.into_owned())),
         }
     }
 }
@@ -167,6 +186,17 @@ impl ActorRef<'_> {
             cgroup: owned(self.cgroup),
             unit: owned(self.unit),
             container: owned(self.container),
+            pod: self.pod,
+        }
+    }
+}
+
+impl HostRef<'_> {
+    pub fn into_owned(self) -> Host {
+        Host {
+            name: self.name.into_owned(),
+            machine_id: self.machine_id.map(Cow::into_owned),
+            node: self.node.map(Cow::into_owned),
         }
     }
 }
@@ -221,6 +251,8 @@ mod tests {
         assert!(a.exe.as_ref().is_some_and(borrowed));
         assert!(a.argv.iter().all(borrowed) && !a.argv.is_empty());
         assert!(a.ancestry.iter().all(|p| borrowed(&p.comm)));
+        let h = ev.host.as_ref().unwrap();
+        assert!(borrowed(&h.name) && h.machine_id.as_ref().is_some_and(borrowed));
         let escaped = line.replacen("\"comm\":\"", "\"comm\":\"\\u0078", 1);
         let ev: EventRef = serde_json::from_str(&escaped).unwrap();
         let comm = &ev.actor.as_ref().unwrap().comm;
@@ -240,15 +272,19 @@ mod tests {
         for (line, message) in [
             (
                 "[]".to_string(),
-                "invalid length 0, expected struct Event with 21 elements",
+                "invalid length 0, expected struct Event with 22 elements",
             ),
             (
                 line.replacen("\"actor\":{", "\"actor\":[1],\"x\":{", 1),
-                "invalid length 1, expected struct Actor with 12 elements",
+                "invalid length 1, expected struct Actor with 13 elements",
             ),
             (
                 line.replacen("\"ancestry\":[{", "\"ancestry\":[7,{", 1),
                 "invalid type: integer `7`, expected struct Ancestor",
+            ),
+            (
+                line.replacen("\"host\":{", "\"host\":7,\"x\":{", 1),
+                "invalid type: integer `7`, expected struct Host",
             ),
             (
                 line.replacen("\"exe\":\"", "\"exe\":5,\"x\":\"", 1),

@@ -105,8 +105,9 @@ impl Op {
 /// The syscall that carried a request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Syscall {
-    /// Heard by the kernel-function path in rtnetlink, sent some other way (io_uring, a compat
-    /// syscall).
+    /// Not seen at a syscall: heard by the kernel-function path in rtnetlink, or known only
+    /// from the kernel's notification of the removal (its request record was lost, or it was
+    /// sent some way the syscall path does not hook: io_uring, `writev`, a compat syscall).
     Netlink,
     Sendmsg,
     Sendto,

@@ -16,7 +16,7 @@ use super::{Actor, ActorRef, Event, EventRef};
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let object = &self.object;
-        let mut e = s.serialize_struct("Event", 21)?;
+        let mut e = s.serialize_struct("Event", 22)?;
         e.serialize_field("schema_version", &self.schema_version)?;
         e.serialize_field("ts", &self.ts)?;
         e.serialize_field("kind", &object.kind())?;
@@ -38,6 +38,7 @@ impl Serialize for Event {
         e.serialize_field("event", &self.event)?;
         e.serialize_field("restore", &self.restore)?;
         e.serialize_field("replacement", &self.replacement)?;
+        e.serialize_field("host", &self.host)?;
         e.end()
     }
 }
@@ -60,7 +61,7 @@ mod tests {
 
     use super::*;
     use crate::event::fixtures::{full_event, full_object, route_event, rule_event};
-    use crate::event::{AncestorRef, Kind, Object};
+    use crate::event::{AncestorRef, HostRef, Kind, Object};
 
     /// `ev` as the old struct held it, its process strings borrowed.
     fn old(ev: &Event) -> EventRef<'_> {
@@ -87,6 +88,11 @@ mod tests {
             event: ev.event,
             restore: ev.restore.clone().map(Box::new),
             replacement: ev.replacement.clone().map(Box::new),
+            host: ev.host.as_deref().map(|h| HostRef {
+                name: Cow::Borrowed(&h.name),
+                machine_id: h.machine_id.as_deref().map(Cow::Borrowed),
+                node: h.node.as_deref().map(Cow::Borrowed),
+            }),
         }
     }
 
@@ -114,6 +120,7 @@ mod tests {
             cgroup: cow(&a.cgroup),
             unit: cow(&a.unit),
             container: cow(&a.container),
+            pod: a.pod.clone(),
         }
     }
 

@@ -25,6 +25,8 @@ use aya::maps::{MapData, RingBuf};
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use routeguard_common::kind;
 
+use crate::mirror::News;
+
 /// A chunk is sent once it holds this much (or the ring is empty).
 const CHUNK_BYTES: usize = 256 << 10;
 /// How long the drain waits for the kernel's wake-up while records flow: records below the
@@ -52,8 +54,9 @@ pub enum Pacing {
 pub enum Input {
     /// Records, each as `u32` length (native endian) then its bytes.
     Records(Chunk),
-    /// The route mirror heard the kernel announce a removal.
-    Heard,
+    /// What the route mirror learnt (it wakes the correlating thread). Boxed: records are the
+    /// many inputs, and small.
+    News(Box<News>),
     /// Drain what is left and stop.
     Stop,
 }
@@ -137,6 +140,11 @@ impl Queue {
     /// The bound in bytes.
     pub fn bound(&self) -> usize {
         self.bound
+    }
+
+    /// No records are queued: the consumer has caught up with what the drain moved.
+    pub fn is_empty(&self) -> bool {
+        self.used.load(Ordering::Relaxed) == 0
     }
 
     pub fn drops(&self) -> QueueDrops {

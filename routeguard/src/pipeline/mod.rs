@@ -2,24 +2,30 @@
 //! daemon drive it the same way; each decides what to do with the events and when to stop.
 //!
 //! # Threads
-//! Each thread has one job and says what it may block on. They talk through channels; every
-//! bound that can be reached counts what it dropped.
+//! Every thread routeguard starts, with its one job and what it may block on. They talk through
+//! channels; every bound that can be reached counts what it dropped.
 //!
 //! | thread | job | may block on |
 //! |---|---|---|
-//! | `routeguard-drain` ([`drain`]) | moves records out of the ring into the queue | `poll(2)` on the ring, nothing else |
-//! | `routeguard-correlate` | decodes records, joins requests with the kernel's answers, attributes them, releases events | the queue (waiting for work), `/proc` reads, the event channel to the caller when the caller lags (the queue then fills and counts what it drops) |
-//! | `routeguard-mirror` (one per namespace) | applies the kernel's route/rule notifications to the mirror | its netlink socket |
-//! | the caller's (`trace`'s or the daemon's runtime) | sinks, restores, metrics, signals | writes to its sinks |
+//! | `routeguard-drain` ([`drain`]) | moves records out of the ring into the queue (bounded in bytes, [`Settings::queue_bytes`]; what does not fit is counted, [`QueueDrops`]) | `poll(2)` on the ring, nothing else |
+//! | `routeguard-correlate` | decodes records, joins requests with the kernel's answers (acks, notifications, kernel records) and the mirror's news, attributes them, releases events in batches; tells the mirror which routes requests removed | its input channel (waiting for work), `/proc` reads for processes without a task record, the batch channel to the caller when the caller lags (64 batches; the queue then fills and counts what it drops) |
+//! | `routeguard-mirror` ([`crate::mirror`]'s control thread) | takes the correlator's asks (forget a route, what vanished since a trigger, re-dump after a loss); rescans `/run/netns` every second (namespaces gone: news of what they held); re-dumps namespaces with doubtful forgets at most every 5 s | netlink dumps on its own sockets (each receive times out after 1 s; a dump the kernel stops answering is given up after 5 s), `setns` on a short-lived thread when a namespace appears, `/proc` reads (who still holds a namespace), its ask channel (unbounded: asks come one per batch, or per trigger) |
+//! | `routeguard-listen` (one per namespace) | applies the kernel's route and rule notifications to its namespace's table; tells replaces and expiries; re-dumps after its socket overflowed | its own netlink socket (250 ms receive timeout, to notice when to stop), its table's lock (shared with the control thread); news go into the correlating thread's input channel, unbounded but one per replace or expiry |
+//! | `routeguard-restore` (with protect entries) | re-adds protected objects the kernel's description of which was heard; retries and back-offs on its own timers | a socket inside the object's namespace (created on a short-lived thread that enters it: up to 1 s), the kernel's ack of the re-add, the answer channel when the caller lags (64 batches); its input is the removals a protect entry selects (unbounded: one per protected removal) |
+//! | short-lived, unnamed | open a netlink socket inside a namespace (`setns` changes only the calling thread) for the mirror or a restore | `setns`, opening the nsfs file |
+//! | `store` (daemon, `daemon::store_writer`) | writes events to the SQLite store | SQLite; its queue is bounded in events and refuses (counted) past it |
+//! | `routeguard-ebpf-log` ([`capture::ebpf_log`]; only with `-v`/`-vv`) | forwards the programs' own log lines into `tracing` | `poll(2)` on the programs' log ring; stderr, as `tracing` writes to it |
+//! | the caller's (`trace`'s or the daemon's current-thread runtime) | sinks (stdout, JSON lines, journald), metrics server, signals, handing removals to the restore thread | writes to its sinks |
 //!
-//! The queue between the drain and the correlating thread is bounded in bytes
-//! ([`Settings::queue_bytes`]); what does not fit is counted ([`QueueDrops`]) and reported with
-//! the ring's own losses.
+//! Nothing on the path from the ring to the events waits on a dump, a `setns` or a restore: the
+//! correlating thread only sends asks and reads answers, and a trigger waiting for the mirror's
+//! answer holds nothing but itself (at most 5 s, then it goes alone, counted).
 
 pub mod drain;
 
 use std::{
     io,
+    os::fd::AsFd as _,
     sync::{mpsc, Arc},
     thread,
     time::{Duration, Instant},
@@ -29,8 +35,9 @@ use tokio::sync::mpsc as async_mpsc;
 
 use crate::{
     capture::{self, Capture, CaptureError, CapturePath, Counters, Losses},
-    correlate::{Clock, Correlator, Problems},
-    event::Observed,
+    clock::Clock,
+    correlate::{Correlate, KernelFunctionCorrelator, Problems, SyscallCorrelator},
+    event::{Observed, Outcomes},
     mirror::Mirror,
 };
 
@@ -42,8 +49,11 @@ pub use drain::{Pacing, QueueDrops};
 pub const QUEUE_BYTES: usize = 64 << 20;
 /// How often waiting requests are expired and loss counters read while anything waits.
 const TICK: Duration = drain::TICK;
-/// The correlating thread's wait when nothing waits in it: namespaces are rescanned this often.
+/// The correlating thread's wait when nothing waits in it.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// At exit, how long the correlating thread waits for the mirror's answers still due (what a
+/// link-down just flushed).
+const ANSWERS_AT_EXIT: Duration = Duration::from_secs(1);
 /// Batches in flight to the caller; beyond that the correlating thread waits for it.
 const BATCHES: usize = 64;
 
@@ -69,6 +79,8 @@ pub struct Totals {
     pub problems: Problems,
     /// Times the route mirror re-dumped after its notification socket overflowed.
     pub resyncs: u64,
+    /// How the removals released so far ended, and on what evidence.
+    pub outcomes: Outcomes,
 }
 
 impl Totals {
@@ -89,9 +101,6 @@ pub struct Settings {
     /// Bound of the queue after the ring drain, in bytes.
     pub queue_bytes: usize,
     pub pacing: Pacing,
-    /// Release deletes as soon as the kernel announces them (for the restore engine), instead
-    /// of when their sender reads its ack.
-    pub eager: bool,
 }
 
 impl Default for Settings {
@@ -99,7 +108,6 @@ impl Default for Settings {
         Self {
             queue_bytes: QUEUE_BYTES,
             pacing: Pacing::Interactive,
-            eager: false,
         }
     }
 }
@@ -117,6 +125,8 @@ pub struct Pipeline {
     totals: Totals,
     adopted: bool,
     pinned: bool,
+    /// Forwards the programs' log lines while it lives.
+    logs: Option<capture::ebpf_log::Reader>,
 }
 
 impl Pipeline {
@@ -124,7 +134,7 @@ impl Pipeline {
     /// this fails.
     pub fn start(options: &capture::Options, settings: &Settings) -> Result<Self, CaptureError> {
         let mut options = options.clone();
-        let capture = match Capture::start(&options) {
+        let mut capture = match Capture::start(&options) {
             Err(err) if options.fallback && err.is_kernel_function() => {
                 tracing::warn!(%err, "the kernel-function path did not start; using the syscall path");
                 options.path = CapturePath::Syscall;
@@ -134,26 +144,43 @@ impl Pipeline {
         };
         let (adopted, pinned) = (capture.adopted, capture.pinned);
         let programs = capture.programs;
-        let (ring, counters, _notify) = capture.split();
+        // Lines the programs log are rare and may wait on a slow stderr: a thread of their own.
+        let logs = match capture.take_logs().map(capture::ebpf_log::Reader::start) {
+            Some(Err(err)) => {
+                tracing::warn!(%err, "cannot start the thread that reads the programs' log lines; they are lost");
+                None
+            }
+            started => started.and_then(Result::ok),
+        };
+        let (ring, counters, notify) = capture.split();
         let clock = Clock::new();
-        let mut correlator = match options.path {
-            CapturePath::Syscall => Correlator::with_mirror(clock, Mirror::new()),
+        let (input, inputs) = mpsc::channel();
+        // The listeners get the notification filter (its own fd: the mirror holds it while it
+        // runs); without it they would hear every deletion.
+        let filter = notify.and_then(|program| match program.as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(fd),
+            Err(err) => {
+                tracing::warn!(%err, "cannot keep the notification filter; the route mirror hears every deletion");
+                None
+            }
+        });
+        let news = input.clone();
+        let mirror = Mirror::start(filter, move |n| {
+            // A correlating thread that stopped needs no more news.
+            let _ = news.send(Input::News(Box::new(n)));
+        })
+        .map_err(|e| CaptureError::Poll(io::Error::other(e)))?;
+        let correlator: Box<dyn Correlate> = match options.path {
+            CapturePath::Syscall => Box::new(SyscallCorrelator::new(clock, Some(mirror.asker()))),
             CapturePath::KernelFunction => {
-                Correlator::kernel_function(clock, Some(Mirror::for_kernel_records()))
+                Box::new(KernelFunctionCorrelator::new(clock, Some(mirror.asker())))
             }
         };
-        let (input, inputs) = mpsc::channel();
-        if settings.eager {
-            correlator.set_eager(true);
-            let heard = input.clone();
-            correlator.wake_on_deletion(move || {
-                let _ = heard.send(Input::Heard);
-            });
-        }
         let queue = Queue::new(settings.queue_bytes);
         let (batch_out, batches) = async_mpsc::channel(BATCHES);
         let worker = Worker {
             correlator,
+            mirror,
             counters,
             queue: Arc::clone(&queue),
             out: batch_out,
@@ -176,6 +203,7 @@ impl Pipeline {
             totals: Totals::default(),
             adopted,
             pinned,
+            logs,
         })
     }
 
@@ -220,6 +248,9 @@ impl Pipeline {
         if let Some(thread) = self.correlate.take() {
             let _ = thread.join();
         }
+        // After the programs are gone (with the correlating thread's counters): their last
+        // lines are forwarded before it stops.
+        self.logs = None;
         self.totals = last.totals;
         last
     }
@@ -237,7 +268,9 @@ impl Pipeline {
 
 /// The correlating thread's state.
 struct Worker {
-    correlator: Correlator,
+    correlator: Box<dyn Correlate>,
+    /// Stops (its threads with it) when the correlating thread ends.
+    mirror: Mirror,
     counters: Counters,
     queue: Arc<Queue>,
     out: async_mpsc::Sender<Batch>,
@@ -248,31 +281,57 @@ impl Worker {
     fn run(mut self, inputs: &mpsc::Receiver<Input>) {
         let mut last_tick = Instant::now();
         loop {
-            let wait = if self.correlator.is_empty() {
+            let wait = if self.correlator.is_idle() {
                 IDLE_WAIT
             } else {
                 TICK
             };
             let mut stop = false;
             match inputs.recv_timeout(wait) {
-                Ok(Input::Records(chunk)) => {
-                    for record in chunk.records() {
-                        self.correlator.record(record);
-                    }
-                }
-                Ok(Input::Heard) => self.correlator.release_viewed(),
-                Ok(Input::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
+                Ok(input) => stop = self.take(input),
+                Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             let ticked = stop || last_tick.elapsed() >= TICK;
             if stop {
+                self.answers_at_exit(inputs);
                 self.correlator.flush();
             } else if ticked {
                 last_tick = Instant::now();
-                self.correlator.expire(Clock::monotonic_ns());
+                self.correlator
+                    .expire(Clock::monotonic_ns(), self.queue.is_empty());
             }
             if !self.send(ticked, stop) || stop {
                 return;
+            }
+        }
+    }
+
+    /// Feeds one input; true when it says to stop.
+    fn take(&mut self, input: Input) -> bool {
+        match input {
+            Input::Records(chunk) => {
+                for record in chunk.records() {
+                    self.correlator.record(record);
+                }
+            }
+            Input::News(news) => self.correlator.news(*news),
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    /// Gives the mirror a moment to answer what is still asked of it (the routes a link-down
+    /// just flushed), so they are not cut off at exit.
+    fn answers_at_exit(&mut self, inputs: &mpsc::Receiver<Input>) {
+        let deadline = Instant::now() + ANSWERS_AT_EXIT;
+        while self.correlator.awaits_mirror() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match inputs.recv_timeout(left) {
+                Ok(input) => {
+                    self.take(input);
+                }
+                Err(_) => return,
             }
         }
     }
@@ -289,9 +348,14 @@ impl Worker {
             },
             queue: self.queue.drops(),
             problems: self.correlator.problems(),
-            resyncs: self.correlator.resyncs(),
+            resyncs: self.mirror.resyncs(),
+            outcomes: self.correlator.outcomes(),
         };
         let newly_lost = self.totals.records_lost() - before.records_lost();
+        if newly_lost > 0 {
+            // What the lost records would have told the mirror is lost too.
+            self.correlator.lost();
+        }
         let events = self.correlator.take_ready();
         if events.is_empty() && newly_lost == 0 && self.totals == before && !last {
             return true;

@@ -3,21 +3,26 @@
 //! One row per event. The `json` column is the event exactly as the JSON sink writes it
 //! ([`sink::json::to_line`], schema in `docs/events.md`); the other columns copy the fields that
 //! queries filter on, so they can be indexed. The file holds command lines and parent chains, so
-//! it is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same mode).
+//! it is private ([`crate::files`]): mode 0600 set on the open file, never opened through a
+//! symlink; SQLite gives its `-wal` and `-shm` files the database's mode, and existing ones are
+//! set to 0600 too.
 //!
 //! Schema changes bump [`SCHEMA_VERSION`] (kept in `PRAGMA user_version`) and add a migration
-//! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at.
+//! step in [`migrate`]; a store written by a newer routeguard is refused, not guessed at — the
+//! daemon moves such a store aside ([`aside`]) and starts a new one.
 
+mod aside;
 mod facts;
+#[cfg(test)]
+mod node_tests;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    fs::{self, DirBuilder, OpenOptions},
-    io,
+    fs, io,
     ops::ControlFlow,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -25,8 +30,12 @@ use std::{
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::{event::Event, sink};
+use crate::{
+    event::{Event, Host, Pod},
+    files, sink,
+};
 
+pub use aside::{set_aside, SetAside};
 pub use facts::{FactRow, Reader};
 pub use schema::SCHEMA_VERSION;
 
@@ -75,6 +84,8 @@ pub enum StoreError {
     },
     #[error("row {id} of the event store {path} holds JSON spanning several lines, which routeguard never writes; the file was changed outside routeguard")]
     Multiline { path: PathBuf, id: i64 },
+    #[error("cannot move the unusable event store {path} aside: {source}; move it away by hand or set `store.path` elsewhere")]
+    SetAside { path: PathBuf, source: io::Error },
 }
 
 /// How much the store keeps. `None` means no limit of that kind.
@@ -94,20 +105,25 @@ pub struct Store {
     interner: facts::Interner,
     /// When actors and objects were last swept ([`SWEEP_EVERY`]).
     swept: Option<Instant>,
+    /// Device and inode of the file opened, to tell when the path names another one.
+    identity: (u64, u64),
 }
 
 impl Store {
     /// Opens (creating it, mode 0600, with its directory, mode 0700) and migrates the store.
-    /// An existing file readable by others is tightened to 0600, with a warning.
+    /// An existing file, `-wal` or `-shm` with another mode is set to 0600; a symlink at any of
+    /// them is refused.
     pub fn open(path: &Path, retention: Retention) -> Result<Self, StoreError> {
-        create_private(path)?;
+        let identity = create_private(path)?;
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
         let mut conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
@@ -128,11 +144,18 @@ impl Store {
             retention,
             interner: facts::Interner::default(),
             swept: None,
+            identity,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the path no longer names the file this store writes (it was removed, renamed or
+    /// replaced): SQLite would go on writing to a file nobody can open.
+    pub fn is_replaced(&self) -> bool {
+        fs::symlink_metadata(&self.path).map_or(true, |m| (m.dev(), m.ino()) != self.identity)
     }
 
     /// Changes what [`prune`](Self::prune) keeps (on a config reload).
@@ -218,7 +241,9 @@ impl Store {
         self.conn.execute_batch(
             "DELETE FROM actors WHERE id NOT IN \
                  (SELECT actor_id FROM facts WHERE actor_id IS NOT NULL); \
-             DELETE FROM objects WHERE id NOT IN (SELECT object_id FROM facts);",
+             DELETE FROM objects WHERE id NOT IN (SELECT object_id FROM facts); \
+             DELETE FROM hosts WHERE id NOT IN \
+                 (SELECT host_id FROM facts WHERE host_id IS NOT NULL);",
         )
     }
 
@@ -333,7 +358,7 @@ pub fn read_facts(path: &Path) -> Result<Option<Reader<'_>>, StoreError> {
                     path: path.to_owned(),
                     source,
                 })?;
-            Ok(Some(Reader::new(conn, path)))
+            Ok(Some(Reader::new(conn, path, version)))
         }
         _ => Ok(None),
     }
@@ -386,11 +411,40 @@ struct Row<'e> {
     actor_container: Option<String>,
     route_table: Option<i64>,
     json: String,
+    host: Option<&'e Host>,
+    pod: Option<&'e Pod>,
 }
 
 impl<'e> Row<'e> {
     /// Inserts the `events` row with [`schema::INSERT`].
     fn insert(&self, stmt: &mut rusqlite::Statement) -> rusqlite::Result<usize> {
+        let (host, pod) = (self.host, self.pod);
+        stmt.execute(params![
+            self.ts_ns,
+            self.facts.kind,
+            self.facts.cause,
+            self.facts.outcome,
+            self.family,
+            self.netns_inode,
+            self.netns_name,
+            self.actor_pid,
+            self.actor_comm,
+            self.actor_unit,
+            self.actor_container,
+            self.route_table,
+            self.json,
+            host.map(|h| &h.name),
+            host.and_then(|h| h.machine_id.as_ref()),
+            host.and_then(|h| h.node.as_ref()),
+            pod.and_then(|p| p.namespace.as_ref()),
+            pod.and_then(|p| p.name.as_ref()),
+            pod.map(|p| &p.uid),
+        ])
+    }
+
+    /// Inserts the `events` row as a version 1 store has it ([`schema::INSERT_V1`]).
+    #[cfg(test)]
+    fn insert_v1(&self, stmt: &mut rusqlite::Statement) -> rusqlite::Result<usize> {
         stmt.execute(params![
             self.ts_ns,
             self.facts.kind,
@@ -423,6 +477,8 @@ impl<'e> Row<'e> {
             // The table a route lives in, or the one a rule points at: "what touched table 77".
             route_table: ev.object.table().map(i64::from),
             json: sink::json::to_line(ev),
+            host: ev.host.as_deref(),
+            pod: actor.and_then(|a| a.pod.as_ref()),
         }
     }
 }
@@ -434,9 +490,9 @@ pub(crate) fn create_v1(path: &Path, events: &[Event]) {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(schema::V1).unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
-    let mut stmt = conn.prepare(schema::INSERT).unwrap();
+    let mut stmt = conn.prepare(schema::INSERT_V1).unwrap();
     for ev in events {
-        Row::of(ev).insert(&mut stmt).unwrap();
+        Row::of(ev).insert_v1(&mut stmt).unwrap();
     }
 }
 
@@ -460,32 +516,26 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Creates the file (and directory) private to its owner, or tightens an existing file.
-fn create_private(path: &Path) -> Result<(), StoreError> {
+/// Creates the file (and directory) private to its owner, or sets an existing file, `-wal` and
+/// `-shm` to 0600 ([`files`]); the file's device and inode.
+fn create_private(path: &Path) -> Result<(u64, u64), StoreError> {
     let create_err = |source| StoreError::Create {
         path: path.to_owned(),
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(create_err)?;
+            files::create_private_dir(dir).map_err(create_err)?;
         }
     }
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(create_err)?;
-    let mode = fs::metadata(path).map_err(create_err)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the event store was readable by others; setting mode 0600");
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(create_err)?;
+    if fs::symlink_metadata(path).is_err() {
+        // A new database: a log left from a removed one must not be replayed into it.
+        aside::set_aside_orphans(path).map_err(create_err)?;
     }
-    Ok(())
+    let file = files::open_private(path, files::Write::Keep).map_err(create_err)?;
+    for suffix in ["-wal", "-shm"] {
+        files::tighten_existing(&aside::sidecar(path, suffix)).map_err(create_err)?;
+    }
+    let meta = file.metadata().map_err(create_err)?;
+    Ok((meta.dev(), meta.ino()))
 }

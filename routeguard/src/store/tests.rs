@@ -361,3 +361,141 @@ fn an_upgrade_fills_in_the_facts_of_stored_events() {
         ]
     );
 }
+
+#[test]
+fn a_symlink_at_the_store_or_its_log_is_refused() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new();
+    let target = dir.join("elsewhere.db");
+    let path = dir.join("events.db");
+    symlink(&target, &path).unwrap();
+    let err = Store::open(&path, Retention::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Create { .. }), "{err}");
+    assert!(err.to_string().contains("is a symbolic link"), "{err}");
+    assert!(!target.exists(), "nothing created through the link");
+    fs::remove_file(&path).unwrap();
+    Store::open(&path, Retention::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let wal = dir.join("events.db-wal");
+    let _ = fs::remove_file(&wal);
+    symlink(&target, &wal).unwrap();
+    let err = Store::open(&path, Retention::default()).err().unwrap();
+    assert!(
+        err.to_string().contains("events.db-wal is a symbolic link"),
+        "{err}"
+    );
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_looser_log_and_shared_memory_file_are_set_to_0600() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let store = Store::open(&path, Retention::default()).unwrap();
+    drop(store);
+    for suffix in ["-wal", "-shm"] {
+        let p = dir.join(&format!("events.db{suffix}"));
+        fs::write(&p, b"").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    store.insert(&[route_event()]).unwrap();
+    for name in ["events.db", "events.db-wal", "events.db-shm"] {
+        assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+    }
+}
+
+/// What the daemon does with a store it cannot use: moves it (and its log) aside, keeps it, and
+/// starts a new one at the path.
+#[test]
+fn a_corrupt_or_newer_store_is_moved_aside_and_a_new_one_started() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    fs::write(&path, vec![b'x'; 4096]).unwrap();
+    fs::write(dir.join("events.db-wal"), b"old log").unwrap();
+    // Moved aside, a store's log goes with it.
+    let why = Store::open(&path, Retention::default()).err().unwrap();
+    assert!(why.is_unusable(), "{why}");
+    fs::write(dir.join("events.db-wal"), b"old log").unwrap();
+    let moved = set_aside(&path, &why).unwrap();
+    let mut wal = moved.to.clone().into_os_string();
+    wal.push("-wal");
+    assert_eq!(fs::read(&wal).unwrap(), b"old log", "the log went with it");
+    assert!(!path.exists() && !dir.join("events.db-wal").exists());
+    fs::rename(&moved.to, &path).unwrap();
+    fs::remove_file(&wal).unwrap();
+    fs::write(dir.join("events.db-wal"), b"old log").unwrap();
+    let (mut store, aside) = Store::open_or_set_aside(&path, Retention::default()).unwrap();
+    let aside = aside.expect("moved aside");
+    assert_eq!(aside.from, path);
+    let name = aside.to.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("events.db.corrupt-") && name.ends_with('Z'),
+        "{name}"
+    );
+    assert!(aside.reason.contains("not a database"), "{}", aside.reason);
+    assert_eq!(
+        fs::read(&aside.to).unwrap(),
+        vec![b'x'; 4096],
+        "kept as it was"
+    );
+    // (SQLite itself dropped the log, which was no log, when the failed open closed.)
+    assert_ne!(
+        fs::read(dir.join("events.db-wal")).ok().as_deref(),
+        Some(&b"old log"[..])
+    );
+    store.insert(&[route_event()]).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    store.close().unwrap();
+
+    // A newer schema: refused by `open`, moved aside by the daemon's open.
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open(&path, Retention::default()).err().unwrap(),
+        StoreError::Version { .. }
+    ));
+    let (store, aside) = Store::open_or_set_aside(&path, Retention::default()).unwrap();
+    let aside = aside.unwrap();
+    assert!(
+        aside.to.to_str().unwrap().contains("events.db.newer-"),
+        "{}",
+        aside.to.display()
+    );
+    assert_eq!(store.count().unwrap(), 0);
+    // The moved store still says what it is.
+    assert!(matches!(
+        read_events(&aside.to, None, None).unwrap_err(),
+        StoreError::Version { .. }
+    ));
+
+    // A file that merely cannot be opened now is left where it is.
+    let (_, none) = Store::open_or_set_aside(&path, Retention::default()).unwrap();
+    assert!(none.is_none());
+}
+
+#[test]
+fn a_removed_store_is_noticed_and_its_orphaned_log_not_replayed() {
+    let dir = TempDir::new();
+    let path = dir.join("events.db");
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    store.insert(&[route_event()]).unwrap();
+    assert!(!store.is_replaced());
+    fs::remove_file(&path).unwrap();
+    assert!(store.is_replaced());
+    // The log of the removed file is still there: a new store must not take its pages.
+    assert!(dir.join("events.db-wal").exists());
+    let fresh = Store::open(&path, Retention::default()).unwrap();
+    assert_eq!(fresh.count().unwrap(), 0);
+    let orphans: Vec<String> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".orphan-"))
+        .collect();
+    assert!(orphans.iter().any(|n| n.ends_with("-wal")), "{orphans:?}");
+    drop(store);
+}

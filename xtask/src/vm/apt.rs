@@ -169,6 +169,13 @@ impl PrivateApt {
     }
 }
 
+/// The Debian mirror the machine's own apt sources use and its keyring (for debootstrap, so the
+/// systemd guest's root comes from the same place as everything else).
+pub fn debian_mirror() -> (String, String) {
+    let host = HostMirrors::read();
+    (host.main, host.keyring)
+}
+
 /// The Debian mirror the machine's own apt sources use (deb822 `.sources` files or one-line
 /// `.list` files), so the private sources fetch from the same place; deb.debian.org if none.
 struct HostMirrors {

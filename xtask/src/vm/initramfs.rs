@@ -1,6 +1,7 @@
 //! The guest's initramfs: static busybox, the virtio/9p modules of the kernel being booted
-//! (decompressed, in dependency order), and an /init that mounts the host's root read-only over
-//! virtio-9p and hands over to the run's stage-2 script (see `guest.rs`).
+//! (decompressed, in dependency order), and an /init that mounts the guest's root over virtio-9p
+//! and hands over: for `vm-test`, the host's root read-only and the run's stage-2 script (see
+//! `guest.rs`); for `vm-unit`, a Debian root under an overlay and systemd (see `systemd.rs`).
 use std::{fs, path::Path, process::Command};
 
 use anyhow::{bail, Context as _, Result};
@@ -13,15 +14,15 @@ pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Modules the initramfs loads before it can mount the host's root (virtio_pci is built in on
 /// 6.12, a module on 6.1; `modprobe --show-depends` reports "builtin" for those).
-const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
+pub const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
 
 /// 9p tags of the two shares (see `qemu.rs`).
 pub const ROOT_TAG: &str = "hostroot";
 pub const SHARED_TAG: &str = "shared";
 
-/// Writes the initramfs for `kernel` to `out`; the guest's /init mounts `shared` (a host path,
-/// mounted at the same path in the guest) and runs `stage2` from it.
-pub fn build(kernel: &Kernel, shared: &Path, stage2: &Path, out: &Path) -> Result<()> {
+/// Writes the initramfs for `kernel` to `out`: `modules` (and what they depend on) and `init`
+/// as /init (a busybox sh script that starts with [`init_prelude`]).
+pub fn build(kernel: &Kernel, modules: &[&str], init: &str, out: &Path) -> Result<()> {
     let mut archive = Archive::default();
     for dir in ["bin", "dev", "proc", "sys", "newroot", "modules"] {
         archive.dir(dir);
@@ -33,7 +34,7 @@ pub fn build(kernel: &Kernel, shared: &Path, stage2: &Path, out: &Path) -> Resul
     archive.file("bin/busybox", 0o755, &busybox);
 
     let mut order = String::new();
-    for (index, module) in boot_modules(kernel)?.iter().enumerate() {
+    for (index, module) in module_files(kernel, modules)?.iter().enumerate() {
         let name = module
             .file_name()
             .and_then(|n| n.to_str())
@@ -45,7 +46,7 @@ pub fn build(kernel: &Kernel, shared: &Path, stage2: &Path, out: &Path) -> Resul
         order.push('\n');
     }
     archive.file("modules/order", 0o644, order.as_bytes());
-    archive.file("init", 0o755, init_script(shared, stage2).as_bytes());
+    archive.file("init", 0o755, init.as_bytes());
 
     let mut file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     archive
@@ -53,15 +54,15 @@ pub fn build(kernel: &Kernel, shared: &Path, stage2: &Path, out: &Path) -> Resul
         .with_context(|| format!("writing {}", out.display()))
 }
 
-/// The module files to load, dependencies first, each once (`modprobe --show-depends` on the
+/// The files of `modules`, dependencies first, each once (`modprobe --show-depends` on the
 /// unpacked tree; kmod resolves against its modules.dep).
-fn boot_modules(kernel: &Kernel) -> Result<Vec<std::path::PathBuf>> {
+fn module_files(kernel: &Kernel, modules: &[&str]) -> Result<Vec<std::path::PathBuf>> {
     let shown = cmd::stdout_of(
         Command::new("modprobe")
             .arg("-d")
             .arg(&kernel.root)
             .args(["-S", &kernel.release, "--show-depends", "-a"])
-            .args(BOOT_MODULES),
+            .args(modules),
     )?;
     let mut modules: Vec<std::path::PathBuf> = Vec::new();
     for line in shown.lines() {
@@ -100,23 +101,31 @@ fn decompress(module: &Path) -> Result<Vec<u8>> {
 /// the host has below them is hidden from the guest.
 pub const GUEST_TMPFS: &str = "/tmp /run /var/tmp";
 
-/// PID 1 in the initramfs. Any failure prints why and powers off: the host sees no exit code
-/// and reports the console's tail.
-fn init_script(shared: &Path, stage2: &Path) -> String {
-    let shared = shared.display();
-    let stage2 = stage2.display();
-    format!(
-        r#"#!/bin/busybox sh
+/// The start of every /init: busybox's applets, the API filesystems, and the modules in the
+/// order [`build`] stored them. Defines `fail`, which prints why and powers off: the host then
+/// sees no exit code and reports the console's tail.
+pub fn init_prelude() -> &'static str {
+    r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
-fail() {{ echo "routeguard-vm: init: $*"; poweroff -f; }}
+fail() { echo "routeguard-vm: init: $*"; poweroff -f; }
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 while read -r module; do
     insmod "/modules/$module" || fail "insmod $module failed"
 done < /modules/order
-# cache=loose: the host's root is read-only for the guest and does not change during a run.
+"#
+}
+
+/// `vm-test`'s /init: the host's root read-only, the shared folder `shared` at its own path,
+/// tmpfs where the guest writes, then `stage2` as PID 1.
+pub fn init_script(shared: &Path, stage2: &Path) -> String {
+    let shared = shared.display();
+    let stage2 = stage2.display();
+    let prelude = init_prelude();
+    format!(
+        r#"{prelude}# cache=loose: the host's root is read-only for the guest and does not change during a run.
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro {ROOT_TAG} /newroot \
     || fail "cannot mount the host's root over 9p"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {SHARED_TAG} "/newroot{shared}" \

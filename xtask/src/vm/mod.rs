@@ -6,12 +6,17 @@
 //! one shared read-write folder, `target/vm/run/<kernel>/`, where it writes the exit code and
 //! where the console log is kept. Everything it needs (QEMU, busybox-static, kmod, the kernels)
 //! is fetched on first use, through a private apt configuration that leaves the host's alone.
+//!
+//! `cargo xtask vm-unit` (`systemd.rs`) boots the same kernels into a minimal Debian with
+//! systemd as PID 1 instead, to run the shipped systemd unit.
 mod apt;
 mod cpio;
 mod guest;
 mod initramfs;
 mod kernel;
 mod qemu;
+mod rootfs;
+pub mod systemd;
 mod tests;
 
 use std::{
@@ -167,14 +172,8 @@ pub fn run_kernels(
     command: Option<&str>,
     opts: &Options,
 ) -> Result<Vec<KernelRun>> {
-    if !cmd::is_root() {
-        bail!(
-            "vm-test needs root: it installs packages, and the guest reads the host's root \
-             through QEMU with the caller's rights (rerun as root)"
-        );
-    }
-    crate::interrupt::install();
-    let vm_dir = paths::target_dir().join("vm");
+    let mut host = Host::prepare("vm-test")?;
+    let vm_dir = host.vm_dir.clone();
     let root = paths::workspace_root();
     for hidden in initramfs::GUEST_TMPFS.split(' ') {
         for (what, path) in [("the workspace", &root), ("the target directory", &vm_dir)] {
@@ -188,10 +187,6 @@ pub fn run_kernels(
             }
         }
     }
-    let apt_dir = vm_dir.join("apt");
-    let mut apt = None;
-    ensure_packages(&mut apt, &apt_dir)?;
-
     let workload = match command {
         Some(command) => Workload::Command(command.to_owned()),
         None => Workload::Tests {
@@ -206,11 +201,50 @@ pub fn run_kernels(
 
     let mut runs = Vec::new();
     for &series in series {
-        let kernel = kernel::fetch(series, &vm_dir.join("kernels"), &mut apt, &apt_dir)?;
+        let kernel = host.kernel(series)?;
         runs.push(boot_one(&kernel, series, &vm_dir, &workload, &env, opts)?);
         crate::interrupt::check()?;
     }
     Ok(runs)
+}
+
+/// The host side of every VM run: root, QEMU and the other host packages installed, Ctrl-C
+/// handled, and the private apt configuration (made on first need) for kernels.
+struct Host {
+    vm_dir: PathBuf,
+    apt_dir: PathBuf,
+    apt: Option<apt::PrivateApt>,
+}
+
+impl Host {
+    fn prepare(task: &str) -> Result<Self> {
+        if !cmd::is_root() {
+            bail!(
+                "{task} needs root: it installs packages, and the guest reads host files \
+                 through QEMU with the caller's rights (rerun as root)"
+            );
+        }
+        crate::interrupt::install();
+        let vm_dir = paths::target_dir().join("vm");
+        let apt_dir = vm_dir.join("apt");
+        let mut apt = None;
+        ensure_packages(&mut apt, &apt_dir)?;
+        Ok(Host {
+            vm_dir,
+            apt_dir,
+            apt,
+        })
+    }
+
+    /// The newest kernel of `series`, fetched and unpacked on first use.
+    fn kernel(&mut self, series: Series) -> Result<kernel::Kernel> {
+        kernel::fetch(
+            series,
+            &self.vm_dir.join("kernels"),
+            &mut self.apt,
+            &self.apt_dir,
+        )
+    }
 }
 
 /// Prepares the shared folder (stage 2, initramfs) for `kernel`, boots it, and reads back the
@@ -247,28 +281,61 @@ fn boot_one(
         command,
     })?;
     let initramfs = shared.join("initramfs.cpio");
-    initramfs::build(kernel, &shared, &stage2, &initramfs)?;
+    initramfs::build(
+        kernel,
+        initramfs::BOOT_MODULES,
+        &initramfs::init_script(&shared, &stage2),
+        &initramfs,
+    )?;
     let log = shared.join("console.log");
+    let machine = qemu::Machine {
+        vmlinuz: &kernel.vmlinuz,
+        initramfs: &initramfs,
+        append: CMDLINE,
+        shares: &[
+            qemu::Share {
+                tag: initramfs::ROOT_TAG,
+                path: Path::new("/"),
+                readonly: true,
+            },
+            qemu::Share {
+                tag: initramfs::SHARED_TAG,
+                path: &shared,
+                readonly: false,
+            },
+        ],
+        log: &log,
+        timeout: opts.timeout,
+        echo: opts.echo,
+    };
+    run_machine(&machine, kernel, series, &shared, opts)
+}
+
+/// The kernel command line of every guest (`vm-unit` adds systemd's options).
+pub const CMDLINE: &str = "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=4";
+
+/// Boots `machine` (again, up to [`BOOT_ATTEMPTS`] times, while it hangs before its command)
+/// and reads the exit code the guest wrote into `shared`.
+fn run_machine(
+    machine: &qemu::Machine,
+    kernel: &kernel::Kernel,
+    series: Series,
+    shared: &Path,
+    opts: &Options,
+) -> Result<KernelRun> {
+    let log = machine.log;
     println!(
         "{PREFIX} booting {} ({series}) under QEMU/TCG; console log: {}",
         kernel.package,
         log.display()
     );
-    let machine = qemu::Machine {
-        vmlinuz: &kernel.vmlinuz,
-        initramfs: &initramfs,
-        shared: &shared,
-        log: &log,
-        timeout: opts.timeout,
-        echo: opts.echo,
-    };
     let mut boot = machine.boot()?;
     for attempt in 2..=BOOT_ATTEMPTS {
         if boot.started || crate::interrupt::check().is_err() {
             break;
         }
         let stuck = log.with_extension(format!("boot{}.log", attempt - 1));
-        let _ = fs::rename(&log, &stuck);
+        let _ = fs::rename(log, &stuck);
         eprintln!(
             "{PREFIX} {series}: the guest did not reach its command within {} s (stuck in \
              boot; console kept in {}); booting it again, attempt {attempt} of {BOOT_ATTEMPTS}",
@@ -287,7 +354,7 @@ fn boot_one(
         );
     }
     if exit_code.is_none() || (exit_code != Some(0) && !opts.echo) {
-        show_tail(&log);
+        show_tail(log);
     }
     if exit_code.is_none() {
         eprintln!(
@@ -302,7 +369,7 @@ fn boot_one(
         passed: boot.passed,
         failed: boot.failed,
         elapsed: boot.elapsed,
-        log,
+        log: log.to_owned(),
     })
 }
 

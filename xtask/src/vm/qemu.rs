@@ -15,7 +15,6 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::initramfs::{ROOT_TAG, SHARED_TAG};
 use crate::{cmd, test::parse_test_result};
 
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -40,10 +39,19 @@ pub struct Boot {
     pub failed: u64,
 }
 
+/// A host directory the guest mounts over virtio-9p by its tag.
+pub struct Share<'a> {
+    pub tag: &'a str,
+    pub path: &'a Path,
+    pub readonly: bool,
+}
+
 pub struct Machine<'a> {
     pub vmlinuz: &'a Path,
     pub initramfs: &'a Path,
-    pub shared: &'a Path,
+    /// The kernel command line.
+    pub append: &'a str,
+    pub shares: &'a [Share<'a>],
     /// Console copy (the whole output, kept after the run).
     pub log: &'a Path,
     pub timeout: Duration,
@@ -82,29 +90,23 @@ impl Machine<'_> {
         .arg(self.vmlinuz)
         .arg("-initrd")
         .arg(self.initramfs)
-        .args([
-            "-append",
-            "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=4",
-        ])
-        // multidevs=remap: the host's root spans several filesystems; without it inode
-        // numbers from different devices could collide in the guest.
-        .args([
-            "-fsdev",
-            "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
-        ])
-        .args([
-            "-device",
-            &format!("virtio-9p-pci,fsdev=root,mount_tag={ROOT_TAG}"),
-        ])
-        .arg("-fsdev")
-        .arg(format!(
-            "local,id=shared,path={},security_model=none,multidevs=remap",
-            self.shared.display()
-        ))
-        .args([
-            "-device",
-            &format!("virtio-9p-pci,fsdev=shared,mount_tag={SHARED_TAG}"),
-        ]);
+        .arg("-append")
+        .arg(self.append);
+        for (index, share) in self.shares.iter().enumerate() {
+            // multidevs=remap: a shared tree may span several filesystems (the host's root
+            // does); without it inode numbers from different devices could collide in the guest.
+            let mut fsdev = format!(
+                "local,id=fs{index},path={},security_model=none,multidevs=remap",
+                share.path.display()
+            );
+            if share.readonly {
+                fsdev.push_str(",readonly=on");
+            }
+            qemu.arg("-fsdev").arg(fsdev).arg("-device").arg(format!(
+                "virtio-9p-pci,fsdev=fs{index},mount_tag={}",
+                share.tag
+            ));
+        }
         qemu
     }
 

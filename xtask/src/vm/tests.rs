@@ -57,3 +57,17 @@ pub fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>> {
     binaries.sort();
     Ok(binaries)
 }
+
+/// The executable of the integration test target `target` (cargo names it `<target>-<hash>`).
+pub fn find(binaries: &[PathBuf], target: &str) -> Result<PathBuf> {
+    let prefix = format!("{target}-");
+    binaries
+        .iter()
+        .find(|b| {
+            b.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .cloned()
+        .with_context(|| format!("cargo built no test executable for tests/tests/{target}.rs"))
+}

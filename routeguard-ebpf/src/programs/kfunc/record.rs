@@ -15,6 +15,7 @@ use super::{
 use crate::programs::{
     kern::{bound, load, read},
     maps::{count, KERNEL_SCRATCH},
+    rare::{self, rare, site, EVERY_NS},
     send::{self, wake_flags},
     task,
 };
@@ -221,8 +222,18 @@ pub fn copy_msg(rec: &mut KernelRecord, nlh: u64) {
         return;
     }
     // SAFETY: reads kernel memory with fault handling into a buffer of at least `len` bytes.
-    let ok = unsafe { bpf_probe_read_kernel_buf(nlh as *const u8, &mut rec.msg[..len]) };
-    if ok.is_ok() {
-        rec.msg_len = len as u32;
+    match unsafe { bpf_probe_read_kernel_buf(nlh as *const u8, &mut rec.msg[..len]) } {
+        Ok(()) => rec.msg_len = len as u32,
+        // Should not happen: the header was just read from the same message, which rtnetlink
+        // is handling. Rate-limited in case it does for every record.
+        Err(err) => rare!(
+            Warn,
+            site::KERNEL_MSG_UNREADABLE,
+            EVERY_NS,
+            "pid {}: reading {} bytes of the netlink message at a kernel function failed ({}); the record carries none",
+            rare::pid(),
+            len,
+            err
+        ),
     }
 }

@@ -26,6 +26,7 @@ use crate::programs::{
     ioctl,
     kern::{bound, config_field, load, read},
     maps::{count, REQUEST_SCRATCH},
+    rare::{self, rare, site, EVERY_NS},
     recv,
     send::{self, RTM_DELNEXTHOP, RTM_DELROUTE, RTM_DELRULE},
     sock::{self, Sock},
@@ -252,7 +253,15 @@ fn sender(skb: u64) -> Option<Sock> {
 fn portid(skb: u64) -> u32 {
     let cb = kconfig_field!(offsets.skb_cb);
     let portid = kconfig_field!(offsets.nlcb_portid);
-    if cb == routeguard_common::OFFSET_MISSING || portid == routeguard_common::OFFSET_MISSING {
+    // skb_cb is checked by the loader (no request hook is attached without it).
+    if cb == routeguard_common::OFFSET_MISSING
+        || !rare::offset_known(
+            portid,
+            site::OFFSET_NLCB_PORTID,
+            "netlink_skb_parms.portid",
+            "requests carry no port id, so deletion notifications cannot name their sender",
+        )
+    {
         return 0;
     }
     read::<u32>(skb, cb + portid).unwrap_or(0)
@@ -290,6 +299,17 @@ fn copy(nlh: u64, len: u32, sock: &Sock, via: u16) -> Option<()> {
         n = PAYLOAD_HALF;
         rec.head.flags |= request_flags::TRUNCATED;
         count(counter::TRUNCATED);
+        // Any sender can send a long message (rtnetlink parses it before it checks
+        // privileges): rate-limited, and counted in TRUNCATED.
+        rare!(
+            Debug,
+            site::REQUEST_TRUNCATED,
+            EVERY_NS,
+            "pid {}: a {} byte rtnetlink request was cut at the copy limit after {} bytes; its attributes past the cut are not decoded",
+            rare::pid(),
+            len,
+            PAYLOAD_HALF
+        );
     }
     // A mask the verifier sees at the call (see `kern::bound`).
     let n = bound(n as u64, (PAYLOAD_HALF * 2 - 1) as u64) as usize;
@@ -297,8 +317,20 @@ fn copy(nlh: u64, len: u32, sock: &Sock, via: u16) -> Option<()> {
         return None;
     }
     // SAFETY: reads kernel memory with fault handling into a buffer of at least `n` bytes.
-    if unsafe { bpf_probe_read_kernel_buf(nlh as *const u8, &mut rec.payload[..n]) }.is_err() {
+    if let Err(err) = unsafe { bpf_probe_read_kernel_buf(nlh as *const u8, &mut rec.payload[..n]) }
+    {
         count(counter::READ_FAILED);
+        // Should not happen: the message is in the skb rtnetlink is parsing. Rate-limited in
+        // case it does for every request.
+        rare!(
+            Warn,
+            site::REQUEST_UNREADABLE,
+            EVERY_NS,
+            "pid {}: reading its {} byte rtnetlink request from kernel memory failed ({}); the request is not reported",
+            rare::pid(),
+            n,
+            err
+        );
         return None;
     }
     // SAFETY: helper without preconditions.

@@ -15,7 +15,12 @@ use super::{
 use crate::programs::{
     ioctl,
     kern::{load, read},
+    rare::{self, site},
 };
+
+/// What a route loses without `fib_config.fc_nlinfo` (for the missing-offset line).
+const WITHOUT_NLINFO: &str =
+    "IPv4 route records lack the request's header, port and namespace from fib_table_delete";
 
 const AF_INET: u8 = 2;
 
@@ -59,7 +64,12 @@ fn try_fib_table_delete_exit(ctx: &FExitContext) -> Option<()> {
     rec.family = AF_INET;
     rec.netns_ino = netns_ino(net);
     let nlinfo = kconfig_field!(offsets.fc_nlinfo);
-    if nlinfo != routeguard_common::OFFSET_MISSING {
+    if rare::offset_known(
+        nlinfo,
+        site::OFFSET_FC_NLINFO,
+        "fib_config.fc_nlinfo",
+        WITHOUT_NLINFO,
+    ) {
         nl_info(rec, cfg + u64::from(nlinfo));
     }
     rec.dst_len = read::<u8>(cfg, kconfig_field!(offsets.fc_dst_len)).unwrap_or(0);
@@ -112,7 +122,12 @@ fn try_alias(ctx: &FEntryContext) -> Option<()> {
         // fib_table_delete's own hooks (attached when the request hooks are not).
         Some(m) if m.owner == owner::FIB_TABLE_DELETE => {
             let nlinfo = kconfig_field!(offsets.fc_nlinfo);
-            if nlinfo != routeguard_common::OFFSET_MISSING {
+            if rare::offset_known(
+                nlinfo,
+                site::OFFSET_FC_NLINFO,
+                "fib_config.fc_nlinfo",
+                WITHOUT_NLINFO,
+            ) {
                 nl_info(rec, m.arg + u64::from(nlinfo));
             }
             send(rec);
@@ -160,8 +175,9 @@ fn alias(rec: &mut KernelRecord, fa: u64) {
         _ => {
             let first = kconfig_field!(offsets.fi_fib_nh);
             let common = kconfig_field!(offsets.fib_nh_common);
-            if first != routeguard_common::OFFSET_MISSING
-                && common != routeguard_common::OFFSET_MISSING
+            const LOSES: &str = "IPv4 route records lack their device and gateway";
+            if rare::offset_known(first, site::OFFSET_FIB_NH, "fib_info.fib_nh", LOSES)
+                && rare::offset_known(common, site::OFFSET_FIB_NH, "fib_nh.nh_common", LOSES)
             {
                 nh_common(rec, fi + u64::from(first) + u64::from(common));
             }

@@ -10,7 +10,10 @@ use super::{
     kconfig_field, marks,
     record::{begin, nh_common, nl_info, send},
 };
-use crate::programs::kern::{load, read};
+use crate::programs::{
+    kern::{load, read},
+    rare::{self, site},
+};
 
 const AF_INET6: u8 = 10;
 
@@ -58,7 +61,9 @@ fn try_fib6_del(ctx: &FExitContext) -> Option<()> {
     } else {
         let first = kconfig_field!(offsets.f6_fib6_nh);
         let common = kconfig_field!(offsets.fib6_nh_common);
-        if first != routeguard_common::OFFSET_MISSING && common != routeguard_common::OFFSET_MISSING
+        const LOSES: &str = "IPv6 route records lack their device and gateway";
+        if rare::offset_known(first, site::OFFSET_FIB6_NH, "fib6_info.fib6_nh", LOSES)
+            && rare::offset_known(common, site::OFFSET_FIB6_NH, "fib6_nh.nh_common", LOSES)
         {
             nh_common(rec, rt + u64::from(first) + u64::from(common));
         }

@@ -1,4 +1,5 @@
-//! Kernel timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall-clock time.
+//! Kernel timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall-clock time. Neutral ground:
+//! the correlator, the mirror and the restore engine all read this clock, and none of them owns it.
 
 use crate::event::Timestamp;
 
