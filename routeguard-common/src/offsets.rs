@@ -87,6 +87,12 @@ pub struct KernelOffsets {
     /// Start of the 48 bytes of `pt_regs` read at once; every `regs_*` member lies inside it,
     /// 8-byte aligned relative to it (checked by the loader).
     pub regs_block: u32,
+    /// `sk_buff.sk`: the socket a received skb is queued to
+    pub skb_sk: u32,
+    /// `sk_buff.data`
+    pub skb_data: u32,
+    /// `sk_buff.len` (u32)
+    pub skb_len: u32,
 }
 
 impl KernelOffsets {
@@ -128,6 +134,9 @@ impl KernelOffsets {
         regs_syscall_nr: OFFSET_MISSING,
         regs_cs: OFFSET_MISSING,
         regs_block: OFFSET_MISSING,
+        skb_sk: OFFSET_MISSING,
+        skb_data: OFFSET_MISSING,
+        skb_len: OFFSET_MISSING,
     };
 }
 
@@ -194,9 +203,9 @@ impl CaptureConfig {
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 36 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 36 * 4 + 10 * 4 + 4 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 39 * 4 + 10 * 4 + 4 * 4);
 
 #[cfg(feature = "user")]
 mod pod {
