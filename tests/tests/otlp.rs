@@ -590,3 +590,197 @@ fn an_http_receiver_down_at_start_and_during_the_run_is_retried() {
 fn a_grpc_receiver_down_at_start_and_during_the_run_is_retried() {
     a_receiver_that_comes_and_goes(Protocol::Grpc);
 }
+
+/// A collector that takes connections and reads requests but never answers, holding what it was
+/// sent: every request waits its whole `otlp.timeout`.
+struct Stalled {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stalled {
+    fn start() -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let accept = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let mut reader = stream.try_clone().unwrap();
+                        // Read (so the client's writes never block) and never answer.
+                        std::thread::spawn(move || {
+                            let mut buf = [0; 64 << 10];
+                            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+                        });
+                        held.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for s in held {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Self {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A burst of 2,000 removals while the collector hangs on the first request: at most
+/// `otlp.queue_size` events wait for it, the rest are dropped at once and counted as
+/// `queue-full`, and the capture and the store are not held up: every removal is stored, none
+/// lost, before the hung request has even timed out.
+#[test]
+fn a_stalled_collector_fills_the_bounded_queue_and_holds_up_nothing() {
+    const RULES: u32 = 2000;
+    const QUEUE: u32 = 200;
+    let ns = Netns::new();
+    let lines = |op: &str| -> Vec<String> {
+        (1000..1000 + RULES)
+            .map(|p| format!("rule {op} prio {p} lookup 77"))
+            .collect()
+    };
+    ns.ip_batch(&lines("add"));
+    let collector = Stalled::start();
+    let dir = Dir::new("stalled");
+    let daemon = Daemon::start(
+        &dir,
+        &format!(
+            "endpoint = \"http://127.0.0.1:{}\"\ntimeout = \"20s\"\nbatch_size = 100\n\
+             queue_size = {QUEUE}\nbatch_delay = \"0s\"\n",
+            collector.port
+        ),
+    );
+    let start = Instant::now();
+    let pid = ns.ip_batch(&lines("del"));
+    let stored = || {
+        read_events(&daemon.store, None, None)
+            .map(|rows| rows.iter().filter(|r| by_pid(r, pid)).count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + expect_within(Duration::from_secs(10));
+    while stored() < RULES as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {RULES} removals stored; stderr:\n{}",
+            stored(),
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let queue_full = r#"routeguard_otlp_dropped_total{reason="queue-full"}"#;
+    daemon.wait_metrics(
+        "the burst beyond the queue counted",
+        expect_within(EVENT_TIMEOUT),
+        |d| d.metric(queue_full) == Some(f64::from(RULES - QUEUE)),
+    );
+    let took = start.elapsed();
+    // Still within the first request's 20 s: nothing has come back from the collector yet.
+    let metrics = daemon.metrics();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    for (series, want) in [
+        (r#"routeguard_sink_up{sink="otlp"}"#, 1.0),
+        (
+            r#"routeguard_otlp_dropped_total{reason="export-failed"}"#,
+            0.0,
+        ),
+        ("routeguard_otlp_exported_total", 0.0),
+        (
+            r#"routeguard_sink_errors_total{sink="otlp"}"#,
+            f64::from(RULES - QUEUE),
+        ),
+        (r#"routeguard_events_lost_total{cause="ring-full"}"#, 0.0),
+        (r#"routeguard_events_lost_total{cause="queue-full"}"#, 0.0),
+    ] {
+        assert_eq!(daemon.metric(series), Some(want), "{series} in\n{metrics}");
+    }
+    eprintln!(
+        "{RULES} removals stored and {} dropped at the OTLP queue within {took:?}, the \
+         collector silent",
+        RULES - QUEUE
+    );
+    // At exit the queue is given `otlp.timeout` (at most 10 s), then the rest is logged.
+    let stopping = Instant::now();
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stopping.elapsed() < Duration::from_secs(25), "{stderr}");
+    drop(collector);
+}
+
+/// What `[otlp]` gets wrong starts nothing: exit 2, one line naming the file, the line and the
+/// key, with what is accepted; no store is made, nothing is loaded.
+#[test]
+fn a_bad_otlp_config_starts_nothing() {
+    require_root();
+    let dir = Dir::new("badconfig");
+    let store = dir.0.join("events.db");
+    let config = dir.0.join("routeguard.toml");
+    for (otlp, line, needle) in [
+        (
+            "protocol = \"http/json\"",
+            "line 6 (`protocol = \\\"http/json\\\"`)",
+            "`otlp.protocol` = \"http/json\" is not a protocol routeguard speaks; accepted: \
+             \"http/protobuf\" or \"grpc\"",
+        ),
+        (
+            "endpoint = \"collector:4318\"",
+            "line 6 (`endpoint = \\\"collector:4318\\\"`)",
+            "`otlp.endpoint` = \"collector:4318\" is out of range; accepted: an http:// URL",
+        ),
+        (
+            "endpoint = \"https://collector:4318\"",
+            "line 6",
+            "`otlp.endpoint` = \"https://collector:4318\" is out of range; accepted: TLS is not \
+             built into routeguard",
+        ),
+        (
+            "protocol = \"grpc\"\nendpoint = \"http://127.0.0.1:4317/v1/logs\"",
+            "line 7",
+            "`otlp.endpoint` = \"http://127.0.0.1:4317/v1/logs\" is out of range; accepted: a \
+             gRPC endpoint without a path",
+        ),
+    ] {
+        fs::write(
+            &config,
+            format!(
+                "[store]\npath = \"{}\"\n\n[otlp]\nenabled = true\n{otlp}\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(routeguard_bin())
+            .args(["daemon", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ran = finish(child, "routeguard daemon", Duration::from_secs(30));
+        assert_eq!(ran.status.code(), Some(2), "{otlp}: {}", ran.stderr);
+        let lines: Vec<&str> = ran.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {}", ran.stderr);
+        let want = format!("bad config {} {line}", config.display());
+        assert!(lines[0].contains(&want), "{want} in {}", lines[0]);
+        assert!(lines[0].contains(needle), "{needle} in {}", lines[0]);
+        assert!(!store.exists(), "nothing was started");
+    }
+}
