@@ -32,7 +32,7 @@ pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKe
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
 pub use observed::{Evidence, KernelBody, Observed, Outcomes};
 pub use request::{Op, Request, Syscall};
-pub use time::Timestamp;
+pub use time::{Timestamp, TimestampError};
 
 use std::sync::Arc;
 
@@ -206,13 +206,18 @@ pub enum Family {
     Inet6,
 }
 
+/// What a user wrote for an address family, when it is none.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("`{0}` is not an address family; use 4 or 6")]
+pub struct UnknownFamily(pub String);
+
 impl Family {
     /// `4`/`inet` or `6`/`inet6`, as users write it.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownFamily> {
         match s {
             "4" | "inet" => Ok(Family::Inet),
             "6" | "inet6" => Ok(Family::Inet6),
-            other => Err(format!("`{other}` is not an address family; use 4 or 6")),
+            other => Err(UnknownFamily(other.to_owned())),
         }
     }
 }
