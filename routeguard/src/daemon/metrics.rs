@@ -10,8 +10,13 @@
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
 //!   details (the events still came);
-//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald),
-//!   those it did not try while down included;
+//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald,
+//!   otlp), those it did not try while down included;
+//! - `otlp_dropped_total{reason}`: of those, the events the OTLP exporter did not deliver, by
+//!   why: `queue-full` (`otlp.queue_size` events already waited), `export-failed` (the collector
+//!   refused the request or could not be reached, after the exporter's retries), `down` (not
+//!   handed over while the sink was down, waiting for its retry);
+//! - `otlp_exported_total`: events the collector accepted;
 //! - `sink_up{sink}`: 1 while a sink the config turns on writes, 0 while it is down (failed, and
 //!   retried with the next events after a back-off);
 //! - `restores_total{outcome}`: restore events by outcome (`restored`, `already-present`,
@@ -113,6 +118,8 @@ pub struct Metrics {
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
     sink_up: Family<SinkLabels, Gauge>,
+    otlp_dropped: Family<ReasonLabels, Counter>,
+    otlp_exported: Counter,
     comms: Mutex<HashSet<String>>,
     losses: Mutex<Totals>,
     started: Instant,
@@ -144,6 +151,8 @@ impl Metrics {
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
         let sink_up = Family::<SinkLabels, Gauge>::default();
+        let otlp_dropped = Family::<ReasonLabels, Counter>::default();
+        let otlp_exported = Counter::default();
         registry.register(
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
@@ -190,6 +199,16 @@ impl Metrics {
             sink_up.clone(),
         );
         registry.register(
+            "otlp_dropped",
+            "Events the OTLP exporter did not deliver, by reason: queue-full, export-failed, down",
+            otlp_dropped.clone(),
+        );
+        registry.register(
+            "otlp_exported",
+            "Events the OpenTelemetry collector accepted",
+            otlp_exported.clone(),
+        );
+        registry.register(
             "build",
             "routeguard version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -206,6 +225,8 @@ impl Metrics {
             incomplete,
             sink_errors,
             sink_up,
+            otlp_dropped,
+            otlp_exported,
             comms: Mutex::default(),
             losses: Mutex::default(),
             started: Instant::now(),
@@ -329,6 +350,17 @@ impl Metrics {
         self.sink_errors
             .get_or_create(&SinkLabels { sink })
             .inc_by(events);
+    }
+
+    /// `events` the OTLP exporter did not deliver, for `reason` (0 makes the series appear).
+    pub fn otlp_dropped(&self, reason: &'static str, events: u64) {
+        self.otlp_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(events);
+    }
+
+    pub fn otlp_exported(&self, events: u64) {
+        self.otlp_exported.inc_by(events);
     }
 
     /// Whether `sink` writes; `None`: the config turns it off (no series).
@@ -476,6 +508,9 @@ mod tests {
         m.sink_up("stdout", None);
         m.resyncs(2);
         m.resyncs(3);
+        m.otlp_dropped("queue-full", 0);
+        m.otlp_dropped("export-failed", 4);
+        m.otlp_exported(7);
         let text = m.encode();
         assert!(
             text.contains(
@@ -506,6 +541,13 @@ mod tests {
                 && !text.contains(r#"routeguard_sink_up{sink="stdout"}"#),
             "{text}"
         );
+        for series in [
+            r#"routeguard_otlp_dropped_total{reason="queue-full"} 0"#,
+            r#"routeguard_otlp_dropped_total{reason="export-failed"} 4"#,
+            "routeguard_otlp_exported_total 7",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
         assert!(text.contains("routeguard_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

@@ -1,5 +1,5 @@
 //! `routeguard daemon`: the always-on audit service. It drives the same [`Pipeline`] as `trace`
-//! and writes every event to its sinks (SQLite store, JSON lines, journald) and metrics.
+//! and writes every event to its sinks (SQLite store, JSON lines, journald, OTLP) and metrics.
 //!
 //! Lifecycle: the config is read and every sink opened before anything is loaded into the
 //! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept, a good one
@@ -13,6 +13,7 @@ mod jsonl;
 mod memory;
 mod metrics;
 mod notify;
+mod otlp;
 mod sinks;
 mod store_writer;
 
@@ -124,6 +125,7 @@ pub async fn run(
     // bursts' garbage goes back at each prune.
     memory::give_back();
     notify::send("READY=1");
+    let news = sinks.news();
 
     loop {
         tokio::select! {
@@ -160,6 +162,7 @@ pub async fn run(
                 }
                 notify::send("READY=1");
             }
+            () = news.notified() => sinks.poll(&metrics),
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
@@ -268,6 +271,7 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
     metrics.losses(totals);
     metrics.resyncs(totals.resyncs);
     if batch.events.is_empty() {
+        sinks.poll(metrics);
         return;
     }
     let events = Observed::events(batch.events);
