@@ -34,6 +34,8 @@ use crate::{
 };
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often a pinned capture's pins are checked (`/healthz` says when they are gone).
+const CHECK_PINS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -77,6 +79,8 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut prune = interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut check_pins = interval(CHECK_PINS_EVERY);
+    check_pins.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let options = capture::Options {
         ring_bytes: config.capture.ring_size,
@@ -90,12 +94,16 @@ pub async fn run(
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        orphan_after: config.capture.orphan_after,
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
         pacing: Pacing::Deep,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
+    if let Some(orphaned) = pipeline.orphaned() {
+        tracing::warn!("{}", orphaned.describe(&pipeline.clock()));
+    }
     let mut restores = new_restores(&config, &pipeline)?;
     eprintln!(
         "routeguard: daemon started (capture={}, {} programs, ring {} KiB, queue {} KiB{}; {}; metrics {})",
@@ -104,6 +112,10 @@ pub async fn run(
         options.ring_bytes >> 10,
         pipeline.queue_bytes() >> 10,
         match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
+            (Some(dir), true, true) if pipeline.orphaned().is_some() => format!(
+                ", adopted from {} with what it recorded until it was orphaned",
+                dir.display()
+            ),
             (Some(dir), true, true) => format!(
                 ", adopted from {} with what it recorded while no daemon ran",
                 dir.display()
@@ -150,6 +162,15 @@ pub async fn run(
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
+            }
+            _ = check_pins.tick() => {
+                let fault = pipeline.check_pins().err().map(|e| e.to_string());
+                if let Some(fault) = &fault {
+                    if metrics.capture_intact() {
+                        tracing::error!("{fault}");
+                    }
+                }
+                metrics.capture_fault(fault);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
