@@ -349,18 +349,23 @@ impl Metrics {
         self.capture_intact.get() == 1
     }
 
-    /// Why the daemon is not healthy; `None` when it is.
+    /// Why the daemon is not healthy, one reason a line; `None` when it is.
     fn unhealthy(&self) -> Option<String> {
         let now = self.started.elapsed().as_millis() as u64;
-        if now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed)) >= STALL.as_millis() as u64
-        {
-            return Some("stalled: the capture loop has not turned for 10 s".to_owned());
+        let stalled = now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed))
+            >= STALL.as_millis() as u64;
+        let mut why: Vec<String> = Vec::new();
+        if stalled {
+            why.push("stalled: the capture loop has not turned for 10 s".to_owned());
         }
-        self.capture_fault
+        if let Some(fault) = &*self
+            .capture_fault
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|fault| format!("capture: {fault}"))
+        {
+            why.push(format!("capture: {fault}"));
+        }
+        (!why.is_empty()).then(|| why.join("\n"))
     }
 
     pub fn encode(&self) -> String {

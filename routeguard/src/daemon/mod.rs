@@ -164,6 +164,9 @@ pub async fn run(
                 memory::give_back();
             }
             _ = check_pins.tick() => {
+                // The loop turns: on an idle machine no batch comes for minutes, and /healthz
+                // used to say "stalled" after 10 s of quiet.
+                metrics.turned();
                 let fault = pipeline.check_pins().err().map(|e| e.to_string());
                 if let Some(fault) = &fault {
                     if metrics.capture_intact() {
