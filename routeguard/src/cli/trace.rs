@@ -91,6 +91,8 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        // Unpinned: its programs go with it.
+        orphan_after: std::time::Duration::ZERO,
     };
     let settings = Settings {
         queue_bytes: args.queue_size as usize,

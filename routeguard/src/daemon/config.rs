@@ -155,6 +155,10 @@ pub struct CaptureConfig {
     pub pin_dir: String,
     /// `auto`, `kernel-function` or `syscall` (as `trace --capture`).
     pub path: crate::capture::select::Mode,
+    /// A pinned capture no daemon has read for this long stops recording (so a forgotten one
+    /// stops costing every syscall); `"0"`: it records until unpinned.
+    #[serde(deserialize_with = "duration")]
+    pub orphan_after: Duration,
 }
 
 impl CaptureConfig {
@@ -185,6 +189,7 @@ impl Default for CaptureConfig {
             wakeup: d.wakeup_bytes,
             pin_dir: DEFAULT_PIN_DIR.to_owned(),
             path: crate::capture::select::Mode::Auto,
+            orphan_after: d.orphan_after,
         }
     }
 }
@@ -295,6 +300,11 @@ fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
     let age = parse_duration(&s).map_err(de::Error::custom)?;
     Ok((!age.is_zero()).then_some(age))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(de::Error::custom)
 }
 
 fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -433,6 +443,7 @@ listen = "127.0.0.1:19477"
 [capture]
 ring_size = "64M"
 wakeup = 0
+orphan_after = "1h"
 
 [restore]
 dry_run = true
@@ -502,6 +513,7 @@ priority = 100
                 1000
             )
         );
+        assert_eq!(c.capture.orphan_after, Duration::from_secs(3600));
     }
 
     #[test]

@@ -26,6 +26,8 @@
 //! - `restore_overflow_total{map}`: what the restore engine's bounded maps turned away:
 //!   `missing` (protected objects not tracked as missing, `restore.max_missing` were) and
 //!   `sockets` (a namespace's socket closed after its restore, the cache being full);
+//! - `capture_intact`: 1 while the pinned capture's pins hold this daemon's links (always 1 for an
+//!   unpinned one), 0 once they were removed or replaced (`/healthz` then answers 503 with why);
 //! - `build_info{version}`: always 1.
 
 use std::{
@@ -120,6 +122,9 @@ pub struct Metrics {
     sink_up: Family<SinkLabels, Gauge>,
     otlp_dropped: Family<ReasonLabels, Counter>,
     otlp_exported: Counter,
+    capture_intact: Gauge,
+    /// Why the capture is not as this daemon set it up, for `/healthz`.
+    capture_fault: Mutex<Option<String>>,
     comms: Mutex<HashSet<String>>,
     losses: Mutex<Totals>,
     started: Instant,
@@ -153,6 +158,8 @@ impl Metrics {
         let sink_up = Family::<SinkLabels, Gauge>::default();
         let otlp_dropped = Family::<ReasonLabels, Counter>::default();
         let otlp_exported = Counter::default();
+        let capture_intact = Gauge::default();
+        capture_intact.set(1);
         registry.register(
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
@@ -209,6 +216,11 @@ impl Metrics {
             otlp_exported.clone(),
         );
         registry.register(
+            "capture_intact",
+            "1 while the pinned capture's pins hold this daemon's links (1 when not pinned), 0 once they were removed or replaced",
+            capture_intact.clone(),
+        );
+        registry.register(
             "build",
             "routeguard version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -227,6 +239,8 @@ impl Metrics {
             sink_up,
             otlp_dropped,
             otlp_exported,
+            capture_intact,
+            capture_fault: Mutex::default(),
             comms: Mutex::default(),
             losses: Mutex::default(),
             started: Instant::now(),
@@ -382,9 +396,37 @@ impl Metrics {
         self.last_turn_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn healthy(&self) -> bool {
+    /// Why the capture is not as this daemon set it up; `None` when it is.
+    pub fn capture_fault(&self, fault: Option<String>) {
+        self.capture_intact.set(i64::from(fault.is_none()));
+        *self
+            .capture_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// Whether the capture was last found as this daemon set it up.
+    pub fn capture_intact(&self) -> bool {
+        self.capture_intact.get() == 1
+    }
+
+    /// Why the daemon is not healthy, one reason a line; `None` when it is.
+    fn unhealthy(&self) -> Option<String> {
         let now = self.started.elapsed().as_millis() as u64;
-        now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed)) < STALL.as_millis() as u64
+        let stalled = now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed))
+            >= STALL.as_millis() as u64;
+        let mut why: Vec<String> = Vec::new();
+        if stalled {
+            why.push("stalled: the capture loop has not turned for 10 s".to_owned());
+        }
+        if let Some(fault) = &*self
+            .capture_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            why.push(format!("capture: {fault}"));
+        }
+        (!why.is_empty()).then(|| why.join("\n"))
     }
 
     pub fn encode(&self) -> String {
@@ -442,20 +484,21 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     let mut first = head.lines().next().unwrap_or("").split(' ');
     let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let unhealthy = if path == "/healthz" {
+        metrics.unhealthy()
+    } else {
+        None
+    };
     let (status, content_type, body) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
         ),
-        ("GET" | "HEAD", "/healthz") if metrics.healthy() => {
-            ("200 OK", "text/plain", "ok\n".to_owned())
-        }
-        ("GET" | "HEAD", "/healthz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "stalled: the capture loop has not turned for 10 s\n".to_owned(),
-        ),
+        ("GET" | "HEAD", "/healthz") => match unhealthy {
+            None => ("200 OK", "text/plain", "ok\n".to_owned()),
+            Some(why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
+        },
         ("GET" | "HEAD", _) => (
             "404 Not Found",
             "text/plain",
@@ -608,6 +651,19 @@ mod tests {
         assert!(metrics.contains("routeguard_removals_total{"), "{metrics}");
         let health = get("/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"));
+        assert!(metrics.contains("routeguard_capture_intact 1"), "{metrics}");
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        m.capture_fault(Some("the pinned capture was removed".into()));
+        let health = get("/healthz").await;
+        assert!(
+            health.starts_with("HTTP/1.1 503")
+                && health.ends_with("capture: the pinned capture was removed\n"),
+            "{health}"
+        );
+        assert!(get("/metrics")
+            .await
+            .contains("routeguard_capture_intact 0"));
+        m.capture_fault(None);
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200 OK"));
     }
 }

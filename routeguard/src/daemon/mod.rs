@@ -36,6 +36,8 @@ use crate::{
 };
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often a pinned capture's pins are checked (`/healthz` says when they are gone).
+const CHECK_PINS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -79,6 +81,8 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut prune = interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut check_pins = interval(CHECK_PINS_EVERY);
+    check_pins.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let options = capture::Options {
         ring_bytes: config.capture.ring_size,
@@ -92,12 +96,16 @@ pub async fn run(
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        orphan_after: config.capture.orphan_after,
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
         pacing: Pacing::Deep,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
+    if let Some(orphaned) = pipeline.orphaned() {
+        tracing::warn!("{}", orphaned.describe(&pipeline.clock()));
+    }
     let mut restores = new_restores(&config, &pipeline)?;
     // What the restore engine's bounded maps turned away since start.
     let mut overflow = Overflow::default();
@@ -108,6 +116,10 @@ pub async fn run(
         options.ring_bytes >> 10,
         pipeline.queue_bytes() >> 10,
         match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
+            (Some(dir), true, true) if pipeline.orphaned().is_some() => format!(
+                ", adopted from {} with what it recorded until it was orphaned",
+                dir.display()
+            ),
             (Some(dir), true, true) => format!(
                 ", adopted from {} with what it recorded while no daemon ran",
                 dir.display()
@@ -166,6 +178,18 @@ pub async fn run(
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
+            }
+            _ = check_pins.tick() => {
+                // The loop turns: on an idle machine no batch comes for minutes, and /healthz
+                // used to say "stalled" after 10 s of quiet.
+                metrics.turned();
+                let fault = pipeline.check_pins().err().map(|e| e.to_string());
+                if let Some(fault) = &fault {
+                    if metrics.capture_intact() {
+                        tracing::error!("{fault}");
+                    }
+                }
+                metrics.capture_fault(fault);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,

@@ -120,6 +120,16 @@ pub const LIMITS: &[Limit] = &[
         get: |c| u128::from(c.capture.wakeup),
     },
     Limit {
+        key: "capture.orphan_after",
+        unit: Unit::Duration,
+        // Below a minute only for tests: a daemon restart must fit.
+        min: 2 * SECOND,
+        max: 30 * DAY,
+        zero: Some("never: a pinned capture records until unpinned"),
+        also: None,
+        get: |c| ms(c.capture.orphan_after),
+    },
+    Limit {
         key: "restore.max_attempts",
         unit: Unit::Count,
         min: 1,
