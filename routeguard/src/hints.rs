@@ -188,6 +188,7 @@ mod tests {
             cgroup: None,
             unit: unit.map(Into::into),
             container: None,
+            pod: None,
         }
     }
 

@@ -5,7 +5,8 @@
 //! (requests joined with the kernel's replies) → [`event`] → [`sink`] (terminal, JSON).
 //! [`pipeline`] runs capture and correlation for the commands in [`cli`]. Apart from that flow,
 //! [`restore`] consumes events and puts protected objects back; [`hints`] names known culprits;
-//! [`files`] opens what routeguard writes (private, never through a symlink).
+//! [`files`] opens what routeguard writes (private, never through a symlink). [`netlink`] is the
+//! one room that speaks rtnetlink (walkers, constants, sockets inside a namespace).
 
 pub mod attribution;
 pub mod capture;
@@ -20,6 +21,7 @@ pub mod files;
 pub mod hints;
 pub mod kernel;
 pub mod mirror;
+pub mod netlink;
 pub mod pipeline;
 pub mod report;
 pub mod restore;

@@ -5,6 +5,8 @@
 mod bench;
 mod build;
 mod cmd;
+#[cfg(test)]
+mod docs;
 mod interrupt;
 mod netns;
 mod paths;

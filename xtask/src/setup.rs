@@ -37,6 +37,14 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/chromium", "chromium"),
     // Builds the Debian root that `cargo xtask vm-unit` boots with systemd as PID 1.
     ("debootstrap", "debootstrap"),
+    // A real container runtime for the Kubernetes tests (tests/tests/kubernetes.rs): each test
+    // starts its own containerd with state under a temporary directory; installing the package
+    // does not start the host's (no systemd here; on a systemd host it is enabled as usual).
+    ("containerd", "containerd"),
+    ("ctr", "containerd"),
+    ("runc", "runc"),
+    // The tests' container image is built from the static busybox (its `ip` applet).
+    ("/bin/busybox", "busybox-static"),
 ];
 
 /// Finds pyroute2 without importing it (a full import takes most of a second).
@@ -225,14 +233,15 @@ impl Setup {
 
     /// Debian packages, installed only when the program they provide is missing.
     fn packages(&mut self) -> Result<()> {
-        let missing: Vec<&str> = DEBIAN_PACKAGES
+        let mut missing: Vec<&str> = DEBIAN_PACKAGES
             .iter()
             .filter(|(program, _)| self.opts.dry_run || !program_present(program))
             .map(|(_, package)| *package)
             .collect();
+        missing.dedup();
         if missing.is_empty() {
             self.present(
-                "system packages (iproute2, net-tools, python3, systemd, chromium, debootstrap)",
+                "system packages (iproute2, net-tools, python3, systemd, chromium, debootstrap, containerd, runc, busybox-static)",
             );
             return Ok(());
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A miss re-walks the tree at most this often (a burst of requests from a cgroup that has
 /// already been removed must not turn into a burst of tree walks).
-const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// cgroup trees are shallow; this only stops a pathological one.
 const MAX_DEPTH: usize = 32;
 
@@ -25,6 +25,26 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, String)> {
         // before ` - ` vary in number (optional fields), the filesystem type follows it.
         let (before, after) = line.split_once(" - ")?;
         if after.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let mut fields = before.split(' ');
+        let root = fields.nth(3)?;
+        let mount_point = fields.next()?;
+        Some((
+            PathBuf::from(unescape_mountinfo(mount_point)),
+            unescape_mountinfo(root),
+        ))
+    })
+}
+
+/// The cgroup v1 `name=systemd` hierarchy's mount point and root, from `/proc/self/mountinfo`:
+/// on hosts without cgroup2 (legacy) it is the only tree that holds every process by unit.
+pub fn systemd_v1_mount(mountinfo: &str) -> Option<(PathBuf, String)> {
+    mountinfo.lines().find_map(|line| {
+        // `40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd`
+        let (before, after) = line.split_once(" - ")?;
+        let mut fs = after.split(' ');
+        if fs.next()? != "cgroup" || !fs.nth(1)?.split(',').any(|o| o == "name=systemd") {
             return None;
         }
         let mut fields = before.split(' ');
@@ -69,30 +89,35 @@ pub struct CgroupPaths {
     prefix: String,
     by_id: HashMap<u64, String>,
     last_scan: Option<Instant>,
+    /// The v1 `name=systemd` hierarchy (mount point, root), read through /proc while a process
+    /// lives when its cgroup v2 path names nothing.
+    systemd_v1: Option<(PathBuf, String)>,
 }
 
 impl CgroupPaths {
-    /// Finds the cgroup2 mount in `/proc/self/mountinfo`.
+    /// Finds the cgroup2 and `name=systemd` mounts in `/proc/self/mountinfo`.
     pub fn new() -> Self {
-        match fs::read_to_string("/proc/self/mountinfo")
-            .ok()
-            .as_deref()
-            .and_then(cgroup2_mount)
-        {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let systemd_v1 = systemd_v1_mount(&mountinfo);
+        let mut paths = match cgroup2_mount(&mountinfo) {
             Some((mount, root)) => Self::with_mount(mount, &root),
             None => {
                 tracing::warn!(
-                    "no cgroup2 mount in /proc/self/mountinfo: events will carry no cgroup path, \
-                     systemd unit or container id (mount cgroup2, or boot with cgroup v2)"
+                    "no cgroup2 mount in /proc/self/mountinfo: events carry the cgroup v1 \
+                     name=systemd path of processes still alive when their request is seen, \
+                     and nothing for the others (mount cgroup2, or boot with cgroup v2)"
                 );
                 Self {
                     mount: None,
                     prefix: String::new(),
                     by_id: HashMap::new(),
                     last_scan: None,
+                    systemd_v1: None,
                 }
             }
-        }
+        };
+        paths.systemd_v1 = systemd_v1;
+        paths
     }
 
     /// Walks the cgroup2 hierarchy mounted at `mount`, whose root is `root` in the hierarchy.
@@ -107,7 +132,35 @@ impl CgroupPaths {
             prefix,
             by_id: HashMap::new(),
             last_scan: None,
+            systemd_v1: None,
         }
+    }
+
+    /// The same, also reading the v1 `name=systemd` hierarchy mounted at `mount` (root `/`).
+    #[cfg(test)]
+    pub fn with_systemd_v1(mut self, mount: PathBuf) -> Self {
+        self.systemd_v1 = Some((mount, "/".into()));
+        self
+    }
+
+    /// The cgroup2 mount point and its root in the hierarchy (`/` or a prefix).
+    pub fn mount(&self) -> Option<(&Path, &str)> {
+        let mount = self.mount.as_deref()?;
+        Some((
+            mount,
+            if self.prefix.is_empty() {
+                "/"
+            } else {
+                &self.prefix
+            },
+        ))
+    }
+
+    /// The v1 `name=systemd` mount point and its root in the hierarchy.
+    pub fn systemd_v1(&self) -> Option<(&Path, &str)> {
+        self.systemd_v1
+            .as_ref()
+            .map(|(m, r)| (m.as_path(), r.as_str()))
     }
 
     /// The path of cgroup `id`, or `None` when no live cgroup has it (it was removed, or the
@@ -115,6 +168,22 @@ impl CgroupPaths {
     pub fn path(&mut self, id: u64) -> Option<&str> {
         if id == 0 {
             return None;
+        }
+        if !self.by_id.contains_key(&id) {
+            // One cgroup opened by its id, at once: a cgroup made since the last walk is found
+            // even while walks are rate-limited (a container's first process, a burst of others).
+            let found = self
+                .mount
+                .as_deref()
+                .and_then(|mount| path_by_handle(mount, id))
+                .map(|below| match (below.as_str(), self.prefix.is_empty()) {
+                    ("/", false) => self.prefix.clone(),
+                    (_, false) => format!("{}{below}", self.prefix),
+                    (_, true) => below,
+                });
+            if let Some(path) = found {
+                self.by_id.insert(id, path);
+            }
         }
         if !self.by_id.contains_key(&id)
             && self
@@ -153,6 +222,55 @@ impl Default for CgroupPaths {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `FILEID_KERNFS` (`include/linux/exportfs.h`): a kernfs node by its 64-bit id, which for a
+/// cgroup is its cgroup id.
+const FILEID_KERNFS: libc::c_int = 0xfe;
+
+/// A `struct file_handle` holding a kernfs id.
+#[repr(C)]
+struct KernfsHandle {
+    handle_bytes: libc::c_uint,
+    handle_type: libc::c_int,
+    id: u64,
+}
+
+/// The path below `mount` (`/system.slice/x.service`) of the cgroup whose id is `id`, by opening
+/// it with `open_by_handle_at(2)` (kernfs exports cgroups by id since Linux 4.13,
+/// `kernfs_fh_to_dentry`) and reading back where the descriptor points. Needs
+/// CAP_DAC_READ_SEARCH; `None` without it, or when no live cgroup has that id.
+fn path_by_handle(mount: &Path, id: u64) -> Option<String> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let dir = fs::File::open(mount).ok()?;
+    let mut handle = KernfsHandle {
+        handle_bytes: 8,
+        handle_type: FILEID_KERNFS,
+        id,
+    };
+    // SAFETY: `handle` is a `struct file_handle` whose `f_handle` holds `handle_bytes` (8)
+    // bytes, the kernel reads no more; `dir` is an open descriptor for the call's duration.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            dir.as_raw_fd(),
+            std::ptr::addr_of_mut!(handle).cast::<libc::file_handle>(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just returned open by the kernel and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let target = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let below = target.strip_prefix(mount).ok()?;
+    // Removed between the open and the readlink: d_path marks it.
+    let below = below.to_str().filter(|b| !b.ends_with(" (deleted)"))?;
+    Some(if below.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{below}")
+    })
 }
 
 fn walk(dir: &Path, path: &str, depth: usize, by_id: &mut HashMap<u64, String>) {
@@ -211,11 +329,7 @@ pub fn container_of(path: &str) -> Option<&str> {
     })
 }
 
-fn is_container_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+use super::kubepods::is_container_id;
 
 #[cfg(test)]
 mod tests {
@@ -246,6 +360,13 @@ mod tests {
             cgroup2_mount("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
             None
         );
+        assert_eq!(
+            systemd_v1_mount(hybrid),
+            Some((PathBuf::from("/sys/fs/cgroup/systemd"), "/".to_string()))
+        );
+        assert_eq!(systemd_v1_mount(unified), None);
+        let cpu = "42 31 0:39 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(systemd_v1_mount(cpu), None);
     }
 
     #[test]
@@ -331,6 +452,31 @@ mod tests {
         assert_eq!(container_of(&format!("/docker/{}x", &ID[..63])), None);
         assert_eq!(container_of("/system.slice/systemd-networkd.service"), None);
         assert_eq!(container_of(""), None);
+    }
+
+    /// Opens a cgroup by its id through the real cgroup2 mount (root only: it makes a cgroup).
+    #[test]
+    fn opens_a_live_cgroup_by_its_id() {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some((mount, _)) = cgroup2_mount(&info).filter(|(_, root)| root == "/") else {
+            eprintln!("SKIP: no cgroup2 mount at its root here");
+            return;
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: making a cgroup and open_by_handle_at need root");
+            return;
+        }
+        let name = format!("routeguard-unit-{}", std::process::id());
+        let dir = mount.join(&name);
+        fs::create_dir(&dir).unwrap();
+        let id = fs::metadata(&dir).unwrap().ino();
+        let found = path_by_handle(&mount, id);
+        let root = path_by_handle(&mount, fs::metadata(&mount).unwrap().ino());
+        fs::remove_dir(&dir).unwrap();
+        assert_eq!(found, Some(format!("/{name}")));
+        assert_eq!(root.as_deref(), Some("/"));
+        assert_eq!(path_by_handle(&mount, id), None, "removed");
     }
 
     #[test]

@@ -5,15 +5,26 @@
 //! full. [`ProcessTable`] keeps those records and turns the [`TaskInfo`] every request carries
 //! into an [`Actor`]; only when no record arrived does it read /proc, and then only after
 //! checking that /proc still shows the same process image.
+//!
+//! What the process's cgroup names — systemd unit, container, Kubernetes pod — is resolved once
+//! per cgroup ([`identity`]), from the names root chose in its path ([`trust`]), kubelet's
+//! layout ([`kubepods`]) and what the node keeps of its pods ([`pods`]).
 
 mod cgroup;
 mod cmdline;
+pub mod host;
+mod identity;
+mod kubepods;
 mod netns;
+mod pods;
 mod procfs;
+mod trust;
 
-pub use cgroup::{cgroup2_mount, container_of, unit_of, CgroupPaths};
+pub use cgroup::{cgroup2_mount, container_of, systemd_v1_mount, unit_of, CgroupPaths};
 pub use cmdline::{cstr_lossy, join_quoted, split_args};
+pub use identity::CgroupIdentity;
 pub use netns::NetnsNames;
+pub use pods::PodSources;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +34,9 @@ use routeguard_common::{TaskInfo, TaskRecord, ANCESTRY_MAX, ARGS_MAX, EXE_PATH_M
 
 use crate::event::{Actor, Ancestor};
 use cmdline::cstr_opt;
+use identity::Identities;
 use procfs::Procfs;
+use trust::Trust;
 
 /// Process images remembered at most. Past it, the least recently used half is forgotten: a
 /// process that has not made a request for that long is not about to.
@@ -43,8 +56,9 @@ struct Task {
     exe_name: Option<String>,
     /// cgroup leaf directory name from the kernel, for when the cgroup is gone.
     cgroup_leaf: Option<String>,
-    /// cgroup path read from /proc (fallback entries only).
-    cgroup_path: Option<String>,
+    /// What /proc said of its cgroup while it lived: the v2 path for fallback entries, or the
+    /// v1 `name=systemd` path when its cgroup v2 id names nothing.
+    proc_identity: Option<Arc<CgroupIdentity>>,
     last_used: u64,
     /// The actor last built for one of its threads, and what it was built from.
     built: Option<Built>,
@@ -68,6 +82,7 @@ pub struct ProcessTable {
     clock: u64,
     proc: Procfs,
     cgroups: CgroupPaths,
+    identities: Identities,
 }
 
 impl ProcessTable {
@@ -75,7 +90,8 @@ impl ProcessTable {
         Self::with_parts(PathBuf::from("/proc"), CgroupPaths::new())
     }
 
-    /// A table reading processes from `proc_root` and cgroups through `cgroups`.
+    /// A table reading processes from `proc_root` and cgroups through `cgroups`, pods from the
+    /// node's own sources ([`PodSources::from_env`]).
     pub fn with_parts(proc_root: PathBuf, cgroups: CgroupPaths) -> Self {
         Self {
             tasks: HashMap::new(),
@@ -83,7 +99,70 @@ impl ProcessTable {
             clock: 0,
             proc: Procfs::new(proc_root),
             cgroups,
+            identities: Identities::new(Trust::root(), PodSources::from_env()),
         }
+    }
+
+    /// cgroup identities forgotten because their cache was full, since start.
+    pub fn cgroup_evictions(&self) -> u64 {
+        self.identities.evictions()
+    }
+
+    /// The identity of cgroup v2 `id`: remembered, or resolved now from its live path.
+    fn identity_of(&mut self, id: u64) -> Option<Arc<CgroupIdentity>> {
+        if id == 0 {
+            return None;
+        }
+        if let Some(known) = self.identities.get(id) {
+            return Some(known);
+        }
+        let path = self.cgroups.path(id)?.to_string();
+        let (mount, prefix) = self.cgroups.mount()?;
+        Some(self.identities.insert(id, mount, prefix, &path))
+    }
+
+    /// The identity of `info`'s cgroup v2 id from the path /proc gives the process, when that
+    /// path is still the cgroup of that id: a cgroup created since the last walk of the tree
+    /// (walks are rate-limited) is resolved at once, before a short-lived container removes it.
+    fn identity_from_proc(&mut self, info: &TaskInfo) -> Option<Arc<CgroupIdentity>> {
+        use std::os::unix::fs::MetadataExt as _;
+        if info.cgroup_id == 0 {
+            return None;
+        }
+        self.proc.same_image(info.pid, info.start_time)?;
+        let path = self.proc.cgroup(info.pid)?;
+        let (mount, prefix) = self.cgroups.mount()?;
+        let below = path
+            .strip_prefix(prefix.trim_end_matches('/'))
+            .unwrap_or(&path);
+        let dir = mount.join(below.trim_start_matches('/'));
+        if std::fs::metadata(&dir).ok()?.ino() != info.cgroup_id {
+            return None;
+        }
+        Some(self.identities.insert(info.cgroup_id, mount, prefix, &path))
+    }
+
+    /// What /proc says of `pid`'s cgroups: its v2 path's identity (`v2`, fallback entries), or,
+    /// when that names nothing, its v1 `name=systemd` path's. The caller checks the image.
+    fn proc_identity(&self, pid: u32, v2: Option<&str>) -> Option<Arc<CgroupIdentity>> {
+        let from_v2 = v2.map(|path| match self.cgroups.mount() {
+            Some((mount, prefix)) => self.identities.resolve(mount, prefix, path),
+            None => CgroupIdentity::unchecked(path),
+        });
+        if from_v2
+            .as_ref()
+            .is_some_and(CgroupIdentity::names_something)
+        {
+            return from_v2.map(Arc::new);
+        }
+        let from_v1 = self.cgroups.systemd_v1().and_then(|(mount, prefix)| {
+            let path = self.proc.cgroup_systemd_v1(pid)?;
+            Some(self.identities.resolve(mount, prefix, &path))
+        });
+        from_v1
+            .filter(CgroupIdentity::names_something)
+            .or(from_v2)
+            .map(Arc::new)
     }
 
     /// Details the kernel sent once per process image (before its first request, and after
@@ -108,6 +187,24 @@ impl ProcessTable {
                 .same_image(info.pid, info.start_time)
                 .and_then(|_| self.proc.exe(info.pid))
         });
+        // Resolved now, while the cgroup most likely still exists; remembered by id after.
+        let by_id = self
+            .identity_of(info.cgroup_id)
+            .or_else(|| self.identity_from_proc(info));
+        let proc_identity = if by_id
+            .as_deref()
+            .is_some_and(CgroupIdentity::names_something)
+            || self.cgroups.systemd_v1().is_none()
+        {
+            None
+        } else {
+            // cgroup v2 names nothing (a v1-only host, or a runtime that left the process in
+            // its parent's v2 cgroup): the v1 name=systemd path, if it is still this process.
+            self.proc
+                .same_image(info.pid, info.start_time)
+                .and_then(|_| self.proc_identity(info.pid, None))
+                .filter(|_| self.proc.same_image(info.pid, info.start_time).is_some())
+        };
         let argv = split_args(&rec.args[..args_len]);
         let task = Task {
             ppid: rec.ppid,
@@ -117,7 +214,7 @@ impl ProcessTable {
             exe,
             exe_name: cstr_opt(&rec.exe_name),
             cgroup_leaf: cstr_opt(&rec.cgroup_name),
-            cgroup_path: None,
+            proc_identity,
             last_used: 0,
             built: None,
         };
@@ -164,15 +261,25 @@ impl ProcessTable {
         }
         self.clock += 1;
         let clock = self.clock;
-        let cgroup_id_path = self.cgroups.path(info.cgroup_id);
+        let by_id = self.identity_of(info.cgroup_id);
         let task = self.tasks.get_mut(&key).expect("inserted above");
         task.last_used = clock;
 
-        // A live cgroup's full path; else what /proc said; else the leaf name the kernel sent,
-        // without a leading `/` to show it is not a full path (the cgroup is gone).
-        let cgroup = cgroup_id_path
-            .or(task.cgroup_path.as_deref())
-            .or(task.cgroup_leaf.as_deref());
+        // The live (or remembered) cgroup's identity; else what /proc said; else the leaf name
+        // the kernel sent, without a leading `/` to show it is not a full path (the cgroup was
+        // gone before it could be resolved), which names nothing.
+        let identity = match (by_id, &task.proc_identity) {
+            (Some(id), Some(proc)) if !id.names_something() && proc.names_something() => {
+                Some(Arc::clone(proc))
+            }
+            (Some(id), _) => Some(id),
+            (None, Some(proc)) => Some(Arc::clone(proc)),
+            (None, None) => task
+                .cgroup_leaf
+                .as_deref()
+                .map(|leaf| Arc::new(CgroupIdentity::unchecked(leaf))),
+        };
+        let cgroup = identity.as_ref().map(|i| i.path.as_str());
         // A burst of removals by one thread names the same actor each time: built once.
         if let Some(built) = &task.built {
             if built.tid == info.tid
@@ -194,8 +301,9 @@ impl ProcessTable {
             ppid: task.ppid,
             ancestry: task.ancestry.clone(),
             cgroup: cgroup.map(str::to_string),
-            unit: cgroup.and_then(unit_of).map(str::to_string),
-            container: cgroup.and_then(container_of).map(str::to_string),
+            unit: identity.as_ref().and_then(|i| i.unit.clone()),
+            container: identity.as_ref().and_then(|i| i.container.clone()),
+            pod: identity.as_ref().and_then(|i| i.pod.clone()),
         });
         task.built = Some(Built {
             tid: info.tid,
@@ -217,7 +325,7 @@ impl ProcessTable {
             exe: None,
             exe_name: None,
             cgroup_leaf: None,
-            cgroup_path: None,
+            proc_identity: None,
             last_used: 0,
             built: None,
         };
@@ -232,6 +340,7 @@ impl ProcessTable {
         let argv = self.proc.argv(pid);
         let exe = self.proc.exe(pid);
         let cgroup_path = self.proc.cgroup(pid);
+        let proc_identity = self.proc_identity(pid, cgroup_path.as_deref());
         // Re-check after reading: the pid may have been recycled meanwhile.
         if self.proc.same_image(pid, info.start_time).is_none() {
             return task;
@@ -242,7 +351,7 @@ impl ProcessTable {
         task.argv = argv.unwrap_or_default();
         task.cmdline = join_quoted(&task.argv);
         task.exe = exe;
-        task.cgroup_path = cgroup_path;
+        task.proc_identity = proc_identity;
         task
     }
 

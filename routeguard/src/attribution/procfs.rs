@@ -113,6 +113,19 @@ impl Procfs {
             .map(str::to_string)
     }
 
+    /// The cgroup v1 `name=systemd` path from `/proc/PID/cgroup` (`1:name=systemd:/…`).
+    pub fn cgroup_systemd_v1(&self, pid: u32) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.read(pid, "cgroup")?).into_owned();
+        text.lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once(':')?;
+                let (controllers, path) = rest.split_once(':')?;
+                (controllers == "name=systemd").then_some(path)
+            })
+            .filter(|p| p.starts_with('/'))
+            .map(str::to_string)
+    }
+
     /// The parent chain starting at `ppid`, nearest first, up to (not including) pid 0.
     pub fn ancestry(&self, mut ppid: u32) -> Vec<Ancestor> {
         let mut chain = Vec::new();

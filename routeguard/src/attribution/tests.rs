@@ -73,9 +73,17 @@ impl Fixture {
     }
 
     fn table(&self) -> ProcessTable {
-        let cgroups = CgroupPaths::with_mount(self.dir.path().join("cgroup"), "/");
+        let cgroups = CgroupPaths::with_mount(self.dir.path().join("cgroup"), "/")
+            .with_systemd_v1(self.dir.path().join("systemd"));
         let mut table = ProcessTable::with_parts(self.dir.path().join("proc"), cgroups);
         table.proc = Procfs::with_tick(self.dir.path().join("proc"), TICK_NS);
+        // The fixtures belong to whoever runs the tests: trust them as root's.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let trust = Trust::owner(unsafe { libc::geteuid() });
+        table.identities = Identities::new(
+            trust,
+            PodSources::logs_only(self.dir.path().join("logs"), trust),
+        );
         table
     }
 
@@ -193,6 +201,8 @@ fn record_without_exe_path_uses_proc_then_basename() {
     assert_eq!(table.actor(&gone).exe.as_deref(), Some("ip"));
 }
 
+/// A cgroup gone before it was ever resolved leaves its leaf name, which names nothing: who
+/// owned the directories above it can no longer be checked.
 #[test]
 fn deleted_cgroup_falls_back_to_leaf_name() {
     let fx = Fixture::new();
@@ -201,7 +211,122 @@ fn deleted_cgroup_falls_back_to_leaf_name() {
     table.insert(&record(task, b"ip\0", b"/usr/sbin/ip", &[]));
     let actor = table.actor(&task);
     assert_eq!(actor.cgroup.as_deref(), Some("demo.service"));
-    assert_eq!(actor.unit.as_deref(), Some("demo.service"));
+    assert_eq!(actor.unit, None);
+    assert_eq!(actor.container, None);
+}
+
+const POD_UID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+const CONTAINER: &str = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+fn pod_cgroup() -> String {
+    let u = POD_UID.replace('-', "_");
+    format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/cri-containerd-{CONTAINER}.scope"
+    )
+}
+
+fn kubelet_logs(fx: &Fixture) {
+    let logs = fx.dir.path().join("logs");
+    fs::create_dir_all(logs.join(format!(
+        "pods/kube-system_kube-router-abcde_{POD_UID}/kube-router"
+    )))
+    .unwrap();
+    fs::create_dir_all(logs.join("containers")).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        logs.join(format!(
+            "containers/kube-router-abcde_kube-system_kube-router-{CONTAINER}.log"
+        )),
+    )
+    .unwrap();
+}
+
+fn want_pod() -> crate::event::Pod {
+    crate::event::Pod {
+        namespace: Some("kube-system".into()),
+        name: Some("kube-router-abcde".into()),
+        uid: POD_UID.into(),
+        container: Some("kube-router".into()),
+    }
+}
+
+/// The pod is resolved when the task record arrives and kept for the cgroup: removals by the
+/// same container after its cgroup went (the `ip` exited long ago) still name it.
+#[test]
+fn pod_from_cgroup_and_kubelet_logs_outlives_the_cgroup() {
+    let fx = Fixture::new();
+    kubelet_logs(&fx);
+    fs::create_dir_all(fx.dir.path().join("cgroup").join(pod_cgroup())).unwrap();
+    let cg = fx.cgroup_id(&pod_cgroup());
+    let mut table = fx.table();
+    let task = info(500, TICK_NS, b"ip", cg);
+    table.insert(&record(task, b"ip\0rule\0del\0", b"/bin/busybox", &[]));
+    fs::remove_dir(fx.dir.path().join("cgroup").join(pod_cgroup())).unwrap();
+    std::thread::sleep(cgroup::RESCAN_INTERVAL);
+
+    let actor = table.actor(&task);
+    assert_eq!(
+        actor.cgroup.as_deref(),
+        Some(format!("/{}", pod_cgroup()).as_str())
+    );
+    assert_eq!(actor.container.as_deref(), Some(CONTAINER));
+    assert_eq!(actor.pod, Some(want_pod()));
+    // Another process of the same container, later: the same identity, no lookup.
+    let later = info(501, 2 * TICK_NS, b"ip", cg);
+    assert_eq!(table.actor(&later).pod, Some(want_pod()));
+    assert_eq!(table.cgroup_evictions(), 0);
+}
+
+/// A process whose cgroup v2 path names nothing (a v1-only host, or a runtime that left it in
+/// its parent's v2 cgroup) is named from its v1 name=systemd path, read while it lives.
+#[test]
+fn pod_from_the_v1_systemd_hierarchy_while_the_process_lives() {
+    let fx = Fixture::new();
+    kubelet_logs(&fx);
+    fs::create_dir_all(fx.dir.path().join("systemd").join(pod_cgroup())).unwrap();
+    fx.process(600, 1, "ip", 9, b"ip\0", "/");
+    let proc_cgroup = fx.dir.path().join("proc/600/cgroup");
+    fs::write(
+        &proc_cgroup,
+        format!("1:name=systemd:/{}\n0::/\n", pod_cgroup()),
+    )
+    .unwrap();
+    let mut table = fx.table();
+    let task = info(600, 9 * TICK_NS, b"ip", fx.cgroup_id(""));
+    table.insert(&record(task, b"ip\0", b"/sbin/ip", &[]));
+    let actor = table.actor(&task);
+    assert_eq!(actor.pod, Some(want_pod()));
+    assert_eq!(actor.container.as_deref(), Some(CONTAINER));
+    assert_eq!(
+        actor.cgroup.as_deref(),
+        Some(format!("/{}", pod_cgroup()).as_str())
+    );
+}
+
+/// The same names made under a directory another user owns (a delegated subtree) name no pod,
+/// no container and no unit below it.
+#[test]
+fn look_alike_pod_in_a_delegated_subtree_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fx = Fixture::new();
+    kubelet_logs(&fx);
+    let delegated = "user.slice/user-1000.slice/user@1000.service";
+    let fake = format!("{delegated}/{}", pod_cgroup());
+    fs::create_dir_all(fx.dir.path().join("cgroup").join(&fake)).unwrap();
+    // Another's directory: a write bit for others stands in for a chown (which needs root).
+    fs::set_permissions(
+        fx.dir.path().join("cgroup").join(delegated),
+        fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let mut table = fx.table();
+    let task = info(700, TICK_NS, b"ip", fx.cgroup_id(&fake));
+    table.insert(&record(task, b"ip\0", b"/sbin/ip", &[]));
+    let actor = table.actor(&task);
+    assert_eq!(actor.cgroup.as_deref(), Some(format!("/{fake}").as_str()));
+    assert_eq!(actor.pod, None);
+    assert_eq!(actor.container, None);
+    assert_eq!(actor.unit.as_deref(), Some("user@1000.service"));
 }
 
 #[test]

@@ -10,6 +10,24 @@ use crate::{
     restore::{self, Protect},
 };
 
+/// A flag's value that is not what the flag takes (clap prints it after the flag's name).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("`{0}` is not a duration; use e.g. 500ms, 30s, 10m or 2h")]
+    Duration(String),
+    #[error("`{0}`: the duration must be greater than zero")]
+    ZeroDuration(String),
+    #[error("`{0}` is not a size; use bytes or a K/M/G suffix, e.g. 16M")]
+    Size(String),
+    #[error("`{0}` is too large; at most 2G")]
+    TooLarge(String),
+    #[error("`{value}` is out of range; accepted: {accepted}")]
+    OutOfRange {
+        value: String,
+        accepted: &'static str,
+    },
+}
+
 pub const TRACE_EXAMPLES: &str = "\
 Examples:
   routeguard trace                               every removal, live
@@ -63,7 +81,7 @@ pub struct TraceArgs {
     /// Put back rules or routes this selects when a process not allowed to removes them
     /// (repeatable). Keys as in a `[[protect]]` entry, `allow.X` as `allow-X`, e.g.
     /// 'kind=rule table=77 priority=32000-32765 allow-comm=kube-router'.
-    #[arg(long, value_name = "SPEC", value_parser = parse_protect)]
+    #[arg(long, value_name = "SPEC", value_parser = restore::parse_spec)]
     pub protect: Vec<Protect>,
     /// Read `[[protect]]` entries and `[restore]` settings (flap guard) from this config file,
     /// the daemon's format; its other sections are checked but not used by `trace`.
@@ -99,7 +117,7 @@ pub struct FilterArgs {
     #[arg(long, value_enum, value_name = "KIND")]
     pub kind: Vec<KindArg>,
     /// Only IPv4 (4) or IPv6 (6).
-    #[arg(long, value_name = "4|6", value_parser = parse_family)]
+    #[arg(long, value_name = "4|6", value_parser = Family::parse)]
     pub family: Option<Family>,
     /// Only routes and rules of this routing table id (repeatable).
     #[arg(long, value_name = "ID")]
@@ -188,13 +206,9 @@ impl TraceArgs {
     }
 }
 
-pub fn parse_family(s: &str) -> Result<Family, String> {
-    Family::parse(s)
-}
-
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration; use e.g. 500ms, 30s, 10m or 2h");
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration(s.to_owned());
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
@@ -206,25 +220,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(bad()),
     };
     if d.is_zero() {
-        return Err(format!("`{s}`: the duration must be greater than zero"));
+        return Err(ValueError::ZeroDuration(s.to_owned()));
     }
     Ok(d)
 }
 
 /// A duration a run is bounded by (`trace --duration`, `report --gap`): 1ms to 8760h (a year).
 /// Beyond that a deadline is no deadline, and `Instant + Duration` panics near 2^63 seconds.
-pub fn parse_run_time(s: &str) -> Result<Duration, String> {
+pub fn parse_run_time(s: &str) -> Result<Duration, ValueError> {
     const MAX: Duration = Duration::from_secs(8760 * 3600);
     let d = parse_duration(s)?;
     if d > MAX {
-        return Err(format!("`{s}` is out of range; accepted: 1ms to 8760h"));
+        return Err(ValueError::OutOfRange {
+            value: s.to_owned(),
+            accepted: "1ms to 8760h",
+        });
     }
     Ok(d)
 }
 
 /// `4096`, `64K`, `16M`, `1G`.
-pub fn parse_size(s: &str) -> Result<u32, String> {
-    let bad = || format!("`{s}` is not a size; use bytes or a K/M/G suffix, e.g. 16M");
+pub fn parse_size(s: &str) -> Result<u32, ValueError> {
+    let bad = || ValueError::Size(s.to_owned());
     let (num, mult) = match s.as_bytes().last() {
         Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
         Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
@@ -235,36 +252,38 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     // Checked: `17179869184G` is 2^64 bytes, which wrapped to 0 in a release build.
     n.checked_mul(mult)
         .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| format!("`{s}` is too large; at most 2G"))
+        .ok_or_else(|| ValueError::TooLarge(s.to_owned()))
 }
 
 /// A size within `min..=max`, or the range in the error.
-fn size_in(s: &str, min: u32, max: u32, accepted: &str) -> Result<u32, String> {
+fn size_in(s: &str, min: u32, max: u32, accepted: &'static str) -> Result<u32, ValueError> {
     let n = parse_size(s)?;
     if !(min..=max).contains(&n) {
-        return Err(format!("`{s}` is out of range; accepted: {accepted}"));
+        return Err(ValueError::OutOfRange {
+            value: s.to_owned(),
+            accepted,
+        });
     }
     Ok(n)
 }
 
-fn parse_protect(s: &str) -> Result<Protect, String> {
-    restore::parse_spec(s)
-}
-
-fn parse_queue_size(s: &str) -> Result<u32, String> {
+fn parse_queue_size(s: &str) -> Result<u32, ValueError> {
     size_in(s, 1 << 20, 2 << 30, "1M to 2G, e.g. 256M")
 }
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
+fn parse_ring_size(s: &str) -> Result<u32, ValueError> {
     const ACCEPTED: &str = "a power of two from 64K to 1G, e.g. 16M";
     let n = size_in(s, 64 << 10, 1 << 30, ACCEPTED)?;
     if !n.is_power_of_two() {
-        return Err(format!("`{s}` is out of range; accepted: {ACCEPTED}"));
+        return Err(ValueError::OutOfRange {
+            value: s.to_owned(),
+            accepted: ACCEPTED,
+        });
     }
     Ok(n)
 }
 
-fn parse_wakeup(s: &str) -> Result<u32, String> {
+fn parse_wakeup(s: &str) -> Result<u32, ValueError> {
     size_in(s, 0, 512 << 20, "0 to 512M")
 }
 
@@ -279,9 +298,11 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert!(parse_duration("0s")
             .unwrap_err()
+            .to_string()
             .contains("greater than zero"));
         assert!(parse_duration("ten")
             .unwrap_err()
+            .to_string()
             .contains("`ten` is not a duration"));
     }
 
@@ -292,8 +313,12 @@ mod tests {
         assert_eq!(parse_ring_size("64K"), Ok(64 << 10));
         assert!(parse_ring_size("100K")
             .unwrap_err()
+            .to_string()
             .contains("power of two"));
-        assert!(parse_size("4G").unwrap_err().contains("too large"));
+        assert!(parse_size("4G")
+            .unwrap_err()
+            .to_string()
+            .contains("too large"));
     }
 
     /// Every size and duration flag of `trace` has a range, and its error says it.
@@ -302,27 +327,33 @@ mod tests {
         // 2^64 bytes: the multiplication wrapped to 0 (a wake-up on every event) in release.
         assert!(parse_size("17179869184G")
             .unwrap_err()
+            .to_string()
             .contains("too large"));
         assert!(parse_wakeup("17179869184G").is_err());
         assert_eq!(parse_wakeup("0"), Ok(0));
         assert_eq!(
-            parse_wakeup("1G").unwrap_err(),
+            parse_wakeup("1G").unwrap_err().to_string(),
             "`1G` is out of range; accepted: 0 to 512M"
         );
         assert_eq!(parse_ring_size("1G"), Ok(1 << 30));
         assert_eq!(
-            parse_ring_size("2G").unwrap_err(),
+            parse_ring_size("2G").unwrap_err().to_string(),
             "`2G` is out of range; accepted: a power of two from 64K to 1G, e.g. 16M"
         );
-        assert!(parse_ring_size("32K").unwrap_err().contains("out of range"));
+        assert!(parse_ring_size("32K")
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
         assert_eq!(parse_queue_size("2G"), Ok(2 << 30));
         assert_eq!(
-            parse_queue_size("512K").unwrap_err(),
+            parse_queue_size("512K").unwrap_err().to_string(),
             "`512K` is out of range; accepted: 1M to 2G, e.g. 256M"
         );
         // A huge --duration panicked at `Instant::now() + d`.
         assert_eq!(
-            parse_run_time("18446744073709551615").unwrap_err(),
+            parse_run_time("18446744073709551615")
+                .unwrap_err()
+                .to_string(),
             "`18446744073709551615` is out of range; accepted: 1ms to 8760h"
         );
         assert_eq!(
@@ -331,14 +362,16 @@ mod tests {
         );
         assert!(parse_run_time("0")
             .unwrap_err()
+            .to_string()
             .contains("greater than zero"));
     }
 
     #[test]
     fn families() {
-        assert_eq!(parse_family("4"), Ok(Family::Inet));
-        assert!(parse_family("5")
+        assert_eq!(Family::parse("4"), Ok(Family::Inet));
+        assert!(Family::parse("5")
             .unwrap_err()
+            .to_string()
             .contains("`5` is not an address family"));
     }
 }

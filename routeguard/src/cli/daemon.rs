@@ -48,6 +48,8 @@ pub struct DaemonArgs {
 }
 
 pub fn run(args: DaemonArgs) -> ExitCode {
+    // Every event names this machine: read once, now.
+    crate::event::set_local_host(crate::attribution::host::local());
     let source = ConfigSource {
         absent_ok: args.config.is_none(),
         path: args

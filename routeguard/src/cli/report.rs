@@ -9,7 +9,7 @@ use clap::{ArgGroup, Args, ValueEnum};
 
 use super::args::{parse_duration, parse_run_time, FilterArgs};
 use super::EXIT_USAGE;
-use crate::event::{filter::Filter, Timestamp};
+use crate::event::{filter::Filter, Timestamp, TimestampError};
 use crate::files;
 use crate::report::{self, render, Input, Options, Query};
 
@@ -85,14 +85,23 @@ impl TimeArg {
     }
 }
 
-fn parse_time(s: &str) -> Result<TimeArg, String> {
+/// A `--since`/`--until` value that is neither a duration nor a time.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+enum TimeArgError {
+    #[error(transparent)]
+    Time(#[from] TimestampError),
+    #[error("`{0}` is neither a duration (30m, 2h) nor an RFC 3339 time (2026-11-27T15:00:00Z)")]
+    Neither(String),
+}
+
+fn parse_time(s: &str) -> Result<TimeArg, TimeArgError> {
     // `YYYY-…` is a time; everything else a duration.
     if s.as_bytes().get(4) == Some(&b'-') {
-        return s.parse().map(TimeArg::At).map_err(|e| e.to_string());
+        return Ok(TimeArg::At(s.parse()?));
     }
-    parse_duration(s).map(TimeArg::Ago).map_err(|_| {
-        format!("`{s}` is neither a duration (30m, 2h) nor an RFC 3339 time (2026-11-27T15:00:00Z)")
-    })
+    parse_duration(s)
+        .map(TimeArg::Ago)
+        .map_err(|_| TimeArgError::Neither(s.to_owned()))
 }
 
 impl ReportArgs {
@@ -208,9 +217,11 @@ mod tests {
         );
         assert!(parse_time("yesterday")
             .unwrap_err()
+            .to_string()
             .contains("neither a duration"));
         assert!(parse_time("2026-11-27T25:00:00Z")
             .unwrap_err()
+            .to_string()
             .contains("not an RFC 3339 timestamp"));
         let now = Timestamp(10_000_000_000);
         assert_eq!(

@@ -21,6 +21,8 @@ use crate::{
 };
 
 pub fn run(args: TraceArgs) -> ExitCode {
+    // Every event names this machine: read once, now.
+    crate::event::set_local_host(crate::attribution::host::local());
     // The policy is checked before anything is loaded: a bad one starts nothing.
     let policy = match Policy::from_args(&args) {
         Ok(p) => p,

@@ -4,10 +4,11 @@
 
 use routeguard_common::{syscall as id, IoctlPayload, RequestHead};
 
-use super::{waiting, Core, Waiting, NLM_F_ACK};
+use super::{waiting, Core, Waiting};
 use crate::{
     decode::{self, Decoded},
     event::{Op, Request, Syscall},
+    netlink::uapi::NLM_F_ACK,
 };
 
 impl Core {

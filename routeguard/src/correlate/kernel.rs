@@ -28,7 +28,7 @@ use super::{
     notify::Notified,
     replace::{self, Replaces},
     requests::{is_route_replace, Key, Requests},
-    with_result, Core, Correlate, Problems, Waiting, NLM_F_ACK,
+    with_result, Core, Correlate, Problems, Waiting,
 };
 use crate::{
     clock::Clock,
@@ -37,11 +37,12 @@ use crate::{
         Capture, Cause, Event, Evidence, Kind, Observed, Op, Outcome, Outcomes, Request, Trigger,
     },
     mirror::{Ask, Asker, News},
+    netlink::{
+        self,
+        uapi::{NLM_F_ACK, RTM_DELNEXTHOP, RTM_DELROUTE, RTM_DELRULE},
+    },
 };
 
-const RTM_DELROUTE: u16 = 25;
-const RTM_DELRULE: u16 = 33;
-const RTM_DELNEXTHOP: u16 = 105;
 /// Waiting requests remembered per thread for enrichment.
 const PER_THREAD: usize = 64;
 /// How long a rule's notification waits for the rule's record, which the same thread writes
@@ -251,7 +252,7 @@ impl KernelFunctionCorrelator {
             // request hooks).
             ev.request = Some(Request {
                 syscall: super::syscall_of(rec.syscall),
-                op: Op::named(decode::kernel::message_name(rec.msg_type).unwrap_or("unknown")),
+                op: Op::named(netlink::message_name(rec.msg_type).unwrap_or("unknown")),
                 seq: Some(rec.seq),
                 nlmsg_flags: Some(rec.nlmsg_flags),
                 ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,

@@ -47,7 +47,6 @@ use crate::{
 /// ring time (see [`Correlate::expire`]). Senders read their ack within microseconds; this only
 /// bounds requests nobody reads a reply for.
 pub const REPLY_WAIT_NS: u64 = 500_000_000;
-const NLM_F_ACK: u16 = 0x4;
 
 /// One capture path's correlation: records and the mirror's news in, events out.
 pub trait Correlate: Send {

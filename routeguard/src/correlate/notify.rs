@@ -9,11 +9,11 @@ use crate::{
         Capture, Cause, Event, Evidence, Family, KernelBody, Kind, Object, Observed, Op, Outcome,
         Request, Syscall,
     },
+    netlink::{
+        uapi::{NLMSG_HDRLEN, RTM_DELROUTE, RTM_DELRULE},
+        Header,
+    },
 };
-
-const NLMSG_HDRLEN: usize = 16;
-pub(super) const RTM_DELROUTE: u16 = 25;
-pub(super) const RTM_DELRULE: u16 = 33;
 
 /// One notification, decoded.
 pub(super) struct Notified {
@@ -36,18 +36,23 @@ pub(super) struct Notified {
 impl Notified {
     /// `RTM_DELROUTE` or `RTM_DELRULE`, decoded; `None` (and counted) for anything else.
     pub fn parse(n: &Notify<'_>, core: &mut Core) -> Option<Self> {
-        let header = n.msg.get(..NLMSG_HDRLEN)?;
-        let word = |at: usize| {
-            u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-        };
-        let len = word(0) as usize;
-        let msg_type = u16::from_ne_bytes([header[4], header[5]]);
+        // The copy may be cut short of `nlmsg_len`: what it holds still decodes.
+        let header = Header::parse(n.msg)?;
+        let len = header.len as usize;
         let body = n.msg.get(NLMSG_HDRLEN..len.min(n.msg.len()))?;
         let whole = n.full_len as usize <= n.msg.len() && len <= n.msg.len();
-        let decoded = match msg_type {
+        let decoded = match header.msg_type {
             RTM_DELROUTE => decode::route_body(body).map(|(f, r)| (f, Object::Route(r))),
             RTM_DELRULE => decode::rule_body(body).map(|(f, r)| (f, Object::Rule(r))),
-            other => Err(format!("message type {other} is not a deletion")),
+            other => {
+                core.problems.undecodable += 1;
+                tracing::debug!(
+                    msg_type = other,
+                    pid = n.pid,
+                    "a notification that is not a deletion"
+                );
+                return None;
+            }
         };
         let (family, object) = match decoded {
             Ok(d) => d,
@@ -62,8 +67,8 @@ impl Notified {
             pid: n.pid,
             tid: n.tid,
             netns: n.netns_ino,
-            seq: word(8),
-            port: word(12),
+            seq: header.seq,
+            port: header.port,
             family,
             object,
             kernel: whole.then(|| KernelBody::new(body)),

@@ -198,6 +198,15 @@ pub enum ConfigError {
     },
 }
 
+/// A config value that is not a size or a duration (reported with its line by serde).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    #[error("`{0}` is not a size; use bytes or a K/M/G suffix, e.g. \"16M\"")]
+    Size(String),
+    #[error("`{0}` is not a duration; use e.g. \"90s\", \"10m\", \"12h\" or \"30d\"")]
+    Duration(String),
+}
+
 #[derive(Debug, Default)]
 pub struct Location(Option<(usize, String)>);
 
@@ -306,7 +315,7 @@ enum SizeValue {
 }
 
 impl SizeValue {
-    fn bytes(self) -> Result<u64, String> {
+    fn bytes(self) -> Result<u64, ValueError> {
         match self {
             SizeValue::Bytes(n) => Ok(n),
             SizeValue::Text(s) => parse_size(&s),
@@ -315,8 +324,8 @@ impl SizeValue {
 }
 
 /// `4096`, `64K`, `16M`, `1G`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a size; use bytes or a K/M/G suffix, e.g. \"16M\"");
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
+    let bad = || ValueError::Size(s.to_owned());
     let (num, shift) = match s.as_bytes().last() {
         Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
         Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
@@ -328,8 +337,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `500ms`, `90s`, `10m`, `12h`, `30d`, or `0` (no limit).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration; use e.g. \"90s\", \"10m\", \"12h\" or \"30d\"");
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration(s.to_owned());
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;

@@ -130,6 +130,21 @@ pub fn entry(ev: &Event) -> Vec<u8> {
         if let Some(container) = &a.container {
             field(&mut out, "ROUTEGUARD_ACTOR_CONTAINER", container);
         }
+        if let Some(pod) = &a.pod {
+            field(&mut out, "ROUTEGUARD_ACTOR_POD_UID", &pod.uid);
+            for (name, value) in [
+                ("ROUTEGUARD_ACTOR_POD_NAMESPACE", &pod.namespace),
+                ("ROUTEGUARD_ACTOR_POD", &pod.name),
+                ("ROUTEGUARD_ACTOR_POD_CONTAINER", &pod.container),
+            ] {
+                if let Some(value) = value {
+                    field(&mut out, name, value);
+                }
+            }
+        }
+    }
+    if let Some(node) = ev.host.as_ref().and_then(|h| h.node.as_ref()) {
+        field(&mut out, "ROUTEGUARD_NODE", node);
     }
     if let Some(table) = ev.object.table() {
         field(&mut out, "ROUTEGUARD_TABLE", &table.to_string());
@@ -203,8 +218,22 @@ mod tests {
         assert_eq!(f["MESSAGE"], sink::terminal::format_line(&ev));
         assert_eq!(f["ROUTEGUARD_EVENT"], sink::json::to_line(&ev));
         assert_eq!(f["ROUTEGUARD_EVENT_TYPE"], "removal");
+        assert_eq!(f["ROUTEGUARD_NODE"], "ip-10-0-3-7.ec2.internal");
+        assert!(!f.contains_key("ROUTEGUARD_ACTOR_POD"));
         assert!(!f.contains_key("ROUTEGUARD_RESTORE_OUTCOME"));
         assert!(!f.contains_key("ROUTEGUARD_ACTOR_CONTAINER"));
+    }
+
+    #[test]
+    fn pod_fields() {
+        let f = parse(&entry(&crate::event::fixtures::full_event()));
+        assert_eq!(f["ROUTEGUARD_ACTOR_POD_NAMESPACE"], "kube-system");
+        assert_eq!(f["ROUTEGUARD_ACTOR_POD"], "calico-node-x7k2");
+        assert_eq!(
+            f["ROUTEGUARD_ACTOR_POD_UID"],
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        );
+        assert_eq!(f["ROUTEGUARD_ACTOR_POD_CONTAINER"], "calico-node");
     }
 
     #[test]

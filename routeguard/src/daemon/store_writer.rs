@@ -25,6 +25,22 @@ use crate::{
     store::{self, Retention, SetAside, Store, StoreError},
 };
 
+/// Why the thread could not do a job.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// The store is not open; with what closed it or kept it from opening, when that is known.
+    /// The daemon's retry reopens it.
+    #[error("the event store is not open{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NotOpen(Option<Arc<StoreError>>),
+}
+
+/// The thread is gone (it panicked); the daemon starts a new one at its next retry.
+#[derive(Debug, thiserror::Error)]
+#[error("the store thread has stopped")]
+pub struct Stopped;
+
 /// Events handed over but not yet written, at most (about 1 KiB of memory each).
 const MAX_QUEUED: usize = 200_000;
 
@@ -39,20 +55,24 @@ enum Job {
 /// What the thread did, for the daemon's log, metrics and the sink's health.
 pub enum Done {
     /// A batch of this many events, written or not.
-    Inserted(Result<(), String>, usize),
-    Pruned(Result<usize, String>),
+    Inserted(Result<(), WriteError>, usize),
+    Pruned(Result<usize, WriteError>),
     /// A reopen: the store moved aside, if it was unusable.
-    Opened(Result<Option<SetAside>, String>),
+    Opened(Result<Option<SetAside>, WriteError>),
 }
 
 /// Why a batch was not queued.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Refused {
     /// Too many events wait already: a burst the store has not caught up with. The batch is
     /// counted; the store is not failing.
-    Full(String),
-    /// The thread is gone.
-    Stopped(String),
+    #[error(
+        "{waiting} events are still waiting to be written (at most {MAX_QUEUED}); the store is \
+         slower than the removals (check the disk)"
+    )]
+    Full { waiting: usize },
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }
 
 pub struct StoreWriter {
@@ -69,11 +89,11 @@ struct Worker {
     retention: Retention,
     store: Option<Store>,
     /// Why the store is not open, or why it must be moved aside at the next reopen.
-    broken: Option<StoreError>,
+    broken: Option<Arc<StoreError>>,
 }
 
 impl Worker {
-    fn insert(&mut self, events: &[Event]) -> Result<(), String> {
+    fn insert(&mut self, events: &[Event]) -> Result<(), WriteError> {
         if self.store.as_ref().is_some_and(Store::is_replaced) {
             // Removed or renamed under us: what SQLite writes now, nobody can read. A new file at
             // the path takes the next events (the next reopen moves nothing).
@@ -87,28 +107,25 @@ impl Worker {
             return Err(self.not_open());
         };
         store.insert(events).map(drop).map_err(|e| {
-            let text = e.to_string();
+            let e = Arc::new(e);
             if e.is_unusable() {
                 // Closed now; moved aside at the next reopen, which the daemon asks for.
                 self.close();
-                self.broken = Some(e);
+                self.broken = Some(Arc::clone(&e));
             }
-            text
+            WriteError::Store(e)
         })
     }
 
-    fn prune(&mut self) -> Result<usize, String> {
+    fn prune(&mut self) -> Result<usize, WriteError> {
         match &mut self.store {
-            Some(store) => store.prune().map_err(|e| e.to_string()),
+            Some(store) => store.prune().map_err(|e| WriteError::Store(Arc::new(e))),
             None => Err(self.not_open()),
         }
     }
 
-    fn not_open(&self) -> String {
-        match &self.broken {
-            Some(e) => format!("the event store is not open: {e}"),
-            None => "the event store is not open".into(),
-        }
+    fn not_open(&self) -> WriteError {
+        WriteError::NotOpen(self.broken.clone())
     }
 
     fn close(&mut self) {
@@ -119,7 +136,7 @@ impl Worker {
         }
     }
 
-    fn reopen(&mut self) -> Result<Option<SetAside>, String> {
+    fn reopen(&mut self) -> Result<Option<SetAside>, WriteError> {
         self.close();
         let opened = match self.broken.take() {
             // Failed while open with a corrupt file: moved aside without trying it again.
@@ -133,9 +150,9 @@ impl Worker {
                 Ok(aside)
             }
             Err(e) => {
-                let text = e.to_string();
-                self.broken = Some(e);
-                Err(text)
+                let e = Arc::new(e);
+                self.broken = Some(Arc::clone(&e));
+                Err(WriteError::Store(e))
             }
         }
     }
@@ -198,21 +215,18 @@ impl StoreWriter {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    fn send(&self, job: Job) -> Result<(), String> {
+    fn send(&self, job: Job) -> Result<(), Stopped> {
         self.jobs
             .as_ref()
             .and_then(|j| j.send(job).ok())
-            .ok_or_else(|| "the store thread has stopped".to_owned())
+            .ok_or(Stopped)
     }
 
     /// Queues `events` for writing; refused (and so to be counted) when too many wait already.
     pub fn insert(&self, events: Vec<Event>) -> Result<(), Refused> {
         let waiting = self.queued.load(Ordering::Relaxed);
         if waiting + events.len() > MAX_QUEUED {
-            return Err(Refused::Full(format!(
-                "{waiting} events are still waiting to be written (at most {MAX_QUEUED}); the \
-                 store is slower than the removals (check the disk)"
-            )));
+            return Err(Refused::Full { waiting });
         }
         self.queued.fetch_add(events.len(), Ordering::Relaxed);
         let n = events.len();
@@ -222,17 +236,17 @@ impl StoreWriter {
         })
     }
 
-    pub fn prune(&self) -> Result<(), String> {
+    pub fn prune(&self) -> Result<(), Stopped> {
         self.send(Job::Prune)
     }
 
-    pub fn set_retention(&self, retention: Retention) -> Result<(), String> {
+    pub fn set_retention(&self, retention: Retention) -> Result<(), Stopped> {
         self.send(Job::Retention(retention))
     }
 
     /// Asks the thread to close the store and open it again (moving an unusable one aside);
     /// the outcome comes back as [`Done::Opened`].
-    pub fn reopen(&self) -> Result<(), String> {
+    pub fn reopen(&self) -> Result<(), Stopped> {
         self.send(Job::Reopen)
     }
 
@@ -328,7 +342,9 @@ mod tests {
         std::fs::write(&path, vec![b'x'; 4096]).unwrap();
         let writer = StoreWriter::start(&path, Retention::default(), None).unwrap();
         writer.insert(vec![route_event()]).unwrap();
-        assert!(matches!(wait_done(&writer), Done::Inserted(Err(e), 1) if e.contains("not open")));
+        assert!(
+            matches!(wait_done(&writer), Done::Inserted(Err(e), 1) if e.to_string().contains("not open"))
+        );
         writer.reopen().unwrap();
         let Done::Opened(Ok(Some(aside))) = wait_done(&writer) else {
             panic!("the garbage file is moved aside");

@@ -1,13 +1,16 @@
-//! Walks one message's attributes the way the kernel does for the requests decoded here.
+//! Reads one message's attributes the way the kernel does for the requests decoded here.
 //!
 //! The kernel parses RTM_DELROUTE, RTM_DELRULE, RTM_DELADDR and RTM_*LINK requests with
 //! `nlmsg_parse_deprecated` (liberal validation, `lib/nlattr.c` `__nla_parse` without
 //! `NL_VALIDATE_TRAILING`): it stops at the first malformed attribute header, warns about the
 //! "bytes leftover", and acts on what it parsed; when an attribute type appears twice the last
-//! one wins (`tb[type] = nla`). This walker does the same, so that bytes the kernel accepts are
-//! decoded the same way, and only the attribute types a decoder reads are parsed at all.
+//! one wins (`tb[type] = nla`). The walk ([`netlink::attrs`]) stops where the kernel does, and
+//! only the attribute types a decoder reads are parsed at all.
 
-use netlink_packet_core::{DecodeError as NlError, NlaBuffer, NlasIterator};
+use netlink_packet_core::{DecodeError as NlError, NlaBuffer};
+
+use super::BodyError;
+use crate::netlink;
 
 /// Longest reason kept from an attribute parser's error (they can quote the whole value).
 const REASON_MAX: usize = 200;
@@ -22,22 +25,20 @@ pub(super) fn for_each<A>(
     read: &[u16],
     parse: impl Fn(&NlaBuffer<&[u8]>) -> Result<A, NlError>,
     mut visit: impl FnMut(A),
-) -> Result<(), String> {
-    for nla in NlasIterator::new(buf) {
-        // A malformed attribute header ends the walk, as in the kernel (see the module comment).
-        let Ok(nla) = nla else { break };
-        let kind = nla.kind();
-        if !read.contains(&kind) {
+) -> Result<(), BodyError> {
+    // A malformed attribute header ends the walk, as in the kernel (see the module comment).
+    for attr in netlink::attrs(buf).map_while(Result::ok) {
+        if !read.contains(&attr.kind) {
             continue;
         }
-        match parse(&nla) {
-            Ok(attr) => visit(attr),
+        match parse(&NlaBuffer::new(attr.whole)) {
+            Ok(parsed) => visit(parsed),
             Err(err) => {
-                return Err(format!(
-                    "attribute type {kind} ({} value bytes): {}",
-                    nla.value().len(),
-                    shorten(&err.to_string())
-                ))
+                return Err(BodyError::Attribute {
+                    kind: attr.kind,
+                    len: attr.value.len(),
+                    reason: shorten(&err.to_string()).to_owned(),
+                })
             }
         }
     }

@@ -8,7 +8,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use routeguard_common::{ioctl, IoctlPayload};
 
 use super::{names, DecodeError, Decoded, Object, Removal};
-use crate::event::{Cause, Family, Link, Route};
+use crate::{
+    event::{Cause, Family, Link, Route},
+    netlink::uapi::{self, IFF_UP, RTN_UNREACHABLE, RT_TABLE_MAIN},
+};
 
 /// `struct rtentry` (include/uapi/linux/route.h) on LP64: `unsigned long rt_pad1` @0, `struct
 /// sockaddr rt_dst` @8, `rt_gateway` @24, `rt_genmask` @40, `unsigned short rt_flags` @56,
@@ -48,8 +51,22 @@ const RTF_GATEWAY: u32 = 0x0002;
 const RTF_HOST: u32 = 0x0004;
 const RTF_REJECT: u32 = 0x0200;
 
-const AF_INET: u16 = names::AF_INET as u16;
-const AF_INET6: u16 = names::AF_INET6 as u16;
+const AF_INET: u16 = uapi::AF_INET as u16;
+const AF_INET6: u16 = uapi::AF_INET6 as u16;
+
+/// A `SIOCDELRT` argument the kernel would refuse, as `rtentry_to_fib_config` checks it.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum IoctlError {
+    /// `rt_dst` not AF_INET: the kernel answers EAFNOSUPPORT.
+    #[error("rt_dst family {0}, the kernel accepts only AF_INET (2)")]
+    DstFamily(u16),
+    /// `rt_genmask` neither AF_INET nor all zero: EAFNOSUPPORT.
+    #[error("rt_genmask family {0}, the kernel accepts only AF_INET (2)")]
+    GenmaskFamily(u16),
+    /// A mask that is not contiguous or has bits the destination lacks: EINVAL.
+    #[error("rt_genmask {mask} does not fit rt_dst {dst}")]
+    Genmask { mask: Ipv4Addr, dst: Ipv4Addr },
+}
 
 /// One captured ioctl. `sock_family` is the family of the socket it was issued on
 /// (`AF_INET` = 2 or `AF_INET6` = 10); it decides which struct a `SIOCDELRT` carries.
@@ -58,11 +75,11 @@ pub fn decode_ioctl(sock_family: u16, payload: &IoctlPayload) -> Result<Decoded,
         ioctl::SIOCDELRT => {
             let op = "SIOCDELRT";
             let route = match sock_family {
-                AF_INET => inet_route(&payload.arg, &payload.dev),
+                AF_INET => inet_route(&payload.arg, &payload.dev)
+                    .map_err(|reason| DecodeError::MalformedIoctl { op, reason })?,
                 AF_INET6 => inet6_route(&payload.arg),
                 _ => return Err(DecodeError::UnsupportedSocketFamily { sock_family }),
-            }
-            .map_err(|reason| DecodeError::MalformedIoctl { op, reason })?;
+            };
             (op, Some(route))
         }
         ioctl::SIOCSIFFLAGS => ("SIOCSIFFLAGS", link_down(&payload.arg)),
@@ -76,13 +93,11 @@ pub fn decode_ioctl(sock_family: u16, payload: &IoctlPayload) -> Result<Decoded,
 }
 
 /// `struct rtentry`, read as `rtentry_to_fib_config` (net/ipv4/fib_frontend.c) reads it.
-fn inet_route(arg: &[u8; 128], dev: &[u8; 16]) -> Result<Removal, String> {
+fn inet_route(arg: &[u8; 128], dev: &[u8; 16]) -> Result<Removal, IoctlError> {
     // `if (rt->rt_dst.sa_family != AF_INET) return -EAFNOSUPPORT;`
     let dst_family = u16_at(arg, rtentry::DST);
     if dst_family != AF_INET {
-        return Err(format!(
-            "rt_dst family {dst_family}, the kernel accepts only AF_INET (2)"
-        ));
+        return Err(IoctlError::DstFamily(dst_family));
     }
     let dst = ipv4_at(arg, rtentry::DST + SIN_ADDR);
     let flags = u32::from(u16_at(arg, rtentry::FLAGS));
@@ -95,15 +110,13 @@ fn inet_route(arg: &[u8; 128], dev: &[u8; 16]) -> Result<Removal, String> {
         // `if (rt->rt_genmask.sa_family != AF_INET) { if (mask || rt->rt_genmask.sa_family)
         // return -EAFNOSUPPORT; }` and `if (bad_mask(mask, addr)) return -EINVAL;`
         if mask_family != AF_INET && (mask != 0 || mask_family != 0) {
-            return Err(format!(
-                "rt_genmask family {mask_family}, the kernel accepts only AF_INET (2)"
-            ));
+            return Err(IoctlError::GenmaskFamily(mask_family));
         }
         if mask.leading_ones() + mask.trailing_zeros() != 32 || u32::from(dst) & !mask != 0 {
-            return Err(format!(
-                "rt_genmask {} does not fit rt_dst {dst}",
-                Ipv4Addr::from(mask)
-            ));
+            return Err(IoctlError::Genmask {
+                mask: Ipv4Addr::from(mask),
+                dst,
+            });
         }
         mask.leading_ones()
     };
@@ -114,7 +127,7 @@ fn inet_route(arg: &[u8; 128], dev: &[u8; 16]) -> Result<Removal, String> {
     let metric = i16::from_ne_bytes([arg[rtentry::METRIC], arg[rtentry::METRIC + 1]]);
     let route = Route {
         // `cfg->fc_table = RT_TABLE_MAIN` unless the device is in an l3mdev (VRF).
-        table: Some(names::RT_TABLE_MAIN),
+        table: Some(RT_TABLE_MAIN),
         dst: Some(if len == 0 {
             "default".to_owned()
         } else {
@@ -123,7 +136,7 @@ fn inet_route(arg: &[u8; 128], dev: &[u8; 16]) -> Result<Removal, String> {
         gateway: has_gateway.then(|| gateway.to_string()),
         dev: c_string(dev),
         // `if (rt->rt_flags & RTF_REJECT) { ... cfg->fc_type = RTN_UNREACHABLE; }`
-        route_type: (flags & RTF_REJECT != 0).then(|| names::route_type(7)),
+        route_type: (flags & RTF_REJECT != 0).then(|| names::route_type(RTN_UNREACHABLE)),
         priority: (metric != 0).then(|| (i32::from(metric) - 1) as u32),
         ..Route::default()
     };
@@ -131,7 +144,7 @@ fn inet_route(arg: &[u8; 128], dev: &[u8; 16]) -> Result<Removal, String> {
 }
 
 /// `struct in6_rtmsg`, read as `rtmsg_to_fib6_config` (net/ipv6/route.c) reads it.
-fn inet6_route(arg: &[u8; 128]) -> Result<Removal, String> {
+fn inet6_route(arg: &[u8; 128]) -> Removal {
     let dst = ipv6_at(arg, in6_rtmsg::DST);
     let len = u16_at(arg, in6_rtmsg::DST_LEN);
     let flags = u32_at(arg, in6_rtmsg::FLAGS);
@@ -139,7 +152,7 @@ fn inet6_route(arg: &[u8; 128]) -> Result<Removal, String> {
     let metric = u32_at(arg, in6_rtmsg::METRIC);
     let route = Route {
         // `.fc_table = l3mdev_fib_table_by_index(net, rtmsg->rtmsg_ifindex) ? : RT6_TABLE_MAIN`
-        table: Some(names::RT_TABLE_MAIN),
+        table: Some(RT_TABLE_MAIN),
         dst: Some(if len == 0 {
             "default".to_owned()
         } else {
@@ -151,13 +164,13 @@ fn inet6_route(arg: &[u8; 128]) -> Result<Removal, String> {
         priority: (metric != 0).then_some(metric),
         ..Route::default()
     };
-    Ok(removal(Family::Inet6, route))
+    removal(Family::Inet6, route)
 }
 
 /// `struct ifreq` of SIOCSIFFLAGS: a removal when it clears IFF_UP.
 fn link_down(arg: &[u8; 128]) -> Option<Removal> {
     let flags = u16_at(arg, ifreq::FLAGS);
-    if u32::from(flags) & names::IFF_UP != 0 {
+    if u32::from(flags) & IFF_UP != 0 {
         return None;
     }
     Some(Removal {

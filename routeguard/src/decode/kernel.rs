@@ -4,16 +4,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use routeguard_common::{hook, KernelRecord};
 
-use super::{family, names, netlink::decode_netlink, Object};
+use super::{family, names, netlink::decode_netlink, DecodeError, Object};
 use crate::event::{Family, Nexthop, Route};
 
-/// `RTM_DELROUTE`, … for a netlink message type the kernel handled.
-pub fn message_name(msg_type: u16) -> Option<&'static str> {
-    names::message_type(msg_type)
+/// Why a kernel-function record names no object.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum KernelRecordError {
+    /// A rule record carries the request's message; it held none (`msg_len` 0).
+    #[error("a rule record without its message ({msg_len} bytes copied)")]
+    NoRuleMessage { msg_len: u32 },
+    #[error("the rule record's message does not decode: {0}")]
+    RuleMessage(#[source] DecodeError),
+    /// The rule record's message removes nothing (it is not an RTM_DELRULE).
+    #[error("the rule record's message is a {op}, not a rule removal")]
+    NotARemoval { op: &'static str },
+    /// A hook id this routeguard does not know: the eBPF object comes from another build.
+    #[error(
+        "unknown kernel-function hook {0}: the eBPF object and the loader come from different builds"
+    )]
+    UnknownHook(u16),
 }
 
 /// The family and object of a kernel-function record.
-pub fn kernel_object(rec: &KernelRecord) -> Result<(Option<Family>, Object), String> {
+pub fn kernel_object(rec: &KernelRecord) -> Result<(Option<Family>, Object), KernelRecordError> {
     let fam = family(rec.family);
     match rec.hook {
         hook::ROUTE4 | hook::ROUTE4_FAILED | hook::ROUTE6 => {
@@ -30,12 +43,16 @@ pub fn kernel_object(rec: &KernelRecord) -> Result<(Option<Family>, Object), Str
             let decoded = decode_netlink(&rec.msg[..len])
                 .into_iter()
                 .next()
-                .ok_or("no rule message")?
-                .map_err(|e| e.to_string())?;
-            let removal = decoded.removal.ok_or("not a rule removal")?;
+                .ok_or(KernelRecordError::NoRuleMessage {
+                    msg_len: rec.msg_len,
+                })?
+                .map_err(KernelRecordError::RuleMessage)?;
+            let removal = decoded
+                .removal
+                .ok_or(KernelRecordError::NotARemoval { op: decoded.op })?;
             Ok((removal.family, removal.object))
         }
-        other => Err(format!("unknown kernel-function hook {other}")),
+        other => Err(KernelRecordError::UnknownHook(other)),
     }
 }
 

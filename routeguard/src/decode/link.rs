@@ -8,12 +8,15 @@ use netlink_packet_route::{
     link::{LinkAttribute, LinkHeader},
 };
 
-use super::{attrs, family, names, Object, Removal};
-use crate::event::{Address, Cause, Link};
+use super::{attrs, family, BodyError, Object, Removal};
+use crate::{
+    event::{Address, Cause, Link},
+    netlink::uapi::{IFA_ADDRESS, IFA_LABEL, IFA_LOCAL, IFF_UP, IFLA_IFNAME},
+};
 
 /// The link an `ifinfomsg` body names, removed (`Cause::LinkRemoved`) or taken down
 /// (`Cause::LinkDown`).
-fn link(header: &LinkHeader, body: &[u8], cause: Cause) -> Result<Removal, String> {
+fn link(header: &LinkHeader, body: &[u8], cause: Cause) -> Result<Removal, BodyError> {
     let attributes = body.get(header.buffer_len()..).unwrap_or_default();
     let mut link = Link {
         // `ifi_index` is an `int`; the kernel looks the link up by name when it is not positive.
@@ -22,7 +25,7 @@ fn link(header: &LinkHeader, body: &[u8], cause: Cause) -> Result<Removal, Strin
     };
     attrs::for_each(
         attributes,
-        &[names::IFLA_IFNAME],
+        &[IFLA_IFNAME],
         |nla| LinkAttribute::parse_with_param(nla, header.interface_family),
         |attr| {
             if let LinkAttribute::IfName(name) = attr {
@@ -37,17 +40,20 @@ fn link(header: &LinkHeader, body: &[u8], cause: Cause) -> Result<Removal, Strin
     })
 }
 
-fn parse_header(body: &[u8]) -> Result<LinkHeader, String> {
-    LinkHeader::parse(body).map_err(|e| format!("ifinfomsg: {e}"))
+fn parse_header(body: &[u8]) -> Result<LinkHeader, BodyError> {
+    LinkHeader::parse(body).map_err(|e| BodyError::Header {
+        header: "ifinfomsg",
+        reason: e.to_string(),
+    })
 }
 
 /// RTM_DELLINK.
-pub(super) fn removed(body: &[u8]) -> Result<Removal, String> {
+pub(super) fn removed(body: &[u8]) -> Result<Removal, BodyError> {
     link(&parse_header(body)?, body, Cause::LinkRemoved)
 }
 
 /// RTM_NEWLINK / RTM_SETLINK: a removal only when it takes the link down.
-pub(super) fn set(body: &[u8]) -> Result<Option<Removal>, String> {
+pub(super) fn set(body: &[u8]) -> Result<Option<Removal>, BodyError> {
     let header = parse_header(body)?;
     if !takes_down(header.flags.bits(), header.change_mask.bits()) {
         return Ok(None);
@@ -72,17 +78,20 @@ fn takes_down(ifi_flags: u32, ifi_change: u32) -> bool {
     } else {
         ifi_change
     };
-    change & names::IFF_UP != 0 && ifi_flags & names::IFF_UP == 0
+    change & IFF_UP != 0 && ifi_flags & IFF_UP == 0
 }
 
 /// RTM_DELADDR: the address an `ifaddrmsg` body names.
-pub(super) fn address(body: &[u8]) -> Result<Removal, String> {
-    let header = AddressHeader::parse(body).map_err(|e| format!("ifaddrmsg: {e}"))?;
+pub(super) fn address(body: &[u8]) -> Result<Removal, BodyError> {
+    let header = AddressHeader::parse(body).map_err(|e| BodyError::Header {
+        header: "ifaddrmsg",
+        reason: e.to_string(),
+    })?;
     let attributes = body.get(header.buffer_len()..).unwrap_or_default();
     let (mut local, mut peer, mut label) = (None, None, None);
     attrs::for_each(
         attributes,
-        &[names::IFA_ADDRESS, names::IFA_LOCAL, names::IFA_LABEL],
+        &[IFA_ADDRESS, IFA_LOCAL, IFA_LABEL],
         |nla| AddressAttribute::parse(nla),
         |attr| match attr {
             AddressAttribute::Local(ip) => local = Some(ip),

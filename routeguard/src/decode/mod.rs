@@ -2,8 +2,9 @@
 //!
 //! The bytes are hostile: any process may send anything on a netlink socket or through an ioctl,
 //! and the eBPF side copies them as sent. Nothing here panics on them and nothing allocates more
-//! than a small multiple of their length. Netlink attributes are parsed by `netlink-packet-route`
-//! (and `netlink-packet-core`), never by hand.
+//! than a small multiple of their length. Messages and attributes are walked by
+//! [`crate::netlink`]; attribute values are parsed by `netlink-packet-route` (and
+//! `netlink-packet-core`), never by hand.
 //!
 //! - [`decode_netlink`]: every rtnetlink message of one send (several may be batched).
 //! - [`decode_ioctl`]: one `SIOCDELRT` or `SIOCSIFFLAGS` ioctl (net-tools' `route` / `ifconfig`).
@@ -21,16 +22,12 @@ mod rule;
 #[cfg(test)]
 mod tests;
 
-pub use ioctl::decode_ioctl;
+pub use ioctl::{decode_ioctl, IoctlError};
 pub use netlink::{decode_netlink, MAX_MESSAGES};
 
-/// The rule a kernel notification describes (`body` follows the nlmsghdr).
-pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), String> {
-    let removal = rule::rule(body, Cause::Request)?;
-    match removal.object {
-        Object::Rule(r) => Ok((removal.family, r)),
-        _ => Err("not a rule".to_string()),
-    }
+/// The rule a kernel notification or dump reply describes (`body` follows the nlmsghdr).
+pub fn rule_body(body: &[u8]) -> Result<(Option<Family>, Rule), BodyError> {
+    rule::parse(body)
 }
 
 /// The name iproute2 gives a route protocol number (`static`, `kernel`, …), else the number.
@@ -40,16 +37,43 @@ pub fn protocol_name(raw: u8) -> String {
 
 /// The route a kernel notification or dump reply describes (`body` follows the nlmsghdr).
 /// Unlike requests, these are not filtered by `NLM_F_REQUEST`: the kernel sends them.
-pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), String> {
-    let removal = route::route(body, Cause::Request)?;
-    match removal.object {
-        Object::Route(r) => Ok((removal.family, r)),
-        _ => Err("not a route".to_string()),
-    }
+pub fn route_body(body: &[u8]) -> Result<(Option<Family>, Route), BodyError> {
+    route::parse(body, Cause::Request)
 }
 
 pub use crate::event::Object;
-use crate::event::{Cause, Family, Route, Rule};
+use crate::{
+    event::{Cause, Family, Route, Rule},
+    netlink::{uapi, Header},
+};
+
+/// Why a message body (what follows its nlmsghdr) does not decode.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The fixed header (`rtmsg`, `fib_rule_hdr`, `ifinfomsg`, `ifaddrmsg`) does not parse;
+    /// `reason` is the parser's.
+    #[error("{header}: {reason}")]
+    Header {
+        header: &'static str,
+        reason: String,
+    },
+    /// The fixed header is cut short.
+    #[error("{header}: {len} bytes, it needs {needs}")]
+    Short {
+        header: &'static str,
+        len: usize,
+        needs: usize,
+    },
+    /// An attribute the decoder reads does not parse: the value the event would carry is
+    /// unknown, and reporting the message without it would claim a wildcard the sender never
+    /// sent. `reason` is the parser's, cut to a few hundred bytes.
+    #[error("attribute type {kind} ({len} value bytes): {reason}")]
+    Attribute {
+        kind: u16,
+        len: usize,
+        reason: String,
+    },
+}
 
 /// Why some bytes could not be decoded. Each variant carries the values that were wrong and,
 /// for netlink, where in the payload they were.
@@ -87,7 +111,7 @@ pub enum DecodeError {
         op: &'static str,
         offset: usize,
         len: usize,
-        reason: String,
+        reason: BodyError,
     },
     /// More messages in one payload than [`MAX_MESSAGES`]; the rest was not decoded.
     #[error("more than {limit} netlink messages in one payload; stopped at offset {offset}")]
@@ -100,16 +124,10 @@ pub enum DecodeError {
     UnsupportedSocketFamily { sock_family: u16 },
     /// A `struct rtentry` the kernel would refuse (e.g. `rt_dst` not AF_INET: EAFNOSUPPORT).
     #[error("malformed {op} argument: {reason}")]
-    MalformedIoctl { op: &'static str, reason: String },
-}
-
-/// The `struct nlmsghdr` of one message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageHeader {
-    pub msg_type: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub port: u32,
+    MalformedIoctl {
+        op: &'static str,
+        reason: IoctlError,
+    },
 }
 
 /// A request that removes something (or makes the kernel remove things).
@@ -125,7 +143,7 @@ pub struct Removal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decoded {
     /// `None` for ioctls.
-    pub header: Option<MessageHeader>,
+    pub header: Option<Header>,
     /// `RTM_DELROUTE`, `SIOCDELRT`, … (an unknown message type is an error, not an op).
     pub op: &'static str,
     /// `None` when the request removes nothing (`RTM_NEWROUTE` without `NLM_F_REPLACE`,
@@ -136,8 +154,8 @@ pub struct Decoded {
 /// `AF_INET` / `AF_INET6` as the event's family; anything else has none.
 fn family(raw: u8) -> Option<Family> {
     match raw {
-        names::AF_INET => Some(Family::Inet),
-        names::AF_INET6 => Some(Family::Inet6),
+        uapi::AF_INET => Some(Family::Inet),
+        uapi::AF_INET6 => Some(Family::Inet6),
         _ => None,
     }
 }

@@ -7,25 +7,44 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteVia,
 };
 
-use super::{attrs, family, names, Object, Removal};
-use crate::event::{Cause, Family, Nexthop, Route};
+use super::{attrs, family, names, BodyError, Object, Removal};
+use crate::{
+    event::{Cause, Family, Nexthop, Route},
+    netlink::uapi::{
+        AF_INET6, NHA_ID, NHMSG_LEN, RTA_DST, RTA_GATEWAY, RTA_NH_ID, RTA_OIF, RTA_PREFSRC,
+        RTA_PRIORITY, RTA_TABLE, RTA_VIA, RT_SCOPE_NOWHERE, RT_TABLE_UNSPEC,
+    },
+};
 
 const READ: &[u16] = &[
-    names::RTA_DST,
-    names::RTA_OIF,
-    names::RTA_GATEWAY,
-    names::RTA_PRIORITY,
-    names::RTA_PREFSRC,
-    names::RTA_TABLE,
-    names::RTA_VIA,
-    names::RTA_NH_ID,
+    RTA_DST,
+    RTA_OIF,
+    RTA_GATEWAY,
+    RTA_PRIORITY,
+    RTA_PREFSRC,
+    RTA_TABLE,
+    RTA_VIA,
+    RTA_NH_ID,
 ];
+
+/// The removal of the route an `rtmsg` body names (see [`parse`]).
+pub(super) fn route(body: &[u8], cause: Cause) -> Result<Removal, BodyError> {
+    let (family, route) = parse(body, cause)?;
+    Ok(Removal {
+        family,
+        cause,
+        object: Object::Route(route),
+    })
+}
 
 /// The route an `rtmsg` body names. `cause` is `Request` for RTM_DELROUTE and `Replace` for
 /// RTM_NEWROUTE with NLM_F_REPLACE; for a replace, the fields other than the key (table, dst,
 /// tos, priority) describe the route that takes the old one's place.
-pub(super) fn route(body: &[u8], cause: Cause) -> Result<Removal, String> {
-    let header = RouteHeader::parse(body).map_err(|e| format!("rtmsg: {e}"))?;
+pub(super) fn parse(body: &[u8], cause: Cause) -> Result<(Option<Family>, Route), BodyError> {
+    let header = RouteHeader::parse(body).map_err(|e| BodyError::Header {
+        header: "rtmsg",
+        reason: e.to_string(),
+    })?;
     let attributes = body.get(header.buffer_len()..).unwrap_or_default();
     let raw_family = u8::from(header.address_family);
     let family = family(raw_family);
@@ -59,7 +78,7 @@ pub(super) fn route(body: &[u8], cause: Cause) -> Result<Removal, String> {
     route.table = route
         .table
         .or(Some(u32::from(header.table)))
-        .filter(|table| *table != names::RT_TABLE_UNSPEC);
+        .filter(|table| *table != RT_TABLE_UNSPEC);
     route.dst = prefix(dst, header.destination_prefix_length, family);
     route.tos = Some(header.tos).filter(|tos| *tos != 0);
 
@@ -75,29 +94,27 @@ pub(super) fn route(body: &[u8], cause: Cause) -> Result<Removal, String> {
     let delete = cause == Cause::Request;
     route.protocol = (!delete || protocol != 0).then(|| names::protocol(protocol));
     route.route_type = (!delete || kind != 0).then(|| names::route_type(kind));
-    let scope_is_wildcard = scope == names::RT_SCOPE_NOWHERE || raw_family == names::AF_INET6;
+    let scope_is_wildcard = scope == RT_SCOPE_NOWHERE || raw_family == AF_INET6;
     route.scope = (!delete || !scope_is_wildcard).then(|| names::scope(scope));
 
-    Ok(Removal {
-        family,
-        cause,
-        object: Object::Route(route),
-    })
+    Ok((family, route))
 }
 
 /// The nexthop object an RTM_DELNEXTHOP body names. `netlink-packet-route` 0.34 has no nexthop
 /// messages, so the fixed `struct nhmsg` is checked here and NHA_ID parsed by
 /// `netlink-packet-core`.
-pub(super) fn nexthop(body: &[u8]) -> Result<Removal, String> {
-    /// `sizeof(struct nhmsg)`: family, scope, protocol, resvd (u8 each), flags (u32).
-    const NHMSG_LEN: usize = 8;
+pub(super) fn nexthop(body: &[u8]) -> Result<Removal, BodyError> {
     let (Some(&raw_family), Some(attributes)) = (body.first(), body.get(NHMSG_LEN..)) else {
-        return Err(format!("nhmsg: {} bytes, it needs {NHMSG_LEN}", body.len()));
+        return Err(BodyError::Short {
+            header: "nhmsg",
+            len: body.len(),
+            needs: NHMSG_LEN,
+        });
     };
     let mut nexthop = Nexthop::default();
     attrs::for_each(
         attributes,
-        &[names::NHA_ID],
+        &[NHA_ID],
         |nla| parse_u32(nla.value()),
         |id| nexthop.id = Some(id),
     )?;

@@ -3,26 +3,45 @@
 use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::rule::{RuleAttribute, RuleFlags, RuleHeader};
 
-use super::{attrs, family, names, Object, Removal};
-use crate::event::{Cause, Rule};
+use super::{attrs, family, names, BodyError, Object, Removal};
+use crate::{
+    event::{Cause, Family, Rule},
+    netlink::uapi::{
+        FRA_DST, FRA_FWMARK, FRA_FWMASK, FRA_IIFNAME, FRA_OIFNAME, FRA_PRIORITY, FRA_PROTOCOL,
+        FRA_SRC, FRA_TABLE, RT_TABLE_UNSPEC,
+    },
+};
 
 const READ: &[u16] = &[
-    names::FRA_DST,
-    names::FRA_SRC,
-    names::FRA_IIFNAME,
-    names::FRA_PRIORITY,
-    names::FRA_FWMARK,
-    names::FRA_TABLE,
-    names::FRA_FWMASK,
-    names::FRA_OIFNAME,
-    names::FRA_PROTOCOL,
+    FRA_DST,
+    FRA_SRC,
+    FRA_IIFNAME,
+    FRA_PRIORITY,
+    FRA_FWMARK,
+    FRA_TABLE,
+    FRA_FWMASK,
+    FRA_OIFNAME,
+    FRA_PROTOCOL,
 ];
+
+/// The removal of the policy rule a `fib_rule_hdr` body names (see [`parse`]).
+pub(super) fn rule(body: &[u8], cause: Cause) -> Result<Removal, BodyError> {
+    let (family, rule) = parse(body)?;
+    Ok(Removal {
+        family,
+        cause,
+        object: Object::Rule(rule),
+    })
+}
 
 /// The policy rule a `fib_rule_hdr` body names. On a delete every field left out is a
 /// wildcard (`fib_nl_delrule` → `rule_find`, net/core/fib_rules.c: `if (rule->pref &&
 /// r->pref != rule->pref) continue;` and so on), so it stays `None`.
-pub(super) fn rule(body: &[u8], cause: Cause) -> Result<Removal, String> {
-    let header = RuleHeader::parse(body).map_err(|e| format!("fib_rule_hdr: {e}"))?;
+pub(super) fn parse(body: &[u8]) -> Result<(Option<Family>, Rule), BodyError> {
+    let header = RuleHeader::parse(body).map_err(|e| BodyError::Header {
+        header: "fib_rule_hdr",
+        reason: e.to_string(),
+    })?;
     let attributes = body.get(header.buffer_len()..).unwrap_or_default();
 
     let mut rule = Rule::default();
@@ -54,7 +73,7 @@ pub(super) fn rule(body: &[u8], cause: Cause) -> Result<Removal, String> {
     rule.table = rule
         .table
         .or(Some(u32::from(header.table)))
-        .filter(|table| *table != names::RT_TABLE_UNSPEC);
+        .filter(|table| *table != RT_TABLE_UNSPEC);
     rule.from = from.map(|ip| format!("{ip}/{}", header.src_len));
     rule.to = to.map(|ip| format!("{ip}/{}", header.dst_len));
     rule.fwmark = fwmark.map(|mark| match fwmask {
@@ -66,9 +85,5 @@ pub(super) fn rule(body: &[u8], cause: Cause) -> Result<Removal, String> {
     rule.action = (action != 0).then(|| names::rule_action(action));
     rule.invert = header.flags.contains(RuleFlags::Invert);
 
-    Ok(Removal {
-        family: family(u8::from(header.family)),
-        cause,
-        object: Object::Rule(rule),
-    })
+    Ok((family(u8::from(header.family)), rule))
 }

@@ -13,7 +13,10 @@ use super::{Check, Facts, Finding};
 use crate::{
     decode,
     event::{describe, Object},
-    restore::netlink::{NetnsSocket, RTM_GETROUTE, RTM_GETRULE},
+    netlink::{
+        uapi::{FIB_RULE_HDR_LEN, RTMSG_LEN, RTM_GETROUTE, RTM_GETRULE},
+        Options, RouteSocket,
+    },
 };
 
 /// Where systemd looks for networkd.conf, highest priority first (systemd.syntax(7)).
@@ -29,6 +32,8 @@ const SPARED_PROTOCOL: &str = "kernel";
 const KERNEL_ROUTE_PROTOCOLS: [&str; 4] = ["kernel", "ra", "redirect", "dhcp"];
 /// Objects listed by name before "and N more".
 const SHOW: usize = 5;
+/// A dump the kernel has sent nothing of for this long is given up.
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Conflicts;
 
@@ -239,23 +244,32 @@ fn networkd(processes: &[(u32, String)], conf: &NetworkdConf) -> Vec<Finding> {
     findings
 }
 
-/// Rules and routes of the host namespace networkd counts as foreign (described): rules not
-/// `proto kernel`; routes not made by the kernel or autoconfiguration.
+/// Rules and routes of this namespace (the host's, where doctor runs) networkd counts as foreign
+/// (described): rules not `proto kernel`; routes not made by the kernel or autoconfiguration.
 fn foreign_objects() -> (Vec<String>, Vec<String>) {
-    let Ok(mut socket) = NetnsSocket::open(Path::new("/proc/self/ns/net")) else {
+    let options = Options {
+        poll: DUMP_TIMEOUT,
+        quiet: DUMP_TIMEOUT,
+        ..Options::default()
+    };
+    let Ok(socket) = RouteSocket::open(&options) else {
         return (Vec::new(), Vec::new());
     };
-    let rules = socket
-        .dump(RTM_GETRULE)
-        .unwrap_or_default()
+    // What a dump that fails midway gave is not all there is: nothing is listed then.
+    let dump = |request, header: &[u8]| {
+        let mut bodies = Vec::new();
+        match socket.dump(request, header, |m| bodies.push(m.body.to_vec())) {
+            Ok(()) => bodies,
+            Err(_) => Vec::new(),
+        }
+    };
+    let rules = dump(RTM_GETRULE, &[0; FIB_RULE_HDR_LEN])
         .iter()
         .filter_map(|b| decode::rule_body(b).ok())
         .filter(|(_, r)| r.protocol.as_deref() != Some(SPARED_PROTOCOL))
         .map(|(_, rule)| describe::object(&Object::Rule(rule)))
         .collect();
-    let routes = socket
-        .dump(RTM_GETROUTE)
-        .unwrap_or_default()
+    let routes = dump(RTM_GETROUTE, &[0; RTMSG_LEN])
         .iter()
         .filter_map(|b| decode::route_body(b).ok())
         .filter(|(_, r)| {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{
-    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, Kind, Link, Netns, Nexthop,
-    Object, Op, Outcome, Request, Restore, RestoreOutcome, Route, Rule, Syscall, Timestamp,
-    Trigger,
+    Actor, Address, Ancestor, Capture, Cause, Event, EventType, Family, Host, Kind, Link, Netns,
+    Nexthop, Object, Op, Outcome, Pod, Request, Restore, RestoreOutcome, Route, Rule, Syscall,
+    Timestamp, Trigger,
 };
 
 /// 2026-11-27T15:17:41.123456789Z
@@ -47,6 +47,16 @@ pub fn actor() -> Actor {
         cgroup: Some("/system.slice/demo.service".into()),
         unit: Some("demo.service".into()),
         container: None,
+        pod: None,
+    }
+}
+
+/// The machine of the fixtures' events.
+pub fn host() -> Host {
+    Host {
+        name: "node-a".into(),
+        machine_id: Some("5f1d2c3b4a5968778695a4b3c2d1e0f9".into()),
+        node: Some("ip-10-0-3-7.ec2.internal".into()),
     }
 }
 
@@ -71,6 +81,7 @@ pub fn route_event() -> Event {
         },
     );
     ev.actor = Some(Arc::new(actor()));
+    ev.host = Some(Arc::new(host()));
     ev.request = Some(Request {
         syscall: Syscall::Sendmsg,
         op: Op::RtmDelRoute,
@@ -124,6 +135,12 @@ pub fn full_event() -> Event {
     let mut actor = actor();
     actor.container =
         Some("3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".into());
+    actor.pod = Some(Pod {
+        namespace: Some("kube-system".into()),
+        name: Some("calico-node-x7k2".into()),
+        uid: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+        container: Some("calico-node".into()),
+    });
     Event {
         object: full_object(Kind::Route),
         errno: Some(2),

@@ -6,7 +6,7 @@
 //!
 //! The room depends on no other part of routeguard; every other part speaks it:
 //! - [`Event`] and its [`Object`] (`wire.rs`: its JSON), [`Request`] with its [`Op`] and
-//!   [`Syscall`];
+//!   [`Syscall`]; [`EventRef`], an event as read, its process strings borrowed from the text;
 //! - [`ObjectKey`]: an object's identity, the same whichever capture path described it;
 //! - [`Observed`]: an event with the kernel's own description of its object beside it
 //!   ([`KernelBody`]), which only the restore engine reads, and the [`Evidence`] its outcome
@@ -14,11 +14,13 @@
 //! - [`describe`] (objects in iproute2's words, for humans), [`filter`], [`errno`] names,
 //!   [`Timestamp`]s, and the fixtures every room's tests build events from.
 
+mod borrowed;
 pub mod describe;
 pub mod errno;
 pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod host;
 mod key;
 mod object;
 mod observed;
@@ -26,11 +28,13 @@ mod request;
 mod time;
 mod wire;
 
+pub use borrowed::{ActorRef, AncestorRef, EventRef, HostRef};
+pub use host::{local_host, set_local_host, Host, Pod};
 pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKey};
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
 pub use observed::{Evidence, KernelBody, Observed, Outcomes};
 pub use request::{Op, Request, Syscall};
-pub use time::Timestamp;
+pub use time::{Timestamp, TimestampError};
 
 use std::sync::Arc;
 
@@ -76,6 +80,8 @@ pub struct Event {
     /// For a `replace`: the route that took the removed one's place (`object` is the route the
     /// replace removed, from the mirror's state). Absent in older captures.
     pub replacement: Option<Route>,
+    /// The machine the event happened on, read once at start. Absent in older captures.
+    pub host: Option<Arc<Host>>,
 }
 
 /// Whether an event reports a removal or routeguard's restore of a protected object.
@@ -158,6 +164,7 @@ impl Event {
             event: EventType::Removal,
             restore: None,
             replacement: None,
+            host: local_host(),
         }
     }
 
@@ -201,13 +208,18 @@ pub enum Family {
     Inet6,
 }
 
+/// What a user wrote for an address family, when it is none.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("`{0}` is not an address family; use 4 or 6")]
+pub struct UnknownFamily(pub String);
+
 impl Family {
     /// `4`/`inet` or `6`/`inet6`, as users write it.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownFamily> {
         match s {
             "4" | "inet" => Ok(Family::Inet),
             "6" | "inet6" => Ok(Family::Inet6),
-            other => Err(format!("`{other}` is not an address family; use 4 or 6")),
+            other => Err(UnknownFamily(other.to_owned())),
         }
     }
 }
@@ -261,22 +273,20 @@ pub struct Ancestor {
     pub comm: String,
 }
 
-/// The process that asked for the removal.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// The process that asked for the removal. Read as an [`ActorRef`] made owned (`wire.rs`).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Actor {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
     pub exe: Option<String>,
-    /// argv joined by spaces (each argument shell-quoted when it needs it).
-    #[serde(default)]
+    /// argv joined by spaces (each argument shell-quoted when it needs it). A line without it
+    /// reads as empty, as one without `argv` or `ancestry` does.
     pub cmdline: String,
-    #[serde(default)]
     pub argv: Vec<String>,
     pub uid: u32,
     pub ppid: u32,
     /// Parent chain, nearest parent first, up to pid 1 (or as deep as was captured).
-    #[serde(default)]
     pub ancestry: Vec<Ancestor>,
     /// cgroup v2 path, e.g. `/system.slice/systemd-networkd.service`.
     pub cgroup: Option<String>,
@@ -284,4 +294,7 @@ pub struct Actor {
     pub unit: Option<String>,
     /// Container id when the cgroup path names one (docker, containerd, cri-o, podman).
     pub container: Option<String>,
+    /// The Kubernetes pod, when the cgroup is one of kubelet's pods. Absent in older captures.
+    #[serde(default)]
+    pub pod: Option<Pod>,
 }

@@ -4,8 +4,7 @@
 
 use std::{
     collections::HashMap,
-    fs,
-    os::{fd::OwnedFd, unix::fs::MetadataExt as _},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     sync::{atomic::AtomicU64, mpsc, Arc, Mutex, MutexGuard},
     thread,
@@ -13,12 +12,15 @@ use std::{
 };
 
 use super::{
-    held, listen,
-    socket::{self, MirrorError, RouteSocket, Stopper},
+    listen,
+    socket::{self, dump_routes, dump_rules, MirrorError, Stopper},
     table::Table,
     Ask, Exited, Forget, MirroredRoute, News, NewsSink,
 };
-use crate::clock::Clock;
+use crate::{
+    clock::Clock,
+    netlink::{netns, RouteSocket},
+};
 
 /// How often /run/netns is looked at for namespaces to add or let go.
 const RESCAN: Duration = Duration::from_secs(1);
@@ -125,21 +127,11 @@ impl Control {
             return;
         }
         self.last_scan = Some(Instant::now());
-        let mut present: Vec<(u64, PathBuf)> = Vec::new();
-        if let Ok(meta) = fs::metadata("/proc/self/ns/net") {
-            present.push((meta.ino(), PathBuf::from("/proc/self/ns/net")));
-        }
-        if let Ok(dir) = fs::read_dir("/run/netns") {
-            for entry in dir.flatten() {
-                if let Ok(meta) = fs::metadata(entry.path()) {
-                    present.push((meta.ino(), entry.path()));
-                }
-            }
-        }
+        let present = netns::reachable();
         let gone: Vec<u64> = self
             .namespaces
             .iter()
-            .filter(|(ino, ns)| !present.iter().any(|(i, p)| i == *ino && *p == ns.path))
+            .filter(|(ino, ns)| !present.iter().any(|r| r.ino == **ino && r.path == ns.path))
             .map(|(ino, _)| *ino)
             .collect();
         for ino in gone {
@@ -147,7 +139,7 @@ impl Control {
                 continue;
             };
             ns.listener.stop();
-            if held::elsewhere(ino) {
+            if netns::held_elsewhere(ino) {
                 tracing::debug!(netns_ino = ino, "namespace unnamed but still in use");
                 continue;
             }
@@ -164,7 +156,7 @@ impl Control {
                 rules,
             }));
         }
-        for (ino, path) in present {
+        for netns::Reachable { ino, path } in present {
             if self.namespaces.contains_key(&ino) {
                 continue;
             }
@@ -182,8 +174,8 @@ impl Control {
     fn watch(&self, ino: u64, path: &Path) -> Result<Namespace, MirrorError> {
         let (listener, dumper) = socket::open_in(path, super::raw(self.filter.as_ref()))?;
         let now = Clock::monotonic_ns();
-        let routes = dumper.dump_routes()?;
-        let rules = dumper.dump_rules()?;
+        let routes = dump_routes(&dumper)?;
+        let rules = dump_rules(&dumper)?;
         tracing::debug!(netns = %path.display(), routes = routes.len(), rules = rules.len(), "mirroring");
         let table = Arc::new(Mutex::new(Table::new(routes, rules, now)));
         let stopper = listener.stopper();
@@ -226,7 +218,7 @@ impl Control {
             return (Vec::new(), Vec::new());
         };
         let started = Clock::monotonic_ns();
-        let fresh = match ns.dumper.dump_routes() {
+        let fresh = match dump_routes(&ns.dumper) {
             Ok(routes) => routes,
             Err(err) => {
                 tracing::warn!(%err, netns, "cannot re-dump routes; silent removals unknown");
@@ -284,7 +276,7 @@ fn settle(ino: u64, ns: &mut Namespace, why: &str) {
     ns.dumped = Instant::now();
     let doubts = ns.table().doubtful;
     let started = Clock::monotonic_ns();
-    match ns.dumper.dump_routes() {
+    match dump_routes(&ns.dumper) {
         Ok(fresh) => {
             let mut table = ns.table();
             let gone = table.settle(fresh, started).len();

@@ -8,11 +8,15 @@ use std::sync::{
 };
 
 use super::{
-    socket::{self, MirrorError, RouteSocket, Update},
+    socket::{dump_routes, dump_rules, Listener, Update},
     table::Table,
     MirroredRoute, News, NewsSink,
 };
-use crate::{clock::Clock, event::RuleKey};
+use crate::{
+    clock::Clock,
+    event::RuleKey,
+    netlink::{SocketError, RECV_BUF},
+};
 
 /// Re-dumps in a row after an overflow while notifications keep overflowing during them.
 const RESYNC_ATTEMPTS: u32 = 10;
@@ -20,17 +24,17 @@ const RESYNC_ATTEMPTS: u32 = 10;
 /// Applies notifications to `table` until the socket is shut down. When the socket overflowed
 /// (ENOBUFS: notifications were lost), re-dumps and diffs, so no removal goes unseen.
 pub(super) fn listen(
-    socket: RouteSocket,
+    listener: Listener,
     netns: u32,
     table: Arc<Mutex<Table>>,
     resyncs: Arc<AtomicU64>,
     news: NewsSink,
 ) {
     let lock = || table.lock().unwrap_or_else(|p| p.into_inner());
-    let mut buf = Vec::with_capacity(socket::RECV_BUF);
+    let mut buf = Vec::with_capacity(RECV_BUF);
     loop {
-        match socket.next_notifications(&mut buf) {
-            Ok(updates) => {
+        match listener.next_notifications(&mut buf) {
+            Ok(Some(updates)) => {
                 let now = Clock::monotonic_ns();
                 // Decoded for the news after the lock is let go.
                 let mut replaced = Vec::new();
@@ -81,8 +85,9 @@ pub(super) fn listen(
                 }
                 tell_expired(&news, netns, now, expired);
             }
-            Err(MirrorError::Overflow) => resync(&socket, netns, &lock, &resyncs, &news),
-            Err(_) => return,
+            Err(SocketError::Overflow) => resync(&listener, netns, &lock, &resyncs, &news),
+            // Told to stop, or the socket failed.
+            Ok(None) | Err(_) => return,
         }
     }
 }
@@ -90,19 +95,17 @@ pub(super) fn listen(
 /// The re-dump shares the socket with the notifications, which a burst can overflow again while
 /// it is read: then dump again, until one is clean.
 fn resync<'a>(
-    socket: &RouteSocket,
+    listener: &Listener,
     netns: u32,
     lock: &impl Fn() -> std::sync::MutexGuard<'a, Table>,
     resyncs: &AtomicU64,
     news: &NewsSink,
 ) {
+    let socket = listener.socket();
     for attempt in 1..=RESYNC_ATTEMPTS {
         resyncs.fetch_add(1, Ordering::Relaxed);
         let now = Clock::monotonic_ns();
-        match socket
-            .dump_routes()
-            .and_then(|r| Ok((r, socket.dump_rules()?)))
-        {
+        match dump_routes(socket).and_then(|r| Ok((r, dump_rules(socket)?))) {
             Ok((routes, rules)) => {
                 let (gone, expired) = lock().resync(routes, rules, now);
                 tracing::debug!(gone, attempt, "route mirror resynced after ENOBUFS");

@@ -22,9 +22,8 @@
 //! mirror learns of those from the correlator ([`Ask::Forget`]).
 
 mod control;
-mod held;
 mod listen;
-pub(crate) mod socket;
+mod socket;
 mod table;
 
 use std::{

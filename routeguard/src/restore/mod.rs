@@ -3,15 +3,15 @@
 //!
 //! It consumes events (nothing upstream knows it exists) and answers with `restore` and
 //! `restore-suspended` events that go to the same sinks. The object re-added is the kernel's own
-//! description of what it removed, which travels beside the event ([`Observed`], [`netlink`]);
+//! description of what it removed, which travels beside the event ([`Observed`], [`body`]);
 //! an event that only carries what a request named is never "restored", since that could create
 //! a different object. A re-add the kernel
 //! refuses for a reason that may pass (the link is still down) is retried until `retry_for`.
 //! routeguard's own re-adds are RTM_NEW* requests from its own pid, which the capture ignores,
 //! so a restore never triggers anything.
 
+mod body;
 pub mod guard;
-pub(crate) mod netlink;
 pub mod policy;
 mod thread;
 
@@ -27,20 +27,38 @@ use crate::{
         RestoreOutcome,
     },
     hints,
+    netlink::{
+        netns,
+        uapi::{NLM_F_CREATE, NLM_F_EXCL, RTM_NEWROUTE, RTM_NEWRULE},
+        Options, RouteSocket, SocketError,
+    },
 };
 
+pub use body::BodyError;
 pub use guard::GuardConfig;
-pub use policy::{parse_spec, Allow, Protect};
+pub use policy::{parse_spec, Allow, Protect, SpecError};
 pub use thread::Restores;
 
 use guard::{FlapGuard, Verdict};
-use netlink::{NetnsSocket, RTM_NEWROUTE, RTM_NEWRULE};
+
+/// A reply slower than this means the kernel is stuck; the restore is reported failed.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Delays between retries of a re-add the kernel refused for a passing reason: the first soon
 /// (the actor may be re-adding the address the route needs, as networkd does), doubling up to
 /// [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Why a re-add could not be sent (the kernel's refusal is not an error: it is an outcome).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// The namespace is gone or cannot be entered, or the kernel did not answer.
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+}
 
 /// A restore waiting for its time.
 struct Pending {
@@ -72,7 +90,7 @@ pub struct Restorer {
     missing: HashMap<(u32, ObjectKey), Missing>,
     guard: FlapGuard<FlapKey>,
     clock: Clock,
-    sockets: HashMap<u32, NetnsSocket>,
+    sockets: HashMap<u32, RouteSocket>,
     pending: Vec<Pending>,
     last_prune: Instant,
 }
@@ -277,7 +295,7 @@ impl Restorer {
                     &pending.policy,
                     RestoreOutcome::Failed,
                     pending.attempt,
-                    Some(err),
+                    Some(err.to_string()),
                 )
             }
         };
@@ -301,22 +319,28 @@ impl Restorer {
         &mut self,
         ev: &Event,
         kernel: Option<&KernelBody>,
-    ) -> Result<Result<(), i32>, String> {
+    ) -> Result<Result<(), i32>, RestoreError> {
         let kernel = kernel.map(KernelBody::bytes).unwrap_or_default();
         let (msg_type, body) = match ev.kind() {
-            Kind::Route => (RTM_NEWROUTE, netlink::route_body(kernel)?),
-            _ => (RTM_NEWRULE, netlink::rule_body(kernel)?),
+            Kind::Route => (RTM_NEWROUTE, body::route_body(kernel)?),
+            _ => (RTM_NEWRULE, body::rule_body(kernel)?),
         };
         let inode = ev.netns.inode;
         let socket = match self.sockets.entry(inode) {
             Entry::Occupied(slot) => slot.into_mut(),
             Entry::Vacant(slot) => {
-                let path = netlink::netns_path(inode, ev.actor.as_ref().map(|a| a.pid))
-                    .ok_or_else(|| netlink::SocketError::NoNamespace(inode).to_string())?;
-                slot.insert(NetnsSocket::open(&path).map_err(|e| e.to_string())?)
+                let path = netns::find(inode, ev.actor.as_ref().map(|a| a.pid))
+                    .map_err(SocketError::from)?;
+                let options = Options {
+                    poll: REPLY_TIMEOUT,
+                    quiet: REPLY_TIMEOUT,
+                    ..Options::default()
+                };
+                let [socket] = RouteSocket::open_in(&path, [options])?;
+                slot.insert(socket)
             }
         };
-        socket.create(msg_type, &body).map_err(|e| e.to_string())
+        Ok(socket.request(msg_type, NLM_F_CREATE | NLM_F_EXCL, &body)?)
     }
 }
 

@@ -315,15 +315,27 @@ impl Scalar {
     }
 }
 
+/// Why a `--protect` spec is not a protect entry.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("`{0}` is not key=value (e.g. table=77)")]
+    NotKeyValue(String),
+    #[error("`{0}` is given twice")]
+    Twice(String),
+    /// A key or value the `[[protect]]` entry refuses; the message says which and what to use.
+    #[error("{0}")]
+    Entry(String),
+}
+
 /// `trace --protect 'kind=rule table=77 priority=32000-32765 allow-comm=kube-router'`: the keys
 /// of a `[[protect]]` entry, `allow.X` written `allow-X` (repeatable).
-pub fn parse_spec(spec: &str) -> Result<Protect, String> {
+pub fn parse_spec(spec: &str) -> Result<Protect, SpecError> {
     let mut table = toml::Table::new();
     let mut allow = toml::Table::new();
     for word in spec.split([' ', ',']).filter(|w| !w.is_empty()) {
         let (key, value) = word
             .split_once('=')
-            .ok_or_else(|| format!("`{word}` is not key=value (e.g. table=77)"))?;
+            .ok_or_else(|| SpecError::NotKeyValue(word.to_string()))?;
         if let Some(who) = key.strip_prefix("allow-") {
             let list = allow
                 .entry(who)
@@ -338,11 +350,12 @@ pub fn parse_spec(spec: &str) -> Result<Protect, String> {
             Err(_) => toml::Value::String(value.to_string()),
         };
         if table.insert(key.to_string(), value).is_some() {
-            return Err(format!("`{key}` is given twice"));
+            return Err(SpecError::Twice(key.to_string()));
         }
     }
     if !allow.is_empty() {
         table.insert("allow".into(), toml::Value::Table(allow));
     }
-    Protect::deserialize(toml::Value::Table(table)).map_err(|e| e.message().trim().to_string())
+    Protect::deserialize(toml::Value::Table(table))
+        .map_err(|e| SpecError::Entry(e.message().trim().to_string()))
 }

@@ -71,7 +71,7 @@ fn bad_specs_say_which_value_and_what_to_write() {
         ("kind=rule table=0", "table 0"),
     ];
     for (spec, needle) in cases {
-        let err = parse_spec(spec).unwrap_err();
+        let err = parse_spec(spec).unwrap_err().to_string();
         assert!(err.contains(needle), "{spec}: {err}");
     }
 }

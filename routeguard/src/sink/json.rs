@@ -190,6 +190,7 @@ mod tests {
             match name {
                 "Event" => &v,
                 "Ancestor" => &v["actor"]["ancestry"][0],
+                "Pod" => &v["actor"]["pod"],
                 other => match with_object.iter().find(|(n, _)| *n == other) {
                     Some((_, ev)) => &ev[other.to_lowercase()],
                     None => &v[other.to_lowercase()],
@@ -198,8 +199,8 @@ mod tests {
         };
         let names: BTreeSet<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
         let expected = [
-            "Event", "Netns", "Actor", "Ancestor", "Request", "Route", "Rule", "Nexthop", "Link",
-            "Address", "Trigger", "Restore",
+            "Event", "Netns", "Actor", "Ancestor", "Pod", "Host", "Request", "Route", "Rule",
+            "Nexthop", "Link", "Address", "Trigger", "Restore",
         ];
         assert_eq!(
             names,

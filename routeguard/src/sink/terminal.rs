@@ -5,8 +5,8 @@
 //! 15:17:42.000001 netns=host(4026531840)   ip[12346] unit=session-1.scope     DEL       rule prio 100 lookup 77  -> failed ENOENT
 //! ```
 //!
-//! Columns: time of day (UTC), network namespace, actor (`comm[pid]` and its systemd unit, or
-//! its container's short id), a verb saying why the object went, the object in iproute2's
+//! Columns: time of day (UTC), network namespace, actor (`comm[pid]` and its pod
+//! (`pod=namespace/name`), else its container's short id, else its systemd unit), a verb saying why the object went, the object in iproute2's
 //! words, and the outcome. Every string that came from a process or the network configuration
 //! is escaped ([`super::escape`]), so one event is always exactly one line.
 
@@ -57,13 +57,20 @@ fn netns(ns: &Netns) -> String {
     }
 }
 
-/// `comm[pid]`, then `container=<short id>` or `unit=<unit>`; `-` when no process asked.
+/// `comm[pid]`, then `pod=<namespace>/<name>`, `container=<short id>` or `unit=<unit>`; `-`
+/// when no process asked.
 fn actor(actor: Option<&Actor>) -> String {
     let Some(a) = actor else {
         return "-".to_string();
     };
     let mut s = format!("{}[{}]", escape(&a.comm), a.pid);
-    if let Some(id) = &a.container {
+    let pod = a
+        .pod
+        .as_ref()
+        .and_then(|p| Some((p.namespace.as_ref()?, p.name.as_ref()?)));
+    if let Some((namespace, name)) = pod {
+        let _ = write!(s, " pod={}/{}", escape(namespace), escape(name));
+    } else if let Some(id) = &a.container {
         let short: String = id.chars().take(SHORT_ID).collect();
         let _ = write!(s, " container={}", escape(&short));
     } else if let Some(unit) = &a.unit {

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use super::{clamp_ns, label, StoreError};
-use crate::event::{Actor, Event, Object};
+use crate::event::{Actor, Event, Host, Object};
 
 /// Distinct actors and objects whose row ids the writer remembers (16 bytes each); past this it
 /// forgets them all and starts again (a host whose every removal is a new `ip` process, or a
@@ -33,6 +33,8 @@ pub(super) struct Facts<'e> {
     /// `None` when no process caused the event.
     actor: Option<&'e Actor>,
     object: ObjectKey,
+    /// `None` for an event read from a capture that named no host.
+    host: Option<&'e Host>,
 }
 
 #[derive(Hash)]
@@ -68,6 +70,7 @@ impl<'e> Facts<'e> {
             event: label(&ev.event),
             restore: ev.restore.as_ref().map(json),
             actor: ev.actor.as_deref(),
+            host: ev.host.as_deref(),
         }
     }
 }
@@ -90,11 +93,14 @@ pub(super) struct Interner {
     hasher: foldhash::quality::RandomState,
     actors: HashMap<u64, i64, foldhash::fast::RandomState>,
     objects: HashMap<u64, i64, foldhash::fast::RandomState>,
+    /// The last host stored: a daemon's events all name the same one.
+    last_host: Option<(Host, i64)>,
 }
 
 impl Interner {
     pub(super) fn forget(&mut self) {
         self.last_actor = None;
+        self.last_host = None;
         self.actors.clear();
         self.objects.clear();
     }
@@ -139,8 +145,45 @@ impl Interner {
         Ok(id)
     }
 
+    fn host(&mut self, tx: &Transaction, host: &Host) -> rusqlite::Result<i64> {
+        if let Some((last, id)) = &self.last_host {
+            if last == host {
+                return Ok(*id);
+            }
+        }
+        tx.prepare_cached("INSERT INTO hosts (json) VALUES (?1)")?
+            .execute([json(host)])?;
+        let id = tx.last_insert_rowid();
+        self.last_host = Some((host.clone(), id));
+        Ok(id)
+    }
+
     /// Writes the facts of the event stored as row `id` at `ts_ns`.
     pub(super) fn write(
+        &mut self,
+        tx: &Transaction,
+        id: i64,
+        ts_ns: i64,
+        f: Facts,
+    ) -> rusqlite::Result<()> {
+        let actor = f.actor.map(|a| self.actor(tx, a)).transpose()?;
+        let object = self.object(tx, f.object)?;
+        let host = f.host.map(|h| self.host(tx, h)).transpose()?;
+        tx.prepare_cached(
+            "INSERT INTO facts (ts_ns, id, kind, cause, outcome, errno, error, event, restore, \
+             actor_id, object_id, host_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            ts_ns, id, f.kind, f.cause, f.outcome, f.errno, f.error, f.event, f.restore, actor,
+            object, host
+        ])?;
+        Ok(())
+    }
+
+    /// Writes the facts of the event stored as row `id` at `ts_ns` as a version 2 store has
+    /// them (the backfill of the step to version 2 runs before `host_id` exists).
+    fn write_v2(
         &mut self,
         tx: &Transaction,
         id: i64,
@@ -174,7 +217,7 @@ pub(super) fn backfill(tx: &Transaction, path: &Path) -> rusqlite::Result<()> {
         let json = row.get_ref(1)?.as_bytes()?;
         match serde_json::from_slice::<Event>(json) {
             Ok(ev) => {
-                interner.write(tx, id, clamp_ns(ev.ts.0), Facts::of(&ev))?;
+                interner.write_v2(tx, id, clamp_ns(ev.ts.0), Facts::of(&ev))?;
                 filled += 1;
             }
             Err(e) => {
@@ -205,17 +248,26 @@ pub struct FactRow<'a> {
     pub actor: Option<i64>,
     /// A row of [`Reader::objects`].
     pub object: i64,
+    /// A row of [`Reader::hosts`]; `None` when the event named no host (stored before schema
+    /// version 3, or read from a capture without one).
+    pub host: Option<i64>,
 }
 
 /// A store of schema version 2 or later, open read-only for a report.
 pub struct Reader<'p> {
     conn: Connection,
     path: &'p Path,
+    /// The store's schema version (2 or later; reports open it read-only, unmigrated).
+    version: u32,
 }
 
 impl<'p> Reader<'p> {
-    pub(super) fn new(conn: Connection, path: &'p Path) -> Self {
-        Reader { conn, path }
+    pub(super) fn new(conn: Connection, path: &'p Path, version: u32) -> Self {
+        Reader {
+            conn,
+            path,
+            version,
+        }
     }
 
     fn read_err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -230,6 +282,23 @@ impl<'p> Reader<'p> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, json FROM actors")
+            .map_err(self.read_err())?;
+        let mut rows = stmt.query([]).map_err(self.read_err())?;
+        while let Some(row) = rows.next().map_err(self.read_err())? {
+            let id = row.get(0).map_err(self.read_err())?;
+            each(id, row.get_ref(1).and_then(text).map_err(self.read_err())?);
+        }
+        Ok(())
+    }
+
+    /// Every host: row id and `host` JSON (none in a store older than schema version 3).
+    pub fn hosts(&self, mut each: impl FnMut(i64, &str)) -> Result<(), StoreError> {
+        if self.version < 3 {
+            return Ok(());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, json FROM hosts")
             .map_err(self.read_err())?;
         let mut rows = stmt.query([]).map_err(self.read_err())?;
         while let Some(row) = rows.next().map_err(self.read_err())? {
@@ -264,13 +333,14 @@ impl<'p> Reader<'p> {
     ) -> Result<(), StoreError> {
         let since = since_ns.map_or(i64::MIN, clamp_ns);
         let until = until_ns.map_or(i64::MAX, clamp_ns);
-        // The primary key's order: no sort.
+        // The primary key's order: no sort. A version 2 store has no host column.
+        let host = if self.version >= 3 { "host_id" } else { "NULL" };
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT ts_ns, id, kind, cause, outcome, errno, error, event, restore, actor_id, \
-                 object_id FROM facts WHERE ts_ns BETWEEN ?1 AND ?2 ORDER BY ts_ns, id",
-            )
+                 object_id, {host} FROM facts WHERE ts_ns BETWEEN ?1 AND ?2 ORDER BY ts_ns, id"
+            ))
             .map_err(self.read_err())?;
         let mut rows = stmt.query([since, until]).map_err(self.read_err())?;
         while let Some(row) = rows.next().map_err(self.read_err())? {
@@ -296,6 +366,7 @@ impl<'p> Reader<'p> {
                 restore: opt(8)?,
                 actor: row.get(9).map_err(self.read_err())?,
                 object: row.get(10).map_err(self.read_err())?,
+                host: row.get(11).map_err(self.read_err())?,
             };
             if each(&fact).is_break() {
                 break;

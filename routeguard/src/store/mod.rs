@@ -13,6 +13,8 @@
 
 mod aside;
 mod facts;
+#[cfg(test)]
+mod node_tests;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -28,7 +30,10 @@ use std::{
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::{event::Event, files, sink};
+use crate::{
+    event::{Event, Host, Pod},
+    files, sink,
+};
 
 pub use aside::{set_aside, SetAside};
 pub use facts::{FactRow, Reader};
@@ -236,7 +241,9 @@ impl Store {
         self.conn.execute_batch(
             "DELETE FROM actors WHERE id NOT IN \
                  (SELECT actor_id FROM facts WHERE actor_id IS NOT NULL); \
-             DELETE FROM objects WHERE id NOT IN (SELECT object_id FROM facts);",
+             DELETE FROM objects WHERE id NOT IN (SELECT object_id FROM facts); \
+             DELETE FROM hosts WHERE id NOT IN \
+                 (SELECT host_id FROM facts WHERE host_id IS NOT NULL);",
         )
     }
 
@@ -351,7 +358,7 @@ pub fn read_facts(path: &Path) -> Result<Option<Reader<'_>>, StoreError> {
                     path: path.to_owned(),
                     source,
                 })?;
-            Ok(Some(Reader::new(conn, path)))
+            Ok(Some(Reader::new(conn, path, version)))
         }
         _ => Ok(None),
     }
@@ -404,11 +411,40 @@ struct Row<'e> {
     actor_container: Option<String>,
     route_table: Option<i64>,
     json: String,
+    host: Option<&'e Host>,
+    pod: Option<&'e Pod>,
 }
 
 impl<'e> Row<'e> {
     /// Inserts the `events` row with [`schema::INSERT`].
     fn insert(&self, stmt: &mut rusqlite::Statement) -> rusqlite::Result<usize> {
+        let (host, pod) = (self.host, self.pod);
+        stmt.execute(params![
+            self.ts_ns,
+            self.facts.kind,
+            self.facts.cause,
+            self.facts.outcome,
+            self.family,
+            self.netns_inode,
+            self.netns_name,
+            self.actor_pid,
+            self.actor_comm,
+            self.actor_unit,
+            self.actor_container,
+            self.route_table,
+            self.json,
+            host.map(|h| &h.name),
+            host.and_then(|h| h.machine_id.as_ref()),
+            host.and_then(|h| h.node.as_ref()),
+            pod.and_then(|p| p.namespace.as_ref()),
+            pod.and_then(|p| p.name.as_ref()),
+            pod.map(|p| &p.uid),
+        ])
+    }
+
+    /// Inserts the `events` row as a version 1 store has it ([`schema::INSERT_V1`]).
+    #[cfg(test)]
+    fn insert_v1(&self, stmt: &mut rusqlite::Statement) -> rusqlite::Result<usize> {
         stmt.execute(params![
             self.ts_ns,
             self.facts.kind,
@@ -441,6 +477,8 @@ impl<'e> Row<'e> {
             // The table a route lives in, or the one a rule points at: "what touched table 77".
             route_table: ev.object.table().map(i64::from),
             json: sink::json::to_line(ev),
+            host: ev.host.as_deref(),
+            pod: actor.and_then(|a| a.pod.as_ref()),
         }
     }
 }
@@ -452,9 +490,9 @@ pub(crate) fn create_v1(path: &Path, events: &[Event]) {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(schema::V1).unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
-    let mut stmt = conn.prepare(schema::INSERT).unwrap();
+    let mut stmt = conn.prepare(schema::INSERT_V1).unwrap();
     for ev in events {
-        Row::of(ev).insert(&mut stmt).unwrap();
+        Row::of(ev).insert_v1(&mut stmt).unwrap();
     }
 }
 

@@ -7,7 +7,7 @@ use rusqlite::{Connection, Transaction};
 use super::StoreError;
 
 /// Version of the store's schema (`PRAGMA user_version`); 0 is a fresh file.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version 1: one row per event; `json` is the whole event, the rest are indexed copies. Files
 /// of their own so that `cargo xtask bench report` builds its million-event store with exactly
@@ -16,11 +16,22 @@ pub(super) const V1: &str = include_str!("schema_v1.sql");
 
 /// Version 2: the facts a report reads of each event, apart from its JSON ([`super::facts`]);
 /// the events already stored get theirs in the same step.
-const V2: &str = include_str!("schema_v2.sql");
+pub(super) const V2: &str = include_str!("schema_v2.sql");
+
+/// Version 3: the event's host and its actor's pod, as columns of `events` and in `facts`
+/// (`hosts`); nothing to fill in for the events already stored, which have neither.
+const V3: &str = include_str!("schema_v3.sql");
+
+/// The columns of `events` a version 1 or 2 store has (a test writes such a store with it).
+#[cfg(test)]
+pub const INSERT_V1: &str = "INSERT INTO events (ts_ns, kind, cause, outcome, family, \
+    netns_inode, netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, \
+    json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 pub const INSERT: &str = "INSERT INTO events (ts_ns, kind, cause, outcome, family, netns_inode, \
-    netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, json) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, json, \
+    host_name, host_machine_id, host_node, actor_pod_namespace, actor_pod_name, actor_pod_uid) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
 /// One step from a version to the next: its SQL, then what the SQL cannot do.
 struct Step {
@@ -37,6 +48,10 @@ const MIGRATIONS: &[Step] = &[
     Step {
         sql: V2,
         then: Some(super::facts::backfill),
+    },
+    Step {
+        sql: V3,
+        then: None,
     },
 ];
 

@@ -66,23 +66,23 @@ impl StoreSink {
                 }
                 if let Err(e) = self.writer.reopen() {
                     metrics.sink_error("store", n);
-                    return self.health.failed(&e, n, now);
+                    return self.health.failed(&e.to_string(), n, now);
                 }
             }
             Attempt::Write => {}
         }
         match self.writer.insert(events) {
             Ok(()) => None,
-            Err(Refused::Full(e)) => {
+            Err(e @ Refused::Full { .. }) => {
                 metrics.sink_error("store", n);
                 if self.full_logged.due(now) {
                     tracing::warn!("event store: a batch of {n} events refused: {e}");
                 }
                 None
             }
-            Err(Refused::Stopped(e)) => {
+            Err(e @ Refused::Stopped(_)) => {
                 metrics.sink_error("store", n);
-                self.health.failed(&e, n, now)
+                self.health.failed(&e.to_string(), n, now)
             }
         }
     }
@@ -105,14 +105,14 @@ fn store_outcome(
             if let Some(m) = metrics {
                 m.sink_error("store", n as u64);
             }
-            health.failed(&e, n as u64, now)
+            health.failed(&e.to_string(), n as u64, now)
         }
         Done::Pruned(Ok(0)) => None,
         Done::Pruned(Ok(n)) => {
             tracing::debug!(removed = n, "event store pruned");
             None
         }
-        Done::Pruned(Err(e)) | Done::Opened(Err(e)) => health.failed(&e, 0, now),
+        Done::Pruned(Err(e)) | Done::Opened(Err(e)) => health.failed(&e.to_string(), 0, now),
         Done::Opened(Ok(Some(a))) => Some(Alert::store_replaced(&a.from, &a.reason, &a.to)),
         Done::Opened(Ok(None)) => None,
     }

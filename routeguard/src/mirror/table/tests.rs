@@ -10,11 +10,7 @@ pub(crate) fn body(dst: &str, gateway: &str) -> Vec<u8> {
     // family AF_INET6, dst_len, src_len, tos, table, protocol boot, scope universe, type unicast
     let mut b = vec![10, len, 0, 0, 77, 3, 0, 1];
     b.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
-    let mut attr = |kind: u16, value: &[u8]| {
-        b.extend_from_slice(&(4 + value.len() as u16).to_ne_bytes());
-        b.extend_from_slice(&kind.to_ne_bytes());
-        b.extend_from_slice(value);
-    };
+    let mut attr = |kind: u16, value: &[u8]| b.extend(crate::netlink::encode_attr(kind, value));
     attr(15, &77u32.to_ne_bytes());
     attr(1, &dst.octets());
     attr(6, &1024u32.to_ne_bytes());

@@ -69,6 +69,28 @@ fn container_short_id_preferred_over_unit() {
 }
 
 #[test]
+fn pod_preferred_over_container_and_escaped() {
+    let mut ev = crate::event::fixtures::full_event();
+    let line = format_line(&ev);
+    assert!(
+        line.contains("ip[12345] pod=kube-system/calico-node-x7k2 "),
+        "{line}"
+    );
+    assert!(!line.contains("container="), "{line}");
+    let actor = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap());
+    let pod = actor.pod.as_mut().unwrap();
+    pod.name = Some("x\n12:00:00 fake".into());
+    assert!(format_line(&ev).contains("pod=kube-system/x\\x0a12:00:00 fake"));
+    // A pod known by its uid only: the container id.
+    let pod = std::sync::Arc::make_mut(ev.actor.as_mut().unwrap())
+        .pod
+        .as_mut()
+        .unwrap();
+    pod.name = None;
+    assert!(format_line(&ev).contains("container=3f4e1c2b9a8d "));
+}
+
+#[test]
 fn verbs_by_cause_and_other_objects() {
     let mut ev = route_event();
     ev.cause = Cause::LinkDown;
