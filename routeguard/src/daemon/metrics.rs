@@ -12,14 +12,22 @@
 //!   (`read-failed`), or records beside them that the ring (`*-lost`) or the queue (`*-dropped`)
 //!   could not take — process details (`task-*`), replies (`reply-*`), deletion notifications
 //!   (`notify-*`) — each counted once, under its own reason; the events still came;
-//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald),
-//!   those it did not try while down included;
+//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald,
+//!   otlp), those it did not try while down included;
+//! - `otlp_dropped_total{reason}`: of those, the events the OTLP exporter did not deliver, by
+//!   why: `queue-full` (`otlp.queue_size` events already waited), `export-failed` (the collector
+//!   refused the request or could not be reached, after the exporter's retries), `down` (not
+//!   handed over while the sink was down, waiting for its retry);
+//! - `otlp_exported_total`: events the collector accepted;
 //! - `sink_up{sink}`: 1 while a sink the config turns on writes, 0 while it is down (failed, and
 //!   retried with the next events after a back-off);
 //! - `restores_total{outcome}`: restore events by outcome (`restored`, `already-present`,
 //!   `failed`, `dry-run`, `skipped`, `suspended`);
 //! - `protected_missing{policy,netns,object}`: 1 for each protected object that was removed and
 //!   is not back as far as routeguard knows (suspended, failing, waiting, or dry run);
+//! - `restore_overflow_total{map}`: what the restore engine's bounded maps turned away:
+//!   `missing` (protected objects not tracked as missing, `restore.max_missing` were) and
+//!   `sockets` (a namespace's socket closed after its restore, the cache being full);
 //! - `build_info{version}`: always 1.
 
 use std::{
@@ -48,7 +56,7 @@ use tokio::{
 use crate::{
     event::{Event, EventType},
     pipeline::Totals,
-    restore::Missing,
+    restore::{Missing, Overflow},
     sink::escape::escape,
     store::label,
 };
@@ -90,6 +98,11 @@ struct CauseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MapLabels {
+    map: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
     sink: &'static str,
 }
@@ -99,6 +112,7 @@ pub struct Metrics {
     removals: Family<RemovalLabels, Counter>,
     restores: Family<RestoreLabels, Counter>,
     missing: Family<MissingLabels, Gauge>,
+    restore_overflow: Family<MapLabels, Counter>,
     lost: Family<CauseLabels, Counter>,
     resyncs: Counter,
     /// Resyncs already counted in `resyncs`.
@@ -106,6 +120,8 @@ pub struct Metrics {
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
     sink_up: Family<SinkLabels, Gauge>,
+    otlp_dropped: Family<ReasonLabels, Counter>,
+    otlp_exported: Counter,
     comms: Mutex<HashSet<String>>,
     losses: Mutex<Totals>,
     started: Instant,
@@ -127,11 +143,18 @@ impl Metrics {
         let removals = Family::<RemovalLabels, Counter>::default();
         let restores = Family::<RestoreLabels, Counter>::default();
         let missing = Family::<MissingLabels, Gauge>::default();
+        let restore_overflow = Family::<MapLabels, Counter>::default();
+        for map in ["missing", "sockets"] {
+            // Shown at 0: a scrape tells "none turned away" from "not counted".
+            restore_overflow.get_or_create(&MapLabels { map }).inc_by(0);
+        }
         let lost = Family::<CauseLabels, Counter>::default();
         let resyncs = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
         let sink_up = Family::<SinkLabels, Gauge>::default();
+        let otlp_dropped = Family::<ReasonLabels, Counter>::default();
+        let otlp_exported = Counter::default();
         registry.register(
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
@@ -146,6 +169,11 @@ impl Metrics {
             "protected_missing",
             "1 per protected object removed and not restored (as far as routeguard knows)",
             missing.clone(),
+        );
+        registry.register(
+            "restore_overflow",
+            "What the restore engine's bounded maps turned away: missing objects not tracked, sockets not kept",
+            restore_overflow.clone(),
         );
         registry.register(
             "events_lost",
@@ -173,6 +201,16 @@ impl Metrics {
             sink_up.clone(),
         );
         registry.register(
+            "otlp_dropped",
+            "Events the OTLP exporter did not deliver, by reason: queue-full, export-failed, down",
+            otlp_dropped.clone(),
+        );
+        registry.register(
+            "otlp_exported",
+            "Events the OpenTelemetry collector accepted",
+            otlp_exported.clone(),
+        );
+        registry.register(
             "build",
             "routeguard version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -182,12 +220,15 @@ impl Metrics {
             removals,
             restores,
             missing,
+            restore_overflow,
             lost,
             resyncs,
             resyncs_seen: AtomicU64::new(0),
             incomplete,
             sink_errors,
             sink_up,
+            otlp_dropped,
+            otlp_exported,
             comms: Mutex::default(),
             losses: Mutex::default(),
             started: Instant::now(),
@@ -243,6 +284,15 @@ impl Metrics {
                     object: escape(&m.object).into_owned(),
                 })
                 .set(1);
+        }
+    }
+
+    /// Counts what the restore engine's maps turned away, `grew` since the last call.
+    pub fn restore_overflow(&self, grew: Overflow) {
+        for (map, n) in [("missing", grew.missing), ("sockets", grew.sockets)] {
+            self.restore_overflow
+                .get_or_create(&MapLabels { map })
+                .inc_by(n);
         }
     }
 
@@ -309,6 +359,17 @@ impl Metrics {
         self.sink_errors
             .get_or_create(&SinkLabels { sink })
             .inc_by(events);
+    }
+
+    /// `events` the OTLP exporter did not deliver, for `reason` (0 makes the series appear).
+    pub fn otlp_dropped(&self, reason: &'static str, events: u64) {
+        self.otlp_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(events);
+    }
+
+    pub fn otlp_exported(&self, events: u64) {
+        self.otlp_exported.inc_by(events);
     }
 
     /// Whether `sink` writes; `None`: the config turns it off (no series).
@@ -456,6 +517,9 @@ mod tests {
         m.sink_up("stdout", None);
         m.resyncs(2);
         m.resyncs(3);
+        m.otlp_dropped("queue-full", 0);
+        m.otlp_dropped("export-failed", 4);
+        m.otlp_exported(7);
         let text = m.encode();
         assert!(
             text.contains(
@@ -486,6 +550,13 @@ mod tests {
                 && !text.contains(r#"routeguard_sink_up{sink="stdout"}"#),
             "{text}"
         );
+        for series in [
+            r#"routeguard_otlp_dropped_total{reason="queue-full"} 0"#,
+            r#"routeguard_otlp_dropped_total{reason="export-failed"} 4"#,
+            "routeguard_otlp_exported_total 7",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
         assert!(text.contains("routeguard_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

@@ -173,6 +173,51 @@ pub const LIMITS: &[Limit] = &[
         also: None,
         get: |c| ms(c.restore.retry_for),
     },
+    Limit {
+        key: "restore.max_missing",
+        unit: Unit::Count,
+        min: 1,
+        max: 1_000_000,
+        zero: None,
+        also: None,
+        get: |c| u128::from(c.restore.max_missing),
+    },
+    Limit {
+        key: "otlp.timeout",
+        unit: Unit::Duration,
+        min: 100,
+        max: 5 * MINUTE,
+        zero: None,
+        also: None,
+        get: |c| ms(c.otlp.timeout),
+    },
+    Limit {
+        key: "otlp.batch_size",
+        unit: Unit::Count,
+        min: 1,
+        max: 10_000,
+        zero: None,
+        also: None,
+        get: |c| u128::from(c.otlp.batch_size),
+    },
+    Limit {
+        key: "otlp.batch_delay",
+        unit: Unit::Duration,
+        min: 0,
+        max: MINUTE,
+        zero: Some("send at once"),
+        also: None,
+        get: |c| ms(c.otlp.batch_delay),
+    },
+    Limit {
+        key: "otlp.queue_size",
+        unit: Unit::Count,
+        min: 1,
+        max: 1_000_000,
+        zero: None,
+        also: Some("at least otlp.batch_size"),
+        get: |c| u128::from(c.otlp.queue_size),
+    },
 ];
 
 /// A value the config must not hold: which key, its value, and what would do.
@@ -299,6 +344,7 @@ pub fn check(config: &Config) -> Result<(), Violation> {
             accepted: "a file other than store.path".into(),
         });
     }
+    config.otlp.check()?;
     if !c.pin_dir.is_empty() && !Path::new(&c.pin_dir).is_absolute() {
         return Err(Violation {
             key: "capture.pin_dir",
