@@ -88,16 +88,27 @@ pub mod request_flags {
 
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
-    /// A record could not be written: the ring buffer was full. Each is one lost event.
+    /// A record of a removal (a request, or a kernel-function record) could not be written: the
+    /// ring buffer was full. Each is one lost event. Other kinds' ring losses have their own
+    /// counters below.
     pub const RINGBUF_FULL: u32 = 0;
     /// A request longer than the copy limit: its tail was not captured.
     pub const TRUNCATED: u32 = 1;
     /// A read of user or kernel memory failed while a request was being copied.
     pub const READ_FAILED: u32 = 2;
-    /// A task-details record was lost (the request itself may have made it).
+    /// A task-details record could not be written (the ring was full): that process's events
+    /// still come, with details from /proc. Not counted in [`RINGBUF_FULL`] too: each lost
+    /// record is counted once, under its own cause.
     pub const TASK_LOST: u32 = 3;
+    /// A reply (an ack, or an ioctl's return value) could not be written (the ring was full):
+    /// its request's event still comes, with outcome `unknown`. Not a lost event.
+    pub const ACK_LOST: u32 = 4;
+    /// A deletion notification could not be written (the ring was full): the event of its
+    /// request still comes (from the ack); only a removal whose request the capture does not
+    /// see (io_uring, `writev`) is lost with it.
+    pub const NOTIFY_LOST: u32 = 5;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 6;
 }
 
 /// Constants of the ioctls the programs capture (UAPI, `linux/sockios.h`).

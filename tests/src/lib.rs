@@ -149,11 +149,16 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Ran {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot spawn {what}: {e}"));
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin
-        .write_all(input.as_bytes())
+    // Written on a thread while `finish` reads: a long input and a chatty child (`ip -force
+    // -batch` prints one line per refusal) would otherwise fill both pipes and wait on each other.
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let ran = finish(child, &what, Duration::from_secs(60));
+    writer
+        .join()
+        .expect("the input writer does not panic")
         .unwrap_or_else(|e| panic!("cannot write to {what}: {e}"));
-    drop(stdin);
-    finish(child, &what, Duration::from_secs(60))
+    ran
 }
 
 /// Waits for `child` (reading its output), killing it by pid after `timeout`.
@@ -646,6 +651,51 @@ impl Tracer {
             s.stderr
         );
         (s.events, s.stderr)
+    }
+}
+
+impl Tracer {
+    /// Stops the tracer with SIGINT, checks it exited 0 with only JSON on stdout, and returns
+    /// the events, the whole stderr and its summary `(events, lost)`, whatever was lost (for
+    /// the tests that make it lose).
+    #[track_caller]
+    pub fn stop_lossy(mut self) -> (Vec<Value>, String, (u64, u64)) {
+        let pid = self.child.id();
+        kill(pid, libc::SIGINT);
+        let timeout = if vm_kernel().is_some() {
+            Duration::from_secs(90)
+        } else {
+            Duration::from_secs(30)
+        };
+        let Some(status) = wait_timeout(&mut self.child, timeout) else {
+            kill(pid, libc::SIGKILL);
+            let _ = self.child.wait();
+            panic!(
+                "routeguard (pid {pid}) did not exit within {timeout:?} of SIGINT; stderr:\n{}",
+                relock(&self.shared.0).stderr
+            );
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let s = std::mem::take(&mut *relock(&self.shared.0));
+        assert!(
+            status.success(),
+            "routeguard exited with {status} (expected 0); stderr:\n{}",
+            s.stderr
+        );
+        assert!(
+            s.garbage.is_empty(),
+            "routeguard --json printed non-JSON lines on stdout: {:?}",
+            s.garbage
+        );
+        let summary = parse_summary(&s.stderr).unwrap_or_else(|| {
+            panic!(
+                "no `routeguard: <E> events, <L> lost` summary on stderr:\n{}",
+                s.stderr
+            )
+        });
+        (s.events, s.stderr, summary)
     }
 }
 

@@ -147,6 +147,6 @@ fn copy(ctx: &SkBuffContext, msg_len: u32) {
         .output::<[u8]>(bytes, wake_flags(len as u64))
         .is_err()
     {
-        count(counter::RINGBUF_FULL);
+        count(counter::NOTIFY_LOST);
     }
 }

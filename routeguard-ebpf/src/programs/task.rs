@@ -78,11 +78,10 @@ fn send_details(task: u64, info: &TaskInfo) -> Result<(), ()> {
         rec.exe_path_len = 0;
         rec.args_len = read_args(task, &mut rec.args);
     }
+    // A full ring is counted by the caller, as TASK_LOST only: this is not a lost event.
     EVENTS
         .output::<TaskRecord>(&*rec, BPF_RB_NO_WAKEUP as u64)
-        .map_err(|_| {
-            count(counter::RINGBUF_FULL);
-        })
+        .map_err(|_| ())
 }
 
 /// Parent chain, nearest first, up to and including pid 1.

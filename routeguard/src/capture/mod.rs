@@ -117,17 +117,31 @@ impl Default for Options {
     }
 }
 
-/// Records lost or cut short in the kernel, summed over CPUs.
+/// Records lost or cut short in the kernel, summed over CPUs. Each record the ring could not
+/// take is counted once, under the cause its kind says (`routeguard_common::counter`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Losses {
-    /// Records dropped because the ring buffer was full: events never seen.
+    /// Records of removals dropped because the ring buffer was full: events never seen.
     pub ring_full: u64,
     /// Requests whose bytes were longer than the copy limit.
     pub truncated: u64,
     /// Reads of process memory that failed mid-copy.
     pub read_failed: u64,
-    /// Process-detail records dropped (the events still arrive, with /proc fallbacks).
+    /// Process-detail records dropped at a full ring (the events still arrive, with /proc
+    /// fallbacks).
     pub task_lost: u64,
+    /// Replies (acks, ioctl results) dropped at a full ring (their events still arrive, with
+    /// outcome `unknown`).
+    pub ack_lost: u64,
+    /// Deletion notifications dropped at a full ring (their requests' events still arrive).
+    pub notify_lost: u64,
+}
+
+impl Losses {
+    /// Every record the ring could not take, whatever it carried.
+    pub fn ring_records(&self) -> u64 {
+        self.ring_full + self.task_lost + self.ack_lost + self.notify_lost
+    }
 }
 
 pub struct Capture {
@@ -420,6 +434,8 @@ impl Counters {
             truncated: sum(counter::TRUNCATED),
             read_failed: sum(counter::READ_FAILED),
             task_lost: sum(counter::TASK_LOST),
+            ack_lost: sum(counter::ACK_LOST),
+            notify_lost: sum(counter::NOTIFY_LOST),
         }
     }
 }

@@ -198,11 +198,12 @@ impl LossReport {
         self.last = Some(std::time::Instant::now());
         eprintln!(
             "routeguard: {} events lost so far ({} ring full: raise --ring-size from {} KiB; {} \
-             queue full: raise --queue-size)",
+             queue full: raise --queue-size){}",
             totals.lost(),
             totals.kernel.ring_full,
             self.ring_size >> 10,
-            totals.queue.events
+            totals.queue.events,
+            totals.other_losses()
         );
     }
 }
@@ -223,15 +224,27 @@ fn summary(shown: u64, outcomes: &Outcomes, totals: &Totals) {
         ),
         (
             losses.task_lost,
-            "process-detail records lost (those actors came from /proc)",
+            "process-detail records lost at a full ring (those actors came from /proc)",
         ),
         (
             totals.queue.tasks,
             "process-detail records dropped at the queue bound (those actors came from /proc)",
         ),
         (
+            losses.ack_lost,
+            "replies lost at a full ring (those outcomes are unknown)",
+        ),
+        (
             totals.queue.replies,
-            "replies dropped at the queue bound (those outcomes may be unknown)",
+            "replies dropped at the queue bound (those outcomes are unknown)",
+        ),
+        (
+            losses.notify_lost,
+            "deletion notifications lost at a full ring (their requests' events still came)",
+        ),
+        (
+            totals.queue.notifications,
+            "deletion notifications dropped at the queue bound (their requests' events still came)",
         ),
         (problems.bad_records, "malformed records"),
         (problems.undecodable, "undecodable messages"),

@@ -8,8 +8,10 @@
 //! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
 //!   the ring buffer was full) or `queue-full` (the queue after the ring drain was at its bound);
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
-//! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
-//!   details (the events still came);
+//! - `capture_incomplete_total{reason}`: requests cut short (`truncated`), unreadable
+//!   (`read-failed`), or records beside them that the ring (`*-lost`) or the queue (`*-dropped`)
+//!   could not take — process details (`task-*`), replies (`reply-*`), deletion notifications
+//!   (`notify-*`) — each counted once, under its own reason; the events still came;
 //! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald,
 //!   otlp), those it did not try while down included;
 //! - `otlp_dropped_total{reason}`: of those, the events the OTLP exporter did not deliver, by
@@ -327,7 +329,14 @@ impl Metrics {
             ("read-failed", was.read_failed, k.read_failed),
             ("task-lost", was.task_lost, k.task_lost),
             ("task-dropped", seen.queue.tasks, now.queue.tasks),
+            ("reply-lost", was.ack_lost, k.ack_lost),
             ("reply-dropped", seen.queue.replies, now.queue.replies),
+            ("notify-lost", was.notify_lost, k.notify_lost),
+            (
+                "notify-dropped",
+                seen.queue.notifications,
+                now.queue.notifications,
+            ),
         ] {
             if is > was {
                 self.incomplete

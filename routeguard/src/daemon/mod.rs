@@ -208,14 +208,15 @@ pub async fn run(
     sinks.close();
     let totals = pipeline.totals();
     eprintln!(
-        "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}, \
-         task records {}, acks {}); {} route-mirror resyncs; restore state overflow: {} \
-         missing objects not tracked, {} sockets not kept",
+        "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}); \
+         also lost: task records {}, replies {}, notifications {}; {} route-mirror resyncs; \
+         restore state overflow: {} missing objects not tracked, {} sockets not kept",
         totals.lost(),
         totals.kernel.ring_full,
         totals.queue.events,
         totals.kernel.task_lost + totals.queue.tasks,
-        totals.queue.replies,
+        totals.kernel.ack_lost + totals.queue.replies,
+        totals.kernel.notify_lost + totals.queue.notifications,
         totals.resyncs,
         overflow.missing,
         overflow.sockets,
@@ -285,11 +286,12 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
     if batch.newly_lost > 0 && metrics.loss_warning_due() {
         tracing::warn!(
             "{} events lost so far ({} ring full: raise `capture.ring_size` from {} KiB; {} queue \
-             full: raise `capture.queue_size`)",
+             full: raise `capture.queue_size`){}",
             totals.lost(),
             totals.kernel.ring_full,
             ring >> 10,
             totals.queue.events,
+            totals.other_losses(),
         );
     }
     metrics.losses(totals);

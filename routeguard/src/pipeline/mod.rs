@@ -84,14 +84,44 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Records of removals never seen: the ring was full, or the queue at its bound.
+    /// Records of removals never seen: the ring was full, or the queue at its bound. Replies,
+    /// process details and notifications lost are not lost events (their events still come);
+    /// they have their own counts.
     pub fn lost(&self) -> u64 {
         self.kernel.ring_full + self.queue.events
     }
 
-    /// Every record lost, whatever it carried.
+    /// Every record lost, whatever it carried, each once.
     pub fn records_lost(&self) -> u64 {
-        self.kernel.ring_full + self.queue.total()
+        self.kernel.ring_records() + self.queue.total()
+    }
+
+    /// What was lost besides events, as the tail of a loss line (`; also lost: …`), or `""`.
+    pub fn other_losses(&self) -> String {
+        let (k, q) = (&self.kernel, &self.queue);
+        let parts: Vec<String> = [
+            (
+                k.ack_lost + q.replies,
+                "replies (those outcomes show `unknown`)",
+            ),
+            (
+                k.task_lost + q.tasks,
+                "process-detail records (those actors came from /proc)",
+            ),
+            (
+                k.notify_lost + q.notifications,
+                "deletion notifications (their requests' events still came)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; also lost: {}", parts.join(", "))
+        }
     }
 }
 
