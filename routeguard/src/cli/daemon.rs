@@ -32,6 +32,9 @@ daemon stops, SIGTERM included, so a restart drains what happened in between.
 `routeguard daemon --unpin` removes the pins (the programs detach) and exits; run it when
 uninstalling, or set pin_dir to '' to never pin.
 
+In a Kubernetes pod with hostPID but not hostNetwork, ROUTEGUARD_HOST_NETNS=/proc/1/ns/net has
+the mirror and restores work in the node's network namespace too (docs/kubernetes.md).
+
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config (a value out of
 range included), missing privilege or kernel feature, or a metrics address that cannot be bound
 (nothing is started then).";
@@ -65,6 +68,10 @@ pub fn run(args: DaemonArgs) -> ExitCode {
     };
     if args.unpin {
         return unpin(&config);
+    }
+    if let Err(e) = crate::netlink::netns::watch_host_from_env() {
+        eprintln!("routeguard: {e}");
+        return ExitCode::from(EXIT_USAGE);
     }
     let runtime = match super::capture_runtime() {
         Ok(rt) => rt,
