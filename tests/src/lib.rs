@@ -445,6 +445,11 @@ impl Tracer {
         tracer
     }
 
+    /// The routeguard process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_attached(&mut self, args: &[&str]) {
         let timeout = attach_timeout();
         let deadline = Instant::now() + timeout;

@@ -175,14 +175,19 @@ impl Daemon {
 
     /// Starts the daemon with `extra` appended to the test config (e.g. `[[protect]]` tables).
     fn start_with(dir: &Dir, extra: &str) -> Self {
-        Self::start_in(dir, extra, &[], false)
+        Self::start_in(dir, extra, &[], false, &[])
+    }
+
+    /// Like [`Daemon::start_with`], with extra environment variables.
+    fn start_env(dir: &Dir, extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_in(dir, extra, &[], false, env)
     }
 
     /// Starts the daemon with its journald sink on, in `journal`'s mount namespace.
     fn start_journaling(dir: &Dir, journal: &Journal) -> Self {
         let mut prefix = vec!["nsenter".to_owned()];
         prefix.extend(journal.enter());
-        Self::start_in(dir, "", &prefix, true)
+        Self::start_in(dir, "", &prefix, true, &[])
     }
 
     /// Starts the daemon in a mount namespace of its own where `setup` (a shell command) ran
@@ -197,11 +202,17 @@ impl Daemon {
             "-c",
             &format!("{setup} && exec \"$0\" \"$@\""),
         ];
-        Self::start_in(dir, extra, &prefix.map(str::to_owned), false)
+        Self::start_in(dir, extra, &prefix.map(str::to_owned), false, &[])
     }
 
     /// `prefix` runs the daemon (it must exec it, so that the child's pid is the daemon's).
-    fn start_in(dir: &Dir, extra: &str, prefix: &[String], journald: bool) -> Self {
+    fn start_in(
+        dir: &Dir,
+        extra: &str,
+        prefix: &[String],
+        journald: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         require_root();
         let store = dir.0.join("state/events.db");
         let config = dir.0.join("routeguard.toml");
@@ -225,6 +236,7 @@ impl Daemon {
         let mut child = command
             .args(["daemon", "--config"])
             .arg(&config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1287,3 +1299,6 @@ fn strip_ansi(line: &str) -> String {
     }
     out
 }
+
+#[path = "daemon/restore_state.rs"]
+mod restore_state;

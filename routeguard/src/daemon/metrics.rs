@@ -18,6 +18,9 @@
 //!   `failed`, `dry-run`, `skipped`, `suspended`);
 //! - `protected_missing{policy,netns,object}`: 1 for each protected object that was removed and
 //!   is not back as far as routeguard knows (suspended, failing, waiting, or dry run);
+//! - `restore_overflow_total{map}`: what the restore engine's bounded maps turned away:
+//!   `missing` (protected objects not tracked as missing, `restore.max_missing` were) and
+//!   `sockets` (a namespace's socket closed after its restore, the cache being full);
 //! - `build_info{version}`: always 1.
 
 use std::{
@@ -46,7 +49,7 @@ use tokio::{
 use crate::{
     event::{Event, EventType},
     pipeline::Totals,
-    restore::Missing,
+    restore::{Missing, Overflow},
     sink::escape::escape,
     store::label,
 };
@@ -88,6 +91,11 @@ struct CauseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MapLabels {
+    map: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
     sink: &'static str,
 }
@@ -97,6 +105,7 @@ pub struct Metrics {
     removals: Family<RemovalLabels, Counter>,
     restores: Family<RestoreLabels, Counter>,
     missing: Family<MissingLabels, Gauge>,
+    restore_overflow: Family<MapLabels, Counter>,
     lost: Family<CauseLabels, Counter>,
     resyncs: Counter,
     /// Resyncs already counted in `resyncs`.
@@ -125,6 +134,11 @@ impl Metrics {
         let removals = Family::<RemovalLabels, Counter>::default();
         let restores = Family::<RestoreLabels, Counter>::default();
         let missing = Family::<MissingLabels, Gauge>::default();
+        let restore_overflow = Family::<MapLabels, Counter>::default();
+        for map in ["missing", "sockets"] {
+            // Shown at 0: a scrape tells "none turned away" from "not counted".
+            restore_overflow.get_or_create(&MapLabels { map }).inc_by(0);
+        }
         let lost = Family::<CauseLabels, Counter>::default();
         let resyncs = Counter::default();
         let incomplete = Family::<ReasonLabels, Counter>::default();
@@ -144,6 +158,11 @@ impl Metrics {
             "protected_missing",
             "1 per protected object removed and not restored (as far as routeguard knows)",
             missing.clone(),
+        );
+        registry.register(
+            "restore_overflow",
+            "What the restore engine's bounded maps turned away: missing objects not tracked, sockets not kept",
+            restore_overflow.clone(),
         );
         registry.register(
             "events_lost",
@@ -180,6 +199,7 @@ impl Metrics {
             removals,
             restores,
             missing,
+            restore_overflow,
             lost,
             resyncs,
             resyncs_seen: AtomicU64::new(0),
@@ -241,6 +261,15 @@ impl Metrics {
                     object: escape(&m.object).into_owned(),
                 })
                 .set(1);
+        }
+    }
+
+    /// Counts what the restore engine's maps turned away, `grew` since the last call.
+    pub fn restore_overflow(&self, grew: Overflow) {
+        for (map, n) in [("missing", grew.missing), ("sockets", grew.sockets)] {
+            self.restore_overflow
+                .get_or_create(&MapLabels { map })
+                .inc_by(n);
         }
     }
 

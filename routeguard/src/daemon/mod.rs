@@ -2,7 +2,8 @@
 //! and writes every event to its sinks (SQLite store, JSON lines, journald) and metrics.
 //!
 //! Lifecycle: the config is read and every sink opened before anything is loaded into the
-//! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept); SIGTERM
+//! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept, a good one
+//! is handed to the running restore engine, which keeps the state of unchanged entries); SIGTERM
 //! or SIGINT drains the ring buffer, writes what was left and closes the store, then exits 0.
 //! Under systemd (`Type=notify`) it says READY=1 once capture runs, RELOADING=1 / STOPPING=1.
 
@@ -30,7 +31,7 @@ use crate::{
     capture::{self, CaptureError},
     event::{Event, Observed},
     pipeline::{Batch, Pacing, Pipeline, Settings},
-    restore::{Restorer, Restores},
+    restore::{Finished, Overflow, Restorer, Restores},
 };
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -97,6 +98,8 @@ pub async fn run(
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
     let mut restores = new_restores(&config, &pipeline)?;
+    // What the restore engine's bounded maps turned away since start.
+    let mut overflow = Overflow::default();
     eprintln!(
         "routeguard: daemon started (capture={}, {} programs, ring {} KiB, queue {} KiB{}; {}; metrics {})",
         pipeline.path,
@@ -130,20 +133,30 @@ pub async fn run(
                     r.observe(&batch.events);
                 }
                 deliver(&mut sinks, &metrics, batch, options.ring_bytes);
-                metrics.protected_missing(restores.as_ref().map(Restores::missing).unwrap_or_default());
+                publish(&metrics, &mut restores, &mut overflow);
                 metrics.turned();
             }
             answers = answers(&mut restores) => {
                 metrics.record(&answers);
                 sinks.write(answers, &metrics);
-                metrics.protected_missing(restores.as_ref().map(Restores::missing).unwrap_or_default());
+                publish(&metrics, &mut restores, &mut overflow);
             }
             _ = sighup.recv() => {
                 notify::send("RELOADING=1");
                 if reload(&source, &mut config, &mut sinks, &mut server, &metrics).await {
-                    // A new policy, and a fresh flap guard: SIGHUP resumes suspended restores.
-                    // The old engine's thread ends by itself once it has let go of its input.
-                    restores = new_restores(&config, &pipeline)?;
+                    // The running engine takes the new policy and keeps the back-offs,
+                    // suspensions and retries of the entries that did not change.
+                    restores = match restores.take() {
+                        Some(mut r) if !config.protect.is_empty() => {
+                            r.reconfigure(config.protect.clone(), config.restore.clone());
+                            Some(r)
+                        }
+                        Some(r) => {
+                            stop_restores(r, &mut sinks, &metrics, &mut overflow).await;
+                            None
+                        }
+                        None => new_restores(&config, &pipeline)?,
+                    };
                 }
                 notify::send("READY=1");
             }
@@ -163,26 +176,53 @@ pub async fn run(
     }
     deliver(&mut sinks, &metrics, last, options.ring_bytes);
     if let Some(r) = restores.take() {
-        let (answers, _) = r.finish().await;
-        if !answers.is_empty() {
-            metrics.record(&answers);
-            sinks.write(answers, &metrics);
-        }
+        stop_restores(r, &mut sinks, &metrics, &mut overflow).await;
     }
     sinks.close();
     let totals = pipeline.totals();
     eprintln!(
         "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}, \
-         task records {}, acks {}); {} route-mirror resyncs",
+         task records {}, acks {}); {} route-mirror resyncs; restore state overflow: {} \
+         missing objects not tracked, {} sockets not kept",
         totals.lost(),
         totals.kernel.ring_full,
         totals.queue.events,
         totals.kernel.task_lost + totals.queue.tasks,
         totals.queue.replies,
-        totals.resyncs
+        totals.resyncs,
+        overflow.missing,
+        overflow.sockets,
     );
     eprintln!("routeguard: outcomes: {}", totals.outcomes);
     Ok(())
+}
+
+/// What the restore engine holds, for the metrics: its missing objects, and what its maps
+/// turned away (added to `overflow`).
+fn publish(metrics: &Metrics, restores: &mut Option<Restores>, overflow: &mut Overflow) {
+    let Some(r) = restores else {
+        metrics.protected_missing(Vec::new());
+        return;
+    };
+    metrics.protected_missing(r.missing());
+    let grew = r.overflow();
+    metrics.restore_overflow(grew);
+    overflow.add(grew);
+}
+
+/// Stops the restore engine; its last answers go to the sinks.
+async fn stop_restores(r: Restores, sinks: &mut Sinks, metrics: &Metrics, overflow: &mut Overflow) {
+    let Finished {
+        answers,
+        overflow: grew,
+        ..
+    } = r.finish().await;
+    metrics.restore_overflow(grew);
+    overflow.add(grew);
+    if !answers.is_empty() {
+        metrics.record(&answers);
+        sinks.write(answers, metrics);
+    }
 }
 
 /// The restore engine's next answers; never, without one.

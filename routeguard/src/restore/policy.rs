@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// One `[[protect]]` entry. Every selector left out matches anything.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protect {
     /// Shown in restore events; defaults to a description of the selectors.
@@ -65,7 +65,7 @@ pub struct Protect {
 }
 
 /// Actors allowed to remove protected objects (any one matching is enough).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Allow {
     /// Command names (`comm`, at most 15 bytes: `systemd-network`).

@@ -173,6 +173,15 @@ pub const LIMITS: &[Limit] = &[
         also: None,
         get: |c| ms(c.restore.retry_for),
     },
+    Limit {
+        key: "restore.max_missing",
+        unit: Unit::Count,
+        min: 1,
+        max: 1_000_000,
+        zero: None,
+        also: None,
+        get: |c| u128::from(c.restore.max_missing),
+    },
 ];
 
 /// A value the config must not hold: which key, its value, and what would do.
