@@ -35,6 +35,9 @@ unpinned under it, it keeps recording but /healthz answers 503 (restart it to pi
 A pinned capture no daemon has read for [capture] orphan_after (default 10m) stops recording
 and costing; the daemon that adopts it later says for how long it was orphaned.
 
+In a Kubernetes pod with hostPID but not hostNetwork, ROUTEGUARD_HOST_NETNS=/proc/1/ns/net has
+the mirror and restores work in the node's network namespace too (docs/kubernetes.md).
+
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config (a value out of
 range included), missing privilege or kernel feature, or a metrics address that cannot be bound
 (nothing is started then).";
@@ -68,6 +71,10 @@ pub fn run(args: DaemonArgs) -> ExitCode {
     };
     if args.unpin {
         return unpin(&config);
+    }
+    if let Err(e) = crate::netlink::netns::watch_host_from_env() {
+        eprintln!("routeguard: {e}");
+        return ExitCode::from(EXIT_USAGE);
     }
     let runtime = match super::capture_runtime() {
         Ok(rt) => rt,

@@ -212,8 +212,9 @@ impl Restorer {
                     .contains(&u64::from(ev.netns.inode))
             {
                 let detail = format!(
-                    "its network namespace (inode {}) is not one routeguard watches (its own or \
-                     one named under /run/netns); not re-added",
+                    "its network namespace (inode {}) is not one routeguard watches (its own, \
+                     the one ROUTEGUARD_HOST_NETNS names, or one named under /run/netns); not \
+                     re-added",
                     ev.netns.inode
                 );
                 out.push(answer(
