@@ -10,6 +10,7 @@
 //! routeguard's own re-adds are RTM_NEW* requests from its own pid, which the capture ignores,
 //! so a restore never triggers anything.
 
+pub mod allow;
 mod body;
 pub mod guard;
 pub mod policy;
@@ -34,9 +35,10 @@ use crate::{
     },
 };
 
+pub use allow::{Allow, AllowedCgroup, AllowedExe};
 pub use body::BodyError;
 pub use guard::GuardConfig;
-pub use policy::{parse_spec, Allow, Protect, SpecError};
+pub use policy::{parse_spec, Protect, SpecError};
 pub use thread::Restores;
 
 use guard::{FlapGuard, Verdict};
