@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub use serde_json::{json, Value};
 
 pub mod networkd;
+pub mod otlp;
 
 /// How long a test waits for an event it expects. routeguard emits an event once it has seen the
 /// kernel's reply, or about 0.5 s later as `unknown`; 5 s leaves room for a loaded machine.
@@ -443,6 +444,11 @@ impl Tracer {
         };
         tracer.wait_attached(args);
         tracer
+    }
+
+    /// The routeguard process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_attached(&mut self, args: &[&str]) {

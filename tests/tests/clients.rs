@@ -1,6 +1,8 @@
 //! Netlink clients other than iproute2: pyroute2, and raw sockets that send with sendto() and
 //! write() instead of sendmsg().
 
+use std::time::Duration;
+
 use routeguard_tests::*;
 
 #[test]
@@ -107,4 +109,117 @@ fn raw_netlink_sendto_recvfrom() {
 fn raw_netlink_write_read() {
     let (ev, pid, ns) = raw_rule_del("write");
     assert_fields(&ev, &raw_fields(&ns, pid, "write"));
+}
+
+/// A root `ip rule del` in a namespace where an unprivileged process sent RTM_DELRULEs for the
+/// same rule carrying the sequence numbers `ip` was about to use (iproute2 starts at
+/// `time(NULL)`), all still unanswered when `ip` removes the rule: refused with EPERM, their acks
+/// read only after `ip`'s removal (`refused`), or sent without NLM_F_ACK and never read
+/// (`unread`). Only the request the kernel accepted may claim the kernel's notification: the
+/// removal is `ip`'s, with its pid, comm and the rule's priority and table, and none of the other
+/// requests is `removed`. (A join on (namespace, seq) alone gave `unread`'s removal to the
+/// unprivileged process: seen failing with that join put back.)
+fn seq_collision(mode: &str) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::process::{Command, Stdio};
+
+    let python = python3();
+    let ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
+    let tracer = Tracer::start(&ns, &[]);
+    let mut hostile = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "setpriv"])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args([&python, &client_script("seq_collide.py"), mode, "100", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn seq_collide.py");
+    let mut out = BufReader::new(hostile.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("seq_collide.py output");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.len(), 2, "seq_collide.py said {line:?}");
+    let hostile_pid: u32 = words[0].parse().unwrap();
+    assert_eq!(
+        hostile_pid,
+        hostile.id(),
+        "setpriv and ip netns exec exec in place"
+    );
+    let seqs: Vec<u64> = words[1].split(',').map(|s| s.parse().unwrap()).collect();
+
+    let args = ["rule", "del", "prio", "100"];
+    let pid = ns.ip_ok(&args);
+    let mut stdin = hostile.stdin.take().unwrap();
+    let _ = writeln!(stdin, "read your acks");
+    drop(stdin);
+    if mode == "refused" {
+        let mut acks = String::new();
+        out.read_line(&mut acks).expect("the acks");
+        let eperm = format!("-{}", libc::EPERM);
+        assert!(
+            acks.trim().split(',').all(|e| e == eperm),
+            "the kernel refused every one: {acks:?}"
+        );
+    }
+    let removal = tracer.wait_for("ip's removal", EVENT_TIMEOUT, |e| by_pid(e, pid));
+    let mut want = ip_actor_fields(&ns, pid, &args);
+    want.extend([
+        ("/kind", json!("rule")),
+        ("/outcome", json!("removed")),
+        ("/rule/priority", json!(100)),
+        ("/rule/table", json!(77)),
+    ]);
+    assert_fields(&removal, &want);
+    let seq = removal["request"]["seq"].as_u64().expect("ip's seq");
+    assert!(
+        seqs.contains(&seq),
+        "ip used seq {seq}, which the other requests carried too ({seqs:?}): the test collided"
+    );
+
+    // Each of the other requests is an event of its own, and none removed anything.
+    let theirs = tracer.wait_for_n(
+        "the colliding requests",
+        seqs.len(),
+        Duration::from_secs(10),
+        |e| by_pid(e, hostile_pid),
+    );
+    assert!(
+        theirs.iter().any(|e| e["request"]["seq"] == seq),
+        "one of them carried ip's seq {seq}: {theirs:#?}"
+    );
+    for e in &theirs {
+        assert_fields(
+            e,
+            &[("/actor/uid", json!(65534)), ("/rule/priority", json!(100))],
+        );
+        match e["outcome"].as_str() {
+            // An ack read within the reply wait (500 ms) is the kernel's refusal.
+            Some("failed") => assert_eq!(e["errno"], json!(libc::EPERM), "{e:#}"),
+            Some("unknown") => {}
+            other => panic!("a refused or unanswered request is {other:?}: {e:#}"),
+        }
+    }
+    if mode == "refused" {
+        assert!(
+            theirs.iter().any(|e| e["outcome"] == "failed"),
+            "the refusals read right after ip's removal are recorded: {theirs:#?}"
+        );
+    }
+    tracer.assert_none("a second event for ip's removal", QUIET_PERIOD, |e| {
+        e["outcome"] == "removed" && !by_pid(e, pid)
+    });
+    let _ = wait_timeout(&mut hostile, Duration::from_secs(10));
+    tracer.stop();
+}
+
+#[test]
+fn a_refused_request_with_ips_seq_does_not_take_its_removal() {
+    seq_collision("refused");
+}
+
+#[test]
+fn an_unread_request_with_ips_seq_does_not_take_its_removal() {
+    seq_collision("unread");
 }

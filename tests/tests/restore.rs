@@ -224,6 +224,89 @@ fn route_through_a_down_link_comes_back_when_the_link_does() {
     tracer.stop();
 }
 
+/// `SIOCGSKNS` (linux/sockios.h): a file descriptor of the socket's network namespace.
+const SIOCGSKNS: libc::c_ulong = 0x894C;
+
+/// The inodes of the network namespaces process `pid`'s sockets live in: each socket fd is
+/// duplicated into this process (`pidfd_getfd`) and asked for its namespace (`SIOCGSKNS`). The
+/// duplicates are closed at once, so that this test does not keep a namespace alive itself.
+fn socket_namespaces(pid: u32) -> Vec<u64> {
+    use std::os::{fd::FromRawFd as _, unix::fs::MetadataExt as _};
+    // SAFETY: pidfd_open(2) with a pid and no flags; the result is checked.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    assert!(
+        pidfd >= 0,
+        "pidfd_open {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `pidfd` is a new fd this function owns.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd) };
+    let mut inodes = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let is_socket =
+            fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:["));
+        let Ok(target) = entry.file_name().to_string_lossy().parse::<libc::c_int>() else {
+            continue;
+        };
+        if !is_socket {
+            continue;
+        }
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: pidfd_getfd(2) on our pidfd; the result is checked (the fd may be gone).
+        let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) }
+            as libc::c_int;
+        if dup < 0 {
+            continue;
+        }
+        // SAFETY: `dup` is a new fd this function owns.
+        let dup = unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) };
+        // SAFETY: ioctl(SIOCGSKNS) on a socket fd takes no argument and returns a new fd.
+        let ns = unsafe { libc::ioctl(dup.as_raw_fd(), SIOCGSKNS as _) };
+        if ns < 0 {
+            continue;
+        }
+        // SAFETY: `ns` is a new fd this function owns.
+        let ns = fs::File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(ns) });
+        inodes.push(ns.metadata().unwrap().ino());
+    }
+    inodes
+}
+
+/// A namespace deleted after a restore in it is not kept alive by routeguard: the restore's
+/// socket is closed once the namespace is no longer named (a cached socket would otherwise hold
+/// a deleted pod's namespace, and everything in it, for as long as routeguard runs).
+#[test]
+fn a_deleted_namespace_is_not_held_by_a_restore_socket() {
+    let mut ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "400", "lookup", "77"]);
+    let tracer = Tracer::start(&ns, &["--protect", "kind=rule priority=400"]);
+    let pid = ns.ip_ok(&["rule", "del", "prio", "400"]);
+    let restore = tracer.wait_for("the restore", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && is_restore(e)
+    });
+    assert_fields(&restore, &[("/restore/outcome", json!("restored"))]);
+    let inode = ns.inode();
+    let held = socket_namespaces(tracer.pid());
+    assert!(
+        held.contains(&inode),
+        "while the namespace is named, routeguard's sockets are in it (the check sees them): {held:?}"
+    );
+    ns.delete();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = socket_namespaces(tracer.pid());
+        if !held.contains(&inode) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "routeguard still holds a socket in the deleted namespace {inode} after 5 s: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracer.stop();
+}
+
 #[test]
 fn bad_protect_specs_and_configs_exit_2_and_start_nothing() {
     let bin = routeguard_bin();

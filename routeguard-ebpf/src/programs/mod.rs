@@ -11,6 +11,7 @@
 //! caller's, so receives need no enter/exit bookkeeping.
 
 mod ioctl;
+mod keepalive;
 mod kern;
 mod kfunc;
 mod maps;

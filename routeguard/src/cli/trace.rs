@@ -16,7 +16,7 @@ use crate::{
     daemon::{Config, ConfigError},
     event::{filter::Filter, Event, Observed, Outcomes},
     pipeline::{Pacing, Pipeline, Settings, Totals},
-    restore::{GuardConfig, Protect, Restorer, Restores},
+    restore::{Finished, GuardConfig, Protect, Restorer, Restores},
     sink,
 };
 
@@ -91,6 +91,8 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        // Unpinned: its programs go with it.
+        orphan_after: std::time::Duration::ZERO,
     };
     let settings = Settings {
         queue_bytes: args.queue_size as usize,
@@ -150,7 +152,9 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     }
     output.emit(last.events, Vec::new())?;
     if let Some(r) = restores.take() {
-        let (answers, waiting) = r.finish().await;
+        let Finished {
+            answers, waiting, ..
+        } = r.finish().await;
         output.emit(Vec::new(), answers)?;
         if waiting > 0 {
             eprintln!(

@@ -1,8 +1,9 @@
 //! `routeguard daemon`: the always-on audit service. It drives the same [`Pipeline`] as `trace`
-//! and writes every event to its sinks (SQLite store, JSON lines, journald) and metrics.
+//! and writes every event to its sinks (SQLite store, JSON lines, journald, OTLP) and metrics.
 //!
 //! Lifecycle: the config is read and every sink opened before anything is loaded into the
-//! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept); SIGTERM
+//! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept, a good one
+//! is handed to the running restore engine, which keeps the state of unchanged entries); SIGTERM
 //! or SIGINT drains the ring buffer, writes what was left and closes the store, then exits 0.
 //! Under systemd (`Type=notify`) it says READY=1 once capture runs, RELOADING=1 / STOPPING=1.
 
@@ -12,6 +13,7 @@ mod jsonl;
 mod memory;
 mod metrics;
 mod notify;
+mod otlp;
 mod sinks;
 mod store_writer;
 
@@ -30,10 +32,12 @@ use crate::{
     capture::{self, CaptureError},
     event::{Event, Observed},
     pipeline::{Batch, Pacing, Pipeline, Settings},
-    restore::{Restorer, Restores},
+    restore::{Finished, Overflow, Restorer, Restores},
 };
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often a pinned capture's pins are checked (`/healthz` says when they are gone).
+const CHECK_PINS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -77,6 +81,8 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut prune = interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut check_pins = interval(CHECK_PINS_EVERY);
+    check_pins.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let options = capture::Options {
         ring_bytes: config.capture.ring_size,
@@ -90,13 +96,19 @@ pub async fn run(
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        orphan_after: config.capture.orphan_after,
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
         pacing: Pacing::Deep,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
+    if let Some(orphaned) = pipeline.orphaned() {
+        tracing::warn!("{}", orphaned.describe(&pipeline.clock()));
+    }
     let mut restores = new_restores(&config, &pipeline)?;
+    // What the restore engine's bounded maps turned away since start.
+    let mut overflow = Overflow::default();
     eprintln!(
         "routeguard: daemon started (capture={}, {} programs, ring {} KiB, queue {} KiB{}; {}; metrics {})",
         pipeline.path,
@@ -104,6 +116,10 @@ pub async fn run(
         options.ring_bytes >> 10,
         pipeline.queue_bytes() >> 10,
         match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
+            (Some(dir), true, true) if pipeline.orphaned().is_some() => format!(
+                ", adopted from {} with what it recorded until it was orphaned",
+                dir.display()
+            ),
             (Some(dir), true, true) => format!(
                 ", adopted from {} with what it recorded while no daemon ran",
                 dir.display()
@@ -121,6 +137,7 @@ pub async fn run(
     // bursts' garbage goes back at each prune.
     memory::give_back();
     notify::send("READY=1");
+    let news = sinks.news();
 
     loop {
         tokio::select! {
@@ -130,26 +147,49 @@ pub async fn run(
                     r.observe(&batch.events);
                 }
                 deliver(&mut sinks, &metrics, batch, options.ring_bytes);
-                metrics.protected_missing(restores.as_ref().map(Restores::missing).unwrap_or_default());
+                publish(&metrics, &mut restores, &mut overflow);
                 metrics.turned();
             }
             answers = answers(&mut restores) => {
                 metrics.record(&answers);
                 sinks.write(answers, &metrics);
-                metrics.protected_missing(restores.as_ref().map(Restores::missing).unwrap_or_default());
+                publish(&metrics, &mut restores, &mut overflow);
             }
             _ = sighup.recv() => {
                 notify::send("RELOADING=1");
                 if reload(&source, &mut config, &mut sinks, &mut server, &metrics).await {
-                    // A new policy, and a fresh flap guard: SIGHUP resumes suspended restores.
-                    // The old engine's thread ends by itself once it has let go of its input.
-                    restores = new_restores(&config, &pipeline)?;
+                    // The running engine takes the new policy and keeps the back-offs,
+                    // suspensions and retries of the entries that did not change.
+                    restores = match restores.take() {
+                        Some(mut r) if !config.protect.is_empty() => {
+                            r.reconfigure(config.protect.clone(), config.restore.clone());
+                            Some(r)
+                        }
+                        Some(r) => {
+                            stop_restores(r, &mut sinks, &metrics, &mut overflow).await;
+                            None
+                        }
+                        None => new_restores(&config, &pipeline)?,
+                    };
                 }
                 notify::send("READY=1");
             }
+            () = news.notified() => sinks.poll(&metrics),
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
+            }
+            _ = check_pins.tick() => {
+                // The loop turns: on an idle machine no batch comes for minutes, and /healthz
+                // used to say "stalled" after 10 s of quiet.
+                metrics.turned();
+                let fault = pipeline.check_pins().err().map(|e| e.to_string());
+                if let Some(fault) = &fault {
+                    if metrics.capture_intact() {
+                        tracing::error!("{fault}");
+                    }
+                }
+                metrics.capture_fault(fault);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -163,26 +203,53 @@ pub async fn run(
     }
     deliver(&mut sinks, &metrics, last, options.ring_bytes);
     if let Some(r) = restores.take() {
-        let (answers, _) = r.finish().await;
-        if !answers.is_empty() {
-            metrics.record(&answers);
-            sinks.write(answers, &metrics);
-        }
+        stop_restores(r, &mut sinks, &metrics, &mut overflow).await;
     }
     sinks.close();
     let totals = pipeline.totals();
     eprintln!(
         "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}, \
-         task records {}, acks {}); {} route-mirror resyncs",
+         task records {}, acks {}); {} route-mirror resyncs; restore state overflow: {} \
+         missing objects not tracked, {} sockets not kept",
         totals.lost(),
         totals.kernel.ring_full,
         totals.queue.events,
         totals.kernel.task_lost + totals.queue.tasks,
         totals.queue.replies,
-        totals.resyncs
+        totals.resyncs,
+        overflow.missing,
+        overflow.sockets,
     );
     eprintln!("routeguard: outcomes: {}", totals.outcomes);
     Ok(())
+}
+
+/// What the restore engine holds, for the metrics: its missing objects, and what its maps
+/// turned away (added to `overflow`).
+fn publish(metrics: &Metrics, restores: &mut Option<Restores>, overflow: &mut Overflow) {
+    let Some(r) = restores else {
+        metrics.protected_missing(Vec::new());
+        return;
+    };
+    metrics.protected_missing(r.missing());
+    let grew = r.overflow();
+    metrics.restore_overflow(grew);
+    overflow.add(grew);
+}
+
+/// Stops the restore engine; its last answers go to the sinks.
+async fn stop_restores(r: Restores, sinks: &mut Sinks, metrics: &Metrics, overflow: &mut Overflow) {
+    let Finished {
+        answers,
+        overflow: grew,
+        ..
+    } = r.finish().await;
+    metrics.restore_overflow(grew);
+    overflow.add(grew);
+    if !answers.is_empty() {
+        metrics.record(&answers);
+        sinks.write(answers, metrics);
+    }
 }
 
 /// The restore engine's next answers; never, without one.
@@ -228,6 +295,7 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
     metrics.losses(totals);
     metrics.resyncs(totals.resyncs);
     if batch.events.is_empty() {
+        sinks.poll(metrics);
         return;
     }
     let events = Observed::events(batch.events);

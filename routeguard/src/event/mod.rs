@@ -6,7 +6,7 @@
 //!
 //! The room depends on no other part of routeguard; every other part speaks it:
 //! - [`Event`] and its [`Object`] (`wire.rs`: its JSON), [`Request`] with its [`Op`] and
-//!   [`Syscall`];
+//!   [`Syscall`]; [`EventRef`], an event as read, its process strings borrowed from the text;
 //! - [`ObjectKey`]: an object's identity, the same whichever capture path described it;
 //! - [`Observed`]: an event with the kernel's own description of its object beside it
 //!   ([`KernelBody`]), which only the restore engine reads, and the [`Evidence`] its outcome
@@ -14,6 +14,7 @@
 //! - [`describe`] (objects in iproute2's words, for humans), [`filter`], [`errno`] names,
 //!   [`Timestamp`]s, and the fixtures every room's tests build events from.
 
+mod borrowed;
 pub mod describe;
 pub mod errno;
 pub mod filter;
@@ -27,6 +28,7 @@ mod request;
 mod time;
 mod wire;
 
+pub use borrowed::{ActorRef, AncestorRef, EventRef, HostRef};
 pub use host::{local_host, set_local_host, Host, Pod};
 pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKey};
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
@@ -299,8 +301,8 @@ impl ExeId {
     }
 }
 
-/// The process that asked for the removal.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// The process that asked for the removal. Read as an [`ActorRef`] made owned (`wire.rs`).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Actor {
     pub pid: u32,
     pub tid: u32,
@@ -308,25 +310,20 @@ pub struct Actor {
     pub exe: Option<String>,
     /// Device (`st_dev`, as `stat` shows it) and inode of the file the process executed, taken
     /// by the kernel at request time: what `exe` allow-lists match. Absent in older captures.
-    #[serde(default)]
     pub exe_dev: Option<u64>,
-    #[serde(default)]
     pub exe_inode: Option<u64>,
-    /// argv joined by spaces (each argument shell-quoted when it needs it).
-    #[serde(default)]
+    /// argv joined by spaces (each argument shell-quoted when it needs it). A line without it
+    /// reads as empty, as one without `argv` or `ancestry` does.
     pub cmdline: String,
-    #[serde(default)]
     pub argv: Vec<String>,
     pub uid: u32,
     pub ppid: u32,
     /// Parent chain, nearest parent first, up to pid 1 (or as deep as was captured).
-    #[serde(default)]
     pub ancestry: Vec<Ancestor>,
     /// cgroup v2 path, e.g. `/system.slice/systemd-networkd.service`.
     pub cgroup: Option<String>,
     /// cgroup v2 id (the inode of the cgroup's directory), taken by the kernel at request time:
     /// what `cgroup` allow-lists match. Absent in older captures.
-    #[serde(default)]
     pub cgroup_id: Option<u64>,
     /// systemd unit (`*.service` / `*.scope`) the process runs in.
     pub unit: Option<String>,

@@ -1,22 +1,17 @@
-//! An [`Event`] as JSON: the shape `docs/events.md` documents, which predates [`Object`]. The
-//! object's kind is written as `kind`, and the object under its kind's key, between `request`
-//! and `trigger`, with the other four keys `null`.
+//! An [`Event`] as JSON: the shape `docs/events.md` documents, which predates
+//! [`Object`](super::Object). The object's kind is written as `kind`, and the object under its
+//! kind's key, between `request` and `trigger`, with the other four keys `null`.
 //!
 //! Written by hand, field by field in the documented order (what serde's derive would write for
 //! the old struct, with no intermediate value): the JSON sink writes every event through it.
-//! Read through [`Wire`], the old struct itself, so a line is accepted, refused or defaulted
-//! exactly as before, with the same messages; an event of a kind whose object is `null`
-//! (routeguard never writes one) reads as that kind's object naming nothing, which describes it
-//! alike.
-
-use std::sync::Arc;
+//! Read through [`EventRef`], the old struct with its process strings borrowed, so a line is
+//! accepted, refused or defaulted exactly as before, with the same messages; an event of a kind
+//! whose object is `null` (routeguard never writes one) reads as that kind's object naming
+//! nothing, which describes it alike.
 
 use serde::{ser::SerializeStruct, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{
-    Actor, Address, Capture, Cause, Event, EventType, Family, Host, Kind, Link, Netns, Nexthop,
-    Object, Outcome, Request, Restore, Route, Rule, Timestamp, Trigger,
-};
+use super::{Actor, ActorRef, Event, EventRef};
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -48,83 +43,30 @@ impl Serialize for Event {
     }
 }
 
-/// An event as the schema spells it: `kind` and an optional member per kind. Its name is
-/// `Event`, so that serde's messages read as they did (`expected struct Event`). (In tests it
-/// also writes itself, as the derive wrote the old struct, for [`Event`]'s own writing to be
-/// compared with.)
-mod schema {
-    use super::*;
-
-    #[derive(Deserialize)]
-    #[cfg_attr(test, derive(Serialize))]
-    pub(super) struct Event {
-        pub(super) schema_version: u32,
-        pub(super) ts: Timestamp,
-        pub(super) kind: Kind,
-        pub(super) family: Option<Family>,
-        pub(super) cause: Cause,
-        pub(super) outcome: Outcome,
-        pub(super) errno: Option<i32>,
-        pub(super) error: Option<String>,
-        pub(super) capture: Capture,
-        pub(super) netns: Netns,
-        pub(super) actor: Option<Arc<Actor>>,
-        pub(super) request: Option<Request>,
-        pub(super) route: Option<Route>,
-        pub(super) rule: Option<Rule>,
-        pub(super) nexthop: Option<Nexthop>,
-        pub(super) link: Option<Link>,
-        pub(super) address: Option<Address>,
-        #[serde(default)]
-        pub(super) trigger: Option<Trigger>,
-        #[serde(default)]
-        pub(super) event: EventType,
-        #[serde(default)]
-        pub(super) restore: Option<Restore>,
-        #[serde(default)]
-        pub(super) replacement: Option<Route>,
-        #[serde(default)]
-        pub(super) host: Option<Arc<Host>>,
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        EventRef::deserialize(d).map(EventRef::into_owned)
     }
 }
 
-use schema::Event as Wire;
-
-impl<'de> Deserialize<'de> for Event {
+impl<'de> Deserialize<'de> for Actor {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = Wire::deserialize(d)?;
-        let object = Object::from_members(w.kind, w.route, w.rule, w.nexthop, w.link, w.address);
-        Ok(Event {
-            schema_version: w.schema_version,
-            ts: w.ts,
-            family: w.family,
-            cause: w.cause,
-            outcome: w.outcome,
-            errno: w.errno,
-            error: w.error,
-            capture: w.capture,
-            netns: w.netns,
-            actor: w.actor,
-            request: w.request,
-            object,
-            trigger: w.trigger,
-            event: w.event,
-            restore: w.restore,
-            replacement: w.replacement,
-            host: w.host,
-        })
+        ActorRef::deserialize(d).map(ActorRef::into_owned)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
     use crate::event::fixtures::{full_event, full_object, route_event, rule_event};
+    use crate::event::{AncestorRef, HostRef, Kind, Object};
 
-    /// `ev` as the old struct held it.
-    fn old(ev: &Event) -> Wire {
+    /// `ev` as the old struct held it, its process strings borrowed.
+    fn old(ev: &Event) -> EventRef<'_> {
         let o = &ev.object;
-        Wire {
+        EventRef {
             schema_version: ev.schema_version,
             ts: ev.ts,
             kind: o.kind(),
@@ -135,18 +77,53 @@ mod tests {
             error: ev.error.clone(),
             capture: ev.capture,
             netns: ev.netns.clone(),
-            actor: ev.actor.clone(),
+            actor: ev.actor.as_deref().map(borrowed),
             request: ev.request.clone(),
             route: o.route().cloned(),
             rule: o.rule().cloned(),
             nexthop: o.nexthop().cloned(),
             link: o.link().cloned(),
             address: o.address().cloned(),
-            trigger: ev.trigger.clone(),
+            trigger: ev.trigger.clone().map(Box::new),
             event: ev.event,
-            restore: ev.restore.clone(),
-            replacement: ev.replacement.clone(),
-            host: ev.host.clone(),
+            restore: ev.restore.clone().map(Box::new),
+            replacement: ev.replacement.clone().map(Box::new),
+            host: ev.host.as_deref().map(|h| HostRef {
+                name: Cow::Borrowed(&h.name),
+                machine_id: h.machine_id.as_deref().map(Cow::Borrowed),
+                node: h.node.as_deref().map(Cow::Borrowed),
+            }),
+        }
+    }
+
+    fn borrowed(a: &Actor) -> ActorRef<'_> {
+        fn cow(s: &Option<String>) -> Option<Cow<'_, str>> {
+            s.as_deref().map(Cow::Borrowed)
+        }
+        ActorRef {
+            pid: a.pid,
+            tid: a.tid,
+            comm: Cow::Borrowed(&a.comm),
+            exe: cow(&a.exe),
+            exe_dev: a.exe_dev,
+            exe_inode: a.exe_inode,
+            cmdline: Cow::Borrowed(&a.cmdline),
+            argv: a.argv.iter().map(|s| Cow::Borrowed(s.as_str())).collect(),
+            uid: a.uid,
+            ppid: a.ppid,
+            ancestry: a
+                .ancestry
+                .iter()
+                .map(|p| AncestorRef {
+                    pid: p.pid,
+                    comm: Cow::Borrowed(&p.comm),
+                })
+                .collect(),
+            cgroup: cow(&a.cgroup),
+            cgroup_id: a.cgroup_id,
+            unit: cow(&a.unit),
+            container: cow(&a.container),
+            pod: a.pod.clone(),
         }
     }
 

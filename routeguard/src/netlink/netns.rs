@@ -2,7 +2,8 @@
 //!
 //! A namespace is named by the inode of its nsfs file. The ones routeguard watches are its own
 //! (`/proc/self/ns/net`) and every one `ip netns` named under `/run/netns` (bind mounts of nsfs
-//! files); a restore may also reach the one an actor runs in (`/proc/PID/ns/net`).
+//! files). Nothing enters a namespace only an actor's process holds (`/proc/PID/ns/net`): anyone
+//! can make those with `unshare -n`, as many as they like.
 
 use std::{
     fs::{self, File},
@@ -19,7 +20,10 @@ const NAMED_DIR: &str = "/run/netns";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("the network namespace (inode {0}) is gone or not reachable from here")]
+    #[error(
+        "the network namespace (inode {0}) is gone, or is not one routeguard watches (its own or \
+         one named under /run/netns)"
+    )]
     NotFound(u32),
     #[error("cannot open {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
@@ -62,17 +66,12 @@ pub fn reachable() -> Vec<Reachable> {
     all
 }
 
-/// The file of namespace `inode`: ours, a /run/netns entry, or the one process `pid` runs in.
-pub fn find(inode: u32, pid: Option<u32>) -> Result<PathBuf, NetnsError> {
-    let own_or_named = reachable().into_iter().map(|r| (Some(r.ino), r.path));
-    let actor = pid.map(|pid| {
-        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        (fs::metadata(&path).ok().map(|m| m.ino()), path)
-    });
-    own_or_named
-        .chain(actor)
-        .find(|(ino, _)| *ino == Some(u64::from(inode)))
-        .map(|(_, path)| path)
+/// The file of namespace `inode`, if it is one routeguard watches: ours or a /run/netns entry.
+pub fn find(inode: u32) -> Result<PathBuf, NetnsError> {
+    reachable()
+        .into_iter()
+        .find(|r| r.ino == u64::from(inode))
+        .map(|r| r.path)
         .ok_or(NetnsError::NotFound(inode))
 }
 
@@ -152,9 +151,8 @@ mod tests {
         let own = fs::metadata(OWN).unwrap().ino();
         assert_eq!(reachable()[0].ino, own);
         let inode = u32::try_from(own).unwrap();
-        assert_eq!(find(inode, None).unwrap(), PathBuf::from(OWN));
-        let pid = std::process::id();
-        assert!(matches!(find(1, Some(pid)), Err(NetnsError::NotFound(1))));
+        assert_eq!(find(inode).unwrap(), PathBuf::from(OWN));
+        assert!(matches!(find(1), Err(NetnsError::NotFound(1))));
     }
 
     #[test]

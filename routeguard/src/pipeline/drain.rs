@@ -25,7 +25,7 @@ use aya::maps::{MapData, RingBuf};
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use routeguard_common::kind;
 
-use crate::mirror::News;
+use crate::{capture::Keepalive, mirror::News};
 
 /// A chunk is sent once it holds this much (or the ring is empty).
 const CHUNK_BYTES: usize = 256 << 10;
@@ -211,6 +211,7 @@ impl Drain {
     /// Starts the thread: records from `ring` go to `out`, within `queue`'s bound.
     pub fn start(
         ring: RingBuf<MapData>,
+        keepalive: Option<Keepalive>,
         queue: Arc<Queue>,
         out: Sender<Input>,
         pacing: Pacing,
@@ -226,7 +227,17 @@ impl Drain {
         let (stopping, woken) = (Arc::clone(&stop), Arc::clone(&wake));
         let thread = thread::Builder::new()
             .name("routeguard-drain".into())
-            .spawn(move || run(ring, &queue, &out, pacing, &stopping, woken.as_raw_fd()))?;
+            .spawn(move || {
+                run(
+                    ring,
+                    keepalive,
+                    &queue,
+                    &out,
+                    pacing,
+                    &stopping,
+                    woken.as_raw_fd(),
+                )
+            })?;
         Ok(Self {
             stop,
             wake,
@@ -254,6 +265,7 @@ impl Drop for Drain {
 
 fn run(
     mut ring: RingBuf<MapData>,
+    mut keepalive: Option<Keepalive>,
     queue: &Arc<Queue>,
     out: &Sender<Input>,
     pacing: Pacing,
@@ -265,6 +277,11 @@ fn run(
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let moved = move_records(&mut ring, queue, out);
+        // "Read": the pinned programs keep recording (written by this thread, which is what
+        // reads the ring: a daemon that stops reading lets them stop).
+        if let Some(k) = &mut keepalive {
+            k.beat_if_due();
+        }
         if moved {
             last_record = Instant::now();
         }

@@ -125,6 +125,10 @@ pub struct Pipeline {
     totals: Totals,
     adopted: bool,
     pinned: bool,
+    /// The adopted capture had stopped recording, orphaned.
+    orphaned: Option<capture::Orphaned>,
+    /// A pinned capture's links, held open while the pipeline runs.
+    links: Option<capture::pin::Held>,
     /// Forwards the programs' log lines while it lives.
     logs: Option<capture::ebpf_log::Reader>,
 }
@@ -142,8 +146,10 @@ impl Pipeline {
             }
             started => started?,
         };
-        let (adopted, pinned) = (capture.adopted, capture.pinned);
+        let (adopted, pinned, orphaned) = (capture.adopted, capture.pinned, capture.orphaned);
         let programs = capture.programs;
+        let keepalive = capture.take_keepalive();
+        let links = capture.take_links();
         // Lines the programs log are rare and may wait on a slow stderr: a thread of their own.
         let logs = match capture.take_logs().map(capture::ebpf_log::Reader::start) {
             Some(Err(err)) => {
@@ -190,7 +196,7 @@ impl Pipeline {
             .name("routeguard-correlate".into())
             .spawn(move || worker.run(&inputs))
             .map_err(|e| CaptureError::Poll(io::Error::other(e)))?;
-        let drain = Drain::start(ring, Arc::clone(&queue), input, settings.pacing)
+        let drain = Drain::start(ring, keepalive, Arc::clone(&queue), input, settings.pacing)
             .map_err(CaptureError::Poll)?;
         Ok(Self {
             path: options.path,
@@ -203,8 +209,22 @@ impl Pipeline {
             totals: Totals::default(),
             adopted,
             pinned,
+            orphaned,
+            links,
             logs,
         })
+    }
+
+    /// The adopted capture had stopped recording: no daemon read it for `orphan_after`.
+    pub fn orphaned(&self) -> Option<capture::Orphaned> {
+        self.orphaned
+    }
+
+    /// Whether a pinned capture's pins still hold this pipeline's links; why not, when not.
+    pub fn check_pins(&self) -> Result<(), capture::pin::PinsLost> {
+        self.links
+            .as_ref()
+            .map_or(Ok(()), capture::pin::Held::check)
     }
 
     /// The capture was adopted from a predecessor's pins rather than loaded.

@@ -9,13 +9,11 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::collect::{actor_hash, Collector, Facts, RestoreFields};
-use super::memo::{ActorEntry, Line, Memo, ObjectEntry, Wanted, NO_ACTOR};
+use super::memo::{ActorEntry, Memo, ObjectEntry, Wanted, NO_ACTOR};
 use super::model::{Skipped, Source};
-use super::row::{self, RestoreRow, Str};
-use crate::event::{filter::Filter, Event, Timestamp, SCHEMA_VERSION};
+use crate::event::{filter::Filter, Event, EventRef, Timestamp};
 use crate::store::{self, StoreError};
 
 /// Skipped lines kept with their reason.
@@ -39,16 +37,12 @@ pub struct Query {
 }
 
 impl Query {
-    /// Whether the event at `ts` is wanted; `event` parses it in full, which only a filter flag
+    /// Whether the event at `ts` is wanted; `event` gives it in full, which only a filter flag
     /// needs.
-    pub(super) fn wants(
-        &self,
-        ts: Timestamp,
-        event: impl FnOnce() -> Result<Event, String>,
-    ) -> bool {
+    pub(super) fn wants(&self, ts: Timestamp, event: impl FnOnce() -> Event) -> bool {
         self.since.is_none_or(|s| ts >= s)
             && self.until.is_none_or(|u| ts <= u)
-            && (!self.filters() || event().is_ok_and(|ev| self.filter.matches(&ev)))
+            && (!self.filters() || self.filter.matches(&event()))
     }
 
     /// Whether any filter flag was given.
@@ -131,59 +125,37 @@ impl Tally {
         }
     }
 
-    /// One parsed line: checks the schema version, then hands the event on if the query wants it.
-    fn event(&mut self, line: u64, p: Parsed, slot: &mut Slot, into: &mut Collector) {
-        if p.line.schema_version > SCHEMA_VERSION {
-            self.skip(
-                line,
-                format!(
-                    "schema_version {} is newer than this routeguard reads ({SCHEMA_VERSION})",
-                    p.line.schema_version
-                ),
-            );
-            return;
-        }
-        if let Some(w) = p.line.wanted {
-            if let Err(e) = self.fold(w, p.bytes, slot, into) {
-                self.skip(line, e);
-                return;
-            }
+    /// One event read ([`Memo::line`]): folded if the query wants it, and counted.
+    fn event(&mut self, wanted: Option<Wanted>, slot: &mut Slot, into: &mut Collector) {
+        if let Some(w) = wanted {
+            self.fold(w, slot, into);
         }
         self.events_read += 1;
     }
 
-    fn fold(
-        &mut self,
-        w: Wanted,
-        line: &[u8],
-        slot: &mut Slot,
-        into: &mut Collector,
-    ) -> Result<(), String> {
+    fn fold(&mut self, w: Wanted, slot: &mut Slot, into: &mut Collector) {
         let facts = Facts {
             ts: w.ts,
             kind: w.kind,
             cause: w.cause,
             outcome: w.outcome,
             errno: w.errno,
-            error: w.error.as_ref().map(Str::as_str),
+            error: w.error.as_deref(),
             event: w.event,
-            restore: w.restore.as_ref().map(restore_fields),
+            restore: w.restore.as_deref().map(RestoreFields::of),
         };
-        facts.check()?;
-        // A line read as a row reads as an event (row.rs), so the full actor is always there.
-        let full_actor = || event(line).map(|ev| ev.actor.map(Arc::unwrap_or_clone));
         let actor = if w.actor == NO_ACTOR {
             match self.kernel {
                 Some(i) => i,
                 None => {
-                    let i = into.intern_actor(actor_hash(&self.hasher, None), None, full_actor)?;
-                    *self.kernel.insert(i)
+                    let hash = actor_hash(&self.hasher, None);
+                    *self.kernel.insert(into.intern_actor(hash, None, || None))
                 }
             }
         } else {
             let (a, i) = &mut slot.actors[w.actor as usize];
             if *i == NOT_YET {
-                *i = into.intern_actor(a.hash, Some(&a.key()), full_actor)?;
+                *i = into.intern_actor(a.hash, Some(&a.key()), || Some(a.actor.clone()));
             }
             *i
         };
@@ -192,14 +164,13 @@ impl Tally {
             *object = into.intern_object(
                 o.hash,
                 o.kind,
-                o.netns_inode,
-                o.netns_name.as_deref(),
+                o.netns.inode,
+                o.netns.name.as_deref(),
                 o.key.clone(),
                 o.description.as_str(),
             );
         }
         into.push_interned(&facts, actor, *object);
-        Ok(())
     }
 
     pub(super) fn source(self, kind: &'static str, path: &Path) -> Source {
@@ -259,61 +230,69 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
 /// Folds the lines of the chunks `next` gives (each whole lines; `None` at the end) into
 /// `into`.
 ///
-/// Parsing JSON is nearly all of a report's time, so chunks are parsed on every core while the
-/// next chunks are read; results are then folded in input order, so line numbers, skipped
+/// Reading JSON is nearly all of a report's time, so chunks are read on every core, each by a
+/// parser thread of its own, while a reader thread reads the next chunks and this thread folds
+/// the chunks already read. Chunk `k` goes to parser `k % workers`, whose memory carries over
+/// from chunk to chunk, and the chunks are folded in input order: line numbers, skipped
 /// examples and the collector see exactly what a sequential read would give.
-fn load_lines(
-    mut next: impl FnMut() -> Result<Option<Vec<u8>>, InputError>,
+pub(super) fn load_lines(
+    mut next: impl FnMut() -> Result<Option<Vec<u8>>, InputError> + Send,
     q: &Query,
     into: &mut Collector,
 ) -> Result<Tally, InputError> {
     let hasher = into.hasher();
     let mut tally = Tally::new(hasher.clone());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Chunk `i` of every round goes to parser `i`, whose memory carries over between rounds.
-    let mut memos: Vec<Memo> = (0..workers).map(|_| Memo::new(hasher.clone())).collect();
     let mut slots: Vec<Slot> = (0..workers).map(|_| Slot::default()).collect();
-    let mut read_round = || -> Result<Vec<Vec<u8>>, InputError> {
-        let mut chunks = Vec::with_capacity(workers);
-        while chunks.len() < workers {
-            match next()? {
-                Some(chunk) => chunks.push(chunk),
-                None => break,
+    std::thread::scope(|s| {
+        // Bounded: a chunk waiting and one being read per parser, a result waiting per parser.
+        let (to_parsers, from_parsers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| {
+                let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+                let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+                let mut memo = Memo::new(hasher.clone());
+                s.spawn(move || {
+                    for chunk in chunk_rx {
+                        // The fold gave up (a panic): stop.
+                        if done_tx.send(parse_chunk(&chunk, q, &mut memo)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                (chunk_tx, done_rx)
+            })
+            .unzip();
+        let reader = s.spawn(move || -> Result<(), InputError> {
+            for k in 0.. {
+                let Some(chunk) = next()? else { break };
+                // A parser only stops early when the fold did.
+                if to_parsers[k % workers].send(chunk).is_err() {
+                    break;
+                }
             }
-        }
-        Ok(chunks)
-    };
-    let mut line = 0u64;
-    let mut chunks = read_round()?;
-    while !chunks.is_empty() {
-        let (parsed, next) = std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .zip(memos.iter_mut())
-                .map(|(c, memo)| s.spawn(|| parse_chunk(c, q, memo)))
-                .collect();
-            let next = read_round();
-            let parsed: Vec<_> = handles
-                .into_iter()
-                .map(|h| h.join().expect("parser thread panicked"))
-                .collect();
-            (parsed, next)
+            Ok(())
         });
-        for (chunk, slot) in parsed.into_iter().zip(slots.iter_mut()) {
+        let mut line = 0u64;
+        for k in 0.. {
+            // Closed once the reader is done and the parser has handed over all it was given.
+            let Ok(chunk) = from_parsers[k % workers].recv() else {
+                break;
+            };
+            let slot = &mut slots[k % workers];
             let new_actors = chunk.actors.into_iter().map(|a| (a, NOT_YET));
             slot.actors.extend(new_actors);
             let new_objects = chunk.objects.into_iter().map(|o| (o, NOT_YET));
             slot.objects.extend(new_objects);
             for (offset, result) in chunk.lines {
                 match result {
-                    Ok(p) => tally.event(line + offset, p, slot, into),
+                    Ok(wanted) => tally.event(wanted, slot, into),
                     Err(e) => tally.skip(line + offset, e),
                 }
             }
             line += chunk.count;
         }
-        chunks = next?;
-    }
+        reader.join().expect("reader thread panicked")
+    })?;
     Ok(tally)
 }
 
@@ -345,35 +324,11 @@ fn read_lines(
     }
 }
 
-/// A line, read as far as the report needs it.
-struct Parsed<'a> {
-    line: Line<'a>,
-    /// The line, to read it again in full when needed.
-    bytes: &'a [u8],
-}
-
-pub(super) fn event(line: &[u8]) -> Result<Event, String> {
-    serde_json::from_slice(line).map_err(|e| e.to_string())
-}
-
-pub(super) fn restore_fields<'r>(r: &'r RestoreRow) -> RestoreFields<'r> {
-    RestoreFields {
-        policy: r.policy.as_str(),
-        outcome: r.outcome,
-        latency_us: r.latency_us,
-        attempt: r.attempt,
-        errno: r.errno,
-        error: r.error.as_ref().map(Str::as_str),
-        hint: r.hint.as_ref().map(Str::as_str),
-        detail: r.detail.as_ref().map(Str::as_str),
-    }
-}
-
 /// One chunk read by a parser thread.
-struct Chunk<'a> {
+struct Chunk {
     /// Each line with its 1-based number within the chunk, read as far as the report needs it,
     /// or why it is not an event.
-    lines: Vec<(u64, Result<Parsed<'a>, String>)>,
+    lines: Vec<(u64, Result<Option<Wanted>, String>)>,
     /// Lines in the chunk, blank ones included.
     count: u64,
     /// Actors and objects the parser met for the first time in this chunk.
@@ -381,7 +336,7 @@ struct Chunk<'a> {
     objects: Vec<ObjectEntry>,
 }
 
-fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, memo: &mut Memo) -> Chunk<'a> {
+fn parse_chunk(chunk: &[u8], q: &Query, memo: &mut Memo) -> Chunk {
     let mut count = 0;
     // One UTF-8 check for the whole chunk (the common case) instead of one per string.
     let split: Box<dyn Iterator<Item = (&[u8], Option<&str>)>> = match std::str::from_utf8(chunk) {
@@ -393,14 +348,14 @@ fn parse_chunk<'a>(chunk: &'a [u8], q: &Query, memo: &mut Memo) -> Chunk<'a> {
         .enumerate()
         .filter(|(_, (l, _))| !l.iter().all(u8::is_ascii_whitespace))
         .map(|(i, (bytes, text))| {
-            let line = match text {
-                Some(text) => match memo.line(text, q) {
-                    Some(line) => Ok(line),
-                    None => row::parse_str(text).map(|r| memo.row(r, bytes, q)),
-                },
-                None => row::parse_line(bytes).map(|r| memo.row(r, bytes, q)),
+            let read = match text {
+                Some(text) => serde_json::from_str::<EventRef>(text),
+                None => serde_json::from_slice::<EventRef>(bytes),
             };
-            (i as u64 + 1, line.map(|line| Parsed { line, bytes }))
+            let line = read
+                .map_err(|e| e.to_string())
+                .and_then(|ev| memo.line(ev, q));
+            (i as u64 + 1, line)
         })
         .collect();
     let (actors, objects) = memo.take_new();
@@ -447,16 +402,15 @@ fn load_store(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
             };
             let _ = tx.send(last);
         });
-        let tally = load_lines(
-            || match rx.recv() {
+        // `rx` goes with the reader thread: when it gives up, the scan stops.
+        load_lines(
+            move || match rx.recv() {
                 Ok(chunk) => Ok(Some(chunk?)),
                 Err(_) => Ok(None),
             },
             q,
             into,
-        );
-        drop(rx);
-        tally
+        )
     })?;
     tally.check_not_all_bad(path)?;
     Ok(tally.source("store", path))

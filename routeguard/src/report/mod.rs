@@ -13,8 +13,6 @@ pub mod input;
 mod memo;
 pub mod model;
 pub mod render;
-mod row;
-mod skim;
 mod stored;
 pub mod tell;
 

@@ -11,14 +11,15 @@ use std::path::Path;
 
 use serde::de::{value::StrDeserializer, DeserializeOwned};
 
-use super::collect::{actor_hash, object_hash, object_key, ActorKey, Collector, Facts};
+use super::collect::{
+    actor_hash, object_hash, object_key, ActorKey, Collector, Facts, RestoreFields,
+};
 use super::describe;
-use super::input::{restore_fields, InputError, Query, Tally};
+use super::input::{InputError, Query, Tally};
 use super::model::Source;
-use super::row::RestoreRow;
 use crate::event::{
-    Actor, Address, Cause, EventType, Kind, Link, Netns, Nexthop, Object, Outcome, Route, Rule,
-    Timestamp,
+    Actor, Address, Cause, EventType, Kind, Link, Netns, Nexthop, Object, Outcome, Restore, Route,
+    Rule, Timestamp,
 };
 use crate::store::{FactRow, Reader};
 
@@ -130,7 +131,7 @@ struct Fold<'c> {
 
 impl Fold<'_> {
     fn event(&mut self, f: &Fact) -> Result<(), String> {
-        let restore: Option<RestoreRow> = f
+        let restore: Option<Restore> = f
             .restore
             .as_deref()
             .map(|text| serde_json::from_str(text).map_err(|e| format!("restore: {e}")))
@@ -143,7 +144,7 @@ impl Fold<'_> {
             errno: f.errno,
             error: f.error.as_deref(),
             event: f.event,
-            restore: restore.as_ref().map(restore_fields),
+            restore: restore.as_ref().map(RestoreFields::of),
         };
         facts.check()?;
         let actor = self.actor(f.actor)?;
@@ -158,7 +159,7 @@ impl Fold<'_> {
                 Some(i) => Ok(i),
                 None => {
                     let hash = actor_hash(&self.tally.hasher, None);
-                    let i = self.into.intern_actor(hash, None, || Ok(None))?;
+                    let i = self.into.intern_actor(hash, None, || None);
                     Ok(*self.tally.kernel.insert(i))
                 }
             };
@@ -174,9 +175,7 @@ impl Fold<'_> {
         let a: Actor = serde_json::from_str(json).map_err(|e| format!("actor {id}: {e}"))?;
         let key = ActorKey::of(&a);
         let hash = actor_hash(&self.tally.hasher, Some(&key));
-        let i = self
-            .into
-            .intern_actor(hash, Some(&key), || Ok(Some(a.clone())))?;
+        let i = self.into.intern_actor(hash, Some(&key), || Some(a.clone()));
         *slot = Slot::Interned(i);
         Ok(i)
     }

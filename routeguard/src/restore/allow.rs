@@ -14,7 +14,7 @@ use serde::{de, Deserialize, Deserializer};
 use crate::event::{Actor, ExeId};
 
 /// Actors allowed to remove protected objects (any one matching is enough).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Allow {
     /// Command names (`comm`, at most 15 bytes: `systemd-network`). Any process can take any
@@ -57,7 +57,7 @@ impl Allow {
 }
 
 /// An `allow.exe` entry: the path as written and the file it named when the policy was loaded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AllowedExe {
     pub path: PathBuf,
     pub id: ExeId,
@@ -99,7 +99,7 @@ impl<'de> Deserialize<'de> for AllowedExe {
 
 /// An `allow.cgroup` entry: a cgroup v2 path below the hierarchy's root, and the directory's
 /// id when it existed at load.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AllowedCgroup {
     pub path: String,
     /// The directory under the cgroup2 mount; `None` when no cgroup2 hierarchy is mounted.

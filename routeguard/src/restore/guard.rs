@@ -11,7 +11,8 @@ use std::{
 
 use serde::Deserialize;
 
-/// `[restore]` settings of the flap guard (and the dry-run switch).
+/// `[restore]` settings of the flap guard (and the dry-run switch, and how many missing objects
+/// are tracked).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
@@ -32,6 +33,8 @@ pub struct GuardConfig {
     /// How long a re-add the kernel refuses for a passing reason (the link is down) is retried.
     #[serde(deserialize_with = "duration")]
     pub retry_for: Duration,
+    /// Protected objects tracked as missing at most; further ones are counted, not tracked.
+    pub max_missing: u32,
 }
 
 impl Default for GuardConfig {
@@ -44,6 +47,7 @@ impl Default for GuardConfig {
             backoff_max: Duration::from_secs(10),
             suspend: Duration::from_secs(600),
             retry_for: Duration::from_secs(600),
+            max_missing: 10_000,
         }
     }
 }
@@ -87,6 +91,25 @@ impl<K: Eq + Hash> FlapGuard<K> {
 
     pub fn config(&self) -> &GuardConfig {
         &self.config
+    }
+
+    /// New settings; the histories stay (a suspension keeps the end it was given).
+    pub fn set_config(&mut self, config: GuardConfig) {
+        self.config = config;
+    }
+
+    /// Keeps only the histories whose key `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.tracks.retain(|k, _| keep(k));
+    }
+
+    /// Histories held.
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
     }
 
     /// The verdict on a removal of the object `key` by its actor, at `now`.

@@ -9,15 +9,24 @@
 //! refuses for a reason that may pass (the link is still down) is retried until `retry_for`.
 //! routeguard's own re-adds are RTM_NEW* requests from its own pid, which the capture ignores,
 //! so a restore never triggers anything.
+//!
+//! Its state is bounded and outlives a reload: it works only in the namespaces routeguard watches
+//! (its own and those named under /run/netns: [`sockets`]), keeps at most
+//! `restore.max_missing` missing objects and [`sockets::CAP`] sockets (counting what it turned
+//! away: [`Overflow`]), lets go of a namespace's sockets and missing objects once it is no longer
+//! named, and a reload ([`Restorer::reconfigure`]) keeps the back-offs, suspensions and retries
+//! of every protect entry it leaves unchanged.
 
 pub mod allow;
 mod body;
 pub mod guard;
 pub mod policy;
+pub mod sockets;
 mod thread;
 
 use std::{
-    collections::{hash_map::Entry, HashMap},
+    collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -29,9 +38,8 @@ use crate::{
     },
     hints,
     netlink::{
-        netns,
         uapi::{NLM_F_CREATE, NLM_F_EXCL, RTM_NEWROUTE, RTM_NEWRULE},
-        Options, RouteSocket, SocketError,
+        SocketError,
     },
 };
 
@@ -39,9 +47,10 @@ pub use allow::{Allow, AllowedCgroup, AllowedExe};
 pub use body::BodyError;
 pub use guard::GuardConfig;
 pub use policy::{parse_spec, Protect, SpecError};
-pub use thread::Restores;
+pub use thread::{Finished, Restores};
 
 use guard::{FlapGuard, Verdict};
+use sockets::Sockets;
 
 /// A reply slower than this means the kernel is stuck; the restore is reported failed.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -51,6 +60,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How often the namespaces routeguard watches are listed, to let go of those no longer named.
+const RESCAN: Duration = Duration::from_secs(1);
 
 /// Why a re-add could not be sent (the kernel's refusal is not an error: it is an outcome).
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +76,8 @@ pub enum RestoreError {
 /// A restore waiting for its time.
 struct Pending {
     due: Instant,
+    /// The protect entry that selected the removal.
+    entry: Arc<Protect>,
     removal: Event,
     /// The kernel's description of the removed object.
     kernel: Option<KernelBody>,
@@ -86,40 +99,106 @@ pub struct Missing {
     pub object: String,
 }
 
+/// What the restorer turned away because a map was full, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overflow {
+    /// Missing objects not tracked (`restore.max_missing` were).
+    pub missing: u64,
+    /// Sockets closed after one request ([`sockets::CAP`] were kept).
+    pub sockets: u64,
+}
+
+impl Overflow {
+    /// What grew since `earlier`.
+    pub fn since(self, earlier: Overflow) -> Overflow {
+        Overflow {
+            missing: self.missing.saturating_sub(earlier.missing),
+            sockets: self.sockets.saturating_sub(earlier.sockets),
+        }
+    }
+
+    pub fn add(&mut self, more: Overflow) {
+        self.missing += more.missing;
+        self.sockets += more.sockets;
+    }
+}
+
 pub struct Restorer {
-    protect: Vec<Protect>,
-    /// Removed protected objects not (yet) restored, by namespace inode and identity.
-    missing: HashMap<(u32, ObjectKey), Missing>,
+    protect: Vec<Arc<Protect>>,
+    /// Removed protected objects not (yet) restored, by namespace inode and identity, with the
+    /// entry that protects them; at most `max_missing`.
+    missing: HashMap<(u32, ObjectKey), (Arc<Protect>, Missing)>,
+    missing_overflow: u64,
     guard: FlapGuard<FlapKey>,
     clock: Clock,
-    sockets: HashMap<u32, RouteSocket>,
+    sockets: Sockets,
     pending: Vec<Pending>,
     last_prune: Instant,
+    last_rescan: Instant,
 }
 
 impl Restorer {
     /// `None` when nothing is protected: no engine at all.
     pub fn new(protect: Vec<Protect>, config: GuardConfig, clock: Clock) -> Option<Self> {
         (!protect.is_empty()).then(|| Self {
-            protect,
+            protect: protect.into_iter().map(Arc::new).collect(),
             guard: FlapGuard::new(config),
             clock,
-            sockets: HashMap::new(),
+            sockets: Sockets::new(),
             missing: HashMap::new(),
+            missing_overflow: 0,
             pending: Vec::new(),
             last_prune: Instant::now(),
+            last_rescan: Instant::now(),
         })
+    }
+
+    /// The protect entries, in order.
+    pub fn protect(&self) -> Vec<Protect> {
+        self.protect.iter().map(|p| (**p).clone()).collect()
+    }
+
+    /// Takes a reloaded policy and guard settings. What an unchanged protect entry (equal in
+    /// every selector, allow-list and name) holds stays: its back-offs, suspensions, link-down
+    /// retries and missing objects. What a changed or removed entry held is dropped: a new
+    /// policy starts afresh.
+    pub fn reconfigure(&mut self, protect: Vec<Protect>, config: GuardConfig) {
+        let new: Vec<Arc<Protect>> = protect.into_iter().map(Arc::new).collect();
+        let kept = |entry: &Protect| new.iter().any(|n| **n == *entry);
+        let (pending, tracks) = (self.pending.len(), self.guard.len());
+        self.pending.retain(|p| kept(&p.entry));
+        self.guard.retain(|key| kept(&key.entry));
+        self.missing.retain(|_, (entry, _)| kept(entry));
+        tracing::info!(
+            pending_kept = self.pending.len(),
+            pending_dropped = pending - self.pending.len(),
+            flap_histories_kept = self.guard.len(),
+            flap_histories_dropped = tracks - self.guard.len(),
+            "restore policy reloaded; unchanged entries keep their state"
+        );
+        self.guard.set_config(config);
+        self.protect = new;
+    }
+
+    /// What was turned away because a map was full, since start.
+    pub fn overflow(&self) -> Overflow {
+        Overflow {
+            missing: self.missing_overflow,
+            sockets: self.sockets.overflow,
+        }
     }
 
     /// Looks at each event; restores what is due now, schedules the rest. Appends the restore
     /// events to `out`.
     pub fn observe(&mut self, observed: &[Observed], out: &mut Vec<Event>) {
         let now = Instant::now();
+        // Listed once per batch, when a removal needs it.
+        let mut watched: Option<Vec<u64>> = None;
         for Observed {
             event: ev, kernel, ..
         } in observed
         {
-            let Some(entry) = self.protect.iter().find(|p| p.selects(ev)) else {
+            let Some(entry) = self.protect.iter().find(|p| p.selects(ev)).cloned() else {
                 continue;
             };
             let policy = entry.label();
@@ -129,21 +208,27 @@ impl Restorer {
                     continue;
                 }
             }
-            if !matches!(ev.cause, Cause::NetnsExit | Cause::Expired) {
-                let object = describe::object(&ev.object);
-                let netns = ev
-                    .netns
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| ev.netns.inode.to_string());
-                self.missing.insert(
-                    (ev.netns.inode, ev.key()),
-                    Missing {
-                        policy: policy.clone(),
-                        netns,
-                        object,
-                    },
+            if ev.cause != Cause::NetnsExit
+                && !watched
+                    .get_or_insert_with(sockets::watched_now)
+                    .contains(&u64::from(ev.netns.inode))
+            {
+                let detail = format!(
+                    "its network namespace (inode {}) is not one routeguard watches (its own or \
+                     one named under /run/netns); not re-added",
+                    ev.netns.inode
                 );
+                out.push(answer(
+                    ev,
+                    &policy,
+                    RestoreOutcome::Skipped,
+                    0,
+                    Some(detail),
+                ));
+                continue;
+            }
+            if !matches!(ev.cause, Cause::NetnsExit | Cause::Expired) {
+                self.note_missing(ev, &entry);
             }
             if let Some(detail) = unrestorable(ev, kernel.as_ref()) {
                 out.push(answer(
@@ -155,10 +240,11 @@ impl Restorer {
                 ));
                 continue;
             }
-            match self.guard.admit(flap_key(ev), now) {
+            match self.guard.admit(flap_key(ev, &entry), now) {
                 Verdict::Restore { delay, attempt } => {
                     let pending = Pending {
                         due: now + delay,
+                        entry,
                         removal: ev.clone(),
                         kernel: kernel.clone(),
                         policy,
@@ -180,6 +266,30 @@ impl Restorer {
         }
     }
 
+    /// Tracks `ev`'s object as missing, unless `max_missing` are already (then counts it).
+    fn note_missing(&mut self, ev: &Event, entry: &Arc<Protect>) {
+        let key = (ev.netns.inode, ev.key());
+        let cap = self.guard.config().max_missing as usize;
+        if !self.missing.contains_key(&key) && self.missing.len() >= cap {
+            self.missing_overflow += 1;
+            tracing::debug!(
+                cap,
+                "restore.max_missing objects are missing already; this one is not tracked"
+            );
+            return;
+        }
+        let missing = Missing {
+            policy: entry.label(),
+            netns: ev
+                .netns
+                .name
+                .clone()
+                .unwrap_or_else(|| ev.netns.inode.to_string()),
+            object: describe::object(&ev.object),
+        };
+        self.missing.insert(key, (Arc::clone(entry), missing));
+    }
+
     /// When the next waiting restore is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.pending.iter().map(|p| p.due).min()
@@ -199,11 +309,29 @@ impl Restorer {
             self.guard.prune(now);
             self.last_prune = now;
         }
+        if now.duration_since(self.last_rescan) >= RESCAN {
+            self.last_rescan = now;
+            self.keep_only(&sockets::watched_now());
+        }
+    }
+
+    /// Lets go of what concerns namespaces no longer watched (deleted, or no longer named):
+    /// their sockets are closed, so that none keeps a dead namespace alive, and their objects
+    /// are no longer missing — they went with it.
+    fn keep_only(&mut self, watched: &[u64]) {
+        self.sockets.keep_only(watched);
+        self.missing
+            .retain(|(inode, _), _| watched.contains(&u64::from(*inode)));
+    }
+
+    /// How often the thread must call [`Restorer::tick`] at least, with nothing due.
+    pub fn rescan_every() -> Duration {
+        RESCAN
     }
 
     /// Protected objects removed and not restored (suspended, failed, waiting, dry run).
     pub fn missing(&self) -> Vec<Missing> {
-        let mut all: Vec<Missing> = self.missing.values().cloned().collect();
+        let mut all: Vec<Missing> = self.missing.values().map(|(_, m)| m.clone()).collect();
         all.sort();
         all
     }
@@ -290,16 +418,13 @@ impl Restorer {
                 }
                 r
             }
-            Err(err) => {
-                self.sockets.remove(&ev.netns.inode);
-                answer(
-                    ev,
-                    &pending.policy,
-                    RestoreOutcome::Failed,
-                    pending.attempt,
-                    Some(err.to_string()),
-                )
-            }
+            Err(err) => answer(
+                ev,
+                &pending.policy,
+                RestoreOutcome::Failed,
+                pending.attempt,
+                Some(err.to_string()),
+            ),
         };
         if let Some(r) = reply.restore.as_mut() {
             if r.outcome == RestoreOutcome::Restored {
@@ -327,22 +452,9 @@ impl Restorer {
             Kind::Route => (RTM_NEWROUTE, body::route_body(kernel)?),
             _ => (RTM_NEWRULE, body::rule_body(kernel)?),
         };
-        let inode = ev.netns.inode;
-        let socket = match self.sockets.entry(inode) {
-            Entry::Occupied(slot) => slot.into_mut(),
-            Entry::Vacant(slot) => {
-                let path = netns::find(inode, ev.actor.as_ref().map(|a| a.pid))
-                    .map_err(SocketError::from)?;
-                let options = Options {
-                    poll: REPLY_TIMEOUT,
-                    quiet: REPLY_TIMEOUT,
-                    ..Options::default()
-                };
-                let [socket] = RouteSocket::open_in(&path, [options])?;
-                slot.insert(socket)
-            }
-        };
-        Ok(socket.request(msg_type, NLM_F_CREATE | NLM_F_EXCL, &body)?)
+        Ok(self
+            .sockets
+            .request(ev.netns.inode, msg_type, NLM_F_CREATE | NLM_F_EXCL, &body)?)
     }
 }
 
@@ -371,9 +483,11 @@ fn unrestorable(ev: &Event, kernel: Option<&KernelBody>) -> Option<String> {
     })
 }
 
-/// The flap guard's identity of "this object, removed by this actor".
+/// The flap guard's identity of "this object, removed by this actor, protected by this entry"
+/// (the entry, so that a reload that changes it starts its history afresh).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct FlapKey {
+    entry: Arc<Protect>,
     netns_inode: u32,
     object: ObjectKey,
     /// The actor's program (not its pid: a restarted daemon is the same culprit): comm, exe and
@@ -381,8 +495,9 @@ struct FlapKey {
     actor: Option<(String, Option<String>, Option<String>)>,
 }
 
-fn flap_key(ev: &Event) -> FlapKey {
+fn flap_key(ev: &Event, entry: &Arc<Protect>) -> FlapKey {
     FlapKey {
+        entry: Arc::clone(entry),
         netns_inode: ev.netns.inode,
         object: ev.key(),
         actor: ev
@@ -431,7 +546,8 @@ fn suspended(ev: &Event, policy: &str, attempts: u32, config: &GuardConfig) -> E
         attempts,
         Some(format!(
             "{who} removed it again after {attempts} restores within {:?}; routeguard stops \
-             restoring it for {:?} rather than fight (restart routeguard or send SIGHUP to resume)",
+             restoring it for {:?} rather than fight (to resume sooner: change its protect entry \
+             and send SIGHUP, or restart routeguard)",
             config.window, config.suspend
         )),
     );

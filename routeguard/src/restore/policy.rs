@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// One `[[protect]]` entry. Every selector left out matches anything.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protect {
     /// Shown in restore events; defaults to a description of the selectors.

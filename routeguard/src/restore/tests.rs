@@ -95,9 +95,16 @@ fn flap_key_ignores_pid_but_not_program() {
     let a = rule_event(100, 77);
     let mut b = a.clone();
     std::sync::Arc::make_mut(b.actor.as_mut().unwrap()).pid = 9999;
-    assert_eq!(flap_key(&a), flap_key(&b));
+    let entry = Arc::new(parse_spec("kind=rule").unwrap());
+    assert_eq!(flap_key(&a, &entry), flap_key(&b, &entry));
     std::sync::Arc::make_mut(b.actor.as_mut().unwrap()).comm = "other".into();
-    assert_ne!(flap_key(&a), flap_key(&b));
+    assert_ne!(flap_key(&a, &entry), flap_key(&b, &entry));
+    let other = Arc::new(parse_spec("kind=rule table=77").unwrap());
+    assert_ne!(
+        flap_key(&a, &entry),
+        flap_key(&a, &other),
+        "a history per entry"
+    );
 }
 
 /// A route as the kernel-function path names it (its device, metric 0) and as the syscall path's
@@ -122,7 +129,10 @@ fn a_route_is_one_object_whichever_path_described_it() {
         describe::object(&by_index.object),
         describe::object(&by_device.object)
     );
-    assert_eq!(flap_key(&by_index), flap_key(&by_device));
+    let entry = Arc::new(parse_spec("kind=route").unwrap());
+    assert_eq!(flap_key(&by_index, &entry), flap_key(&by_device, &entry));
+    by_device.netns.inode = own_netns();
+    by_index.netns.inode = own_netns();
     let protect = vec![parse_spec("kind=route table=77").unwrap()];
     let mut r = Restorer::new(protect, GuardConfig::default(), Clock::new()).unwrap();
     let mut answers = Vec::new();
@@ -231,4 +241,146 @@ fn bad_exe_and_cgroup_entries_are_refused() {
         let err = parse_spec(spec).unwrap_err().to_string();
         assert!(err.contains(want), "{spec}: {err}");
     }
+}
+
+/// Our own namespace's inode: one routeguard watches.
+fn own_netns() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32
+}
+
+/// A removal of rule `priority` in our own namespace, with the kernel's (empty) description: a
+/// dry run "restores" it without sending anything.
+fn own_rule(priority: u32) -> Observed {
+    let mut ev = rule_event(priority, 77);
+    ev.netns.inode = own_netns();
+    ev.netns.name = None;
+    Observed {
+        kernel: Some(KernelBody::new(&[0; 12])),
+        ..Observed::alone(ev)
+    }
+}
+
+fn dry_run(max_attempts: u32) -> GuardConfig {
+    GuardConfig {
+        dry_run: true,
+        max_attempts,
+        ..GuardConfig::default()
+    }
+}
+
+#[test]
+fn a_namespace_routeguard_does_not_watch_is_never_entered_nor_tracked() {
+    let protect = vec![parse_spec("kind=rule").unwrap()];
+    let mut r = Restorer::new(protect, dry_run(5), Clock::new()).unwrap();
+    let mut ev = own_rule(100);
+    // Inode 1 is no namespace: like one an actor made with `unshare -n` and never named.
+    ev.event.netns.inode = 1;
+    let mut answers = Vec::new();
+    r.observe(&[ev], &mut answers);
+    assert_eq!(answers.len(), 1);
+    let answer = answers[0].restore.as_ref().unwrap();
+    assert_eq!(answer.outcome, RestoreOutcome::Skipped);
+    assert!(
+        answer
+            .detail
+            .as_ref()
+            .unwrap()
+            .contains("not one routeguard watches"),
+        "{answer:?}"
+    );
+    assert!(r.missing().is_empty());
+}
+
+#[test]
+fn missing_objects_are_capped_and_the_overflow_counted() {
+    let protect = vec![parse_spec("kind=rule").unwrap()];
+    let config = GuardConfig {
+        max_missing: 2,
+        ..dry_run(5)
+    };
+    let mut r = Restorer::new(protect, config, Clock::new()).unwrap();
+    let mut answers = Vec::new();
+    r.observe(
+        &[own_rule(1), own_rule(2), own_rule(3), own_rule(1)],
+        &mut answers,
+    );
+    assert_eq!(
+        answers.len(),
+        3,
+        "answered at once (dry run), the repeat after its back-off"
+    );
+    assert_eq!(r.missing().len(), 2);
+    assert_eq!(
+        r.overflow(),
+        Overflow {
+            missing: 1,
+            sockets: 0
+        },
+        "one more object was not tracked; the one already tracked is no overflow"
+    );
+    r.keep_only(&[]);
+    assert!(r.missing().is_empty(), "a namespace gone takes its objects");
+}
+
+#[test]
+fn a_reload_keeps_the_state_of_unchanged_entries_only() {
+    let spec = "kind=rule table=77 name=t77";
+    let protect = vec![parse_spec(spec).unwrap()];
+    let mut r = Restorer::new(protect, dry_run(1), Clock::new()).unwrap();
+    let mut answers = Vec::new();
+    r.observe(&[own_rule(100), own_rule(100)], &mut answers);
+    let outcomes: Vec<_> = answers
+        .iter()
+        .map(|a| a.restore.as_ref().unwrap().outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [RestoreOutcome::DryRun, RestoreOutcome::Suspended]
+    );
+    // The same entry, among others, and other guard settings: still suspended.
+    let same = vec![parse_spec("kind=route").unwrap(), parse_spec(spec).unwrap()];
+    r.reconfigure(same, dry_run(3));
+    answers.clear();
+    r.observe(&[own_rule(100)], &mut answers);
+    assert!(answers.is_empty(), "still suspended: {answers:?}");
+    assert_eq!(r.missing().len(), 1, "still missing");
+    // A changed entry starts afresh.
+    r.reconfigure(
+        vec![parse_spec("kind=rule table=77 name=t77b").unwrap()],
+        dry_run(3),
+    );
+    assert!(
+        r.missing().is_empty(),
+        "what the old entry held went with it"
+    );
+    r.observe(&[own_rule(100)], &mut answers);
+    let a = answers[0].restore.as_ref().unwrap();
+    assert_eq!((a.outcome, a.attempt), (RestoreOutcome::DryRun, 1));
+}
+
+#[test]
+fn a_reload_keeps_a_pending_back_off_of_an_unchanged_entry() {
+    let spec = "kind=rule table=77";
+    let config = GuardConfig {
+        backoff: Duration::from_secs(30),
+        ..dry_run(5)
+    };
+    let mut r = Restorer::new(
+        vec![parse_spec(spec).unwrap()],
+        config.clone(),
+        Clock::new(),
+    )
+    .unwrap();
+    let mut answers = Vec::new();
+    r.observe(&[own_rule(100), own_rule(100)], &mut answers);
+    assert_eq!(
+        (answers.len(), r.waiting()),
+        (1, 1),
+        "the second waits 30 s"
+    );
+    r.reconfigure(vec![parse_spec(spec).unwrap()], config.clone());
+    assert_eq!(r.waiting(), 1, "kept across an unchanged reload");
+    r.reconfigure(vec![parse_spec("kind=rule table=78").unwrap()], config);
+    assert_eq!(r.waiting(), 0, "dropped with its entry");
 }

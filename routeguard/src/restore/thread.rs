@@ -6,7 +6,9 @@
 //! over the removals a protect entry selects ([`Restores::observe`]), and takes the answers
 //! (`restore`, `restore-suspended` events) from [`Restores::next`]; retries and back-offs run on
 //! the thread's own timers. What is missing is published for the caller's metrics
-//! ([`Restores::missing`]).
+//! ([`Restores::missing`]), with what the bounded maps turned away ([`Restores::overflow`]). A
+//! reload hands the thread the new policy ([`Restores::reconfigure`]): the engine and what it
+//! holds stay.
 
 use std::{
     io,
@@ -17,11 +19,13 @@ use std::{
 
 use tokio::sync::mpsc as async_mpsc;
 
-use super::{Missing, Protect, Restorer};
+use super::{GuardConfig, Missing, Overflow, Protect, Restorer};
 use crate::event::{Event, Observed};
 
-/// The thread's longest sleep with nothing due (the flap guard prunes itself this often).
-const IDLE: Duration = Duration::from_secs(10);
+/// The thread's longest sleep with nothing due: it lets go of deleted namespaces this often.
+fn idle() -> Duration {
+    Restorer::rescan_every()
+}
 /// Answer batches in flight to the caller; beyond that the thread waits for it.
 const ANSWERS: usize = 64;
 
@@ -31,12 +35,32 @@ struct Shared {
     missing: Vec<Missing>,
     /// Restores waiting for a retry or a back-off.
     waiting: usize,
+    overflow: Overflow,
+}
+
+/// What the caller hands the thread.
+enum Input {
+    Observed(Vec<Observed>),
+    /// A reloaded policy.
+    Reconfigure(Vec<Protect>, GuardConfig),
+}
+
+/// What a stopped engine leaves.
+pub struct Finished {
+    /// Answers not taken yet.
+    pub answers: Vec<Event>,
+    /// Restores still waiting (back-off or retry).
+    pub waiting: usize,
+    /// What the bounded maps turned away since [`Restores::overflow`] was last asked.
+    pub overflow: Overflow,
 }
 
 /// The running restore thread.
 pub struct Restores {
     protect: Vec<Protect>,
-    input: Option<mpsc::Sender<Vec<Observed>>>,
+    input: Option<mpsc::Sender<Input>>,
+    /// Overflow already reported by [`Restores::overflow`].
+    overflow_seen: Overflow,
     answers: async_mpsc::Receiver<Vec<Event>>,
     shared: Arc<Mutex<Shared>>,
     thread: Option<thread::JoinHandle<()>>,
@@ -45,7 +69,7 @@ pub struct Restores {
 impl Restores {
     /// Starts the thread with `restorer`.
     pub fn start(restorer: Restorer) -> io::Result<Self> {
-        let protect = restorer.protect.clone();
+        let protect = restorer.protect();
         let (input, inputs) = mpsc::channel();
         let (out, answers) = async_mpsc::channel(ANSWERS);
         let shared = Arc::new(Mutex::new(Shared::default()));
@@ -56,6 +80,7 @@ impl Restores {
         Ok(Self {
             protect,
             input: Some(input),
+            overflow_seen: Overflow::default(),
             answers,
             shared,
             thread: Some(thread),
@@ -75,8 +100,24 @@ impl Restores {
         }
         if let Some(input) = &self.input {
             // A thread that stopped (it panicked) restores nothing more; its events were shown.
-            let _ = input.send(selected);
+            let _ = input.send(Input::Observed(selected));
         }
+    }
+
+    /// Hands the engine a reloaded policy (see [`Restorer::reconfigure`]).
+    pub fn reconfigure(&mut self, protect: Vec<Protect>, config: GuardConfig) {
+        self.protect = protect.clone();
+        if let Some(input) = &self.input {
+            let _ = input.send(Input::Reconfigure(protect, config));
+        }
+    }
+
+    /// What the bounded maps turned away since the last call.
+    pub fn overflow(&mut self) -> Overflow {
+        let now = self.lock().overflow;
+        let grew = now.since(self.overflow_seen);
+        self.overflow_seen = now;
+        grew
     }
 
     /// The next answers. Cancel-safe: answers not taken stay for the next call. Never ready
@@ -97,9 +138,8 @@ impl Restores {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops the thread once it has answered everything handed over and run what is due;
-    /// returns the answers not taken yet and how many restores were still waiting.
-    pub async fn finish(mut self) -> (Vec<Event>, usize) {
+    /// Stops the thread once it has answered everything handed over and run what is due.
+    pub async fn finish(mut self) -> Finished {
         self.input = None;
         let mut rest = Vec::new();
         while let Some(answers) = self.answers.recv().await {
@@ -109,25 +149,34 @@ impl Restores {
             let _ = thread.join();
         }
         let waiting = self.lock().waiting;
-        (rest, waiting)
+        let overflow = self.overflow();
+        Finished {
+            answers: rest,
+            waiting,
+            overflow,
+        }
     }
 }
 
 fn run(
     mut restorer: Restorer,
-    inputs: &mpsc::Receiver<Vec<Observed>>,
+    inputs: &mpsc::Receiver<Input>,
     out: &async_mpsc::Sender<Vec<Event>>,
     shared: &Mutex<Shared>,
 ) {
     loop {
         let wait = restorer
             .next_due()
-            .map_or(IDLE, |due| due.saturating_duration_since(Instant::now()))
-            .min(IDLE);
+            .map_or(idle(), |due| due.saturating_duration_since(Instant::now()))
+            .min(idle());
         let mut answers = Vec::new();
         let last = match inputs.recv_timeout(wait) {
-            Ok(observed) => {
+            Ok(Input::Observed(observed)) => {
                 restorer.observe(&observed, &mut answers);
+                false
+            }
+            Ok(Input::Reconfigure(protect, config)) => {
+                restorer.reconfigure(protect, config);
                 false
             }
             Err(mpsc::RecvTimeoutError::Timeout) => false,
@@ -138,6 +187,7 @@ fn run(
             let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
             s.missing = restorer.missing();
             s.waiting = restorer.waiting();
+            s.overflow = restorer.overflow();
         }
         if !answers.is_empty() && out.blocking_send(answers).is_err() {
             return; // the caller is gone

@@ -12,7 +12,9 @@ mod timeline;
 use super::describe;
 use super::hints;
 use super::model::*;
-use crate::event::{Actor, Cause, Event, EventType, Kind, Object, ObjectKey, Outcome, Timestamp};
+use crate::event::{
+    Actor, ActorRef, Cause, Event, EventType, Kind, Object, ObjectKey, Outcome, Timestamp,
+};
 pub use restores::{outcome_name as restore_outcome_name, RestoreFields};
 
 /// How events are grouped and how much of them is kept in full.
@@ -64,23 +66,8 @@ struct ObjectInfo {
     description: String,
 }
 
-/// What the collector keeps of one event, borrowed from wherever it was read.
-pub struct Fields<'a> {
-    pub ts: Timestamp,
-    pub kind: Kind,
-    pub cause: Cause,
-    pub outcome: Outcome,
-    pub errno: Option<i32>,
-    pub error: Option<&'a str>,
-    pub netns_inode: u32,
-    pub netns_name: Option<&'a str>,
-    pub actor: Option<ActorKey<'a>>,
-    /// A removal, or routeguard's restore (then `restore` says what it did).
-    pub event: EventType,
-    pub restore: Option<RestoreFields<'a>>,
-}
-
 /// What makes two actors the same process for the report.
+#[derive(PartialEq, Eq, Hash)]
 pub struct ActorKey<'a> {
     pub pid: u32,
     pub comm: &'a str,
@@ -90,38 +77,28 @@ pub struct ActorKey<'a> {
     pub container: Option<&'a str>,
 }
 
+/// The key of an [`Actor`] or an [`ActorRef`], whose fields are named alike.
+macro_rules! actor_key {
+    ($a:expr) => {
+        ActorKey {
+            pid: $a.pid,
+            comm: &$a.comm,
+            exe: $a.exe.as_deref(),
+            cmdline: &$a.cmdline,
+            unit: $a.unit.as_deref(),
+            container: $a.container.as_deref(),
+        }
+    };
+}
+
 impl<'a> ActorKey<'a> {
     pub fn of(a: &'a Actor) -> Self {
-        ActorKey {
-            pid: a.pid,
-            comm: &a.comm,
-            exe: a.exe.as_deref(),
-            cmdline: &a.cmdline,
-            unit: a.unit.as_deref(),
-            container: a.container.as_deref(),
-        }
+        actor_key!(a)
     }
-}
 
-/// What folding an event derives from its [`Fields`]: the object's identity and words, and the
-/// hashes interning looks up. It is the costly part of folding, so it can be done on other
-/// threads with the collector's hasher ([`Collector::hasher`]).
-pub struct Derived {
-    key: ObjectKey,
-    description: String,
-    object_hash: u64,
-    actor_hash: u64,
-}
-
-impl Derived {
-    pub fn new(f: &Fields, object: &Object, hasher: &RandomState) -> Self {
-        let key = object_key(object);
-        Derived {
-            object_hash: object_hash(hasher, f.netns_inode, &key),
-            key,
-            description: describe::object(object),
-            actor_hash: actor_hash(hasher, f.actor.as_ref()),
-        }
+    /// The same, of an actor as read ([`crate::event::EventRef`]).
+    pub fn borrowed(a: &'a ActorRef) -> Self {
+        actor_key!(a)
     }
 }
 
@@ -159,7 +136,20 @@ pub struct Facts<'a> {
     pub restore: Option<RestoreFields<'a>>,
 }
 
-impl Facts<'_> {
+impl<'a> Facts<'a> {
+    pub fn of(ev: &'a Event) -> Self {
+        Facts {
+            ts: ev.ts,
+            kind: ev.kind(),
+            cause: ev.cause,
+            outcome: ev.outcome,
+            errno: ev.errno,
+            error: ev.error.as_deref(),
+            event: ev.event,
+            restore: ev.restore.as_ref().map(RestoreFields::of),
+        }
+    }
+
     /// Why the event cannot be folded: a restore event must say what the restore did. Checked
     /// before its actor and object are interned, so a skipped line leaves no trace.
     pub fn check(&self) -> Result<(), String> {
@@ -167,31 +157,6 @@ impl Facts<'_> {
             (EventType::Removal, _) | (_, Some(_)) => Ok(()),
             (_, None) => Err("a restore event without its `restore` object".into()),
         }
-    }
-}
-
-fn fields_of(ev: &Event) -> Fields<'_> {
-    Fields {
-        ts: ev.ts,
-        kind: ev.kind(),
-        cause: ev.cause,
-        outcome: ev.outcome,
-        errno: ev.errno,
-        error: ev.error.as_deref(),
-        netns_inode: ev.netns.inode,
-        netns_name: ev.netns.name.as_deref(),
-        actor: ev.actor.as_deref().map(ActorKey::of),
-        event: ev.event,
-        restore: ev.restore.as_ref().map(|r| RestoreFields {
-            policy: &r.policy,
-            outcome: r.outcome,
-            latency_us: r.latency_us,
-            attempt: r.attempt,
-            errno: r.errno,
-            error: r.error.as_deref(),
-            hint: r.hint.as_deref(),
-            detail: r.detail.as_deref(),
-        }),
     }
 }
 
@@ -228,44 +193,26 @@ impl Collector {
         self.len() == 0
     }
 
+    /// Folds one event; a restore event without its `restore` object is left out, as the
+    /// readers skip it ([`Facts::check`]).
     pub fn push(&mut self, ev: Event) {
-        let fields = fields_of(&ev);
-        let derived = Derived::new(&fields, &ev.object, &self.hasher);
-        let pushed = self.push_compact(&fields, derived, || Ok(ev.actor.as_deref().cloned()));
-        debug_assert!(pushed.is_ok(), "the actor is at hand");
-    }
-
-    /// Folds one event given as its [`Fields`]. `actor` gives the full actor, and is only
-    /// called the first time its identity is seen; if it fails, nothing is kept and its reason is
-    /// returned.
-    pub fn push_compact(
-        &mut self,
-        ev: &Fields,
-        derived: Derived,
-        actor: impl FnOnce() -> Result<Option<Actor>, String>,
-    ) -> Result<(), String> {
-        let facts = Facts {
-            ts: ev.ts,
-            kind: ev.kind,
-            cause: ev.cause,
-            outcome: ev.outcome,
-            errno: ev.errno,
-            error: ev.error,
-            event: ev.event,
-            restore: ev.restore.clone(),
-        };
-        facts.check()?;
-        let actor = self.intern_actor(derived.actor_hash, ev.actor.as_ref(), actor)?;
+        let facts = Facts::of(&ev);
+        if facts.check().is_err() {
+            return;
+        }
+        let key = ev.actor.as_deref().map(ActorKey::of);
+        let hash = actor_hash(&self.hasher, key.as_ref());
+        let actor = self.intern_actor(hash, key.as_ref(), || ev.actor.as_deref().cloned());
+        let key = object_key(&ev.object);
         let object = self.intern_object(
-            derived.object_hash,
-            ev.kind,
-            ev.netns_inode,
-            ev.netns_name,
-            derived.key,
-            derived.description,
+            object_hash(&self.hasher, ev.netns.inode, &key),
+            ev.kind(),
+            ev.netns.inode,
+            ev.netns.name.as_deref(),
+            key,
+            describe::object(&ev.object),
         );
         self.push_interned(&facts, actor, object);
-        Ok(())
     }
 
     /// Folds an event whose actor and object indexes [`Collector::intern_actor`] and
@@ -296,25 +243,25 @@ impl Collector {
     }
 
     /// Identity of a process for the report: same pid, names, unit and container. The first
-    /// event of an identity gives its full actor. `hash` is [`actor_hash`] of `key`.
+    /// event of an identity gives its full actor (`actor` is called then only). `hash` is
+    /// [`actor_hash`] of `key`.
     pub fn intern_actor(
         &mut self,
         hash: u64,
         key: Option<&ActorKey>,
-        actor: impl FnOnce() -> Result<Option<Actor>, String>,
-    ) -> Result<u32, String> {
+        actor: impl FnOnce() -> Option<Actor>,
+    ) -> u32 {
         if let Some(candidates) = self.actor_ix.get(&hash) {
             for &i in candidates {
                 if same_actor(self.actors[i as usize].as_ref(), key) {
-                    return Ok(i);
+                    return i;
                 }
             }
         }
-        let actor = actor()?;
         let i = self.actors.len() as u32;
         self.actor_ix.entry(hash).or_default().push(i);
-        self.actors.push(actor);
-        Ok(i)
+        self.actors.push(actor());
+        i
     }
 
     /// An object is its namespace and its identity; the first event naming it gives its kind,
@@ -349,7 +296,7 @@ impl Collector {
         i
     }
 
-    /// The hasher interning uses, for [`Derived::new`] on other threads.
+    /// The hasher interning uses, for [`actor_hash`] and [`object_hash`] on other threads.
     pub fn hasher(&self) -> RandomState {
         self.hasher.clone()
     }
@@ -747,18 +694,7 @@ pub struct Sections {
 }
 
 fn same_actor(a: Option<&Actor>, b: Option<&ActorKey>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            a.pid == b.pid
-                && a.comm == b.comm
-                && a.exe.as_deref() == b.exe
-                && a.cmdline == b.cmdline
-                && a.unit.as_deref() == b.unit
-                && a.container.as_deref() == b.container
-        }
-        _ => false,
-    }
+    a.map(ActorKey::of).as_ref() == b
 }
 
 pub(super) fn add(o: &mut Outcomes, outcome: Outcome) {

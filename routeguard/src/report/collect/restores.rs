@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::event::{EventType, RestoreOutcome};
+use crate::event::{EventType, Restore, RestoreOutcome};
 use crate::report::model::{Latency, Restores};
 
-/// What the collector keeps of an event's `restore` object, borrowed from the input.
+/// What the collector keeps of an event's `restore` object, borrowed from it.
 #[derive(Clone)]
 pub struct RestoreFields<'a> {
     pub policy: &'a str,
@@ -23,6 +23,21 @@ pub struct RestoreFields<'a> {
     pub error: Option<&'a str>,
     pub hint: Option<&'a str>,
     pub detail: Option<&'a str>,
+}
+
+impl<'a> RestoreFields<'a> {
+    pub fn of(r: &'a Restore) -> Self {
+        RestoreFields {
+            policy: &r.policy,
+            outcome: r.outcome,
+            latency_us: r.latency_us,
+            attempt: r.attempt,
+            errno: r.errno,
+            error: r.error.as_deref(),
+            hint: r.hint.as_deref(),
+            detail: r.detail.as_deref(),
+        }
+    }
 }
 
 const NONE: u32 = u32::MAX;

@@ -5,6 +5,7 @@ use super::*;
 use crate::event::fixtures;
 use crate::event::{Cause, Event, Object, Outcome, Route, Rule, Timestamp};
 
+mod lines;
 mod restores;
 mod stored;
 

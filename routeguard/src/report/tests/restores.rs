@@ -1,6 +1,7 @@
 //! Restore and `restore-suspended` events in the report: removal counts leave them out, the
 //! headline, incidents, objects and timeline tell them, and `still_missing` is computed from
-//! them — through both readers (events pushed whole, and JSON lines read as borrowed rows).
+//! them — through both readers (events pushed whole, and JSON lines read as
+//! [`crate::event::EventRef`]s).
 
 use super::*;
 use crate::event::{EventType, Restore, RestoreOutcome};
@@ -198,15 +199,20 @@ fn without_restore_events_still_missing_stays_unknown() {
     assert!(!html.contains("mark restore") && !html.contains("restores suspended"));
 }
 
-/// The capture as JSON lines, read back by `--input` (the borrowed-row parser).
+/// The capture as JSON lines, read back by `--input`.
 pub(super) fn from_jsonl(events: &[Event], tag: &str) -> Report {
-    let dir = std::env::temp_dir().join(format!("rg-report-restores-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("capture.jsonl");
     let text: String = events
         .iter()
         .map(|e| crate::sink::json::to_line(e) + "\n")
         .collect();
+    jsonl_report(&text, tag)
+}
+
+/// The report of a file holding `text`, read by `--input`.
+pub(super) fn jsonl_report(text: &str, tag: &str) -> Report {
+    let dir = std::env::temp_dir().join(format!("rg-report-restores-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("capture.jsonl");
     std::fs::write(&path, text).unwrap();
     let r = build(
         &Input::Jsonl(path),
@@ -221,7 +227,7 @@ pub(super) fn from_jsonl(events: &[Event], tag: &str) -> Report {
 }
 
 #[test]
-fn jsonl_rows_read_event_and_restore_as_events_do() {
+fn jsonl_lines_read_event_and_restore_as_events_do() {
     let events = protected_capture();
     let pushed = render_str(&report_of(events.clone(), 5), Format::Json);
     let read = render_str(&from_jsonl(&events, "same"), Format::Json);

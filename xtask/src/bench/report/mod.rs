@@ -1,13 +1,17 @@
 //! The report bench: N synthetic events ([`data`]) as JSON lines and as the daemon's SQLite
 //! store, then `routeguard report --format html` on each (`--input` and `--db`), alternated
-//! `--runs` times: wall time and the child's peak memory side by side, with the load average
-//! (the machine is shared; the figures mean little when it is far above the core count).
+//! `--runs` times, each input read through first so that every report reads it from the page
+//! cache: wall time and the child's peak memory side by side, with the load average (the
+//! machine is shared; the figures mean little when it is far above the core count). With
+//! `--baseline`, a second binary (e.g. a build from before a change) reports the same inputs in
+//! the same run, turn about with the first, and the bench prints the ratios and whether the two
+//! reports are the same.
 mod data;
 
 use std::{
     fs,
     os::unix::process::ExitStatusExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, ExitStatus},
     time::Instant,
 };
@@ -28,17 +32,47 @@ pub struct Args {
     /// Bench this routeguard binary instead of building target/release/routeguard.
     #[arg(long, value_name = "PATH")]
     bin: Option<PathBuf>,
+    /// Also bench this routeguard binary (e.g. one built before a change), turn about with the
+    /// first on the same inputs: times, memory and their ratios side by side, and whether both
+    /// wrote the same report.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
 }
 
 /// Target from issue 7: an HTML report of a store of a million events in under two seconds.
 const TARGET_SECS: f64 = 2.0;
+/// Target from issue 16: a JSONL report at most this many times the baseline's time.
+const TARGET_JSONL_RATIO: f64 = 1.5;
+
+/// One binary's reports of one input.
+#[derive(Default)]
+struct Series {
+    times: Vec<f64>,
+    cpus: Vec<f64>,
+    peaks: Vec<u64>,
+}
+
+impl Series {
+    /// Median time, median CPU time, largest peak (KiB).
+    fn summary(&mut self) -> (f64, f64, u64) {
+        (
+            median(&mut self.times),
+            median(&mut self.cpus),
+            self.peaks.iter().max().copied().unwrap_or(0),
+        )
+    }
+}
 
 pub fn run(args: &Args) -> Result<()> {
     let bin = super::routeguard_bin(args.bin.as_deref())?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|b| fs::canonicalize(b).with_context(|| format!("--baseline {}", b.display())))
+        .transpose()?;
     let dir = super::bench_dir()?;
     let jsonl = dir.join(format!("report-{}.jsonl", args.events));
     let db = dir.join(format!("report-{}.db", args.events));
-    let out = dir.join("report.html");
     if args.keep && jsonl.exists() && db.exists() {
         println!(
             "bench report: reusing {} and {}",
@@ -58,59 +92,154 @@ pub fn run(args: &Args) -> Result<()> {
             db.display()
         );
     }
+    // The binaries benched: this one, then the baseline (each writing a report of its own).
+    let mut bins = vec![("this", bin, dir.join("report.html"))];
+    if let Some(base) = baseline {
+        println!("bench report: this binary {}", bins[0].1.display());
+        println!("bench report: baseline    {}", base.display());
+        bins.push(("baseline", base, dir.join("report-baseline.html")));
+    }
     let inputs = [("JSONL", "--input", &jsonl), ("store", "--db", &db)];
-    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    let mut peaks: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    let mut cpus: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // series[input][binary]
+    let mut series: Vec<Vec<Series>> = inputs
+        .iter()
+        .map(|_| bins.iter().map(|_| Series::default()).collect())
+        .collect();
+    let mut same = [true, true];
     for run in 1..=args.runs {
         for (n, (name, flag, path)) in inputs.iter().enumerate() {
-            let load = super::procfs::load_average_1m();
-            let m = measure(
-                Command::new(&bin)
-                    .args(["report", "--format", "html", flag])
-                    .arg(path)
-                    .arg("--out")
-                    .arg(&out),
-            )?;
-            ensure!(
-                m.status.success(),
-                "routeguard report {flag} failed: {}",
-                m.status
-            );
-            println!(
-                "run {run} {name:<5}: {:.2} s ({:.2} s CPU), peak {:.0} MiB, {:.1} MiB of HTML (load average {load})",
-                m.secs,
-                m.cpu_secs,
-                m.peak_kib as f64 / 1024.0,
-                mib(fs::metadata(&out).map_or(0, |m| m.len())),
-            );
-            times[n].push(m.secs);
-            peaks[n].push(m.peak_kib);
-            cpus[n].push(m.cpu_secs);
+            // Turn about: the baseline goes first in even runs, so neither always reads a file
+            // the other has just warmed.
+            let mut order: Vec<usize> = (0..bins.len()).collect();
+            if run % 2 == 0 {
+                order.reverse();
+            }
+            // From the page cache, whoever goes first: the machine is shared, and other work
+            // evicts a GB-sized input between runs (a first report then read it from disk, at
+            // several times the wall time for the same CPU time).
+            warm(path)?;
+            for b in order {
+                let (label, bin, out) = &bins[b];
+                let load = super::procfs::load_average_1m();
+                let m = measure(
+                    Command::new(bin)
+                        .args(["report", "--format", "html", flag])
+                        .arg(path)
+                        .arg("--out")
+                        .arg(out),
+                )?;
+                ensure!(
+                    m.status.success(),
+                    "{} report {flag} failed: {}",
+                    bin.display(),
+                    m.status
+                );
+                let who = if bins.len() > 1 {
+                    format!(" {label:<8}")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "run {run} {name:<5}{who}: {:.2} s ({:.2} s CPU), peak {:.0} MiB, {:.1} MiB of HTML (load average {load})",
+                    m.secs,
+                    m.cpu_secs,
+                    m.peak_kib as f64 / 1024.0,
+                    mib(fs::metadata(out).map_or(0, |m| m.len())),
+                );
+                let s = &mut series[n][b];
+                s.times.push(m.secs);
+                s.peaks.push(m.peak_kib);
+                s.cpus.push(m.cpu_secs);
+            }
+            if bins.len() > 1 {
+                same[n] &= same_report(&bins[0].2, &bins[1].2)?;
+            }
         }
     }
-    let (jt, st) = (median(&mut times[0]), median(&mut times[1]));
-    let (jc, sc) = (median(&mut cpus[0]), median(&mut cpus[1]));
-    let (jp, sp) = (
-        peaks[0].iter().max().copied().unwrap_or(0),
-        peaks[1].iter().max().copied().unwrap_or(0),
-    );
-    println!(
-        "bench report: {} events, HTML report, median of {}: JSONL {jt:.2} s ({jc:.2} s CPU) / {:.0} MiB, store {st:.2} s ({sc:.2} s CPU) / {:.0} MiB (store/JSONL time {:.2}); target store < {TARGET_SECS} s: {}; load average {}",
-        args.events,
-        args.runs,
-        jp as f64 / 1024.0,
-        sp as f64 / 1024.0,
-        st / jt,
-        if st < TARGET_SECS { "met" } else { "MISSED" },
-        super::procfs::load_average_1m()
-    );
+    let summary: Vec<Vec<(f64, f64, u64)>> = series
+        .iter_mut()
+        .map(|per_bin| per_bin.iter_mut().map(Series::summary).collect())
+        .collect();
+    let store_met = |t: f64| if t < TARGET_SECS { "met" } else { "MISSED" };
+    let ((jt, jc, jp), (st, sc, sp)) = (summary[0][0], summary[1][0]);
+    if bins.len() == 1 {
+        println!(
+            "bench report: {} events, HTML report, median of {}: JSONL {jt:.2} s ({jc:.2} s CPU) / {:.0} MiB, store {st:.2} s ({sc:.2} s CPU) / {:.0} MiB (store/JSONL time {:.2}); target store < {TARGET_SECS} s: {}; load average {}",
+            args.events,
+            args.runs,
+            kib_to_mib(jp),
+            kib_to_mib(sp),
+            st / jt,
+            store_met(st),
+            super::procfs::load_average_1m()
+        );
+    } else {
+        let ((bjt, bjc, bjp), (bst, bsc, bsp)) = (summary[0][1], summary[1][1]);
+        let ratio = jt / bjt;
+        println!(
+            "bench report: {} events, HTML report, median of {}, this binary / baseline: JSONL {jt:.2} s ({jc:.2} s CPU) / {:.0} MiB vs {bjt:.2} s ({bjc:.2} s CPU) / {:.0} MiB: time ×{ratio:.2}, CPU ×{:.2}; store {st:.2} s ({sc:.2} s CPU) / {:.0} MiB vs {bst:.2} s ({bsc:.2} s CPU) / {:.0} MiB: time ×{:.2}; target JSONL ≤ {TARGET_JSONL_RATIO}× the baseline: {}; target store < {TARGET_SECS} s: {}; same report from both: JSONL {}, store {}; load average {}",
+            args.events,
+            args.runs,
+            kib_to_mib(jp),
+            kib_to_mib(bjp),
+            jc / bjc,
+            kib_to_mib(sp),
+            kib_to_mib(bsp),
+            st / bst,
+            if ratio <= TARGET_JSONL_RATIO { "met" } else { "MISSED" },
+            store_met(st),
+            yes_no(same[0]),
+            yes_no(same[1]),
+            super::procfs::load_average_1m()
+        );
+    }
     if !args.keep {
         for p in [&jsonl, &db] {
             fs::remove_file(p).ok();
         }
     }
     Ok(())
+}
+
+/// Reads `path` (and a store's write-ahead log) through, into the page cache.
+fn warm(path: &Path) -> Result<()> {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    for p in [path, wal.as_path()] {
+        match fs::File::open(p) {
+            Ok(mut f) => {
+                std::io::copy(&mut f, &mut std::io::sink())
+                    .with_context(|| format!("reading {}", p.display()))?;
+            }
+            Err(_) if p == wal.as_path() => {}
+            Err(e) => return Err(e).with_context(|| format!("opening {}", p.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Whether two HTML reports are the same but for the time each was generated (the footer).
+fn same_report(a: &Path, b: &Path) -> Result<bool> {
+    let read = |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let (a, b) = (read(a)?, read(b)?);
+    let body = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("<footer class=\"meta\">"))
+            .map(str::to_owned)
+            .collect()
+    };
+    Ok(body(&a) == body(&b))
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+fn kib_to_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 fn mib(bytes: u64) -> f64 {
