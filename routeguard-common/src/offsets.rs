@@ -87,6 +87,12 @@ pub struct KernelOffsets {
     /// Start of the 48 bytes of `pt_regs` read at once; every `regs_*` member lies inside it,
     /// 8-byte aligned relative to it (checked by the loader).
     pub regs_block: u32,
+    /// `inode.i_ino` (`unsigned long`): with the device, the executable's identity
+    pub inode_ino: u32,
+    /// `inode.i_sb` (`struct super_block *`)
+    pub inode_sb: u32,
+    /// `super_block.s_dev` (`dev_t`, the kernel's `MAJOR << 20 | MINOR`)
+    pub super_block_dev: u32,
 }
 
 impl KernelOffsets {
@@ -128,6 +134,9 @@ impl KernelOffsets {
         regs_syscall_nr: OFFSET_MISSING,
         regs_cs: OFFSET_MISSING,
         regs_block: OFFSET_MISSING,
+        inode_ino: OFFSET_MISSING,
+        inode_sb: OFFSET_MISSING,
+        super_block_dev: OFFSET_MISSING,
     };
 }
 
@@ -194,9 +203,9 @@ impl CaptureConfig {
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 36 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 36 * 4 + 10 * 4 + 4 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 39 * 4 + 10 * 4 + 4 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -4,7 +4,7 @@
 //! before it reads the body. Record kind ids are fixed forever; a retired id leaves a gap.
 
 /// Version of the record layouts below. Bump it when any of them changes shape.
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 
 /// Record kind ids (the `kind` of a [`RecordHeader`]).
 pub mod kind {
@@ -189,6 +189,13 @@ pub struct TaskRecord {
     pub cgroup_name: [u8; NAME_MAX],
     pub ancestry: [Ancestor; ANCESTRY_MAX],
     pub args: [u8; ARGS_MAX],
+    /// Device of the executable's filesystem (`mm->exe_file->f_inode->i_sb->s_dev`, the
+    /// kernel's encoding: `MAJOR << 20 | MINOR`); 0 when BTF lacks an offset on the way.
+    pub exe_dev: u32,
+    pub _pad: u32,
+    /// Inode number of the executable (`mm->exe_file->f_inode->i_ino`); 0 when unknown. With
+    /// `exe_dev` it names the file that runs, whatever the process calls itself.
+    pub exe_ino: u64,
 }
 
 /// The fixed part of a [`RequestRecord`].
@@ -325,7 +332,8 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
 const _: () = assert!(core::mem::size_of::<Ancestor>() == 20);
 const _: () =
-    assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512);
+    assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512 + 16);
+const _: () = assert!(core::mem::offset_of!(TaskRecord, exe_ino) == 1144);
 const _: () = assert!(PAYLOAD_OFFSET == 96);
 const _: () = assert!(core::mem::size_of::<RequestHead>() == PAYLOAD_OFFSET);
 const _: () = assert!(core::mem::size_of::<RequestRecord>() == PAYLOAD_OFFSET + PAYLOAD_MAX);

@@ -246,6 +246,14 @@ fn summary(shown: u64, outcomes: &Outcomes, totals: &Totals) {
             totals.queue.notifications,
             "deletion notifications dropped at the queue bound (their requests' events still came)",
         ),
+        (
+            problems.exe_ids_from_proc,
+            "processes whose executable identity came from /proc (the kernel gave none)",
+        ),
+        (
+            problems.exe_ids_unknown,
+            "processes with no executable identity (gone before /proc was read; allow.exe cannot match them)",
+        ),
         (problems.bad_records, "malformed records"),
         (problems.undecodable, "undecodable messages"),
         (

@@ -467,7 +467,7 @@ to = "0.0.0.0/0"
 iif = "eth0"
 oif = "eth1"
 fwmark = "0x10/0xff"
-allow = { comm = ["kube-router"], exe = ["/usr/local/bin/kube-router"], unit = ["kube-router.service"], container = ["3f2a9c0e1d7b"] }
+allow = { comm = ["kube-router"], exe = ["/proc/self/exe"], unit = ["kube-router.service"], container = ["3f2a9c0e1d7b"], cgroup = ["/system.slice/kube-router.service"] }
 
 [[protect]]
 kind = "route"
@@ -488,6 +488,13 @@ priority = 100
         assert_eq!(rules.protocol, Some(4));
         assert_eq!(rules.fwmark, Some((0x10, 0xff)));
         assert_eq!(rules.allow.unit, ["kube-router.service"]);
+        // `exe` is resolved while the config is read: the file, not the path string.
+        let own = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(rules.allow.exe[0].id, crate::event::ExeId::of(&own));
+        assert_eq!(
+            rules.allow.cgroup[0].path,
+            "/system.slice/kube-router.service"
+        );
         assert_eq!(c.protect[1].table, Some(254));
         assert_eq!(c.protect[1].priority, Some((100, 100)));
         assert_eq!(c.store.max_age, Some(Duration::from_secs(7 * 86_400)));
