@@ -24,10 +24,12 @@ fn every_lost_record_is_counted_once_under_its_cause() {
         let tracer = Tracer::start(&ns, &["--ring-size", "64K", "--wakeup", "1M"]);
         let lines: String = (0..deletes)
             .map(|i| {
+                // Distinct valid prefixes for every i below 65,536 (an octet over 255 would be
+                // a parse error, which ends `ip -batch` even with -force).
                 format!(
                     "route del 10.{}.{}.0/24 table 4077\n",
-                    100 + i / 250,
-                    i % 250
+                    (i >> 8) & 0xff,
+                    i & 0xff
                 )
             })
             .collect();
