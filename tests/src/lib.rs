@@ -613,7 +613,38 @@ impl Tracer {
     /// Waits up to `timeout` for the tracer to exit by itself (`--count`, `--duration`), then
     /// checks how it ended like [`Tracer::stop`].
     #[track_caller]
-    pub fn wait_exit(mut self, why: &str, timeout: Duration) -> (Vec<Value>, String) {
+    pub fn wait_exit(self, why: &str, timeout: Duration) -> (Vec<Value>, String) {
+        let (s, (printed, lost)) = self.exited(why, timeout);
+        assert_eq!(lost, 0, "routeguard lost events; stderr:\n{}", s.stderr);
+        assert_eq!(
+            printed,
+            s.events.len() as u64,
+            "summary count differs from the JSON lines printed; stderr:\n{}",
+            s.stderr
+        );
+        (s.events, s.stderr)
+    }
+
+    /// Stops the tracer with SIGINT, checks it exited 0 with only JSON on stdout, and returns
+    /// the events, the whole stderr and its summary `(events, lost)`, whatever was lost (for
+    /// the tests that make it lose).
+    #[track_caller]
+    pub fn stop_lossy(self) -> (Vec<Value>, String, (u64, u64)) {
+        kill(self.child.id(), libc::SIGINT);
+        let timeout = if vm_kernel().is_some() {
+            Duration::from_secs(90)
+        } else {
+            Duration::from_secs(30)
+        };
+        let (s, summary) = self.exited("SIGINT", timeout);
+        (s.events, s.stderr, summary)
+    }
+
+    /// Waits up to `timeout` for the tracer to exit (killing it and failing past that), then
+    /// checks it exited 0 with only JSON on stdout and a summary line; returns what it printed
+    /// and that summary `(events, lost)`.
+    #[track_caller]
+    fn exited(mut self, why: &str, timeout: Duration) -> (Shared, (u64, u64)) {
         let pid = self.child.id();
         let Some(status) = wait_timeout(&mut self.child, timeout) else {
             kill(pid, libc::SIGKILL);
@@ -637,65 +668,13 @@ impl Tracer {
             "routeguard --json printed non-JSON lines on stdout: {:?}",
             s.garbage
         );
-        let (printed, lost) = parse_summary(&s.stderr).unwrap_or_else(|| {
-            panic!(
-                "no `routeguard: <E> events, <L> lost` summary on stderr:\n{}",
-                s.stderr
-            )
-        });
-        assert_eq!(lost, 0, "routeguard lost events; stderr:\n{}", s.stderr);
-        assert_eq!(
-            printed,
-            s.events.len() as u64,
-            "summary count differs from the JSON lines printed; stderr:\n{}",
-            s.stderr
-        );
-        (s.events, s.stderr)
-    }
-}
-
-impl Tracer {
-    /// Stops the tracer with SIGINT, checks it exited 0 with only JSON on stdout, and returns
-    /// the events, the whole stderr and its summary `(events, lost)`, whatever was lost (for
-    /// the tests that make it lose).
-    #[track_caller]
-    pub fn stop_lossy(mut self) -> (Vec<Value>, String, (u64, u64)) {
-        let pid = self.child.id();
-        kill(pid, libc::SIGINT);
-        let timeout = if vm_kernel().is_some() {
-            Duration::from_secs(90)
-        } else {
-            Duration::from_secs(30)
-        };
-        let Some(status) = wait_timeout(&mut self.child, timeout) else {
-            kill(pid, libc::SIGKILL);
-            let _ = self.child.wait();
-            panic!(
-                "routeguard (pid {pid}) did not exit within {timeout:?} of SIGINT; stderr:\n{}",
-                relock(&self.shared.0).stderr
-            );
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        let s = std::mem::take(&mut *relock(&self.shared.0));
-        assert!(
-            status.success(),
-            "routeguard exited with {status} (expected 0); stderr:\n{}",
-            s.stderr
-        );
-        assert!(
-            s.garbage.is_empty(),
-            "routeguard --json printed non-JSON lines on stdout: {:?}",
-            s.garbage
-        );
         let summary = parse_summary(&s.stderr).unwrap_or_else(|| {
             panic!(
                 "no `routeguard: <E> events, <L> lost` summary on stderr:\n{}",
                 s.stderr
             )
         });
-        (s.events, s.stderr, summary)
+        (s, summary)
     }
 }
 
