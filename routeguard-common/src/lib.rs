@@ -7,10 +7,12 @@
 //! is an error value in userspace, never undefined behaviour.
 #![cfg_attr(not(feature = "user"), no_std)]
 
+pub mod keepalive;
 pub mod kfunc;
 pub mod offsets;
 pub mod records;
 
+pub use keepalive::Keepalive;
 pub use kfunc::{KernelFunctionConfig, KernelFunctionOffsets};
 pub use offsets::{CaptureConfig, KernelOffsets, SyscallNumbers, OFFSET_MISSING, REGS_BLOCK_BYTES};
 pub use records::*;

@@ -93,6 +93,12 @@ pub struct KernelOffsets {
     pub skb_data: u32,
     /// `sk_buff.len` (u32)
     pub skb_len: u32,
+    /// `inode.i_ino` (`unsigned long`): with the device, the executable's identity
+    pub inode_ino: u32,
+    /// `inode.i_sb` (`struct super_block *`)
+    pub inode_sb: u32,
+    /// `super_block.s_dev` (`dev_t`, the kernel's `MAJOR << 20 | MINOR`)
+    pub super_block_dev: u32,
 }
 
 impl KernelOffsets {
@@ -137,6 +143,9 @@ impl KernelOffsets {
         skb_sk: OFFSET_MISSING,
         skb_data: OFFSET_MISSING,
         skb_len: OFFSET_MISSING,
+        inode_ino: OFFSET_MISSING,
+        inode_sb: OFFSET_MISSING,
+        super_block_dev: OFFSET_MISSING,
     };
 }
 

@@ -4,7 +4,7 @@
 //! before it reads the body. Record kind ids are fixed forever; a retired id leaves a gap.
 
 /// Version of the record layouts below. Bump it when any of them changes shape.
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 
 /// Record kind ids (the `kind` of a [`RecordHeader`]).
 pub mod kind {
@@ -88,16 +88,27 @@ pub mod request_flags {
 
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
-    /// A record could not be written: the ring buffer was full. Each is one lost event.
+    /// A record of a removal (a request, or a kernel-function record) could not be written: the
+    /// ring buffer was full. Each is one lost event. Other kinds' ring losses have their own
+    /// counters below.
     pub const RINGBUF_FULL: u32 = 0;
     /// A request longer than the copy limit: its tail was not captured.
     pub const TRUNCATED: u32 = 1;
     /// A read of user or kernel memory failed while a request was being copied.
     pub const READ_FAILED: u32 = 2;
-    /// A task-details record was lost (the request itself may have made it).
+    /// A task-details record could not be written (the ring was full): that process's events
+    /// still come, with details from /proc. Not counted in [`RINGBUF_FULL`] too: each lost
+    /// record is counted once, under its own cause.
     pub const TASK_LOST: u32 = 3;
+    /// A reply (an ack, or an ioctl's return value) could not be written (the ring was full):
+    /// its request's event still comes, with outcome `unknown`. Not a lost event.
+    pub const ACK_LOST: u32 = 4;
+    /// A deletion notification could not be written (the ring was full): the event of its
+    /// request still comes (from the ack); only a removal whose request the capture does not
+    /// see (io_uring, `writev`) is lost with it.
+    pub const NOTIFY_LOST: u32 = 5;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 6;
 }
 
 /// Constants of the ioctls the programs capture (UAPI, `linux/sockios.h`).
@@ -178,6 +189,13 @@ pub struct TaskRecord {
     pub cgroup_name: [u8; NAME_MAX],
     pub ancestry: [Ancestor; ANCESTRY_MAX],
     pub args: [u8; ARGS_MAX],
+    /// Device of the executable's filesystem (`mm->exe_file->f_inode->i_sb->s_dev`, the
+    /// kernel's encoding: `MAJOR << 20 | MINOR`); 0 when BTF lacks an offset on the way.
+    pub exe_dev: u32,
+    pub _pad: u32,
+    /// Inode number of the executable (`mm->exe_file->f_inode->i_ino`); 0 when unknown. With
+    /// `exe_dev` it names the file that runs, whatever the process calls itself.
+    pub exe_ino: u64,
 }
 
 /// The fixed part of a [`RequestRecord`].
@@ -314,7 +332,8 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == 8);
 const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
 const _: () = assert!(core::mem::size_of::<Ancestor>() == 20);
 const _: () =
-    assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512);
+    assert!(core::mem::size_of::<TaskRecord>() == 8 + 8 + 48 + 16 + 64 + 256 + 64 + 160 + 512 + 16);
+const _: () = assert!(core::mem::offset_of!(TaskRecord, exe_ino) == 1144);
 const _: () = assert!(PAYLOAD_OFFSET == 96);
 const _: () = assert!(core::mem::size_of::<RequestHead>() == PAYLOAD_OFFSET);
 const _: () = assert!(core::mem::size_of::<RequestRecord>() == PAYLOAD_OFFSET + PAYLOAD_MAX);

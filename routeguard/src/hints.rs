@@ -173,6 +173,8 @@ mod tests {
             tid: 812,
             comm: comm.into(),
             exe: exe.map(Into::into),
+            exe_dev: None,
+            exe_inode: None,
             cmdline: String::new(),
             argv: vec![],
             uid: 0,
@@ -186,6 +188,7 @@ mod tests {
                 })
                 .collect(),
             cgroup: None,
+            cgroup_id: None,
             unit: unit.map(Into::into),
             container: None,
             pod: None,

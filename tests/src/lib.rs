@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub use serde_json::{json, Value};
 
 pub mod networkd;
+pub mod otlp;
 
 /// How long a test waits for an event it expects. routeguard emits an event once it has seen the
 /// kernel's reply, or about 0.5 s later as `unknown`; 5 s leaves room for a loaded machine.
@@ -148,11 +149,16 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Ran {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot spawn {what}: {e}"));
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin
-        .write_all(input.as_bytes())
+    // Written on a thread while `finish` reads: a long input and a chatty child (`ip -force
+    // -batch` prints one line per refusal) would otherwise fill both pipes and wait on each other.
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let ran = finish(child, &what, Duration::from_secs(60));
+    writer
+        .join()
+        .expect("the input writer does not panic")
         .unwrap_or_else(|e| panic!("cannot write to {what}: {e}"));
-    drop(stdin);
-    finish(child, &what, Duration::from_secs(60))
+    ran
 }
 
 /// Waits for `child` (reading its output), killing it by pid after `timeout`.
@@ -607,7 +613,38 @@ impl Tracer {
     /// Waits up to `timeout` for the tracer to exit by itself (`--count`, `--duration`), then
     /// checks how it ended like [`Tracer::stop`].
     #[track_caller]
-    pub fn wait_exit(mut self, why: &str, timeout: Duration) -> (Vec<Value>, String) {
+    pub fn wait_exit(self, why: &str, timeout: Duration) -> (Vec<Value>, String) {
+        let (s, (printed, lost)) = self.exited(why, timeout);
+        assert_eq!(lost, 0, "routeguard lost events; stderr:\n{}", s.stderr);
+        assert_eq!(
+            printed,
+            s.events.len() as u64,
+            "summary count differs from the JSON lines printed; stderr:\n{}",
+            s.stderr
+        );
+        (s.events, s.stderr)
+    }
+
+    /// Stops the tracer with SIGINT, checks it exited 0 with only JSON on stdout, and returns
+    /// the events, the whole stderr and its summary `(events, lost)`, whatever was lost (for
+    /// the tests that make it lose).
+    #[track_caller]
+    pub fn stop_lossy(self) -> (Vec<Value>, String, (u64, u64)) {
+        kill(self.child.id(), libc::SIGINT);
+        let timeout = if vm_kernel().is_some() {
+            Duration::from_secs(90)
+        } else {
+            Duration::from_secs(30)
+        };
+        let (s, summary) = self.exited("SIGINT", timeout);
+        (s.events, s.stderr, summary)
+    }
+
+    /// Waits up to `timeout` for the tracer to exit (killing it and failing past that), then
+    /// checks it exited 0 with only JSON on stdout and a summary line; returns what it printed
+    /// and that summary `(events, lost)`.
+    #[track_caller]
+    fn exited(mut self, why: &str, timeout: Duration) -> (Shared, (u64, u64)) {
         let pid = self.child.id();
         let Some(status) = wait_timeout(&mut self.child, timeout) else {
             kill(pid, libc::SIGKILL);
@@ -631,20 +668,13 @@ impl Tracer {
             "routeguard --json printed non-JSON lines on stdout: {:?}",
             s.garbage
         );
-        let (printed, lost) = parse_summary(&s.stderr).unwrap_or_else(|| {
+        let summary = parse_summary(&s.stderr).unwrap_or_else(|| {
             panic!(
                 "no `routeguard: <E> events, <L> lost` summary on stderr:\n{}",
                 s.stderr
             )
         });
-        assert_eq!(lost, 0, "routeguard lost events; stderr:\n{}", s.stderr);
-        assert_eq!(
-            printed,
-            s.events.len() as u64,
-            "summary count differs from the JSON lines printed; stderr:\n{}",
-            s.stderr
-        );
-        (s.events, s.stderr)
+        (s, summary)
     }
 }
 

@@ -85,5 +85,20 @@ fn actor_unit_from_cgroup() {
             ("/actor/container", json!(null)),
         ],
     );
+    // Captured by the kernel at request time: ip had exited by the time these were read.
+    use std::os::unix::fs::MetadataExt as _;
+    let cgroup_dir = std::fs::metadata(&cg.path).unwrap();
+    let ip = run(Command::new("sh").args(["-c", "command -v ip"]))
+        .ok("command -v ip")
+        .stdout;
+    let ip = std::fs::metadata(ip.trim()).unwrap();
+    assert_fields(
+        &ev,
+        &[
+            ("/actor/cgroup_id", json!(cgroup_dir.ino())),
+            ("/actor/exe_dev", json!(ip.dev())),
+            ("/actor/exe_inode", json!(ip.ino())),
+        ],
+    );
     tracer.stop();
 }

@@ -1300,5 +1300,141 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// Issue 17 item 6: a pinned capture no daemon reads stops recording after
+/// `capture.orphan_after`, and the daemon that adopts it says for how long it had stopped.
+#[test]
+fn an_orphaned_capture_stops_recording_and_the_next_daemon_says_for_how_long() {
+    let ns = ns_with_rule_and_route();
+    let dir = Dir::new("orphan");
+    let pinnable = "path = \"syscall\"\norphan_after = \"2s\"\n";
+    let daemon = Daemon::start_with(&dir, pinnable);
+    daemon.kill9();
+
+    // Within `orphan_after` of the last read: still recorded (the pins are what they were)...
+    let kept_args = ["rule", "del", "prio", "100"];
+    let kept = ns.ip_ok(&kept_args);
+    // ...after it: not.
+    std::thread::sleep(Duration::from_secs(4));
+    let lost = ns.ip_ok(&["route", "del", "10.77.1.0/24", "table", "77"]);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let daemon = Daemon::start_with(&dir, pinnable);
+    let stderr = daemon.stderr();
+    assert!(stderr.contains("adopted from"), "{stderr}");
+    assert!(
+        stderr.contains("the pinned capture was orphaned for")
+            && stderr.contains("no daemon had read it for 2s"),
+        "the adopting daemon says how long the capture was orphaned:\n{stderr}"
+    );
+    let row = daemon.wait_row(kept);
+    assert_fields(
+        &row,
+        &[("/kind", json!("rule")), ("/rule/priority", json!(100))],
+    );
+    // Recording again: a removal now is stored. The ring is drained in order, so once it is in
+    // the store, the orphan's removal would be too had it been recorded.
+    ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
+    let now = ns.ip_ok(&["rule", "del", "prio", "100"]);
+    daemon.wait_row(now);
+    let rows = read_events(&daemon.store, None, None).expect("read_events");
+    assert!(
+        !rows.iter().any(|e| by_pid(e, lost)),
+        "the orphaned capture recorded a removal: {:?}",
+        rows.iter().find(|e| by_pid(e, lost))
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// `routeguard daemon --unpin` while a daemon runs: its programs stay attached (it holds their
+/// links by fd) and it still records, but /healthz answers 503 and says why (a restart would
+/// find nothing pinned), and `routeguard_capture_intact` drops to 0.
+#[test]
+fn unpinning_under_a_running_daemon_makes_it_unhealthy_not_deaf() {
+    let ns = ns_with_rule_and_route();
+    let dir = Dir::new("unpin-live");
+    let daemon = Daemon::start_pinnable(&dir);
+    let health = daemon.get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
+    assert_eq!(daemon.metric("routeguard_capture_intact"), Some(1.0));
+
+    let ran = run(Command::new(routeguard_bin())
+        .args(["daemon", "--unpin", "--config"])
+        .arg(&daemon.config));
+    assert!(ran.status.success(), "--unpin: {}", ran.stderr);
+    assert!(pin_sets(&dir.1).is_empty(), "{:?}", pin_sets(&dir.1));
+
+    let deadline = Instant::now() + expect_within(Duration::from_secs(6));
+    let health = loop {
+        let health = daemon.get("/healthz");
+        if health.starts_with("HTTP/1.1 503") || Instant::now() > deadline {
+            break health;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        health.starts_with("HTTP/1.1 503 Service Unavailable"),
+        "/healthz after --unpin:\n{health}\ndaemon stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(
+        health.contains("the pinned capture was removed"),
+        "{health}"
+    );
+    assert_eq!(daemon.metric("routeguard_capture_intact"), Some(0.0));
+
+    // Still attached: the daemon's own fds hold the links.
+    let pid = ns.ip_ok(&["rule", "del", "prio", "100"]);
+    daemon.wait_row(pid);
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the pinned capture was removed"),
+        "{stderr}"
+    );
+}
+
+/// A daemon that switches to the kernel-function path (not pinned) removes the syscall capture
+/// an earlier run pinned: it used to stay attached, hooking every syscall beside the new path.
+/// Where fentry/fexit do not load (our build machines) this skips, saying why; `cargo xtask
+/// vm-test` runs it on stock Debian kernels.
+#[test]
+fn switching_to_the_kernel_function_path_removes_the_syscall_pins() {
+    require_root();
+    let ran = run(Command::new(routeguard_bin()).args(["doctor", "--json"]));
+    let report: Value = serde_json::from_str(&ran.stdout).expect("doctor --json");
+    if report["capture"] != "kernel-function" {
+        eprintln!(
+            "skipped: the kernel-function path does not run on this kernel (capture: {}); \
+             `routeguard doctor` says why",
+            report["capture"]
+        );
+        return;
+    }
+    let dir = Dir::new("switch");
+    let daemon = Daemon::start_pinnable(&dir);
+    assert_eq!(pin_sets(&dir.1).len(), 1, "one pinned capture");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(pin_sets(&dir.1).len(), 1, "pins kept after SIGTERM");
+
+    let daemon = Daemon::start_with(&dir, "path = \"kernel-function\"\n");
+    assert!(
+        pin_sets(&dir.1).is_empty(),
+        "the syscall capture is still pinned beside the kernel-function path: {:?}\n{}",
+        pin_sets(&dir.1),
+        daemon.stderr()
+    );
+    assert!(
+        daemon
+            .stderr()
+            .contains("removed the syscall capture an earlier daemon pinned"),
+        "{}",
+        daemon.stderr()
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[path = "daemon/restore_state.rs"]
 mod restore_state;

@@ -104,3 +104,36 @@ fn text_output_has_every_section_and_the_coverage_table() {
         "{stdout}"
     );
 }
+
+/// An allow-list that names a program by `comm` alone is spoofable: doctor warns, and names a
+/// better key; one that names the executable's file is fine.
+#[test]
+fn warns_about_comm_only_allow_lists() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("rg-doctor-allow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("routeguard.toml");
+    std::fs::write(
+        &config,
+        "[[protect]]\nkind = \"rule\"\ntable = 77\nallow = { comm = [\"kube-router\"] }\n\n\
+         [[protect]]\nkind = \"rule\"\ntable = 78\nallow = { exe = [\"/proc/self/exe\"] }\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = doctor(&["--json", "--config", config.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}): {stdout}\n{stderr}"));
+    let comm = finding(&report, "allow (rule table 77)");
+    assert_eq!(comm["status"], "warn", "{comm:#}");
+    assert!(
+        comm["detail"].as_str().unwrap().contains("comm only"),
+        "{comm:#}"
+    );
+    assert!(
+        comm["fix"].as_str().unwrap().contains("allow.exe"),
+        "{comm:#}"
+    );
+    assert_eq!(finding(&report, "allow (rule table 78)")["status"], "ok");
+    // A warning, not a failure: tracing still works.
+    assert_eq!(code, Some(if report["ok"] == true { 0 } else { 1 }));
+}

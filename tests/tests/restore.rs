@@ -2,7 +2,7 @@
 //! put back, with every attribute the kernel had; allowed actors, dry runs and the flap guard
 //! are respected. The kernel's own rule list is the judge, not routeguard's word.
 
-use std::{fs, time::Duration};
+use std::{fs, process::Command, time::Duration};
 
 use routeguard_tests::*;
 
@@ -344,4 +344,140 @@ fn bad_protect_specs_and_configs_exit_2_and_start_nothing() {
     );
     assert!(!r.stderr.contains("tracing started"));
     let _ = fs::remove_file(&config);
+}
+
+/// The path `ip` runs from (`command -v ip`), and that file's (device, inode).
+fn real_ip() -> (String, u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = run(Command::new("sh").args(["-c", "command -v ip"]))
+        .ok("command -v ip")
+        .stdout
+        .trim()
+        .to_string();
+    let meta = fs::metadata(&path).unwrap_or_else(|e| panic!("stat {path}: {e}"));
+    (path, meta.dev(), meta.ino())
+}
+
+/// `allow.exe` names the file, not a name or a path string a process can choose: a copy of
+/// `ip` (its comm is `ip` too) and that copy mounted over `ip`'s own path in a mount namespace
+/// of its own (so even the exec path string is the allowed one) have their removals restored;
+/// the real `ip`'s is left alone, and its event carries the file's device and inode.
+#[test]
+fn allow_exe_is_the_file_not_the_name() {
+    let ns = Netns::new();
+    for prio in ["300", "301", "302"] {
+        ns.ip_ok(&["rule", "add", "prio", prio, "lookup", "77"]);
+    }
+    let (path, dev, ino) = real_ip();
+    let dir = std::env::temp_dir().join(format!("rg-allow-exe-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    let copy = dir.join("ip");
+    fs::copy(&path, &copy).unwrap();
+    let tracer = Tracer::start(
+        &ns,
+        &["--protect", &format!("kind=rule table=77 allow-exe={path}")],
+    );
+
+    // The copy at the allowed path string: `unshare -m` execs sh, which execs ip, in one pid.
+    let script = format!(
+        "mount --bind {} {path} && exec {path} -n {} rule del prio 302",
+        copy.display(),
+        ns.name()
+    );
+    let spoof = run(Command::new("unshare").args(["-m", "sh", "-c", &script]))
+        .ok("unshare -m: copy of ip bound over its path");
+    let answer = tracer.wait_for("the restore of the spoofed removal", EVENT_TIMEOUT, |e| {
+        by_pid(e, spoof.pid) && is_restore(e)
+    });
+    assert_fields(
+        &answer,
+        &[
+            ("/actor/comm", json!("ip")),
+            ("/restore/outcome", json!("restored")),
+        ],
+    );
+    assert_ne!(answer["actor"]["exe_inode"], json!(ino), "{answer:#}");
+
+    // The copy under its own path: comm `ip`, another file.
+    let renamed = run(Command::new(&copy).args(["-n", ns.name(), "rule", "del", "prio", "301"]))
+        .ok("copy of ip");
+    tracer.wait_for("the restore of the copy's removal", EVENT_TIMEOUT, |e| {
+        by_pid(e, renamed.pid) && is_restore(e) && e["actor"]["comm"] == "ip"
+    });
+
+    // The real one, already exited when its event is read: allowed, and named by its file.
+    let pid = ns.ip_ok(&["rule", "del", "prio", "300"]);
+    let removal = tracer.wait_for("the real ip's removal", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && e["event"] == "removal"
+    });
+    assert_fields(
+        &removal,
+        &[
+            ("/actor/exe_dev", json!(dev)),
+            ("/actor/exe_inode", json!(ino)),
+        ],
+    );
+    tracer.assert_none("a restore for the real ip", QUIET_PERIOD, |e| {
+        by_pid(e, pid) && is_restore(e)
+    });
+    let (_, stderr) = tracer.stop();
+    assert!(
+        !stderr.contains("executable identity"),
+        "every identity came from the kernel: {stderr}"
+    );
+    let now = rules(&ns);
+    assert!(!now.contains("300:"), "{now}");
+    assert!(now.contains("301:") && now.contains("302:"), "{now}");
+}
+
+/// `allow.cgroup` matches the cgroup id the kernel captured: `ip` in that cgroup is allowed,
+/// the same `ip` outside it is not.
+#[test]
+fn allow_cgroup_is_the_cgroup_id() {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "310", "lookup", "77"]);
+    ns.ip_ok(&["rule", "add", "prio", "311", "lookup", "77"]);
+    let unit = format!("rgtest-{}-allow.service", std::process::id());
+    let Some(cg) = Cgroup::create(&unit) else {
+        return;
+    };
+    let id = fs::metadata(&cg.path).unwrap().ino();
+    let tracer = Tracer::start(
+        &ns,
+        &[
+            "--protect",
+            &format!("kind=rule table=77 allow-cgroup=/{unit}"),
+        ],
+    );
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; exec ip -n {} rule del prio 310",
+        cg.path.display(),
+        ns.name()
+    );
+    let inside = run(Command::new("sh").args(["-c", &script])).ok("ip in the cgroup");
+    let removal = tracer.wait_for("the removal in the cgroup", EVENT_TIMEOUT, |e| {
+        by_pid(e, inside.pid) && e["event"] == "removal"
+    });
+    assert_fields(&removal, &[("/actor/cgroup_id", json!(id))]);
+    let outside = ns.ip_ok(&["rule", "del", "prio", "311"]);
+    tracer.wait_for("the restore of the removal outside", EVENT_TIMEOUT, |e| {
+        by_pid(e, outside) && is_restore(e)
+    });
+    tracer.assert_none("a restore for ip in the cgroup", QUIET_PERIOD, |e| {
+        by_pid(e, inside.pid) && is_restore(e)
+    });
+    tracer.stop();
+    let now = rules(&ns);
+    assert!(!now.contains("310:") && now.contains("311:"), "{now}");
+}
+
+/// Removes a directory on drop.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }

@@ -150,7 +150,7 @@ pub fn exit(ret: i64) -> Option<()> {
         .output::<IoctlResultRecord>(&rec, wake_flags(size_of::<IoctlResultRecord>() as u64))
         .is_err()
     {
-        count(counter::RINGBUF_FULL);
+        count(counter::ACK_LOST);
     }
     Some(())
 }

@@ -16,9 +16,18 @@ macro_rules! config_field {
 }
 pub(crate) use config_field;
 
-/// The bench's floor arm: every entry point returns at once (see `CaptureConfig::floor`).
+/// Whether this run returns at once, doing nothing: the bench's floor arm (see
+/// `CaptureConfig::floor`), or a pinned capture no daemon reads any more (`keepalive`). Every
+/// entry point starts with it.
 #[inline(always)]
 pub fn floor() -> bool {
+    floor_arm() || super::keepalive::orphaned()
+}
+
+/// The bench's floor arm alone. The notification filter asks only this: it runs on a live
+/// daemon's own sockets, and dropping there would blind the daemon's route mirror.
+#[inline(always)]
+pub fn floor_arm() -> bool {
     config_field!(floor) != 0
 }
 

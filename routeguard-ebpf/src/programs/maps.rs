@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use routeguard_common::{
-    counter, KernelRecord, NotifyRecord, RequestRecord, TaskRecord, ARGS_MAX, EXE_PATH_MAX,
+    counter, Keepalive, KernelRecord, NotifyRecord, RequestRecord, TaskRecord, ARGS_MAX,
+    EXE_PATH_MAX,
 };
 
 /// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
@@ -21,6 +22,11 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 /// programs pinned by its predecessor writes its own tgid here.
 #[map]
 pub static SELF_TGID: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Entry 0: when the daemon last read the ring, and how long unread makes the capture an
+/// orphan that stops recording (`keepalive::orphaned`). Pinned: the next daemon writes here.
+#[map]
+pub static KEEPALIVE: Array<Keepalive> = Array::with_max_entries(1, 0);
 
 /// Scratch space to assemble a request (too big for the 512-byte BPF stack).
 #[map]

@@ -12,6 +12,7 @@
 
 mod ack;
 mod ioctl;
+mod keepalive;
 mod kern;
 mod kfunc;
 mod maps;

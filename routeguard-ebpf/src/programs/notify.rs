@@ -28,7 +28,7 @@ use routeguard_common::{
 };
 
 use super::{
-    kern::{bound, config_field, floor, read},
+    kern::{bound, config_field, floor_arm, read},
     maps::{count, EVENTS, NOTIFY_SCRATCH},
     rare::{rare, site, EVERY_NS},
     send::{wake_flags, RTM_DELROUTE, RTM_DELRULE},
@@ -45,7 +45,7 @@ const DROP: i64 = 0;
 // bound for the socket. Checked on 6.1, 6.12 (QEMU guests) and 6.18.
 #[socket_filter]
 pub fn notify(ctx: SkBuffContext) -> i64 {
-    if floor() {
+    if floor_arm() {
         return DROP;
     }
     try_notify(&ctx).unwrap_or(KEEP)
@@ -147,6 +147,6 @@ fn copy(ctx: &SkBuffContext, msg_len: u32) {
         .output::<[u8]>(bytes, wake_flags(len as u64))
         .is_err()
     {
-        count(counter::RINGBUF_FULL);
+        count(counter::NOTIFY_LOST);
     }
 }

@@ -53,6 +53,6 @@ pub fn report(sk: u64, pid_tgid: u64, seq: u32, error: i32, msg_type: u16) {
         .output::<AckRecord>(&rec, wake_flags(size_of::<AckRecord>() as u64))
         .is_err()
     {
-        count(counter::RINGBUF_FULL);
+        count(counter::ACK_LOST);
     }
 }

@@ -73,16 +73,16 @@ fn send_details(task: u64, info: &TaskInfo) -> Result<(), ()> {
     rec.task = *info;
     ancestry(task, rec);
     exe_name(task, rec);
+    exe_id(task, rec);
     cgroup_name(task, rec);
     if !from_exec(info.pid, rec) {
         rec.exe_path_len = 0;
         rec.args_len = read_args(task, &mut rec.args);
     }
+    // A full ring is counted by the caller, as TASK_LOST only: this is not a lost event.
     EVENTS
         .output::<TaskRecord>(&*rec, BPF_RB_NO_WAKEUP as u64)
-        .map_err(|_| {
-            count(counter::RINGBUF_FULL);
-        })
+        .map_err(|_| ())
 }
 
 /// Parent chain, nearest first, up to and including pid 1.
@@ -154,6 +154,30 @@ fn exe_name(task: u64, rec: &mut TaskRecord) {
         // SAFETY: a kernel string read with fault handling, bounded by the destination.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut rec.exe_name) };
     }
+}
+
+/// The executable's identity (`mm->exe_file->f_inode`: `i_sb->s_dev`, `i_ino`), taken now
+/// because the process may be gone, or its /proc entry another process's, when userspace looks;
+/// and because, unlike `comm` or a path, a process cannot choose it. 0 when an offset is missing.
+#[inline(always)]
+fn exe_id(task: u64, rec: &mut TaskRecord) {
+    rec.exe_dev = 0;
+    rec._pad = 0;
+    rec.exe_ino = 0;
+    let Some(mm) = read::<u64>(task, config_field!(offsets.task_mm)) else {
+        return;
+    };
+    let file = read::<u64>(mm, config_field!(offsets.mm_exe_file)).unwrap_or(0);
+    let inode = read::<u64>(file, config_field!(offsets.file_inode)).unwrap_or(0);
+    let sb = read::<u64>(inode, config_field!(offsets.inode_sb)).unwrap_or(0);
+    let (Some(ino), Some(dev)) = (
+        read::<u64>(inode, config_field!(offsets.inode_ino)),
+        read::<u32>(sb, config_field!(offsets.super_block_dev)),
+    ) else {
+        return;
+    };
+    rec.exe_dev = dev;
+    rec.exe_ino = ino;
 }
 
 /// Name of the task's cgroup v2 leaf directory (`task->cgroups->dfl_cgrp->kn->name`), so the

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use routeguard_common::{TaskInfo, TaskRecord, ANCESTRY_MAX, ARGS_MAX, EXE_PATH_MAX};
 
-use crate::event::{Actor, Ancestor};
+use crate::event::{Actor, Ancestor, ExeId};
 use cmdline::cstr_opt;
 use identity::Identities;
 use procfs::Procfs;
@@ -54,6 +54,8 @@ struct Task {
     exe: Option<String>,
     /// Basename from the kernel (`mm->exe_file`), the last resort for `exe`.
     exe_name: Option<String>,
+    /// (device, inode) of the executable: from the kernel, else /proc while the image lived.
+    exe_id: Option<ExeId>,
     /// cgroup leaf directory name from the kernel, for when the cgroup is gone.
     cgroup_leaf: Option<String>,
     /// What /proc said of its cgroup while it lived: the v2 path for fallback entries, or the
@@ -83,6 +85,20 @@ pub struct ProcessTable {
     proc: Procfs,
     cgroups: CgroupPaths,
     identities: Identities,
+    exe_ids: ExeIdSources,
+}
+
+/// Where process images' executable identities came from, since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeIdSources {
+    /// From the kernel's task record (`mm->exe_file->f_inode`, read at request time).
+    pub kernel: u64,
+    /// From `/proc/PID/exe`, because the kernel gave none (BTF lacks an offset, or the task
+    /// record was lost) and the process was still there.
+    pub proc: u64,
+    /// Not known at all: no kernel identity and the process was gone. `exe` allow-lists match
+    /// no such actor.
+    pub unknown: u64,
 }
 
 impl ProcessTable {
@@ -100,12 +116,28 @@ impl ProcessTable {
             proc: Procfs::new(proc_root),
             cgroups,
             identities: Identities::new(Trust::root(), PodSources::from_env()),
+            exe_ids: ExeIdSources::default(),
         }
     }
 
     /// cgroup identities forgotten because their cache was full, since start.
     pub fn cgroup_evictions(&self) -> u64 {
         self.identities.evictions()
+    }
+
+    /// Where the executable identities of the process images seen came from, since start.
+    pub fn exe_id_sources(&self) -> ExeIdSources {
+        self.exe_ids
+    }
+
+    /// Counts where `id` came from (`from_kernel`, else /proc or nothing).
+    fn count_exe_id(&mut self, from_kernel: bool, id: Option<ExeId>) {
+        let slot = match (from_kernel, id) {
+            (true, _) => &mut self.exe_ids.kernel,
+            (false, Some(_)) => &mut self.exe_ids.proc,
+            (false, None) => &mut self.exe_ids.unknown,
+        };
+        *slot += 1;
     }
 
     /// The identity of cgroup v2 `id`: remembered, or resolved now from its live path.
@@ -188,6 +220,13 @@ impl ProcessTable {
                 .and_then(|_| self.proc.exe(info.pid))
         });
         // Resolved now, while the cgroup most likely still exists; remembered by id after.
+        let kernel_exe = ExeId::from_kernel(rec.exe_dev, rec.exe_ino);
+        let exe_id = kernel_exe.or_else(|| {
+            // Read, then checked: the pid may have been recycled in between.
+            let id = self.proc.exe_id(info.pid)?;
+            self.proc.same_image(info.pid, info.start_time).map(|_| id)
+        });
+        self.count_exe_id(kernel_exe.is_some(), exe_id);
         let by_id = self
             .identity_of(info.cgroup_id)
             .or_else(|| self.identity_from_proc(info));
@@ -213,6 +252,7 @@ impl ProcessTable {
             argv,
             exe,
             exe_name: cstr_opt(&rec.exe_name),
+            exe_id,
             cgroup_leaf: cstr_opt(&rec.cgroup_name),
             proc_identity,
             last_used: 0,
@@ -257,6 +297,7 @@ impl ProcessTable {
         self.latest.insert(info.pid, *info);
         if !self.tasks.contains_key(&key) {
             let task = self.read_proc(info);
+            self.count_exe_id(false, task.exe_id);
             self.remember(key, task);
         }
         self.clock += 1;
@@ -286,6 +327,7 @@ impl ProcessTable {
                 && built.uid == info.uid
                 && built.comm == info.comm
                 && built.actor.cgroup.as_deref() == cgroup
+                && built.actor.cgroup_id == Some(info.cgroup_id).filter(|&id| id != 0)
             {
                 return Arc::clone(&built.actor);
             }
@@ -295,12 +337,15 @@ impl ProcessTable {
             tid: info.tid,
             comm: cstr_lossy(&info.comm),
             exe: task.exe.clone().or_else(|| task.exe_name.clone()),
+            exe_dev: task.exe_id.map(|id| id.dev),
+            exe_inode: task.exe_id.map(|id| id.ino),
             cmdline: task.cmdline.clone(),
             argv: task.argv.clone(),
             uid: info.uid,
             ppid: task.ppid,
             ancestry: task.ancestry.clone(),
             cgroup: cgroup.map(str::to_string),
+            cgroup_id: (info.cgroup_id != 0).then_some(info.cgroup_id),
             unit: identity.as_ref().and_then(|i| i.unit.clone()),
             container: identity.as_ref().and_then(|i| i.container.clone()),
             pod: identity.as_ref().and_then(|i| i.pod.clone()),
@@ -324,6 +369,7 @@ impl ProcessTable {
             cmdline: String::new(),
             exe: None,
             exe_name: None,
+            exe_id: None,
             cgroup_leaf: None,
             proc_identity: None,
             last_used: 0,
@@ -339,6 +385,7 @@ impl ProcessTable {
         };
         let argv = self.proc.argv(pid);
         let exe = self.proc.exe(pid);
+        let exe_id = self.proc.exe_id(pid);
         let cgroup_path = self.proc.cgroup(pid);
         let proc_identity = self.proc_identity(pid, cgroup_path.as_deref());
         // Re-check after reading: the pid may have been recycled meanwhile.
@@ -351,6 +398,7 @@ impl ProcessTable {
         task.argv = argv.unwrap_or_default();
         task.cmdline = join_quoted(&task.argv);
         task.exe = exe;
+        task.exe_id = exe_id;
         task.proc_identity = proc_identity;
         task
     }

@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::event::Ancestor;
+use crate::event::{Ancestor, ExeId};
 
 use super::cmdline::split_args;
 
@@ -102,6 +102,12 @@ impl Procfs {
     pub fn exe(&self, pid: u32) -> Option<String> {
         let link = fs::read_link(self.root.join(pid.to_string()).join("exe")).ok()?;
         Some(link.to_string_lossy().into_owned())
+    }
+
+    /// (device, inode) of the file `pid` executes: `/proc/PID/exe` followed to the file.
+    pub fn exe_id(&self, pid: u32) -> Option<ExeId> {
+        let meta = fs::metadata(self.root.join(pid.to_string()).join("exe")).ok()?;
+        Some(ExeId::of(&meta))
     }
 
     /// The cgroup v2 path from `/proc/PID/cgroup` (the `0::` line).

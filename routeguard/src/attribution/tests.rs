@@ -56,6 +56,10 @@ fn record(task: TaskInfo, args: &[u8], exe_path: &[u8], parents: &[(u32, &[u8])]
         cgroup_name: fixed(b"demo.service"),
         ancestry,
         args: fixed(args),
+        // 8:1 in the kernel's encoding (`MAJOR << 20 | MINOR`): `stat -c %d` says 2049.
+        exe_dev: 8 << 20 | 1,
+        _pad: 0,
+        exe_ino: 1_311_025,
     }
 }
 
@@ -181,8 +185,48 @@ fn actor_from_record_is_complete_without_proc() {
         ]
     );
     assert_eq!(actor.cgroup.as_deref(), Some("/system.slice/demo.service"));
+    assert_eq!(actor.cgroup_id, Some(cg));
     assert_eq!(actor.unit.as_deref(), Some("demo.service"));
     assert_eq!(actor.container, None);
+    assert_eq!(
+        (actor.exe_dev, actor.exe_inode),
+        (Some(2049), Some(1_311_025))
+    );
+    assert_eq!(table.exe_id_sources().kernel, 1);
+}
+
+/// Without the kernel's (device, inode) (BTF lacked an offset), the identity comes from
+/// /proc/PID/exe while that is still the same image, else is unknown; each is counted.
+#[test]
+fn exe_identity_falls_back_to_proc_then_unknown() {
+    use std::os::unix::fs::MetadataExt as _;
+    let fx = Fixture::new();
+    let mut table = fx.table();
+    let file = fx.dir.path().join("real-ip");
+    fs::write(&file, b"").unwrap();
+    fx.process(300, 1, "ip", 7, b"ip\0", "/");
+    let exe = fx.dir.path().join("proc/300/exe");
+    fs::remove_file(&exe).unwrap();
+    std::os::unix::fs::symlink(&file, &exe).unwrap();
+    let alive = info(300, 7 * TICK_NS, b"ip", 0);
+    let mut rec = record(alive, b"ip\0", b"", &[]);
+    (rec.exe_dev, rec.exe_ino) = (0, 0);
+    table.insert(&rec);
+    let meta = fs::metadata(&file).unwrap();
+    let actor = table.actor(&alive);
+    assert_eq!(
+        (actor.exe_dev, actor.exe_inode),
+        (Some(meta.dev()), Some(meta.ino()))
+    );
+    assert_eq!(actor.cgroup_id, None, "cgroup id 0 is no cgroup");
+
+    let gone = info(301, 7 * TICK_NS, b"ip", 0);
+    let mut rec = record(gone, b"ip\0", b"", &[]);
+    (rec.exe_dev, rec.exe_ino) = (0, 0);
+    table.insert(&rec);
+    assert_eq!(table.actor(&gone).exe_id(), None);
+    let sources = table.exe_id_sources();
+    assert_eq!((sources.kernel, sources.proc, sources.unknown), (0, 1, 1));
 }
 
 #[test]
@@ -463,6 +507,9 @@ fn real_proc_fallback_for_own_process() {
         )
     );
     assert!(!actor.argv.is_empty());
+    let own = crate::event::ExeId::of(&fs::metadata(std::env::current_exe().unwrap()).unwrap());
+    assert_eq!(actor.exe_id(), Some(own));
+    assert_eq!(table.exe_id_sources().proc, 1);
     // Hosts with cgroup v1 only have no `0::` line, hence no cgroup path.
     let has_v2 = fs::read_to_string("/proc/self/cgroup")
         .is_ok_and(|c| c.contains("\n0::/") || c.starts_with("0::/"));

@@ -2,13 +2,14 @@
 //! them, and hands out raw records, loss counters and the programs' own log lines.
 
 pub mod ebpf_log;
+pub mod keepalive;
 mod kfunc;
 pub mod pin;
 pub mod probe;
 mod programs;
 pub mod select;
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
@@ -24,6 +25,7 @@ use crate::kernel::{
     btf_kfunc,
 };
 
+pub use keepalive::{Keepalive, Orphaned};
 pub use select::CapturePath;
 
 pub use programs::{Hook, EXEC_PROGRAMS, PROGRAMS};
@@ -92,7 +94,14 @@ pub struct Options {
     /// `--capture auto`: when the kernel-function programs fail to load or attach (a verifier
     /// or BTF surprise on some kernel), start the syscall path instead, saying why.
     pub fallback: bool,
+    /// A pinned capture no daemon has read for this long stops recording ([`keepalive`]);
+    /// zero: never.
+    pub orphan_after: Duration,
 }
+
+/// Default `capture.orphan_after`: long enough for any restart, upgrade or reboot of a daemon,
+/// short enough that a forgotten capture stops costing the same afternoon.
+pub const DEFAULT_ORPHAN_AFTER: Duration = Duration::from_secs(600);
 
 impl Default for Options {
     fn default() -> Self {
@@ -103,21 +112,36 @@ impl Default for Options {
             path: CapturePath::Syscall,
             syscall_programs: true,
             fallback: false,
+            orphan_after: DEFAULT_ORPHAN_AFTER,
         }
     }
 }
 
-/// Records lost or cut short in the kernel, summed over CPUs.
+/// Records lost or cut short in the kernel, summed over CPUs. Each record the ring could not
+/// take is counted once, under the cause its kind says (`routeguard_common::counter`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Losses {
-    /// Records dropped because the ring buffer was full: events never seen.
+    /// Records of removals dropped because the ring buffer was full: events never seen.
     pub ring_full: u64,
     /// Requests whose bytes were longer than the copy limit.
     pub truncated: u64,
     /// Reads of process memory that failed mid-copy.
     pub read_failed: u64,
-    /// Process-detail records dropped (the events still arrive, with /proc fallbacks).
+    /// Process-detail records dropped at a full ring (the events still arrive, with /proc
+    /// fallbacks).
     pub task_lost: u64,
+    /// Replies (acks, ioctl results) dropped at a full ring (their events still arrive, with
+    /// outcome `unknown`).
+    pub ack_lost: u64,
+    /// Deletion notifications dropped at a full ring (their requests' events still arrive).
+    pub notify_lost: u64,
+}
+
+impl Losses {
+    /// Every record the ring could not take, whatever it carried.
+    pub fn ring_records(&self) -> u64 {
+        self.ring_full + self.task_lost + self.ack_lost + self.notify_lost
+    }
 }
 
 pub struct Capture {
@@ -138,6 +162,12 @@ pub struct Capture {
     /// The syscall path's socket filter for routeguard's own route listeners (see
     /// [`Capture::notify_filter`]).
     notify: Option<ProgramFd>,
+    /// A pinned capture's heartbeat, for the ring drain.
+    keepalive: Option<Keepalive>,
+    /// A pinned capture's links, held by this process.
+    links: Option<pin::Held>,
+    /// The adopted capture had stopped recording: no daemon read it for `orphan_after`.
+    pub orphaned: Option<Orphaned>,
 }
 
 impl CaptureError {
@@ -159,13 +189,18 @@ impl Capture {
         }
         let pin_dir = match (&options.pin_dir, options.path) {
             (Some(dir), CapturePath::Syscall) => dir,
-            (Some(_), CapturePath::KernelFunction) => {
+            (Some(pin_dir), CapturePath::KernelFunction) => {
                 // fentry/fexit links are not pinned yet: a restart of a kernel-function daemon
                 // misses what happens while none runs.
                 tracing::info!(
                     "capture=kernel-function is not pinned; pinning covers the syscall path only"
                 );
-                return Self::load(options, None);
+                let capture = Self::load(options, None)?;
+                // Once this path runs (not before: `auto` falls back to the syscall path, which
+                // adopts them), a syscall capture pinned by an earlier run would go on recording
+                // beside it, at the cost of every syscall.
+                remove_stale(pin_dir)?;
+                return Ok(capture);
             }
             (None, _) => return Self::load(options, None),
         };
@@ -181,6 +216,9 @@ impl Capture {
             // Their log ring is not pinned: the pinned programs log at the level of the
             // routeguard that loaded them, which this one cannot change, so it does not read them.
             tracing::debug!("the adopted programs' own log lines are not read (they keep the log level they were loaded with; `routeguard daemon --unpin` and a restart load them at this one's)");
+            let mut keepalive = Keepalive::new(adopted.keepalive, options.orphan_after);
+            let orphaned = keepalive.orphaned()?;
+            keepalive.beat()?;
             return Ok(Self {
                 programs: 0,
                 _ebpf: None,
@@ -190,6 +228,9 @@ impl Capture {
                 adopted: true,
                 pinned: true,
                 notify: Some(adopted.notify),
+                keepalive: Some(keepalive),
+                links: Some(adopted.links),
+                orphaned,
             });
         }
         Self::load(options, Some(&set))
@@ -272,6 +313,7 @@ impl Capture {
                 source,
             })?;
         let mut programs = 0;
+        let mut held = None;
         if let Some(btf) = &aya_btf {
             // The hooks name a request by its sender's socket: without those offsets (logged
             // above) they would see nothing, so they are not attached at all.
@@ -301,7 +343,7 @@ impl Capture {
                 Ok(links) => {
                     programs += list.len();
                     if let Some(set) = pin_to {
-                        pin::pin(&mut ebpf, links, set)?;
+                        held = Some(pin::pin(&mut ebpf, links, set)?);
                         tracing::info!(pins = %set.display(), "capture pinned: it keeps recording while no daemon runs");
                     }
                 }
@@ -315,6 +357,17 @@ impl Capture {
         }
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
+        // Only a pinned capture can be orphaned: an unpinned one dies with its reader, and its
+        // programs find `orphan_after` 0 (never).
+        let keepalive = match held {
+            Some(_) => {
+                let map = take_map(&mut ebpf, "KEEPALIVE", Array::try_from)?;
+                let mut keepalive = Keepalive::new(map, options.orphan_after);
+                keepalive.beat()?;
+                Some(keepalive)
+            }
+            None => None,
+        };
         Ok(Self {
             programs,
             _ebpf: Some(ebpf),
@@ -322,8 +375,11 @@ impl Capture {
             counters,
             logs,
             adopted: false,
-            pinned: pin_to.is_some(),
+            pinned: held.is_some(),
             notify,
+            keepalive,
+            links: held,
+            orphaned: None,
         })
     }
 
@@ -332,6 +388,16 @@ impl Capture {
     /// eBPF programs; on the kernel-function path rule deletions only).
     pub fn notify_filter(&self) -> Option<&ProgramFd> {
         self.notify.as_ref()
+    }
+
+    /// A pinned capture's heartbeat, for the thread that reads the ring.
+    pub fn take_keepalive(&mut self) -> Option<Keepalive> {
+        self.keepalive.take()
+    }
+
+    /// A pinned capture's links, held by this process (see [`pin::Held`]).
+    pub fn take_links(&mut self) -> Option<pin::Held> {
+        self.links.take()
     }
 
     /// The programs' log ring, for a [`ebpf_log::Reader`]; `None` when they do not log.
@@ -368,8 +434,19 @@ impl Counters {
             truncated: sum(counter::TRUNCATED),
             read_failed: sum(counter::READ_FAILED),
             task_lost: sum(counter::TASK_LOST),
+            ack_lost: sum(counter::ACK_LOST),
+            notify_lost: sum(counter::NOTIFY_LOST),
         }
     }
+}
+
+/// Removes the syscall path's pins a daemon left under `pin_dir` (their programs detach).
+fn remove_stale(pin_dir: &Path) -> Result<(), CaptureError> {
+    let removed = pin::unpin_all(pin_dir)?;
+    if removed > 0 {
+        tracing::warn!(pins = %pin_dir.display(), sets = removed, "removed the syscall capture an earlier daemon pinned: this one runs the kernel-function path, which is not pinned");
+    }
+    Ok(())
 }
 
 /// The kernel-function path's offsets; a missing optional one is logged, a required one fails.

@@ -10,7 +10,12 @@
 //! The tag is a hash of the eBPF object: a daemon never adopts programs it does not understand.
 //! Pins of another build (an upgrade) are removed when the new one starts, which detaches them.
 //! Pins stay when a daemon stops (SIGTERM included, so `systemctl restart` loses nothing);
-//! `routeguard daemon --unpin` removes them.
+//! `routeguard daemon --unpin` removes them. A capture no daemon reads stops recording after
+//! `capture.orphan_after` (see [`super::keepalive`]).
+//!
+//! The running daemon also holds each link by its own fd ([`Held`]): removing the pins under it
+//! (`--unpin`, a daemon of another build) does not detach its programs while it runs, and it
+//! checks every few seconds that the pins are still its own, reporting on `/healthz` when not.
 
 use std::{
     ffi::CString,
@@ -25,10 +30,12 @@ use aya::{
     Ebpf,
 };
 
+use routeguard_common::Keepalive;
+
 use super::{programs::NOTIFY_FILTER, CaptureError, PROGRAMS};
 
 /// Maps pinned beside the links: what a successor reads or writes.
-const MAPS: &[&str] = &["EVENTS", "COUNTERS", "SELF_TGID", "TASK_SEEN"];
+const MAPS: &[&str] = &["EVENTS", "COUNTERS", "SELF_TGID", "TASK_SEEN", "KEEPALIVE"];
 /// `BPF_FS_MAGIC` (include/uapi/linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -58,6 +65,88 @@ pub struct Adopted {
     pub counters: PerCpuArray<MapData, u64>,
     /// The notification filter, for the new daemon's route listeners.
     pub notify: ProgramFd,
+    /// The heartbeat, not yet written: what it holds says whether the capture was orphaned.
+    pub keepalive: Array<MapData, Keepalive>,
+    /// The links, held by this process's fds.
+    pub links: Held,
+}
+
+/// A pinned capture's links, held open by the daemon that runs it: while it holds them its
+/// programs stay attached whatever happens to the pins.
+pub struct Held {
+    links: Vec<HeldLink>,
+}
+
+struct HeldLink {
+    path: PathBuf,
+    id: u32,
+    _link: FdLink,
+}
+
+impl Held {
+    fn new(links: Vec<(PathBuf, FdLink)>) -> Result<Self, PinError> {
+        let links = links
+            .into_iter()
+            .map(|(path, link)| {
+                let id = link_id(&link, &path)?;
+                Ok(HeldLink {
+                    path,
+                    id,
+                    _link: link,
+                })
+            })
+            .collect::<Result<_, PinError>>()?;
+        Ok(Self { links })
+    }
+
+    /// Whether every pin still holds this daemon's link; the first that does not, when not.
+    pub fn check(&self) -> Result<(), PinsLost> {
+        for held in &self.links {
+            let pinned = PinnedLink::from_pin(&held.path)
+                .map_err(|e| e.to_string())
+                .and_then(|p| link_id(&FdLink::from(p), &held.path).map_err(|e| e.to_string()));
+            match pinned {
+                Ok(id) if id == held.id => {}
+                Ok(found) => {
+                    return Err(PinsLost::Replaced {
+                        path: held.path.clone(),
+                        found,
+                        ours: held.id,
+                    })
+                }
+                Err(reason) => {
+                    return Err(PinsLost::Removed {
+                        path: held.path.clone(),
+                        reason,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pins no longer hold the running daemon's links: its programs run only while it does.
+#[derive(Debug, thiserror::Error)]
+pub enum PinsLost {
+    #[error("the pinned capture was removed ({path}: {reason}; `routeguard daemon --unpin`?): this daemon's programs run only while it does, and nothing records between it and the next; restart it to pin again", path = path.display())]
+    Removed { path: PathBuf, reason: String },
+    #[error("{path} holds link {found}, not this daemon's {ours}: another routeguard replaced the pinned capture; this daemon's programs run only while it does", path = path.display())]
+    Replaced {
+        path: PathBuf,
+        found: u32,
+        ours: u32,
+    },
+}
+
+fn link_id(link: &FdLink, path: &Path) -> Result<u32, PinError> {
+    link.info()
+        .map(|info| info.id())
+        .map_err(|e| PinError::Open {
+            what: "link",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 /// The notification filter's pin (a program, not a link: it is attached to sockets, which die
@@ -179,16 +268,20 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
     if !set.is_dir() {
         return Ok(None);
     }
-    let complete = PROGRAMS
+    let links: Option<Vec<(PathBuf, FdLink)>> = PROGRAMS
         .iter()
-        .all(|(name, _)| PinnedLink::from_pin(set.join(format!("link_{name}"))).is_ok())
-        && MAPS.iter().all(|m| set.join(m).exists())
-        && set.join(NOTIFY_PIN).exists();
-    if !complete {
+        .map(|(name, _)| {
+            let path = set.join(format!("link_{name}"));
+            let link = PinnedLink::from_pin(&path).ok()?;
+            Some((path, FdLink::from(link)))
+        })
+        .collect();
+    let complete = MAPS.iter().all(|m| set.join(m).exists()) && set.join(NOTIFY_PIN).exists();
+    let Some(links) = links.filter(|_| complete) else {
         tracing::warn!(pins = %set.display(), "incomplete pinned capture; loading afresh");
         remove_set(set)?;
         return Ok(None);
-    }
+    };
     let open = |name: &'static str| -> Result<Map, CaptureError> {
         let path = set.join(name);
         let data = MapData::from_pin(&path).map_err(|e| PinError::Open {
@@ -199,7 +292,7 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
         Ok(match name {
             "EVENTS" => Map::RingBuf(data),
             "COUNTERS" => Map::PerCpuArray(data),
-            "SELF_TGID" => Map::Array(data),
+            "SELF_TGID" | "KEEPALIVE" => Map::Array(data),
             _ => Map::LruHashMap(data),
         })
     };
@@ -228,21 +321,24 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+    let keepalive = Array::try_from(open("KEEPALIVE")?).map_err(map_err("KEEPALIVE"))?;
     Ok(Some(Adopted {
         ring,
         counters,
         notify,
+        keepalive,
+        links: Held::new(links)?,
     }))
 }
 
 /// Pins the maps a successor needs and `links` (program name, link) into `set`. bpffs cannot
 /// rename, so a set is written in place; a daemon that dies half-way leaves a set that
-/// [`adopt`] finds incomplete and removes.
+/// [`adopt`] finds incomplete and removes. The links come back, held (see [`Held`]).
 pub fn pin(
     ebpf: &mut Ebpf,
     links: Vec<(&'static str, FdLink)>,
     set: &Path,
-) -> Result<(), PinError> {
+) -> Result<Held, PinError> {
     if set.exists() {
         remove_set(set)?;
     }
@@ -277,16 +373,18 @@ pub fn pin(
         path: path.clone(),
         source,
     })?;
+    let mut held = Vec::new();
     for (name, link) in links {
         let path = set.join(format!("link_{name}"));
         // The pin keeps the link (and so the program) alive once this fd is closed.
-        link.pin(&path).map_err(|source| PinError::Pin {
+        let pinned = link.pin(&path).map_err(|source| PinError::Pin {
             what: "a link",
             path: path.clone(),
             source,
         })?;
+        held.push((path, FdLink::from(pinned)));
     }
-    Ok(())
+    Held::new(held)
 }
 
 #[cfg(test)]

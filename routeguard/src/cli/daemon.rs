@@ -30,7 +30,13 @@ started. Files are written mode 0600 and never through a symlink.
 The capture stays pinned in bpffs ([capture] pin_dir, default /sys/fs/bpf/routeguard) when the
 daemon stops, SIGTERM included, so a restart drains what happened in between.
 `routeguard daemon --unpin` removes the pins (the programs detach) and exits; run it when
-uninstalling, or set pin_dir to '' to never pin.
+uninstalling, or set pin_dir to '' to never pin. A daemon that runs holds its programs itself:
+unpinned under it, it keeps recording but /healthz answers 503 (restart it to pin again).
+A pinned capture no daemon has read for [capture] orphan_after (default 10m) stops recording
+and costing; the daemon that adopts it later says for how long it was orphaned.
+
+In a Kubernetes pod with hostPID but not hostNetwork, ROUTEGUARD_HOST_NETNS=/proc/1/ns/net has
+the mirror and restores work in the node's network namespace too (docs/kubernetes.md).
 
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config (a value out of
 range included), missing privilege or kernel feature, or a metrics address that cannot be bound
@@ -41,8 +47,8 @@ pub struct DaemonArgs {
     /// Config file (TOML). When the default is absent, the documented defaults apply.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Remove the capture pinned under `[capture] pin_dir` (detaching its programs) and exit;
-    /// what it recorded and no daemon read is lost.
+    /// Remove the capture pinned under `[capture] pin_dir` (detaching its programs, once no
+    /// running daemon holds them) and exit; what it recorded and no daemon read is lost.
     #[arg(long)]
     pub unpin: bool,
 }
@@ -65,6 +71,10 @@ pub fn run(args: DaemonArgs) -> ExitCode {
     };
     if args.unpin {
         return unpin(&config);
+    }
+    if let Err(e) = crate::netlink::netns::watch_host_from_env() {
+        eprintln!("routeguard: {e}");
+        return ExitCode::from(EXIT_USAGE);
     }
     let runtime = match super::capture_runtime() {
         Ok(rt) => rt,

@@ -2,6 +2,8 @@
 
 mod args;
 mod daemon;
+#[cfg(test)]
+mod daemonset_tests;
 mod doctor;
 mod install;
 mod report;

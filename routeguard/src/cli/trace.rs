@@ -91,6 +91,8 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        // Unpinned: its programs go with it.
+        orphan_after: std::time::Duration::ZERO,
     };
     let settings = Settings {
         queue_bytes: args.queue_size as usize,
@@ -196,11 +198,12 @@ impl LossReport {
         self.last = Some(std::time::Instant::now());
         eprintln!(
             "routeguard: {} events lost so far ({} ring full: raise --ring-size from {} KiB; {} \
-             queue full: raise --queue-size)",
+             queue full: raise --queue-size){}",
             totals.lost(),
             totals.kernel.ring_full,
             self.ring_size >> 10,
-            totals.queue.events
+            totals.queue.events,
+            totals.other_losses()
         );
     }
 }
@@ -221,15 +224,35 @@ fn summary(shown: u64, outcomes: &Outcomes, totals: &Totals) {
         ),
         (
             losses.task_lost,
-            "process-detail records lost (those actors came from /proc)",
+            "process-detail records lost at a full ring (those actors came from /proc)",
         ),
         (
             totals.queue.tasks,
             "process-detail records dropped at the queue bound (those actors came from /proc)",
         ),
         (
+            losses.ack_lost,
+            "replies lost at a full ring (those outcomes are unknown)",
+        ),
+        (
             totals.queue.replies,
-            "replies dropped at the queue bound (those outcomes may be unknown)",
+            "replies dropped at the queue bound (those outcomes are unknown)",
+        ),
+        (
+            losses.notify_lost,
+            "deletion notifications lost at a full ring (their requests' events still came)",
+        ),
+        (
+            totals.queue.notifications,
+            "deletion notifications dropped at the queue bound (their requests' events still came)",
+        ),
+        (
+            problems.exe_ids_from_proc,
+            "processes whose executable identity came from /proc (the kernel gave none)",
+        ),
+        (
+            problems.exe_ids_unknown,
+            "processes with no executable identity (gone before /proc was read; allow.exe cannot match them)",
         ),
         (problems.bad_records, "malformed records"),
         (problems.undecodable, "undecodable messages"),

@@ -421,7 +421,7 @@ impl Correlate for KernelFunctionCorrelator {
     }
 
     fn problems(&self) -> Problems {
-        self.core.problems
+        self.core.problems()
     }
 
     fn outcomes(&self) -> Outcomes {

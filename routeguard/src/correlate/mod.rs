@@ -91,6 +91,11 @@ pub struct Problems {
     /// Link-downs and address or link removals released before the mirror said what they
     /// flushed (their routes follow when it does).
     pub late_flushes: u64,
+    /// Process images whose executable identity came from /proc, not the kernel (BTF lacked an
+    /// offset, or the task record was lost).
+    pub exe_ids_from_proc: u64,
+    /// Process images with no executable identity at all: `allow.exe` cannot match them.
+    pub exe_ids_unknown: u64,
 }
 
 /// A request held until its outcome is known.
@@ -147,6 +152,16 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// [`Problems`], with where the actors' executable identities came from.
+    fn problems(&self) -> Problems {
+        let sources = self.processes.exe_id_sources();
+        Problems {
+            exe_ids_from_proc: sources.proc,
+            exe_ids_unknown: sources.unknown,
+            ..self.problems
+        }
+    }
+
     fn new(clock: Clock, mirror: Option<Asker>) -> Self {
         Self {
             clock,

@@ -222,7 +222,7 @@ impl Correlate for SyscallCorrelator {
     }
 
     fn problems(&self) -> Problems {
-        self.core.problems
+        self.core.problems()
     }
 
     fn outcomes(&self) -> Outcomes {

@@ -7,6 +7,7 @@
 //! and its range; a test keeps the ranges in step.
 
 mod limits;
+mod otlp;
 
 use std::{
     fmt, fs, io,
@@ -16,6 +17,8 @@ use std::{
 };
 
 use serde::{de, Deserialize, Deserializer};
+
+pub use otlp::{OtlpConfig, Protocol as OtlpProtocol};
 
 use crate::{
     restore::{GuardConfig, Protect},
@@ -30,6 +33,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub jsonl: JsonlConfig,
     pub journald: JournaldConfig,
+    /// `[otlp]`: OpenTelemetry log records to a collector.
+    pub otlp: OtlpConfig,
     pub metrics: MetricsConfig,
     pub capture: CaptureConfig,
     /// `[[protect]]`: rules and routes to put back when they are removed.
@@ -150,6 +155,10 @@ pub struct CaptureConfig {
     pub pin_dir: String,
     /// `auto`, `kernel-function` or `syscall` (as `trace --capture`).
     pub path: crate::capture::select::Mode,
+    /// A pinned capture no daemon has read for this long stops recording (so a forgotten one
+    /// stops costing every syscall); `"0"`: it records until unpinned.
+    #[serde(deserialize_with = "duration")]
+    pub orphan_after: Duration,
 }
 
 impl CaptureConfig {
@@ -180,6 +189,7 @@ impl Default for CaptureConfig {
             wakeup: d.wakeup_bytes,
             pin_dir: DEFAULT_PIN_DIR.to_owned(),
             path: crate::capture::select::Mode::Auto,
+            orphan_after: d.orphan_after,
         }
     }
 }
@@ -256,8 +266,9 @@ impl Config {
 }
 
 /// The line that sets `key` (`section.name`) in `text`, and its text: the last `name = …` under
-/// `[section]` (a key given as `section.name = …` or in an inline table is not found, and the
-/// error then names the key alone).
+/// `[section]`, or the header `[section.name]` of a table (`[otlp.headers]`) (a key given as
+/// `section.name = …` or in an inline table is not found, and the error then names the key
+/// alone).
 fn locate(text: &str, key: &str) -> Option<(usize, String)> {
     let (section, name) = key.split_once('.')?;
     let mut current = "";
@@ -271,6 +282,9 @@ fn locate(text: &str, key: &str) -> Option<(usize, String)> {
                 .next()
                 .unwrap_or("")
                 .trim();
+            if current == key {
+                found = Some((i + 1, line.escape_debug().to_string()));
+            }
         } else if current == section
             && line
                 .strip_prefix(name)
@@ -286,6 +300,11 @@ fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
     let age = parse_duration(&s).map_err(de::Error::custom)?;
     Ok((!age.is_zero()).then_some(age))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(de::Error::custom)
 }
 
 fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -403,6 +422,20 @@ stdout = true
 [journald]
 enabled = false
 
+[otlp]
+enabled = true
+endpoint = "http://10.0.0.5:4317"
+protocol = "grpc"
+timeout = "5s"
+batch_size = 100
+batch_delay = "200ms"
+queue_size = 1000
+command_args = true
+
+[otlp.headers]
+"X-Scope-OrgID" = "tenant-a"
+authorization = "Bearer abc%20def"
+
 [metrics]
 enabled = true
 listen = "127.0.0.1:19477"
@@ -410,6 +443,7 @@ listen = "127.0.0.1:19477"
 [capture]
 ring_size = "64M"
 wakeup = 0
+orphan_after = "1h"
 
 [restore]
 dry_run = true
@@ -433,7 +467,7 @@ to = "0.0.0.0/0"
 iif = "eth0"
 oif = "eth1"
 fwmark = "0x10/0xff"
-allow = { comm = ["kube-router"], exe = ["/usr/local/bin/kube-router"], unit = ["kube-router.service"], container = ["3f2a9c0e1d7b"] }
+allow = { comm = ["kube-router"], exe = ["/proc/self/exe"], unit = ["kube-router.service"], container = ["3f2a9c0e1d7b"], cgroup = ["/system.slice/kube-router.service"] }
 
 [[protect]]
 kind = "route"
@@ -454,6 +488,13 @@ priority = 100
         assert_eq!(rules.protocol, Some(4));
         assert_eq!(rules.fwmark, Some((0x10, 0xff)));
         assert_eq!(rules.allow.unit, ["kube-router.service"]);
+        // `exe` is resolved while the config is read: the file, not the path string.
+        let own = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(rules.allow.exe[0].id, crate::event::ExeId::of(&own));
+        assert_eq!(
+            rules.allow.cgroup[0].path,
+            "/system.slice/kube-router.service"
+        );
         assert_eq!(c.protect[1].table, Some(254));
         assert_eq!(c.protect[1].priority, Some((100, 100)));
         assert_eq!(c.store.max_age, Some(Duration::from_secs(7 * 86_400)));
@@ -464,6 +505,22 @@ priority = 100
         assert_eq!(c.metrics.listen.port(), 19477);
         assert_eq!(c.capture.ring_size, 64 << 20);
         assert_eq!(c.capture.wakeup, 0);
+        let o = &c.otlp;
+        assert!(o.enabled && o.command_args);
+        assert_eq!(o.protocol, OtlpProtocol::Grpc);
+        assert_eq!(o.url().unwrap(), "http://10.0.0.5:4317");
+        assert_eq!(o.headers["X-Scope-OrgID"], "tenant-a");
+        assert_eq!(o.headers["authorization"], "Bearer abc%20def");
+        assert_eq!(
+            (o.timeout, o.batch_size, o.batch_delay, o.queue_size),
+            (
+                Duration::from_secs(5),
+                100,
+                Duration::from_millis(200),
+                1000
+            )
+        );
+        assert_eq!(c.capture.orphan_after, Duration::from_secs(3600));
     }
 
     #[test]
@@ -544,6 +601,8 @@ priority = 100
                 "capture.wakeup" => "ring_size = \"1G\"\n",
                 "restore.backoff_max" => "backoff = \"0\"\n",
                 "restore.backoff" => "backoff_max = \"1h\"\n",
+                "otlp.queue_size" => "batch_size = 1\n",
+                "otlp.batch_size" => "queue_size = 1000000\n",
                 _ => "",
             };
             for n in [limit.min, limit.max] {
@@ -584,6 +643,21 @@ priority = 100
             ),
             ("[jsonl]\npath = \"/var/log/routeguard/\"\n", "`jsonl.path` = \"/var/log/routeguard/\""),
             ("[capture]\npin_dir = \"bpf\"\n", "`capture.pin_dir` = \"bpf\""),
+            (
+                "[otlp]\nendpoint = \"https://collector:4318\"\n",
+                "`otlp.endpoint` = \"https://collector:4318\" is out of range; accepted: TLS is not built",
+            ),
+            ("[otlp]\nprotocol = \"grpc\"\nendpoint = \"http://c:4317/v1/logs\"\n", "without a path"),
+            (
+                "[otlp]\nprotocol = \"http/json\"\n",
+                "line 2 (`protocol = \\\"http/json\\\"`): `otlp.protocol` = \"http/json\" is not a protocol routeguard speaks; accepted: \"http/protobuf\" or \"grpc\"",
+            ),
+            ("[otlp.headers]\n\"bad name\" = \"x\"\n", "`otlp.headers` = \"bad name\""),
+            ("[otlp.headers]\nx-token = \"line\\nbreak\"\n", "`otlp.headers` = \"x-token\""),
+            (
+                "[otlp]\nbatch_size = 600\nqueue_size = 500\n",
+                "`otlp.queue_size` = 500 is out of range; accepted: otlp.batch_size (600) to 1000000",
+            ),
             (
                 "[store]\npath = \"/x/e\"\n[jsonl]\nenabled = true\npath = \"/x/e\"\n",
                 "accepted: a file other than store.path",

@@ -8,10 +8,17 @@
 //! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
 //!   the ring buffer was full) or `queue-full` (the queue after the ring drain was at its bound);
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
-//! - `capture_incomplete_total{reason}`: requests cut short, unreadable, or missing process
-//!   details (the events still came);
-//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald),
-//!   those it did not try while down included;
+//! - `capture_incomplete_total{reason}`: requests cut short (`truncated`), unreadable
+//!   (`read-failed`), or records beside them that the ring (`*-lost`) or the queue (`*-dropped`)
+//!   could not take — process details (`task-*`), replies (`reply-*`), deletion notifications
+//!   (`notify-*`) — each counted once, under its own reason; the events still came;
+//! - `sink_errors_total{sink}`: events a sink failed to write (store, jsonl, stdout, journald,
+//!   otlp), those it did not try while down included;
+//! - `otlp_dropped_total{reason}`: of those, the events the OTLP exporter did not deliver, by
+//!   why: `queue-full` (`otlp.queue_size` events already waited), `export-failed` (the collector
+//!   refused the request or could not be reached, after the exporter's retries), `down` (not
+//!   handed over while the sink was down, waiting for its retry);
+//! - `otlp_exported_total`: events the collector accepted;
 //! - `sink_up{sink}`: 1 while a sink the config turns on writes, 0 while it is down (failed, and
 //!   retried with the next events after a back-off);
 //! - `restores_total{outcome}`: restore events by outcome (`restored`, `already-present`,
@@ -21,6 +28,8 @@
 //! - `restore_overflow_total{map}`: what the restore engine's bounded maps turned away:
 //!   `missing` (protected objects not tracked as missing, `restore.max_missing` were) and
 //!   `sockets` (a namespace's socket closed after its restore, the cache being full);
+//! - `capture_intact`: 1 while the pinned capture's pins hold this daemon's links (always 1 for an
+//!   unpinned one), 0 once they were removed or replaced (`/healthz` then answers 503 with why);
 //! - `build_info{version}`: always 1.
 
 use std::{
@@ -113,6 +122,11 @@ pub struct Metrics {
     incomplete: Family<ReasonLabels, Counter>,
     sink_errors: Family<SinkLabels, Counter>,
     sink_up: Family<SinkLabels, Gauge>,
+    otlp_dropped: Family<ReasonLabels, Counter>,
+    otlp_exported: Counter,
+    capture_intact: Gauge,
+    /// Why the capture is not as this daemon set it up, for `/healthz`.
+    capture_fault: Mutex<Option<String>>,
     comms: Mutex<HashSet<String>>,
     losses: Mutex<Totals>,
     started: Instant,
@@ -144,6 +158,10 @@ impl Metrics {
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
         let sink_up = Family::<SinkLabels, Gauge>::default();
+        let otlp_dropped = Family::<ReasonLabels, Counter>::default();
+        let otlp_exported = Counter::default();
+        let capture_intact = Gauge::default();
+        capture_intact.set(1);
         registry.register(
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
@@ -190,6 +208,21 @@ impl Metrics {
             sink_up.clone(),
         );
         registry.register(
+            "otlp_dropped",
+            "Events the OTLP exporter did not deliver, by reason: queue-full, export-failed, down",
+            otlp_dropped.clone(),
+        );
+        registry.register(
+            "otlp_exported",
+            "Events the OpenTelemetry collector accepted",
+            otlp_exported.clone(),
+        );
+        registry.register(
+            "capture_intact",
+            "1 while the pinned capture's pins hold this daemon's links (1 when not pinned), 0 once they were removed or replaced",
+            capture_intact.clone(),
+        );
+        registry.register(
             "build",
             "routeguard version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -206,6 +239,10 @@ impl Metrics {
             incomplete,
             sink_errors,
             sink_up,
+            otlp_dropped,
+            otlp_exported,
+            capture_intact,
+            capture_fault: Mutex::default(),
             comms: Mutex::default(),
             losses: Mutex::default(),
             started: Instant::now(),
@@ -292,7 +329,14 @@ impl Metrics {
             ("read-failed", was.read_failed, k.read_failed),
             ("task-lost", was.task_lost, k.task_lost),
             ("task-dropped", seen.queue.tasks, now.queue.tasks),
+            ("reply-lost", was.ack_lost, k.ack_lost),
             ("reply-dropped", seen.queue.replies, now.queue.replies),
+            ("notify-lost", was.notify_lost, k.notify_lost),
+            (
+                "notify-dropped",
+                seen.queue.notifications,
+                now.queue.notifications,
+            ),
         ] {
             if is > was {
                 self.incomplete
@@ -331,6 +375,17 @@ impl Metrics {
             .inc_by(events);
     }
 
+    /// `events` the OTLP exporter did not deliver, for `reason` (0 makes the series appear).
+    pub fn otlp_dropped(&self, reason: &'static str, events: u64) {
+        self.otlp_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(events);
+    }
+
+    pub fn otlp_exported(&self, events: u64) {
+        self.otlp_exported.inc_by(events);
+    }
+
     /// Whether `sink` writes; `None`: the config turns it off (no series).
     pub fn sink_up(&self, sink: &'static str, up: Option<bool>) {
         let labels = SinkLabels { sink };
@@ -350,9 +405,37 @@ impl Metrics {
         self.last_turn_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn healthy(&self) -> bool {
+    /// Why the capture is not as this daemon set it up; `None` when it is.
+    pub fn capture_fault(&self, fault: Option<String>) {
+        self.capture_intact.set(i64::from(fault.is_none()));
+        *self
+            .capture_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// Whether the capture was last found as this daemon set it up.
+    pub fn capture_intact(&self) -> bool {
+        self.capture_intact.get() == 1
+    }
+
+    /// Why the daemon is not healthy, one reason a line; `None` when it is.
+    fn unhealthy(&self) -> Option<String> {
         let now = self.started.elapsed().as_millis() as u64;
-        now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed)) < STALL.as_millis() as u64
+        let stalled = now.saturating_sub(self.last_turn_ms.load(Ordering::Relaxed))
+            >= STALL.as_millis() as u64;
+        let mut why: Vec<String> = Vec::new();
+        if stalled {
+            why.push("stalled: the capture loop has not turned for 10 s".to_owned());
+        }
+        if let Some(fault) = &*self
+            .capture_fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            why.push(format!("capture: {fault}"));
+        }
+        (!why.is_empty()).then(|| why.join("\n"))
     }
 
     pub fn encode(&self) -> String {
@@ -410,20 +493,21 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     let mut first = head.lines().next().unwrap_or("").split(' ');
     let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    let unhealthy = if path == "/healthz" {
+        metrics.unhealthy()
+    } else {
+        None
+    };
     let (status, content_type, body) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
         ),
-        ("GET" | "HEAD", "/healthz") if metrics.healthy() => {
-            ("200 OK", "text/plain", "ok\n".to_owned())
-        }
-        ("GET" | "HEAD", "/healthz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "stalled: the capture loop has not turned for 10 s\n".to_owned(),
-        ),
+        ("GET" | "HEAD", "/healthz") => match unhealthy {
+            None => ("200 OK", "text/plain", "ok\n".to_owned()),
+            Some(why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
+        },
         ("GET" | "HEAD", _) => (
             "404 Not Found",
             "text/plain",
@@ -476,6 +560,9 @@ mod tests {
         m.sink_up("stdout", None);
         m.resyncs(2);
         m.resyncs(3);
+        m.otlp_dropped("queue-full", 0);
+        m.otlp_dropped("export-failed", 4);
+        m.otlp_exported(7);
         let text = m.encode();
         assert!(
             text.contains(
@@ -506,6 +593,13 @@ mod tests {
                 && !text.contains(r#"routeguard_sink_up{sink="stdout"}"#),
             "{text}"
         );
+        for series in [
+            r#"routeguard_otlp_dropped_total{reason="queue-full"} 0"#,
+            r#"routeguard_otlp_dropped_total{reason="export-failed"} 4"#,
+            "routeguard_otlp_exported_total 7",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
         assert!(text.contains("routeguard_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
@@ -566,6 +660,19 @@ mod tests {
         assert!(metrics.contains("routeguard_removals_total{"), "{metrics}");
         let health = get("/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"));
+        assert!(metrics.contains("routeguard_capture_intact 1"), "{metrics}");
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        m.capture_fault(Some("the pinned capture was removed".into()));
+        let health = get("/healthz").await;
+        assert!(
+            health.starts_with("HTTP/1.1 503")
+                && health.ends_with("capture: the pinned capture was removed\n"),
+            "{health}"
+        );
+        assert!(get("/metrics")
+            .await
+            .contains("routeguard_capture_intact 0"));
+        m.capture_fault(None);
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200 OK"));
     }
 }

@@ -1,5 +1,5 @@
 //! `routeguard daemon`: the always-on audit service. It drives the same [`Pipeline`] as `trace`
-//! and writes every event to its sinks (SQLite store, JSON lines, journald) and metrics.
+//! and writes every event to its sinks (SQLite store, JSON lines, journald, OTLP) and metrics.
 //!
 //! Lifecycle: the config is read and every sink opened before anything is loaded into the
 //! kernel; SIGHUP re-reads the config (a bad one is logged and the running one kept, a good one
@@ -13,6 +13,7 @@ mod jsonl;
 mod memory;
 mod metrics;
 mod notify;
+mod otlp;
 mod sinks;
 mod store_writer;
 
@@ -35,6 +36,8 @@ use crate::{
 };
 /// How often the store's retention limits are applied and freed heap is given back.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often a pinned capture's pins are checked (`/healthz` says when they are gone).
+const CHECK_PINS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -78,6 +81,8 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut prune = interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut check_pins = interval(CHECK_PINS_EVERY);
+    check_pins.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let options = capture::Options {
         ring_bytes: config.capture.ring_size,
@@ -91,12 +96,16 @@ pub async fn run(
         path: selection.path,
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
+        orphan_after: config.capture.orphan_after,
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
         pacing: Pacing::Deep,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
+    if let Some(orphaned) = pipeline.orphaned() {
+        tracing::warn!("{}", orphaned.describe(&pipeline.clock()));
+    }
     let mut restores = new_restores(&config, &pipeline)?;
     // What the restore engine's bounded maps turned away since start.
     let mut overflow = Overflow::default();
@@ -107,6 +116,10 @@ pub async fn run(
         options.ring_bytes >> 10,
         pipeline.queue_bytes() >> 10,
         match (&options.pin_dir, pipeline.pinned(), pipeline.adopted()) {
+            (Some(dir), true, true) if pipeline.orphaned().is_some() => format!(
+                ", adopted from {} with what it recorded until it was orphaned",
+                dir.display()
+            ),
             (Some(dir), true, true) => format!(
                 ", adopted from {} with what it recorded while no daemon ran",
                 dir.display()
@@ -124,6 +137,7 @@ pub async fn run(
     // bursts' garbage goes back at each prune.
     memory::give_back();
     notify::send("READY=1");
+    let news = sinks.news();
 
     loop {
         tokio::select! {
@@ -160,9 +174,22 @@ pub async fn run(
                 }
                 notify::send("READY=1");
             }
+            () = news.notified() => sinks.poll(&metrics),
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
+            }
+            _ = check_pins.tick() => {
+                // The loop turns: on an idle machine no batch comes for minutes, and /healthz
+                // used to say "stalled" after 10 s of quiet.
+                metrics.turned();
+                let fault = pipeline.check_pins().err().map(|e| e.to_string());
+                if let Some(fault) = &fault {
+                    if metrics.capture_intact() {
+                        tracing::error!("{fault}");
+                    }
+                }
+                metrics.capture_fault(fault);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -181,14 +208,15 @@ pub async fn run(
     sinks.close();
     let totals = pipeline.totals();
     eprintln!(
-        "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}, \
-         task records {}, acks {}); {} route-mirror resyncs; restore state overflow: {} \
-         missing objects not tracked, {} sockets not kept",
+        "routeguard: daemon stopped; {} events lost since start (ring full {}, queue full {}); \
+         also lost: task records {}, replies {}, notifications {}; {} route-mirror resyncs; \
+         restore state overflow: {} missing objects not tracked, {} sockets not kept",
         totals.lost(),
         totals.kernel.ring_full,
         totals.queue.events,
         totals.kernel.task_lost + totals.queue.tasks,
-        totals.queue.replies,
+        totals.kernel.ack_lost + totals.queue.replies,
+        totals.kernel.notify_lost + totals.queue.notifications,
         totals.resyncs,
         overflow.missing,
         overflow.sockets,
@@ -258,16 +286,18 @@ fn deliver(sinks: &mut Sinks, metrics: &Metrics, batch: Batch, ring: u32) {
     if batch.newly_lost > 0 && metrics.loss_warning_due() {
         tracing::warn!(
             "{} events lost so far ({} ring full: raise `capture.ring_size` from {} KiB; {} queue \
-             full: raise `capture.queue_size`)",
+             full: raise `capture.queue_size`){}",
             totals.lost(),
             totals.kernel.ring_full,
             ring >> 10,
             totals.queue.events,
+            totals.other_losses(),
         );
     }
     metrics.losses(totals);
     metrics.resyncs(totals.resyncs);
     if batch.events.is_empty() {
+        sinks.poll(metrics);
         return;
     }
     let events = Observed::events(batch.events);

@@ -1,4 +1,5 @@
-//! The daemon's sinks, opened from the config and fed one pipeline batch at a time.
+//! The daemon's sinks, opened from the config and fed one pipeline batch at a time: the store,
+//! JSON lines (file, stdout), journald and OTLP (an OpenTelemetry collector).
 //!
 //! Degrade, don't stop: a sink that cannot be opened at start, or fails to write later (a full
 //! disk, an I/O error, its directory removed, a corrupt store), goes down — its events are
@@ -12,6 +13,7 @@ mod alert;
 mod health;
 mod journal;
 mod lines;
+mod otlp;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -19,13 +21,17 @@ mod tests;
 use std::{
     io::{self, BufWriter},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
+
+use tokio::sync::Notify;
 
 pub use alert::{Alert, AlertType};
 use health::Health;
 use journal::JournaldSink;
 use lines::{JsonlSink, StdoutSink};
+use otlp::OtlpSink;
 use store::{close_store, StoreSink};
 
 use super::{
@@ -51,6 +57,8 @@ pub enum SinkError {
     Journald { path: PathBuf, source: io::Error },
     #[error("cannot start the thread that writes the event store: {0}")]
     StoreThread(io::Error),
+    #[error(transparent)]
+    Otlp(#[from] super::otlp::OtlpError),
 }
 
 /// What a new config does to one sink.
@@ -77,6 +85,9 @@ pub struct Sinks {
     jsonl: Option<JsonlSink>,
     stdout: Option<StdoutSink>,
     journald: Option<JournaldSink>,
+    otlp: Option<OtlpSink>,
+    /// Told when a sink's thread has news (an OTLP request's outcome): see [`Sinks::news`].
+    news: Arc<Notify>,
 }
 /// At most one log line per [`Throttle::EVERY`]: for what is not a failure but still loses
 /// events (a queue or socket buffer full in a burst), and happens with every batch meanwhile.
@@ -193,6 +204,21 @@ impl Sinks {
                 }
             }
         };
+        let c = &config.otlp;
+        let otlp = if !c.enabled {
+            Plan::Off
+        } else if self.otlp.as_ref().is_some_and(|o| o.config == *c) {
+            Plan::Keep
+        } else {
+            Plan::New(OtlpSink::open(
+                c,
+                &self.news,
+                strict,
+                now,
+                &mut alerts,
+                metrics,
+            )?)
+        };
         // Commit: what is replaced or turned off is flushed and closed.
         let old_store = store.apply(&mut self.store);
         if let Some(s) = &mut self.store {
@@ -210,6 +236,10 @@ impl Sinks {
             }
         }
         journald.apply(&mut self.journald);
+        if let Some(old) = otlp.apply(&mut self.otlp) {
+            // Not waited for: the old exporter sends what it holds on its own thread.
+            old.close(false);
+        }
         if !config.jsonl.stdout {
             self.stdout = None;
         } else if self.stdout.is_none() {
@@ -282,6 +312,9 @@ impl Sinks {
         if let Some(j) = &self.journald {
             on.push(format!("journald{}", state(&j.health)));
         }
+        if let Some(o) = &self.otlp {
+            on.push(format!("{}{}", o.describe(), state(&o.health)));
+        }
         if on.is_empty() {
             "no sinks".into()
         } else {
@@ -291,6 +324,7 @@ impl Sinks {
 
     pub fn write(&mut self, events: Vec<Event>, metrics: &Metrics) {
         let mut alerts = self.store_done(metrics);
+        alerts.extend(self.otlp_done(metrics));
         if !events.is_empty() {
             let now = Instant::now();
             let n = events.len() as u64;
@@ -308,6 +342,9 @@ impl Sinks {
             if let Some(j) = &mut self.journald {
                 let entries: Vec<Vec<u8>> = events.iter().map(journald::entry).collect();
                 alerts.extend(j.write(&entries, n, now, metrics));
+            }
+            if let Some(o) = &mut self.otlp {
+                alerts.extend(o.write(&events, now, metrics));
             }
             // Last: the store's thread takes the events. Queued is not yet written: how the
             // write went comes back from the thread ([`Sinks::store_done`]).
@@ -333,9 +370,37 @@ impl Sinks {
         alerts
     }
 
+    /// What the exporter's thread has done since the last look: alerts for what changed.
+    fn otlp_done(&mut self, metrics: &Metrics) -> Vec<Alert> {
+        match &mut self.otlp {
+            Some(o) => o.poll(Instant::now(), metrics),
+            None => Vec::new(),
+        }
+    }
+
+    /// What the daemon's loop waits on besides events: a sink's thread has news for
+    /// [`Sinks::poll`]. Without it, a collector that went away would be told (and its drops
+    /// counted) only with the next removal, or at the next prune a minute later.
+    pub fn news(&self) -> Arc<Notify> {
+        self.news.clone()
+    }
+
+    /// Looks at what the sinks' threads did (each turn of the daemon's loop, events or not), so
+    /// that a collector that went away is told, and counted, without waiting for the next
+    /// removal.
+    pub fn poll(&mut self, metrics: &Metrics) {
+        let mut alerts = self.store_done(metrics);
+        alerts.extend(self.otlp_done(metrics));
+        if !alerts.is_empty() {
+            self.announce(alerts, metrics);
+            self.gauges(metrics);
+        }
+    }
+
     /// Applies the store's retention limits (while it is up), and looks at what it did.
     pub fn prune(&mut self, metrics: &Metrics) {
-        let alerts = self.store_done(metrics);
+        let mut alerts = self.store_done(metrics);
+        alerts.extend(self.otlp_done(metrics));
         if let Some(s) = &mut self.store {
             if s.health.is_up() {
                 if let Err(e) = s.writer.prune() {
@@ -348,7 +413,7 @@ impl Sinks {
     }
 
     /// Writes `alerts` to the sinks that are up, except the store (and any that fails doing so
-    /// alerts the others in turn).
+    /// alerts the others in turn). OTLP takes them too; how that went comes back later.
     fn announce(&mut self, mut alerts: Vec<Alert>, metrics: &Metrics) {
         // Each round can only take sinks down, so this ends within a round per sink.
         while !alerts.is_empty() {
@@ -365,6 +430,9 @@ impl Sinks {
             if let Some(j) = self.journald.as_mut().filter(|j| j.health.is_up()) {
                 more.extend(j.write(&entries, 0, now, metrics));
             }
+            if let Some(o) = &self.otlp {
+                o.alerts(&alerts);
+            }
             alerts = more;
         }
     }
@@ -376,12 +444,14 @@ impl Sinks {
             ("jsonl", None),
             ("stdout", None),
             ("journald", None),
+            ("otlp", None),
         ];
         for h in [
             self.store.as_ref().map(|s| &s.health),
             self.jsonl.as_ref().map(|s| &s.health),
             self.stdout.as_ref().map(|s| &s.health),
             self.journald.as_ref().map(|s| &s.health),
+            self.otlp.as_ref().map(|s| &s.health),
         ]
         .into_iter()
         .flatten()
@@ -395,10 +465,14 @@ impl Sinks {
         }
     }
 
-    /// Flushes and closes everything (at exit).
+    /// Flushes and closes everything (at exit): what waits for the collector is sent for at most
+    /// `otlp.timeout`.
     pub fn close(mut self) {
         if let Some(s) = self.store.take() {
             close_store(s);
+        }
+        if let Some(o) = self.otlp.take() {
+            o.close(true);
         }
         if let Some(file) = self.jsonl.as_mut().and_then(|j| j.file.as_mut()) {
             if let Err(e) = file.flush() {

@@ -8,6 +8,7 @@
 mod capture;
 mod conflicts;
 mod coverage;
+mod policy;
 mod privileges;
 pub mod render;
 mod system;
@@ -17,6 +18,7 @@ use std::cell::OnceCell;
 use serde::Serialize;
 
 pub use coverage::{Coverage, Seen};
+pub use policy::AllowLists;
 
 use crate::capture::{
     probe::Support,

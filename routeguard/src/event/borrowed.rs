@@ -85,6 +85,10 @@ mod named {
         pub comm: Cow<'a, str>,
         #[serde(borrow, default, deserialize_with = "optional")]
         pub exe: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub exe_dev: Option<u64>,
+        #[serde(default)]
+        pub exe_inode: Option<u64>,
         #[serde(borrow, default)]
         pub cmdline: Cow<'a, str>,
         #[serde(borrow, default, deserialize_with = "each")]
@@ -95,6 +99,8 @@ mod named {
         pub ancestry: Vec<Ancestor<'a>>,
         #[serde(borrow, default, deserialize_with = "optional")]
         pub cgroup: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub cgroup_id: Option<u64>,
         #[serde(borrow, default, deserialize_with = "optional")]
         pub unit: Option<Cow<'a, str>>,
         #[serde(borrow, default, deserialize_with = "optional")]
@@ -171,6 +177,8 @@ impl ActorRef<'_> {
             tid: self.tid,
             comm: self.comm.into_owned(),
             exe: owned(self.exe),
+            exe_dev: self.exe_dev,
+            exe_inode: self.exe_inode,
             cmdline: self.cmdline.into_owned(),
             argv: self.argv.into_iter().map(Cow::into_owned).collect(),
             uid: self.uid,
@@ -184,6 +192,7 @@ impl ActorRef<'_> {
                 })
                 .collect(),
             cgroup: owned(self.cgroup),
+            cgroup_id: self.cgroup_id,
             unit: owned(self.unit),
             container: owned(self.container),
             pod: self.pod,
@@ -276,7 +285,7 @@ mod tests {
             ),
             (
                 line.replacen("\"actor\":{", "\"actor\":[1],\"x\":{", 1),
-                "invalid length 1, expected struct Actor with 13 elements",
+                "invalid length 1, expected struct Actor with 16 elements",
             ),
             (
                 line.replacen("\"ancestry\":[{", "\"ancestry\":[7,{", 1),

@@ -17,6 +17,8 @@ pub fn actor() -> Actor {
         tid: 12345,
         comm: "ip".into(),
         exe: Some("/usr/sbin/ip".into()),
+        exe_dev: Some(2049),
+        exe_inode: Some(1_311_025),
         cmdline: "ip route del 10.1.0.0/24 via 10.0.0.1 table 77 metric 100".into(),
         argv: [
             "ip",
@@ -45,6 +47,7 @@ pub fn actor() -> Actor {
             },
         ],
         cgroup: Some("/system.slice/demo.service".into()),
+        cgroup_id: Some(4242),
         unit: Some("demo.service".into()),
         container: None,
         pod: None,

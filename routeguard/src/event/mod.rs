@@ -273,6 +273,34 @@ pub struct Ancestor {
     pub comm: String,
 }
 
+/// A file as the kernel knows it: a process can name itself anything (`comm`, `argv`, the path
+/// it executed in a mount namespace of its own) but cannot change which file it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExeId {
+    /// `st_dev` in userspace's encoding (what `stat -c %d` prints).
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl ExeId {
+    /// From the kernel's `super_block.s_dev` (`MAJOR << 20 | MINOR`) and `i_ino`; `None` when
+    /// the programs could not read them (0).
+    pub fn from_kernel(s_dev: u32, ino: u64) -> Option<Self> {
+        (ino != 0).then(|| Self {
+            dev: libc::makedev(s_dev >> 20, s_dev & 0xf_ffff),
+            ino,
+        })
+    }
+
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
 /// The process that asked for the removal. Read as an [`ActorRef`] made owned (`wire.rs`).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Actor {
@@ -280,6 +308,10 @@ pub struct Actor {
     pub tid: u32,
     pub comm: String,
     pub exe: Option<String>,
+    /// Device (`st_dev`, as `stat` shows it) and inode of the file the process executed, taken
+    /// by the kernel at request time: what `exe` allow-lists match. Absent in older captures.
+    pub exe_dev: Option<u64>,
+    pub exe_inode: Option<u64>,
     /// argv joined by spaces (each argument shell-quoted when it needs it). A line without it
     /// reads as empty, as one without `argv` or `ancestry` does.
     pub cmdline: String,
@@ -290,6 +322,9 @@ pub struct Actor {
     pub ancestry: Vec<Ancestor>,
     /// cgroup v2 path, e.g. `/system.slice/systemd-networkd.service`.
     pub cgroup: Option<String>,
+    /// cgroup v2 id (the inode of the cgroup's directory), taken by the kernel at request time:
+    /// what `cgroup` allow-lists match. Absent in older captures.
+    pub cgroup_id: Option<u64>,
     /// systemd unit (`*.service` / `*.scope`) the process runs in.
     pub unit: Option<String>,
     /// Container id when the cgroup path names one (docker, containerd, cri-o, podman).
@@ -297,4 +332,14 @@ pub struct Actor {
     /// The Kubernetes pod, when the cgroup is one of kubelet's pods. Absent in older captures.
     #[serde(default)]
     pub pod: Option<Pod>,
+}
+
+impl Actor {
+    /// The executable's identity, when the kernel (or /proc, while the process lived) gave it.
+    pub fn exe_id(&self) -> Option<ExeId> {
+        Some(ExeId {
+            dev: self.exe_dev?,
+            ino: self.exe_inode?,
+        })
+    }
 }

@@ -105,6 +105,8 @@ mod tests {
             tid: a.tid,
             comm: Cow::Borrowed(&a.comm),
             exe: cow(&a.exe),
+            exe_dev: a.exe_dev,
+            exe_inode: a.exe_inode,
             cmdline: Cow::Borrowed(&a.cmdline),
             argv: a.argv.iter().map(|s| Cow::Borrowed(s.as_str())).collect(),
             uid: a.uid,
@@ -118,6 +120,7 @@ mod tests {
                 })
                 .collect(),
             cgroup: cow(&a.cgroup),
+            cgroup_id: a.cgroup_id,
             unit: cow(&a.unit),
             container: cow(&a.container),
             pod: a.pod.clone(),

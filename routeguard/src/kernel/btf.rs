@@ -118,6 +118,10 @@ const WANTS: &[Want] = &[
     // `unsigned long cs` until 6.9; since then a u16 in a union with FRED's `csx`. The selector
     // is the low 16 bits either way, and that is what the programs read.
     want!(regs_cs: "pt_regs".["cs"] = 2 | 8),
+    // The executable's (device, inode): identities a process cannot choose (allow-lists).
+    want!(inode_ino: "inode".["i_ino"] = 8),
+    want!(inode_sb: "inode".["i_sb"] = PTR),
+    want!(super_block_dev: "super_block".["s_dev"] = 4),
 ];
 
 /// Fields without which no netlink request can be told from any other write: capture is off.

@@ -25,7 +25,7 @@ use aya::maps::{MapData, RingBuf};
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use routeguard_common::kind;
 
-use crate::mirror::News;
+use crate::{capture::Keepalive, mirror::News};
 
 /// A chunk is sent once it holds this much (or the ring is empty).
 const CHUNK_BYTES: usize = 256 << 10;
@@ -100,20 +100,23 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// Records dropped because the queue was at its bound, by record kind.
+/// Records dropped because the queue was at its bound, by record kind: each once, under its
+/// own cause.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueDrops {
-    /// Requests, kernel-function records and notifications: removals never seen.
+    /// Requests and kernel-function records: removals never seen.
     pub events: u64,
     /// Replies (acks, ioctl results): those removals show `unknown`.
     pub replies: u64,
     /// Process details (those actors come from /proc).
     pub tasks: u64,
+    /// Deletion notifications (their requests' events still come, from the ack).
+    pub notifications: u64,
 }
 
 impl QueueDrops {
     pub fn total(&self) -> u64 {
-        self.events + self.replies + self.tasks
+        self.events + self.replies + self.tasks + self.notifications
     }
 }
 
@@ -124,6 +127,7 @@ pub struct Queue {
     dropped_events: AtomicU64,
     dropped_replies: AtomicU64,
     dropped_tasks: AtomicU64,
+    dropped_notifications: AtomicU64,
 }
 
 impl Queue {
@@ -134,6 +138,7 @@ impl Queue {
             dropped_events: AtomicU64::new(0),
             dropped_replies: AtomicU64::new(0),
             dropped_tasks: AtomicU64::new(0),
+            dropped_notifications: AtomicU64::new(0),
         })
     }
 
@@ -152,6 +157,7 @@ impl Queue {
             events: self.dropped_events.load(Ordering::Relaxed),
             replies: self.dropped_replies.load(Ordering::Relaxed),
             tasks: self.dropped_tasks.load(Ordering::Relaxed),
+            notifications: self.dropped_notifications.load(Ordering::Relaxed),
         }
     }
 
@@ -182,7 +188,7 @@ impl Queue {
     }
 
     fn count_dropped(&self, bytes: &Bytes) {
-        let (mut events, mut replies, mut tasks) = (0, 0, 0);
+        let (mut events, mut replies, mut tasks, mut notifications) = (0, 0, 0, 0);
         for record in (Records { rest: bytes }) {
             let kind = record
                 .get(..2)
@@ -190,12 +196,15 @@ impl Queue {
             match kind {
                 kind::TASK => tasks += 1,
                 kind::ACK | kind::IOCTL_RESULT => replies += 1,
+                kind::NOTIFY => notifications += 1,
                 _ => events += 1,
             }
         }
         self.dropped_events.fetch_add(events, Ordering::Relaxed);
         self.dropped_replies.fetch_add(replies, Ordering::Relaxed);
         self.dropped_tasks.fetch_add(tasks, Ordering::Relaxed);
+        self.dropped_notifications
+            .fetch_add(notifications, Ordering::Relaxed);
     }
 }
 
@@ -211,6 +220,7 @@ impl Drain {
     /// Starts the thread: records from `ring` go to `out`, within `queue`'s bound.
     pub fn start(
         ring: RingBuf<MapData>,
+        keepalive: Option<Keepalive>,
         queue: Arc<Queue>,
         out: Sender<Input>,
         pacing: Pacing,
@@ -226,7 +236,17 @@ impl Drain {
         let (stopping, woken) = (Arc::clone(&stop), Arc::clone(&wake));
         let thread = thread::Builder::new()
             .name("routeguard-drain".into())
-            .spawn(move || run(ring, &queue, &out, pacing, &stopping, woken.as_raw_fd()))?;
+            .spawn(move || {
+                run(
+                    ring,
+                    keepalive,
+                    &queue,
+                    &out,
+                    pacing,
+                    &stopping,
+                    woken.as_raw_fd(),
+                )
+            })?;
         Ok(Self {
             stop,
             wake,
@@ -254,6 +274,7 @@ impl Drop for Drain {
 
 fn run(
     mut ring: RingBuf<MapData>,
+    mut keepalive: Option<Keepalive>,
     queue: &Arc<Queue>,
     out: &Sender<Input>,
     pacing: Pacing,
@@ -265,6 +286,11 @@ fn run(
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let moved = move_records(&mut ring, queue, out);
+        // "Read": the pinned programs keep recording (written by this thread, which is what
+        // reads the ring: a daemon that stops reading lets them stop).
+        if let Some(k) = &mut keepalive {
+            k.beat_if_due();
+        }
         if moved {
             last_record = Instant::now();
         }
@@ -358,21 +384,25 @@ mod tests {
         let task = kind::TASK.to_ne_bytes();
         let ack = kind::ACK.to_ne_bytes();
         let request = kind::REQUEST.to_ne_bytes();
+        let notify = kind::NOTIFY.to_ne_bytes();
         let queue = Queue::new(40);
         let first = queue
             .admit(framed(&[&request, &[0; 20]]))
             .expect("fits the bound");
         assert!(queue
-            .admit(framed(&[&task, &ack, &ack, &request]))
+            .admit(framed(&[&task, &ack, &ack, &request, &notify]))
             .is_none());
+        // A notification is not a lost event: its request's event still comes.
         assert_eq!(
             queue.drops(),
             QueueDrops {
                 events: 1,
                 replies: 2,
-                tasks: 1
+                tasks: 1,
+                notifications: 1,
             }
         );
+        assert_eq!(queue.drops().total(), 5);
         drop(first);
         assert_eq!(queue.used.load(Ordering::Relaxed), 0);
         assert!(queue.admit(framed(&[&request])).is_some());

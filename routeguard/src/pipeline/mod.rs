@@ -84,14 +84,44 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Records of removals never seen: the ring was full, or the queue at its bound.
+    /// Records of removals never seen: the ring was full, or the queue at its bound. Replies,
+    /// process details and notifications lost are not lost events (their events still come);
+    /// they have their own counts.
     pub fn lost(&self) -> u64 {
         self.kernel.ring_full + self.queue.events
     }
 
-    /// Every record lost, whatever it carried.
+    /// Every record lost, whatever it carried, each once.
     pub fn records_lost(&self) -> u64 {
-        self.kernel.ring_full + self.queue.total()
+        self.kernel.ring_records() + self.queue.total()
+    }
+
+    /// What was lost besides events, as the tail of a loss line (`; also lost: …`), or `""`.
+    pub fn other_losses(&self) -> String {
+        let (k, q) = (&self.kernel, &self.queue);
+        let parts: Vec<String> = [
+            (
+                k.ack_lost + q.replies,
+                "replies (those outcomes show `unknown`)",
+            ),
+            (
+                k.task_lost + q.tasks,
+                "process-detail records (those actors came from /proc)",
+            ),
+            (
+                k.notify_lost + q.notifications,
+                "deletion notifications (their requests' events still came)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; also lost: {}", parts.join(", "))
+        }
     }
 }
 
@@ -125,6 +155,10 @@ pub struct Pipeline {
     totals: Totals,
     adopted: bool,
     pinned: bool,
+    /// The adopted capture had stopped recording, orphaned.
+    orphaned: Option<capture::Orphaned>,
+    /// A pinned capture's links, held open while the pipeline runs.
+    links: Option<capture::pin::Held>,
     /// Forwards the programs' log lines while it lives.
     logs: Option<capture::ebpf_log::Reader>,
 }
@@ -142,8 +176,10 @@ impl Pipeline {
             }
             started => started?,
         };
-        let (adopted, pinned) = (capture.adopted, capture.pinned);
+        let (adopted, pinned, orphaned) = (capture.adopted, capture.pinned, capture.orphaned);
         let programs = capture.programs;
+        let keepalive = capture.take_keepalive();
+        let links = capture.take_links();
         // Lines the programs log are rare and may wait on a slow stderr: a thread of their own.
         let logs = match capture.take_logs().map(capture::ebpf_log::Reader::start) {
             Some(Err(err)) => {
@@ -190,7 +226,7 @@ impl Pipeline {
             .name("routeguard-correlate".into())
             .spawn(move || worker.run(&inputs))
             .map_err(|e| CaptureError::Poll(io::Error::other(e)))?;
-        let drain = Drain::start(ring, Arc::clone(&queue), input, settings.pacing)
+        let drain = Drain::start(ring, keepalive, Arc::clone(&queue), input, settings.pacing)
             .map_err(CaptureError::Poll)?;
         Ok(Self {
             path: options.path,
@@ -203,8 +239,22 @@ impl Pipeline {
             totals: Totals::default(),
             adopted,
             pinned,
+            orphaned,
+            links,
             logs,
         })
+    }
+
+    /// The adopted capture had stopped recording: no daemon read it for `orphan_after`.
+    pub fn orphaned(&self) -> Option<capture::Orphaned> {
+        self.orphaned
+    }
+
+    /// Whether a pinned capture's pins still hold this pipeline's links; why not, when not.
+    pub fn check_pins(&self) -> Result<(), capture::pin::PinsLost> {
+        self.links
+            .as_ref()
+            .map_or(Ok(()), capture::pin::Held::check)
     }
 
     /// The capture was adopted from a predecessor's pins rather than loaded.

@@ -17,6 +17,7 @@
 //! named, and a reload ([`Restorer::reconfigure`]) keeps the back-offs, suspensions and retries
 //! of every protect entry it leaves unchanged.
 
+pub mod allow;
 mod body;
 pub mod guard;
 pub mod policy;
@@ -42,9 +43,10 @@ use crate::{
     },
 };
 
+pub use allow::{Allow, AllowedCgroup, AllowedExe};
 pub use body::BodyError;
 pub use guard::GuardConfig;
-pub use policy::{parse_spec, Allow, Protect, SpecError};
+pub use policy::{parse_spec, Protect, SpecError};
 pub use thread::{Finished, Restores};
 
 use guard::{FlapGuard, Verdict};
@@ -212,8 +214,9 @@ impl Restorer {
                     .contains(&u64::from(ev.netns.inode))
             {
                 let detail = format!(
-                    "its network namespace (inode {}) is not one routeguard watches (its own or \
-                     one named under /run/netns); not re-added",
+                    "its network namespace (inode {}) is not one routeguard watches (its own, \
+                     the one ROUTEGUARD_HOST_NETNS names, or one named under /run/netns); not \
+                     re-added",
                     ev.netns.inode
                 );
                 out.push(answer(

@@ -11,9 +11,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{de, Deserialize, Deserializer};
 
+pub use super::allow::Allow;
 use crate::{
     decode,
-    event::{parse_fwmark, Actor, Event, EventType, Family, Kind, Object, Outcome},
+    event::{parse_fwmark, Event, EventType, Family, Kind, Object, Outcome},
 };
 
 /// One `[[protect]]` entry. Every selector left out matches anything.
@@ -62,32 +63,6 @@ pub struct Protect {
     /// Who may remove these objects without routeguard putting them back.
     #[serde(default)]
     pub allow: Allow,
-}
-
-/// Actors allowed to remove protected objects (any one matching is enough).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Allow {
-    /// Command names (`comm`, at most 15 bytes: `systemd-network`).
-    pub comm: Vec<String>,
-    /// Executable paths, e.g. `/usr/local/bin/kube-router`.
-    pub exe: Vec<String>,
-    /// systemd units, e.g. `kube-router.service`.
-    pub unit: Vec<String>,
-    /// Container ids, or a prefix of at least 12 characters.
-    pub container: Vec<String>,
-}
-
-impl Allow {
-    pub fn permits(&self, actor: &Actor) -> bool {
-        self.comm.contains(&actor.comm)
-            || actor.exe.as_ref().is_some_and(|e| self.exe.contains(e))
-            || actor.unit.as_ref().is_some_and(|u| self.unit.contains(u))
-            || actor
-                .container
-                .as_ref()
-                .is_some_and(|id| self.container.iter().any(|c| id.starts_with(c.as_str())))
-    }
 }
 
 impl Protect {

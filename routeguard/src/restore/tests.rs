@@ -165,6 +165,84 @@ fn suspension_names_the_culprit_and_the_networkd_hint() {
         .contains("ManageForeignRoutingPolicyRules=no"));
 }
 
+/// `allow.exe` names the file: a process calling itself by the allowed name, or running another
+/// file from the same path string (e.g. in a mount namespace of its own), is not allowed.
+#[test]
+fn allow_exe_matches_the_file_not_the_name_or_path() {
+    let own = std::env::current_exe().unwrap();
+    let p = parse_spec(&format!("kind=rule allow-exe={}", own.display())).unwrap();
+    let id = crate::event::ExeId::of(&std::fs::metadata(&own).unwrap());
+    let mut actor = (*rule_event(100, 77).actor.unwrap()).clone();
+    actor.exe = Some(own.display().to_string());
+    (actor.exe_dev, actor.exe_inode) = (Some(id.dev), Some(id.ino + 1));
+    assert!(!p.allow.permits(&actor), "same path string, another file");
+    actor.exe_inode = Some(id.ino);
+    assert!(p.allow.permits(&actor));
+    actor.exe_inode = None;
+    assert!(
+        !p.allow.permits(&actor),
+        "an unknown identity matches no exe entry"
+    );
+    assert!(!p.allow.comm_only());
+    assert!(parse_spec("kind=rule allow-comm=ip")
+        .unwrap()
+        .allow
+        .comm_only());
+}
+
+#[test]
+fn allow_cgroup_matches_the_cgroup_id() {
+    let dir = crate::attribution::test_dir::TestDir::new("allow-cgroup");
+    std::fs::create_dir_all(dir.path().join("system.slice/kr.service")).unwrap();
+    let entry = AllowedCgroup::resolve("/system.slice/kr.service", Some(dir.path())).unwrap();
+    let allow = Allow {
+        cgroup: vec![entry],
+        ..Allow::default()
+    };
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = std::fs::metadata(dir.path().join("system.slice/kr.service"))
+        .unwrap()
+        .ino();
+    let mut actor = (*rule_event(100, 77).actor.unwrap()).clone();
+    actor.cgroup_id = Some(ino);
+    assert!(allow.permits(&actor));
+    actor.cgroup_id = Some(ino + 1);
+    actor.cgroup = Some("/system.slice/kr.service".into());
+    assert!(
+        !allow.permits(&actor),
+        "the path string alone is not enough"
+    );
+    // The unit restarted: systemd made a new cgroup directory with a new id.
+    std::fs::remove_dir(dir.path().join("system.slice/kr.service")).unwrap();
+    std::fs::create_dir(dir.path().join("system.slice/kr.service")).unwrap();
+    actor.cgroup_id = Some(
+        std::fs::metadata(dir.path().join("system.slice/kr.service"))
+            .unwrap()
+            .ino(),
+    );
+    assert!(allow.permits(&actor));
+}
+
+#[test]
+fn bad_exe_and_cgroup_entries_are_refused() {
+    for (spec, want) in [
+        ("kind=rule allow-exe=ip", "not an absolute path"),
+        (
+            "kind=rule allow-exe=/no/such/routeguard-exe",
+            "names an installed executable",
+        ),
+        ("kind=rule allow-exe=/", "not a regular file"),
+        ("kind=rule allow-cgroup=system.slice/x", "not a cgroup path"),
+        (
+            "kind=rule allow-cgroup=/system.slice/../x",
+            "not a cgroup path",
+        ),
+    ] {
+        let err = parse_spec(spec).unwrap_err().to_string();
+        assert!(err.contains(want), "{spec}: {err}");
+    }
+}
+
 /// Our own namespace's inode: one routeguard watches.
 fn own_netns() -> u32 {
     use std::os::unix::fs::MetadataExt as _;

@@ -25,29 +25,45 @@ const SHORT_ID: usize = 12;
 
 /// The event as one line, without a trailing newline.
 pub fn format_line(ev: &Event) -> String {
+    let [netns, actor, verb, object, outcome] = columns(ev);
     let mut line = String::with_capacity(160);
     // Writing to a String cannot fail; the results below are ignored for that reason.
     let _ = write!(
         line,
-        "{} {:<nw$} {:<aw$}  {:<vw$} {}  -> {}",
+        "{} {netns:<nw$} {actor:<aw$}  {verb:<vw$} {object}  -> {outcome}",
         ev.ts.time_of_day(),
+        nw = NETNS_WIDTH,
+        aw = ACTOR_WIDTH,
+        vw = VERB_WIDTH,
+    );
+    line
+}
+
+/// The line without its time of day and column padding, for a sink whose records carry the
+/// time (OpenTelemetry's body): `netns=blue(4026532456) ip[12345] unit=demo.service DEL route
+/// table 77 10.1.0.0/24 via 10.0.0.1 metric 100 -> removed`.
+pub fn summary(ev: &Event) -> String {
+    let [netns, actor, verb, object, outcome] = columns(ev);
+    format!("{netns} {actor} {verb} {object} -> {outcome}")
+}
+
+/// Every column but the time, escaped.
+fn columns(ev: &Event) -> [String; 5] {
+    [
         netns(&ev.netns),
         actor(ev.actor.as_deref()),
         match ev.event {
             EventType::Removal => verb(ev.cause),
             EventType::Restore => "RESTORE",
             EventType::RestoreSuspended => "SUSPEND",
-        },
+        }
+        .to_owned(),
         object(ev),
         match &ev.restore {
             Some(r) => restore_outcome(r),
             None => outcome(ev),
         },
-        nw = NETNS_WIDTH,
-        aw = ACTOR_WIDTH,
-        vw = VERB_WIDTH,
-    );
-    line
+    ]
 }
 
 fn netns(ns: &Netns) -> String {

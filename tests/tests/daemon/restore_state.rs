@@ -1,6 +1,8 @@
 //! The restore engine's state in the daemon: bounded (only namespaces routeguard watches, capped
 //! maps whose overflow is counted in the metrics and the last line on stderr) and kept across a
 //! SIGHUP that leaves a protect entry as it was (suspensions, link-down retries).
+//! Restores happen in the namespaces the daemon watches: its own, `/run/netns` and the one
+//! `ROUTEGUARD_HOST_NETNS` names (the DaemonSet's node namespace, seen from a pod's own).
 
 use std::{
     io::Write as _,
@@ -287,4 +289,166 @@ fn a_link_down_retry_outlives_a_reload() {
     assert_fields(&back, &[("/route/dst", json!("10.77.5.0/24"))]);
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A network namespace nobody named, made by `unshare -n sleep` and held by that sleep: the
+/// node's namespace as a DaemonSet pod sees it, at `/proc/<pid>/ns/net` and nowhere in
+/// `/run/netns`. The sleep is killed by pid on drop.
+struct HeldNamespace {
+    child: std::process::Child,
+}
+
+impl HeldNamespace {
+    /// The namespace with `rule from 10.9.0.0/16 lookup 77 priority 1000` in it.
+    fn with_rule() -> Self {
+        let child = Command::new("unshare")
+            .args(["-n", "sleep", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn unshare -n sleep");
+        let ns = HeldNamespace { child };
+        let own = fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        while ns.inode() == own
+            || fs::read_to_string(format!("/proc/{}/comm", ns.pid()))
+                .ok()
+                .as_deref()
+                != Some("sleep\n")
+        {
+            assert!(Instant::now() < deadline, "unshare -n sleep did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.ip(&argv("rule add from 10.9.0.0/16 table 77 priority 1000"));
+        ns
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/net", self.pid())
+    }
+
+    fn inode(&self) -> u64 {
+        fs::metadata(self.path()).map_or(0, |m| m.ino())
+    }
+
+    /// Runs `nsenter --net=PATH ip ARGS...` and returns ip's pid (nsenter execs it in place).
+    #[track_caller]
+    fn ip(&self, args: &[&str]) -> u32 {
+        run(Command::new("nsenter")
+            .arg(format!("--net={}", self.path()))
+            .arg("ip")
+            .args(args))
+        .ok(&format!("ip {} in the held namespace", args.join(" ")))
+        .pid
+    }
+
+    fn rules(&self) -> String {
+        run(Command::new("nsenter")
+            .arg(format!("--net={}", self.path()))
+            .args(["ip", "rule", "show"]))
+        .ok("ip rule show in the held namespace")
+        .stdout
+    }
+}
+
+impl Drop for HeldNamespace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon in a named namespace of its own, protecting table 77 in `held` (by inode), with
+/// `host` as `ROUTEGUARD_HOST_NETNS` if any; `ip` removes the rule in `held`. Returns ip's pid,
+/// its stored removal and the restore answer.
+fn remove_in_held_namespace(held: &HeldNamespace, host: Option<&str>) -> (u32, Value, Value) {
+    let own = Netns::new();
+    let dir = Dir::new(if host.is_some() {
+        "host-ns"
+    } else {
+        "no-host-ns"
+    });
+    let env: Vec<(&str, &str)> = host
+        .map(|h| ("ROUTEGUARD_HOST_NETNS", h))
+        .into_iter()
+        .collect();
+    let daemon = Daemon::start_in(
+        &dir,
+        &format!(
+            "\n[[protect]]\nname = \"host77\"\nkind = \"rule\"\ntable = 77\nnetns = \"{}\"\n",
+            held.inode()
+        ),
+        &[
+            "nsenter".to_owned(),
+            format!("--net=/run/netns/{}", own.name()),
+        ],
+        false,
+        &env,
+    );
+    let pid = held.ip(&argv("rule del from 10.9.0.0/16 table 77 priority 1000"));
+    let removal =
+        daemon.wait_row_where("the removal", |e| by_pid(e, pid) && e["event"] == "removal");
+    let answer = daemon.wait_row_where("the restore answer", |e| by_pid(e, pid) && is_restore(e));
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("daemon stopped"), "{stderr}");
+    (pid, removal, answer)
+}
+
+/// `ROUTEGUARD_HOST_NETNS` (the DaemonSet's `/proc/1/ns/net`) makes a namespace the daemon is not
+/// in and `/run/netns` does not list one it watches: a protected rule `ip` removes there is
+/// stored with ip's pid and comm and put back there.
+#[test]
+fn the_namespace_named_by_route_guard_host_netns_is_restored_in() {
+    let held = HeldNamespace::with_rule();
+    let (pid, removal, answer) = remove_in_held_namespace(&held, Some(&held.path()));
+    let expected = [
+        ("/actor/pid", json!(pid)),
+        ("/actor/comm", json!("ip")),
+        ("/netns/inode", json!(held.inode())),
+        ("/rule/table", json!(77)),
+        ("/rule/priority", json!(1000)),
+    ];
+    assert_fields(&removal, &expected);
+    assert_fields(&answer, &expected);
+    assert_fields(
+        &answer,
+        &[
+            ("/restore/policy", json!("host77")),
+            ("/restore/outcome", json!("restored")),
+        ],
+    );
+    let rules = held.rules();
+    assert!(
+        rules.contains("1000:\tfrom 10.9.0.0/16 lookup 77"),
+        "re-added:\n{rules}"
+    );
+}
+
+/// The same removal without `ROUTEGUARD_HOST_NETNS`: the namespace is not one the daemon watches,
+/// so the restore is `skipped` and the rule stays gone.
+#[test]
+fn without_route_guard_host_netns_the_held_namespace_is_skipped() {
+    let held = HeldNamespace::with_rule();
+    let (pid, removal, answer) = remove_in_held_namespace(&held, None);
+    assert_fields(
+        &removal,
+        &[
+            ("/actor/pid", json!(pid)),
+            ("/actor/comm", json!("ip")),
+            ("/netns/inode", json!(held.inode())),
+            ("/rule/priority", json!(1000)),
+        ],
+    );
+    assert_fields(&answer, &[("/restore/outcome", json!("skipped"))]);
+    let detail = answer["restore"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("not one routeguard watches"), "{detail}");
+    let rules = held.rules();
+    assert!(!rules.contains("lookup 77"), "not re-added:\n{rules}");
 }

@@ -43,7 +43,8 @@ fn bench_dir() -> Result<PathBuf> {
 #[derive(Subcommand)]
 pub enum Bench {
     /// Cost of tracing on route deletions: `ip -batch` deleting N routes, untraced vs the floor
-    /// (routeguard's hooks returning at once) vs traced.
+    /// (routeguard's hooks returning at once) vs traced (`--orphan`: vs a daemon's orphaned
+    /// pinned capture too).
     Overhead(overhead::Args),
     /// `routeguard report --format html` on N synthetic events, from JSON lines and from the
     /// store: time and peak memory side by side.

@@ -120,6 +120,16 @@ pub const LIMITS: &[Limit] = &[
         get: |c| u128::from(c.capture.wakeup),
     },
     Limit {
+        key: "capture.orphan_after",
+        unit: Unit::Duration,
+        // Below a minute only for tests: a daemon restart must fit.
+        min: 2 * SECOND,
+        max: 30 * DAY,
+        zero: Some("never: a pinned capture records until unpinned"),
+        also: None,
+        get: |c| ms(c.capture.orphan_after),
+    },
+    Limit {
         key: "restore.max_attempts",
         unit: Unit::Count,
         min: 1,
@@ -181,6 +191,42 @@ pub const LIMITS: &[Limit] = &[
         zero: None,
         also: None,
         get: |c| u128::from(c.restore.max_missing),
+    },
+    Limit {
+        key: "otlp.timeout",
+        unit: Unit::Duration,
+        min: 100,
+        max: 5 * MINUTE,
+        zero: None,
+        also: None,
+        get: |c| ms(c.otlp.timeout),
+    },
+    Limit {
+        key: "otlp.batch_size",
+        unit: Unit::Count,
+        min: 1,
+        max: 10_000,
+        zero: None,
+        also: None,
+        get: |c| u128::from(c.otlp.batch_size),
+    },
+    Limit {
+        key: "otlp.batch_delay",
+        unit: Unit::Duration,
+        min: 0,
+        max: MINUTE,
+        zero: Some("send at once"),
+        also: None,
+        get: |c| ms(c.otlp.batch_delay),
+    },
+    Limit {
+        key: "otlp.queue_size",
+        unit: Unit::Count,
+        min: 1,
+        max: 1_000_000,
+        zero: None,
+        also: Some("at least otlp.batch_size"),
+        get: |c| u128::from(c.otlp.queue_size),
     },
 ];
 
@@ -308,6 +354,7 @@ pub fn check(config: &Config) -> Result<(), Violation> {
             accepted: "a file other than store.path".into(),
         });
     }
+    config.otlp.check()?;
     if !c.pin_dir.is_empty() && !Path::new(&c.pin_dir).is_absolute() {
         return Err(Violation {
             key: "capture.pin_dir",

@@ -163,3 +163,74 @@ fn a_reload_to_a_file_that_cannot_be_opened_keeps_the_running_sinks() {
     sinks.close();
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A collector that cannot be reached: the OTLP sink goes down once the exporter gives up on a
+/// request (its outcome comes back asynchronously, seen by `poll`), the JSON lines file is told,
+/// and the events are counted by why; while down, events are not handed over.
+#[test]
+fn an_otlp_collector_that_cannot_be_reached_is_down_alerted_and_counted() {
+    let dir = temp_dir("otlp-down");
+    let jsonl = dir.join("events.jsonl");
+    let mut config = jsonl_only(&jsonl);
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    config.otlp.enabled = true;
+    config.otlp.endpoint = format!("http://127.0.0.1:{port}");
+    config.otlp.timeout = std::time::Duration::from_millis(300);
+    config.otlp.batch_delay = std::time::Duration::ZERO;
+    let metrics = Metrics::new();
+    let mut sinks = Sinks::open(&config, &metrics).unwrap();
+    assert!(
+        sinks.describe().contains(&format!(
+            "otlp http/protobuf http://127.0.0.1:{port}/v1/logs"
+        )),
+        "{}",
+        sinks.describe()
+    );
+    assert!(metrics
+        .encode()
+        .contains(r#"routeguard_sink_up{sink="otlp"} 1"#));
+    sinks.write(vec![route_event(), rule_event()], &metrics);
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while !metrics
+        .encode()
+        .contains(r#"routeguard_sink_up{sink="otlp"} 0"#)
+    {
+        assert!(Instant::now() < deadline, "{}", metrics.encode());
+        sleep(std::time::Duration::from_millis(20));
+        sinks.poll(&metrics);
+    }
+    // While down (before its back-off ends): counted, not handed over.
+    sinks.write(vec![route_event()], &metrics);
+    let text = metrics.encode();
+    for series in [
+        r#"routeguard_otlp_dropped_total{reason="export-failed"} 2"#,
+        r#"routeguard_otlp_dropped_total{reason="down"} 1"#,
+        r#"routeguard_otlp_dropped_total{reason="queue-full"} 0"#,
+        r#"routeguard_sink_errors_total{sink="otlp"} 3"#,
+        "routeguard_otlp_exported_total 0",
+    ] {
+        assert!(text.contains(series), "{series} in {text}");
+    }
+    let got = lines(&jsonl);
+    let alert = got
+        .iter()
+        .find(|l| l["event"] == "sink-failed")
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    assert_eq!(alert["sink"], "otlp");
+    assert_eq!(alert["missed"], 2);
+    assert_eq!(
+        alert["path"],
+        format!("http://127.0.0.1:{port}/v1/logs").as_str()
+    );
+    let error = alert["error"].as_str().unwrap();
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    // The JSON lines file has all three events all the same.
+    assert_eq!(got.iter().filter(|l| l.get("kind").is_some()).count(), 3);
+    sinks.close();
+    fs::remove_dir_all(&dir).unwrap();
+}

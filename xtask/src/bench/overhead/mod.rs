@@ -11,8 +11,12 @@
 //! untraced run does not pay for work the additions deferred while the traced one waited for
 //! its tracer.
 //!
+//! `--orphan` adds a fourth arm, O: no tracer, but the capture a `routeguard daemon` pinned and
+//! nobody reads any more, orphaned (see `orphan`); O/A should be no more than F/A.
+//!
 //! `--capture kernel-function` on a kernel that refuses fentry (ours) runs the whole bench in a
 //! stock Debian kernel under QEMU (`--vm`, as `cargo xtask vm-test`).
+mod orphan;
 mod print;
 
 use std::{
@@ -41,6 +45,10 @@ pub struct Args {
     pairs: u32,
     #[command(flatten)]
     traced: TraceTarget,
+    /// Add an arm O: an orphaned capture (a daemon's pins nobody reads, after its
+    /// `capture.orphan_after`), beside A, F and B (syscall path only: the one that pins).
+    #[arg(long)]
+    orphan: bool,
     /// Only the untraced runs (no routeguard needed): checks the harness itself.
     #[arg(long, hide = true)]
     untraced_only: bool,
@@ -62,6 +70,8 @@ enum Arm {
     Floor,
     /// B: routeguard.
     Traced,
+    /// O: an orphaned pinned capture, no routeguard running.
+    Orphan,
 }
 
 impl Arm {
@@ -70,18 +80,38 @@ impl Arm {
             Arm::Untraced => 'A',
             Arm::Floor => 'F',
             Arm::Traced => 'B',
+            Arm::Orphan => 'O',
         }
     }
 }
 
-/// The order of round `round` (from 1): A F B, then F B A, then B A F, and again.
-fn order(round: u32, untraced_only: bool) -> Vec<Arm> {
+/// The order of round `round` (from 1): A F B, then F B A, then B A F, and again (with O: A F
+/// B O, F B O A, …).
+fn order(round: u32, untraced_only: bool, orphan: bool) -> Vec<Arm> {
     if untraced_only {
         return vec![Arm::Untraced];
     }
     let mut arms = vec![Arm::Untraced, Arm::Floor, Arm::Traced];
-    arms.rotate_left((round as usize - 1) % 3);
+    if orphan {
+        arms.push(Arm::Orphan);
+    }
+    let len = arms.len();
+    arms.rotate_left((round as usize - 1) % len);
     arms
+}
+
+/// An O run: the deletion's time and the orphan's programs' own run time and runs.
+struct Orphaned {
+    elapsed: Duration,
+    kernel: Option<(Duration, u64)>,
+}
+
+impl Orphaned {
+    /// The programs' in-kernel time per deletion, in µs.
+    fn kernel_us(&self, n: u32) -> Option<f64> {
+        self.kernel
+            .map(|(time, _)| time.as_secs_f64() * 1e6 / f64::from(n))
+    }
 }
 
 /// A run under routeguard (F or B): the deletion's time, what the tracer reported, and the
@@ -106,6 +136,7 @@ struct Round {
     untraced: Duration,
     floor: Option<Traced>,
     traced: Option<Traced>,
+    orphan: Option<Orphaned>,
     /// The 1-minute load average after the round.
     load: String,
 }
@@ -134,6 +165,10 @@ pub fn run(args: &Args) -> Result<()> {
             format!("--pairs={}", args.pairs),
             format!("--capture={}", args.traced.capture),
         ];
+        let mut argv = argv;
+        if args.orphan {
+            argv.push("--orphan".to_owned());
+        }
         return in_vm("overhead", &argv, series, &bin);
     }
 
@@ -206,10 +241,15 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let mut rounds = Vec::new();
     for round in 1..=args.pairs {
-        let order = order(round, args.untraced_only);
-        let (mut untraced, mut floor, mut traced) = (Duration::ZERO, None, None);
+        let order = order(round, args.untraced_only, args.orphan);
+        let (mut untraced, mut floor, mut traced, mut orphaned) =
+            (Duration::ZERO, None, None, None);
         for &arm in &order {
             interrupt::check()?;
+            if let (Arm::Orphan, Some(bin)) = (arm, &bin) {
+                orphaned = Some(traced_run.orphan(bin, &add_file, &dir)?);
+                continue;
+            }
             ns.ip(&["-batch", path_str(&add_file)?])?;
             match (arm, &bin) {
                 (Arm::Untraced, _) | (_, None) => {
@@ -223,6 +263,7 @@ pub fn run(args: &Args) -> Result<()> {
                     let last = round == args.pairs;
                     traced = Some(traced_run.run(bin, round, Arm::Traced, last)?);
                 }
+                (Arm::Orphan, Some(_)) => unreachable!("run above"),
             }
         }
         let round = Round {
@@ -230,6 +271,7 @@ pub fn run(args: &Args) -> Result<()> {
             untraced,
             floor,
             traced,
+            orphan: orphaned,
             load: super::procfs::load_average_1m(),
         };
         print::round(rounds.len() + 1, &round, args.routes);
@@ -291,6 +333,26 @@ impl TracedRun<'_> {
     }
 }
 
+impl TracedRun<'_> {
+    /// Makes an orphaned capture, adds the routes (untimed) and times their deletion with
+    /// nothing but the orphan's programs attached; the pins are removed after.
+    fn orphan(&self, bin: &Path, add_file: &Path, dir: &Path) -> Result<Orphaned> {
+        let since = SystemTime::now();
+        let orphan = orphan::Orphan::make(bin, dir)?;
+        let added = Instant::now();
+        self.ns.ip(&["-batch", path_str(add_file)?])?;
+        settle_after(added, self.settle);
+        let before = bpf_stats::by_program(since);
+        let elapsed = time_deletion(self.ns, self.del_file)?;
+        let during = bpf_stats::delta(&before, bpf_stats::by_program(since));
+        drop(orphan);
+        Ok(Orphaned {
+            elapsed,
+            kernel: self.stats.then(|| bpf_stats::total(&during)),
+        })
+    }
+}
+
 /// Sleeps until `settle` has passed since `since`.
 fn settle_after(since: Instant, settle: Duration) {
     if let Some(left) = settle.checked_sub(since.elapsed()) {
@@ -304,9 +366,22 @@ mod tests {
 
     #[test]
     fn every_arm_takes_every_place() {
-        let letters = |round| order(round, false).iter().map(|a| a.letter()).collect();
+        let letters = |round| {
+            order(round, false, false)
+                .iter()
+                .map(|a| a.letter())
+                .collect()
+        };
         let rounds: Vec<String> = (1..=4).map(letters).collect();
         assert_eq!(rounds, ["AFB", "FBA", "BAF", "AFB"]);
-        assert_eq!(order(2, true), [Arm::Untraced]);
+        let letters = |round| {
+            order(round, false, true)
+                .iter()
+                .map(|a| a.letter())
+                .collect()
+        };
+        let rounds: Vec<String> = (1..=5).map(letters).collect();
+        assert_eq!(rounds, ["AFBO", "FBOA", "BOAF", "OAFB", "AFBO"]);
+        assert_eq!(order(2, true, true), [Arm::Untraced]);
     }
 }

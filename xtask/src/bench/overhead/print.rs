@@ -45,8 +45,15 @@ pub(super) fn round(pair: usize, r: &Round, n: u32) {
         report.removed,
         report.lost_display(),
     );
+    if let Some(o) = &r.orphan {
+        let os = o.elapsed.as_secs_f64();
+        let _ = write!(line, "  O {os:.3} s  O/A {:.3}  O/F {:.3}", os / a, os / fs);
+    }
     if let (Some(fu), Some(bu)) = (f.kernel_us(n), b.kernel_us(n)) {
         let _ = write!(line, "  programs F {fu:.2} B {bu:.2} µs/deletion");
+        if let Some(ou) = r.orphan.as_ref().and_then(|o| o.kernel_us(n)) {
+            let _ = write!(line, " O {ou:.2}");
+        }
     }
     if let (Some(fc), Some(bc)) = (f.report.cpu, report.cpu) {
         let _ = write!(
@@ -144,6 +151,41 @@ pub(super) fn summary(rounds: &[Round], n: u32, capture: &str) {
             1.0 + kb / per_deletion,
             1.0 + kf / per_deletion
         );
+    }
+    let orphans: Vec<(f64, f64, &super::Orphaned)> = rounds
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.untraced.as_secs_f64(),
+                r.floor.as_ref()?.elapsed.as_secs_f64(),
+                r.orphan.as_ref()?,
+            ))
+        })
+        .collect();
+    if !orphans.is_empty() {
+        let o_a = median(
+            &orphans
+                .iter()
+                .map(|(a, _, o)| o.elapsed.as_secs_f64() / a)
+                .collect::<Vec<_>>(),
+        );
+        let o_f = median(
+            &orphans
+                .iter()
+                .map(|(_, f, o)| o.elapsed.as_secs_f64() / f)
+                .collect::<Vec<_>>(),
+        );
+        println!(
+            "orphaned capture (O): median of the rounds O/A {o_a:.3} beside F/A {f_a:.3}; O/F {o_f:.3} (target: O/A no more than F/A: {})",
+            verdict(o_a <= f_a)
+        );
+        let kernel_o: Vec<f64> = orphans.iter().filter_map(|x| x.2.kernel_us(n)).collect();
+        if !kernel_o.is_empty() {
+            println!(
+                "the orphan's programs' own run time: median {:.2} µs per deletion",
+                median(&kernel_o)
+            );
+        }
     }
     let events: u64 = arms.iter().map(|x| x.2.report.events).sum();
     let lost: Option<u64> = arms.iter().map(|x| x.2.report.lost).sum();
