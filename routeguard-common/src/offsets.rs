@@ -212,9 +212,9 @@ impl CaptureConfig {
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 39 * 4 + 10 * 4 + 4 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 42 * 4 + 10 * 4 + 4 * 4);
 
 #[cfg(feature = "user")]
 mod pod {
