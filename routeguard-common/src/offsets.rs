@@ -158,6 +158,7 @@ pub struct SyscallNumbers {
     pub sendto: u32,
     pub sendmmsg: u32,
     pub write: u32,
+    pub writev: u32,
     pub ioctl: u32,
     pub recvmsg: u32,
     pub recvfrom: u32,
@@ -173,6 +174,7 @@ impl SyscallNumbers {
         sendto: u32::MAX,
         sendmmsg: u32::MAX,
         write: u32::MAX,
+        writev: u32::MAX,
         ioctl: u32::MAX,
         recvmsg: u32::MAX,
         recvfrom: u32::MAX,
@@ -213,8 +215,8 @@ impl CaptureConfig {
 
 // Both sides read these as raw bytes: keep the layouts fixed.
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
-const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 42 * 4 + 10 * 4 + 4 * 4);
+const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 11 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 42 * 4 + 11 * 4 + 4 * 4);
 
 #[cfg(feature = "user")]
 mod pod {
