@@ -104,6 +104,9 @@ struct MapLabels {
     map: &'static str,
 }
 
+/// The sinks that count errors, in the order the stop line names them.
+const SINKS: [&str; 5] = ["store", "jsonl", "stdout", "journald", "otlp"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
     sink: &'static str,
@@ -375,6 +378,18 @@ impl Metrics {
             .inc_by(events);
     }
 
+    /// Events each sink failed to write (or refused) since start, for the line the daemon
+    /// prints when it stops: only the sinks that failed any, in a fixed order.
+    pub fn sink_errors(&self) -> Vec<(&'static str, u64)> {
+        SINKS
+            .iter()
+            .filter_map(|&sink| {
+                let n = self.sink_errors.get(&SinkLabels { sink })?.get();
+                (n > 0).then_some((sink, n))
+            })
+            .collect()
+    }
+
     /// `events` the OTLP exporter did not deliver, for `reason` (0 makes the series appear).
     pub fn otlp_dropped(&self, reason: &'static str, events: u64) {
         self.otlp_dropped
@@ -554,6 +569,9 @@ mod tests {
         m.losses(totals(3, 0));
         m.losses(totals(5, 2));
         m.sink_error("journald", 2);
+        m.sink_error("store", 0);
+        m.sink_error("store", 61_716);
+        assert_eq!(m.sink_errors(), [("store", 61_716), ("journald", 2)]);
         m.sink_up("store", Some(true));
         m.sink_up("jsonl", Some(false));
         m.sink_up("stdout", Some(true));
