@@ -6,7 +6,8 @@
 //!   the actor's comm (after 256 distinct comms, further ones count as `comm="other"`: an
 //!   unprivileged user in its own netns must not be able to grow the label set without bound);
 //! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
-//!   the ring buffer was full) or `queue-full` (the queue after the ring drain was at its bound);
+//!   the ring buffer was full: one per send, however many deletes it carried) or `queue-full`
+//!   (the queue after the ring drain was at its bound: each removal of a dropped send);
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short (`truncated`), unreadable
 //!   (`read-failed`), or records beside them that the ring (`*-lost`) or the queue (`*-dropped`)
