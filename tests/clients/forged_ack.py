@@ -59,15 +59,34 @@ msg = Msghdr(None, 0, ctypes.pointer(iov_real), 1, None, 0, 0)
 
 libc = ctypes.CDLL(None, use_errno=True)
 got = []
+reader_tid = []
+SYS_RECVMSG = 47  # x86_64
 
 
 def receive():
+    reader_tid.append(threading.get_native_id())
     got.append(libc.recvmsg(s.fileno(), ctypes.byref(msg), 0))
+
+
+def blocked_in_recvmsg(tid):
+    """The thread sleeps inside recvmsg(): the kernel has copied its msghdr and iovec."""
+    try:
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            words = f.read().split()
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return bool(words) and words[0] == str(SYS_RECVMSG) and state == "S"
 
 
 reader = threading.Thread(target=receive)
 reader.start()
-time.sleep(0.3)  # the reader is blocked in recvmsg(), its iovec copied into the kernel
+deadline = time.monotonic() + 5
+while not (reader_tid and blocked_in_recvmsg(reader_tid[0])):
+    if time.monotonic() > deadline:
+        sys.exit("the reader thread never blocked in recvmsg()")
+    time.sleep(0.005)
 msg.iov = ctypes.pointer(iov_forged)
 s.send(request)
 reader.join(5)
