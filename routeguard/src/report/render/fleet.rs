@@ -64,15 +64,24 @@ fn restores(n: &NodeSummary) -> String {
     }
 }
 
+/// Cluster incidents named per node in its row; JSON lists them all.
+const CLUSTERS_NAMED: usize = 10;
+
 fn cluster_ids(n: &NodeSummary) -> String {
-    match n.cluster_incidents.as_slice() {
-        [] => "–".into(),
-        ids => ids
-            .iter()
-            .map(|i| format!("#{i}"))
-            .collect::<Vec<_>>()
-            .join(" "),
+    let ids = &n.cluster_incidents;
+    if ids.is_empty() {
+        return "–".into();
     }
+    let mut s = ids
+        .iter()
+        .take(CLUSTERS_NAMED)
+        .map(|i| format!("#{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if ids.len() > CLUSTERS_NAMED {
+        s.push_str(&format!(" and {} more", ids.len() - CLUSTERS_NAMED));
+    }
+    s
 }
 
 fn md(r: &FleetReport) -> String {
