@@ -48,6 +48,10 @@ the kernel's answer (removed / failed ERRNO / unknown when the sender read no re
 On exit routeguard prints how many events it showed and how many were lost; a loss is also
 reported the moment it happens (raise --ring-size if it does).
 
+Environment: ROUTEGUARD_HOST_NETNS=/proc/1/ns/net (in a pod with hostPID, e.g. `kubectl exec`
+into the DaemonSet's) watches and restores in the node's namespace too; ROUTEGUARD_NODE_NAME
+names the Kubernetes node in each event's host.node. RUST_LOG overrides -v.
+
 Needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) and a kernel with BTF. Exit codes: 0 ok,
 1 runtime failure, 2 usage, privilege or kernel-feature error.";
 
