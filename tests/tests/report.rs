@@ -510,3 +510,153 @@ fn bad_input_is_one_clear_error() {
     let neither = report(&[]);
     assert_eq!(neither.status.code(), Some(2));
 }
+
+/// `2026-12-07 19:20:01.123` and `19:20:01.123` of an event's `ts`, as the report writes them.
+fn when_and_time(event: &serde_json::Value) -> (String, String) {
+    let ts = at(event, "/ts").as_str().expect("ts is a string");
+    (
+        format!("{} {}", &ts[..10], &ts[11..23]),
+        ts[11..23].to_string(),
+    )
+}
+
+/// Three nodes: three tracer runs, each with its own `ROUTEGUARD_NODE_NAME` (the DaemonSet's
+/// downward-API variable) and netns, where `ip rule del` removes the same rule. The fleet
+/// report over the three captures tells one cluster incident: program, rule, nodes, time span.
+#[test]
+fn fleet_report_tells_one_rule_removed_on_three_nodes_as_one_incident() {
+    let dir = TempDir::new("fleet");
+    let prio = (31_000 + std::process::id() % 1000).to_string();
+    let nodes = ["fleet-node-a", "fleet-node-b", "fleet-node-c"];
+    let mut inputs = Vec::new();
+    let mut removals = Vec::new();
+    for node in nodes {
+        let ns = Netns::new();
+        ns.ip_ok(&["rule", "add", "prio", &prio, "lookup", "77"]);
+        let tracer = Tracer::start_with_env(
+            &["trace", "--json", "--netns", ns.name()],
+            &[("ROUTEGUARD_NODE_NAME", node)],
+        );
+        let pid = ns.ip_ok(&["rule", "del", "prio", &prio, "lookup", "77"]);
+        let removal = tracer.wait_for("removal", EVENT_TIMEOUT, |e| by_pid(e, pid));
+        let (events, _) = tracer.stop();
+        assert_eq!(
+            at(&removal, "/host/node"),
+            node,
+            "the node name reached the event"
+        );
+        let jsonl = dir.0.join(format!("{node}.jsonl"));
+        let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+        fs::write(&jsonl, text).expect("write capture");
+        inputs.push(jsonl);
+        removals.push(removal);
+    }
+    let exe = at(&removals[0], "/actor/exe")
+        .as_str()
+        .expect("ip's exe")
+        .to_string();
+    let (start, _) = when_and_time(&removals[0]);
+    let (_, end) = when_and_time(&removals[2]);
+    let mut args = Vec::new();
+    for p in &inputs {
+        args.extend(["--input", p.to_str().unwrap()]);
+    }
+    let json = dir.0.join("fleet.json");
+    args.extend(["--out", json.to_str().unwrap()]);
+    report(&args).ok("routeguard report (fleet)");
+    let r: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&json).unwrap()).expect("report JSON");
+    let names: Vec<&str> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, nodes);
+    assert!(r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["named_by"] == "node" && n["events"] == 1 && n["outcomes"]["removed"] == 1));
+    let incidents = r["cluster_incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let c = &incidents[0];
+    assert_eq!(
+        c["summary"].as_str().unwrap(),
+        format!(
+            "ip removed rule prio {prio} lookup 77 on 3 nodes between {start} and {end} UTC \
+             (3 removal(s) on fleet-node-a, fleet-node-b, fleet-node-c; program matched by exe \
+             {exe})"
+        )
+    );
+    assert_eq!(
+        (&c["program_key"], &c["shared"]),
+        (&"exe".into(), &"object".into())
+    );
+    assert_eq!(c["nodes"], serde_json::json!([0, 1, 2]));
+    // The same in Markdown and HTML: a cluster incidents section and a row per node.
+    for (format, heading) in [
+        ("md", "## Cluster incidents"),
+        ("html", "<h2>Cluster incidents</h2>"),
+    ] {
+        let out = dir.0.join(format!("fleet.{format}"));
+        let mut args = args[..args.len() - 2].to_vec();
+        args.extend(["--out", out.to_str().unwrap()]);
+        report(&args).ok("routeguard report (fleet)");
+        let text = fs::read_to_string(&out).unwrap();
+        assert!(text.contains(heading), "{text}");
+        assert!(
+            text.contains(&format!("on 3 nodes between {start} and {end} UTC")),
+            "{text}"
+        );
+        for node in nodes {
+            assert!(text.contains(node), "{node} in {format}");
+        }
+    }
+    // Bad inputs among good ones: one clear error, exit 2, nothing written.
+    let junk = dir.0.join("junk.jsonl");
+    fs::write(&junk, "not an event\n").unwrap();
+    let out = dir.0.join("never.html");
+    for (bad, flag, says) in [
+        (
+            junk.to_str().unwrap(),
+            "--input",
+            format!("{}:1: not a routeguard event", junk.display()),
+        ),
+        (
+            "/nonexistent/events.db",
+            "--db",
+            "no event store at /nonexistent/events.db".into(),
+        ),
+        (
+            "/nonexistent/x.jsonl",
+            "--input",
+            "cannot read /nonexistent/x.jsonl".into(),
+        ),
+    ] {
+        let ran = report(&[
+            "--input",
+            inputs[0].to_str().unwrap(),
+            flag,
+            bad,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(ran.status.code(), Some(2), "{}", ran.stderr);
+        assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+        assert!(ran.stderr.contains(&says), "{}", ran.stderr);
+        assert!(!out.exists(), "no report written for a bad input");
+    }
+    for gap in ["0s", "9000h", "soon"] {
+        let ran = report(&[
+            "--input",
+            inputs[0].to_str().unwrap(),
+            "--input",
+            inputs[1].to_str().unwrap(),
+            "--gap",
+            gap,
+        ]);
+        assert_eq!(ran.status.code(), Some(2), "--gap {gap}: {}", ran.stderr);
+        assert!(ran.stderr.contains("--gap"), "{}", ran.stderr);
+    }
+}

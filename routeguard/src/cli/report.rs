@@ -19,6 +19,7 @@ Examples:
   routeguard report --input removals.jsonl --out report.html
   routeguard report --db /var/lib/routeguard/events.db --since 2h --format md > incident.md
   routeguard report --input removals.jsonl --kind rule --table 77 --gap 2s --format json
+  routeguard report --db node-a/events.db --db node-b/events.db --input node-c.jsonl --out fleet.html
 
 The report has a headline (counts by kind, cause and outcome; restores by outcome, suspensions
 and the protected objects still missing), incidents (bursts of removals no more than --gap
@@ -28,26 +29,37 @@ NetworkManager, netplan, CNIs, wg-quick, tailscale), actors and objects ranked b
 (objects with their restores), and a timeline (an SVG picture in HTML, restores marked).
 --format defaults to the --out file's extension (.html, .md, .json), else md.
 HTML is one self-contained file (no script, no network); Markdown renders on GitHub; JSON follows
-docs/report.md. Exit codes: 0 ok, 1 cannot write the output, 2 usage or unreadable input.";
+docs/report.md. Exit codes: 0 ok, 1 cannot write the output, 2 usage or unreadable input.
+
+Several inputs (--input and --db repeated, mixed) make a fleet report: inputs are grouped by node
+(the `host` their events name: Kubernetes node name, else host name, else machine id, else the
+file's path, said in the report), each node summarized (removals, outcomes, incidents, restores,
+top actors), and cluster incidents told as one: removals by the same program (matched by exe,
+else unit, else comm; the report says which) of the same object, or of objects of one routing
+table, on two nodes or more, each no more than --gap after the one before, e.g. \"ip removed rule
+prio 32765 lookup 77 on 14 nodes between 2026-12-07 10:02:11.104 and 10:02:40.981 UTC\".
+Every input is opened before any is read: a missing or unreadable one is the only error.";
 
 #[derive(Args, Debug, Clone)]
-#[command(group(ArgGroup::new("source").required(true).args(["input", "db"])))]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["input", "db"])))]
 pub struct ReportArgs {
-    /// JSON lines written by `routeguard trace --json`.
+    /// JSON lines written by `routeguard trace --json`. Repeat it (and --db) for a fleet report.
     #[arg(long, value_name = "FILE.jsonl")]
-    pub input: Option<PathBuf>,
-    /// The daemon's event store (SQLite).
+    pub input: Vec<PathBuf>,
+    /// The daemon's event store (SQLite). Repeat it (and --input) for a fleet report.
     #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    pub db: Vec<PathBuf>,
     /// Only events at or after this: a duration back from now (30m, 2h) or RFC 3339.
     #[arg(long, value_name = "2h|RFC3339", value_parser = parse_time)]
     pub since: Option<TimeArg>,
     /// Only events at or before this: a duration back from now or RFC 3339.
     #[arg(long, value_name = "2h|RFC3339", value_parser = parse_time)]
     pub until: Option<TimeArg>,
-    /// Removals further apart than this start a new incident (1ms to 8760h).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_run_time)]
-    pub gap: Duration,
+    /// Removals further apart than this start a new incident (1ms to 8760h); in a fleet report
+    /// also the most time between two removals of one cluster incident [default: 5s, 60s for
+    /// several inputs].
+    #[arg(long, value_name = "DURATION", value_parser = parse_run_time)]
+    pub gap: Option<Duration>,
     /// Output format (default: from --out's extension, else md).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
@@ -136,24 +148,35 @@ fn now() -> Timestamp {
     Timestamp(d.as_nanos() as i128)
 }
 
+/// `--gap` when not given: one node's bursts are seconds apart; a fleet's nodes act on the same
+/// change within a minute or so (a rollout, a timer).
+const GAP: Duration = Duration::from_secs(5);
+const FLEET_GAP: Duration = Duration::from_secs(60);
+
 pub fn run(args: ReportArgs) -> ExitCode {
     let now = now();
-    let input = match (&args.input, &args.db) {
-        (Some(p), _) => Input::Jsonl(p.clone()),
-        (None, Some(p)) => Input::Store(p.clone()),
-        (None, None) => unreachable!("clap requires --input or --db"),
-    };
+    let inputs: Vec<Input> = (args.input.iter().cloned().map(Input::Jsonl))
+        .chain(args.db.iter().cloned().map(Input::Store))
+        .collect();
     let query = Query {
         filter: args.filter(),
         since: args.since.map(|t| t.resolve(now)),
         until: args.until.map(|t| t.resolve(now)),
     };
+    let fleet = inputs.len() > 1;
+    let gap = args.gap.unwrap_or(if fleet { FLEET_GAP } else { GAP });
     let opts = Options {
-        gap_ns: args.gap.as_nanos() as i128,
+        gap_ns: gap.as_nanos() as i128,
         max_incident_objects: args.max_objects,
         ..Options::default()
     };
-    let report = match report::build(&input, &query, args.filter_words(), &opts, now) {
+    let built = match inputs.as_slice() {
+        [input] => report::build(input, &query, args.filter_words(), &opts, now)
+            .map(|r| Built::One(Box::new(r))),
+        _ => report::fleet::build(&inputs, &query, args.filter_words(), &opts, now)
+            .map(|r| Built::Fleet(Box::new(r))),
+    };
+    let report = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("routeguard: {e}");
@@ -167,13 +190,15 @@ pub fn run(args: ReportArgs) -> ExitCode {
             .map_err(|e| format!("cannot create {}: {e}", path.display()))
             .and_then(|f| {
                 let mut w = BufWriter::new(f);
-                render::write(&report, format, &mut w)
+                report
+                    .write(format, &mut w)
                     .and_then(|()| w.flush())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))
             }),
         None => {
             let mut w = BufWriter::new(io::stdout().lock());
-            render::write(&report, format, &mut w)
+            report
+                .write(format, &mut w)
                 .and_then(|()| w.flush())
                 .map_err(|e| format!("cannot write the report to standard output: {e}"))
         }
@@ -182,14 +207,9 @@ pub fn run(args: ReportArgs) -> ExitCode {
         Ok(()) => {
             if let Some(path) = &args.out {
                 eprintln!(
-                    "routeguard: report of {} removal requests in {} incident(s) written to {}{}",
-                    report.headline.events,
-                    report.headline.incidents,
-                    path.display(),
-                    match report.source.skipped_lines {
-                        0 => String::new(),
-                        n => format!(" ({n} lines skipped)"),
-                    }
+                    "routeguard: {} written to {}",
+                    report.what(),
+                    path.display()
                 );
             }
             ExitCode::SUCCESS
@@ -197,6 +217,44 @@ pub fn run(args: ReportArgs) -> ExitCode {
         Err(e) => {
             eprintln!("routeguard: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A one-input report, or a fleet's.
+enum Built {
+    One(Box<report::Report>),
+    Fleet(Box<report::fleet::FleetReport>),
+}
+
+impl Built {
+    fn write(&self, format: render::Format, out: &mut dyn Write) -> io::Result<()> {
+        match self {
+            Built::One(r) => render::write(r, format, out),
+            Built::Fleet(r) => render::write_fleet(r, format, out),
+        }
+    }
+
+    /// What was written, for the line on standard error.
+    fn what(&self) -> String {
+        let skipped = |n| match n {
+            0 => String::new(),
+            n => format!(" ({n} lines skipped)"),
+        };
+        match self {
+            Built::One(r) => format!(
+                "report of {} removal requests in {} incident(s){}",
+                r.headline.events,
+                r.headline.incidents,
+                skipped(r.source.skipped_lines)
+            ),
+            Built::Fleet(r) => format!(
+                "fleet report of {} removal requests on {} node(s), {} cluster incident(s){}",
+                r.events(),
+                r.nodes.len(),
+                r.cluster_incidents.len(),
+                skipped(r.sources().map(|s| s.skipped_lines).sum())
+            ),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod collect;
 pub mod describe;
+pub mod fleet;
 pub use crate::hints;
 pub mod input;
 mod memo;

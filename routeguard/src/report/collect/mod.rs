@@ -301,6 +301,27 @@ impl Collector {
         self.hasher.clone()
     }
 
+    /// Removals that took effect or may have (outcome not `failed`), in the order they were
+    /// folded: time, actor and object as numbered by this collector. For a fleet report, which
+    /// reads them before [`Collector::finish`].
+    pub fn removals(&self) -> impl Iterator<Item = (i64, u32, u32)> + '_ {
+        self.recs
+            .iter()
+            .filter(|r| r.outcome != Outcome::Failed)
+            .map(|r| (r.ts, r.actor, r.object))
+    }
+
+    /// Actor `i` ([`Collector::removals`]); `None` for "no process".
+    pub fn actor(&self, i: u32) -> Option<&Actor> {
+        self.actors[i as usize].as_ref()
+    }
+
+    /// Object `i` ([`Collector::removals`]): its kind, identity and description.
+    pub fn object(&self, i: u32) -> (Kind, &ObjectKey, &str) {
+        let o = &self.objects[i as usize];
+        (o.kind, &o.key, &o.description)
+    }
+
     fn intern_error(&mut self, name: &str) -> u32 {
         if let Some(&i) = self.error_ix.get(name) {
             return i;

@@ -13,7 +13,7 @@ pub const MISSING_NAMED: usize = 10;
 const SUSPENSIONS_SHOWN: usize = 20;
 use crate::report::tell;
 
-const STYLE: &str = "
+pub(super) const STYLE: &str = "
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1040px;color:#1a202c;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 .meta{color:#555}.num{text-align:right;font-variant-numeric:tabular-nums}

@@ -5,6 +5,7 @@
 //! output through [`html`] or [`md`] escaping, or through serde for JSON. Both escapers first
 //! make terminal control characters visible (`\x1b`), so a pasted report cannot hide text.
 
+mod fleet;
 mod html;
 mod json;
 mod md;
@@ -24,6 +25,9 @@ pub enum Format {
     Markdown,
     Json,
 }
+
+/// Writes a fleet report (several inputs) to `out` in `format`.
+pub use fleet::write as write_fleet;
 
 /// Writes `report` to `out` in `format`.
 pub fn write(report: &Report, format: Format, out: &mut dyn Write) -> io::Result<()> {

@@ -19,17 +19,23 @@ use std::{
 use anyhow::{Context as _, Result};
 use rusqlite::{params, Connection};
 
-/// The store schema version the files below create (`PRAGMA user_version`).
+/// The store schema version the files below create (`PRAGMA user_version`): 2, or 3 for a
+/// fleet's node (its events name their host).
 const STORE_SCHEMA_VERSION: u32 = 2;
-const STORE_SCHEMA: [&str; 2] = [
+const NODE_STORE_SCHEMA_VERSION: u32 = 3;
+const STORE_SCHEMA: [&str; 3] = [
     include_str!("../../../../routeguard/src/store/schema_v1.sql"),
     include_str!("../../../../routeguard/src/store/schema_v2.sql"),
+    include_str!("../../../../routeguard/src/store/schema_v3.sql"),
 ];
 const INSERT: &str = "INSERT INTO events (ts_ns, kind, cause, outcome, family, netns_inode, \
     netns_name, actor_pid, actor_comm, actor_unit, actor_container, route_table, json) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 const INSERT_FACTS: &str = "INSERT INTO facts (ts_ns, id, kind, cause, outcome, errno, error, \
     event, restore, actor_id, object_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const INSERT_NODE_FACTS: &str = "INSERT INTO facts (ts_ns, id, kind, cause, outcome, errno, \
+    error, event, restore, actor_id, object_id, host_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1)";
 const NETNS: &str = r#"{"inode":4026531840,"name":"host"}"#;
 /// Rows per transaction while filling the store.
 const BATCH: u64 = 50_000;
@@ -68,8 +74,24 @@ struct Columns {
     restore: Option<String>,
 }
 
+/// One node of a fleet: its events name it, and happen `shift_s` seconds later than another's
+/// (the same change reaching nodes one after another).
+pub struct Node {
+    pub name: String,
+    pub shift_s: i64,
+}
+
+impl Node {
+    fn host_json(&self) -> String {
+        format!(
+            r#"{{"name":"{}","machine_id":null,"node":"{}"}}"#,
+            self.name, self.name
+        )
+    }
+}
+
 /// Event `i` as a JSON line (without the newline) and its store columns.
-fn event(i: u64, line: &mut String) -> Columns {
+fn event(i: u64, line: &mut String, node: Option<&Node>) -> Columns {
     // A restore answers the removal just before it: same actor, object and kind.
     let restore = match i {
         _ if i % 10_000 == 9_999 => Some(("restore-suspended", "suspended", 0)),
@@ -78,7 +100,7 @@ fn event(i: u64, line: &mut String) -> Columns {
     };
     let j = if restore.is_some() { i - 1 } else { i };
     let burst = j / 50;
-    let secs = DAY_S + (burst * 2) as i64;
+    let secs = DAY_S + (burst * 2) as i64 + node.map_or(0, |n| n.shift_s);
     let latency_us = restore.map_or(0, |(_, _, us)| us);
     let nanos = (j % 50) * 3_000_000 + latency_us * 1000;
     let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
@@ -132,10 +154,11 @@ fn event(i: u64, line: &mut String) -> Columns {
     line.clear();
     let _ = write!(
         line,
-        r#"{{"schema_version":1,"ts":"2026-11-27T{h:02}:{m:02}:{s:02}.{nanos:09}Z","kind":"{kind}","family":"inet","cause":"request","outcome":"{outcome}","errno":{},"error":{},"capture":"syscall","netns":{NETNS},"actor":{actor_json},"request":{{"syscall":"sendmsg","op":"RTM_DEL{}","seq":{j},"nlmsg_flags":5,"ack_requested":true}},"route":{route},"rule":{rule},"nexthop":null,"link":null,"address":null,"trigger":null,"event":"{event}","restore":{restore_json},"replacement":null}}"#,
+        r#"{{"schema_version":1,"ts":"2026-11-27T{h:02}:{m:02}:{s:02}.{nanos:09}Z","kind":"{kind}","family":"inet","cause":"request","outcome":"{outcome}","errno":{},"error":{},"capture":"syscall","netns":{NETNS},"actor":{actor_json},"request":{{"syscall":"sendmsg","op":"RTM_DEL{}","seq":{j},"nlmsg_flags":5,"ack_requested":true}},"route":{route},"rule":{rule},"nexthop":null,"link":null,"address":null,"trigger":null,"event":"{event}","restore":{restore_json},"replacement":null{}}}"#,
         if failed { "3" } else { "null" },
         if failed { "\"ESRCH\"" } else { "null" },
         kind.to_uppercase(),
+        node.map_or(String::new(), |n| format!(r#","host":{}"#, n.host_json())),
     );
     Columns {
         ts_ns: secs * 1_000_000_000 + nanos as i64,
@@ -154,8 +177,23 @@ fn event(i: u64, line: &mut String) -> Columns {
 
 /// Writes `n` events to `jsonl` and to a new store at `db`; returns the JSON bytes written.
 pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
-    let file = fs::File::create(jsonl).with_context(|| format!("creating {}", jsonl.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    write_as(Some(jsonl), db, n, None)
+}
+
+/// Writes `n` events of `node` to a new store at `db` (schema version 3: each event names the
+/// node as its host).
+pub fn write_node(db: &Path, n: u64, node: &Node) -> Result<()> {
+    write_as(None, db, n, Some(node)).map(drop)
+}
+
+fn write_as(jsonl: Option<&Path>, db: &Path, n: u64, node: Option<&Node>) -> Result<u64> {
+    let mut w = match jsonl {
+        Some(p) => {
+            let file = fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            Some(BufWriter::with_capacity(1 << 20, file))
+        }
+        None => None,
+    };
     for suffix in ["", "-wal", "-shm"] {
         let _ = fs::remove_file(format!("{}{suffix}", db.display()));
     }
@@ -163,11 +201,22 @@ pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
     // As the daemon opens it (WAL); durability is not the point while filling it.
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     conn.pragma_update(None, "synchronous", "OFF")?;
-    for sql in STORE_SCHEMA {
+    let version = if node.is_some() {
+        NODE_STORE_SCHEMA_VERSION
+    } else {
+        STORE_SCHEMA_VERSION
+    };
+    for sql in &STORE_SCHEMA[..version as usize] {
         conn.execute_batch(sql)
             .context("creating the store schema")?;
     }
-    conn.pragma_update(None, "user_version", STORE_SCHEMA_VERSION)?;
+    conn.pragma_update(None, "user_version", version)?;
+    if let Some(node) = node {
+        conn.execute(
+            "INSERT INTO hosts (id, json) VALUES (1, ?1)",
+            [node.host_json()],
+        )?;
+    }
     let mut bytes = 0u64;
     let mut line = String::with_capacity(1400);
     // Row id of each distinct actor and object text, as the store's writer interns them.
@@ -178,12 +227,16 @@ pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(INSERT)?;
-            let mut insert_facts = tx.prepare_cached(INSERT_FACTS)?;
+            let mut insert_facts = tx.prepare_cached(if node.is_some() {
+                INSERT_NODE_FACTS
+            } else {
+                INSERT_FACTS
+            })?;
             let mut insert_actor = tx.prepare_cached("INSERT INTO actors (json) VALUES (?1)")?;
             let mut insert_object =
                 tx.prepare_cached("INSERT INTO objects (kind, netns, json) VALUES (?1, ?2, ?3)")?;
             for i in i..(i + BATCH).min(n) {
-                let c = event(i, &mut line);
+                let c = event(i, &mut line, node);
                 insert.execute(params![
                     c.ts_ns,
                     c.kind,
@@ -228,15 +281,19 @@ pub fn write(jsonl: &Path, db: &Path, n: u64) -> Result<u64> {
                     actor,
                     object,
                 ])?;
-                line.push('\n');
-                w.write_all(line.as_bytes())?;
-                bytes += line.len() as u64;
+                if let Some(w) = w.as_mut() {
+                    line.push('\n');
+                    w.write_all(line.as_bytes())?;
+                    bytes += line.len() as u64;
+                }
             }
         }
         tx.commit()?;
         i = (i + BATCH).min(n);
     }
-    w.flush()?;
+    if let Some(w) = w.as_mut() {
+        w.flush()?;
+    }
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(bytes)
 }

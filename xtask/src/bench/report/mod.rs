@@ -5,8 +5,9 @@
 //! machine is shared; the figures mean little when it is far above the core count). With
 //! `--baseline`, a second binary (e.g. a build from before a change) reports the same inputs in
 //! the same run, turn about with the first, and the bench prints the ratios and whether the two
-//! reports are the same.
+//! reports are the same. With `--fleet`, a fleet's stores instead ([`fleet`]).
 mod data;
+mod fleet;
 
 use std::{
     fs,
@@ -37,6 +38,16 @@ pub struct Args {
     /// wrote the same report.
     #[arg(long, value_name = "PATH")]
     baseline: Option<PathBuf>,
+    /// Fleet mode: a report of --nodes stores of --node-events events each (`--db` repeated),
+    /// side by side with one node's report of --events events.
+    #[arg(long, conflicts_with = "baseline")]
+    fleet: bool,
+    /// Nodes in fleet mode.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    nodes: u32,
+    /// Events per node in fleet mode.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    node_events: u64,
 }
 
 /// Target from issue 7: an HTML report of a store of a million events in under two seconds.
@@ -65,6 +76,9 @@ impl Series {
 
 pub fn run(args: &Args) -> Result<()> {
     let bin = super::routeguard_bin(args.bin.as_deref())?;
+    if args.fleet {
+        return fleet::run(args, &bin);
+    }
     let baseline = args
         .baseline
         .as_deref()
