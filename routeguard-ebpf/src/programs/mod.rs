@@ -10,6 +10,7 @@
 //! Syscall arguments are read from `pt_regs` (offsets from BTF); at sys_exit they are still the
 //! caller's, so receives need no enter/exit bookkeeping.
 
+mod budget;
 mod ioctl;
 mod keepalive;
 mod kern;
