@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
+pub mod held;
 pub mod networkd;
 pub mod otlp;
 

@@ -1111,8 +1111,16 @@ fn a_full_disk_under_the_store_is_survived() {
         stderr.matches("routeguard store sink").count() <= 3,
         "rate-limited, not one per batch: {stderr}"
     );
+    let missed = daemon
+        .metric(r#"routeguard_sink_errors_total{sink="store"}"#)
+        .expect("the store's errors are counted");
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
+    // The stop line says what the store missed, beside the capture's own losses.
+    let line = format!(
+        "sinks: events not written (refused while a sink lagged, or failed): store {missed}"
+    );
+    assert!(stderr.contains(&line), "{line}\n{stderr}");
 }
 
 /// The JSON lines file on a full disk: down, the store records on; space again, and the file

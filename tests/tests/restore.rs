@@ -4,7 +4,7 @@
 
 use std::{fs, process::Command, time::Duration};
 
-use routeguard_tests::*;
+use routeguard_tests::{held::HeldNamespace, *};
 
 /// `ip rule show` lines of the namespace (priority and selectors as the kernel lists them).
 fn rules(ns: &Netns) -> String {
@@ -305,6 +305,54 @@ fn a_deleted_namespace_is_not_held_by_a_restore_socket() {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracer.stop();
+}
+
+/// `trace` run from a DaemonSet pod (`kubectl exec`) watches the node's namespace as the daemon
+/// does: a protected rule `ip` removes in the namespace `ROUTEGUARD_HOST_NETNS` names, which is
+/// neither trace's own nor under /run/netns, is attributed and put back there. A file that is
+/// not a network namespace's is refused at start.
+#[test]
+fn trace_restores_in_the_namespace_route_guard_host_netns_names() {
+    let held = HeldNamespace::with_rule();
+    let protect = format!("kind=rule table=77 netns={} name=node77", held.inode());
+    let tracer = Tracer::start_with_env(
+        &["trace", "--json", "--protect", &protect],
+        &[("ROUTEGUARD_HOST_NETNS", &held.path())],
+    );
+    let pid = held.ip(&argv("rule del from 10.9.0.0/16 table 77 priority 1000"));
+    let restore = tracer.wait_for("the restore", EVENT_TIMEOUT, |e| {
+        by_pid(e, pid) && is_restore(e)
+    });
+    assert_fields(
+        &restore,
+        &[
+            ("/actor/pid", json!(pid)),
+            ("/actor/comm", json!("ip")),
+            ("/netns/inode", json!(held.inode())),
+            ("/rule/table", json!(77)),
+            ("/rule/priority", json!(1000)),
+            ("/restore/policy", json!("node77")),
+            ("/restore/outcome", json!("restored")),
+        ],
+    );
+    let rules = held.rules();
+    assert!(
+        rules.contains("1000:\tfrom 10.9.0.0/16 lookup 77"),
+        "re-added:\n{rules}"
+    );
+    tracer.stop();
+
+    let r = run(Command::new(routeguard_bin())
+        .args(["trace", "--json"])
+        .env("ROUTEGUARD_HOST_NETNS", "/proc/self/ns/uts"));
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("ROUTEGUARD_HOST_NETNS=/proc/self/ns/uts: not a network namespace file"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("tracing started"), "{}", r.stderr);
 }
 
 #[test]

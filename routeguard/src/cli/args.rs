@@ -52,6 +52,10 @@ those a --protect entry names with netns=, are budgeted per (namespace, cgroup) 
 256 KiB at once; docs/capture.md): beyond it they are not shown one by one but summarised once a
 second in a `suppressed` line (sender's netns, cgroup, uid, count, first/last time).
 
+Environment: ROUTEGUARD_HOST_NETNS=/proc/1/ns/net (in a pod with hostPID, e.g. `kubectl exec`
+into the DaemonSet's) watches and restores in the node's namespace too; ROUTEGUARD_NODE_NAME
+names the Kubernetes node in each event's host.node. RUST_LOG overrides -v.
+
 Needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) and a kernel with BTF. Exit codes: 0 ok,
 1 runtime failure, 2 usage, privilege or kernel-feature error.";
 

@@ -36,7 +36,8 @@ A pinned capture no daemon has read for [capture] orphan_after (default 10m) sto
 and costing; the daemon that adopts it later says for how long it was orphaned.
 
 In a Kubernetes pod with hostPID but not hostNetwork, ROUTEGUARD_HOST_NETNS=/proc/1/ns/net has
-the mirror and restores work in the node's network namespace too (docs/kubernetes.md).
+the mirror and restores work in the node's network namespace too (docs/kubernetes.md), and
+ROUTEGUARD_NODE_NAME (the downward API's spec.nodeName) names the node in each event's host.node.
 
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 bad config (a value out of
 range included), missing privilege or kernel feature, or a metrics address that cannot be bound

@@ -31,6 +31,11 @@ pub fn run(args: TraceArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
+    // Run from a DaemonSet pod, trace watches (and restores in) the node's namespace too.
+    if let Err(err) = crate::netlink::netns::watch_host_from_env() {
+        eprintln!("routeguard: {err}");
+        return ExitCode::from(super::EXIT_USAGE);
+    }
     let runtime = match super::capture_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -6,7 +6,8 @@
 //!   the actor's comm (after 256 distinct comms, further ones count as `comm="other"`: an
 //!   unprivileged user in its own netns must not be able to grow the label set without bound);
 //! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
-//!   the ring buffer was full) or `queue-full` (the queue after the ring drain was at its bound);
+//!   the ring buffer was full: one per send, however many deletes it carried) or `queue-full`
+//!   (the queue after the ring drain was at its bound: each removal of a dropped send);
 //! - `suppressed_total{reason}`: removal requests the kernel's budgets did not copy, as the
 //!   `suppressed` summaries counted them: `refused` (rtnetlink was predicted to refuse them) or
 //!   `namespace` (privileged, in a namespace other than the initial or a protected one);
@@ -106,6 +107,9 @@ struct CauseLabels {
 struct MapLabels {
     map: &'static str,
 }
+
+/// The sinks that count errors, in the order the stop line names them.
+const SINKS: [&str; 5] = ["store", "jsonl", "stdout", "journald", "otlp"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
@@ -403,6 +407,18 @@ impl Metrics {
             .inc_by(events);
     }
 
+    /// Events each sink failed to write (or refused) since start, for the line the daemon
+    /// prints when it stops: only the sinks that failed any, in a fixed order.
+    pub fn sink_errors(&self) -> Vec<(&'static str, u64)> {
+        SINKS
+            .iter()
+            .filter_map(|&sink| {
+                let n = self.sink_errors.get(&SinkLabels { sink })?.get();
+                (n > 0).then_some((sink, n))
+            })
+            .collect()
+    }
+
     /// `events` the OTLP exporter did not deliver, for `reason` (0 makes the series appear).
     pub fn otlp_dropped(&self, reason: &'static str, events: u64) {
         self.otlp_dropped
@@ -582,6 +598,9 @@ mod tests {
         m.losses(totals(3, 0));
         m.losses(totals(5, 2));
         m.sink_error("journald", 2);
+        m.sink_error("store", 0);
+        m.sink_error("store", 61_716);
+        assert_eq!(m.sink_errors(), [("store", 61_716), ("journald", 2)]);
         m.sink_up("store", Some(true));
         m.sink_up("jsonl", Some(false));
         m.sink_up("stdout", Some(true));

@@ -235,6 +235,7 @@ pub async fn run(
         overflow.sockets,
     );
     eprintln!("routeguard: outcomes: {}", totals.outcomes);
+    eprintln!("routeguard: {}", sink_failures(&metrics.sink_errors()));
     Ok(())
 }
 
@@ -262,6 +263,22 @@ fn summarise(
         .map(|s| summaries.describe(s))
         .collect();
     sinks.suppressed(&lines, metrics);
+}
+
+/// The stop line's account of the sinks: events seen but not written are not lost by the
+/// capture, yet missing from that sink (`routeguard_sink_errors_total{sink}`).
+fn sink_failures(failed: &[(&str, u64)]) -> String {
+    if failed.is_empty() {
+        return "sinks: every event written to every sink that was on".to_string();
+    }
+    let each: Vec<String> = failed
+        .iter()
+        .map(|(sink, n)| format!("{sink} {n}"))
+        .collect();
+    format!(
+        "sinks: events not written (refused while a sink lagged, or failed): {}",
+        each.join(", ")
+    )
 }
 
 /// What the restore engine holds, for the metrics: its missing objects, and what its maps

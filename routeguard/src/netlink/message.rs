@@ -6,7 +6,10 @@
 //! aligned to 4 (`NLMSG_ALIGN`), stopping at the first header that is cut short or whose length
 //! is shorter than a header or longer than what is left.
 
-use super::uapi::NLMSG_HDRLEN;
+use super::uapi::{
+    NLMSG_HDRLEN, NLM_F_REPLACE, NLM_F_REQUEST, RTM_DELADDR, RTM_DELLINK, RTM_DELNEXTHOP,
+    RTM_DELROUTE, RTM_DELRULE, RTM_NEWLINK, RTM_NEWROUTE, RTM_NEWRULE, RTM_SETLINK,
+};
 
 /// A `struct nlmsghdr`, in host byte order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +110,27 @@ pub fn messages(buf: &[u8]) -> Messages<'_> {
     }
 }
 
+/// How many of `buf`'s messages are requests the capture copies a send for: deletes, replaces
+/// and link changes (each a removal, or at most one: a link change that raises a link is none).
+/// A header walk only, cheap enough for the thread that drains the ring.
+pub fn removal_requests(buf: &[u8]) -> u64 {
+    messages(buf)
+        .map_while(Result::ok)
+        .filter(|m| {
+            let Header {
+                msg_type, flags, ..
+            } = m.header;
+            flags & NLM_F_REQUEST != 0
+                && match msg_type {
+                    RTM_DELLINK | RTM_DELADDR | RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP
+                    | RTM_NEWLINK | RTM_SETLINK => true,
+                    RTM_NEWROUTE | RTM_NEWRULE => flags & NLM_F_REPLACE != 0,
+                    _ => false,
+                }
+        })
+        .count() as u64
+}
+
 /// See [`messages`].
 pub struct Messages<'a> {
     buf: &'a [u8],
@@ -155,6 +179,34 @@ impl<'a> Iterator for Messages<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_removal_requests_of_a_batch() {
+        let aligned = |mut m: Vec<u8>| {
+            m.resize(m.len().next_multiple_of(4), 0);
+            m
+        };
+        let mut flush = Vec::new();
+        // What `ip route flush` sends: deletes back to back, no ack asked.
+        for seq in 0..300 {
+            flush.extend(aligned(request(RTM_DELROUTE, NLM_F_REQUEST, seq, &[0; 28])));
+        }
+        assert_eq!(removal_requests(&flush), 300);
+        let mut mixed = Vec::new();
+        mixed.extend(aligned(request(RTM_DELRULE, NLM_F_REQUEST, 1, &[0; 12])));
+        mixed.extend(aligned(request(RTM_NEWROUTE, NLM_F_REQUEST, 2, &[0; 12])));
+        mixed.extend(aligned(request(
+            RTM_NEWROUTE,
+            NLM_F_REQUEST | NLM_F_REPLACE,
+            3,
+            &[0; 12],
+        )));
+        // Not a request (the kernel ignores it), then a header cut short: the walk ends.
+        mixed.extend(aligned(request(RTM_DELROUTE, 0, 4, &[0; 12])));
+        mixed.extend_from_slice(&[0; 7]);
+        assert_eq!(removal_requests(&mixed), 2);
+        assert_eq!(removal_requests(&[]), 0);
+    }
 
     #[test]
     fn walks_aligned_messages_and_stops_at_a_bad_header() {

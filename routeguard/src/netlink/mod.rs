@@ -21,7 +21,7 @@ pub mod uapi;
 #[cfg(test)]
 pub(crate) use attr::encode as encode_attr;
 pub use attr::{attrs, Attr, AttrError, Attrs};
-pub use message::{messages, Header, Message, MessageError, Messages};
+pub use message::{messages, removal_requests, request, Header, Message, MessageError, Messages};
 pub use netns::NetnsError;
 pub use socket::{Options, RouteSocket, SocketError, RECV_BUF};
 pub use uapi::message_name;

@@ -23,9 +23,14 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use routeguard_common::kind;
+use routeguard_common::{kind, syscall};
 
-use crate::{capture::Keepalive, mirror::News};
+use crate::{
+    capture::Keepalive,
+    decode::{self, record::Record},
+    mirror::News,
+    netlink,
+};
 
 /// A chunk is sent once it holds this much (or the ring is empty).
 const CHUNK_BYTES: usize = 256 << 10;
@@ -197,6 +202,7 @@ impl Queue {
                 kind::TASK => tasks += 1,
                 kind::ACK | kind::IOCTL_RESULT => replies += 1,
                 kind::NOTIFY => notifications += 1,
+                kind::REQUEST => events += removals_in(record),
                 _ => events += 1,
             }
         }
@@ -205,6 +211,17 @@ impl Queue {
         self.dropped_tasks.fetch_add(tasks, Ordering::Relaxed);
         self.dropped_notifications
             .fetch_add(notifications, Ordering::Relaxed);
+    }
+}
+
+/// The removals a dropped request record stood for: one per removal message of a netlink send
+/// (`ip route flush` sends hundreds in one), one for an ioctl or a record that does not parse.
+fn removals_in(record: &[u8]) -> u64 {
+    match decode::record::parse(record) {
+        Ok(Record::Request { head, payload }) if head.syscall != syscall::IOCTL => {
+            netlink::removal_requests(payload).max(1)
+        }
+        _ => 1,
     }
 }
 
@@ -377,6 +394,39 @@ mod tests {
         };
         let got: Vec<&[u8]> = chunk.records().collect();
         assert_eq!(got, vec![&b"ab"[..], b"", b"cde"]);
+    }
+
+    /// A request record of `via` carrying `payload`.
+    fn request_record(via: u16, payload: &[u8]) -> Vec<u8> {
+        use routeguard_common::{RequestHead, PAYLOAD_OFFSET, WIRE_VERSION};
+        let mut r = vec![0; PAYLOAD_OFFSET];
+        r[..2].copy_from_slice(&kind::REQUEST.to_ne_bytes());
+        r[2..4].copy_from_slice(&WIRE_VERSION.to_ne_bytes());
+        r[4..8].copy_from_slice(&((PAYLOAD_OFFSET + payload.len()) as u32).to_ne_bytes());
+        let at = std::mem::offset_of!(RequestHead, payload_len);
+        r[at..at + 4].copy_from_slice(&(payload.len() as u32).to_ne_bytes());
+        let at = std::mem::offset_of!(RequestHead, syscall);
+        r[at..at + 2].copy_from_slice(&via.to_ne_bytes());
+        r.extend_from_slice(payload);
+        r
+    }
+
+    #[test]
+    fn a_dropped_send_counts_each_removal_it_carried() {
+        use crate::netlink::{
+            request,
+            uapi::{NLM_F_REQUEST, RTM_DELROUTE},
+        };
+        let mut flush = Vec::new();
+        for seq in 0..450 {
+            flush.extend(request(RTM_DELROUTE, NLM_F_REQUEST, seq, &[0; 28]));
+        }
+        let send = request_record(syscall::SENDMSG, &flush);
+        let ioctl = request_record(syscall::IOCTL, &[0; 8]);
+        let queue = Queue::new(16);
+        assert!(queue.admit(framed(&[&send, &ioctl])).is_none());
+        // 450 route deletes never seen, and the ioctl's one: not 2 records.
+        assert_eq!(queue.drops().events, 451);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::{
     process::{Command, Stdio},
 };
 
+use routeguard_tests::held::HeldNamespace;
+
 use super::*;
 
 /// `[[protect]]` of rule priority 100 in `ns`, named `name`.
@@ -289,79 +291,6 @@ fn a_link_down_retry_outlives_a_reload() {
     assert_fields(&back, &[("/route/dst", json!("10.77.5.0/24"))]);
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
-}
-
-/// A network namespace nobody named, made by `unshare -n sleep` and held by that sleep: the
-/// node's namespace as a DaemonSet pod sees it, at `/proc/<pid>/ns/net` and nowhere in
-/// `/run/netns`. The sleep is killed by pid on drop.
-struct HeldNamespace {
-    child: std::process::Child,
-}
-
-impl HeldNamespace {
-    /// The namespace with `rule from 10.9.0.0/16 lookup 77 priority 1000` in it.
-    fn with_rule() -> Self {
-        let child = Command::new("unshare")
-            .args(["-n", "sleep", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn unshare -n sleep");
-        let ns = HeldNamespace { child };
-        let own = fs::metadata("/proc/self/ns/net").unwrap().ino();
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        while ns.inode() == own
-            || fs::read_to_string(format!("/proc/{}/comm", ns.pid()))
-                .ok()
-                .as_deref()
-                != Some("sleep\n")
-        {
-            assert!(Instant::now() < deadline, "unshare -n sleep did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&argv("rule add from 10.9.0.0/16 table 77 priority 1000"));
-        ns
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn path(&self) -> String {
-        format!("/proc/{}/ns/net", self.pid())
-    }
-
-    fn inode(&self) -> u64 {
-        fs::metadata(self.path()).map_or(0, |m| m.ino())
-    }
-
-    /// Runs `nsenter --net=PATH ip ARGS...` and returns ip's pid (nsenter execs it in place).
-    #[track_caller]
-    fn ip(&self, args: &[&str]) -> u32 {
-        run(Command::new("nsenter")
-            .arg(format!("--net={}", self.path()))
-            .arg("ip")
-            .args(args))
-        .ok(&format!("ip {} in the held namespace", args.join(" ")))
-        .pid
-    }
-
-    fn rules(&self) -> String {
-        run(Command::new("nsenter")
-            .arg(format!("--net={}", self.path()))
-            .args(["ip", "rule", "show"]))
-        .ok("ip rule show in the held namespace")
-        .stdout
-    }
-}
-
-impl Drop for HeldNamespace {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The daemon in a named namespace of its own, protecting table 77 in `held` (by inode), with

@@ -206,8 +206,12 @@ impl Run<'_> {
             stopped.lost,
             stopped
                 .breakdown
+                .as_ref()
                 .map_or_else(String::new, |b| format!(" ({b})"))
         );
+        if let Some(sinks) = &stopped.sinks {
+            println!("daemon: sinks: {sinks}");
+        }
         let share = ip_rate / self.untraced;
         let counts = share >= COUNTS_AT;
         if counts {
@@ -228,7 +232,10 @@ impl Run<'_> {
             );
         }
         Ok(Verdict {
-            kept_up: burst.stored >= n && !burst.stalled && stopped.lost == 0,
+            kept_up: burst.stored >= n
+                && !burst.stalled
+                && stopped.lost == 0
+                && !stopped.sinks_missed(),
             counts,
         })
     }

@@ -156,9 +156,7 @@ impl Daemon {
             "the daemon exited with {status}; its last lines:\n{}",
             lines.join("\n")
         );
-        lines
-            .iter()
-            .find_map(|l| Stopped::parse(l))
+        Stopped::from_lines(&lines)
             .context("no `daemon stopped; N events lost` line from the daemon")
     }
 }

@@ -135,6 +135,8 @@ pub struct Stopped {
     pub lost: u64,
     /// The parenthesised breakdown, as printed (without the parentheses).
     pub breakdown: Option<String>,
+    /// What its `sinks:` line said (events seen but not written, by sink), when it printed one.
+    pub sinks: Option<String>,
 }
 
 impl Stopped {
@@ -150,7 +152,27 @@ impl Stopped {
             .strip_prefix('(')
             .and_then(|inner| inner.split_once(')'))
             .map(|(inside, _)| inside.trim().to_owned());
-        Some(Stopped { lost, breakdown })
+        Some(Stopped {
+            lost,
+            breakdown,
+            sinks: None,
+        })
+    }
+
+    /// The daemon's stop lines: the `daemon stopped;` line, with its `sinks:` line if any.
+    pub fn from_lines(lines: &[String]) -> Option<Self> {
+        let mut stopped = lines.iter().find_map(|l| Self::parse(l))?;
+        stopped.sinks = lines
+            .iter()
+            .find_map(|l| after(l, "routeguard: sinks:").map(|s| s.trim().to_owned()));
+        Some(stopped)
+    }
+
+    /// Whether a sink missed events (the daemon's line names them).
+    pub fn sinks_missed(&self) -> bool {
+        self.sinks
+            .as_deref()
+            .is_some_and(|s| s.starts_with("events not written"))
     }
 }
 
@@ -247,7 +269,8 @@ mod tests {
             ),
             Some(Stopped {
                 lost: 12,
-                breakdown: None
+                breakdown: None,
+                sinks: None,
             })
         );
         assert_eq!(
@@ -257,9 +280,32 @@ mod tests {
             ),
             Some(Stopped {
                 lost: 7,
-                breakdown: Some("ring full 4, queue full 3, task records 0, acks 0".to_owned())
+                breakdown: Some("ring full 4, queue full 3, task records 0, acks 0".to_owned()),
+                sinks: None,
             })
         );
         assert_eq!(Stopped::parse("routeguard: daemon started (…)"), None);
+        let lines = [
+            "routeguard: daemon stopped; 0 events lost since start (ring full 0, queue full 0)",
+            "routeguard: outcomes: removed 300000",
+            "routeguard: sinks: events not written (refused while a sink lagged, or failed): \
+             store 61716",
+        ]
+        .map(str::to_owned);
+        let stopped = Stopped::from_lines(&lines).unwrap();
+        assert_eq!(stopped.lost, 0);
+        assert!(stopped.sinks_missed());
+        assert_eq!(
+            stopped.sinks.as_deref(),
+            Some("events not written (refused while a sink lagged, or failed): store 61716")
+        );
+        let whole = Stopped::from_lines(&[
+            lines[0].clone(),
+            "routeguard: sinks: every event written to every sink that was on".to_owned(),
+        ])
+        .unwrap();
+        assert!(!whole.sinks_missed());
+        // A binary from before the sinks line.
+        assert_eq!(Stopped::from_lines(&lines[..1]).unwrap().sinks, None);
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::initramfs::BUSYBOX;
+use super::{initramfs::BUSYBOX, tests as test_binaries};
 
 /// File in the shared folder that receives the command's exit status.
 pub const EXIT_CODE_FILE: &str = "exit-code";
@@ -85,14 +85,25 @@ exec {BUSYBOX} poweroff -f
     Ok(path)
 }
 
-/// A shell script (in the shared folder) that runs each test binary one test at a time and
-/// exits non-zero when any failed; returns the command line that runs it.
+/// A shell script (in the shared folder) that runs each test binary one test at a time, less
+/// the tests left to the host ([`test_binaries::HOST_ONLY`], named in the log), and exits non-zero
+/// when any failed; returns the command line that runs it.
 pub fn test_runner(shared: &Path, binaries: &[PathBuf]) -> Result<String> {
     let mut script = String::from("#!/bin/sh\nstatus=0\n");
-    for binary in binaries {
-        let binary = quote(&binary.to_string_lossy());
+    for path in binaries {
+        let binary = quote(&path.to_string_lossy());
+        let mut skips = String::new();
+        if let Some(entry) = test_binaries::host_only(path) {
+            let names = entry.tests.join(", ");
+            let note = format!("routeguard-vm: left to the host ({}): {names}", entry.why);
+            script.push_str(&format!("echo {}\n", quote(&note)));
+            for test in entry.tests {
+                skips.push_str(&format!(" --skip {}", quote(test)));
+            }
+            skips.push_str(" --exact");
+        }
         script.push_str(&format!(
-            "echo \"routeguard-vm: running \"{binary}\n{binary} --test-threads=1 --color never || status=1\n"
+            "echo \"routeguard-vm: running \"{binary}\n{binary} --test-threads=1 --color never{skips} || status=1\n"
         ));
     }
     script.push_str("exit $status\n");
@@ -114,7 +125,37 @@ pub fn quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use std::path::PathBuf;
+
+    use super::{quote, test_runner};
+
+    #[test]
+    fn the_runner_leaves_host_only_tests_out_and_says_so() {
+        let shared = std::env::temp_dir().join(format!("rg-runner-{}", std::process::id()));
+        std::fs::create_dir_all(&shared).unwrap();
+        let binaries = [
+            PathBuf::from("/t/deps/daemon-0a1b"),
+            PathBuf::from("/t/deps/route-2c3d"),
+        ];
+        test_runner(&shared, &binaries).unwrap();
+        let script = std::fs::read_to_string(shared.join("run-tests.sh")).unwrap();
+        std::fs::remove_dir_all(&shared).unwrap();
+        let daemon = script
+            .lines()
+            .find(|l| l.starts_with("'/t/deps/daemon-0a1b'"))
+            .unwrap();
+        assert!(daemon.contains(" --skip 'a_full_disk_under_the_store_is_survived'"));
+        assert!(daemon.ends_with(" --exact || status=1"), "{daemon}");
+        assert!(script.contains("left to the host (config validation"));
+        let route = script
+            .lines()
+            .find(|l| l.starts_with("'/t/deps/route-2c3d'"))
+            .unwrap();
+        assert_eq!(
+            route,
+            "'/t/deps/route-2c3d' --test-threads=1 --color never || status=1"
+        );
+    }
 
     #[test]
     fn quotes_for_sh() {

@@ -71,3 +71,87 @@ pub fn find(binaries: &[PathBuf], target: &str) -> Result<PathBuf> {
         .cloned()
         .with_context(|| format!("cargo built no test executable for tests/tests/{target}.rs"))
 }
+
+/// Integration tests the guests leave to the host: they check what routeguard does in
+/// userspace with an event (sinks, config validation, files), which no kernel changes. The
+/// guests' time goes to what differs between kernels: capture, attribution, mirror, restore.
+pub struct HostOnly {
+    /// The test target, tests/tests/<target>.rs.
+    pub target: &'static str,
+    /// The test functions left out (exact names).
+    pub tests: &'static [&'static str],
+    /// Printed in the guest's log beside the names.
+    pub why: &'static str,
+}
+
+pub const HOST_ONLY: &[HostOnly] = &[
+    HostOnly {
+        target: "daemon",
+        tests: &[
+            "a_bad_config_starts_nothing",
+            "a_value_out_of_range_starts_nothing",
+            "sighup_with_a_broken_config_keeps_the_running_one",
+            "a_corrupt_store_is_moved_aside_and_a_new_one_records",
+            "a_newer_store_is_moved_aside_and_kept",
+            "a_jsonl_directory_that_cannot_be_made_at_start_is_retried",
+            "a_read_only_jsonl_directory_at_start_is_retried",
+            "a_jsonl_directory_removed_or_replaced_while_running",
+            "a_full_disk_under_the_store_is_survived",
+            "a_full_disk_under_the_jsonl_file_is_survived",
+            "files_are_private_and_never_written_through_a_symlink",
+        ],
+        why: "config validation and the store and JSON lines sinks' failures",
+    },
+    HostOnly {
+        target: "otlp",
+        tests: &[
+            "a_removal_reaches_an_otlp_grpc_receiver_field_by_field",
+            "an_http_receiver_down_at_start_and_during_the_run_is_retried",
+            "a_grpc_receiver_down_at_start_and_during_the_run_is_retried",
+            "a_stalled_collector_fills_the_bounded_queue_and_holds_up_nothing",
+            "a_bad_otlp_config_starts_nothing",
+        ],
+        why: "the OTLP exporter's transport, retries and queue (the http test still checks \
+              each field of a removal captured by this kernel)",
+    },
+];
+
+/// The host-only entry for a test executable (cargo names it `<target>-<hash>`).
+pub fn host_only(binary: &Path) -> Option<&'static HostOnly> {
+    let name = binary.file_name()?.to_str()?;
+    let (target, _hash) = name.rsplit_once('-')?;
+    HOST_ONLY.iter().find(|h| h.target == target)
+}
+
+#[cfg(test)]
+mod host_only_tests {
+    use std::{fs, path::Path};
+
+    use super::{host_only, HOST_ONLY};
+    use crate::paths;
+
+    #[test]
+    fn every_host_only_test_exists() {
+        for entry in HOST_ONLY {
+            let file = paths::workspace_root()
+                .join("tests/tests")
+                .join(format!("{}.rs", entry.target));
+            let source = fs::read_to_string(&file).unwrap();
+            for test in entry.tests {
+                assert!(
+                    source.contains(&format!("fn {test}()")),
+                    "{} has no test {test}: update HOST_ONLY in xtask/src/vm/tests.rs",
+                    file.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn finds_the_entry_by_target_not_prefix() {
+        let daemon = host_only(Path::new("/t/debug/deps/daemon-51a15a7b0b897a56")).unwrap();
+        assert_eq!(daemon.target, "daemon");
+        assert!(host_only(Path::new("/t/debug/deps/daemonset-51a15a7b0b897a56")).is_none());
+        assert!(host_only(Path::new("/t/debug/deps/route-0123")).is_none());
+    }
+}

@@ -72,10 +72,14 @@ pub fn flush(bin: &Path, ns: &Netns, dir: &Path, added: u64) -> Result<()> {
         stopped.lost,
         stopped
             .breakdown
+            .as_ref()
             .map_or_else(String::new, |b| format!(" ({b})"))
     );
+    if let Some(sinks) = &stopped.sinks {
+        println!("  daemon: sinks: {sinks}");
+    }
     println!("  {}", burst.peak_line(None));
-    let met = burst.stored == burst.expected && stopped.lost == 0;
+    let met = burst.stored == burst.expected && stopped.lost == 0 && !stopped.sinks_missed();
     println!(
         "  target (every deletion stored, 0 lost): {}",
         if met { "met" } else { "not met" }
