@@ -87,6 +87,12 @@ pub struct KernelOffsets {
     /// Start of the 48 bytes of `pt_regs` read at once; every `regs_*` member lies inside it,
     /// 8-byte aligned relative to it (checked by the loader).
     pub regs_block: u32,
+    /// `sk_buff.sk`: the socket a received skb is queued to
+    pub skb_sk: u32,
+    /// `sk_buff.data`
+    pub skb_data: u32,
+    /// `sk_buff.len` (u32)
+    pub skb_len: u32,
     /// `inode.i_ino` (`unsigned long`): with the device, the executable's identity
     pub inode_ino: u32,
     /// `inode.i_sb` (`struct super_block *`)
@@ -150,6 +156,9 @@ impl KernelOffsets {
         regs_syscall_nr: OFFSET_MISSING,
         regs_cs: OFFSET_MISSING,
         regs_block: OFFSET_MISSING,
+        skb_sk: OFFSET_MISSING,
+        skb_data: OFFSET_MISSING,
+        skb_len: OFFSET_MISSING,
         inode_ino: OFFSET_MISSING,
         inode_sb: OFFSET_MISSING,
         super_block_dev: OFFSET_MISSING,
@@ -173,6 +182,7 @@ pub struct SyscallNumbers {
     pub sendto: u32,
     pub sendmmsg: u32,
     pub write: u32,
+    pub writev: u32,
     pub ioctl: u32,
     pub recvmsg: u32,
     pub recvfrom: u32,
@@ -188,6 +198,7 @@ impl SyscallNumbers {
         sendto: u32::MAX,
         sendmmsg: u32::MAX,
         write: u32::MAX,
+        writev: u32::MAX,
         ioctl: u32::MAX,
         recvmsg: u32::MAX,
         recvfrom: u32::MAX,
@@ -239,9 +250,9 @@ impl CaptureConfig {
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);
-const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 10 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 47 * 4 + 10 * 4 + 7 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
+const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 11 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 50 * 4 + 11 * 4 + 7 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

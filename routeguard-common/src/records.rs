@@ -73,6 +73,7 @@ pub mod syscall {
     pub const SENDMMSG: u16 = 3;
     pub const WRITE: u16 = 4;
     pub const IOCTL: u16 = 5;
+    pub const WRITEV: u16 = 6;
 }
 
 /// Bits of `RequestRecord::flags`.
@@ -105,7 +106,7 @@ pub mod counter {
     pub const ACK_LOST: u32 = 4;
     /// A deletion notification could not be written (the ring was full): the event of its
     /// request still comes (from the ack); only a removal whose request the capture does not
-    /// see (io_uring, `writev`) is lost with it.
+    /// see (io_uring, a compat syscall) is lost with it.
     pub const NOTIFY_LOST: u32 = 5;
     /// A removal request over its sender's budget (`crate::budget`), not copied: the sender
     /// was predicted to lack CAP_NET_ADMIN over the socket's namespace (rtnetlink refuses it).

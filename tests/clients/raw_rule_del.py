@@ -1,9 +1,10 @@
 """Deletes an IPv4 policy rule by priority with a hand-built RTM_DELRULE on a raw netlink socket.
 
-Usage: raw_rule_del.py sendto|write PRIORITY
-`sendto` uses sendto()/recvfrom(), `write` uses write()/read() on the socket's fd: the
-system calls routeguard must see besides sendmsg(). Prints "<pid> <error>" where error is the
-kernel's (negative) ack code, 0 on success.
+Usage: raw_rule_del.py sendto|write|writev|writev-split PRIORITY
+`sendto` uses sendto()/recvfrom(), `write` uses write()/read() on the socket's fd, `writev`
+writev() with the header and the body in two iovecs (`writev-split`: the header itself split in
+two, then the body), then read(): the system calls routeguard must see besides sendmsg().
+Prints "<pid> <error>" where error is the kernel's (negative) ack code, 0 on success.
 """
 import os
 import socket
@@ -32,8 +33,14 @@ if mode == "sendto":
 elif mode == "write":
     os.write(s.fileno(), msg)
     reply = os.read(s.fileno(), 65536)
+elif mode == "writev":
+    os.writev(s.fileno(), [msg[:16], msg[16:]])
+    reply = os.read(s.fileno(), 65536)
+elif mode == "writev-split":
+    os.writev(s.fileno(), [msg[:8], msg[8:16], msg[16:]])
+    reply = os.read(s.fileno(), 65536)
 else:
-    sys.exit("mode must be sendto or write")
+    sys.exit("mode must be sendto, write, writev or writev-split")
 
 _, rtype, _, rseq, _ = struct.unpack_from("=IHHII", reply)
 if rtype != NLMSG_ERROR or rseq != seq:

@@ -111,6 +111,22 @@ fn raw_netlink_write_read() {
     assert_fields(&ev, &raw_fields(&ns, pid, "write"));
 }
 
+/// `writev` with the netlink header and the body in two iovecs: attributed like sendmsg (before
+/// it was hooked, only the kernel's notification named the removal: syscall `netlink`, no ack).
+#[test]
+fn raw_netlink_writev_read() {
+    let (ev, pid, ns) = raw_rule_del("writev");
+    assert_fields(&ev, &raw_fields(&ns, pid, "writev"));
+}
+
+/// `writev` with the netlink header itself split over two iovecs, then the body: the programs'
+/// quick look at the first iovec cannot judge it, and must not drop it.
+#[test]
+fn raw_netlink_writev_split_header() {
+    let (ev, pid, ns) = raw_rule_del("writev-split");
+    assert_fields(&ev, &raw_fields(&ns, pid, "writev"));
+}
+
 /// A root `ip rule del` in a namespace where an unprivileged process sent RTM_DELRULEs for the
 /// same rule carrying the sequence numbers `ip` was about to use (iproute2 starts at
 /// `time(NULL)`), all still unanswered when `ip` removes the rule: refused with EPERM, their acks
@@ -222,4 +238,45 @@ fn a_refused_request_with_ips_seq_does_not_take_its_removal() {
 #[test]
 fn an_unread_request_with_ips_seq_does_not_take_its_removal() {
     seq_collision("unread");
+}
+
+/// A receiver that repoints its msghdr's iovec at a forged ack (error 0) while blocked in
+/// recvmsg(), then sends an RTM_DELRULE the kernel refuses (EPERM: unprivileged): routeguard
+/// records the kernel's answer (`failed`, EPERM), not what the receiver's memory says afterwards.
+#[test]
+fn a_forged_ack_in_the_receivers_memory_is_not_the_outcome() {
+    let python = python3();
+    let ns = Netns::new();
+    ns.ip_ok(&["rule", "add", "prio", "100", "lookup", "77"]);
+    let tracer = Tracer::start(&ns, &[]);
+    let ran = run(std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "setpriv"])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args([&python, &client_script("forged_ack.py"), "100"]))
+    .ok("forged_ack.py");
+    let words: Vec<&str> = ran.stdout.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "forged_ack.py said {:?}", ran.stdout);
+    let pid: u32 = words[0].parse().unwrap();
+    assert_eq!(
+        (words[2], words[3]),
+        (format!("-{}", libc::EPERM).as_str(), "0"),
+        "the kernel refused; the forged ack says done"
+    );
+    let ev = tracer.wait_for("the refused request", EVENT_TIMEOUT, |e| by_pid(e, pid));
+    assert_fields(
+        &ev,
+        &[
+            ("/actor/uid", json!(65534)),
+            ("/rule/priority", json!(100)),
+            ("/request/seq", json!(words[1].parse::<u64>().unwrap())),
+            ("/outcome", json!("failed")),
+            ("/errno", json!(libc::EPERM)),
+        ],
+    );
+    assert!(ns
+        .ip(&["rule", "show"])
+        .ok("ip rule")
+        .stdout
+        .contains("100:"));
+    tracer.stop();
 }

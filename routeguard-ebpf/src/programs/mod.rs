@@ -10,6 +10,7 @@
 //! Syscall arguments are read from `pt_regs` (offsets from BTF); at sys_exit they are still the
 //! caller's, so receives need no enter/exit bookkeeping.
 
+mod ack;
 mod budget;
 mod ioctl;
 mod keepalive;
@@ -102,6 +103,8 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
         syscall::SENDMMSG
     } else if id == config_field!(syscalls.write) {
         syscall::WRITE
+    } else if id == config_field!(syscalls.writev) {
+        syscall::WRITEV
     } else if id == config_field!(syscalls.ioctl) {
         syscall::IOCTL
     } else {
@@ -120,6 +123,8 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
         syscall::SENDTO | syscall::WRITE => send::capture(fd, via, Source::Buf(a1, a2)),
         // sendmmsg(int fd, struct mmsghdr *mmsg, unsigned vlen, unsigned flags)
         syscall::SENDMMSG => send::capture(fd, via, Source::Mmsg(a1, a2)),
+        // writev(int fd, const struct iovec *iov, int iovcnt)
+        syscall::WRITEV => send::capture(fd, via, Source::Iov(a1, a2 as i32 as u64)),
         // ioctl(int fd, unsigned cmd, unsigned long arg)
         _ => ioctl::enter(fd, a1 as u32, a2),
     }

@@ -50,6 +50,8 @@ pub enum Source {
     Buf(u64, u64),
     /// `struct mmsghdr *` and the count.
     Mmsg(u64, u64),
+    /// `struct iovec *` and the count (writev).
+    Iov(u64, u64),
 }
 
 /// Could the request types a removal is made of be in this message?
@@ -98,6 +100,22 @@ fn rtnetlink(fd: i64, via: u16, source: Source) -> Option<(u64, Sock)> {
             return None;
         }
     }
+    if let Source::Iov(iov, iovcnt) = source {
+        // `writev` is hot too (logging, pipes): a look at the netlink header in the first
+        // iovec, which need not hold the whole message. A first iovec shorter than a header
+        // (one split on purpose, say) is not judged here: the socket decides.
+        if iovcnt == 0 {
+            return None;
+        }
+        let [base, len] = read_user::<[u64; 2]>(iov)?;
+        if len >= u64::from(NLMSG_HDRLEN) {
+            // struct nlmsghdr { u32 len; u16 type; u16 flags; … } read as four u16 (UAPI).
+            let hdr = read_user::<[u16; 4]>(base)?;
+            if hdr[3] & NLM_F_REQUEST == 0 || !is_removal_type(hdr[2]) {
+                return None;
+            }
+        }
+    }
     // SAFETY: helper without preconditions.
     let task_ptr = unsafe { bpf_get_current_task() };
     let sock = sock::lookup(task_ptr, fd)?;
@@ -123,6 +141,7 @@ fn copy(task_ptr: u64, sock: &Sock, via: u16, source: Source) -> Option<()> {
         Source::Buf(buf, len) => copy_chunk(rec, 0, buf, len),
         Source::Msghdr(msg) => copy_msghdr(rec, 0, msg),
         Source::Mmsg(mmsg, vlen) => copy_mmsg(rec, mmsg, vlen),
+        Source::Iov(iov, iovcnt) => copy_iov(rec, 0, iov, iovcnt),
     };
     let removal = contains_removal(rec, total);
     // Budgets come after the copy: only a removal is budgeted, and only the copy tells.
@@ -152,7 +171,7 @@ fn copy(task_ptr: u64, sock: &Sock, via: u16, source: Source) -> Option<()> {
         total,
         match source {
             Source::Buf(_, len) => len,
-            Source::Msghdr(_) | Source::Mmsg(..) => 0,
+            Source::Msghdr(_) | Source::Mmsg(..) | Source::Iov(..) => 0,
         },
         u32::from(truncated != 0),
         counted(counter::READ_FAILED).wrapping_sub(faulted_before),
@@ -289,12 +308,18 @@ fn copy_chunk(rec: &mut RequestRecord, off: usize, src: u64, len: u64) -> usize 
 }
 
 #[inline(always)]
-fn copy_msghdr(rec: &mut RequestRecord, mut off: usize, msg: u64) -> usize {
+fn copy_msghdr(rec: &mut RequestRecord, off: usize, msg: u64) -> usize {
     // struct user_msghdr: msg_iov at 16, msg_iovlen at 24 (UAPI, 64-bit); one read for both.
     let Some([iov, iovlen]) = read_user::<[u64; 2]>(msg + 16) else {
         count(counter::READ_FAILED);
         return off;
     };
+    copy_iov(rec, off, iov, iovlen)
+}
+
+/// Copies the chunks of an iovec array (a msghdr's, or writev's) to `payload[off..]`.
+#[inline(always)]
+fn copy_iov(rec: &mut RequestRecord, mut off: usize, iov: u64, iovlen: u64) -> usize {
     let mut i = 0;
     while i < MAX_IOVECS && i < iovlen {
         // struct iovec { void *iov_base; size_t iov_len; }

@@ -520,6 +520,7 @@ fn syscall_numbers() -> SyscallNumbers {
         sendto: n(libc::SYS_sendto),
         sendmmsg: n(libc::SYS_sendmmsg),
         write: n(libc::SYS_write),
+        writev: n(libc::SYS_writev),
         ioctl: n(libc::SYS_ioctl),
         recvmsg: n(libc::SYS_recvmsg),
         recvfrom: n(libc::SYS_recvfrom),

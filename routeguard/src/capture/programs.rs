@@ -19,6 +19,10 @@ pub enum Hook {
 /// (program name, hook). Replies first, so no reply to a request captured a moment later can
 /// slip past.
 pub const PROGRAMS: &[(&str, Hook)] = &[
+    (
+        "skb_copy_datagram_iovec",
+        Hook::Raw("skb_copy_datagram_iovec"),
+    ),
     ("sys_exit", Hook::Raw("sys_exit")),
     (
         "sched_process_exec",

@@ -285,6 +285,7 @@ fn syscall_of(id: u16) -> Syscall {
         id::SENDTO => Syscall::Sendto,
         id::SENDMMSG => Syscall::Sendmmsg,
         id::WRITE => Syscall::Write,
+        id::WRITEV => Syscall::Writev,
         id::IOCTL => Syscall::Ioctl,
         _ => Syscall::Unknown,
     }

@@ -104,7 +104,7 @@ impl Notified {
     }
 
     /// The event of a notification no captured request claims: its request record was lost, or
-    /// the sender used a way the capture does not hook (io_uring, `writev`, a compat syscall).
+    /// the sender used a way the capture does not hook (io_uring, a compat syscall).
     /// The actor is the requesting thread the record names; the request is what the
     /// notification echoes of it.
     pub fn alone(self, core: &mut Core, capture: Capture) -> Observed {

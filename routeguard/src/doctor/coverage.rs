@@ -29,7 +29,12 @@ const SYSCALL: &[Coverage] = &[
     row(
         "request",
         Seen::Yes,
-        "the RTM_DEL*/SIOCDELRT request and its ack; actor: the sender",
+        "the RTM_DEL*/SIOCDELRT request (sendmsg, sendto, sendmmsg, write, writev, ioctl) and the kernel's ack; actor: the sender",
+    ),
+    row(
+        "request",
+        Seen::Yes,
+        "sent with io_uring or a 32-bit syscall: no request is hooked; in a namespace routeguard listens in, the kernel's deletion notification is the event (syscall `netlink`, no ack); actor: only what the notification names (the thread it was made in, its port id and seq)",
     ),
     row(
         "replace",
@@ -112,4 +117,23 @@ pub fn table(path: CapturePath) -> Vec<Coverage> {
         CapturePath::KernelFunction => KERNEL_FUNCTION,
     }
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{table, Seen};
+    use crate::capture::select::CapturePath;
+
+    #[test]
+    fn the_syscall_path_names_writev_and_what_io_uring_senders_get() {
+        let rows = table(CapturePath::Syscall);
+        let requests: Vec<_> = rows.iter().filter(|r| r.cause == "request").collect();
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert!(requests[0].how.contains("writev"), "{}", requests[0].how);
+        let io_uring = requests[1];
+        assert_eq!(io_uring.seen, Seen::Yes);
+        for words in ["io_uring", "32-bit", "notification", "port id", "no ack"] {
+            assert!(io_uring.how.contains(words), "{words}: {}", io_uring.how);
+        }
+    }
 }

@@ -107,12 +107,13 @@ impl Op {
 pub enum Syscall {
     /// Not seen at a syscall: heard by the kernel-function path in rtnetlink, or known only
     /// from the kernel's notification of the removal (its request record was lost, or it was
-    /// sent some way the syscall path does not hook: io_uring, `writev`, a compat syscall).
+    /// sent some way the syscall path does not hook: io_uring, a compat syscall).
     Netlink,
     Sendmsg,
     Sendto,
     Sendmmsg,
     Write,
+    Writev,
     Ioctl,
     /// A syscall routeguard has no name for.
     Unknown,
@@ -122,12 +123,13 @@ pub enum Syscall {
 
 impl Syscall {
     /// The syscalls routeguard names.
-    pub const KNOWN: [Syscall; 7] = [
+    pub const KNOWN: [Syscall; 8] = [
         Syscall::Netlink,
         Syscall::Sendmsg,
         Syscall::Sendto,
         Syscall::Sendmmsg,
         Syscall::Write,
+        Syscall::Writev,
         Syscall::Ioctl,
         Syscall::Unknown,
     ];
@@ -140,6 +142,7 @@ impl Syscall {
             "sendto" => Syscall::Sendto,
             "sendmmsg" => Syscall::Sendmmsg,
             "write" => Syscall::Write,
+            "writev" => Syscall::Writev,
             "ioctl" => Syscall::Ioctl,
             "unknown" => Syscall::Unknown,
             other => Syscall::Other(other.to_owned()),
@@ -154,6 +157,7 @@ impl Syscall {
             Syscall::Sendto => "sendto",
             Syscall::Sendmmsg => "sendmmsg",
             Syscall::Write => "write",
+            Syscall::Writev => "writev",
             Syscall::Ioctl => "ioctl",
             Syscall::Unknown => "unknown",
             Syscall::Other(name) => name,

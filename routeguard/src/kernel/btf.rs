@@ -106,6 +106,9 @@ const WANTS: &[Want] = &[
     want!(task_nsproxy: "task_struct".["nsproxy"] = PTR),
     want!(nsproxy_net_ns: "nsproxy".["net_ns"] = PTR),
     want!(netlink_sock_portid: "netlink_sock".["portid"] = 4),
+    want!(skb_sk: "sk_buff".["sk"] = PTR),
+    want!(skb_data: "sk_buff".["data"] = PTR),
+    want!(skb_len: "sk_buff".["len"] = 4),
     // x86_64's saved user registers; other architectures name them differently, so there these
     // are missing and the syscall path says it cannot run.
     want!(regs_arg0: "pt_regs".["di"] = 8),

@@ -7,6 +7,10 @@
 //! went nearly as fast as it does alone (≥ 85 % of its untraced rate); a run on a machine too
 //! slow or busy for that is printed but does not count.
 //!
+//! With `--baseline PATH` a second binary (e.g. main's build) runs the same bursts turn about
+//! with the first: in each run this binary's daemon, then the baseline's, each fresh, on the
+//! same routes, held to the same untraced rate; the summary gives both side by side.
+//!
 //! The daemon runs its default config, changed only where a bench must (store in
 //! `target/bench/daemon/`, journald and metrics off, pinning off). It sees the whole host: the
 //! idle figures include whatever else this machine does, so the load average is printed beside
@@ -14,7 +18,7 @@
 //! stock Debian kernel under QEMU, as the overhead bench does.
 use std::{
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     thread,
     time::{Duration, Instant},
@@ -41,6 +45,10 @@ pub struct Args {
     /// Seconds of idle to measure before the first run's burst (0 skips it).
     #[arg(long, default_value_t = 60)]
     idle: u64,
+    /// Also run this routeguard binary (e.g. a build of main), turn about with the first in
+    /// every run, and print both side by side.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
     #[command(flatten)]
     target: TraceTarget,
 }
@@ -68,6 +76,11 @@ pub fn run(args: &Args) -> Result<()> {
         cmd::is_root(),
         "the daemon bench loads eBPF programs and creates a network namespace: run it as root"
     );
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|b| fs::canonicalize(b).with_context(|| format!("--baseline {}", b.display())))
+        .transpose()?;
     let series = vm_series(args.target.vm.as_deref(), &args.target.capture, &bin)?;
     let removals = args
         .removals
@@ -77,6 +90,10 @@ pub fn run(args: &Args) -> Result<()> {
             100_000
         });
     if let Some(series) = series {
+        ensure!(
+            baseline.is_none(),
+            "--baseline is not supported with --vm: run the baseline's bench in the guest separately"
+        );
         let argv = vec![
             format!("--removals={removals}"),
             format!("--runs={}", args.runs),
@@ -120,41 +137,63 @@ pub fn run(args: &Args) -> Result<()> {
         load_average()
     );
 
+    // The binaries benched: this one, then the baseline, turn about in every run.
+    let mut bins = vec![("this", bin.clone())];
+    if let Some(base) = baseline {
+        println!("bench daemon: this     {}", bin.display());
+        println!("bench daemon: baseline {}", base.display());
+        bins.push(("baseline", base));
+    }
     let run = Run {
-        bin: &bin,
         ns: &ns,
         add_file: &add_file,
         del_file: &del_file,
         removals,
         untraced,
     };
-    let mut verdicts = Vec::new();
+    let mut verdicts: Vec<Vec<Verdict>> = bins.iter().map(|_| Vec::new()).collect();
     for i in 1..=args.runs {
-        interrupt::check()?;
-        let files = Files::create(&dir.join(format!("run-{i}")), &args.target.capture)?;
-        let idle = if i == 1 { args.idle } else { 0 };
-        verdicts.push(run.once(i, args.runs, &files, idle)?);
+        for ((label, bin), verdicts) in bins.iter().zip(&mut verdicts) {
+            interrupt::check()?;
+            let files = Files::create(&dir.join(format!("run-{i}-{label}")), &args.target.capture)?;
+            let idle = if i == 1 { args.idle } else { 0 };
+            verdicts.push(run.once(i, args.runs, (label, bin), &files, idle)?);
+        }
     }
+    for ((label, _), verdicts) in bins.iter().zip(&verdicts) {
+        summary(label, verdicts, args.runs, removals, untraced);
+    }
+    Ok(())
+}
+
+/// One binary's runs in one line: how many stored all, how many counted, the peak RSS.
+fn summary(label: &str, verdicts: &[Verdict], runs: u32, removals: u32, untraced: f64) {
     let all = verdicts.iter().filter(|v| v.kept_up).count();
     let counted: Vec<&Verdict> = verdicts.iter().filter(|v| v.counts).collect();
+    let peaks: Vec<f64> = verdicts.iter().map(|v| v.peak_mib).collect();
+    let (lo, hi) = peaks
+        .iter()
+        .fold((f64::MAX, 0.0_f64), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
+    let rates: Vec<String> = verdicts
+        .iter()
+        .map(|v| format!("{:.0}", v.ip_rate))
+        .collect();
     println!(
-        "daemon bench: {all} of {} runs stored all {removals} with 0 lost; {} of {} counted (`ip` \
-         ≥ {:.0} % of its untraced {untraced:.0} deletions/s), of which {} stored all with 0 \
-         lost (target: 3 of 3 runs counted, each storing all with 0 lost); load \
+        "daemon bench ({label}): {all} of {runs} runs stored all {removals} with 0 lost; {} of \
+         {runs} counted (`ip` ≥ {:.0} % of its untraced {untraced:.0} deletions/s; traced: {} /s), \
+         of which {} stored all with 0 lost (target: 3 of 3 runs counted, each storing all with \
+         0 lost); burst peak RSS {lo:.1}-{hi:.1} MiB (target ≤ {BURST_RSS_MIB} MiB); load \
          average {}",
-        args.runs,
         counted.len(),
-        args.runs,
         COUNTS_AT * 100.0,
+        rates.join(", "),
         counted.iter().filter(|v| v.kept_up).count(),
         load_average()
     );
-    Ok(())
 }
 
 /// What every run shares.
 struct Run<'a> {
-    bin: &'a Path,
     ns: &'a Netns,
     add_file: &'a Path,
     del_file: &'a Path,
@@ -169,16 +208,28 @@ struct Verdict {
     kept_up: bool,
     /// `ip` went fast enough for the run to test keeping up.
     counts: bool,
+    /// The daemon's highest VmRSS during the burst.
+    peak_mib: f64,
+    /// `ip`'s rate under the daemon, deletions/s.
+    ip_rate: f64,
 }
 
 impl Run<'_> {
     /// A fresh daemon: idle (when asked), then the burst, then stopped.
-    fn once(&self, i: u32, runs: u32, files: &Files, idle_secs: u64) -> Result<Verdict> {
-        let daemon = Daemon::start(self.bin, &files.config)?;
+    fn once(
+        &self,
+        i: u32,
+        runs: u32,
+        (label, bin): (&str, &Path),
+        files: &Files,
+        idle_secs: u64,
+    ) -> Result<Verdict> {
+        let daemon = Daemon::start(bin, &files.config)?;
         println!(
-            "run {i} of {runs}: daemon started (capture {}): {}",
+            "run {i} of {runs} ({label}): daemon started (capture {}): {}; load average {}",
             daemon.started.capture.as_deref().unwrap_or("?"),
-            daemon.started.bounds()
+            daemon.started.bounds(),
+            load_average()
         );
         if idle_secs > 0 {
             idle(&daemon, Duration::from_secs(idle_secs))?;
@@ -216,14 +267,14 @@ impl Run<'_> {
         let counts = share >= COUNTS_AT;
         if counts {
             println!(
-                "run {i} counts: `ip` reached {ip_rate:.0} deletions/s, {:.0} % of its untraced \
+                "run {i} ({label}) counts: `ip` reached {ip_rate:.0} deletions/s, {:.0} % of its untraced \
                  {:.0}/s",
                 share * 100.0,
                 self.untraced
             );
         } else {
             println!(
-                "run {i} does not count: `ip` reached {ip_rate:.0} deletions/s, {:.0} % of its \
+                "run {i} ({label}) does not count: `ip` reached {ip_rate:.0} deletions/s, {:.0} % of its \
                  untraced {:.0}/s (under {:.0} %): the machine was too slow or busy for this run \
                  to test keeping up",
                 share * 100.0,
@@ -237,6 +288,8 @@ impl Run<'_> {
                 && stopped.lost == 0
                 && !stopped.sinks_missed(),
             counts,
+            peak_mib: mib(burst.peak_rss_kib),
+            ip_rate,
         })
     }
 

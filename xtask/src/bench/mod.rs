@@ -111,7 +111,7 @@ const LIST: &[(&str, &str)] = &[
          stored (0 lost; peak RSS during the burst ≤ 128 MiB); a run counts when `ip` reached ≥ \
          85 % of its untraced rate (target: all of 3 runs); `cargo xtask bench daemon \
          [--removals 100000] [--runs 1] [--idle 60] [--capture auto|kernel-function|syscall] \
-         [--vm 6.1|6.12] [--bin PATH]`",
+         [--vm 6.1|6.12] [--bin PATH] [--baseline PATH]`",
     ),
     (
         "syscalls",

@@ -284,6 +284,7 @@ fn via() -> u16 {
         Some(nr) if nr == config_field!(syscalls.sendto) => syscall::SENDTO,
         Some(nr) if nr == config_field!(syscalls.sendmmsg) => syscall::SENDMMSG,
         Some(nr) if nr == config_field!(syscalls.write) => syscall::WRITE,
+        Some(nr) if nr == config_field!(syscalls.writev) => syscall::WRITEV,
         _ => 0,
     }
 }
