@@ -7,11 +7,13 @@
 //! is an error value in userspace, never undefined behaviour.
 #![cfg_attr(not(feature = "user"), no_std)]
 
+pub mod budget;
 pub mod keepalive;
 pub mod kfunc;
 pub mod offsets;
 pub mod records;
 
+pub use budget::{Budget, BudgetKey};
 pub use keepalive::Keepalive;
 pub use kfunc::{KernelFunctionConfig, KernelFunctionOffsets};
 pub use offsets::{CaptureConfig, KernelOffsets, SyscallNumbers, OFFSET_MISSING, REGS_BLOCK_BYTES};

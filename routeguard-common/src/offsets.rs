@@ -99,6 +99,22 @@ pub struct KernelOffsets {
     pub inode_sb: u32,
     /// `super_block.s_dev` (`dev_t`, the kernel's `MAJOR << 20 | MINOR`)
     pub super_block_dev: u32,
+    /// `task_struct.cred` (the effective credentials, `const struct cred *`)
+    pub task_cred: u32,
+    /// `cred.cap_effective` (`kernel_cap_t`: a u64 since 6.3, `u32[2]` before; read as u64)
+    pub cred_cap_effective: u32,
+    /// `cred.euid` (`kuid_t`)
+    pub cred_euid: u32,
+    /// `cred.user_ns`
+    pub cred_user_ns: u32,
+    /// `user_namespace.parent`
+    pub user_ns_parent: u32,
+    /// `user_namespace.level` (int; the initial namespace is 0, at most 32)
+    pub user_ns_level: u32,
+    /// `user_namespace.owner` (`kuid_t`)
+    pub user_ns_owner: u32,
+    /// `net.user_ns`: the user namespace that owns a network namespace
+    pub net_user_ns: u32,
 }
 
 impl KernelOffsets {
@@ -146,6 +162,14 @@ impl KernelOffsets {
         inode_ino: OFFSET_MISSING,
         inode_sb: OFFSET_MISSING,
         super_block_dev: OFFSET_MISSING,
+        task_cred: OFFSET_MISSING,
+        cred_cap_effective: OFFSET_MISSING,
+        cred_euid: OFFSET_MISSING,
+        cred_user_ns: OFFSET_MISSING,
+        user_ns_parent: OFFSET_MISSING,
+        user_ns_level: OFFSET_MISSING,
+        user_ns_owner: OFFSET_MISSING,
+        net_user_ns: OFFSET_MISSING,
     };
 }
 
@@ -199,6 +223,15 @@ pub struct CaptureConfig {
     /// request made into the ring. Zero (the kernel-function path, whose records report every
     /// route removal): it drops every route deletion unread, and copies only rule deletions.
     pub notify_routes: u32,
+    /// The initial network namespace's inode (`/proc/1/ns/net`, or the file
+    /// `ROUTEGUARD_HOST_NETNS` names): privileged removals there are never budgeted. 0: unknown
+    /// (then none is exempt by namespace).
+    pub host_netns_ino: u32,
+    /// Budget of each (network namespace, cgroup) whose removal requests are budgeted
+    /// (`crate::budget`): bytes of requests per second; 0 turns budgets off.
+    pub budget_rate: u32,
+    /// The most bytes such a sender may send at once, after a quiet spell.
+    pub budget_burst: u32,
     pub _pad: u32,
 }
 
@@ -209,14 +242,17 @@ impl CaptureConfig {
         wakeup_bytes: 256 * 1024,
         floor: 0,
         notify_routes: 1,
+        host_netns_ino: 0,
+        budget_rate: 0,
+        budget_burst: 0,
         _pad: 0,
     };
 }
 
 // Both sides read these as raw bytes: keep the layouts fixed.
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 50 * 4);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 11 * 4);
-const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 42 * 4 + 11 * 4 + 4 * 4);
+const _: () = assert!(core::mem::size_of::<CaptureConfig>() == 50 * 4 + 11 * 4 + 7 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

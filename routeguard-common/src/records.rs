@@ -108,8 +108,14 @@ pub mod counter {
     /// request still comes (from the ack); only a removal whose request the capture does not
     /// see (io_uring, a compat syscall) is lost with it.
     pub const NOTIFY_LOST: u32 = 5;
+    /// A removal request over its sender's budget (`crate::budget`), not copied: the sender
+    /// was predicted to lack CAP_NET_ADMIN over the socket's namespace (rtnetlink refuses it).
+    pub const SUPPRESSED_REFUSED: u32 = 6;
+    /// A removal request over its sender's budget, not copied: a privileged sender in a
+    /// namespace other than the initial one (or those a protect policy names).
+    pub const SUPPRESSED_NAMESPACE: u32 = 7;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 8;
 }
 
 /// Constants of the ioctls the programs capture (UAPI, `linux/sockios.h`).

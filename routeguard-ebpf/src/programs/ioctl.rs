@@ -13,6 +13,7 @@ use routeguard_common::{
 };
 
 use super::{
+    budget,
     kern::read_user,
     maps::{count, EVENTS, IOCTL_IN_FLIGHT, REQUEST_SCRATCH},
     rare::{self, rare, site, EVERY_NS},
@@ -109,13 +110,11 @@ fn capture(task_ptr: u64, sock: &Sock, cmd: u32, arg: u64, flags: u16) -> Option
             }
         }
     }
-    emit(
-        rec,
-        task_ptr,
-        sock,
-        syscall::IOCTL,
-        core::mem::size_of::<IoctlPayload>(),
-    )?;
+    let len = core::mem::size_of::<IoctlPayload>();
+    if !budget::admit(task_ptr, sock, len as u64) {
+        return None;
+    }
+    emit(rec, task_ptr, sock, syscall::IOCTL, len)?;
     IOCTL_IN_FLIGHT
         .insert(bpf_get_current_pid_tgid(), 1, 0)
         .ok()

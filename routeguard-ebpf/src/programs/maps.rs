@@ -2,11 +2,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use routeguard_common::{
-    counter, Keepalive, KernelRecord, NotifyRecord, RequestRecord, TaskRecord, ARGS_MAX,
-    EXE_PATH_MAX,
+    budget::{BUDGETS_MAX, EXEMPT_MAX},
+    counter, Budget, BudgetKey, Keepalive, KernelRecord, NotifyRecord, RequestRecord, TaskRecord,
+    ARGS_MAX, EXE_PATH_MAX,
 };
 
 /// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
@@ -27,6 +28,20 @@ pub static SELF_TGID: Array<u32> = Array::with_max_entries(1, 0);
 /// orphan that stops recording (`keepalive::orphaned`). Pinned: the next daemon writes here.
 #[map]
 pub static KEEPALIVE: Array<Keepalive> = Array::with_max_entries(1, 0);
+
+/// (network namespace, cgroup) → its budget and what it had suppressed (`budget.rs`).
+/// Userspace reads the counts; the least recently used goes first when it is full.
+#[map]
+pub static BUDGETS: LruHashMap<BudgetKey, Budget> = LruHashMap::with_max_entries(BUDGETS_MAX, 0);
+
+/// Entry 0: the bucket every budgeted sender also draws from.
+#[map]
+pub static BUDGET_SHARED: Array<Budget> = Array::with_max_entries(1, 0);
+
+/// Network namespace inodes a protect policy names: privileged removals there are never
+/// budgeted. Userspace fills it at start and on SIGHUP.
+#[map]
+pub static BUDGET_EXEMPT: HashMap<u32, u8> = HashMap::with_max_entries(EXEMPT_MAX, 0);
 
 /// Scratch space to assemble a request (too big for the 512-byte BPF stack).
 #[map]

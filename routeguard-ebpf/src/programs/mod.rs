@@ -11,6 +11,7 @@
 //! caller's, so receives need no enter/exit bookkeeping.
 
 mod ack;
+mod budget;
 mod ioctl;
 mod keepalive;
 mod kern;

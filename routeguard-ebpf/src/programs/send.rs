@@ -12,6 +12,7 @@ use routeguard_common::{
 };
 
 use super::{
+    budget,
     kern::{bound, config_field, read, read_user},
     maps::{count, counted, AWAITING_REPLY, EVENTS, REQUEST_SCRATCH, SELF_TGID},
     rare::{self, rare, site, EVERY_NS},
@@ -143,7 +144,8 @@ fn copy(task_ptr: u64, sock: &Sock, via: u16, source: Source) -> Option<()> {
         Source::Iov(iov, iovcnt) => copy_iov(rec, 0, iov, iovcnt),
     };
     let removal = contains_removal(rec, total);
-    let sent = if removal {
+    // Budgets come after the copy: only a removal is budgeted, and only the copy tells.
+    let sent = if removal && budget::admit(task_ptr, sock, total as u64) {
         emit(rec, task_ptr, sock, via, total)
     } else {
         None

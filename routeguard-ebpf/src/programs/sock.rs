@@ -13,6 +13,8 @@ pub struct Sock {
     pub family: u16,
     pub protocol: u16,
     pub netns_ino: u32,
+    /// `struct net *` of the socket's namespace (0 when unknown).
+    pub net: u64,
 }
 
 impl Sock {
@@ -61,5 +63,6 @@ pub fn of_file(file: u64) -> Option<Sock> {
         family,
         protocol,
         netns_ino,
+        net,
     })
 }

@@ -18,6 +18,7 @@ mod kubepods;
 mod netns;
 mod pods;
 mod procfs;
+pub mod suppressed;
 mod trust;
 
 pub use cgroup::{cgroup2_mount, container_of, systemd_v1_mount, unit_of, CgroupPaths};

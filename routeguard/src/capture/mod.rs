@@ -1,6 +1,7 @@
 //! Kernel capture: loads the eBPF programs with offsets from the running kernel's BTF, attaches
 //! them, and hands out raw records, loss counters and the programs' own log lines.
 
+pub mod budget;
 pub mod ebpf_log;
 pub mod keepalive;
 mod kfunc;
@@ -12,7 +13,7 @@ pub mod select;
 use std::{path::Path, time::Duration};
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::ProgramFd,
     Ebpf, EbpfLoader,
 };
@@ -97,6 +98,10 @@ pub struct Options {
     /// A pinned capture no daemon has read for this long stops recording ([`keepalive`]);
     /// zero: never.
     pub orphan_after: Duration,
+    /// Budgets of removal requests ([`budget`]): bytes a second per (namespace, cgroup), 0
+    /// turning them off, and the burst.
+    pub budget_rate: u32,
+    pub budget_burst: u32,
 }
 
 /// Default `capture.orphan_after`: long enough for any restart, upgrade or reboot of a daemon,
@@ -113,6 +118,8 @@ impl Default for Options {
             syscall_programs: true,
             fallback: false,
             orphan_after: DEFAULT_ORPHAN_AFTER,
+            budget_rate: budget::DEFAULT_RATE,
+            budget_burst: budget::DEFAULT_BURST,
         }
     }
 }
@@ -135,6 +142,11 @@ pub struct Losses {
     pub ack_lost: u64,
     /// Deletion notifications dropped at a full ring (their requests' events still arrive).
     pub notify_lost: u64,
+    /// Removal requests over their sender's budget, not copied ([`budget`]): predicted to be
+    /// refused by rtnetlink, and privileged ones in other namespaces. Not losses: counted and
+    /// summarised (`suppressed`), by design.
+    pub suppressed_refused: u64,
+    pub suppressed_namespace: u64,
 }
 
 impl Losses {
@@ -168,6 +180,8 @@ pub struct Capture {
     links: Option<pin::Held>,
     /// The adopted capture had stopped recording: no daemon read it for `orphan_after`.
     pub orphaned: Option<Orphaned>,
+    /// The budget maps, for the summaries of what they suppressed.
+    budgets: Option<budget::Budgets>,
 }
 
 impl CaptureError {
@@ -231,6 +245,7 @@ impl Capture {
                 keepalive: Some(keepalive),
                 links: Some(adopted.links),
                 orphaned,
+                budgets: Some(adopted.budgets),
             });
         }
         Self::load(options, Some(&set))
@@ -269,6 +284,9 @@ impl Capture {
             wakeup_bytes: options.wakeup_bytes,
             floor: u32::from(floor_requested()),
             notify_routes: u32::from(!kernel_function),
+            host_netns_ino: budget::host_netns_ino(),
+            budget_rate: options.budget_rate,
+            budget_burst: options.budget_burst,
             _pad: 0,
         };
         let mut kconfig = KernelFunctionConfig::DEFAULT;
@@ -357,6 +375,10 @@ impl Capture {
         }
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
+        let budgets = budget::Budgets::new(
+            take_map(&mut ebpf, "BUDGETS", HashMap::try_from)?,
+            take_map(&mut ebpf, "BUDGET_EXEMPT", HashMap::try_from)?,
+        );
         // Only a pinned capture can be orphaned: an unpinned one dies with its reader, and its
         // programs find `orphan_after` 0 (never).
         let keepalive = match held {
@@ -380,6 +402,7 @@ impl Capture {
             keepalive,
             links: held,
             orphaned: None,
+            budgets: Some(budgets),
         })
     }
 
@@ -398,6 +421,11 @@ impl Capture {
     /// A pinned capture's links, held by this process (see [`pin::Held`]).
     pub fn take_links(&mut self) -> Option<pin::Held> {
         self.links.take()
+    }
+
+    /// The budget maps ([`budget`]).
+    pub fn take_budgets(&mut self) -> Option<budget::Budgets> {
+        self.budgets.take()
     }
 
     /// The programs' log ring, for a [`ebpf_log::Reader`]; `None` when they do not log.
@@ -436,6 +464,8 @@ impl Counters {
             task_lost: sum(counter::TASK_LOST),
             ack_lost: sum(counter::ACK_LOST),
             notify_lost: sum(counter::NOTIFY_LOST),
+            suppressed_refused: sum(counter::SUPPRESSED_REFUSED),
+            suppressed_namespace: sum(counter::SUPPRESSED_NAMESPACE),
         }
     }
 }

@@ -35,7 +35,16 @@ use routeguard_common::Keepalive;
 use super::{programs::NOTIFY_FILTER, CaptureError, PROGRAMS};
 
 /// Maps pinned beside the links: what a successor reads or writes.
-const MAPS: &[&str] = &["EVENTS", "COUNTERS", "SELF_TGID", "TASK_SEEN", "KEEPALIVE"];
+const MAPS: &[&str] = &[
+    "EVENTS",
+    "COUNTERS",
+    "SELF_TGID",
+    "TASK_SEEN",
+    "KEEPALIVE",
+    "BUDGETS",
+    "BUDGET_SHARED",
+    "BUDGET_EXEMPT",
+];
 /// `BPF_FS_MAGIC` (include/uapi/linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -69,6 +78,8 @@ pub struct Adopted {
     pub keepalive: Array<MapData, Keepalive>,
     /// The links, held by this process's fds.
     pub links: Held,
+    /// The budget maps.
+    pub budgets: super::budget::Budgets,
 }
 
 /// A pinned capture's links, held open by the daemon that runs it: while it holds them its
@@ -292,7 +303,8 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
         Ok(match name {
             "EVENTS" => Map::RingBuf(data),
             "COUNTERS" => Map::PerCpuArray(data),
-            "SELF_TGID" | "KEEPALIVE" => Map::Array(data),
+            "SELF_TGID" | "KEEPALIVE" | "BUDGET_SHARED" => Map::Array(data),
+            "BUDGET_EXEMPT" => Map::HashMap(data),
             _ => Map::LruHashMap(data),
         })
     };
@@ -322,7 +334,12 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
             reason: e.to_string(),
         })?;
     let keepalive = Array::try_from(open("KEEPALIVE")?).map_err(map_err("KEEPALIVE"))?;
+    let budgets = super::budget::Budgets::new(
+        HashMap::try_from(open("BUDGETS")?).map_err(map_err("BUDGETS"))?,
+        HashMap::try_from(open("BUDGET_EXEMPT")?).map_err(map_err("BUDGET_EXEMPT"))?,
+    );
     Ok(Some(Adopted {
+        budgets,
         ring,
         counters,
         notify,

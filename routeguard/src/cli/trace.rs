@@ -98,12 +98,22 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         fallback: selection.fallback,
         // Unpinned: its programs go with it.
         orphan_after: std::time::Duration::ZERO,
+        budget_rate: capture::budget::DEFAULT_RATE,
+        // All budgeted senders share four bursts: at most half the ring.
+        budget_burst: capture::budget::DEFAULT_BURST.min(args.ring_size / 8),
     };
     let settings = Settings {
         queue_bytes: args.queue_size as usize,
         pacing: Pacing::Interactive,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
+    capture::budget::exempt(
+        pipeline.budgets(),
+        policy.protect.iter().filter_map(|p| p.netns.as_deref()),
+    );
+    let mut summaries = crate::attribution::suppressed::Summaries::new(pipeline.clock());
+    let mut budget_tick = tokio::time::interval(capture::budget::SUMMARY_EVERY);
+    budget_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let entries = policy.protect.len();
     let dry_run = policy.guard.dry_run;
     let mut restores = match Restorer::new(policy.protect, policy.guard, pipeline.clock()) {
@@ -140,6 +150,7 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
                 output.emit(batch.events, Vec::new())?
             }
             answers = answers(&mut restores) => output.emit(Vec::new(), answers)?,
+            _ = budget_tick.tick() => output.suppressed(&mut pipeline, &mut summaries)?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break,
@@ -156,6 +167,7 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         r.observe(&last.events);
     }
     output.emit(last.events, Vec::new())?;
+    output.suppressed(&mut pipeline, &mut summaries)?;
     if let Some(r) = restores.take() {
         let Finished {
             answers, waiting, ..
@@ -222,6 +234,14 @@ fn summary(shown: u64, outcomes: &Outcomes, totals: &Totals) {
         (
             losses.truncated,
             "requests longer than the copy limit (tail not decoded)",
+        ),
+        (
+            losses.suppressed_refused,
+            "removal requests over their sender's budget and predicted to be refused, not copied (summarised as `suppressed`)",
+        ),
+        (
+            losses.suppressed_namespace,
+            "privileged removal requests in other namespaces over their budget, not copied (summarised as `suppressed`)",
         ),
         (
             losses.read_failed,
@@ -354,6 +374,35 @@ impl Output {
                 return self.broken(err);
             }
             self.shown += 1;
+        }
+        if let Err(err) = self.out.flush() {
+            return self.broken(err);
+        }
+        Ok(self.done())
+    }
+
+    /// Prints what the kernel's budgets suppressed since the last look, one line per sender.
+    fn suppressed(
+        &mut self,
+        pipeline: &mut Pipeline,
+        summaries: &mut crate::attribution::suppressed::Summaries,
+    ) -> io::Result<bool> {
+        let Some(budgets) = pipeline.budgets() else {
+            return Ok(self.done());
+        };
+        for s in budgets.take() {
+            if self.closed {
+                break;
+            }
+            let line = summaries.describe(&s);
+            let text = if self.json {
+                line.to_line()
+            } else {
+                line.message()
+            };
+            if let Err(err) = writeln!(self.out, "{text}") {
+                return self.broken(err);
+            }
         }
         if let Err(err) = self.out.flush() {
             return self.broken(err);

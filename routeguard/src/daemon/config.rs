@@ -159,6 +159,13 @@ pub struct CaptureConfig {
     /// stops costing every syscall); `"0"`: it records until unpinned.
     #[serde(deserialize_with = "duration")]
     pub orphan_after: Duration,
+    /// Bytes a second of removal requests each (network namespace, cgroup) whose requests are
+    /// budgeted may put in the ring (docs/capture.md, "Budgets"); `"0"` turns budgets off.
+    #[serde(deserialize_with = "size32")]
+    pub budget_rate: u32,
+    /// The most such a sender may send at once after a quiet spell.
+    #[serde(deserialize_with = "size32")]
+    pub budget_burst: u32,
 }
 
 impl CaptureConfig {
@@ -190,6 +197,8 @@ impl Default for CaptureConfig {
             pin_dir: DEFAULT_PIN_DIR.to_owned(),
             path: crate::capture::select::Mode::Auto,
             orphan_after: d.orphan_after,
+            budget_rate: d.budget_rate,
+            budget_burst: d.budget_burst,
         }
     }
 }

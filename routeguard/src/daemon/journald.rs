@@ -85,6 +85,21 @@ pub fn alert_entry(alert: &Alert) -> Vec<u8> {
     out
 }
 
+/// The datagram for a `suppressed` summary.
+pub fn suppressed_entry(s: &crate::event::Suppressed) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    field(&mut out, "MESSAGE", &s.message());
+    field(&mut out, "PRIORITY", PRIORITY_FAILED);
+    field(&mut out, "SYSLOG_IDENTIFIER", "routeguard");
+    field(&mut out, "ROUTEGUARD_EVENT_TYPE", crate::event::SUPPRESSED);
+    field(&mut out, "ROUTEGUARD_NETNS", &s.netns.inode.to_string());
+    field(&mut out, "ROUTEGUARD_CGROUP_ID", &s.cgroup_id.to_string());
+    field(&mut out, "ROUTEGUARD_UID", &s.uid.to_string());
+    field(&mut out, "ROUTEGUARD_COUNT", &s.count.to_string());
+    field(&mut out, "ROUTEGUARD_EVENT", &s.to_line());
+    out
+}
+
 /// The datagram for one event.
 pub fn entry(ev: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);

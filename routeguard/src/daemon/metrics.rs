@@ -8,6 +8,9 @@
 //! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
 //!   the ring buffer was full: one per send, however many deletes it carried) or `queue-full`
 //!   (the queue after the ring drain was at its bound: each removal of a dropped send);
+//! - `suppressed_total{reason}`: removal requests the kernel's budgets did not copy, as the
+//!   `suppressed` summaries counted them: `refused` (rtnetlink was predicted to refuse them) or
+//!   `namespace` (privileged, in a namespace other than the initial or a protected one);
 //! - `mirror_resyncs_total`: re-dumps after the route mirror's notification socket overflowed;
 //! - `capture_incomplete_total{reason}`: requests cut short (`truncated`), unreadable
 //!   (`read-failed`), or records beside them that the ring (`*-lost`) or the queue (`*-dropped`)
@@ -121,6 +124,7 @@ pub struct Metrics {
     restore_overflow: Family<MapLabels, Counter>,
     lost: Family<CauseLabels, Counter>,
     resyncs: Counter,
+    suppressed: Family<ReasonLabels, Counter>,
     /// Resyncs already counted in `resyncs`.
     resyncs_seen: AtomicU64,
     incomplete: Family<ReasonLabels, Counter>,
@@ -159,6 +163,10 @@ impl Metrics {
         }
         let lost = Family::<CauseLabels, Counter>::default();
         let resyncs = Counter::default();
+        let suppressed = Family::<ReasonLabels, Counter>::default();
+        for reason in ["refused", "namespace"] {
+            suppressed.get_or_create(&ReasonLabels { reason }).inc_by(0);
+        }
         let incomplete = Family::<ReasonLabels, Counter>::default();
         let sink_errors = Family::<SinkLabels, Counter>::default();
         let sink_up = Family::<SinkLabels, Gauge>::default();
@@ -190,6 +198,11 @@ impl Metrics {
             "events_lost",
             "Removals never seen, by cause: the ring buffer was full (ring-full) or the queue after it (queue-full)",
             lost.clone(),
+        );
+        registry.register(
+            "suppressed",
+            "Removal requests over their sender's budget, not copied (summarised as `suppressed` events), by reason: refused (predicted to be refused by rtnetlink) or namespace (privileged, another namespace)",
+            suppressed.clone(),
         );
         registry.register(
             "mirror_resyncs",
@@ -239,6 +252,7 @@ impl Metrics {
             restore_overflow,
             lost,
             resyncs,
+            suppressed,
             resyncs_seen: AtomicU64::new(0),
             incomplete,
             sink_errors,
@@ -311,6 +325,20 @@ impl Metrics {
             self.restore_overflow
                 .get_or_create(&MapLabels { map })
                 .inc_by(n);
+        }
+    }
+
+    /// Counts what `suppressed` summaries say the kernel's budgets did not copy.
+    pub fn suppressed(&self, summaries: &[crate::event::Suppressed]) {
+        for s in summaries {
+            self.suppressed
+                .get_or_create(&ReasonLabels { reason: "refused" })
+                .inc_by(s.refused);
+            self.suppressed
+                .get_or_create(&ReasonLabels {
+                    reason: "namespace",
+                })
+                .inc_by(s.count.saturating_sub(s.refused));
         }
     }
 

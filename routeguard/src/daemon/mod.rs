@@ -97,6 +97,12 @@ pub async fn run(
         syscall_programs: selection.enrich,
         fallback: selection.fallback,
         orphan_after: config.capture.orphan_after,
+        budget_rate: config.capture.budget_rate,
+        // All budgeted senders share four bursts: at most half the ring.
+        budget_burst: config
+            .capture
+            .budget_burst
+            .min(config.capture.ring_size / 8),
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
@@ -106,6 +112,10 @@ pub async fn run(
     if let Some(orphaned) = pipeline.orphaned() {
         tracing::warn!("{}", orphaned.describe(&pipeline.clock()));
     }
+    exempt(&mut pipeline, &config);
+    let mut summaries = crate::attribution::suppressed::Summaries::new(pipeline.clock());
+    let mut budget_tick = interval(crate::capture::budget::SUMMARY_EVERY);
+    budget_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut restores = new_restores(&config, &pipeline)?;
     // What the restore engine's bounded maps turned away since start.
     let mut overflow = Overflow::default();
@@ -172,9 +182,11 @@ pub async fn run(
                         None => new_restores(&config, &pipeline)?,
                     };
                 }
+                exempt(&mut pipeline, &config);
                 notify::send("READY=1");
             }
             () = news.notified() => sinks.poll(&metrics),
+            _ = budget_tick.tick() => summarise(&mut pipeline, &mut summaries, &mut sinks, &metrics),
             _ = prune.tick() => {
                 sinks.prune(&metrics);
                 memory::give_back();
@@ -202,6 +214,7 @@ pub async fn run(
         r.observe(&last.events);
     }
     deliver(&mut sinks, &metrics, last, options.ring_bytes);
+    summarise(&mut pipeline, &mut summaries, &mut sinks, &metrics);
     if let Some(r) = restores.take() {
         stop_restores(r, &mut sinks, &metrics, &mut overflow).await;
     }
@@ -224,6 +237,32 @@ pub async fn run(
     eprintln!("routeguard: outcomes: {}", totals.outcomes);
     eprintln!("routeguard: {}", sink_failures(&metrics.sink_errors()));
     Ok(())
+}
+
+/// The namespaces `[[protect]]` entries name are exempt from the kernel's budgets.
+fn exempt(pipeline: &mut Pipeline, config: &Config) {
+    crate::capture::budget::exempt(
+        pipeline.budgets(),
+        config.protect.iter().filter_map(|p| p.netns.as_deref()),
+    );
+}
+
+/// What the kernel's budgets suppressed since the last look, as `suppressed` summaries.
+fn summarise(
+    pipeline: &mut Pipeline,
+    summaries: &mut crate::attribution::suppressed::Summaries,
+    sinks: &mut Sinks,
+    metrics: &Metrics,
+) {
+    let Some(budgets) = pipeline.budgets() else {
+        return;
+    };
+    let lines: Vec<_> = budgets
+        .take()
+        .iter()
+        .map(|s| summaries.describe(s))
+        .collect();
+    sinks.suppressed(&lines, metrics);
 }
 
 /// The stop line's account of the sinks: events seen but not written are not lost by the

@@ -45,7 +45,7 @@ use super::{
     sinks::{Alert, AlertType},
 };
 use crate::{
-    event::{local_host, Event},
+    event::{local_host, Event, Suppressed},
     sink::otlp::{self, Attributes, Options, Record},
 };
 
@@ -59,6 +59,7 @@ const CLOSE_AT_MOST: Duration = Duration::from_secs(10);
 enum Job {
     Events(Vec<Event>),
     Alerts(Vec<Alert>),
+    Suppressed(Vec<Suppressed>),
 }
 
 #[expect(
@@ -69,6 +70,7 @@ enum Job {
 enum Item {
     Event(Event),
     Alert(Alert),
+    Suppressed(Suppressed),
 }
 
 /// One request's outcome: `events` events (and any alerts with them) accepted by the collector,
@@ -239,6 +241,14 @@ impl OtlpWriter {
     pub fn alerts(&self, alerts: Vec<Alert>) {
         if let Some(j) = &self.jobs {
             let _ = j.send(Job::Alerts(alerts));
+        }
+    }
+
+    /// Queues `suppressed` summaries (at most one per sender a second, `BUDGETS_MAX` senders:
+    /// outside the bound, like alerts).
+    pub fn suppressed(&self, summaries: Vec<Suppressed>) {
+        if let Some(j) = &self.jobs {
+            let _ = j.send(Job::Suppressed(summaries));
         }
     }
 
@@ -418,6 +428,7 @@ impl Worker {
             match job {
                 Job::Events(events) => pending.extend(events.into_iter().map(Item::Event)),
                 Job::Alerts(alerts) => pending.extend(alerts.into_iter().map(Item::Alert)),
+                Job::Suppressed(s) => pending.extend(s.into_iter().map(Item::Suppressed)),
             }
             if due.is_none() {
                 due = Some(tokio::time::Instant::now() + self.config.batch_delay);
@@ -463,6 +474,7 @@ impl Worker {
                 let r = match item {
                     Item::Event(ev) => otlp::record(ev, export.options),
                     Item::Alert(a) => alert_record(a),
+                    Item::Suppressed(s) => suppressed_record(s),
                 };
                 sdk_record(&export.logger, r, now)
             })
@@ -620,6 +632,26 @@ pub fn alert_record(a: &Alert) -> Record {
         severity,
         timestamp: otlp::time(a.ts.0),
         body: a.message(),
+        attributes: attributes.0,
+    }
+}
+
+/// A `suppressed` summary as a record: `routeguard.suppressed` (WARN), its JSON fields under
+/// `routeguard.suppressed.*`.
+pub fn suppressed_record(s: &Suppressed) -> Record {
+    let mut attributes = Attributes::default();
+    let mut json = serde_json::to_value(s).unwrap_or_default();
+    if let Some(fields) = json.as_object_mut() {
+        for gone in ["schema_version", "ts", "event", "kind", "host"] {
+            fields.remove(gone);
+        }
+    }
+    attributes.json("routeguard.suppressed", &json);
+    Record {
+        event_name: "routeguard.suppressed",
+        severity: opentelemetry::logs::Severity::Warn,
+        timestamp: otlp::time(s.ts.0),
+        body: s.message(),
         attributes: attributes.0,
     }
 }

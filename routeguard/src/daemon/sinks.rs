@@ -356,6 +356,32 @@ impl Sinks {
         self.gauges(metrics);
     }
 
+    /// Writes `suppressed` summaries (what the kernel's budgets did not copy) to the JSON lines
+    /// file, stdout, journald and OTLP, like alerts; not to the store, whose rows are removals.
+    pub fn suppressed(&mut self, summaries: &[crate::event::Suppressed], metrics: &Metrics) {
+        if summaries.is_empty() {
+            return;
+        }
+        metrics.suppressed(summaries);
+        let now = Instant::now();
+        let lines: Vec<String> = summaries.iter().map(|s| s.to_line()).collect();
+        let mut alerts = Vec::new();
+        if let Some(j) = self.jsonl.as_mut().filter(|j| j.health.is_up()) {
+            alerts.extend(j.write(&lines, 0, now, metrics));
+        }
+        if let Some(s) = self.stdout.as_mut().filter(|s| s.health.is_up()) {
+            alerts.extend(s.write(&lines, 0, now, metrics));
+        }
+        if let Some(j) = self.journald.as_mut().filter(|j| j.health.is_up()) {
+            let entries: Vec<Vec<u8>> = summaries.iter().map(journald::suppressed_entry).collect();
+            alerts.extend(j.write(&entries, 0, now, metrics));
+        }
+        if let Some(o) = &self.otlp {
+            o.suppressed(summaries);
+        }
+        self.announce(alerts, metrics);
+    }
+
     /// What the store's thread has done since the last look: alerts for what changed.
     fn store_done(&mut self, metrics: &Metrics) -> Vec<Alert> {
         let Some(s) = &mut self.store else {

@@ -25,6 +25,7 @@ mod key;
 mod object;
 mod observed;
 mod request;
+mod suppressed;
 mod time;
 mod wire;
 
@@ -34,6 +35,7 @@ pub use key::{parse_fwmark, route_type_name, ObjectKey, Prefix, RouteKey, RuleKe
 pub use object::{Address, Link, Nexthop, Object, Route, Rule};
 pub use observed::{Evidence, KernelBody, Observed, Outcomes};
 pub use request::{Op, Request, Syscall};
+pub use suppressed::{Suppressed, SUPPRESSED};
 pub use time::{Timestamp, TimestampError};
 
 use std::sync::Arc;

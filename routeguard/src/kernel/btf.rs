@@ -122,6 +122,16 @@ const WANTS: &[Want] = &[
     want!(inode_ino: "inode".["i_ino"] = 8),
     want!(inode_sb: "inode".["i_sb"] = PTR),
     want!(super_block_dev: "super_block".["s_dev"] = 4),
+    // Whether a sender holds CAP_NET_ADMIN over its socket's namespace (budgets): its
+    // credentials against the user namespace that owns the network namespace.
+    want!(task_cred: "task_struct".["cred"] = PTR),
+    want!(cred_cap_effective: "cred".["cap_effective"] = 8),
+    want!(cred_euid: "cred".["euid"] = 4),
+    want!(cred_user_ns: "cred".["user_ns"] = PTR),
+    want!(user_ns_parent: "user_namespace".["parent"] = PTR),
+    want!(user_ns_level: "user_namespace".["level"] = 4),
+    want!(user_ns_owner: "user_namespace".["owner"] = 4),
+    want!(net_user_ns: "net".["user_ns"] = PTR),
 ];
 
 /// Fields without which no netlink request can be told from any other write: capture is off.

@@ -161,6 +161,8 @@ pub struct Pipeline {
     links: Option<capture::pin::Held>,
     /// Forwards the programs' log lines while it lives.
     logs: Option<capture::ebpf_log::Reader>,
+    /// The kernel's budgets, read by the caller for its `suppressed` summaries.
+    budgets: Option<capture::budget::Budgets>,
 }
 
 impl Pipeline {
@@ -180,6 +182,7 @@ impl Pipeline {
         let programs = capture.programs;
         let keepalive = capture.take_keepalive();
         let links = capture.take_links();
+        let budgets = capture.take_budgets();
         // Lines the programs log are rare and may wait on a slow stderr: a thread of their own.
         let logs = match capture.take_logs().map(capture::ebpf_log::Reader::start) {
             Some(Err(err)) => {
@@ -242,6 +245,7 @@ impl Pipeline {
             orphaned,
             links,
             logs,
+            budgets,
         })
     }
 
@@ -303,6 +307,11 @@ impl Pipeline {
         self.logs = None;
         self.totals = last.totals;
         last
+    }
+
+    /// The kernel's budgets (what they suppressed; which namespaces are exempt).
+    pub fn budgets(&mut self) -> Option<&mut capture::budget::Budgets> {
+        self.budgets.as_mut()
     }
 
     /// The clock that turns the kernel's timestamps into the events' wall-clock times.

@@ -3,6 +3,7 @@
 mod bpf_stats;
 mod daemon;
 mod daemon_run;
+mod flood;
 mod lines;
 mod loss;
 mod mirror;
@@ -61,6 +62,9 @@ pub enum Bench {
     /// How long a protected rule or route stays missing: N removals each, p50/p99/max of the
     /// gap until routeguard re-added it, against kube-router's 60 s sync.
     Restore(restore::Args),
+    /// Root's removals under a flood: refused requests from two unprivileged processes, a
+    /// CAP_NET_ADMIN process in its own namespace, both; recorded N/N, kept/suppressed, loss.
+    Flood(flood::Args),
     /// What tracing adds to unrelated syscalls (`getppid`, 1-byte `read`/`write`): ns per call
     /// untraced vs traced.
     Syscalls(syscalls::Args),
@@ -115,6 +119,15 @@ const LIST: &[(&str, &str)] = &[
          untraced vs under `routeguard trace`; `cargo xtask bench syscalls [--capture \
          auto|kernel-function|syscall] [--calls 1000000] [--pairs 3] [--vm 6.1|6.12] [--bin PATH]`",
     ),
+    (
+        "flood",
+        "root removes N routes with `ip -batch` in its own namespace while (a) two unprivileged \
+         processes flood refused RTM_DELRULE batches, (b) a CAP_NET_ADMIN process in its own \
+         namespace removes its routes as fast as it can, (c) both: flooders' messages/s, root's \
+         removals recorded N/N, requests kept/suppressed, ring loss (target N/N and 0 lost in \
+         every arm); `cargo xtask bench flood [--removals 20000] [--runs 1] [--seconds 10] \
+         [--bin PATH] [--baseline PATH]`",
+    ),
 ];
 
 pub fn run(bench: Option<Bench>) -> Result<()> {
@@ -126,6 +139,7 @@ pub fn run(bench: Option<Bench>) -> Result<()> {
         Some(Bench::Restore(args)) => restore::run(&args),
         Some(Bench::Daemon(args)) => daemon::run(&args),
         Some(Bench::Syscalls(args)) => syscalls::run(&args),
+        Some(Bench::Flood(args)) => flood::run(&args),
         None => {
             println!("available benches (run as root: `cargo xtask bench <name>`):");
             for (name, about) in LIST {

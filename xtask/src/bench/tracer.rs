@@ -97,6 +97,11 @@ impl Tracer {
         }
     }
 
+    /// Starts `<bin> trace <extra>` without a namespace filter: every namespace's events.
+    pub fn start_unfiltered(bin: &Path, out_path: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(bin, None, out_path, extra, &[]).map_err(|err| err.into_anyhow(bin))
+    }
+
     fn spawn(
         bin: &Path,
         netns: Option<&str>,

@@ -23,7 +23,7 @@ use routeguard_common::{
 
 use super::{kconfig_field, record::netns_ino};
 use crate::programs::{
-    ioctl,
+    budget, ioctl,
     kern::{bound, config_field, load, read},
     maps::{count, REQUEST_SCRATCH},
     rare::{self, rare, site, EVERY_NS},
@@ -245,6 +245,7 @@ fn sender(skb: u64) -> Option<Sock> {
         family: sock::AF_NETLINK,
         protocol: sock::NETLINK_ROUTE,
         netns_ino: netns_ino(net),
+        net,
     })
 }
 
@@ -336,5 +337,8 @@ fn copy(nlh: u64, len: u32, sock: &Sock, via: u16) -> Option<()> {
     }
     // SAFETY: helper without preconditions.
     let task_ptr = unsafe { bpf_get_current_task() };
+    if !budget::admit(task_ptr, sock, n as u64) {
+        return None;
+    }
     send::emit(rec, task_ptr, sock, via, n)
 }

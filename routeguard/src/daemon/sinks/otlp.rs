@@ -148,6 +148,13 @@ impl OtlpSink {
         }
     }
 
+    /// `suppressed` summaries go out as records too, while the sink is up.
+    pub(super) fn suppressed(&self, summaries: &[crate::event::Suppressed]) {
+        if let Some(w) = self.writer.as_ref().filter(|_| self.health.is_up()) {
+            w.suppressed(summaries.to_vec());
+        }
+    }
+
     /// What the exporter did since the last look: the health it tells, and the alerts.
     pub(super) fn poll(&mut self, now: Instant, metrics: &Metrics) -> Vec<Alert> {
         let Some(writer) = &self.writer else {
