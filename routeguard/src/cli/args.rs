@@ -47,10 +47,11 @@ Each line: time, network namespace, actor comm[pid] (unit or container), what wa
 the kernel's answer (removed / failed ERRNO / unknown when the sender read no reply).
 On exit routeguard prints how many events it showed and how many were lost; a loss is also
 reported the moment it happens (raise --ring-size if it does).
-Removal requests the kernel will refuse, and privileged ones outside the initial namespace and
-those a --protect entry names with netns=, are budgeted per (namespace, cgroup) (64 KiB/s,
-256 KiB at once; docs/capture.md): beyond it they are not shown one by one but summarised once a
-second in a `suppressed` line (sender's netns, cgroup, uid, count, first/last time).
+Removal requests the kernel will refuse, and privileged ones in namespaces other than the initial
+one, are budgeted per (namespace, cgroup) (64 KiB/s, 256 KiB at once; docs/capture.md): beyond it
+they are not shown one by one but summarised once a second in a `suppressed` line (sender's
+netns, cgroup, uid, count, first/last time). Privileged removals in the namespaces --netns shows
+or a --protect entry names with netns= are never budgeted.
 
 Environment: ROUTEGUARD_HOST_NETNS=/proc/1/ns/net (in a pod with hostPID, e.g. `kubectl exec`
 into the DaemonSet's) watches and restores in the node's namespace too; ROUTEGUARD_NODE_NAME

@@ -107,10 +107,11 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         pacing: Pacing::Interactive,
     };
     let mut pipeline = Pipeline::start(&options, &settings)?;
-    capture::budget::exempt(
-        pipeline.budgets(),
-        policy.protect.iter().filter_map(|p| p.netns.as_deref()),
-    );
+    // Privileged removals are not budgeted where the user asked to look: the namespaces the
+    // protect entries name and those `--netns` shows (a forensic session there wants each one).
+    let asked = policy.protect.iter().filter_map(|p| p.netns.as_deref());
+    let shown = args.filters.netns.iter().map(String::as_str);
+    capture::budget::exempt(pipeline.budgets(), asked.chain(shown));
     let mut summaries = crate::attribution::suppressed::Summaries::new(pipeline.clock());
     let mut budget_tick = tokio::time::interval(capture::budget::SUMMARY_EVERY);
     budget_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
