@@ -99,8 +99,22 @@ pub const HOST_ONLY: &[HostOnly] = &[
             "a_full_disk_under_the_store_is_survived",
             "a_full_disk_under_the_jsonl_file_is_survived",
             "files_are_private_and_never_written_through_a_symlink",
+            "a_pin_dir_that_cannot_be_made_runs_unpinned",
+            "events_reach_a_real_journald_with_their_fields",
+            "losses_are_warned_at_most_once_a_second",
         ],
-        why: "config validation and the store and JSON lines sinks' failures",
+        why: "config validation, the store, JSON lines and journald sinks' failures and fields, \
+              the loss warning's rate limit",
+    },
+    HostOnly {
+        target: "report",
+        tests: &[
+            "html_report_renders_in_headless_chromium",
+            "bad_input_is_one_clear_error",
+            "fleet_report_tells_one_rule_removed_on_three_nodes_as_one_incident",
+        ],
+        why: "rendering, input errors and the fleet's grouping (the report of each kernel's own \
+              capture, restores included, still runs here)",
     },
     HostOnly {
         target: "otlp",
