@@ -5,6 +5,7 @@ use routeguard_common::{ioctl, IoctlPayload};
 
 use super::*;
 use crate::event::{Address, Kind, Link, Nexthop};
+use crate::netlink::uapi::{NLM_F_REPLACE, NLM_F_REQUEST, RTM_NEWRULE};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -197,6 +198,16 @@ fn rule_del_by_priority() {
             ..Rule::default()
         }
     );
+}
+
+#[test]
+fn rule_add_with_replace_removes_nothing() {
+    // fib_nl_newrule ignores NLM_F_REPLACE: the rule is added beside any it matches.
+    let mut bytes = fixture!("rule_del_prio");
+    bytes[4..6].copy_from_slice(&RTM_NEWRULE.to_ne_bytes());
+    bytes[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_REPLACE | 0x400).to_ne_bytes());
+    let decoded = one(&bytes);
+    assert_eq!((decoded.op, decoded.removal), ("RTM_NEWRULE", None));
 }
 
 #[test]

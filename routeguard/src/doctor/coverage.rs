@@ -39,7 +39,7 @@ const SYSCALL: &[Coverage] = &[
     row(
         "replace",
         Seen::Yes,
-        "RTM_NEWROUTE/RTM_NEWRULE with NLM_F_REPLACE, the old route from the mirror; actor: the sender",
+        "RTM_NEWROUTE with NLM_F_REPLACE, the old route from the mirror; actor: the sender (RTM_NEWRULE ignores the flag: it removes nothing)",
     ),
     row(
         "link-down",

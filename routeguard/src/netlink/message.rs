@@ -8,7 +8,7 @@
 
 use super::uapi::{
     NLMSG_HDRLEN, NLM_F_REPLACE, NLM_F_REQUEST, RTM_DELADDR, RTM_DELLINK, RTM_DELNEXTHOP,
-    RTM_DELROUTE, RTM_DELRULE, RTM_NEWLINK, RTM_NEWROUTE, RTM_NEWRULE, RTM_SETLINK,
+    RTM_DELROUTE, RTM_DELRULE, RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK,
 };
 
 /// A `struct nlmsghdr`, in host byte order.
@@ -124,7 +124,8 @@ pub fn removal_requests(buf: &[u8]) -> u64 {
                 && match msg_type {
                     RTM_DELLINK | RTM_DELADDR | RTM_DELROUTE | RTM_DELRULE | RTM_DELNEXTHOP
                     | RTM_NEWLINK | RTM_SETLINK => true,
-                    RTM_NEWROUTE | RTM_NEWRULE => flags & NLM_F_REPLACE != 0,
+                    // A rule "replace" only adds (fib_nl_newrule ignores the flag).
+                    RTM_NEWROUTE => flags & NLM_F_REPLACE != 0,
                     _ => false,
                 }
         })
