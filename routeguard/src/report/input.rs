@@ -204,7 +204,8 @@ pub fn load(input: &Input, q: &Query, into: &mut Collector) -> Result<Source, In
     }
 }
 
-fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, InputError> {
+/// Opens a JSON lines capture; a directory is an error naming it.
+pub(super) fn open_capture(path: &Path) -> Result<File, InputError> {
     let io_err = |source| InputError::Io {
         path: path.to_owned(),
         source,
@@ -213,7 +214,15 @@ fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, In
     if file.metadata().map_err(io_err)?.is_dir() {
         return Err(io_err(std::io::Error::other("it is a directory")));
     }
-    let mut reader = file;
+    Ok(file)
+}
+
+fn load_jsonl(path: &Path, q: &Query, into: &mut Collector) -> Result<Source, InputError> {
+    let io_err = |source| InputError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = open_capture(path)?;
     let mut carry = Vec::new();
     let tally = load_lines(
         || {

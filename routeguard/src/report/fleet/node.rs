@@ -1,7 +1,6 @@
 //! Which node an input came from: the `host` its first event names (`docs/events.md`), read
 //! before the input itself, so that a node's captures and stores are folded together.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -9,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::event::{EventRef, Host};
-use crate::report::input::{Input, InputError};
+use crate::report::input::{self, Input, InputError};
 use crate::store;
 
 /// Lines of a capture read for its host before giving up (a capture's first line names it).
@@ -93,12 +92,8 @@ fn capture_host(path: &Path) -> Result<Option<Host>, InputError> {
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io_err)?;
-    if file.metadata().map_err(io_err)?.is_dir() {
-        return Err(io_err(std::io::Error::other("it is a directory")));
-    }
     let mut line = Vec::new();
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::new(input::open_capture(path)?);
     for _ in 0..LINES_FOR_HOST {
         line.clear();
         if reader.read_until(b'\n', &mut line).map_err(io_err)? == 0 {

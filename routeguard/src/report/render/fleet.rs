@@ -115,11 +115,6 @@ fn md(r: &FleetReport) -> String {
             .iter()
             .map(|s| format!("{} {}", s.kind, esc(&s.path)))
             .collect();
-        let top: Vec<String> = n
-            .top_actors
-            .iter()
-            .map(|(a, k)| format!("{} ×{k}", esc(a)))
-            .collect();
         m.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             esc(&n.node),
@@ -131,7 +126,7 @@ fn md(r: &FleetReport) -> String {
             cluster_ids(n),
             esc(&restores(n)),
             span(n),
-            top.join("; ")
+            top_actors(n, md_escape, "; ")
         ));
     }
     omitted_md(&mut m, r.nodes.len());
@@ -158,6 +153,16 @@ fn omitted_md(m: &mut String, n: usize) {
             n - MAX_ROWS
         ));
     }
+}
+
+/// The node's top actors, `description ×removals`, escaped for the format and joined.
+fn top_actors(n: &NodeSummary, esc: fn(&str) -> String, sep: &str) -> String {
+    let each: Vec<String> = n
+        .top_actors
+        .iter()
+        .map(|(a, k)| format!("{} ×{k}", esc(a)))
+        .collect();
+    each.join(sep)
 }
 
 fn named_by(n: &NodeSummary) -> &'static str {
@@ -223,11 +228,6 @@ fn html(r: &FleetReport) -> String {
             .iter()
             .map(|s| format!("{} <code>{}</code>", s.kind, esc(&s.path)))
             .collect();
-        let top: Vec<String> = n
-            .top_actors
-            .iter()
-            .map(|(a, k)| format!("{} ×{k}", esc(a)))
-            .collect();
         h.push_str(&format!(
             "<tr id=\"node-{}\"><td class=\"who\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"who\">{}</td></tr>\n",
             n.id,
@@ -240,7 +240,7 @@ fn html(r: &FleetReport) -> String {
             cluster_ids(n),
             esc(&restores(n)),
             span(n),
-            top.join("<br>")
+            top_actors(n, html_escape, "<br>")
         ));
     }
     h.push_str("</tbody></table>\n");
