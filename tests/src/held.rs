@@ -9,6 +9,26 @@ use std::{
 
 use crate::{argv, run, EVENT_TIMEOUT};
 
+/// Waits until process `pid` has entered a network namespace other than ours and runs `comm`
+/// (what `unshare -n PROGRAM` does, in that order); panics naming `what` after
+/// [`EVENT_TIMEOUT`].
+#[track_caller]
+pub fn wait_in_own_netns(pid: u32, comm: &str, what: &str) {
+    let own = fs::metadata("/proc/self/ns/net").unwrap().ino();
+    let netns = |pid| fs::metadata(format!("/proc/{pid}/ns/net")).map_or(0, |m| m.ino());
+    let want = format!("{comm}\n");
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while netns(pid) == own
+        || fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .as_deref()
+            != Some(&want)
+    {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A network namespace nobody named, made by `unshare -n sleep` and held by that sleep: the
 /// node's namespace as a DaemonSet pod sees it, at `/proc/<pid>/ns/net` and nowhere in
 /// `/run/netns`. The sleep is killed by pid on drop.
@@ -27,17 +47,7 @@ impl HeldNamespace {
             .spawn()
             .expect("spawn unshare -n sleep");
         let ns = HeldNamespace { child };
-        let own = fs::metadata("/proc/self/ns/net").unwrap().ino();
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        while ns.inode() == own
-            || fs::read_to_string(format!("/proc/{}/comm", ns.pid()))
-                .ok()
-                .as_deref()
-                != Some("sleep\n")
-        {
-            assert!(Instant::now() < deadline, "unshare -n sleep did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_in_own_netns(ns.pid(), "sleep", "unshare -n sleep");
         ns.ip(&["link", "set", "lo", "up"]);
         ns.ip(&argv("rule add from 10.9.0.0/16 table 77 priority 1000"));
         ns

@@ -10,7 +10,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use routeguard_tests::held::HeldNamespace;
+use routeguard_tests::held::{wait_in_own_netns, HeldNamespace};
 
 use super::*;
 
@@ -80,17 +80,7 @@ impl UserNamespace {
             .spawn()
             .expect("spawn setpriv unshare -rn ip -batch -");
         let ns = UserNamespace { child };
-        let own = fs::metadata("/proc/self/ns/net").unwrap().ino();
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        while ns.inode() == own
-            || fs::read_to_string(format!("/proc/{}/comm", ns.pid()))
-                .ok()
-                .as_deref()
-                != Some("ip\n")
-        {
-            assert!(Instant::now() < deadline, "unshare -rn ip did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_in_own_netns(ns.pid(), "ip", "unshare -rn ip");
         ns
     }
 
