@@ -1444,5 +1444,70 @@ fn switching_to_the_kernel_function_path_removes_the_syscall_pins() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// Sends `sends` batches of refused RTM_DELRULEs (16,380 bytes each; the programs copy, and
+/// budget, 8 to 16 KiB of each) as uid 65534 in `ns`.
+fn send_refused(ns: &Netns, sends: u32) {
+    run(Command::new("ip")
+        .args(["netns", "exec", ns.name(), "setpriv"])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        // The real interpreter, readable by uid 65534 (pyenv's lives under /root).
+        .args([
+            "/usr/bin/python3",
+            &client_script("flood_rule_del.py"),
+            "10",
+        ])
+        .arg(sends.to_string()))
+    .ok("flood_rule_del.py");
+}
+
+/// `[capture] budget_rate` and `budget_burst` are maps the running programs read: a SIGHUP
+/// applies them without reloading or detaching anything. A burst of 128K lets three 16K sends
+/// of refused requests through; after a SIGHUP to a 16K burst, six such sends from a fresh
+/// sender (another namespace: another budget) see all but the first one or two suppressed,
+/// where the 128K burst would let all six through. Before, a reload kept the programs'
+/// load-time budgets (and warned that `[capture]` needs a restart).
+#[test]
+fn a_sighup_applies_new_budgets_to_the_running_programs() {
+    let (first, second) = (Netns::new(), Netns::new());
+    let dir = Dir::new("budget-reload");
+    let budget = |burst: &str| format!("budget_rate = \"4K\"\nbudget_burst = \"{burst}\"\n");
+    let daemon = Daemon::start_with(&dir, &budget("128K"));
+    let series = "routeguard_suppressed_total{reason=\"refused\"}";
+    let suppressed = || {
+        daemon
+            .metric(series)
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{}", daemon.get("/metrics")))
+    };
+    send_refused(&first, 3);
+    // What the budgets suppressed is read once a second.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(suppressed(), 0.0, "three 16K sends fit a 128K burst");
+
+    let text = config_text(&daemon.store, daemon.port, &dir.1, false) + &budget("16K");
+    fs::write(&daemon.config, text).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_stderr("config reloaded", EVENT_TIMEOUT);
+    send_refused(&second, 6);
+    let deadline = Instant::now() + expect_within(Duration::from_secs(10));
+    while suppressed() < 4.0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of the 6 sends suppressed after the reload to a 16K burst (want 4 or 5); stderr:\n{}",
+            suppressed(),
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(suppressed() <= 5.0, "the first send fits the 16K burst");
+    let stderr = daemon.stderr();
+    assert!(
+        !stderr.contains("take effect when the daemon restarts"),
+        "budget changes need no restart: {stderr}"
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[path = "daemon/restore_state.rs"]
 mod restore_state;
