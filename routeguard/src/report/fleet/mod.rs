@@ -139,19 +139,38 @@ pub fn build(
     let mut ids = Ids::default();
     let mut sightings = Vec::new();
     let mut nodes = Vec::with_capacity(by_node.len());
-    for (id, members) in by_node.values().enumerate() {
-        let mut c = Collector::new();
-        let mut sources = Vec::with_capacity(members.len());
-        for &i in members {
-            sources.push(input::load(&inputs[i], query, &mut c)?);
+    // Nodes are read and summed up as many at a time as there are cores, each on a thread of
+    // its own (a node's store is read on one); numbering their programs and objects for the
+    // clustering runs here between the two, in node order, so the report is the same whatever
+    // the threads' timing. Only the nodes of one round are in memory at once.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let groups: Vec<&Vec<usize>> = by_node.values().collect();
+    for (round, members_of) in groups.chunks(workers).enumerate() {
+        let load = |members: &Vec<usize>| -> Result<(Collector, Vec<Source>), InputError> {
+            let mut c = Collector::new();
+            let mut sources = Vec::with_capacity(members.len());
+            for &i in members {
+                sources.push(input::load(&inputs[i], query, &mut c)?);
+            }
+            Ok((c, sources))
+        };
+        let loaded = on_threads(members_of.iter().copied(), load);
+        let mut read = Vec::with_capacity(loaded.len());
+        for (k, result) in loaded.into_iter().enumerate() {
+            // The first node in order that could not be read is the error, as one by one.
+            let (c, sources) = result?;
+            let id = round * workers + k;
+            ids.sight(&c, id as u32, &mut sightings);
+            read.push((id, members_of[k], c, sources));
         }
-        ids.sight(&c, id as u32, &mut sightings);
-        let first = &named[members[0]];
-        let notes = members
-            .iter()
-            .filter_map(|&i| named[i].note.clone())
-            .collect();
-        nodes.push(summary(id, first, sources, notes, c, opts));
+        let summed = on_threads(read, |(id, members, c, sources)| {
+            let notes = members
+                .iter()
+                .filter_map(|&i| named[i].note.clone())
+                .collect();
+            summary(id, &named[members[0]], sources, notes, c, opts)
+        });
+        nodes.extend(summed);
     }
     let gap_ns = i64::try_from(opts.gap_ns).unwrap_or(i64::MAX);
     let cluster_incidents: Vec<ClusterIncident> = cluster::clusters(&sightings, gap_ns)
@@ -180,6 +199,22 @@ pub fn build(
         gap_ms: u64::try_from(opts.gap_ns / 1_000_000).unwrap_or(u64::MAX),
         nodes,
         cluster_incidents,
+    })
+}
+
+/// `f` of each item, each on a scoped thread of its own, in the items' order. A panic on one
+/// is this thread's.
+fn on_threads<T: Send, R: Send>(
+    items: impl IntoIterator<Item = T>,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.into_iter().map(|t| s.spawn(move || f(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
