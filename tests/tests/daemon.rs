@@ -1524,3 +1524,110 @@ fn a_sighup_applies_new_budgets_to_the_running_programs() {
 
 #[path = "daemon/restore_state.rs"]
 mod restore_state;
+
+/// What a flood of refused requests can put on disk is bounded: the JSON lines by rotation
+/// (`max_bytes` × (`keep` + 1)), the store by the kernel's budgets (at most the budget's bytes
+/// a second, plus one burst, of 28-byte requests become events; the rest are one `suppressed`
+/// line a second, which the store does not keep), while root's removals in a protected
+/// namespace are all stored.
+#[test]
+fn a_flood_fills_the_disk_no_further_than_its_bounds() {
+    const ROUTES: u32 = 2_000;
+    const RATE: u64 = 64 << 10;
+    const BURST: u64 = 256 << 10;
+    const MAX_BYTES: u64 = 64 << 10;
+    let flood_ns = Netns::new();
+    let root_ns = Netns::new();
+    root_ns.add_test_link("d0");
+    let prefix = |i: u32| format!("10.{}.{}.0/24", 100 + (i >> 8), i & 0xff);
+    let adds: Vec<String> = (0..ROUTES)
+        .map(|i| format!("route add {} dev d0 table 100", prefix(i)))
+        .collect();
+    root_ns.ip_batch(&adds);
+    let Some(cgroup) = Cgroup::create(&format!("rgt-disk-flood-{}", std::process::id())) else {
+        panic!("a flood needs a cgroup v2 of the test's own to put the flooders in");
+    };
+    let dir = Dir::new("disk-flood");
+    let logs = dir.0.join("logs");
+    let jsonl_path = logs.join("events.jsonl");
+    let started = Instant::now();
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!(
+            "budget_rate = \"{RATE}\"\nbudget_burst = \"{BURST}\"\n\n[jsonl]\nenabled = true\n\
+             path = \"{}\"\nmax_bytes = \"{MAX_BYTES}\"\nkeep = 1\n\n[[protect]]\nkind = \"rule\"\n\
+             table = 4242\nnetns = \"{}\"\n",
+            jsonl_path.display(),
+            root_ns.name()
+        ),
+    );
+    let mut flooders = vec![
+        refused_flooder(&flood_ns, &cgroup, "6"),
+        refused_flooder(&flood_ns, &cgroup, "6"),
+    ];
+    std::thread::sleep(Duration::from_secs(1));
+    let dels: Vec<String> = (0..ROUTES)
+        .map(|i| format!("route del {} dev d0 table 100", prefix(i)))
+        .collect();
+    let pid = root_ns.ip_batch(&dels);
+    let mut sent = 0u64;
+    for f in &mut flooders {
+        let mut out = String::new();
+        f.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(f.wait().unwrap().success(), "the flooder failed");
+        // "<pid> <sends> <messages> <seconds>"
+        sent += out
+            .split_whitespace()
+            .nth(2)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+    }
+    let deadline = Instant::now() + expect_within(EVENT_TIMEOUT);
+    let (root, flood) = loop {
+        let rows = read_events(&daemon.store, None, None).unwrap_or_default();
+        let root = rows.iter().filter(|e| by_pid(e, pid)).count() as u32;
+        let flood = rows
+            .iter()
+            .filter(|e| at(e, "/netns/inode") == flood_ns.inode())
+            .count() as u64;
+        if root == ROUTES || Instant::now() > deadline {
+            break (root, flood);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let suppressed = daemon
+        .metric(r#"routeguard_suppressed_total{reason="refused"}"#)
+        .unwrap_or(0.0);
+    let jsonl_bytes: u64 = fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let (code, stderr) = daemon.stop();
+    let seconds = started.elapsed().as_secs();
+    // One send of slack: a send is let through whole while its sender still has budget.
+    let budgeted = (RATE * seconds + BURST + (16 << 10)) / 28;
+    eprintln!(
+        "flooders sent {sent} requests; stored: root {root}/{ROUTES}, flooders {flood} (bound \
+         {budgeted} in {seconds} s); suppressed {suppressed}; JSON lines {jsonl_bytes} bytes"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        root, ROUTES,
+        "root's removals all stored; stderr:\n{stderr}"
+    );
+    assert!(flood > 0, "the flooders' requests within budget are stored");
+    assert!(
+        flood <= budgeted,
+        "the store took {flood} of the flooders' events, over the budget's {budgeted}"
+    );
+    assert!(suppressed > 0.0, "requests over budget are counted");
+    assert!(
+        sent > 10 * flood,
+        "the flood ({sent}) was much more than what was stored ({flood})"
+    );
+    // A file rotates before a line would take it past `max_bytes`.
+    assert!(
+        jsonl_bytes <= 2 * MAX_BYTES,
+        "the JSON lines files hold {jsonl_bytes} bytes, over max_bytes × (keep + 1)"
+    );
+}

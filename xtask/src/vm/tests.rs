@@ -105,6 +105,7 @@ pub const HOST_ONLY: &[LeftOut] = &[
             "a_pin_dir_that_cannot_be_made_runs_unpinned",
             "events_reach_a_real_journald_with_their_fields",
             "losses_are_warned_at_most_once_a_second",
+            "a_flood_fills_the_disk_no_further_than_its_bounds",
             "restore_state::a_link_down_retry_outlives_a_reload",
             "restore_state::a_suspension_outlives_a_reload_that_keeps_its_entry",
             "restore_state::restore_state_is_capped_and_its_overflow_counted",
@@ -113,7 +114,7 @@ pub const HOST_ONLY: &[LeftOut] = &[
             "restore_state::a_namespace_only_its_user_holds_is_neither_entered_nor_tracked",
         ],
         why: "config validation, the store, JSON lines and journald sinks' failures and fields, \
-              the loss warning's rate limit, the restorer's state across reloads and its caps",
+              the loss warning's rate limit, the disk a flood can fill (budgets: flood.rs), the restorer's state across reloads and its caps",
     },
     LeftOut {
         target: "report",
