@@ -5,27 +5,32 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use super::{add, Collector};
 use crate::event::{Kind, Outcome, Timestamp};
 use crate::report::describe;
 use crate::report::model::{Outcomes, Restores};
 
-/// One node's events, counted as a one-input report's headline counts them.
-#[derive(Debug)]
+/// One node's events, counted as a one-input report's headline counts them. Serialized as a
+/// fleet report's node row has them.
+#[derive(Debug, Serialize)]
 pub struct Summary {
+    #[serde(rename = "first_event")]
     pub first: Option<Timestamp>,
+    #[serde(rename = "last_event")]
     pub last: Option<Timestamp>,
-    /// Removal events.
+    /// Removal requests, after filters and the time window.
     pub events: u64,
     pub outcomes: Outcomes,
     pub by_kind: BTreeMap<&'static str, u64>,
-    /// Bursts of removals no more than the gap apart.
+    /// Incidents on this node alone (bursts of removals no more than the gap apart).
     pub incidents: u64,
     /// Actors and objects some removal names (not those only a restore event names).
     pub actors: u64,
     pub objects: u64,
     pub restores: Restores,
-    /// As the headline's: `None` when there is no restore event.
+    /// As the headline's: `None` (`null`) when there is no restore event.
     pub still_missing: Option<u64>,
     /// The `top` actors with most removal requests (then earliest), as
     /// [`describe::actor_sentence`] words them, and their requests.

@@ -11,10 +11,10 @@ use std::hash::Hash;
 
 use serde::Serialize;
 
-use super::collect::{Collector, Options};
+use super::collect::{Collector, Options, Summary};
 use super::describe;
 use super::input::{self, Input, InputError, Query};
-use super::model::{Outcomes, Restores, Source, Window, REPORT_SCHEMA_VERSION};
+use super::model::{Source, Window, REPORT_SCHEMA_VERSION};
 use super::tell;
 use crate::event::{Actor, Host, Kind, ObjectKey, Timestamp};
 use cluster::{Cluster, Shared, Sighting};
@@ -50,21 +50,9 @@ pub struct NodeSummary {
     pub host: Option<Host>,
     /// Its inputs, in the order given.
     pub sources: Vec<Source>,
-    pub first_event: Option<Timestamp>,
-    pub last_event: Option<Timestamp>,
-    /// Removal requests, after filters and the time window.
-    pub events: u64,
-    pub outcomes: Outcomes,
-    pub by_kind: BTreeMap<&'static str, u64>,
-    /// Incidents on this node alone (bursts no more than the gap apart).
-    pub incidents: u64,
-    pub actors: u64,
-    pub objects: u64,
-    pub restores: Restores,
-    /// As in a one-input report's headline: `null` when the node's inputs hold no restore.
-    pub still_missing: Option<u64>,
-    /// The programs with most removal requests: `comm[pid] (exe, unit)` and their count.
-    pub top_actors: Vec<(String, u64)>,
+    /// Its counts (`first_event` … `top_actors` in JSON, where they stand in for these fields).
+    #[serde(flatten)]
+    pub counts: Summary,
     /// Ids of the cluster incidents this node is part of.
     pub cluster_incidents: Vec<usize>,
     /// What the report could not tell apart (an input without host, a store naming several).
@@ -112,7 +100,7 @@ impl FleetReport {
     }
 
     pub fn events(&self) -> u64 {
-        self.nodes.iter().map(|n| n.events).sum()
+        self.nodes.iter().map(|n| n.counts.events).sum()
     }
 }
 
@@ -183,8 +171,8 @@ pub fn build(
             nodes[n].cluster_incidents.push(inc.id);
         }
     }
-    let first_event = nodes.iter().filter_map(|n| n.first_event).min();
-    let last_event = nodes.iter().filter_map(|n| n.last_event).max();
+    let first_event = nodes.iter().filter_map(|n| n.counts.first).min();
+    let last_event = nodes.iter().filter_map(|n| n.counts.last).max();
     Ok(FleetReport {
         report_schema_version: REPORT_SCHEMA_VERSION,
         generator: format!("routeguard {}", env!("CARGO_PKG_VERSION")),
@@ -226,24 +214,13 @@ fn summary(
     c: Collector,
     opts: &Options,
 ) -> NodeSummary {
-    let s = c.summary(opts.gap_ns, TOP_ACTORS);
     NodeSummary {
         id,
         node: named.node.clone(),
         named_by: named.named_by,
         host: named.host.clone(),
         sources,
-        first_event: s.first,
-        last_event: s.last,
-        events: s.events,
-        outcomes: s.outcomes,
-        by_kind: s.by_kind,
-        incidents: s.incidents,
-        actors: s.actors,
-        objects: s.objects,
-        restores: s.restores,
-        still_missing: s.still_missing,
-        top_actors: s.top_actors,
+        counts: c.summary(opts.gap_ns, TOP_ACTORS),
         cluster_incidents: Vec::new(),
         notes,
     }
