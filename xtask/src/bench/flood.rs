@@ -74,6 +74,8 @@ struct Measured {
     suppressed: u64,
     lost: Option<u64>,
     ip_seconds: f64,
+    /// Every flooder was still flooding when root's `ip` finished.
+    covered: bool,
 }
 
 const FLOOD_SCRIPT: &str = include_str!("../../../tests/clients/flood_rule_del.py");
@@ -145,12 +147,14 @@ pub fn run(args: &Args) -> Result<()> {
                 let m = arm_once(bin, arm, args, &script, &add_file, &del_file, &dir)?;
                 println!(
                     "run {run} {:<36} {label:<8}: flood {:>10.0} msg/s; root {}/{} recorded \
-                     (ip {:.2} s); other requests kept {}, suppressed {}; ring loss {}",
+                     (ip {:.2} s, the flood covered it: {}); other requests kept {}, \
+                     suppressed {}; ring loss {}",
                     arm.name(),
                     m.flood_messages_per_s,
                     m.root_recorded,
                     args.removals,
                     m.ip_seconds,
+                    if m.covered { "yes" } else { "NO" },
                     m.kept,
                     m.suppressed,
                     m.lost.map_or_else(|| "?".to_owned(), |l| l.to_string()),
@@ -220,13 +224,17 @@ fn arm_once(
             );
         }
     }
-    let own = if matches!(arm, Arm::OwnNamespace | Arm::Both) {
+    let mut own = if matches!(arm, Arm::OwnNamespace | Arm::Both) {
         Some(own_namespace_flooder(&seconds)?)
     } else {
         None
     };
     thread::sleep(Duration::from_secs(2));
     let ip_took = routes::time_deletion(&root_ns, del_file)?;
+    let mut covered = true;
+    for f in flooders.iter_mut().chain(own.as_mut()) {
+        covered &= matches!(f.try_wait(), Ok(None));
+    }
     let mut messages = 0u64;
     let mut flood_secs = 0f64;
     for mut f in flooders {
@@ -272,6 +280,7 @@ fn arm_once(
         suppressed,
         lost,
         ip_seconds: ip_took.as_secs_f64(),
+        covered,
     })
 }
 
