@@ -103,6 +103,10 @@ pub async fn run(
             .capture
             .budget_burst
             .min(config.capture.ring_size / 8),
+        // Checked when the config was read.
+        deny: crate::prevent::Plan::of(&config.protect, config.restore.dry_run)
+            .ok()
+            .flatten(),
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
@@ -136,7 +140,7 @@ pub async fn run(
             ),
             (Some(dir), true, false) => format!(", pinned in {}", dir.display()),
             _ => ", not pinned".to_owned(),
-        },
+        } + &pipeline.prevention.describe(),
         sinks.describe(),
         server.as_ref().map_or_else(
             || "off".to_owned(),
