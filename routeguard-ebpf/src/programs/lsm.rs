@@ -212,7 +212,13 @@ fn try_netlink_send(ctx: &LsmContext) -> Option<i32> {
         netns_ino,
         net,
     };
-    if record(&sock, walk.data, walk.len, u32::from(dry_run)).is_none() {
+    // Two calls from here, not one inside the other: see `emitted`.
+    let written = match record(&sock, walk.data, walk.len, u32::from(dry_run)) {
+        Some(0) => Some(()),
+        Some(n) => emitted(task, &sock, n as usize),
+        None => None,
+    };
+    if written.is_none() {
         count(counter::DENIAL_LOST);
     }
     Some(if dry_run { 0 } else { -EPERM })
@@ -455,15 +461,17 @@ fn exe_key(task: u64) -> Option<ExeKey> {
     })
 }
 
-/// The refused send as a request record (`request_flags::DENIED` or `WOULD_DENY`): userspace
-/// makes one event per removal message in it. Denials are budgeted like requests; the budget
-/// never changes the verdict.
+/// The refused send copied into the request scratch (`request_flags::DENIED` or
+/// `WOULD_DENY`), for [`emitted`] to write: userspace makes one event per removal message in
+/// it. Returns the bytes copied, 0 when the sender's budget suppressed it (counted there),
+/// `None` when it could not be copied. Denials are budgeted like requests; the budget never
+/// changes the verdict.
 ///
 /// A subprogram of its own (not inlined): the BPF stack is 512 bytes for a whole call chain,
 /// and the record's work inlined made the entry point's frame 352 bytes, which with the two
 /// `bpf_loop` callbacks' frames exceeded it on 6.1 ("combined stack size … Too large").
 #[inline(never)]
-fn record(sock: &Sock, data: u64, len: u32, dry_run: u32) -> Option<()> {
+fn record(sock: &Sock, data: u64, len: u32, dry_run: u32) -> Option<u32> {
     let dry_run = dry_run != 0;
     // SAFETY: helper without preconditions.
     let task = unsafe { bpf_get_current_task() };
@@ -489,8 +497,24 @@ fn record(sock: &Sock, data: u64, len: u32, dry_run: u32) -> Option<()> {
     }
     // SAFETY: reads kernel memory with fault handling into a buffer of at least `n` bytes.
     unsafe { bpf_probe_read_kernel_buf(data as *const u8, &mut rec.payload[..n]) }.ok()?;
-    if !budget::admit(task, sock, n as u64) {
-        return Some(());
-    }
+    Some(if budget::admit(task, sock, n as u64) {
+        n as u32
+    } else {
+        0
+    })
+}
+
+/// Writes the request [`record`] left in the scratch ([`send::emit`]), called from the entry
+/// point beside `record` rather than from inside it.
+///
+/// On 6.1 the verifier sums the frames of the deepest call chain (512 bytes at most): with
+/// `emit` inside `record`, the entry point (192), `record` and `send::copy` (64) made 544
+/// ("combined stack size of 4 calls is 544. Too large"; 6.12 loaded it). Now 192 + 256 + 64.
+#[inline(never)]
+fn emitted(task: u64, sock: &Sock, n: usize) -> Option<()> {
+    let rec = REQUEST_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch owned by this program invocation, filled by `record`.
+    let rec: &mut RequestRecord = unsafe { &mut *rec };
+    let n = bound(n as u64, PAYLOAD_HALF as u64) as usize;
     send::emit(rec, task, sock, super::kfunc::requests::via(), n)
 }
