@@ -515,6 +515,10 @@ fn emitted(task: u64, sock: &Sock, n: usize) -> Option<()> {
     let rec = REQUEST_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch owned by this program invocation, filled by `record`.
     let rec: &mut RequestRecord = unsafe { &mut *rec };
-    let n = bound(n as u64, PAYLOAD_HALF as u64) as usize;
+    // `bound` is a mask: the next power of two less one, as in `record`.
+    let n = bound(n as u64, (PAYLOAD_HALF * 2 - 1) as u64) as usize;
+    if n > PAYLOAD_HALF {
+        return None;
+    }
     send::emit(rec, task, sock, super::kfunc::requests::via(), n)
 }
