@@ -53,7 +53,24 @@ pub struct Budget {
     pub pid: u32,
 }
 
+/// The rate and burst userspace last set (`BUDGET_LIMITS`, one entry), so a daemon's reload
+/// changes them in the running programs, and a daemon adopting a pinned capture applies its own.
+/// Until userspace sets them (`set` 0) the programs use `CaptureConfig::budget_rate` and
+/// `budget_burst`, the values they were loaded with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetLimits {
+    /// Bytes a second per sender; 0: no budgets.
+    pub rate: u32,
+    /// The most a sender may send at once.
+    pub burst: u32,
+    /// Non-zero once userspace wrote `rate` and `burst`.
+    pub set: u32,
+    pub _pad: u32,
+}
+
 const _: () = assert!(core::mem::size_of::<BudgetKey>() == 16);
+const _: () = assert!(core::mem::size_of::<BudgetLimits>() == 16);
 const _: () = assert!(core::mem::size_of::<Budget>() == 64);
 
 #[cfg(feature = "user")]
@@ -62,4 +79,6 @@ mod pod {
     unsafe impl aya::Pod for super::BudgetKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Budget {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BudgetLimits {}
 }

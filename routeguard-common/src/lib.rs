@@ -14,7 +14,7 @@ pub mod offsets;
 pub mod prevent;
 pub mod records;
 
-pub use budget::{Budget, BudgetKey};
+pub use budget::{Budget, BudgetKey, BudgetLimits};
 pub use keepalive::Keepalive;
 pub use kfunc::{KernelFunctionConfig, KernelFunctionOffsets};
 pub use offsets::{CaptureConfig, KernelOffsets, SyscallNumbers, OFFSET_MISSING, REGS_BLOCK_BYTES};

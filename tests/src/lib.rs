@@ -830,6 +830,27 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
+/// A process without CAP_NET_ADMIN (uid 65534) in `cgroup`, sending 16 KiB batches of
+/// RTM_DELRULE in `ns` for `seconds` as fast as it can, each refused with EPERM
+/// (`clients/flood_rule_del.py`); it prints "<pid> <sends> <messages> <seconds>" when done.
+pub fn refused_flooder(ns: &Netns, cgroup: &Cgroup, seconds: &str) -> Child {
+    let line = format!(
+        "echo $$ > {}/cgroup.procs && exec ip netns exec {} setpriv --reuid 65534 --regid 65534 \
+         --clear-groups {} {} {seconds}",
+        cgroup.path.display(),
+        ns.name(),
+        // The real interpreter, readable by uid 65534 (pyenv's lives under /root).
+        "/usr/bin/python3",
+        client_script("flood_rule_del.py"),
+    );
+    Command::new("sh")
+        .args(["-c", &line])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the flooder")
+}
+
 /// A cgroup v2 directory that is removed on drop (once the processes put in it have exited).
 pub struct Cgroup {
     pub path: PathBuf,

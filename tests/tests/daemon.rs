@@ -1444,5 +1444,190 @@ fn switching_to_the_kernel_function_path_removes_the_syscall_pins() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// Sends `sends` batches of refused RTM_DELRULEs (16,380 bytes each; the programs copy, and
+/// budget, 8 to 16 KiB of each) as uid 65534 in `ns`.
+fn send_refused(ns: &Netns, sends: u32) {
+    run(Command::new("ip")
+        .args(["netns", "exec", ns.name(), "setpriv"])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        // The real interpreter, readable by uid 65534 (pyenv's lives under /root).
+        .args([
+            "/usr/bin/python3",
+            &client_script("flood_rule_del.py"),
+            "10",
+        ])
+        .arg(sends.to_string()))
+    .ok("flood_rule_del.py");
+}
+
+/// `[capture] budget_rate` and `budget_burst` are maps the running programs read: a SIGHUP
+/// applies them without reloading or detaching anything. A burst of 128K lets three 16K sends
+/// of refused requests through; after a SIGHUP to a 16K burst, six such sends from a fresh
+/// sender (another namespace: another budget) see all but the first one or two suppressed,
+/// where the 128K burst would let all six through. Before, a reload kept the programs'
+/// load-time budgets (and warned that `[capture]` needs a restart).
+#[test]
+fn a_sighup_applies_new_budgets_to_the_running_programs() {
+    let (first, second) = (Netns::new(), Netns::new());
+    let dir = Dir::new("budget-reload");
+    let budget = |burst: &str| format!("budget_rate = \"4K\"\nbudget_burst = \"{burst}\"\n");
+    let daemon = Daemon::start_with(&dir, &budget("128K"));
+    let series = "routeguard_suppressed_total{reason=\"refused\"}";
+    let suppressed = || {
+        daemon
+            .metric(series)
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{}", daemon.get("/metrics")))
+    };
+    send_refused(&first, 3);
+    // What the budgets suppressed is read once a second.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(suppressed(), 0.0, "three 16K sends fit a 128K burst");
+
+    let text = config_text(&daemon.store, daemon.port, &dir.1, false) + &budget("16K");
+    fs::write(&daemon.config, text).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_stderr("config reloaded", EVENT_TIMEOUT);
+    send_refused(&second, 6);
+    // The syscall path budgets (and counts) whole sends; the kernel-function path each request
+    // rtnetlink handles, 585 RTM_DELRULEs of 28 bytes a send.
+    let per_send = if daemon.stderr().contains("capture=kernel-function") {
+        585.0
+    } else {
+        1.0
+    };
+    let deadline = Instant::now() + expect_within(Duration::from_secs(10));
+    while suppressed() < 4.0 * per_send {
+        assert!(
+            Instant::now() < deadline,
+            "{} suppressed after the reload to a 16K burst (want 4 or 5 of the 6 sends, \
+             {per_send} each); stderr:\n{}",
+            suppressed(),
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let after = suppressed();
+    assert!(
+        after <= 5.0 * per_send,
+        "the first send fits the 16K burst: {after} suppressed ({per_send} a send); stderr:\n{}",
+        daemon.stderr()
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        !stderr.contains("take effect when the daemon restarts"),
+        "budget changes need no restart: {stderr}"
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[path = "daemon/restore_state.rs"]
 mod restore_state;
+
+/// What a flood of refused requests can put on disk is bounded: the JSON lines by rotation
+/// (`max_bytes` × (`keep` + 1)), the store by the kernel's budgets (at most the budget's bytes
+/// a second, plus one burst, of 28-byte requests become events; the rest are one `suppressed`
+/// line a second, which the store does not keep), while root's removals in a protected
+/// namespace are all stored.
+#[test]
+fn a_flood_fills_the_disk_no_further_than_its_bounds() {
+    const ROUTES: u32 = 2_000;
+    const RATE: u64 = 64 << 10;
+    const BURST: u64 = 256 << 10;
+    const MAX_BYTES: u64 = 64 << 10;
+    let flood_ns = Netns::new();
+    let root_ns = Netns::new();
+    root_ns.add_test_link("d0");
+    let prefix = |i: u32| format!("10.{}.{}.0/24", 100 + (i >> 8), i & 0xff);
+    let adds: Vec<String> = (0..ROUTES)
+        .map(|i| format!("route add {} dev d0 table 100", prefix(i)))
+        .collect();
+    root_ns.ip_batch(&adds);
+    let Some(cgroup) = Cgroup::create(&format!("rgt-disk-flood-{}", std::process::id())) else {
+        panic!("a flood needs a cgroup v2 of the test's own to put the flooders in");
+    };
+    let dir = Dir::new("disk-flood");
+    let logs = dir.0.join("logs");
+    let jsonl_path = logs.join("events.jsonl");
+    let started = Instant::now();
+    let daemon = Daemon::start_with(
+        &dir,
+        &format!(
+            "budget_rate = \"{RATE}\"\nbudget_burst = \"{BURST}\"\n\n[jsonl]\nenabled = true\n\
+             path = \"{}\"\nmax_bytes = \"{MAX_BYTES}\"\nkeep = 1\n\n[[protect]]\nkind = \"rule\"\n\
+             table = 4242\nnetns = \"{}\"\n",
+            jsonl_path.display(),
+            root_ns.name()
+        ),
+    );
+    let mut flooders = vec![
+        refused_flooder(&flood_ns, &cgroup, "6"),
+        refused_flooder(&flood_ns, &cgroup, "6"),
+    ];
+    std::thread::sleep(Duration::from_secs(1));
+    let dels: Vec<String> = (0..ROUTES)
+        .map(|i| format!("route del {} dev d0 table 100", prefix(i)))
+        .collect();
+    let pid = root_ns.ip_batch(&dels);
+    let mut sent = 0u64;
+    for f in &mut flooders {
+        let mut out = String::new();
+        f.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(f.wait().unwrap().success(), "the flooder failed");
+        // "<pid> <sends> <messages> <seconds>"
+        sent += out
+            .split_whitespace()
+            .nth(2)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+    }
+    let deadline = Instant::now() + expect_within(EVENT_TIMEOUT);
+    let (root, flood) = loop {
+        let rows = read_events(&daemon.store, None, None).unwrap_or_default();
+        let root = rows.iter().filter(|e| by_pid(e, pid)).count() as u32;
+        let flood = rows
+            .iter()
+            .filter(|e| at(e, "/netns/inode") == flood_ns.inode())
+            .count() as u64;
+        if root == ROUTES || Instant::now() > deadline {
+            break (root, flood);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let suppressed = daemon
+        .metric(r#"routeguard_suppressed_total{reason="refused"}"#)
+        .unwrap_or(0.0);
+    let jsonl_bytes: u64 = fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let (code, stderr) = daemon.stop();
+    let seconds = started.elapsed().as_secs();
+    // One send of slack: a send is let through whole while its sender still has budget.
+    let budgeted = (RATE * seconds + BURST + (16 << 10)) / 28;
+    eprintln!(
+        "flooders sent {sent} requests; stored: root {root}/{ROUTES}, flooders {flood} (bound \
+         {budgeted} in {seconds} s); suppressed {suppressed}; JSON lines {jsonl_bytes} bytes"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        root, ROUTES,
+        "root's removals all stored; stderr:\n{stderr}"
+    );
+    assert!(flood > 0, "the flooders' requests within budget are stored");
+    assert!(
+        flood <= budgeted,
+        "the store took {flood} of the flooders' events, over the budget's {budgeted}"
+    );
+    assert!(suppressed > 0.0, "requests over budget are counted");
+    assert!(
+        sent > 10 * flood,
+        "the flood ({sent}) was much more than what was stored ({flood})"
+    );
+    // A file rotates before a line would take it past `max_bytes`.
+    assert!(
+        jsonl_bytes <= 2 * MAX_BYTES,
+        "the JSON lines files hold {jsonl_bytes} bytes, over max_bytes × (keep + 1)"
+    );
+}

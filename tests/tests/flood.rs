@@ -9,36 +9,13 @@
 //! counted, not copied, and summarised as a `suppressed` line naming their uid and cgroup.
 //! Root's namespace is named by a protect entry: privileged removals there are never budgeted.
 
-use std::{
-    io::Read as _,
-    os::unix::fs::MetadataExt as _,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{io::Read as _, os::unix::fs::MetadataExt as _, time::Duration};
 
 use routeguard_tests::*;
 use serde_json::json;
 
 const ROUTES: u32 = 5_000;
 const FLOOD_SECONDS: &str = "6";
-
-fn flooder(ns: &Netns, cgroup: &Cgroup) -> Child {
-    let line = format!(
-        "echo $$ > {}/cgroup.procs && exec ip netns exec {} setpriv --reuid 65534 --regid 65534 \
-         --clear-groups {} {} {FLOOD_SECONDS}",
-        cgroup.path.display(),
-        ns.name(),
-        // The real interpreter, readable by uid 65534 (pyenv's lives under /root).
-        "/usr/bin/python3",
-        client_script("flood_rule_del.py"),
-    );
-    Command::new("sh")
-        .args(["-c", &line])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the flooder")
-}
 
 #[test]
 fn a_flood_of_refused_requests_loses_none_of_roots_removals() {
@@ -57,7 +34,10 @@ fn a_flood_of_refused_requests_loses_none_of_roots_removals() {
     // privileged removals there are exempt from budgets, as in the initial namespace.
     let protect = format!("kind=rule table=4242 netns={}", ns.name());
     let tracer = Tracer::start(&ns, &["--ring-size", "4M", "--protect", &protect]);
-    let mut flooders = vec![flooder(&ns, &cgroup), flooder(&ns, &cgroup)];
+    let mut flooders = vec![
+        refused_flooder(&ns, &cgroup, FLOOD_SECONDS),
+        refused_flooder(&ns, &cgroup, FLOOD_SECONDS),
+    ];
     // The flood is under way (and the ring would be full) before root starts.
     std::thread::sleep(Duration::from_secs(1));
     let dels: Vec<String> = (0..ROUTES)

@@ -23,6 +23,24 @@ impl Netns {
         })
     }
 
+    /// Names the initial namespace `name` (`ip netns attach <name> 1`), for a bench that must act
+    /// there. Only inside a QEMU guest of ours (`cargo xtask vm-test`), never on a host: the
+    /// host's own routing is not ours to change. Dropping it deletes the name, not the namespace.
+    pub fn attach_initial(name: &str) -> Result<Self> {
+        if !crate::vm::in_guest() {
+            bail!(
+                "refusing to act in this host's initial network namespace (only in a QEMU guest)"
+            );
+        }
+        if std::path::Path::new("/run/netns").join(name).exists() {
+            bail!("network namespace {name} already exists; not touching it");
+        }
+        cmd::run(Command::new("ip").args(["netns", "attach", name, "1"]))?;
+        Ok(Netns {
+            name: name.to_owned(),
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

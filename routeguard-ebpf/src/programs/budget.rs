@@ -13,7 +13,7 @@ use routeguard_common::{budget::SHARED_FACTOR, counter, Budget, BudgetKey};
 
 use super::{
     kern::{config_field, read},
-    maps::{count, BUDGETS, BUDGET_EXEMPT, BUDGET_SHARED, SELF_TGID},
+    maps::{count, BUDGETS, BUDGET_EXEMPT, BUDGET_LIMITS, BUDGET_SHARED, SELF_TGID},
     sock::Sock,
 };
 
@@ -68,7 +68,7 @@ pub fn may_admin(task: u64, net: u64) -> Option<bool> {
 /// Counts it in the sender's budget when it does not.
 #[inline(always)]
 pub fn admit(task: u64, sock: &Sock, bytes: u64) -> bool {
-    let rate = u64::from(config_field!(budget_rate));
+    let (rate, burst) = limits();
     if rate == 0 {
         return true;
     }
@@ -87,7 +87,6 @@ pub fn admit(task: u64, sock: &Sock, bytes: u64) -> bool {
             return true;
         }
     }
-    let burst = u64::from(config_field!(budget_burst));
     // SAFETY: helpers without preconditions.
     let (now, cgroup_id) = unsafe { (bpf_ktime_get_ns(), bpf_get_current_cgroup_id()) };
     let key = BudgetKey {
@@ -127,6 +126,18 @@ pub fn admit(task: u64, sock: &Sock, bytes: u64) -> bool {
     }
     suppress(budget, now, bytes, !privileged);
     false
+}
+
+/// The rate and burst the daemon last set, else those the programs were loaded with.
+#[inline(always)]
+fn limits() -> (u64, u64) {
+    match BUDGET_LIMITS.get(0) {
+        Some(set) if set.set != 0 => (u64::from(set.rate), u64::from(set.burst)),
+        _ => (
+            u64::from(config_field!(budget_rate)),
+            u64::from(config_field!(budget_burst)),
+        ),
+    }
 }
 
 /// Adds what `rate` bytes a second earned since the last refill, up to `burst`.

@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use routeguard_common::{
     budget::{BUDGETS_MAX, EXEMPT_MAX},
-    counter, Budget, BudgetKey, Keepalive, KernelRecord, NotifyRecord, RequestRecord, TaskRecord,
-    ARGS_MAX, EXE_PATH_MAX,
+    counter, Budget, BudgetKey, BudgetLimits, Keepalive, KernelRecord, NotifyRecord, RequestRecord,
+    TaskRecord, ARGS_MAX, EXE_PATH_MAX,
 };
 
 /// Every record for userspace. Size is set by the loader (`--ring-size`); this is the default.
@@ -37,6 +37,11 @@ pub static BUDGETS: LruHashMap<BudgetKey, Budget> = LruHashMap::with_max_entries
 /// Entry 0: the bucket every budgeted sender also draws from.
 #[map]
 pub static BUDGET_SHARED: Array<Budget> = Array::with_max_entries(1, 0);
+
+/// Entry 0: the budgets' rate and burst as the daemon last set them (at start and on SIGHUP);
+/// until it does, the values loaded in `CONFIG`.
+#[map]
+pub static BUDGET_LIMITS: Array<BudgetLimits> = Array::with_max_entries(1, 0);
 
 /// Network namespace inodes a protect policy names: privileged removals there are never
 /// budgeted. Userspace fills it at start and on SIGHUP.

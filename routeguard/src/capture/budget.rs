@@ -8,8 +8,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{HashMap, MapData};
-use routeguard_common::{Budget, BudgetKey};
+use aya::maps::{Array, HashMap, MapData};
+use routeguard_common::{Budget, BudgetKey, BudgetLimits};
 
 use super::CaptureError;
 
@@ -80,6 +80,7 @@ struct Reported {
 pub struct Budgets {
     counts: HashMap<MapData, BudgetKey, Budget>,
     exempt: HashMap<MapData, u32, u8>,
+    limits: Array<MapData, BudgetLimits>,
     reported: StdHashMap<BudgetKey, Reported>,
 }
 
@@ -87,10 +88,12 @@ impl Budgets {
     pub fn new(
         counts: HashMap<MapData, BudgetKey, Budget>,
         exempt: HashMap<MapData, u32, u8>,
+        limits: Array<MapData, BudgetLimits>,
     ) -> Self {
         Self {
             counts,
             exempt,
+            limits,
             reported: StdHashMap::new(),
         }
     }
@@ -100,6 +103,23 @@ impl Budgets {
     pub fn take(&mut self) -> Vec<Suppression> {
         let entries: Vec<(BudgetKey, Budget)> = self.counts.iter().flatten().collect();
         grown(&mut self.reported, entries)
+    }
+
+    /// Gives the running programs a new rate and burst (bytes; rate 0: no budgets). A bucket
+    /// keeps its tokens, clipped to the new burst at its next refill.
+    pub fn set_limits(&mut self, rate: u32, burst: u32) -> Result<(), CaptureError> {
+        let limits = BudgetLimits {
+            rate,
+            burst,
+            set: 1,
+            _pad: 0,
+        };
+        self.limits
+            .set(0, limits, 0)
+            .map_err(|source| CaptureError::Map {
+                name: "BUDGET_LIMITS",
+                source,
+            })
     }
 
     /// Makes `inodes` (the namespaces protect policies name) the exempt ones.

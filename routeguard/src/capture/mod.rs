@@ -408,6 +408,7 @@ impl Capture {
         let budgets = budget::Budgets::new(
             take_map(&mut ebpf, "BUDGETS", HashMap::try_from)?,
             take_map(&mut ebpf, "BUDGET_EXEMPT", HashMap::try_from)?,
+            take_map(&mut ebpf, "BUDGET_LIMITS", Array::try_from)?,
         );
         // Only a pinned capture can be orphaned: an unpinned one dies with its reader, and its
         // programs find `orphan_after` 0 (never).

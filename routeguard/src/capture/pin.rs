@@ -44,6 +44,7 @@ const MAPS: &[&str] = &[
     "BUDGETS",
     "BUDGET_SHARED",
     "BUDGET_EXEMPT",
+    "BUDGET_LIMITS",
 ];
 /// `BPF_FS_MAGIC` (include/uapi/linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -303,7 +304,7 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
         Ok(match name {
             "EVENTS" => Map::RingBuf(data),
             "COUNTERS" => Map::PerCpuArray(data),
-            "SELF_TGID" | "KEEPALIVE" | "BUDGET_SHARED" => Map::Array(data),
+            "SELF_TGID" | "KEEPALIVE" | "BUDGET_SHARED" | "BUDGET_LIMITS" => Map::Array(data),
             "BUDGET_EXEMPT" => Map::HashMap(data),
             _ => Map::LruHashMap(data),
         })
@@ -337,6 +338,7 @@ pub fn adopt(set: &Path) -> Result<Option<Adopted>, CaptureError> {
     let budgets = super::budget::Budgets::new(
         HashMap::try_from(open("BUDGETS")?).map_err(map_err("BUDGETS"))?,
         HashMap::try_from(open("BUDGET_EXEMPT")?).map_err(map_err("BUDGET_EXEMPT"))?,
+        Array::try_from(open("BUDGET_LIMITS")?).map_err(map_err("BUDGET_LIMITS"))?,
     );
     Ok(Some(Adopted {
         budgets,

@@ -36,6 +36,7 @@ impl Core {
                         seq: Some(hdr.seq),
                         nlmsg_flags: Some(hdr.flags),
                         ack_requested: hdr.flags & NLM_F_ACK != 0,
+                        port_id: (head.portid != 0).then_some(head.portid),
                     };
                     let event = self.event(head, removal, request);
                     asked.push(waiting(event, head));
@@ -104,6 +105,7 @@ impl Core {
                     seq: None,
                     nlmsg_flags: None,
                     ack_requested: true,
+                    port_id: None,
                 };
                 let event = self.event(head, removal, request);
                 Some(waiting(event, head))

@@ -264,6 +264,7 @@ impl KernelFunctionCorrelator {
                 seq: Some(rec.seq),
                 nlmsg_flags: Some(rec.nlmsg_flags),
                 ack_requested: rec.nlmsg_flags & NLM_F_ACK != 0,
+                port_id: (rec.portid != 0).then_some(rec.portid),
             });
         }
         // A delete the request hooks left to the kernel functions has only the kernel's copy

@@ -118,13 +118,18 @@ impl Notified {
             capture,
             netns,
         );
-        ev.actor = Some(core.actor_of(self.pid, self.tid));
+        // The thread the kernel made the notification in is the sender (rtnetlink acts inside
+        // its send, io_uring's workers included: they are threads of the submitting process).
+        // pid 0: BTF lacked the task's offsets, and no one is named rather than a wrong process;
+        // the port id still says which socket sent it.
+        ev.actor = (self.pid != 0).then(|| core.actor_of(self.pid, self.tid));
         ev.request = Some(Request {
             syscall: Syscall::Netlink,
             op: self.op(),
             seq: Some(self.seq),
             nlmsg_flags: None,
             ack_requested: false,
+            port_id: Some(self.port),
         });
         // `ip route flush` is told by its sender, as for a captured request.
         super::flush::reclassify(&mut ev);

@@ -117,14 +117,31 @@ fn a_notification_no_request_claims_is_an_event_of_its_own() {
     assert_eq!(ev.netns.inode, 1);
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
-        (&req.syscall, &req.op, req.seq),
-        (&Syscall::Netlink, &Op::RtmDelRoute, Some(99))
+        (&req.syscall, &req.op, req.seq, req.port_id),
+        (&Syscall::Netlink, &Op::RtmDelRoute, Some(99), Some(777))
     );
     assert_eq!(
         ev.object.route().unwrap().dst.as_deref(),
         Some("10.77.4.0/24")
     );
     assert_eq!(ready[0].evidence, Evidence::Notification);
+}
+
+/// The kernel could not name the thread (pid 0: BTF lacked the task's offsets): no actor rather
+/// than a process called 0, and the port id still names the socket.
+#[test]
+fn a_notification_from_an_unnamed_thread_has_no_actor_and_keeps_its_port_id() {
+    let (mut c, _) = scripted();
+    let mut rec = notify(5_000, 0, &rule_notification(7, 4242));
+    rec[std::mem::offset_of!(routeguard_common::NotifyRecord, pid)..][..4]
+        .copy_from_slice(&0u32.to_ne_bytes());
+    c.record(&rec);
+    let ready = c.take_ready();
+    assert_eq!(ready.len(), 1, "{ready:#?}");
+    let ev = &ready[0].event;
+    assert_eq!((ev.cause, ev.outcome), (Cause::Request, Outcome::Removed));
+    assert!(ev.actor.is_none(), "{:?}", ev.actor);
+    assert_eq!(ev.request.as_ref().unwrap().port_id, Some(4242));
 }
 
 /// The kernel refused the request (ESRCH): it never gets a notification, and one that comes

@@ -220,8 +220,20 @@ fn a_request_waits_for_its_ack_and_takes_its_outcome() {
     assert_eq!(ev.actor.as_ref().map(|a| a.comm.as_str()), Some("ip"));
     let req = ev.request.as_ref().unwrap();
     assert_eq!(
-        (&req.syscall, &req.op, req.seq, req.ack_requested),
-        (&Syscall::Sendmsg, &Op::RtmDelRule, Some(7), true)
+        (
+            &req.syscall,
+            &req.op,
+            req.seq,
+            req.ack_requested,
+            req.port_id
+        ),
+        (
+            &Syscall::Sendmsg,
+            &Op::RtmDelRule,
+            Some(7),
+            true,
+            Some(PORTID)
+        )
     );
     assert_eq!(c.problems().unmatched_replies, 1);
     assert_eq!(

@@ -98,11 +98,7 @@ pub async fn run(
         fallback: selection.fallback,
         orphan_after: config.capture.orphan_after,
         budget_rate: config.capture.budget_rate,
-        // All budgeted senders share four bursts: at most half the ring.
-        budget_burst: config
-            .capture
-            .budget_burst
-            .min(config.capture.ring_size / 8),
+        budget_burst: budget_burst(&config),
         // Checked when the config was read.
         deny: crate::prevent::Plan::of(&config.protect, config.restore.dry_run)
             .ok()
@@ -116,7 +112,7 @@ pub async fn run(
     if let Some(orphaned) = pipeline.orphaned() {
         tracing::warn!("{}", orphaned.describe(&pipeline.clock()));
     }
-    exempt(&mut pipeline, &config);
+    budgets(&mut pipeline, &config);
     let mut summaries = crate::attribution::suppressed::Summaries::new(pipeline.clock());
     let mut budget_tick = interval(crate::capture::budget::SUMMARY_EVERY);
     budget_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -186,7 +182,7 @@ pub async fn run(
                         None => new_restores(&config, &pipeline)?,
                     };
                 }
-                exempt(&mut pipeline, &config);
+                budgets(&mut pipeline, &config);
                 notify::send("READY=1");
             }
             () = news.notified() => sinks.poll(&metrics),
@@ -243,8 +239,24 @@ pub async fn run(
     Ok(())
 }
 
-/// The namespaces `[[protect]]` entries name are exempt from the kernel's budgets.
-fn exempt(pipeline: &mut Pipeline, config: &Config) {
+/// `[capture] budget_burst`, at most an eighth of the ring: all budgeted senders share four
+/// bursts, so at most half the ring.
+fn budget_burst(config: &Config) -> u32 {
+    config
+        .capture
+        .budget_burst
+        .min(config.capture.ring_size / 8)
+}
+
+/// The kernel's budgets as `config` says (at start, a pinned capture adopted included, and on
+/// SIGHUP): the rate and burst, and the namespaces `[[protect]]` entries name are exempt.
+fn budgets(pipeline: &mut Pipeline, config: &Config) {
+    if let Some(budgets) = pipeline.budgets() {
+        let (rate, burst) = (config.capture.budget_rate, budget_burst(config));
+        if let Err(err) = budgets.set_limits(rate, burst) {
+            tracing::warn!(%err, rate, burst, "cannot set the budgets' rate and burst; the running programs keep theirs");
+        }
+    }
     crate::capture::budget::exempt(
         pipeline.budgets(),
         config.protect.iter().filter_map(|p| p.netns.as_deref()),
@@ -414,9 +426,14 @@ async fn reload(
     if let Some(s) = new_server {
         *server = s;
     }
-    if new.capture != config.capture {
-        tracing::warn!("`[capture]` changes take effect when the daemon restarts");
-        new.capture = config.capture.clone();
+    // The budgets' rate and burst are maps the running programs read: they change now. The
+    // rest of `[capture]` shapes what is loaded.
+    let mut kept = config.capture.clone();
+    kept.budget_rate = new.capture.budget_rate;
+    kept.budget_burst = new.capture.budget_burst;
+    if new.capture != kept {
+        tracing::warn!("`[capture]` changes other than budget_rate and budget_burst take effect when the daemon restarts");
+        new.capture = kept;
     }
     tracing::info!(
         "config reloaded from {} ({})",

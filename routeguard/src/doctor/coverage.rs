@@ -34,7 +34,7 @@ const SYSCALL: &[Coverage] = &[
     row(
         "request",
         Seen::Yes,
-        "sent with io_uring or a 32-bit syscall: no request is hooked; in a namespace routeguard listens in, the kernel's deletion notification is the event (syscall `netlink`, no ack); actor: only what the notification names (the thread it was made in, its port id and seq)",
+        "sent with io_uring or a 32-bit syscall: no request is hooked; in a namespace routeguard listens in, the kernel's deletion notification is the event (syscall `netlink`, no ack, protected objects restored); actor: the thread rtnetlink made it in (io_uring's workers are threads of the sender), with the sender socket's port id and seq; in a namespace nobody named (`unshare -n`): not seen",
     ),
     row(
         "replace",

@@ -91,6 +91,7 @@ pub fn route_event() -> Event {
         seq: Some(1764256661),
         nlmsg_flags: Some(0x0005),
         ack_requested: true,
+        port_id: Some(12345),
     });
     ev
 }
@@ -123,6 +124,7 @@ pub fn rule_event() -> Event {
             seq: Some(1764256662),
             nlmsg_flags: Some(0x0005),
             ack_requested: true,
+            port_id: Some(12346),
         }),
         object: Object::Rule(Rule {
             priority: Some(100),

@@ -21,6 +21,10 @@ pub struct Request {
     /// True when the sender asked the kernel for an ack (NLM_F_ACK) or used an ioctl.
     #[serde(default)]
     pub ack_requested: bool,
+    /// The netlink port id of the sender's socket (netlink only; `None` when unknown: the
+    /// socket was not bound yet, or a capture from before the field).
+    #[serde(default)]
+    pub port_id: Option<u32>,
 }
 
 /// A request's netlink message type (`include/uapi/linux/rtnetlink.h`) or ioctl

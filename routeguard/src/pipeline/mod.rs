@@ -13,7 +13,7 @@
 //! | `routeguard-listen` (one per namespace) | applies the kernel's route and rule notifications to its namespace's table; tells replaces and expiries; re-dumps after its socket overflowed | its own netlink socket (250 ms receive timeout, to notice when to stop), its table's lock (shared with the control thread); news go into the correlating thread's input channel, unbounded but one per replace or expiry |
 //! | `routeguard-restore` (with protect entries) | re-adds protected objects the kernel's description of which was heard; retries and back-offs on its own timers | a socket inside the object's namespace (created on a short-lived thread that enters it: up to 1 s), the kernel's ack of the re-add, the answer channel when the caller lags (64 batches); its input is the removals a protect entry selects (unbounded: one per protected removal) |
 //! | short-lived, unnamed | open a netlink socket inside a namespace (`setns` changes only the calling thread) for the mirror or a restore | `setns`, opening the nsfs file |
-//! | `store` (daemon, `daemon::store_writer`) | writes events to the SQLite store | SQLite; its queue is bounded in events and refuses (counted) past it |
+//! | `store` (daemon, `daemon::store_writer`) | writes events to the SQLite store | SQLite; its queue is bounded in bytes (192 MiB) and refuses (counted) past it |
 //! | `routeguard-ebpf-log` ([`capture::ebpf_log`]; only with `-v`/`-vv`) | forwards the programs' own log lines into `tracing` | `poll(2)` on the programs' log ring; stderr, as `tracing` writes to it |
 //! | the caller's (`trace`'s or the daemon's current-thread runtime) | sinks (stdout, JSON lines, journald), metrics server, signals, handing removals to the restore thread | writes to its sinks |
 //!

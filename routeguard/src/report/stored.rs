@@ -12,9 +12,8 @@ use std::path::Path;
 use serde::de::{value::StrDeserializer, DeserializeOwned};
 
 use super::collect::{
-    actor_hash, object_hash, object_key, ActorKey, Collector, Facts, RestoreFields,
+    actor_hash, object_hash, object_key, ActorKey, Collector, Described, Facts, RestoreFields,
 };
-use super::describe;
 use super::input::{InputError, Query, Tally};
 use super::model::Source;
 use crate::event::{
@@ -29,8 +28,17 @@ enum Slot<T> {
     Interned(u32),
 }
 
-/// An object row: kind, `netns` JSON, and the JSON of its kind's member.
-type ObjectText = (Box<str>, Box<str>, Box<str>);
+/// An object row: its kind (or why its label is not one), its namespace (an index into
+/// [`Fold::netns`]) and the JSON of its kind's member. A fleet report reads a million rows, so a
+/// row's kind and namespace are not copied: the labels and namespaces are few.
+struct ObjectText {
+    kind: Result<Kind, String>,
+    netns: u32,
+    json: Box<str>,
+}
+
+/// Looked up once per row or event, only by this process: a fast hasher.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(super) fn load(
     reader: Reader,
@@ -38,15 +46,32 @@ pub(super) fn load(
     q: &Query,
     into: &mut Collector,
 ) -> Result<Source, InputError> {
-    let mut actors = HashMap::new();
+    let mut actors = FastMap::default();
     reader.actors(|id, json| {
         actors.insert(id, Slot::Stored(Box::<str>::from(json)));
     })?;
-    let mut objects = HashMap::new();
-    reader.objects(|id, kind, netns, json| {
-        objects.insert(id, Slot::Stored((kind.into(), netns.into(), json.into())));
+    let mut objects = FastMap::default();
+    let mut netns_ix: HashMap<String, u32> = HashMap::new();
+    let mut netns = Vec::new();
+    reader.objects(|id, kind, ns, json| {
+        let ns = match netns_ix.get(ns) {
+            Some(&i) => i,
+            None => {
+                let i = netns.len() as u32;
+                netns.push(serde_json::from_str(ns).map_err(|e: serde_json::Error| e.to_string()));
+                netns_ix.insert(ns.to_owned(), i);
+                i
+            }
+        };
+        let row = ObjectText {
+            kind: label(kind),
+            netns: ns,
+            json: json.into(),
+        };
+        objects.insert(id, Slot::Stored(row));
     })?;
     let mut fold = Fold {
+        netns,
         tally: Tally::new(into.hasher()),
         actors,
         objects,
@@ -124,8 +149,10 @@ impl Fact {
 
 struct Fold<'c> {
     tally: Tally,
-    actors: HashMap<i64, Slot<Box<str>>>,
-    objects: HashMap<i64, Slot<ObjectText>>,
+    actors: FastMap<i64, Slot<Box<str>>>,
+    objects: FastMap<i64, Slot<ObjectText>>,
+    /// The namespaces object rows name, each read once (or why it could not be).
+    netns: Vec<Result<Netns, String>>,
     into: &'c mut Collector,
 }
 
@@ -185,13 +212,15 @@ impl Fold<'_> {
             .objects
             .get_mut(&id)
             .ok_or_else(|| format!("names object {id}, which the store does not hold"))?;
-        let (kind, netns, json) = match slot {
+        let ObjectText { kind, netns, json } = match slot {
             Slot::Interned(i) => return Ok(*i),
             Slot::Stored(text) => text,
         };
+        let kind = kind.clone()?;
+        let netns = self.netns[*netns as usize]
+            .as_ref()
+            .map_err(|e| format!("object {id}: {e}"))?;
         let bad = |e: serde_json::Error| format!("object {id}: {e}");
-        let kind: Kind = label(kind)?;
-        let netns: Netns = serde_json::from_str(netns).map_err(bad)?;
         // The member of the object's kind, as the event's JSON holds it (`null` included).
         let object = match kind {
             Kind::Route => {
@@ -208,7 +237,6 @@ impl Fold<'_> {
         }
         .map_err(bad)?
         .unwrap_or_else(|| Object::unnamed(kind));
-        let description = describe::object(&object);
         let key = object_key(&object);
         let hash = object_hash(&self.tally.hasher, netns.inode, &key);
         let i = self.into.intern_object(
@@ -217,7 +245,7 @@ impl Fold<'_> {
             netns.inode,
             netns.name.as_deref(),
             key,
-            description,
+            Described::Object(object),
         );
         *slot = Slot::Interned(i);
         Ok(i)

@@ -45,6 +45,11 @@ pub const DEFAULT_PATH: &str = "/var/lib/routeguard/events.db";
 /// How long a writer or reader waits for the other's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The writer's page cache, in KiB (SQLite's `cache_size` is in KiB when negative). The default
+/// 2 MiB is smaller than one of the writer's transactions: it spilled pages to the log before
+/// the commit and read index pages back from the file.
+const CACHE_KIB: i64 = -16 * 1024;
+
 /// How often pruning also removes the actors and objects no event names any more: it reads
 /// every event's facts, so not on every prune.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -137,6 +142,8 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB.to_string())
+            .map_err(open_err)?;
         schema::migrate(&mut conn, path)?;
         Ok(Self {
             path: path.to_owned(),
@@ -164,8 +171,12 @@ impl Store {
     }
 
     /// Inserts the events in one transaction: all of them or none. Returns how many.
-    pub fn insert(&mut self, events: &[Event]) -> Result<usize, StoreError> {
-        if events.is_empty() {
+    pub fn insert<'e>(
+        &mut self,
+        events: impl IntoIterator<Item = &'e Event>,
+    ) -> Result<usize, StoreError> {
+        let mut events = events.into_iter().peekable();
+        if events.peek().is_none() {
             return Ok(0);
         }
         let inserted = self.insert_tx(events);
@@ -179,8 +190,12 @@ impl Store {
         })
     }
 
-    fn insert_tx(&mut self, events: &[Event]) -> rusqlite::Result<usize> {
+    fn insert_tx<'e>(
+        &mut self,
+        events: impl Iterator<Item = &'e Event>,
+    ) -> rusqlite::Result<usize> {
         let tx = self.conn.transaction()?;
+        let mut n = 0;
         {
             let mut stmt = tx.prepare_cached(schema::INSERT)?;
             for ev in events {
@@ -188,10 +203,11 @@ impl Store {
                 row.insert(&mut stmt)?;
                 let id = tx.last_insert_rowid();
                 self.interner.write(&tx, id, row.ts_ns, row.facts)?;
+                n += 1;
             }
         }
         tx.commit()?;
-        Ok(events.len())
+        Ok(n)
     }
 
     /// Applies the retention limits; returns how many events were removed.

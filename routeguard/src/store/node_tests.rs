@@ -118,5 +118,5 @@ fn older_stores_read_without_hosts_and_upgrade() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, SCHEMA_VERSION);
 }

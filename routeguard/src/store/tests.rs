@@ -499,3 +499,60 @@ fn a_removed_store_is_noticed_and_its_orphaned_log_not_replayed() {
     assert!(orphans.iter().any(|n| n.ends_with("-wal")), "{orphans:?}");
     drop(store);
 }
+
+fn index_names(path: &Path) -> Vec<String> {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
+        .unwrap();
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names
+}
+
+/// Version 4 drops the indexes nothing read; a version 3 store with events keeps them (and
+/// their facts) and is readable before and after.
+#[test]
+fn a_version_3_store_upgrades_without_the_unread_indexes() {
+    let dir = TempDir::new();
+    let path = dir.join("v3.db");
+    create_v1(&path, &[route_event(), at(rule_event(), TS + 1)]);
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(schema::V2).unwrap();
+        facts::backfill(&tx, &path).unwrap();
+        tx.execute_batch(schema::V3).unwrap();
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(
+        index_names(&path),
+        ["events_actor_comm_ts", "events_kind_ts", "events_ts"]
+    );
+    let mut store = Store::open(&path, Retention::default()).unwrap();
+    assert_eq!(index_names(&path), ["events_ts"]);
+    store.insert(&[at(route_event(), TS + 2)]).unwrap();
+    store.close().unwrap();
+    let events = read_events(&path, None, None).unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[1]["kind"], "rule");
+    let mut kinds = Vec::new();
+    read_facts(&path)
+        .unwrap()
+        .expect("facts")
+        .scan(None, None, |f| {
+            kinds.push(f.kind.to_string());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(kinds, ["route", "rule", "route"]);
+    let version: u32 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+}

@@ -8,7 +8,8 @@
 //! deletes its own routes as fast as it can; (c) both. Printed per arm: the flooders' messages
 //! a second, root's removals recorded N/N, the other requests kept (events) and suppressed
 //! (summed from the `suppressed` lines), ring loss. `--baseline BIN` runs another binary (main's)
-//! in the same arms, alternated, for the side-by-side.
+//! in the same arms, alternated, for the side-by-side. With `--capture kernel-function` on a
+//! kernel that refuses fentry (or with `--vm`), the arms run in a stock Debian kernel under QEMU.
 use std::{
     fs,
     io::{BufRead as _, BufReader},
@@ -20,7 +21,11 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{bench_dir, routeguard_bin, routes, tracer::Tracer};
+use super::{
+    bench_dir, routeguard_bin, routes,
+    tracer::Tracer,
+    vm_run::{in_vm, vm_series, TraceTarget},
+};
 use crate::{cmd, interrupt, netns::Netns};
 
 #[derive(clap::Args)]
@@ -34,15 +39,14 @@ pub struct Args {
     /// Seconds each flood lasts; root starts after the first two.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(4..=120))]
     seconds: u64,
-    /// The routeguard binary to bench [default: a fresh release build].
-    #[arg(long)]
-    bin: Option<PathBuf>,
     /// Another binary (e.g. main's) run in the same arms, side by side.
     #[arg(long)]
     baseline: Option<PathBuf>,
     /// Which arms to run: any of `a`, `b`, `c`.
     #[arg(long, default_value = "abc")]
     arms: String,
+    #[command(flatten)]
+    traced: TraceTarget,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,8 @@ struct Measured {
     suppressed: u64,
     lost: Option<u64>,
     ip_seconds: f64,
+    /// Every flooder was still flooding when root's `ip` finished.
+    covered: bool,
 }
 
 const FLOOD_SCRIPT: &str = include_str!("../../../tests/clients/flood_rule_del.py");
@@ -78,7 +84,27 @@ pub fn run(args: &Args) -> Result<()> {
     if !cmd::is_root() {
         bail!("bench flood needs root (namespaces, setpriv)");
     }
-    let bin = routeguard_bin(args.bin.as_deref())?;
+    let bin = routeguard_bin(args.traced.bin.as_deref())?;
+    if let Some(series) = vm_series(args.traced.vm.as_deref(), &args.traced.capture, &bin)? {
+        if args.baseline.is_some() {
+            bail!("--baseline runs here only: leave it out with --vm or --capture kernel-function");
+        }
+        let argv = vec![
+            format!("--removals={}", args.removals),
+            format!("--runs={}", args.runs),
+            format!("--seconds={}", args.seconds),
+            format!("--arms={}", args.arms),
+            format!("--capture={}", args.traced.capture),
+        ];
+        return in_vm("flood", &argv, series, &bin);
+    }
+    if kernel_function(args) && !crate::vm::in_guest() {
+        bail!(
+            "bench flood on the kernel-function path removes root's routes in the initial \
+             namespace (there, the only one exempt from budgets): it does so only in a QEMU \
+             guest; add --vm 6.12"
+        );
+    }
     let baseline = args
         .baseline
         .as_deref()
@@ -92,10 +118,16 @@ pub fn run(args: &Args) -> Result<()> {
     let del_file = dir.join("flood-del.batch");
     routes::write_batches(args.removals, &add_file, &del_file)?;
     println!(
-        "bench flood: root removes {} routes in its own namespace {} s into a {} s flood; load: {}",
+        "bench flood: root removes {} routes in {} {} s into a {} s flood; capture {}; load: {}",
         args.removals,
+        if kernel_function(args) {
+            "the (guest's) initial namespace"
+        } else {
+            "its own namespace"
+        },
         2,
         args.seconds,
+        args.traced.capture,
         uptime()
     );
     let mut bins: Vec<(&str, &Path)> = vec![("this", bin.as_path())];
@@ -115,12 +147,14 @@ pub fn run(args: &Args) -> Result<()> {
                 let m = arm_once(bin, arm, args, &script, &add_file, &del_file, &dir)?;
                 println!(
                     "run {run} {:<36} {label:<8}: flood {:>10.0} msg/s; root {}/{} recorded \
-                     (ip {:.2} s); other requests kept {}, suppressed {}; ring loss {}",
+                     (ip {:.2} s, the flood covered it: {}); other requests kept {}, \
+                     suppressed {}; ring loss {}",
                     arm.name(),
                     m.flood_messages_per_s,
                     m.root_recorded,
                     args.removals,
                     m.ip_seconds,
+                    if m.covered { "yes" } else { "NO" },
                     m.kept,
                     m.suppressed,
                     m.lost.map_or_else(|| "?".to_owned(), |l| l.to_string()),
@@ -147,7 +181,16 @@ fn arm_once(
     del_file: &Path,
     dir: &Path,
 ) -> Result<Measured> {
-    let root_ns = Netns::create(&format!("rgb-flood-root-{}", std::process::id()))?;
+    // Root's removals must not be budgeted: on the syscall path they go into a namespace of
+    // their own that a protect entry names (selecting nothing there), which exempts it like the
+    // initial one. Protect entries need the syscall path (restores need its mirror), so on the
+    // kernel-function path root removes in the initial namespace: only ever in a guest (`run`).
+    let kfunc = kernel_function(args);
+    let root_ns = if kfunc {
+        Netns::attach_initial(&format!("rgb-flood-init-{}", std::process::id()))?
+    } else {
+        Netns::create(&format!("rgb-flood-root-{}", std::process::id()))?
+    };
     let flood_ns = Netns::create(&format!("rgb-flood-{}", std::process::id()))?;
     routes::add_link(&root_ns)?;
     cmd::run(Command::new("ip").args([
@@ -157,11 +200,14 @@ fn arm_once(
         routes::path_str(add_file)?,
     ]))?;
     let out = dir.join("flood-trace.jsonl");
-    // No `--netns` filter: the flooders' events are what "kept" counts. Root's namespace is
-    // one a protect entry names (selecting nothing there): exempt from budgets, like the
-    // initial one. A binary without budgets just protects nothing.
+    // No `--netns` filter: the flooders' events are what "kept" counts. A binary without
+    // budgets just protects nothing.
     let protect = format!("kind=rule table=4242 netns={}", root_ns.name());
-    let tracer = Tracer::start_unfiltered(bin, &out, &["--json", "--protect", &protect])?;
+    let mut trace_args = vec!["--json", "--capture", &args.traced.capture];
+    if !kfunc {
+        trace_args.extend(["--protect", &protect]);
+    }
+    let tracer = Tracer::start_unfiltered(bin, &out, &trace_args)?;
     let seconds = args.seconds.to_string();
     let mut flooders: Vec<Child> = Vec::new();
     if matches!(arm, Arm::Refused | Arm::Both) {
@@ -178,13 +224,17 @@ fn arm_once(
             );
         }
     }
-    let own = if matches!(arm, Arm::OwnNamespace | Arm::Both) {
+    let mut own = if matches!(arm, Arm::OwnNamespace | Arm::Both) {
         Some(own_namespace_flooder(&seconds)?)
     } else {
         None
     };
     thread::sleep(Duration::from_secs(2));
     let ip_took = routes::time_deletion(&root_ns, del_file)?;
+    let mut covered = true;
+    for f in flooders.iter_mut().chain(own.as_mut()) {
+        covered &= matches!(f.try_wait(), Ok(None));
+    }
     let mut messages = 0u64;
     let mut flood_secs = 0f64;
     for mut f in flooders {
@@ -215,8 +265,14 @@ fn arm_once(
             None
         }
     };
-    let (root_recorded, kept, suppressed) = tally(&out, root_ns.name())?;
+    // The initial namespace is named `host` in events.
+    let root_name = if kfunc { "host" } else { root_ns.name() };
+    let (root_recorded, kept, suppressed) = tally(&out, root_name)?;
     let _ = fs::remove_file(&out);
+    if kfunc {
+        // Its routes go with it; the next arm adds them again.
+        root_ns.ip(&["link", "delete", "d0"])?;
+    }
     Ok(Measured {
         flood_messages_per_s: messages as f64 / flood_secs.max(1e-9),
         root_recorded,
@@ -224,7 +280,12 @@ fn arm_once(
         suppressed,
         lost,
         ip_seconds: ip_took.as_secs_f64(),
+        covered,
     })
+}
+
+fn kernel_function(args: &Args) -> bool {
+    args.traced.capture == "kernel-function"
 }
 
 /// uid 65534 in a user and network namespace of its own (`unshare -rn`), adding and deleting

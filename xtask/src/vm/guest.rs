@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::{initramfs::BUSYBOX, tests as test_binaries};
+use super::{initramfs::BUSYBOX, tests as test_binaries, Series};
 
 /// File in the shared folder that receives the command's exit status.
 pub const EXIT_CODE_FILE: &str = "exit-code";
@@ -86,20 +86,22 @@ exec {BUSYBOX} poweroff -f
 }
 
 /// A shell script (in the shared folder) that runs each test binary one test at a time, less
-/// the tests left to the host ([`test_binaries::HOST_ONLY`], named in the log), and exits non-zero
-/// when any failed; returns the command line that runs it.
-pub fn test_runner(shared: &Path, binaries: &[PathBuf]) -> Result<String> {
+/// the tests `series`' guest leaves out ([`test_binaries::left_out`], named in the log with
+/// why), and exits non-zero when any failed; returns the command line that runs it.
+pub fn test_runner(shared: &Path, binaries: &[PathBuf], series: Series) -> Result<String> {
     let mut script = String::from("#!/bin/sh\nstatus=0\n");
     for path in binaries {
         let binary = quote(&path.to_string_lossy());
         let mut skips = String::new();
-        if let Some(entry) = test_binaries::host_only(path) {
+        for entry in test_binaries::left_out(path, series) {
             let names = entry.tests.join(", ");
-            let note = format!("routeguard-vm: left to the host ({}): {names}", entry.why);
+            let note = format!("routeguard-vm: left out here ({}): {names}", entry.why);
             script.push_str(&format!("echo {}\n", quote(&note)));
             for test in entry.tests {
                 skips.push_str(&format!(" --skip {}", quote(test)));
             }
+        }
+        if !skips.is_empty() {
             skips.push_str(" --exact");
         }
         script.push_str(&format!(
@@ -127,34 +129,48 @@ pub fn quote(s: &str) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use super::{quote, test_runner};
+    use super::{quote, test_runner, Series};
 
     #[test]
-    fn the_runner_leaves_host_only_tests_out_and_says_so() {
+    fn the_runner_leaves_out_what_each_kernel_leaves_out_and_says_so() {
         let shared = std::env::temp_dir().join(format!("rg-runner-{}", std::process::id()));
         std::fs::create_dir_all(&shared).unwrap();
         let binaries = [
             PathBuf::from("/t/deps/daemon-0a1b"),
             PathBuf::from("/t/deps/route-2c3d"),
         ];
-        test_runner(&shared, &binaries).unwrap();
-        let script = std::fs::read_to_string(shared.join("run-tests.sh")).unwrap();
+        let script = |series| {
+            test_runner(&shared, &binaries, series).unwrap();
+            std::fs::read_to_string(shared.join("run-tests.sh")).unwrap()
+        };
+        let (newest, oldest) = (script(Series::V6_12), script(Series::V6_1));
         std::fs::remove_dir_all(&shared).unwrap();
-        let daemon = script
-            .lines()
-            .find(|l| l.starts_with("'/t/deps/daemon-0a1b'"))
-            .unwrap();
+        let line = |script: &str, binary: &str| {
+            script
+                .lines()
+                .find(|l| l.starts_with(binary))
+                .unwrap()
+                .to_string()
+        };
+        let daemon = line(&newest, "'/t/deps/daemon-0a1b'");
         assert!(daemon.contains(" --skip 'a_full_disk_under_the_store_is_survived'"));
+        assert!(daemon.contains(" --skip 'restore_state::a_link_down_retry_outlives_a_reload'"));
+        assert!(!daemon.contains("restored_then_suspended"), "{daemon}");
         assert!(daemon.ends_with(" --exact || status=1"), "{daemon}");
-        assert!(script.contains("left to the host (config validation"));
-        let route = script
-            .lines()
-            .find(|l| l.starts_with("'/t/deps/route-2c3d'"))
-            .unwrap();
-        assert_eq!(
-            route,
-            "'/t/deps/route-2c3d' --test-threads=1 --color never || status=1"
-        );
+        assert!(newest.contains("left out here (config validation"));
+        let daemon = line(&oldest, "'/t/deps/daemon-0a1b'");
+        assert!(daemon.contains(" --skip 'a_full_disk_under_the_store_is_survived'"));
+        assert!(daemon.contains(
+            " --skip 'protected_rule_is_restored_then_suspended_and_both_are_stored_and_counted'"
+        ));
+        assert_eq!(daemon.matches(" --exact").count(), 1, "{daemon}");
+        assert!(oldest.contains("(run on 6.12)"));
+        for script in [&newest, &oldest] {
+            assert_eq!(
+                line(script, "'/t/deps/route-2c3d'"),
+                "'/t/deps/route-2c3d' --test-threads=1 --color never || status=1"
+            );
+        }
     }
 
     #[test]

@@ -270,7 +270,10 @@ fn boot_one(
         Workload::Tests { bin, binaries } => {
             guest_env.push(("ROUTEGUARD_BIN".into(), bin.clone().into_os_string()));
             // cargo runs test binaries in their package's directory.
-            (guest::test_runner(&shared, binaries)?, root.join("tests"))
+            (
+                guest::test_runner(&shared, binaries, series)?,
+                root.join("tests"),
+            )
         }
     };
     let stage2 = guest::write(&guest::Plan {

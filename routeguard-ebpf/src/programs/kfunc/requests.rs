@@ -251,7 +251,7 @@ fn sender(skb: u64) -> Option<Sock> {
 
 /// `NETLINK_CB(skb).portid`: the sender's port (0 when the offset is unknown).
 #[inline(always)]
-fn portid(skb: u64) -> u32 {
+pub fn portid(skb: u64) -> u32 {
     let cb = kconfig_field!(offsets.skb_cb);
     let portid = kconfig_field!(offsets.nlcb_portid);
     // skb_cb is checked by the loader (no request hook is attached without it).

@@ -6,6 +6,7 @@ use routeguard_common::{context, hook};
 use super::{
     kconfig_field,
     record::{begin, copy_msg, header_from, netns_ino, send},
+    requests::portid,
 };
 use crate::programs::kern::read;
 
@@ -29,6 +30,9 @@ fn try_fib_nl_delrule(ctx: &FExitContext) -> Option<()> {
     rec.context |= context::HAS_RET;
     rec.ret = ret as i32;
     header_from(rec, nlh);
+    // The sender's port: a removal whose request the send hooks never saw (io_uring, compat)
+    // is still named by the socket it came from.
+    rec.portid = portid(skb);
     // struct fib_rule_hdr follows the 16-byte nlmsghdr; its first byte is the family (UAPI).
     rec.family = read::<u8>(nlh, 16).unwrap_or(0);
     if let Some(sk) = read::<u64>(skb, kconfig_field!(offsets.skb_sk)) {

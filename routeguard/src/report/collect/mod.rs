@@ -2,11 +2,13 @@
 //! objects interned), so a million events cost tens of megabytes, then grouped into incidents,
 //! rankings and timeline lanes.
 
+use std::cell::OnceCell;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
 mod restores;
+mod summary;
 mod timeline;
 
 use super::describe;
@@ -16,6 +18,7 @@ use crate::event::{
     Actor, ActorRef, Cause, Event, EventType, Kind, Object, ObjectKey, Outcome, Timestamp,
 };
 pub use restores::{outcome_name as restore_outcome_name, RestoreFields};
+pub use summary::Summary;
 
 /// How events are grouped and how much of them is kept in full.
 #[derive(Clone, Debug)]
@@ -59,11 +62,45 @@ struct Rec {
 const _: () = assert!(std::mem::size_of::<Rec>() == 24);
 
 struct ObjectInfo {
+    /// The object interned before this one with the same hash ([`Collector::object_ix`]),
+    /// `NONE` for none.
+    same_hash: u32,
     kind: Kind,
     netns: NetnsRef,
     key: ObjectKey,
-    /// In the words of the first event that named it.
-    description: String,
+    /// The first event that named it, in words or as the object.
+    described: Described,
+    /// `described` in words, once asked for.
+    words: OnceCell<String>,
+}
+
+impl ObjectInfo {
+    fn description(&self) -> &str {
+        match &self.described {
+            Described::Words(w) => w,
+            Described::Object(o) => self.words.get_or_init(|| describe::object(o)),
+        }
+    }
+}
+
+/// How an interned object is described: in words a reader already has, or as the object itself,
+/// told in words ([`describe::object`]) when first asked for. A fleet report interns a million
+/// objects and asks for the words of the few its cluster incidents name.
+pub enum Described {
+    Words(String),
+    Object(Object),
+}
+
+impl From<String> for Described {
+    fn from(words: String) -> Self {
+        Described::Words(words)
+    }
+}
+
+impl From<&str> for Described {
+    fn from(words: &str) -> Self {
+        Described::Words(words.to_owned())
+    }
 }
 
 /// What makes two actors the same process for the report.
@@ -173,8 +210,10 @@ pub struct Collector {
     actor_ix: HashMap<u64, Vec<u32>>,
     hasher: RandomState,
     objects: Vec<ObjectInfo>,
-    /// Hash of (netns inode, description) → candidate indexes, as for actors.
-    object_ix: HashMap<u64, Vec<u32>>,
+    /// Hash of (netns inode, identity) → the last object interned with it, whose
+    /// [`ObjectInfo::same_hash`] leads to the others: no allocation per object (a fleet report
+    /// interns a million). A fast hasher for the hash, which is one already.
+    object_ix: HashMap<u64, u32, foldhash::fast::RandomState>,
     errors: Vec<String>,
     error_ix: HashMap<String, u32>,
 }
@@ -265,7 +304,8 @@ impl Collector {
     }
 
     /// An object is its namespace and its identity; the first event naming it gives its kind,
-    /// namespace name and description. `hash` is [`object_hash`].
+    /// namespace name and description (words, or the object to word when asked). `hash` is
+    /// [`object_hash`].
     pub fn intern_object(
         &mut self,
         hash: u64,
@@ -273,25 +313,29 @@ impl Collector {
         netns_inode: u32,
         netns_name: Option<&str>,
         key: ObjectKey,
-        description: impl Into<String>,
+        description: impl Into<Described>,
     ) -> u32 {
-        let candidates = self.object_ix.entry(hash).or_default();
-        for &i in candidates.iter() {
+        let last = self.object_ix.get(&hash).copied().unwrap_or(NONE);
+        let mut i = last;
+        while i != NONE {
             let o = &self.objects[i as usize];
             if o.netns.inode == netns_inode && o.key == key {
                 return i;
             }
+            i = o.same_hash;
         }
         let i = self.objects.len() as u32;
-        candidates.push(i);
+        self.object_ix.insert(hash, i);
         self.objects.push(ObjectInfo {
+            same_hash: last,
             kind,
             netns: NetnsRef {
                 inode: netns_inode,
                 name: netns_name.map(str::to_owned),
             },
             key,
-            description: description.into(),
+            described: description.into(),
+            words: OnceCell::new(),
         });
         i
     }
@@ -316,10 +360,15 @@ impl Collector {
         self.actors[i as usize].as_ref()
     }
 
-    /// Object `i` ([`Collector::removals`]): its kind, identity and description.
-    pub fn object(&self, i: u32) -> (Kind, &ObjectKey, &str) {
+    /// Object `i` ([`Collector::removals`]): its kind and identity.
+    pub fn object(&self, i: u32) -> (Kind, &ObjectKey) {
         let o = &self.objects[i as usize];
-        (o.kind, &o.key, &o.description)
+        (o.kind, &o.key)
+    }
+
+    /// Object `i`'s description, worded when first asked for.
+    pub fn object_description(&self, i: u32) -> &str {
+        self.objects[i as usize].description()
     }
 
     fn intern_error(&mut self, name: &str) -> u32 {
@@ -446,7 +495,7 @@ impl Collector {
                 ObjectHistory {
                     id,
                     kind: info.kind,
-                    object: info.description.clone(),
+                    object: info.description().to_owned(),
                     netns: info.netns.clone(),
                     outcomes: object_out[old].take().unwrap_or_default(),
                     first: Timestamp(object_span[old].0.into()),
@@ -591,7 +640,7 @@ impl Collector {
                 objs.push(IncidentObject {
                     object: object_id[r.object as usize],
                     kind: info.kind,
-                    description: info.description.clone(),
+                    description: info.description().to_owned(),
                     outcomes: Outcomes::default(),
                     errors: Vec::new(),
                     restores: BTreeMap::new(),
@@ -624,7 +673,7 @@ impl Collector {
                 suspensions.push(Suspension {
                     at: Timestamp(r.ts.into()),
                     object: object_id[r.object as usize],
-                    description: self.objects[r.object as usize].description.clone(),
+                    description: self.objects[r.object as usize].description().to_owned(),
                     actor: actor_id[r.actor as usize],
                     policy: self.restores.policy(r).to_string(),
                     attempts: r.attempt,

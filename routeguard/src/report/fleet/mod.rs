@@ -11,10 +11,10 @@ use std::hash::Hash;
 
 use serde::Serialize;
 
-use super::collect::{Collector, Options};
+use super::collect::{Collector, Options, Summary};
 use super::describe;
 use super::input::{self, Input, InputError, Query};
-use super::model::{Outcomes, Restores, Source, Window, REPORT_SCHEMA_VERSION};
+use super::model::{Source, Window, REPORT_SCHEMA_VERSION};
 use super::tell;
 use crate::event::{Actor, Host, Kind, ObjectKey, Timestamp};
 use cluster::{Cluster, Shared, Sighting};
@@ -50,21 +50,9 @@ pub struct NodeSummary {
     pub host: Option<Host>,
     /// Its inputs, in the order given.
     pub sources: Vec<Source>,
-    pub first_event: Option<Timestamp>,
-    pub last_event: Option<Timestamp>,
-    /// Removal requests, after filters and the time window.
-    pub events: u64,
-    pub outcomes: Outcomes,
-    pub by_kind: BTreeMap<&'static str, u64>,
-    /// Incidents on this node alone (bursts no more than the gap apart).
-    pub incidents: u64,
-    pub actors: u64,
-    pub objects: u64,
-    pub restores: Restores,
-    /// As in a one-input report's headline: `null` when the node's inputs hold no restore.
-    pub still_missing: Option<u64>,
-    /// The programs with most removal requests: `comm[pid] (exe, unit)` and their count.
-    pub top_actors: Vec<(String, u64)>,
+    /// Its counts (`first_event` … `top_actors` in JSON, where they stand in for these fields).
+    #[serde(flatten)]
+    pub counts: Summary,
     /// Ids of the cluster incidents this node is part of.
     pub cluster_incidents: Vec<usize>,
     /// What the report could not tell apart (an input without host, a store naming several).
@@ -112,7 +100,7 @@ impl FleetReport {
     }
 
     pub fn events(&self) -> u64 {
-        self.nodes.iter().map(|n| n.events).sum()
+        self.nodes.iter().map(|n| n.counts.events).sum()
     }
 }
 
@@ -139,19 +127,38 @@ pub fn build(
     let mut ids = Ids::default();
     let mut sightings = Vec::new();
     let mut nodes = Vec::with_capacity(by_node.len());
-    for (id, members) in by_node.values().enumerate() {
-        let mut c = Collector::new();
-        let mut sources = Vec::with_capacity(members.len());
-        for &i in members {
-            sources.push(input::load(&inputs[i], query, &mut c)?);
+    // Nodes are read and summed up as many at a time as there are cores, each on a thread of
+    // its own (a node's store is read on one); numbering their programs and objects for the
+    // clustering runs here between the two, in node order, so the report is the same whatever
+    // the threads' timing. Only the nodes of one round are in memory at once.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let groups: Vec<&Vec<usize>> = by_node.values().collect();
+    for (round, members_of) in groups.chunks(workers).enumerate() {
+        let load = |members: &Vec<usize>| -> Result<(Collector, Vec<Source>), InputError> {
+            let mut c = Collector::new();
+            let mut sources = Vec::with_capacity(members.len());
+            for &i in members {
+                sources.push(input::load(&inputs[i], query, &mut c)?);
+            }
+            Ok((c, sources))
+        };
+        let loaded = on_threads(members_of.iter().copied(), load);
+        let mut read = Vec::with_capacity(loaded.len());
+        for (k, result) in loaded.into_iter().enumerate() {
+            // The first node in order that could not be read is the error, as one by one.
+            let (c, sources) = result?;
+            let id = round * workers + k;
+            ids.sight(&c, id as u32, &mut sightings);
+            read.push((id, members_of[k], c, sources));
         }
-        ids.sight(&c, id as u32, &mut sightings);
-        let first = &named[members[0]];
-        let notes = members
-            .iter()
-            .filter_map(|&i| named[i].note.clone())
-            .collect();
-        nodes.push(summary(id, first, sources, notes, c, opts));
+        let summed = on_threads(read, |(id, members, c, sources)| {
+            let notes = members
+                .iter()
+                .filter_map(|&i| named[i].note.clone())
+                .collect();
+            summary(id, &named[members[0]], sources, notes, c, opts)
+        });
+        nodes.extend(summed);
     }
     let gap_ns = i64::try_from(opts.gap_ns).unwrap_or(i64::MAX);
     let cluster_incidents: Vec<ClusterIncident> = cluster::clusters(&sightings, gap_ns)
@@ -164,8 +171,8 @@ pub fn build(
             nodes[n].cluster_incidents.push(inc.id);
         }
     }
-    let first_event = nodes.iter().filter_map(|n| n.first_event).min();
-    let last_event = nodes.iter().filter_map(|n| n.last_event).max();
+    let first_event = nodes.iter().filter_map(|n| n.counts.first).min();
+    let last_event = nodes.iter().filter_map(|n| n.counts.last).max();
     Ok(FleetReport {
         report_schema_version: REPORT_SCHEMA_VERSION,
         generator: format!("routeguard {}", env!("CARGO_PKG_VERSION")),
@@ -183,6 +190,22 @@ pub fn build(
     })
 }
 
+/// `f` of each item, each on a scoped thread of its own, in the items' order. A panic on one
+/// is this thread's.
+fn on_threads<T: Send, R: Send>(
+    items: impl IntoIterator<Item = T>,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.into_iter().map(|t| s.spawn(move || f(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 fn summary(
     id: usize,
     named: &node::Named,
@@ -191,30 +214,13 @@ fn summary(
     c: Collector,
     opts: &Options,
 ) -> NodeSummary {
-    let s = c.finish(opts);
-    let hl = s.headline;
     NodeSummary {
         id,
         node: named.node.clone(),
         named_by: named.named_by,
         host: named.host.clone(),
         sources,
-        first_event: s.first,
-        last_event: s.last,
-        events: hl.events,
-        outcomes: hl.outcomes,
-        by_kind: hl.by_kind,
-        incidents: hl.incidents,
-        actors: hl.actors,
-        objects: hl.objects,
-        restores: hl.restores,
-        still_missing: hl.still_missing,
-        top_actors: s
-            .actors
-            .iter()
-            .take(TOP_ACTORS)
-            .map(|a| (a.description.clone(), a.outcomes.total()))
-            .collect(),
+        counts: c.summary(opts.gap_ns, TOP_ACTORS),
         cluster_incidents: Vec::new(),
         notes,
     }
@@ -256,28 +262,34 @@ impl Program {
 #[derive(Default)]
 struct Ids {
     programs: Numbered<Program>,
-    /// An object's identity and the words its first removal described it in.
-    objects: Numbered<(Kind, ObjectKey)>,
+    /// An object's identity (which tells its kind), its kind and the words its first removal
+    /// described it in.
+    objects: Numbered<ObjectKey>,
+    kinds: Vec<Kind>,
     descriptions: Vec<String>,
     tables: Numbered<(Kind, u32)>,
 }
 
+/// Looked up once per node and actor or object (a million times for 50 nodes of 20,000
+/// objects), only by this process: a fast hasher.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct Numbered<K> {
-    ix: HashMap<K, u32>,
+    ix: FastMap<K, u32>,
     keys: Vec<K>,
 }
 
 impl<K> Default for Numbered<K> {
     fn default() -> Self {
         Numbered {
-            ix: HashMap::new(),
+            ix: FastMap::default(),
             keys: Vec::new(),
         }
     }
 }
 
 impl<K: Clone + Eq + Hash> Numbered<K> {
-    /// `key`'s number, and whether it is new.
+    /// `key`'s number, and whether it is new; `key` is cloned only when it is.
     fn number(&mut self, key: &K) -> (u32, bool) {
         if let Some(&i) = self.ix.get(key) {
             return (i, false);
@@ -293,17 +305,19 @@ impl Ids {
     /// `c`'s removals as sightings on node `node`; each actor and object of the node numbered
     /// once, not once per removal.
     fn sight(&mut self, c: &Collector, node: u32, out: &mut Vec<Sighting>) {
-        let mut actors: HashMap<u32, u32> = HashMap::new();
-        let mut objects: HashMap<u32, (u32, Option<u32>)> = HashMap::new();
+        let mut actors: FastMap<u32, u32> = FastMap::default();
+        let mut objects: FastMap<u32, (u32, Option<u32>)> = FastMap::default();
         for (ts, actor, object) in c.removals() {
             let program = *actors
                 .entry(actor)
                 .or_insert_with(|| self.programs.number(&Program::of(c.actor(actor))).0);
             let (object, table) = *objects.entry(object).or_insert_with(|| {
-                let (kind, key, description) = c.object(object);
-                let (id, new) = self.objects.number(&(kind, key.clone()));
+                let (kind, key) = c.object(object);
+                let (id, new) = self.objects.number(key);
                 if new {
-                    self.descriptions.push(description.to_owned());
+                    self.kinds.push(kind);
+                    self.descriptions
+                        .push(c.object_description(object).to_owned());
                 }
                 let table = match key {
                     ObjectKey::Route(r) => r.table,
@@ -326,7 +340,7 @@ impl Ids {
         let program = &self.programs.keys[c.program as usize];
         let (shared, kind, object, table) = match c.shared {
             Shared::Object(o) => {
-                let kind = self.objects.keys[o as usize].0;
+                let kind = self.kinds[o as usize];
                 (
                     "object",
                     kind,

@@ -127,7 +127,7 @@ fn inputs_of_one_node_fold_together_and_one_node_is_no_cluster() {
     ];
     let r = fleet(&inputs, 60);
     assert_eq!(r.nodes.len(), 1);
-    assert_eq!((r.nodes[0].sources.len(), r.nodes[0].events), (2, 2));
+    assert_eq!((r.nodes[0].sources.len(), r.nodes[0].counts.events), (2, 2));
     assert!(r.cluster_incidents.is_empty());
 }
 

@@ -50,17 +50,17 @@ fn outcomes(o: &Outcomes) -> String {
 }
 
 fn span(n: &NodeSummary) -> String {
-    match (n.first_event, n.last_event) {
+    match (n.counts.first, n.counts.last) {
         (Some(f), Some(l)) => format!("{} – {}", tell::when(f), tell::when(l)),
         _ => "no events".into(),
     }
 }
 
 fn restores(n: &NodeSummary) -> String {
-    match (n.restores.is_empty(), n.still_missing) {
+    match (n.counts.restores.is_empty(), n.counts.still_missing) {
         (true, _) => "none".into(),
-        (false, Some(m)) => format!("{}; {m} still missing", tell::restores(&n.restores)),
-        (false, None) => tell::restores(&n.restores),
+        (false, Some(m)) => format!("{}; {m} still missing", tell::restores(&n.counts.restores)),
+        (false, None) => tell::restores(&n.counts.restores),
     }
 }
 
@@ -120,9 +120,9 @@ fn md(r: &FleetReport) -> String {
             esc(&n.node),
             named_by(n),
             inputs.join("<br>"),
-            n.events,
-            outcomes(&n.outcomes),
-            n.incidents,
+            n.counts.events,
+            outcomes(&n.counts.outcomes),
+            n.counts.incidents,
             cluster_ids(n),
             esc(&restores(n)),
             span(n),
@@ -158,6 +158,7 @@ fn omitted_md(m: &mut String, n: usize) {
 /// The node's top actors, `description ×removals`, escaped for the format and joined.
 fn top_actors(n: &NodeSummary, esc: fn(&str) -> String, sep: &str) -> String {
     let each: Vec<String> = n
+        .counts
         .top_actors
         .iter()
         .map(|(a, k)| format!("{} ×{k}", esc(a)))
@@ -234,9 +235,9 @@ fn html(r: &FleetReport) -> String {
             esc(&n.node),
             named_by(n),
             inputs.join("<br>"),
-            n.events,
-            outcomes(&n.outcomes),
-            n.incidents,
+            n.counts.events,
+            outcomes(&n.counts.outcomes),
+            n.counts.incidents,
             cluster_ids(n),
             esc(&restores(n)),
             span(n),

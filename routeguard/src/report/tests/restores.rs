@@ -357,3 +357,56 @@ fn every_format_shows_restores_and_suspensions() {
     assert_eq!(v["incidents"][1]["suspensions"][0]["attempts"], 3);
     assert_eq!(v["timeline"]["lanes"][0]["suspended"], 1);
 }
+
+#[test]
+fn a_fleet_node_summary_counts_as_the_full_report_does() {
+    let mut events = protected_capture();
+    let mut failed = fixtures::rule_event(); // `ip rule del`, refused with ENOENT
+    failed.ts = Timestamp(fixtures::TS + 30 * S);
+    let mut kernel = fixtures::route_event();
+    kernel.actor = None;
+    kernel.ts = Timestamp(fixtures::TS + 2 * S);
+    events.extend([failed, kernel]);
+    for (gap_s, top) in [(1, 1), (5, 2), (3600, 10)] {
+        let collector = || {
+            let mut c = Collector::new();
+            for ev in events.clone() {
+                c.push(ev);
+            }
+            c
+        };
+        let opts = Options {
+            gap_ns: gap_s * S,
+            ..Options::default()
+        };
+        let full = collector().finish(&opts);
+        let s = collector().summary(opts.gap_ns, top);
+        let hl = &full.headline;
+        assert_eq!((s.first, s.last), (full.first, full.last));
+        assert_eq!(
+            (s.events, s.incidents, s.actors, s.objects, s.still_missing),
+            (
+                hl.events,
+                hl.incidents,
+                hl.actors,
+                hl.objects,
+                hl.still_missing
+            ),
+            "gap {gap_s} s"
+        );
+        assert_eq!(s.by_kind, hl.by_kind);
+        let json = |v| serde_json::to_value(v).unwrap();
+        assert_eq!(json(&s.outcomes), json(&hl.outcomes));
+        assert_eq!(
+            serde_json::to_value(&s.restores).unwrap(),
+            serde_json::to_value(&hl.restores).unwrap()
+        );
+        let top_full: Vec<(String, u64)> = full
+            .actors
+            .iter()
+            .take(top)
+            .map(|a| (a.description.clone(), a.outcomes.total()))
+            .collect();
+        assert_eq!(s.top_actors, top_full);
+    }
+}

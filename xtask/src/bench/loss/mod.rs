@@ -43,6 +43,13 @@ pub struct Args {
     /// Bench this routeguard binary instead of building target/release/routeguard.
     #[arg(long, value_name = "PATH")]
     bin: Option<PathBuf>,
+    /// Run only the third burst, the flush into `routeguard daemon`.
+    #[arg(long)]
+    daemon_only: bool,
+    /// Also flush into the daemon of this routeguard binary (e.g. main's, built into a directory
+    /// of its own), just before the one benched: the two side by side in one run.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
 }
 
 /// Once routeguard has as many events as removals, a count that has not grown for this long is
@@ -74,50 +81,74 @@ pub fn run(args: &Args) -> Result<()> {
     let ns = Netns::create(&format!("rg-loss-{}", std::process::id()))?;
     add_link(&ns)?;
     ns.ip(&["addr", "add", "10.255.0.1/16", "dev", "d0"])?;
+    let listeners = if args.daemon_only {
+        String::new()
+    } else {
+        format!(
+            "routeguard `trace --json --netns {0}` (its default ring) and `ip -n {0} monitor \
+             route` side by side, then ",
+            ns.name()
+        )
+    };
     println!(
-        "bench loss: netns {}, routeguard `trace --json --netns {}` (its default ring) and `ip \
-         -n {} monitor route` side by side, then `routeguard daemon` (its default config); {} \
-         run(s); load average {}",
+        "bench loss: netns {}, {listeners}`routeguard daemon` (its default config){}; {} run(s); \
+         load average {}",
         ns.name(),
-        ns.name(),
-        ns.name(),
+        if args.baseline.is_some() {
+            ", the baseline's then the benched one's"
+        } else {
+            ""
+        },
         args.runs,
         load_average()
     );
 
     for run in 1..=args.runs {
-        interrupt::check()?;
-        fill(
-            &ns,
-            &fill_file,
-            args.routes,
-            &format!("run {run} (a) flush"),
-        )?;
-        let seen = observe(&bin, &ns, &dir, "flush", u64::from(args.routes), || {
-            flush(&ns)
-        })?;
-        seen.print(u64::from(args.routes), "`ip route flush table 100`");
-
-        interrupt::check()?;
-        ns.ip(&["-batch", path_str(&add_file)?])?;
-        println!(
-            "run {run} (b) batch delete: {} routes added to table {TABLE}",
-            args.deletes
-        );
-        let seen = observe(&bin, &ns, &dir, "batch", u64::from(args.deletes), || {
-            ns.ip(&["-batch", path_str(&del_file)?])
-        })?;
-        seen.print(u64::from(args.deletes), "`ip -batch` (route del lines)");
-
-        interrupt::check()?;
-        fill(
-            &ns,
-            &fill_file,
-            args.routes,
-            &format!("run {run} (c) daemon"),
-        )?;
-        into_daemon::flush(&bin, &ns, &dir, u64::from(args.routes))?;
+        if !args.daemon_only {
+            traced(&bin, &ns, &dir, args, run, &fill_file, &add_file, &del_file)?;
+        }
+        let arms = args.baseline.iter().map(|b| ("baseline", b.as_path()));
+        for (name, bin) in arms.chain([("benched", bin.as_path())]) {
+            interrupt::check()?;
+            fill(
+                &ns,
+                &fill_file,
+                args.routes,
+                &format!("run {run} (c) daemon, {name} {}", bin.display()),
+            )?;
+            into_daemon::flush(bin, &ns, &dir, u64::from(args.routes))?;
+        }
     }
+    Ok(())
+}
+
+/// The first two bursts of a run, under `routeguard trace`.
+#[allow(clippy::too_many_arguments)] // reason: one run's files and names, passed straight through
+fn traced(
+    bin: &Path,
+    ns: &Netns,
+    dir: &Path,
+    args: &Args,
+    run: u32,
+    fill_file: &Path,
+    add_file: &Path,
+    del_file: &Path,
+) -> Result<()> {
+    interrupt::check()?;
+    fill(ns, fill_file, args.routes, &format!("run {run} (a) flush"))?;
+    let seen = observe(bin, ns, dir, "flush", u64::from(args.routes), || flush(ns))?;
+    seen.print(u64::from(args.routes), "`ip route flush table 100`");
+
+    interrupt::check()?;
+    ns.ip(&["-batch", path_str(add_file)?])?;
+    println!(
+        "run {run} (b) batch delete: {} routes added to table {TABLE}",
+        args.deletes
+    );
+    let seen = observe(bin, ns, dir, "batch", u64::from(args.deletes), || {
+        ns.ip(&["-batch", path_str(del_file)?])
+    })?;
+    seen.print(u64::from(args.deletes), "`ip -batch` (route del lines)");
     Ok(())
 }
 

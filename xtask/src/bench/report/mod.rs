@@ -5,7 +5,8 @@
 //! machine is shared; the figures mean little when it is far above the core count). With
 //! `--baseline`, a second binary (e.g. a build from before a change) reports the same inputs in
 //! the same run, turn about with the first, and the bench prints the ratios and whether the two
-//! reports are the same. With `--fleet`, a fleet's stores instead ([`fleet`]).
+//! reports are the same. With `--fleet`, a fleet's stores instead ([`fleet`]), with or without
+//! `--baseline`.
 mod data;
 mod fleet;
 
@@ -39,8 +40,9 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     baseline: Option<PathBuf>,
     /// Fleet mode: a report of --nodes stores of --node-events events each (`--db` repeated),
-    /// side by side with one node's report of --events events.
-    #[arg(long, conflicts_with = "baseline")]
+    /// side by side with one node's report of --events events (and, with --baseline, both
+    /// reports by both binaries).
+    #[arg(long)]
     fleet: bool,
     /// Nodes in fleet mode.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=1000))]
@@ -76,14 +78,14 @@ impl Series {
 
 pub fn run(args: &Args) -> Result<()> {
     let bin = super::routeguard_bin(args.bin.as_deref())?;
-    if args.fleet {
-        return fleet::run(args, &bin);
-    }
     let baseline = args
         .baseline
         .as_deref()
         .map(|b| fs::canonicalize(b).with_context(|| format!("--baseline {}", b.display())))
         .transpose()?;
+    if args.fleet {
+        return fleet::run(args, &bin, baseline.as_deref());
+    }
     let dir = super::bench_dir()?;
     let jsonl = dir.join(format!("report-{}.jsonl", args.events));
     let db = dir.join(format!("report-{}.db", args.events));
