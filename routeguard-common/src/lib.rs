@@ -11,6 +11,7 @@ pub mod budget;
 pub mod keepalive;
 pub mod kfunc;
 pub mod offsets;
+pub mod prevent;
 pub mod records;
 
 pub use budget::{Budget, BudgetKey, BudgetLimits};

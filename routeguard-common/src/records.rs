@@ -85,6 +85,12 @@ pub mod request_flags {
     /// Heard in the kernel by the kernel-function path's request hooks (`rtnetlink_rcv_msg`,
     /// `sock_ioctl`), not by the syscall programs.
     pub const IN_KERNEL: u16 = 1 << 2;
+    /// The BPF LSM program on `netlink_send` refused this send (EPERM) because a message in it
+    /// could remove a protected object: rtnetlink never saw any of it. The record is the whole
+    /// send (up to half the payload).
+    pub const DENIED: u16 = 1 << 3;
+    /// As [`DENIED`], but the policy is a dry run: the send went through.
+    pub const WOULD_DENY: u16 = 1 << 4;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -114,8 +120,12 @@ pub mod counter {
     /// A removal request over its sender's budget, not copied: a privileged sender in a
     /// namespace other than the initial one (or those a protect policy names).
     pub const SUPPRESSED_NAMESPACE: u32 = 7;
+    /// Sends the LSM program refused (EPERM), or let through in a dry run (`would-deny`).
+    pub const DENIED: u32 = 8;
+    /// A denial whose record could not be written (ring full): the send was still refused.
+    pub const DENIAL_LOST: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 10;
 }
 
 /// Constants of the ioctls the programs capture (UAPI, `linux/sockios.h`).

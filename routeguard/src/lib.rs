@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod mirror;
 pub mod netlink;
 pub mod pipeline;
+pub mod prevent;
 pub mod report;
 pub mod restore;
 pub mod sink;

@@ -33,7 +33,7 @@ const USER_NS_LEVEL_MAX: u32 = 32;
 /// kernel refuses: such a request is copied, as every request was before budgets, and it takes
 /// a privileged process to send it.
 #[inline(always)]
-fn may_admin(task: u64, net: u64) -> Option<bool> {
+pub fn may_admin(task: u64, net: u64) -> Option<bool> {
     let cred = read::<u64>(task, config_field!(offsets.task_cred))?;
     let cred_ns = read::<u64>(cred, config_field!(offsets.cred_user_ns))?;
     let mut ns = read::<u64>(net, config_field!(offsets.net_user_ns))?;

@@ -16,6 +16,7 @@ mod ioctl;
 mod keepalive;
 mod kern;
 mod kfunc;
+mod lsm;
 mod maps;
 mod notify;
 mod rare;

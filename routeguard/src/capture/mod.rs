@@ -102,6 +102,8 @@ pub struct Options {
     /// turning them off, and the burst.
     pub budget_rate: u32,
     pub budget_burst: u32,
+    /// Deny entries for the BPF LSM program (`crate::prevent`); `None` attaches none.
+    pub deny: Option<crate::prevent::Plan>,
 }
 
 /// Default `capture.orphan_after`: long enough for any restart, upgrade or reboot of a daemon,
@@ -120,6 +122,7 @@ impl Default for Options {
             orphan_after: DEFAULT_ORPHAN_AFTER,
             budget_rate: budget::DEFAULT_RATE,
             budget_burst: budget::DEFAULT_BURST,
+            deny: None,
         }
     }
 }
@@ -182,6 +185,8 @@ pub struct Capture {
     pub orphaned: Option<Orphaned>,
     /// The budget maps, for the summaries of what they suppressed.
     budgets: Option<budget::Budgets>,
+    /// Whether the deny entries' LSM program runs.
+    pub prevention: crate::prevent::Status,
 }
 
 impl CaptureError {
@@ -246,6 +251,14 @@ impl Capture {
                 links: Some(adopted.links),
                 orphaned,
                 budgets: Some(adopted.budgets),
+                prevention: match &options.deny {
+                    None => crate::prevent::Status::Off,
+                    Some(_) => crate::prevent::Status::Unavailable(
+                        "a pinned capture was adopted; restart with `routeguard daemon --unpin` \
+                         to load prevention"
+                            .to_string(),
+                    ),
+                },
             });
         }
         Self::load(options, Some(&set))
@@ -373,6 +386,23 @@ impl Capture {
                 Err(err) => return Err(err),
             }
         }
+        // Prevention is an addition: a kernel that refuses it still captures and restores.
+        let prevention = match &options.deny {
+            None => crate::prevent::Status::Off,
+            Some(plan) => match crate::prevent::attach(&mut ebpf, plan) {
+                Ok(()) => {
+                    programs += 1;
+                    crate::prevent::Status::Active {
+                        entries: plan.selectors.len(),
+                        dry_run: plan.dry_run,
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(reason = %why, "prevention is unavailable; deny entries protect by restore");
+                    crate::prevent::Status::Unavailable(why)
+                }
+            },
+        };
         let ring = take_map(&mut ebpf, "EVENTS", RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, "COUNTERS", PerCpuArray::try_from)?;
         let budgets = budget::Budgets::new(
@@ -404,6 +434,7 @@ impl Capture {
             links: held,
             orphaned: None,
             budgets: Some(budgets),
+            prevention,
         })
     }
 

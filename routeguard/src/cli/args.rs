@@ -40,6 +40,8 @@ Examples:
                                                  fentry/fexit do not load; `routeguard doctor` says why)
   routeguard trace --protect 'kind=rule table=77 allow-comm=kube-router'
                                                  put back table-77 rules others remove
+  routeguard trace --protect 'kind=rule table=77 action=deny allow-exe=/usr/local/bin/kube-router'
+                                                 refuse (EPERM) table-77 rule deletes by others
   routeguard trace --config /etc/routeguard/routeguard.toml --dry-run
                                                  what its [[protect]] entries would restore
 
@@ -89,14 +91,17 @@ pub struct TraceArgs {
     pub wakeup: u32,
     /// Put back rules or routes this selects when a process not allowed to removes them
     /// (repeatable). Keys as in a `[[protect]]` entry, `allow.X` as `allow-X`, e.g.
-    /// 'kind=rule table=77 priority=32000-32765 allow-comm=kube-router'.
+    /// 'kind=rule table=77 priority=32000-32765 allow-comm=kube-router'. With `action=deny` the
+    /// removal is refused in the kernel instead (EPERM, BPF LSM; restored where BPF LSM is not
+    /// active; docs/prevention.md).
     #[arg(long, value_name = "SPEC", value_parser = restore::parse_spec)]
     pub protect: Vec<Protect>,
     /// Read `[[protect]]` entries and `[restore]` settings (flap guard) from this config file,
     /// the daemon's format; its other sections are checked but not used by `trace`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// With --protect or --config: show what would be restored, change nothing.
+    /// With --protect or --config: show what would be restored (and, for `action=deny` entries,
+    /// what would be refused: `would-deny`), change nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Capture path: kernel-function (fentry/fexit on the kernel's deletion functions: every

@@ -69,6 +69,8 @@ enum TraceError {
 struct Policy {
     protect: Vec<Protect>,
     guard: GuardConfig,
+    /// The deny entries, for the LSM program.
+    deny: Option<crate::prevent::Plan>,
 }
 
 impl Policy {
@@ -81,7 +83,13 @@ impl Policy {
             guard = config.restore;
         }
         guard.dry_run |= args.dry_run;
-        Ok(Self { protect, guard })
+        let deny =
+            crate::prevent::Plan::of(&protect, guard.dry_run).map_err(ConfigError::Policy)?;
+        Ok(Self {
+            protect,
+            guard,
+            deny,
+        })
     }
 }
 
@@ -101,6 +109,7 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
         budget_rate: capture::budget::DEFAULT_RATE,
         // All budgeted senders share four bursts: at most half the ring.
         budget_burst: capture::budget::DEFAULT_BURST.min(args.ring_size / 8),
+        deny: policy.deny.clone(),
     };
     let settings = Settings {
         queue_bytes: args.queue_size as usize,
@@ -125,11 +134,12 @@ async fn trace(args: &TraceArgs, policy: Policy, selection: &Selection) -> Resul
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = args.duration.map(|d| Instant::now() + d);
-    let protection = match (entries, dry_run) {
+    let mut protection = match (entries, dry_run) {
         (0, _) => String::new(),
         (n, false) => format!("; protecting {n} selection(s), restoring"),
         (n, true) => format!("; protecting {n} selection(s), dry run"),
     };
+    protection.push_str(&pipeline.prevention.describe());
     eprintln!(
         "routeguard: tracing started (capture={}, {} programs, ring {} KiB, queue {} KiB{protection}); Ctrl-C to stop",
         pipeline.path,

@@ -2,14 +2,17 @@
 //! in one send), as a request waiting for the kernel's answer. Both capture paths read requests
 //! the same way; they differ in what answers them.
 
-use routeguard_common::{syscall as id, IoctlPayload, RequestHead};
+use routeguard_common::{request_flags, syscall as id, IoctlPayload, RequestHead};
 
 use super::{waiting, Core, Waiting};
 use crate::{
     decode::{self, Decoded},
-    event::{Op, Request, Syscall},
+    event::{Capture, Evidence, Op, Outcome, Request, Syscall},
     netlink::uapi::NLM_F_ACK,
 };
+
+/// The errno a refused send returns (`-EPERM` from the LSM program).
+const EPERM: i32 = 1;
 
 impl Core {
     /// The removals `payload` asks for, each waiting for its answer; what does not decode is
@@ -46,6 +49,41 @@ impl Core {
             }
         }
         asked
+    }
+
+    /// A send the LSM program refused (or would have, in a dry run): each removal in it goes
+    /// out now as `denied` (errno EPERM) or `would-deny`, with the actor the request names.
+    /// Returns the sequence numbers of the refused messages (none in a dry run); `None` when
+    /// the record is no denial.
+    pub(super) fn denied(
+        &mut self,
+        head: &RequestHead,
+        payload: &[u8],
+        path: Capture,
+    ) -> Option<Vec<u32>> {
+        let outcome = if head.flags & request_flags::DENIED != 0 {
+            Outcome::Denied
+        } else if head.flags & request_flags::WOULD_DENY != 0 {
+            Outcome::WouldDeny
+        } else {
+            return None;
+        };
+        let mut seqs = Vec::new();
+        for mut w in self.asked(head, payload) {
+            // A dry run's send goes on to rtnetlink: its requests stay to be answered.
+            if outcome == Outcome::Denied {
+                seqs.extend(w.seq());
+            }
+            w.event.outcome = outcome;
+            w.event.capture = path;
+            if outcome == Outcome::Denied {
+                w.event.errno = Some(EPERM);
+                w.event.error = crate::event::errno::name(EPERM).map(str::to_string);
+            }
+            w.evidence = Evidence::Lsm;
+            self.release(w.observed());
+        }
+        Some(seqs)
     }
 
     fn ioctl_asked(&mut self, head: &RequestHead, payload: &[u8]) -> Option<Waiting> {

@@ -81,6 +81,14 @@ impl KernelFunctionCorrelator {
     }
 
     fn request(&mut self, head: &RequestHead, payload: &[u8]) {
+        // rtnetlink never saw a refused send: its denial is the only record of it.
+        if self
+            .core
+            .denied(head, payload, Capture::KernelFunction)
+            .is_some()
+        {
+            return;
+        }
         for w in self.core.asked(head, payload) {
             if head.syscall == routeguard_common::syscall::IOCTL {
                 self.requests.add_ioctl(head.task.tid, w);

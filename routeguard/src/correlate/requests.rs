@@ -99,6 +99,11 @@ impl Requests {
         true
     }
 
+    /// The oldest request waiting under `key`, taken unanswered (a denial stands for it).
+    pub fn take(&mut self, key: Key) -> Option<Waiting> {
+        self.take_at(key, 0)
+    }
+
     /// The oldest request waiting under the ack's key (`None`: a peeked reply read again, or a
     /// reply to a request captured before routeguard started).
     fn ack(&mut self, key: Key) -> Option<Waiting> {

@@ -48,6 +48,14 @@ impl SyscallCorrelator {
     }
 
     fn request(&mut self, head: &RequestHead, payload: &[u8]) {
+        if let Some(seqs) = self.core.denied(head, payload, Capture::Syscall) {
+            // sys_enter copied the same send before the LSM refused it: no ack will answer
+            // those requests, and the denial stands for them.
+            for seq in seqs {
+                let _ = self.requests.take((head.sock, seq));
+            }
+            return;
+        }
         for w in self.core.asked(head, payload) {
             if head.syscall == id::IOCTL {
                 self.requests.add_ioctl(head.task.tid, w);

@@ -215,6 +215,9 @@ pub enum ConfigError {
         at: Location,
         message: String,
     },
+    /// The protect entries together cannot be enforced as written (`crate::prevent::Plan`).
+    #[error("{0}")]
+    Policy(String),
 }
 
 /// A config value that is not a size or a duration (reported with its line by serde).
@@ -269,6 +272,13 @@ impl Config {
             path: path.to_owned(),
             at: Location(locate(text, v.key)),
             message: v.to_string(),
+        })?;
+        crate::prevent::Plan::of(&config.protect, false).map_err(|message| {
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                at: Location(None),
+                message,
+            }
         })?;
         Ok(config)
     }

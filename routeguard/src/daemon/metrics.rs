@@ -5,6 +5,8 @@
 //! - `removals_total{kind,cause,outcome,comm}`: events by what went, why, the kernel's answer and
 //!   the actor's comm (after 256 distinct comms, further ones count as `comm="other"`: an
 //!   unprivileged user in its own netns must not be able to grow the label set without bound);
+//! - `denials_total{kind,outcome}`: sends the BPF LSM program refused (`denied`) or let through
+//!   in a dry run (`would-deny`), one per removal message in them (docs/prevention.md);
 //! - `events_lost_total{cause}`: removals never seen: `ring-full` (the kernel dropped the record,
 //!   the ring buffer was full: one per send, however many deletes it carried) or `queue-full`
 //!   (the queue after the ring drain was at its bound: each removal of a dropped send);
@@ -60,7 +62,7 @@ use tokio::{
 };
 
 use crate::{
-    event::{Event, EventType},
+    event::{Event, EventType, Outcome},
     pipeline::Totals,
     restore::{Missing, Overflow},
     sink::escape::escape,
@@ -79,6 +81,12 @@ struct RemovalLabels {
     cause: String,
     outcome: String,
     comm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    kind: String,
+    outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,6 +127,7 @@ struct SinkLabels {
 pub struct Metrics {
     registry: Registry,
     removals: Family<RemovalLabels, Counter>,
+    denials: Family<DenialLabels, Counter>,
     restores: Family<RestoreLabels, Counter>,
     missing: Family<MissingLabels, Gauge>,
     restore_overflow: Family<MapLabels, Counter>,
@@ -155,6 +164,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("routeguard");
         let removals = Family::<RemovalLabels, Counter>::default();
         let restores = Family::<RestoreLabels, Counter>::default();
+        let denials = Family::<DenialLabels, Counter>::default();
         let missing = Family::<MissingLabels, Gauge>::default();
         let restore_overflow = Family::<MapLabels, Counter>::default();
         for map in ["missing", "sockets"] {
@@ -178,6 +188,11 @@ impl Metrics {
             "removals",
             "Removal events by kind, cause, outcome and actor comm",
             removals.clone(),
+        );
+        registry.register(
+            "denials",
+            "Removal messages in sends the BPF LSM program refused (denied) or let through in a dry run (would-deny)",
+            denials.clone(),
         );
         registry.register(
             "restores",
@@ -247,6 +262,7 @@ impl Metrics {
         Self {
             registry,
             removals,
+            denials,
             restores,
             missing,
             restore_overflow,
@@ -294,6 +310,14 @@ impl Metrics {
             } else {
                 "other".to_owned()
             };
+            if matches!(ev.outcome, Outcome::Denied | Outcome::WouldDeny) {
+                self.denials
+                    .get_or_create(&DenialLabels {
+                        kind: label(&ev.kind()),
+                        outcome: label(&ev.outcome),
+                    })
+                    .inc();
+            }
             self.removals
                 .get_or_create(&RemovalLabels {
                     kind: label(&ev.kind()),

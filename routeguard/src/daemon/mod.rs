@@ -99,6 +99,10 @@ pub async fn run(
         orphan_after: config.capture.orphan_after,
         budget_rate: config.capture.budget_rate,
         budget_burst: budget_burst(&config),
+        // Checked when the config was read.
+        deny: crate::prevent::Plan::of(&config.protect, config.restore.dry_run)
+            .ok()
+            .flatten(),
     };
     let settings = Settings {
         queue_bytes: config.capture.queue_size as usize,
@@ -132,7 +136,7 @@ pub async fn run(
             ),
             (Some(dir), true, false) => format!(", pinned in {}", dir.display()),
             _ => ", not pinned".to_owned(),
-        },
+        } + &pipeline.prevention.describe(),
         sinks.describe(),
         server.as_ref().map_or_else(
             || "off".to_owned(),

@@ -250,6 +250,11 @@ pub enum Outcome {
     Failed,
     /// No reply was seen: the sender asked for no ack and never read an error, or exited first.
     Unknown,
+    /// routeguard's BPF LSM program refused the send before rtnetlink saw it (`errno` EPERM):
+    /// a deny entry protects what this message could remove (docs/prevention.md).
+    Denied,
+    /// As `denied`, in a dry run: the send went through.
+    WouldDeny,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]

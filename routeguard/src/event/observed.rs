@@ -74,6 +74,9 @@ pub enum Evidence {
     /// Absence from a re-dump of the namespace's routes: a route a link-down or address removal
     /// flushed without announcing it (IPv4 says nothing then).
     Redump,
+    /// routeguard's BPF LSM program refused the send (`denied`) or let it through in a dry run
+    /// (`would-deny`): its own verdict, before rtnetlink.
+    Lsm,
     /// Nothing from the kernel: an `unknown` outcome, or a removal inferred from the mirror's
     /// last state (what a destroyed namespace held).
     None,
@@ -81,6 +84,7 @@ pub enum Evidence {
 
 impl Evidence {
     /// In the order the outcomes line lists them.
+    /// (`lsm` is left out: no removal rests on it.)
     pub const ALL: [Evidence; 6] = [
         Evidence::Ack,
         Evidence::Notification,
@@ -98,6 +102,7 @@ impl Evidence {
             Evidence::KernelFunction => "kernel-function",
             Evidence::Ioctl => "ioctl",
             Evidence::Redump => "re-dump",
+            Evidence::Lsm => "lsm",
             Evidence::None => "none",
         }
     }
@@ -110,6 +115,9 @@ pub struct Outcomes {
     pub removed: [u64; 6],
     pub failed: u64,
     pub unknown: u64,
+    /// Refused by the LSM program (`denied`), or let through in a dry run (`would-deny`).
+    pub denied: u64,
+    pub would_deny: u64,
 }
 
 impl Outcomes {
@@ -133,6 +141,8 @@ impl Outcomes {
             }
             Outcome::Failed => self.failed += 1,
             Outcome::Unknown => self.unknown += 1,
+            Outcome::Denied => self.denied += 1,
+            Outcome::WouldDeny => self.would_deny += 1,
         }
     }
 
@@ -164,7 +174,16 @@ impl fmt::Display for Outcomes {
             by.join(", "),
             self.failed,
             self.unknown
-        )
+        )?;
+        // Only with prevention at work: the benches parse the line above as it was.
+        if self.denied + self.would_deny > 0 {
+            write!(
+                f,
+                ", denied {}, would-deny {}",
+                self.denied, self.would_deny
+            )?;
+        }
+        Ok(())
     }
 }
 

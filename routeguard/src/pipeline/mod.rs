@@ -147,6 +147,8 @@ pub struct Pipeline {
     pub programs: usize,
     /// The path that runs (the syscall path when kernel-function fell back).
     pub path: CapturePath,
+    /// Whether the deny entries' LSM program runs.
+    pub prevention: crate::prevent::Status,
     clock: Clock,
     queue: Arc<Queue>,
     drain: Drain,
@@ -180,6 +182,7 @@ impl Pipeline {
         };
         let (adopted, pinned, orphaned) = (capture.adopted, capture.pinned, capture.orphaned);
         let programs = capture.programs;
+        let prevention = capture.prevention.clone();
         let keepalive = capture.take_keepalive();
         let links = capture.take_links();
         let budgets = capture.take_budgets();
@@ -233,6 +236,7 @@ impl Pipeline {
             .map_err(CaptureError::Poll)?;
         Ok(Self {
             path: options.path,
+            prevention,
             programs,
             clock,
             queue,

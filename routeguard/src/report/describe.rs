@@ -98,6 +98,8 @@ pub fn outcome_name(o: Outcome) -> &'static str {
         Outcome::Removed => "removed",
         Outcome::Failed => "failed",
         Outcome::Unknown => "unknown",
+        Outcome::Denied => "denied",
+        Outcome::WouldDeny => "would-deny",
     }
 }
 

@@ -68,11 +68,13 @@ pub struct Outcomes {
     pub removed: u64,
     pub failed: u64,
     pub unknown: u64,
+    /// Refused by the LSM program, or would have been (dry run): nothing was removed.
+    pub denied: u64,
 }
 
 impl Outcomes {
     pub fn total(&self) -> u64 {
-        self.removed + self.failed + self.unknown
+        self.removed + self.failed + self.unknown + self.denied
     }
 }
 

@@ -125,6 +125,11 @@ impl AllowedCgroup {
         })
     }
 
+    /// The cgroup's id, resolved at load (`None`: the directory did not exist then).
+    pub fn id(&self) -> Option<u64> {
+        self.id
+    }
+
     /// The id resolved at load, or the directory's id now: a unit restarted since gets a new
     /// cgroup (systemd removes and recreates it).
     fn matches(&self, id: u64) -> bool {

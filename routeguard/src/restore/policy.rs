@@ -63,6 +63,31 @@ pub struct Protect {
     /// Who may remove these objects without routeguard putting them back.
     #[serde(default)]
     pub allow: Allow,
+    /// What routeguard does about a removal by anyone not allowed: put the object back
+    /// (`restore`, the default) or refuse the request in the kernel (`deny`, BPF LSM; see
+    /// docs/prevention.md).
+    #[serde(default, deserialize_with = "action")]
+    pub action: Action,
+}
+
+/// What a protect entry does about a removal by a sender it does not allow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Let the removal happen, then put the object back.
+    #[default]
+    Restore,
+    /// Refuse the request before rtnetlink acts (EPERM), where BPF LSM is active; elsewhere,
+    /// restore.
+    Deny,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Restore => "restore",
+            Action::Deny => "deny",
+        }
+    }
 }
 
 impl Protect {
@@ -164,6 +189,17 @@ fn kind<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
         )),
         other => Err(de::Error::custom(format!(
             "kind `{other}` is not protectable; use `rule` or `route`"
+        ))),
+    }
+}
+
+fn action<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "restore" => Ok(Action::Restore),
+        "deny" => Ok(Action::Deny),
+        other => Err(de::Error::custom(format!(
+            "action `{other}` is not an action; use `restore` (put the object back) or `deny` \
+             (refuse the removal, BPF LSM)"
         ))),
     }
 }

@@ -69,11 +69,41 @@ fn bad_specs_say_which_value_and_what_to_write() {
         ("table=77", "missing field `kind`"),
         ("kind=rule table", "not key=value"),
         ("kind=rule table=0", "table 0"),
+        (
+            "kind=rule table=77 action=refuse",
+            "action `refuse` is not an action",
+        ),
+        (
+            "kind=rule action=deny action=restore",
+            "`action` is given twice",
+        ),
     ];
     for (spec, needle) in cases {
         let err = parse_spec(spec).unwrap_err().to_string();
         assert!(err.contains(needle), "{spec}: {err}");
     }
+}
+
+#[test]
+fn action_defaults_to_restore_and_deny_is_taken_from_spec_and_config() {
+    use crate::restore::policy::Action;
+    assert_eq!(
+        parse_spec("kind=rule table=77").unwrap().action,
+        Action::Restore
+    );
+    let deny = parse_spec("kind=rule table=77 action=deny").unwrap();
+    assert_eq!(deny.action, Action::Deny);
+    assert_eq!(deny.table, Some(77));
+    let restore = parse_spec("kind=route dst=10.7.0.0/16 action=restore").unwrap();
+    assert_eq!(restore.action, Action::Restore);
+    let toml = "kind = \"rule\"\ntable = 77\naction = \"deny\"\n";
+    let entry: Protect = toml::from_str(toml).unwrap();
+    assert_eq!(entry.action, Action::Deny);
+    let bad: Result<Protect, _> = toml::from_str("kind = \"rule\"\naction = \"drop\"\n");
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("action `drop` is not an action"));
 }
 
 #[test]

@@ -266,7 +266,13 @@ mod tests {
         ] {
             values.push(serde_json::to_value(c).unwrap());
         }
-        for o in [Outcome::Removed, Outcome::Failed, Outcome::Unknown] {
+        for o in [
+            Outcome::Removed,
+            Outcome::Failed,
+            Outcome::Unknown,
+            Outcome::Denied,
+            Outcome::WouldDeny,
+        ] {
             values.push(serde_json::to_value(o).unwrap());
         }
         for c in [Capture::Syscall, Capture::KernelFunction, Capture::Netlink] {

@@ -125,6 +125,8 @@ fn outcome(ev: &Event) -> String {
     match ev.outcome {
         Outcome::Removed => "removed".to_string(),
         Outcome::Unknown => "unknown".to_string(),
+        Outcome::Denied => "denied EPERM".to_string(),
+        Outcome::WouldDeny => "would-deny".to_string(),
         Outcome::Failed => match (&ev.error, ev.errno) {
             (Some(name), _) => format!("failed {}", escape(name)),
             (None, Some(errno)) => format!("failed errno {errno}"),

@@ -138,6 +138,15 @@ pub const HOST_ONLY: &[LeftOut] = &[
         why: "the OTLP exporter's transport, retries and queue (the http test still checks \
               each field of a removal captured by this kernel)",
     },
+    LeftOut {
+        target: "deny",
+        tests: &[
+            "deny_without_bpf_lsm_falls_back_to_restore_with_a_warning",
+            "a_bad_action_is_one_clear_error",
+        ],
+        why: "the fallback to restore where BPF LSM programs are refused (the guests load them) \
+              and the policy's parse error",
+    },
 ];
 
 /// Tests the oldest kernel's guest (6.1) also leaves out: what routeguard decides on top of a

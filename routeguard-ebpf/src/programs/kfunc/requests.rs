@@ -270,7 +270,7 @@ pub fn portid(skb: u64) -> u32 {
 
 /// Which syscall the current task is in, from its saved user registers.
 #[inline(always)]
-fn via() -> u16 {
+pub(crate) fn via() -> u16 {
     // SAFETY: helpers without preconditions; the registers are read with fault handling.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
     let Some(regs) = Regs::read(regs) else {

@@ -772,6 +772,7 @@ pub(super) fn add(o: &mut Outcomes, outcome: Outcome) {
         Outcome::Removed => o.removed += 1,
         Outcome::Failed => o.failed += 1,
         Outcome::Unknown => o.unknown += 1,
+        Outcome::Denied | Outcome::WouldDeny => o.denied += 1,
     }
 }
 
