@@ -105,3 +105,16 @@ fn each_namespace_knows_the_entries_in_force_there() {
     assert_eq!(masks.get(&4026532999), Some(&0b010));
     assert_eq!(masks.len(), 2);
 }
+
+#[test]
+fn kernel_releases_are_read_as_major_and_minor() {
+    use super::{release_version, PROVEN_FROM};
+    assert_eq!(release_version("6.1.0-57-amd64\n"), Some((6, 1)));
+    assert_eq!(release_version("6.12.118+deb12-amd64"), Some((6, 12)));
+    assert_eq!(release_version("6.18.0"), Some((6, 18)));
+    assert_eq!(release_version("5.14.0-427.el9.x86_64"), Some((5, 14)));
+    assert_eq!(release_version("garbage"), None);
+    assert!(release_version("6.1.0-57-amd64").unwrap() < PROVEN_FROM);
+    assert!(release_version("6.12.118+deb12-amd64").unwrap() >= PROVEN_FROM);
+    assert!(release_version("7.0.1").unwrap() >= PROVEN_FROM);
+}
