@@ -25,7 +25,9 @@ use super::{
     budget,
     kern::{bound, config_field, read},
     maps::{count, REQUEST_SCRATCH, SELF_TGID},
-    send::{self, RTM_DELROUTE, RTM_DELRULE, RTM_NEWROUTE},
+    send::{
+        self, NLMSG_HDRLEN, NLM_F_REPLACE, NLM_F_REQUEST, RTM_DELROUTE, RTM_DELRULE, RTM_NEWROUTE,
+    },
     sock::{self, Sock},
 };
 
@@ -53,9 +55,6 @@ pub static ALLOW_CGROUP: HashMap<u64, u64> = HashMap::with_max_entries(256, 0);
 pub static ALLOW_EXE: HashMap<ExeKey, u64> = HashMap::with_max_entries(256, 0);
 
 const EPERM: i32 = 1;
-const NLMSG_HDRLEN: u32 = 16;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_REPLACE: u16 = 0x100;
 /// `struct fib_rule_hdr` and `struct rtmsg` are both 12 bytes (UAPI).
 const FAMILY_HDR: u32 = 12;
 const AF_INET: u8 = 2;

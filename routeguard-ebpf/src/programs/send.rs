@@ -20,9 +20,9 @@ use super::{
     task,
 };
 
-const NLMSG_HDRLEN: u32 = 16;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_REPLACE: u16 = 0x100;
+pub const NLMSG_HDRLEN: u32 = 16;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_REPLACE: u16 = 0x100;
 const IFF_UP: u32 = 0x1;
 
 pub const RTM_NEWLINK: u16 = 16;
